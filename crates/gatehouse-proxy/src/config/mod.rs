@@ -1,0 +1,350 @@
+//! Configuration: the raw YAML types, `${ENV}` substitution, and validation into the
+//! runtime types the gateway runs on. Runtime code never sees a raw type.
+
+mod raw;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use gatehouse_protocol::Limits;
+
+pub use raw::{
+    RawConfig, RawFederation, RawLimits, RawLogFormat, RawLogging, RawSession, RawTransportKind,
+    RawUpstream, RawVirtualServer,
+};
+
+/// A config problem, with where it is (a YAML location or a field path).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{location}: {message}")]
+pub struct ConfigError {
+    pub location: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn at(location: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { location: location.into(), message: message.into() }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub dev_mode: bool,
+    pub allowed_origins: Vec<String>,
+    pub limits: RuntimeLimits,
+    pub session_key: Option<[u8; 32]>,
+    pub session_ttl: Duration,
+    pub separator: String,
+    pub upstreams: Vec<UpstreamSpec>,
+    pub virtual_servers: BTreeMap<String, VirtualServer>,
+    pub log_json: bool,
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuntimeLimits {
+    pub decode: Limits,
+    pub max_upstream_message_bytes: usize,
+    pub request_timeout: Duration,
+    pub body_timeout: Duration,
+    pub max_concurrent_requests: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamSpec {
+    pub name: String,
+    /// `None` exposes names unprefixed.
+    pub namespace: Option<String>,
+    pub transport: TransportSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportSpec {
+    Stdio {
+        command: String,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        cwd: Option<PathBuf>,
+    },
+    StreamableHttp { url: String, headers: Vec<(String, String)> },
+    Sse { url: String, headers: Vec<(String, String)> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualServer {
+    pub name: String,
+    pub upstreams: BTreeSet<String>,
+    pub tools: Option<BTreeSet<String>>,
+}
+
+const DEFAULT_INHERIT: [&str; 4] = ["PATH", "HOME", "LANG", "TMPDIR"];
+
+impl Config {
+    /// Reads, substitutes and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::at(path.display().to_string(), e.to_string()))?;
+        Self::from_yaml(&text, &|k| std::env::var(k).ok())
+    }
+
+    /// Parses YAML text; `env` resolves `${VAR}` references.
+    pub fn from_yaml(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let text = substitute_env(text, env)?;
+        let raw: RawConfig = yaml_serde::from_str(&text).map_err(|e| {
+            let loc = e
+                .location()
+                .map(|l| format!("line {} column {}", l.line(), l.column()))
+                .unwrap_or_else(|| "config".to_owned());
+            ConfigError::at(loc, e.to_string())
+        })?;
+        raw.validate(env)
+    }
+}
+
+/// Replaces `${NAME}` with the variable's value; `$${` is a literal `${`. A missing variable
+/// or a value with a line break is an error naming the line.
+fn substitute_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(text.len());
+    for (lineno, line) in text.split_inclusive('\n').enumerate() {
+        let mut rest = line;
+        while let Some(pos) = rest.find("${") {
+            if pos > 0 && rest.as_bytes()[pos - 1] == b'$' {
+                out.push_str(&rest[..pos - 1]);
+                out.push_str("${");
+                rest = &rest[pos + 2..];
+                continue;
+            }
+            out.push_str(&rest[..pos]);
+            let after = &rest[pos + 2..];
+            let Some(end) = after.find('}') else {
+                return Err(ConfigError::at(format!("line {}", lineno + 1), "unterminated ${"));
+            };
+            let name = &after[..end];
+            let value = env(name).ok_or_else(|| {
+                ConfigError::at(format!("line {}", lineno + 1), format!("environment variable {name} is not set"))
+            })?;
+            if value.contains('\n') || value.contains('\r') {
+                return Err(ConfigError::at(
+                    format!("line {}", lineno + 1),
+                    format!("environment variable {name} contains a line break"),
+                ));
+            }
+            out.push_str(&value);
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+    }
+    Ok(out)
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+fn is_loopback(addr: &SocketAddr) -> bool {
+    addr.ip().is_loopback()
+}
+
+impl RawConfig {
+    /// Checks everything that can be checked offline and builds the runtime config.
+    pub fn validate(self, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let listen_s = self.listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        let listen: SocketAddr = listen_s
+            .parse()
+            .map_err(|_| ConfigError::at("listen", format!("`{listen_s}` is not an address like 127.0.0.1:8080")))?;
+        if !is_loopback(&listen) && (!self.allow_remote || self.dev_mode) {
+            return Err(ConfigError::at(
+                "listen",
+                if self.dev_mode {
+                    "development mode binds loopback only"
+                } else {
+                    "binding a non-loopback address needs allow_remote: true"
+                },
+            ));
+        }
+        for (i, o) in self.allowed_origins.iter().enumerate() {
+            if !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/') {
+                return Err(ConfigError::at(
+                    format!("allowed_origins[{i}]"),
+                    "an origin is scheme://host[:port] without a trailing slash",
+                ));
+            }
+        }
+        let l = &self.limits;
+        let limits = RuntimeLimits {
+            decode: Limits {
+                max_body_bytes: positive("limits.max_body_bytes", l.max_body_bytes, 4 << 20)?,
+                max_depth: positive("limits.max_json_depth", l.max_json_depth, 64)?,
+                max_batch: positive("limits.max_batch", l.max_batch, 32)?,
+            },
+            max_upstream_message_bytes: positive(
+                "limits.max_upstream_message_bytes",
+                l.max_upstream_message_bytes,
+                16 << 20,
+            )?,
+            request_timeout: Duration::from_secs(positive_u64(
+                "limits.request_timeout_secs",
+                l.request_timeout_secs,
+                120,
+            )?),
+            body_timeout: Duration::from_secs(positive_u64("limits.body_timeout_secs", l.body_timeout_secs, 30)?),
+            max_concurrent_requests: positive("limits.max_concurrent_requests", l.max_concurrent_requests, 1024)?,
+        };
+        if limits.decode.max_depth > 128 {
+            return Err(ConfigError::at("limits.max_json_depth", "at most 128"));
+        }
+        let session_key = match &self.session.key {
+            None => None,
+            Some(k) => {
+                let bytes = STANDARD
+                    .decode(k.trim())
+                    .map_err(|_| ConfigError::at("session.key", "not base64"))?;
+                Some(<[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+                    ConfigError::at("session.key", format!("must decode to 32 bytes, got {}", bytes.len()))
+                })?)
+            }
+        };
+        let session_ttl = Duration::from_secs(positive_u64("session.ttl_secs", self.session.ttl_secs, 86_400)?);
+        let separator = self.federation.separator.unwrap_or_else(|| "__".to_owned());
+        if separator.is_empty() || separator.len() > 8 || separator.chars().any(|c| c.is_whitespace()) {
+            return Err(ConfigError::at("federation.separator", "1 to 8 characters, no white space"));
+        }
+
+        let mut upstreams = Vec::new();
+        let mut namespaces = BTreeMap::new();
+        for (name, u) in self.upstreams {
+            let at = format!("upstreams.{name}");
+            if !valid_name(&name) {
+                return Err(ConfigError::at(at, "names use a-z, 0-9, _ and - (at most 64)"));
+            }
+            let namespace = match u.namespace.as_deref() {
+                None => Some(name.clone()),
+                Some("") => None,
+                Some(ns) => Some(ns.to_owned()),
+            };
+            if let Some(ns) = &namespace {
+                if ns.contains(separator.as_str()) {
+                    return Err(ConfigError::at(
+                        format!("{at}.namespace"),
+                        format!("`{ns}` contains the separator `{separator}`, so names could collide"),
+                    ));
+                }
+                if let Some(other) = namespaces.insert(ns.clone(), name.clone()) {
+                    return Err(ConfigError::at(
+                        format!("{at}.namespace"),
+                        format!("namespace `{ns}` is already used by upstream {other}"),
+                    ));
+                }
+            }
+            let transport = match (u.command, u.url) {
+                (Some(command), None) => {
+                    if u.transport.is_some() || !u.headers.is_empty() {
+                        return Err(ConfigError::at(at, "transport and headers apply to url upstreams only"));
+                    }
+                    if command.trim().is_empty() {
+                        return Err(ConfigError::at(format!("{at}.command"), "empty command"));
+                    }
+                    let mut envs: Vec<(String, String)> = Vec::new();
+                    let inherit = u.inherit_env.unwrap_or_else(|| DEFAULT_INHERIT.map(str::to_owned).to_vec());
+                    for k in inherit {
+                        if let Some(v) = env(&k) {
+                            envs.push((k, v));
+                        }
+                    }
+                    envs.extend(u.env);
+                    TransportSpec::Stdio { command, args: u.args, env: envs, cwd: u.cwd.map(PathBuf::from) }
+                }
+                (None, Some(url)) => {
+                    if !u.args.is_empty() || !u.env.is_empty() || u.cwd.is_some() || u.inherit_env.is_some() {
+                        return Err(ConfigError::at(at, "args, env, inherit_env and cwd apply to command upstreams only"));
+                    }
+                    if !(url.starts_with("http://") || url.starts_with("https://")) || reqwest::Url::parse(&url).is_err() {
+                        return Err(ConfigError::at(format!("{at}.url"), format!("`{url}` is not an http(s) URL")));
+                    }
+                    for k in u.headers.keys() {
+                        if http::HeaderName::from_bytes(k.as_bytes()).is_err() {
+                            return Err(ConfigError::at(format!("{at}.headers"), format!("`{k}` is not a header name")));
+                        }
+                    }
+                    let headers = u.headers.into_iter().collect();
+                    match u.transport.unwrap_or(RawTransportKind::StreamableHttp) {
+                        RawTransportKind::StreamableHttp => TransportSpec::StreamableHttp { url, headers },
+                        RawTransportKind::Sse => TransportSpec::Sse { url, headers },
+                    }
+                }
+                _ => return Err(ConfigError::at(at, "set exactly one of command and url")),
+            };
+            upstreams.push(UpstreamSpec { name, namespace, transport });
+        }
+
+        let mut virtual_servers = BTreeMap::new();
+        for (name, v) in self.virtual_servers {
+            let at = format!("virtual_servers.{name}");
+            if !valid_name(&name) {
+                return Err(ConfigError::at(at, "names use a-z, 0-9, _ and - (at most 64)"));
+            }
+            if v.upstreams.is_empty() {
+                return Err(ConfigError::at(format!("{at}.upstreams"), "name at least one upstream"));
+            }
+            for u in &v.upstreams {
+                if !upstreams.iter().any(|s| &s.name == u) {
+                    return Err(ConfigError::at(format!("{at}.upstreams"), format!("no upstream named `{u}`")));
+                }
+            }
+            virtual_servers.insert(
+                name.clone(),
+                VirtualServer {
+                    name,
+                    upstreams: v.upstreams.into_iter().collect(),
+                    tools: v.tools.map(|t| t.into_iter().collect()),
+                },
+            );
+        }
+
+        Ok(Config {
+            listen,
+            dev_mode: self.dev_mode,
+            allowed_origins: self.allowed_origins,
+            limits,
+            session_key,
+            session_ttl,
+            separator,
+            upstreams,
+            virtual_servers,
+            log_json: self.logging.format == Some(RawLogFormat::Json),
+            log_level: self.logging.level.unwrap_or_else(|| "info".to_owned()),
+        })
+    }
+}
+
+fn positive(at: &str, v: Option<usize>, default: usize) -> Result<usize, ConfigError> {
+    match v {
+        Some(0) => Err(ConfigError::at(at, "must be greater than 0")),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    }
+}
+
+fn positive_u64(at: &str, v: Option<u64>, default: u64) -> Result<u64, ConfigError> {
+    match v {
+        Some(0) => Err(ConfigError::at(at, "must be greater than 0")),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    }
+}
+
+/// The JSON Schema of the config file, for editors.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(RawConfig)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;

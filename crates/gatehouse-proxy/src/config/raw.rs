@@ -1,0 +1,135 @@
+//! The YAML file as written: serde types with unknown fields rejected. `JsonSchema` on these
+//! types is what `gatehouse schema` prints for editors.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// Top level of `gatehouse.yaml`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Address the client-facing listener binds. Default `127.0.0.1:8080`.
+    pub listen: Option<String>,
+    /// Allow binding a non-loopback address. Off by default: exposing the gateway beyond
+    /// this host is a deliberate decision.
+    #[serde(default)]
+    pub allow_remote: bool,
+    /// Development mode: no authentication, loopback only. Printed loudly at start.
+    #[serde(default)]
+    pub dev_mode: bool,
+    /// Extra `Origin` values accepted besides loopback origins (DNS-rebinding defence).
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub session: RawSession,
+    #[serde(default)]
+    pub federation: RawFederation,
+    /// Upstream MCP servers by name. Names are `[a-z0-9_-]`, unique.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, RawUpstream>,
+    /// Named subsets served at `/s/{name}/mcp`.
+    #[serde(default)]
+    pub virtual_servers: BTreeMap<String, RawVirtualServer>,
+    #[serde(default)]
+    pub logging: RawLogging,
+}
+
+/// Bounds on everything a peer sends. Every field has a safe default.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Largest request body accepted (bytes). Default 4 MiB.
+    pub max_body_bytes: Option<usize>,
+    /// Deepest JSON nesting accepted. Default 64.
+    pub max_json_depth: Option<usize>,
+    /// Most messages in one JSON-RPC batch (2025-03-26 only). Default 32.
+    pub max_batch: Option<usize>,
+    /// Largest single message from an upstream (stdio line or SSE event). Default 16 MiB.
+    pub max_upstream_message_bytes: Option<usize>,
+    /// How long one upstream call may take (seconds). Default 120.
+    pub request_timeout_secs: Option<u64>,
+    /// How long a client may take to send its request body (seconds). Default 30.
+    pub body_timeout_secs: Option<u64>,
+    /// Requests handled at once across all clients; further ones get 503. Default 1024.
+    pub max_concurrent_requests: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSession {
+    /// 32-byte key (base64) that encrypts and authenticates session ids, shared by all
+    /// replicas. When absent a random key is made at start and sessions die with the process.
+    pub key: Option<String>,
+    /// Session lifetime in seconds. Default 86400.
+    pub ttl_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawFederation {
+    /// Joins an upstream's namespace and a tool or prompt name. Default `__`.
+    pub separator: Option<String>,
+}
+
+/// One upstream: either `command` (stdio child) or `url` (HTTP).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    /// Program to run as a stdio MCP server.
+    pub command: Option<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Environment given to the child. Nothing else is inherited unless listed in `inherit_env`.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Variables copied from the gateway's environment. Default `[PATH, HOME, LANG, TMPDIR]`.
+    pub inherit_env: Option<Vec<String>>,
+    /// Working directory of the child.
+    pub cwd: Option<String>,
+    /// Upstream endpoint for `streamable_http` (`…/mcp`) or `sse` (`…/sse`).
+    pub url: Option<String>,
+    /// `streamable_http` (default for `url`) or `sse` (legacy HTTP+SSE).
+    pub transport: Option<RawTransportKind>,
+    /// Extra HTTP headers sent to an HTTP upstream (e.g. its own credential).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Prefix for this upstream's tools and prompts. Default: the upstream's name.
+    /// An empty string exposes names unprefixed (collisions are then refused).
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawTransportKind {
+    StreamableHttp,
+    Sse,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawVirtualServer {
+    /// Upstreams this virtual server exposes.
+    pub upstreams: Vec<String>,
+    /// If set, only these exposed tool names (e.g. `db__read_database`).
+    pub tools: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogging {
+    /// `text` (default) or `json`.
+    pub format: Option<RawLogFormat>,
+    /// A tracing filter such as `info` or `gatehouse_proxy=debug`. Default `info`.
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawLogFormat {
+    Text,
+    Json,
+}

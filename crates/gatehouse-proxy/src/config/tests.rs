@@ -1,0 +1,74 @@
+use super::{Config, TransportSpec};
+
+fn env(k: &str) -> Option<String> {
+    match k {
+        "TOKEN" => Some("s3cret".into()),
+        "PATH" => Some("/usr/bin".into()),
+        "EVIL" => Some("x\ny: 1".into()),
+        _ => None,
+    }
+}
+
+fn load(yaml: &str) -> Result<Config, super::ConfigError> {
+    Config::from_yaml(yaml, &env)
+}
+
+#[test]
+fn minimal_config_has_safe_defaults() {
+    let c = load("{}").unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.limits.decode.max_depth, 64);
+    assert_eq!(c.separator, "__");
+}
+
+#[test]
+fn unknown_field_is_rejected_with_its_location() {
+    let e = load("upstreams:\n  db:\n    comand: x\n").unwrap_err();
+    assert!(e.location.starts_with("line 3"), "{e}");
+    assert!(e.message.contains("comand"), "{e}");
+}
+
+#[test]
+fn env_substitution_and_scrubbed_child_env() {
+    let c = load(
+        "upstreams:\n  db:\n    command: srv\n    env: {API: \"${TOKEN}\"}\n    inherit_env: [PATH, NOPE]\n",
+    )
+    .unwrap();
+    let TransportSpec::Stdio { env, .. } = &c.upstreams[0].transport else { panic!() };
+    assert_eq!(env, &vec![("PATH".into(), "/usr/bin".into()), ("API".into(), "s3cret".into())]);
+    assert!(load("listen: ${MISSING}").unwrap_err().message.contains("MISSING"));
+    assert!(load("listen: ${EVIL}").unwrap_err().message.contains("line break"));
+    assert_eq!(load("allowed_origins: ['https://a$${b}']").unwrap().allowed_origins, vec!["https://a${b}"]);
+}
+
+#[test]
+fn semantic_errors_name_the_field() {
+    let cases = [
+        ("listen: 0.0.0.0:80", "listen"),
+        ("upstreams:\n  Bad: {command: x}", "upstreams.Bad"),
+        ("upstreams:\n  a: {command: x, url: 'http://h/mcp'}", "upstreams.a"),
+        ("upstreams:\n  a: {url: 'ftp://h'}", "upstreams.a.url"),
+        ("upstreams:\n  a: {command: x, namespace: 'x__y'}", "upstreams.a.namespace"),
+        ("upstreams:\n  a: {command: x}\n  b: {command: y, namespace: a}", "upstreams.b.namespace"),
+        ("virtual_servers:\n  v: {upstreams: [nope]}", "virtual_servers.v.upstreams"),
+        ("limits: {max_body_bytes: 0}", "limits.max_body_bytes"),
+        ("session: {key: 'c2hvcnQ='}", "session.key"),
+    ];
+    for (yaml, at) in cases {
+        let e = load(yaml).unwrap_err();
+        assert_eq!(e.location, at, "{yaml}: {e}");
+    }
+}
+
+#[test]
+fn remote_bind_needs_opt_in_and_never_in_dev_mode() {
+    assert!(load("listen: 0.0.0.0:8080\nallow_remote: true").is_ok());
+    assert!(load("listen: 0.0.0.0:8080\nallow_remote: true\ndev_mode: true").is_err());
+}
+
+#[test]
+fn schema_lists_top_level_fields() {
+    let s = super::json_schema();
+    let props = s["properties"].as_object().unwrap();
+    assert!(props.contains_key("upstreams") && props.contains_key("limits"));
+}
