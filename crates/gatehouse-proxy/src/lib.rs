@@ -1,1 +1,58 @@
-//! placeholder
+//! Gatehouse's proxy: client-facing transports, upstream connections, federation, sessions
+//! and the request pipeline. The only library crate that knows all the others.
+
+pub mod catalog;
+pub mod config;
+pub mod gateway;
+pub mod http;
+pub mod hub;
+pub mod metrics;
+pub mod pipeline;
+mod reload;
+pub mod session;
+pub mod upstream;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use config::{Config, ConfigError};
+pub use gateway::Gateway;
+
+/// Runs the gateway until ctrl-c / SIGTERM, then drains. `config_path`, when given, is
+/// watched and reloaded on change.
+pub async fn serve(config: Config, config_path: Option<PathBuf>) -> std::io::Result<()> {
+    let prometheus = metrics::install();
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let gw = Gateway::start(config);
+    let _watch = config_path.map(|p| reload::watch(p, gw.clone()));
+    serve_on(listener, gw, prometheus).await
+}
+
+/// Serves on an already-bound listener (tests bind port 0 first).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    gw: Arc<Gateway>,
+    prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) -> std::io::Result<()> {
+    let app = http::router(gw, prometheus);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: draining in-flight requests");
+}

@@ -1,1 +1,222 @@
-fn main() {}
+//! The `gatehouse` binary: serve the gateway, validate config, run the demo upstream, bridge
+//! stdio clients to a remote gateway, and benchmark.
+
+mod bench;
+mod connect;
+mod demo;
+mod quickstart;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use gatehouse_proxy::Config;
+use gatehouse_proxy::config::{RawConfig, RawUpstream};
+
+#[derive(Parser)]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "Gatehouse: the MCP security gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway from a config file, or (development mode) from --upstream flags.
+    Serve {
+        /// YAML config file; watched and reloaded on change.
+        #[arg(short, long, env = "GATEHOUSE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Listen address (development mode: loopback only).
+        #[arg(long)]
+        listen: Option<String>,
+        /// NAME=COMMAND (stdio) or NAME=URL (Streamable HTTP); repeatable. Development mode.
+        #[arg(long = "upstream", value_name = "NAME=TARGET")]
+        upstreams: Vec<String>,
+        /// Front the bundled demo server (and server-everything when npx is present).
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Validate a config file offline; prints the first problem with its location.
+    Check { config: PathBuf },
+    /// Print the config file's JSON Schema.
+    Schema,
+    /// The bundled demo MCP server (stdio): a seeded SQLite database and a few documents.
+    DemoServer {
+        /// Database file to use; a fresh seeded copy in a temporary directory by default.
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
+    /// Bridge a stdio MCP client (desktop apps) to a gateway URL.
+    Connect {
+        url: String,
+        /// Extra header sent with every request, e.g. `Authorization=Bearer …`.
+        #[arg(long = "header", value_name = "NAME=VALUE")]
+        headers: Vec<String>,
+    },
+    /// Measure added latency and throughput of tools/call through the gateway vs direct.
+    Bench {
+        /// Sequential calls for the latency figures.
+        #[arg(long, default_value_t = 5000)]
+        calls: usize,
+        /// Concurrent connections for the throughput figures.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// Seconds of load for each throughput figure.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
+}
+
+fn init_logging(json: bool, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Builds a development-mode config from flags.
+fn dev_config(listen: Option<String>, upstreams: &[String], demo: bool) -> Result<Config> {
+    let mut raw = RawConfig {
+        listen,
+        dev_mode: true,
+        ..Default::default()
+    };
+    if demo {
+        let exe = std::env::current_exe().context("locating the gatehouse executable")?;
+        raw.upstreams.insert(
+            "demo".into(),
+            RawUpstream {
+                command: Some(exe.display().to_string()),
+                args: vec!["demo-server".into()],
+                ..Default::default()
+            },
+        );
+        if which("npx").is_some() {
+            raw.upstreams.insert(
+                "everything".into(),
+                RawUpstream {
+                    command: Some("npx".into()),
+                    args: vec![
+                        "-y".into(),
+                        "@modelcontextprotocol/server-everything".into(),
+                    ],
+                    ..Default::default()
+                },
+            );
+        }
+    }
+    for u in upstreams {
+        let Some((name, target)) = u.split_once('=') else {
+            bail!("--upstream takes NAME=COMMAND or NAME=URL, got `{u}`")
+        };
+        let up = if target.starts_with("http://") || target.starts_with("https://") {
+            RawUpstream {
+                url: Some(target.to_owned()),
+                ..Default::default()
+            }
+        } else {
+            let mut words = target.split_whitespace().map(str::to_owned);
+            let command = words.next().context("empty upstream command")?;
+            RawUpstream {
+                command: Some(command),
+                args: words.collect(),
+                ..Default::default()
+            }
+        };
+        raw.upstreams.insert(name.to_owned(), up);
+    }
+    raw.validate(&|k| std::env::var(k).ok())
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn which(cmd: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(cmd))
+            .find(|f| f.is_file())
+    })
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match Config::load(&config) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} upstreams, {} virtual servers)",
+                    config.display(),
+                    c.upstreams.len(),
+                    c.virtual_servers.len()
+                );
+                Ok(())
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", config.display());
+                std::process::exit(1);
+            }
+        },
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&gatehouse_proxy::config::json_schema())?
+            );
+            Ok(())
+        }
+        Command::DemoServer { db } => demo::run(db),
+        Command::Connect { url, headers } => runtime()?.block_on(connect::run(url, headers)),
+        Command::Bench {
+            calls,
+            connections,
+            seconds,
+        } => {
+            init_logging(false, "warn");
+            runtime()?.block_on(bench::run(calls, connections, seconds))
+        }
+        Command::Serve {
+            config,
+            listen,
+            upstreams,
+            demo,
+        } => {
+            let (cfg, path) = match &config {
+                Some(p) => {
+                    if !upstreams.is_empty() || demo || listen.is_some() {
+                        bail!(
+                            "--upstream, --demo and --listen are for development mode; put them in the config file"
+                        );
+                    }
+                    (
+                        Config::load(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+                        Some(p.clone()),
+                    )
+                }
+                None => (dev_config(listen, &upstreams, demo)?, None),
+            };
+            init_logging(cfg.log_json, &cfg.log_level);
+            if cfg.dev_mode {
+                quickstart::banner(&cfg);
+            }
+            runtime()?
+                .block_on(gatehouse_proxy::serve(cfg, path))
+                .context("serving")
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}

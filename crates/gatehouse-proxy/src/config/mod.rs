@@ -27,7 +27,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn at(location: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { location: location.into(), message: message.into() }
+        Self {
+            location: location.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -72,8 +75,14 @@ pub enum TransportSpec {
         env: Vec<(String, String)>,
         cwd: Option<PathBuf>,
     },
-    StreamableHttp { url: String, headers: Vec<(String, String)> },
-    Sse { url: String, headers: Vec<(String, String)> },
+    StreamableHttp {
+        url: String,
+        headers: Vec<(String, String)>,
+    },
+    Sse {
+        url: String,
+        headers: Vec<(String, String)>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +103,10 @@ impl Config {
     }
 
     /// Parses YAML text; `env` resolves `${VAR}` references.
-    pub fn from_yaml(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    pub fn from_yaml(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let text = substitute_env(text, env)?;
         let raw: RawConfig = yaml_serde::from_str(&text).map_err(|e| {
             let loc = e
@@ -123,11 +135,17 @@ fn substitute_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<St
             out.push_str(&rest[..pos]);
             let after = &rest[pos + 2..];
             let Some(end) = after.find('}') else {
-                return Err(ConfigError::at(format!("line {}", lineno + 1), "unterminated ${"));
+                return Err(ConfigError::at(
+                    format!("line {}", lineno + 1),
+                    "unterminated ${",
+                ));
             };
             let name = &after[..end];
             let value = env(name).ok_or_else(|| {
-                ConfigError::at(format!("line {}", lineno + 1), format!("environment variable {name} is not set"))
+                ConfigError::at(
+                    format!("line {}", lineno + 1),
+                    format!("environment variable {name} is not set"),
+                )
             })?;
             if value.contains('\n') || value.contains('\r') {
                 return Err(ConfigError::at(
@@ -146,7 +164,8 @@ fn substitute_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<St
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 fn is_loopback(addr: &SocketAddr) -> bool {
@@ -157,9 +176,12 @@ impl RawConfig {
     /// Checks everything that can be checked offline and builds the runtime config.
     pub fn validate(self, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let listen_s = self.listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
-        let listen: SocketAddr = listen_s
-            .parse()
-            .map_err(|_| ConfigError::at("listen", format!("`{listen_s}` is not an address like 127.0.0.1:8080")))?;
+        let listen: SocketAddr = listen_s.parse().map_err(|_| {
+            ConfigError::at(
+                "listen",
+                format!("`{listen_s}` is not an address like 127.0.0.1:8080"),
+            )
+        })?;
         if !is_loopback(&listen) && (!self.allow_remote || self.dev_mode) {
             return Err(ConfigError::at(
                 "listen",
@@ -195,8 +217,16 @@ impl RawConfig {
                 l.request_timeout_secs,
                 120,
             )?),
-            body_timeout: Duration::from_secs(positive_u64("limits.body_timeout_secs", l.body_timeout_secs, 30)?),
-            max_concurrent_requests: positive("limits.max_concurrent_requests", l.max_concurrent_requests, 1024)?,
+            body_timeout: Duration::from_secs(positive_u64(
+                "limits.body_timeout_secs",
+                l.body_timeout_secs,
+                30,
+            )?),
+            max_concurrent_requests: positive(
+                "limits.max_concurrent_requests",
+                l.max_concurrent_requests,
+                1024,
+            )?,
         };
         if limits.decode.max_depth > 128 {
             return Err(ConfigError::at("limits.max_json_depth", "at most 128"));
@@ -208,14 +238,27 @@ impl RawConfig {
                     .decode(k.trim())
                     .map_err(|_| ConfigError::at("session.key", "not base64"))?;
                 Some(<[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
-                    ConfigError::at("session.key", format!("must decode to 32 bytes, got {}", bytes.len()))
+                    ConfigError::at(
+                        "session.key",
+                        format!("must decode to 32 bytes, got {}", bytes.len()),
+                    )
                 })?)
             }
         };
-        let session_ttl = Duration::from_secs(positive_u64("session.ttl_secs", self.session.ttl_secs, 86_400)?);
+        let session_ttl = Duration::from_secs(positive_u64(
+            "session.ttl_secs",
+            self.session.ttl_secs,
+            86_400,
+        )?);
         let separator = self.federation.separator.unwrap_or_else(|| "__".to_owned());
-        if separator.is_empty() || separator.len() > 8 || separator.chars().any(|c| c.is_whitespace()) {
-            return Err(ConfigError::at("federation.separator", "1 to 8 characters, no white space"));
+        if separator.is_empty()
+            || separator.len() > 8
+            || separator.chars().any(|c| c.is_whitespace())
+        {
+            return Err(ConfigError::at(
+                "federation.separator",
+                "1 to 8 characters, no white space",
+            ));
         }
 
         let mut upstreams = Vec::new();
@@ -223,7 +266,10 @@ impl RawConfig {
         for (name, u) in self.upstreams {
             let at = format!("upstreams.{name}");
             if !valid_name(&name) {
-                return Err(ConfigError::at(at, "names use a-z, 0-9, _ and - (at most 64)"));
+                return Err(ConfigError::at(
+                    at,
+                    "names use a-z, 0-9, _ and - (at most 64)",
+                ));
             }
             let namespace = match u.namespace.as_deref() {
                 None => Some(name.clone()),
@@ -234,7 +280,9 @@ impl RawConfig {
                 if ns.contains(separator.as_str()) {
                     return Err(ConfigError::at(
                         format!("{at}.namespace"),
-                        format!("`{ns}` contains the separator `{separator}`, so names could collide"),
+                        format!(
+                            "`{ns}` contains the separator `{separator}`, so names could collide"
+                        ),
                     ));
                 }
                 if let Some(other) = namespaces.insert(ns.clone(), name.clone()) {
@@ -247,56 +295,96 @@ impl RawConfig {
             let transport = match (u.command, u.url) {
                 (Some(command), None) => {
                     if u.transport.is_some() || !u.headers.is_empty() {
-                        return Err(ConfigError::at(at, "transport and headers apply to url upstreams only"));
+                        return Err(ConfigError::at(
+                            at,
+                            "transport and headers apply to url upstreams only",
+                        ));
                     }
                     if command.trim().is_empty() {
                         return Err(ConfigError::at(format!("{at}.command"), "empty command"));
                     }
                     let mut envs: Vec<(String, String)> = Vec::new();
-                    let inherit = u.inherit_env.unwrap_or_else(|| DEFAULT_INHERIT.map(str::to_owned).to_vec());
+                    let inherit = u
+                        .inherit_env
+                        .unwrap_or_else(|| DEFAULT_INHERIT.map(str::to_owned).to_vec());
                     for k in inherit {
                         if let Some(v) = env(&k) {
                             envs.push((k, v));
                         }
                     }
                     envs.extend(u.env);
-                    TransportSpec::Stdio { command, args: u.args, env: envs, cwd: u.cwd.map(PathBuf::from) }
+                    TransportSpec::Stdio {
+                        command,
+                        args: u.args,
+                        env: envs,
+                        cwd: u.cwd.map(PathBuf::from),
+                    }
                 }
                 (None, Some(url)) => {
-                    if !u.args.is_empty() || !u.env.is_empty() || u.cwd.is_some() || u.inherit_env.is_some() {
-                        return Err(ConfigError::at(at, "args, env, inherit_env and cwd apply to command upstreams only"));
+                    if !u.args.is_empty()
+                        || !u.env.is_empty()
+                        || u.cwd.is_some()
+                        || u.inherit_env.is_some()
+                    {
+                        return Err(ConfigError::at(
+                            at,
+                            "args, env, inherit_env and cwd apply to command upstreams only",
+                        ));
                     }
-                    if !(url.starts_with("http://") || url.starts_with("https://")) || reqwest::Url::parse(&url).is_err() {
-                        return Err(ConfigError::at(format!("{at}.url"), format!("`{url}` is not an http(s) URL")));
+                    if !(url.starts_with("http://") || url.starts_with("https://"))
+                        || reqwest::Url::parse(&url).is_err()
+                    {
+                        return Err(ConfigError::at(
+                            format!("{at}.url"),
+                            format!("`{url}` is not an http(s) URL"),
+                        ));
                     }
                     for k in u.headers.keys() {
                         if http::HeaderName::from_bytes(k.as_bytes()).is_err() {
-                            return Err(ConfigError::at(format!("{at}.headers"), format!("`{k}` is not a header name")));
+                            return Err(ConfigError::at(
+                                format!("{at}.headers"),
+                                format!("`{k}` is not a header name"),
+                            ));
                         }
                     }
                     let headers = u.headers.into_iter().collect();
                     match u.transport.unwrap_or(RawTransportKind::StreamableHttp) {
-                        RawTransportKind::StreamableHttp => TransportSpec::StreamableHttp { url, headers },
+                        RawTransportKind::StreamableHttp => {
+                            TransportSpec::StreamableHttp { url, headers }
+                        }
                         RawTransportKind::Sse => TransportSpec::Sse { url, headers },
                     }
                 }
                 _ => return Err(ConfigError::at(at, "set exactly one of command and url")),
             };
-            upstreams.push(UpstreamSpec { name, namespace, transport });
+            upstreams.push(UpstreamSpec {
+                name,
+                namespace,
+                transport,
+            });
         }
 
         let mut virtual_servers = BTreeMap::new();
         for (name, v) in self.virtual_servers {
             let at = format!("virtual_servers.{name}");
             if !valid_name(&name) {
-                return Err(ConfigError::at(at, "names use a-z, 0-9, _ and - (at most 64)"));
+                return Err(ConfigError::at(
+                    at,
+                    "names use a-z, 0-9, _ and - (at most 64)",
+                ));
             }
             if v.upstreams.is_empty() {
-                return Err(ConfigError::at(format!("{at}.upstreams"), "name at least one upstream"));
+                return Err(ConfigError::at(
+                    format!("{at}.upstreams"),
+                    "name at least one upstream",
+                ));
             }
             for u in &v.upstreams {
                 if !upstreams.iter().any(|s| &s.name == u) {
-                    return Err(ConfigError::at(format!("{at}.upstreams"), format!("no upstream named `{u}`")));
+                    return Err(ConfigError::at(
+                        format!("{at}.upstreams"),
+                        format!("no upstream named `{u}`"),
+                    ));
                 }
             }
             virtual_servers.insert(

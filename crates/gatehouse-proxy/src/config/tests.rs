@@ -34,11 +34,34 @@ fn env_substitution_and_scrubbed_child_env() {
         "upstreams:\n  db:\n    command: srv\n    env: {API: \"${TOKEN}\"}\n    inherit_env: [PATH, NOPE]\n",
     )
     .unwrap();
-    let TransportSpec::Stdio { env, .. } = &c.upstreams[0].transport else { panic!() };
-    assert_eq!(env, &vec![("PATH".into(), "/usr/bin".into()), ("API".into(), "s3cret".into())]);
-    assert!(load("listen: ${MISSING}").unwrap_err().message.contains("MISSING"));
-    assert!(load("listen: ${EVIL}").unwrap_err().message.contains("line break"));
-    assert_eq!(load("allowed_origins: ['https://a$${b}']").unwrap().allowed_origins, vec!["https://a${b}"]);
+    let TransportSpec::Stdio { env, .. } = &c.upstreams[0].transport else {
+        panic!()
+    };
+    assert_eq!(
+        env,
+        &vec![
+            ("PATH".into(), "/usr/bin".into()),
+            ("API".into(), "s3cret".into())
+        ]
+    );
+    assert!(
+        load("listen: ${MISSING}")
+            .unwrap_err()
+            .message
+            .contains("MISSING")
+    );
+    assert!(
+        load("listen: ${EVIL}")
+            .unwrap_err()
+            .message
+            .contains("line break")
+    );
+    assert_eq!(
+        load("allowed_origins: ['https://a$${b}']")
+            .unwrap()
+            .allowed_origins,
+        vec!["https://a${b}"]
+    );
 }
 
 #[test]
@@ -46,11 +69,23 @@ fn semantic_errors_name_the_field() {
     let cases = [
         ("listen: 0.0.0.0:80", "listen"),
         ("upstreams:\n  Bad: {command: x}", "upstreams.Bad"),
-        ("upstreams:\n  a: {command: x, url: 'http://h/mcp'}", "upstreams.a"),
+        (
+            "upstreams:\n  a: {command: x, url: 'http://h/mcp'}",
+            "upstreams.a",
+        ),
         ("upstreams:\n  a: {url: 'ftp://h'}", "upstreams.a.url"),
-        ("upstreams:\n  a: {command: x, namespace: 'x__y'}", "upstreams.a.namespace"),
-        ("upstreams:\n  a: {command: x}\n  b: {command: y, namespace: a}", "upstreams.b.namespace"),
-        ("virtual_servers:\n  v: {upstreams: [nope]}", "virtual_servers.v.upstreams"),
+        (
+            "upstreams:\n  a: {command: x, namespace: 'x__y'}",
+            "upstreams.a.namespace",
+        ),
+        (
+            "upstreams:\n  a: {command: x}\n  b: {command: y, namespace: a}",
+            "upstreams.b.namespace",
+        ),
+        (
+            "virtual_servers:\n  v: {upstreams: [nope]}",
+            "virtual_servers.v.upstreams",
+        ),
         ("limits: {max_body_bytes: 0}", "limits.max_body_bytes"),
         ("session: {key: 'c2hvcnQ='}", "session.key"),
     ];

@@ -1,0 +1,403 @@
+//! The gateway's shared state: upstream connections, the federated catalog, sessions and
+//! server-initiated streams, plus the reaction to what upstreams report (readiness, list
+//! changes, logs, resource updates). The request path itself is in `pipeline`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use gatehouse_protocol::{Id, Message, Notification, ProtocolVersion, Request, method};
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::catalog::{Catalog, Source, UpstreamLists};
+use crate::config::{Config, UpstreamSpec};
+use crate::hub::Hub;
+use crate::metrics as m;
+use crate::session::{SessionCodec, random_bytes};
+use crate::upstream::{ServerRequests, Upstream, UpstreamEvent};
+
+/// Most pages read from one upstream list, and most items kept, per refresh.
+const MAX_LIST_PAGES: usize = 100;
+const MAX_LIST_ITEMS: usize = 10_000;
+
+pub struct Gateway {
+    config: ArcSwap<Config>,
+    upstreams: ArcSwap<BTreeMap<String, Arc<Upstream>>>,
+    lists: Mutex<BTreeMap<String, UpstreamLists>>,
+    catalog: ArcSwap<Catalog>,
+    pub(crate) sessions: SessionCodec,
+    pub(crate) hub: Hub,
+    pub(crate) server_requests: Arc<ServerRequests>,
+    events: mpsc::UnboundedSender<UpstreamEvent>,
+    pub(crate) concurrency: ArcSwap<Semaphore>,
+    /// Calls a client may still cancel: (session id, client request id) → abort signal.
+    pub(crate) cancellable: Mutex<HashMap<(String, Id), oneshot::Sender<()>>>,
+    next_correlation: AtomicU64,
+    correlation_prefix: String,
+}
+
+impl Gateway {
+    /// Builds the gateway and starts connecting every upstream.
+    pub fn start(config: Config) -> Arc<Gateway> {
+        let key = config.session_key.unwrap_or_else(|| {
+            tracing::warn!("session.key is not set: sessions are valid on this process only");
+            random_bytes::<32>()
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let gw = Arc::new(Gateway {
+            sessions: SessionCodec::new(key, config.session_ttl),
+            concurrency: ArcSwap::from_pointee(Semaphore::new(
+                config.limits.max_concurrent_requests,
+            )),
+            config: ArcSwap::from_pointee(config.clone()),
+            upstreams: ArcSwap::from_pointee(BTreeMap::new()),
+            lists: Mutex::new(BTreeMap::new()),
+            catalog: ArcSwap::from_pointee(Catalog::default()),
+            hub: Hub::default(),
+            server_requests: Arc::new(ServerRequests::default()),
+            events: tx,
+            cancellable: Mutex::new(HashMap::new()),
+            next_correlation: AtomicU64::new(1),
+            correlation_prefix: random_bytes::<4>()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        });
+        gw.apply_upstreams(&config.upstreams);
+        tokio::spawn(event_loop(Arc::downgrade(&gw), rx));
+        gw
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.load_full()
+    }
+
+    pub fn upstream(&self, name: &str) -> Option<Arc<Upstream>> {
+        self.upstreams.load().get(name).cloned()
+    }
+
+    pub fn upstreams(&self) -> Arc<BTreeMap<String, Arc<Upstream>>> {
+        self.upstreams.load_full()
+    }
+
+    /// A fresh id tying a client's answer to the log lines about it.
+    pub fn correlation_id(&self) -> String {
+        format!(
+            "{}-{}",
+            self.correlation_prefix,
+            self.next_correlation.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// Swaps in a new config (hot reload). Upstreams whose spec changed are restarted; the
+    /// listen address and session key keep their start-up values.
+    pub fn reload(&self, new: Config) {
+        let old = self.config.load_full();
+        if new.listen != old.listen {
+            tracing::warn!("listen address changes take effect on restart only");
+        }
+        if new.session_key != old.session_key {
+            tracing::warn!("session key changes take effect on restart only");
+        }
+        if new.limits.max_concurrent_requests != old.limits.max_concurrent_requests {
+            self.concurrency
+                .store(Arc::new(Semaphore::new(new.limits.max_concurrent_requests)));
+        }
+        self.apply_upstreams(&new.upstreams);
+        self.config.store(Arc::new(new));
+        self.rebuild_catalog();
+    }
+
+    fn apply_upstreams(&self, specs: &[UpstreamSpec]) {
+        let current = self.upstreams.load_full();
+        let cfg = self.config.load();
+        let mut next = BTreeMap::new();
+        for spec in specs {
+            match current.get(&spec.name) {
+                Some(up) if up.spec == *spec => {
+                    next.insert(spec.name.clone(), up.clone());
+                }
+                _ => {
+                    if let Some(old) = current.get(&spec.name) {
+                        old.stop();
+                    }
+                    let up = Upstream::start(
+                        spec.clone(),
+                        self.events.clone(),
+                        self.server_requests.clone(),
+                        cfg.limits.max_upstream_message_bytes,
+                        cfg.limits.request_timeout.min(Duration::from_secs(60)),
+                    );
+                    next.insert(spec.name.clone(), up);
+                }
+            }
+        }
+        for (name, up) in current.iter() {
+            if !next.contains_key(name) {
+                up.stop();
+                self.lists
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(name);
+            }
+        }
+        self.upstreams.store(Arc::new(next));
+    }
+
+    /// Names of configured upstreams that are not connected and listed yet.
+    pub fn not_ready(&self) -> Vec<String> {
+        let lists = self.lists.lock().unwrap_or_else(PoisonError::into_inner);
+        self.upstreams
+            .load()
+            .iter()
+            .filter(|(name, up)| up.info().is_none() || !lists.contains_key(*name))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// Reads every list the upstream offers, following pagination within bounds.
+    async fn refresh_lists(self: &Arc<Self>, name: &str, kinds: &[&str]) {
+        let Some(up) = self.upstream(name) else {
+            return;
+        };
+        let Some(info) = up.info() else { return };
+        let timeout = self.config().limits.request_timeout;
+        let mut lists = self
+            .lists
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+            .unwrap_or_default();
+        for &kind in kinds {
+            let (cap, meth, field) = match kind {
+                "tools" => ("tools", method::TOOLS_LIST, "tools"),
+                "prompts" => ("prompts", method::PROMPTS_LIST, "prompts"),
+                "resources" => ("resources", method::RESOURCES_LIST, "resources"),
+                _ => (
+                    "resources",
+                    method::RESOURCES_TEMPLATES_LIST,
+                    "resourceTemplates",
+                ),
+            };
+            if info.capabilities.get(cap).is_none() {
+                continue;
+            }
+            let mut items = Vec::new();
+            let mut cursor: Option<Value> = None;
+            for _ in 0..MAX_LIST_PAGES {
+                let params = cursor.take().map(|c| json!({ "cursor": c }));
+                let resp = match up.call(Request::new(0, meth, params), None, timeout).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(upstream = name, list = meth, error = %e, "cannot read list");
+                        break;
+                    }
+                };
+                let Ok(result) = resp.outcome else {
+                    tracing::warn!(upstream = name, list = meth, "upstream refused to list");
+                    break;
+                };
+                if let Some(arr) = result.get(field).and_then(Value::as_array) {
+                    items.extend(
+                        arr.iter()
+                            .take(MAX_LIST_ITEMS.saturating_sub(items.len()))
+                            .cloned(),
+                    );
+                }
+                match result.get("nextCursor") {
+                    Some(c) if !c.is_null() && items.len() < MAX_LIST_ITEMS => {
+                        cursor = Some(c.clone())
+                    }
+                    _ => break,
+                }
+            }
+            match kind {
+                "tools" => lists.tools = items,
+                "prompts" => lists.prompts = items,
+                "resources" => lists.resources = items,
+                _ => lists.templates = items,
+            }
+        }
+        self.lists
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_owned(), lists);
+        self.rebuild_catalog();
+    }
+
+    /// Rebuilds and publishes the catalog; tells clients what changed.
+    fn rebuild_catalog(&self) {
+        let cfg = self.config.load();
+        let previous = self.catalog.load_full();
+        let lists = self.lists.lock().unwrap_or_else(PoisonError::into_inner);
+        let sources: Vec<Source<'_>> = cfg
+            .upstreams
+            .iter()
+            .filter_map(|s| {
+                lists.get(&s.name).map(|l| Source {
+                    upstream: &s.name,
+                    namespace: s.namespace.as_deref(),
+                    lists: l,
+                })
+            })
+            .collect();
+        let (catalog, collisions) = Catalog::build(&sources, &cfg.separator, &previous);
+        drop(lists);
+        for c in &collisions {
+            metrics::counter!(m::NAME_COLLISIONS).increment(1);
+            tracing::error!(kind = c.kind, name = %c.name, kept = %c.kept, refused = %c.refused,
+                "name collision: the later upstream's entry is not exposed");
+        }
+        let changed = [
+            (
+                previous
+                    .tools
+                    .iter()
+                    .map(|e| &e.def)
+                    .ne(catalog.tools.iter().map(|e| &e.def)),
+                method::TOOLS_LIST_CHANGED,
+            ),
+            (
+                previous
+                    .prompts
+                    .iter()
+                    .map(|e| &e.def)
+                    .ne(catalog.prompts.iter().map(|e| &e.def)),
+                method::PROMPTS_LIST_CHANGED,
+            ),
+            (
+                previous
+                    .resources
+                    .iter()
+                    .map(|e| &e.def)
+                    .ne(catalog.resources.iter().map(|e| &e.def))
+                    || previous
+                        .templates
+                        .iter()
+                        .map(|e| &e.def)
+                        .ne(catalog.templates.iter().map(|e| &e.def)),
+                method::RESOURCES_LIST_CHANGED,
+            ),
+        ];
+        self.catalog.store(Arc::new(catalog));
+        for (did, note) in changed {
+            if did {
+                self.hub.broadcast(&Notification::new(note, None).into());
+            }
+        }
+    }
+
+    /// Capabilities Gatehouse offers clients: the union of what it can relay.
+    pub fn capabilities(&self) -> Value {
+        json!({
+            "tools": {"listChanged": true},
+            "prompts": {"listChanged": true},
+            "resources": {"subscribe": true, "listChanged": true},
+            "logging": {},
+            "completions": {}
+        })
+    }
+
+    pub fn server_info(&self) -> Value {
+        json!({"name": "gatehouse", "title": "Gatehouse MCP gateway", "version": env!("CARGO_PKG_VERSION")})
+    }
+
+    /// Instructions of the upstreams in scope, each under its upstream's name.
+    pub fn instructions(&self, scope: Option<&crate::config::VirtualServer>) -> Option<String> {
+        let parts: Vec<String> = self
+            .upstreams
+            .load()
+            .values()
+            .filter(|u| crate::catalog::in_scope(scope, u.name(), None))
+            .filter_map(|u| {
+                u.info()?
+                    .instructions
+                    .clone()
+                    .map(|i| format!("[{}] {}", u.name(), i))
+            })
+            .collect();
+        (!parts.is_empty()).then(|| parts.join("\n\n"))
+    }
+
+    /// The `initialize` result for a requested version, with the version chosen.
+    pub fn initialize_result(
+        &self,
+        requested: Option<&str>,
+        scope: Option<&crate::config::VirtualServer>,
+    ) -> (ProtocolVersion, Value) {
+        let version = requested
+            .and_then(ProtocolVersion::parse)
+            .filter(|v| !v.is_stateless())
+            .unwrap_or(ProtocolVersion::LATEST_HANDSHAKE);
+        let mut result = json!({
+            "protocolVersion": version.as_str(),
+            "capabilities": self.capabilities(),
+            "serverInfo": self.server_info(),
+        });
+        if let Some(i) = self.instructions(scope) {
+            result["instructions"] = Value::String(i);
+        }
+        (version, result)
+    }
+}
+
+async fn event_loop(gw: std::sync::Weak<Gateway>, mut rx: mpsc::UnboundedReceiver<UpstreamEvent>) {
+    while let Some(ev) = rx.recv().await {
+        let Some(gw) = gw.upgrade() else { return };
+        match ev {
+            UpstreamEvent::Ready { upstream } => {
+                metrics::gauge!(m::UPSTREAM_UP, "upstream" => upstream.clone()).set(1.0);
+                let g = gw.clone();
+                tokio::spawn(async move {
+                    g.refresh_lists(&upstream, &["tools", "prompts", "resources", "templates"])
+                        .await
+                });
+            }
+            UpstreamEvent::Down { upstream } => {
+                metrics::gauge!(m::UPSTREAM_UP, "upstream" => upstream.clone()).set(0.0);
+                tracing::warn!(upstream = %upstream, "upstream down");
+            }
+            UpstreamEvent::Notification {
+                upstream,
+                notification,
+            } => {
+                let kinds: &'static [&'static str] = match notification.method.as_str() {
+                    method::TOOLS_LIST_CHANGED => &["tools"],
+                    method::PROMPTS_LIST_CHANGED => &["prompts"],
+                    method::RESOURCES_LIST_CHANGED => &["resources", "templates"],
+                    method::MESSAGE => {
+                        gw.hub.broadcast(&Message::Notification(notification));
+                        continue;
+                    }
+                    method::RESOURCES_UPDATED => {
+                        if let Some(uri) = notification
+                            .params
+                            .as_ref()
+                            .and_then(|p| p.get("uri"))
+                            .and_then(Value::as_str)
+                        {
+                            let uri = uri.to_owned();
+                            gw.hub
+                                .to_subscribers(&uri, &Message::Notification(notification));
+                        }
+                        continue;
+                    }
+                    other => {
+                        tracing::debug!(upstream = %upstream, method = other, "notification not relayed");
+                        continue;
+                    }
+                };
+                let g = gw.clone();
+                tokio::spawn(async move { g.refresh_lists(&upstream, kinds).await });
+            }
+        }
+    }
+}

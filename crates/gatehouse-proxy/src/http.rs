@@ -1,0 +1,840 @@
+//! The client-facing HTTP listener: Streamable HTTP at `/mcp` (sessions for 2024-11-05 …
+//! 2025-11-25, stateless 2026-07-28), legacy HTTP+SSE at `/sse`, the same under
+//! `/s/{name}/…` for virtual servers, and `/healthz`, `/readyz`, `/metrics`.
+//! HTTP status and JSON-RPC error mapping for the edge lives here, in one place.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::StreamExt;
+use futures_util::stream::{self, BoxStream};
+use gatehouse_protocol::{
+    DecodeError, Decoded, HEADER_MCP_METHOD, HEADER_MCP_NAME, HEADER_PROTOCOL_VERSION,
+    HEADER_SESSION_ID, HeaderMismatch, Id, META_PROTOCOL_VERSION, Message, Notification,
+    ProtocolVersion, Request, Response as RpcResponse, RpcError, code, decode_body,
+    encode_sse_event, method, stateless_envelope_check,
+};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::gateway::Gateway;
+use crate::metrics as m;
+use crate::pipeline::{ClientCtx, Principal, authenticate, bind_session};
+use crate::session::ClientCaps;
+
+#[derive(Clone)]
+struct AppState {
+    gw: Arc<Gateway>,
+    prometheus: Option<PrometheusHandle>,
+}
+
+/// Builds the router. Served by `crate::serve`, or driven directly in tests.
+pub fn router(gw: Arc<Gateway>, prometheus: Option<PrometheusHandle>) -> Router {
+    Router::new()
+        .route("/mcp", post(post_root).get(get_root).delete(delete_root))
+        .route(
+            "/s/{name}/mcp",
+            post(post_scoped).get(get_scoped).delete(delete_scoped),
+        )
+        .route("/sse", get(sse_root))
+        .route("/s/{name}/sse", get(sse_scoped))
+        .route("/message", post(message_root))
+        .route("/s/{name}/message", post(message_scoped))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_handler))
+        .with_state(AppState { gw, prometheus })
+}
+
+// ---- edge errors ---------------------------------------------------------------------
+
+fn json_body(status: StatusCode, msg: &Message) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        msg.to_bytes(),
+    )
+        .into_response()
+}
+
+fn rpc_error(status: StatusCode, id: Id, err: RpcError) -> Response {
+    json_body(status, &RpcResponse::err(id, err).into())
+}
+
+fn reject(status: StatusCode, reason: &'static str, code: i64, message: &str) -> Response {
+    metrics::counter!(m::REJECTED, "reason" => reason).increment(1);
+    tracing::info!(
+        reason,
+        status = status.as_u16(),
+        "request rejected at the edge"
+    );
+    rpc_error(status, Id::Null, RpcError::new(code, message))
+}
+
+/// HTTP status for a JSON-RPC error on the stateless (2026-07-28) path.
+fn stateless_status(code_: i64) -> StatusCode {
+    match code_ {
+        code::PARSE_ERROR
+        | code::INVALID_REQUEST
+        | code::INVALID_PARAMS
+        | code::HEADER_MISMATCH
+        | code::MISSING_REQUIRED_CLIENT_CAPABILITY
+        | code::UNSUPPORTED_PROTOCOL_VERSION => StatusCode::BAD_REQUEST,
+        code::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
+        _ => StatusCode::OK,
+    }
+}
+
+fn decode_error(e: &DecodeError) -> Response {
+    match e {
+        DecodeError::TooLarge { .. } => reject(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            code::INVALID_REQUEST,
+            "request body too large",
+        ),
+        DecodeError::TooDeep { .. } => reject(
+            StatusCode::BAD_REQUEST,
+            "too_deep",
+            code::PARSE_ERROR,
+            "JSON nesting too deep",
+        ),
+        DecodeError::NotJson => reject(
+            StatusCode::BAD_REQUEST,
+            "parse",
+            code::PARSE_ERROR,
+            "Parse error",
+        ),
+        DecodeError::EmptyBatch => reject(
+            StatusCode::BAD_REQUEST,
+            "empty_batch",
+            code::INVALID_REQUEST,
+            "empty batch",
+        ),
+        DecodeError::BatchTooLarge { .. } => reject(
+            StatusCode::BAD_REQUEST,
+            "batch_too_large",
+            code::INVALID_REQUEST,
+            "batch too large",
+        ),
+    }
+}
+
+// ---- edge checks ---------------------------------------------------------------------
+
+/// DNS-rebinding defence: a browser-sent `Origin` must be loopback or explicitly allowed.
+fn origin_allowed(cfg: &Config, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    if cfg
+        .allowed_origins
+        .iter()
+        .any(|o| o.eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    let Some(rest) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let host = if rest.starts_with('[') {
+        rest.split_once(']').map(|(h, _)| &h[1..]).unwrap_or("")
+    } else {
+        rest.split(':').next().unwrap_or("")
+    };
+    matches!(host, "localhost" | "127.0.0.1" | "::1")
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn accepts(headers: &HeaderMap, mime: &str) -> bool {
+    match header_str(headers, header::ACCEPT.as_str()) {
+        None => true,
+        Some(a) => a.split(',').any(|p| {
+            let p = p.split(';').next().unwrap_or("").trim();
+            p == mime || p == "*/*" || (p.ends_with("/*") && mime.starts_with(&p[..p.len() - 1]))
+        }),
+    }
+}
+
+/// Origin, scope and authentication: what every route checks before reading a body.
+#[allow(clippy::result_large_err)]
+fn edge(
+    st: &AppState,
+    scope: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<(Arc<Config>, Principal), Response> {
+    let cfg = st.gw.config();
+    if !origin_allowed(&cfg, headers) {
+        return Err(reject(
+            StatusCode::FORBIDDEN,
+            "origin",
+            code::INVALID_REQUEST,
+            "Origin not allowed",
+        ));
+    }
+    if let Some(name) = scope {
+        if !cfg.virtual_servers.contains_key(name) {
+            return Err(reject(
+                StatusCode::NOT_FOUND,
+                "no_such_server",
+                code::INVALID_REQUEST,
+                "no such server",
+            ));
+        }
+    }
+    match authenticate(&cfg) {
+        Ok(p) => Ok((cfg, p)),
+        Err(e) => {
+            tracing::warn!(error = %e, "authentication failed");
+            metrics::counter!(m::REJECTED, "reason" => "unauthenticated").increment(1);
+            let mut r = rpc_error(
+                StatusCode::UNAUTHORIZED,
+                Id::Null,
+                RpcError::new(code::INVALID_REQUEST, "Unauthorized"),
+            );
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            Err(r)
+        }
+    }
+}
+
+#[allow(clippy::result_large_err)]
+async fn read_body(cfg: &Config, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+    let limit = cfg.limits.decode.max_body_bytes;
+    let too_large = || {
+        reject(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            code::INVALID_REQUEST,
+            "request body too large",
+        )
+    };
+    if header_str(headers, header::CONTENT_LENGTH.as_str())
+        .and_then(|l| l.parse::<usize>().ok())
+        .is_some_and(|l| l > limit)
+    {
+        return Err(too_large());
+    }
+    match tokio::time::timeout(cfg.limits.body_timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(_)) => Err(too_large()),
+        Err(_) => Err(reject(
+            StatusCode::REQUEST_TIMEOUT,
+            "slow_body",
+            code::INVALID_REQUEST,
+            "request body too slow",
+        )),
+    }
+}
+
+// ---- Streamable HTTP -----------------------------------------------------------------
+
+async fn post_root(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    post_mcp(st, None, headers, body).await
+}
+async fn post_scoped(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    post_mcp(st, Some(name), headers, body).await
+}
+async fn get_root(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    get_mcp(st, None, headers)
+}
+async fn get_scoped(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    get_mcp(st, Some(name), headers)
+}
+async fn delete_root(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    delete_mcp(st, None, headers)
+}
+async fn delete_scoped(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    delete_mcp(st, Some(name), headers)
+}
+
+async fn post_mcp(st: AppState, scope: Option<String>, headers: HeaderMap, body: Body) -> Response {
+    let (cfg, principal) = match edge(&st, scope.as_deref(), &headers) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let ctype = header_str(&headers, header::CONTENT_TYPE.as_str()).unwrap_or("");
+    if !ctype.to_ascii_lowercase().starts_with("application/json") {
+        return reject(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "content_type",
+            code::INVALID_REQUEST,
+            "Content-Type must be application/json",
+        );
+    }
+    if !accepts(&headers, "application/json") && !accepts(&headers, "text/event-stream") {
+        return reject(
+            StatusCode::NOT_ACCEPTABLE,
+            "accept",
+            code::INVALID_REQUEST,
+            "Accept must allow application/json or text/event-stream",
+        );
+    }
+    let bytes = match read_body(&cfg, &headers, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let decoded = match decode_body(&bytes, &cfg.limits.decode) {
+        Ok(d) => d,
+        Err(e) => return decode_error(&e),
+    };
+    let sse_ok = accepts(&headers, "text/event-stream");
+
+    // initialize opens a session; it is never part of a batch.
+    if let Decoded::Single(Ok(Message::Request(req))) = &decoded {
+        if req.method == method::INITIALIZE && header_str(&headers, HEADER_SESSION_ID).is_none() {
+            return initialize(&st.gw, &cfg, scope.as_deref(), req);
+        }
+    }
+
+    let ctx = match header_str(&headers, HEADER_SESSION_ID) {
+        Some(token) => match bind_session(&st.gw, token, scope.as_deref()) {
+            Ok(claims) => {
+                if header_str(&headers, HEADER_PROTOCOL_VERSION)
+                    .is_some_and(|v| v != claims.version.as_str())
+                {
+                    return reject(
+                        StatusCode::BAD_REQUEST,
+                        "version_mismatch",
+                        code::INVALID_REQUEST,
+                        "MCP-Protocol-Version does not match the session",
+                    );
+                }
+                ClientCtx {
+                    principal,
+                    version: claims.version,
+                    session: Some(claims),
+                    scope,
+                }
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "session refused");
+                return reject(
+                    StatusCode::NOT_FOUND,
+                    "session",
+                    code::INVALID_REQUEST,
+                    "Session not found",
+                );
+            }
+        },
+        None => {
+            let stateless = header_str(&headers, HEADER_PROTOCOL_VERSION)
+                .and_then(ProtocolVersion::parse)
+                .is_some_and(ProtocolVersion::is_stateless)
+                || matches!(&decoded, Decoded::Single(Ok(Message::Request(r))) if r.meta().is_some_and(|m| m.contains_key(META_PROTOCOL_VERSION)));
+            if !stateless {
+                return reject(
+                    StatusCode::BAD_REQUEST,
+                    "no_session",
+                    code::INVALID_REQUEST,
+                    "Bad Request: Mcp-Session-Id header is required",
+                );
+            }
+            ClientCtx {
+                principal,
+                version: ProtocolVersion::LATEST_STATELESS,
+                session: None,
+                scope,
+            }
+        }
+    };
+
+    match decoded {
+        Decoded::Single(Err((id, e))) => rpc_error(
+            if ctx.session.is_none() {
+                stateless_status(e.code)
+            } else {
+                StatusCode::BAD_REQUEST
+            },
+            id,
+            e,
+        ),
+        Decoded::Single(Ok(Message::Request(req))) => {
+            if ctx.session.is_none() {
+                let checked = stateless_envelope_check(
+                    &req,
+                    header_str(&headers, HEADER_PROTOCOL_VERSION),
+                    header_str(&headers, HEADER_MCP_METHOD),
+                    header_str(&headers, HEADER_MCP_NAME),
+                );
+                if let Err(mismatch) = checked {
+                    let err = envelope_error(&mismatch);
+                    metrics::counter!(m::REJECTED, "reason" => "envelope").increment(1);
+                    tracing::info!(reason = %mismatch, "stateless request refused");
+                    return rpc_error(stateless_status(err.code), req.id, err);
+                }
+            }
+            respond(st.gw.clone(), ctx, req, sse_ok).await
+        }
+        Decoded::Single(Ok(other)) => {
+            on_client_message(&st.gw, &ctx, other);
+            StatusCode::ACCEPTED.into_response()
+        }
+        Decoded::Batch(items) => {
+            if !ctx.version.allows_batch() {
+                return reject(
+                    StatusCode::BAD_REQUEST,
+                    "batch",
+                    code::INVALID_REQUEST,
+                    "JSON-RPC batches are not supported in this protocol version",
+                );
+            }
+            let mut futures = Vec::new();
+            let mut answers = Vec::new();
+            for item in items {
+                match item {
+                    Ok(Message::Request(req)) => {
+                        let gw = st.gw.clone();
+                        let ctx = ctx.clone();
+                        futures.push(async move { gw.handle_request(&ctx, req, None).await });
+                    }
+                    Ok(other) => on_client_message(&st.gw, &ctx, other),
+                    Err((id, e)) => answers.push(Message::Response(RpcResponse::err(id, e))),
+                }
+            }
+            answers.extend(
+                futures_util::future::join_all(futures)
+                    .await
+                    .into_iter()
+                    .map(Message::Response),
+            );
+            if answers.is_empty() {
+                return StatusCode::ACCEPTED.into_response();
+            }
+            let body = serde_json::to_vec(&answers).unwrap_or_default();
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response()
+        }
+    }
+}
+
+fn envelope_error(m: &HeaderMismatch) -> RpcError {
+    match m {
+        HeaderMismatch::MissingEnvelope => RpcError::new(code::INVALID_PARAMS, m.to_string()),
+        HeaderMismatch::UnsupportedVersion { requested } => RpcError::new(code::UNSUPPORTED_PROTOCOL_VERSION, "Unsupported protocol version")
+            .with_data(json!({"supported": [ProtocolVersion::LATEST_STATELESS.as_str()], "requested": requested})),
+        _ => RpcError::new(code::HEADER_MISMATCH, m.to_string()),
+    }
+}
+
+fn initialize(gw: &Arc<Gateway>, cfg: &Config, scope: Option<&str>, req: &Request) -> Response {
+    let vs = scope.and_then(|s| cfg.virtual_servers.get(s));
+    let (version, result) = gw.initialize_result(req.param_str("protocolVersion"), vs);
+    let caps =
+        ClientCaps::from_capabilities(req.params.as_ref().and_then(|p| p.get("capabilities")));
+    let (token, claims) = gw.sessions.issue(version, scope.unwrap_or(""), caps);
+    let client = req
+        .params
+        .as_ref()
+        .and_then(|p| p.get("clientInfo"))
+        .and_then(|c| c.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    tracing::info!(target: "gatehouse::audit", session = %claims.sid, version = %version, client = %client.chars().take(128).collect::<String>(), "session opened");
+    metrics::counter!(m::REQUESTS, "method" => method::INITIALIZE, "outcome" => "ok").increment(1);
+    let mut resp = json_body(
+        StatusCode::OK,
+        &RpcResponse::ok(req.id.clone(), result).into(),
+    );
+    if let Ok(v) = HeaderValue::from_str(&token) {
+        resp.headers_mut().insert(HEADER_SESSION_ID, v);
+    }
+    resp
+}
+
+/// Answers one request: plain JSON when the upstream's first message is the response, an
+/// SSE stream when progress or server requests come first. Dropping the response (client
+/// gone) drops the call, which tells the upstream it was cancelled.
+async fn respond(gw: Arc<Gateway>, ctx: ClientCtx, req: Request, sse_ok: bool) -> Response {
+    let stateless = ctx.session.is_none();
+    let finish = move |resp: RpcResponse| {
+        let status = match (&resp.outcome, stateless) {
+            (Err(e), true) => stateless_status(e.code),
+            _ => StatusCode::OK,
+        };
+        json_body(status, &resp.into())
+    };
+    if !sse_ok {
+        return finish(gw.handle_request(&ctx, req, None).await);
+    }
+    let (tx, mut rx) = mpsc::channel::<Message>(64);
+    let mut call = Box::pin(async move { gw.handle_request(&ctx, req, Some(tx)).await });
+    let first = tokio::select! {
+        resp = &mut call => return finish(resp),
+        ev = rx.recv() => ev,
+    };
+    let Some(first) = first else {
+        return finish(call.await);
+    };
+    enum St<F> {
+        Running(std::pin::Pin<Box<F>>, mpsc::Receiver<Message>),
+        Done,
+    }
+    let head = stream::once(async move { Ok::<Bytes, Infallible>(sse_bytes(&first)) });
+    let tail = stream::unfold(St::Running(call, rx), |state| async move {
+        match state {
+            St::Done => None,
+            St::Running(mut call, mut rx) => {
+                tokio::select! {
+                    biased;
+                    ev = rx.recv() => match ev {
+                        Some(ev) => Some((Ok(sse_bytes(&ev)), St::Running(call, rx))),
+                        None => {
+                            let resp = call.await;
+                            Some((Ok(sse_bytes(&resp.into())), St::Done))
+                        }
+                    },
+                    resp = &mut call => Some((Ok(sse_bytes(&resp.into())), St::Done)),
+                }
+            }
+        }
+    });
+    sse_response(head.chain(tail).boxed())
+}
+
+fn sse_bytes(msg: &Message) -> Bytes {
+    let json = String::from_utf8(msg.to_bytes()).unwrap_or_default();
+    encode_sse_event(None, None, &json)
+}
+
+fn sse_response(body: BoxStream<'static, Result<Bytes, Infallible>>) -> Response {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// A notification or a response from the client.
+fn on_client_message(gw: &Arc<Gateway>, ctx: &ClientCtx, msg: Message) {
+    match msg {
+        Message::Notification(n) => match n.method.as_str() {
+            method::CANCELLED => {
+                if let Some(id) = n
+                    .params
+                    .as_ref()
+                    .and_then(|p| p.get("requestId"))
+                    .and_then(Id::from_value)
+                {
+                    gw.cancel(ctx, &id);
+                }
+            }
+            method::ROOTS_LIST_CHANGED => {
+                for up in gw.upstreams().values().cloned() {
+                    let n = Notification::new(method::ROOTS_LIST_CHANGED, None);
+                    tokio::spawn(async move { up.send(n.into()).await });
+                }
+            }
+            _ => tracing::debug!(method = %n.method, "client notification consumed"),
+        },
+        Message::Response(mut resp) => match gw.server_requests.take(&resp.id, ctx.key()) {
+            Some((upstream, original)) => {
+                resp.id = original;
+                if let Some(up) = gw.upstream(&upstream) {
+                    tokio::spawn(async move { up.send(resp.into()).await });
+                }
+            }
+            None => tracing::info!(id = ?resp.id, "client answered a request it was not sent"),
+        },
+        Message::Request(_) => {}
+    }
+}
+
+fn get_mcp(st: AppState, scope: Option<String>, headers: HeaderMap) -> Response {
+    if let Err(r) = edge(&st, scope.as_deref(), &headers) {
+        return r;
+    }
+    if !accepts(&headers, "text/event-stream") {
+        return reject(
+            StatusCode::NOT_ACCEPTABLE,
+            "accept",
+            code::INVALID_REQUEST,
+            "Accept must allow text/event-stream",
+        );
+    }
+    let Some(token) = header_str(&headers, HEADER_SESSION_ID) else {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    };
+    let claims = match bind_session(&st.gw, token, scope.as_deref()) {
+        Ok(c) => c,
+        Err(_) => {
+            return reject(
+                StatusCode::NOT_FOUND,
+                "session",
+                code::INVALID_REQUEST,
+                "Session not found",
+            );
+        }
+    };
+    let rx = st.gw.hub.register(&claims.sid);
+    sse_response(hub_stream(st.gw.clone(), claims.sid, rx, None))
+}
+
+/// A session's server-initiated stream, with keep-alive comments; unregisters on drop.
+fn hub_stream(
+    gw: Arc<Gateway>,
+    sid: String,
+    rx: mpsc::Receiver<Message>,
+    first: Option<Bytes>,
+) -> BoxStream<'static, Result<Bytes, Infallible>> {
+    struct Guard(Arc<Gateway>, String);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            self.0.hub.unregister(&self.1);
+        }
+    }
+    let legacy = first.is_some();
+    let guard = Guard(gw, sid);
+    let head = stream::iter(first.map(Ok));
+    let body = stream::unfold((rx, guard), move |(mut rx, guard)| async move {
+        let keepalive = tokio::time::sleep(Duration::from_secs(15));
+        tokio::select! {
+            m = rx.recv() => {
+                let m = m?;
+                let json = String::from_utf8(m.to_bytes()).unwrap_or_default();
+                let ev = encode_sse_event(None, legacy.then_some("message"), &json);
+                Some((Ok(ev), (rx, guard)))
+            }
+            _ = keepalive => Some((Ok(Bytes::from_static(b": keepalive\n\n")), (rx, guard))),
+        }
+    });
+    head.chain(body).boxed()
+}
+
+fn delete_mcp(st: AppState, scope: Option<String>, headers: HeaderMap) -> Response {
+    if let Err(r) = edge(&st, scope.as_deref(), &headers) {
+        return r;
+    }
+    let Some(token) = header_str(&headers, HEADER_SESSION_ID) else {
+        return reject(
+            StatusCode::BAD_REQUEST,
+            "no_session",
+            code::INVALID_REQUEST,
+            "Mcp-Session-Id header is required",
+        );
+    };
+    match bind_session(&st.gw, token, scope.as_deref()) {
+        Ok(claims) => {
+            st.gw.sessions.revoke(&claims);
+            st.gw.hub.forget(&claims.sid);
+            tracing::info!(target: "gatehouse::audit", session = %claims.sid, "session terminated by client");
+            StatusCode::OK.into_response()
+        }
+        Err(_) => reject(
+            StatusCode::NOT_FOUND,
+            "session",
+            code::INVALID_REQUEST,
+            "Session not found",
+        ),
+    }
+}
+
+// ---- legacy HTTP+SSE -----------------------------------------------------------------
+
+async fn sse_root(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    legacy_sse(st, None, headers)
+}
+async fn sse_scoped(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    legacy_sse(st, Some(name), headers)
+}
+
+fn legacy_sse(st: AppState, scope: Option<String>, headers: HeaderMap) -> Response {
+    if let Err(r) = edge(&st, scope.as_deref(), &headers) {
+        return r;
+    }
+    let (token, claims) = st.gw.sessions.issue(
+        ProtocolVersion::V2024_11_05,
+        scope.as_deref().unwrap_or(""),
+        ClientCaps::default(),
+    );
+    tracing::info!(target: "gatehouse::audit", session = %claims.sid, transport = "sse", "session opened");
+    let prefix = scope.map(|s| format!("/s/{s}")).unwrap_or_default();
+    let endpoint = encode_sse_event(
+        None,
+        Some("endpoint"),
+        &format!("{prefix}/message?sessionId={token}"),
+    );
+    let rx = st.gw.hub.register(&claims.sid);
+    sse_response(hub_stream(st.gw.clone(), claims.sid, rx, Some(endpoint)))
+}
+
+#[derive(Deserialize)]
+struct SessionQuery {
+    #[serde(rename = "sessionId")]
+    session_id: String,
+}
+
+async fn message_root(
+    State(st): State<AppState>,
+    q: Result<Query<SessionQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    legacy_message(st, None, q, headers, body).await
+}
+async fn message_scoped(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    q: Result<Query<SessionQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    legacy_message(st, Some(name), q, headers, body).await
+}
+
+async fn legacy_message(
+    st: AppState,
+    scope: Option<String>,
+    q: Result<Query<SessionQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (cfg, principal) = match edge(&st, scope.as_deref(), &headers) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Ok(Query(q)) = q else {
+        return reject(
+            StatusCode::BAD_REQUEST,
+            "no_session",
+            code::INVALID_REQUEST,
+            "sessionId is required",
+        );
+    };
+    let claims = match bind_session(&st.gw, &q.session_id, scope.as_deref()) {
+        Ok(c) => c,
+        Err(_) => {
+            return reject(
+                StatusCode::NOT_FOUND,
+                "session",
+                code::INVALID_REQUEST,
+                "Session not found",
+            );
+        }
+    };
+    let bytes = match read_body(&cfg, &headers, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let decoded = match decode_body(&bytes, &cfg.limits.decode) {
+        Ok(d) => d,
+        Err(e) => return decode_error(&e),
+    };
+    let items = match decoded {
+        Decoded::Single(m) => vec![m],
+        Decoded::Batch(items) => items,
+    };
+    let sid = claims.sid.clone();
+    let ctx = ClientCtx {
+        principal,
+        version: claims.version,
+        session: Some(claims),
+        scope: scope.clone(),
+    };
+    for item in items {
+        match item {
+            Ok(Message::Request(req)) if req.method == method::INITIALIZE => {
+                let vs = scope.as_deref().and_then(|s| cfg.virtual_servers.get(s));
+                let (_, result) = st
+                    .gw
+                    .initialize_result(req.param_str("protocolVersion"), vs);
+                st.gw.hub.send(&sid, RpcResponse::ok(req.id, result).into());
+            }
+            Ok(Message::Request(req)) => {
+                let gw = st.gw.clone();
+                let ctx = ctx.clone();
+                let sid = sid.clone();
+                tokio::spawn(async move {
+                    let (tx, mut rx) = mpsc::channel::<Message>(64);
+                    let fwd_gw = gw.clone();
+                    let fwd_sid = sid.clone();
+                    let forward = tokio::spawn(async move {
+                        while let Some(m) = rx.recv().await {
+                            fwd_gw.hub.send(&fwd_sid, m);
+                        }
+                    });
+                    let resp = gw.handle_request(&ctx, req, Some(tx)).await;
+                    let _ = forward.await;
+                    gw.hub.send(&sid, resp.into());
+                });
+            }
+            Ok(other) => on_client_message(&st.gw, &ctx, other),
+            Err((id, e)) => {
+                st.gw.hub.send(&sid, RpcResponse::err(id, e).into());
+            }
+        }
+    }
+    (StatusCode::ACCEPTED, "Accepted").into_response()
+}
+
+// ---- operations ----------------------------------------------------------------------
+
+async fn readyz(State(st): State<AppState>) -> Response {
+    let waiting = st.gw.not_ready();
+    let status = if waiting.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({"ready": waiting.is_empty(), "waiting": waiting}).to_string(),
+    )
+        .into_response()
+}
+
+async fn metrics_handler(State(st): State<AppState>) -> Response {
+    metrics::gauge!("gatehouse_open_streams").set(st.gw.hub.open_streams() as f64);
+    match &st.prometheus {
+        Some(h) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            h.render(),
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}

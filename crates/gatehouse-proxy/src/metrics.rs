@@ -1,0 +1,64 @@
+//! Metric names (constants, bounded labels) and the Prometheus recorder.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Requests handled, by `method` (MCP method, or `other`) and `outcome`.
+pub const REQUESTS: &str = "gatehouse_requests_total";
+/// Upstream call latency in seconds, by `upstream`.
+pub const UPSTREAM_LATENCY: &str = "gatehouse_upstream_latency_seconds";
+/// Upstream call failures, by `upstream` and `kind`.
+pub const UPSTREAM_ERRORS: &str = "gatehouse_upstream_errors_total";
+/// 1 when an upstream is connected, by `upstream`.
+pub const UPSTREAM_UP: &str = "gatehouse_upstream_up";
+/// Client input refused before the pipeline, by `reason`.
+pub const REJECTED: &str = "gatehouse_rejected_total";
+/// Names refused because another upstream already exposes them.
+pub const NAME_COLLISIONS: &str = "gatehouse_name_collisions_total";
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the recorder once per process; later calls return the same handle.
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(UPSTREAM_LATENCY.to_owned()),
+                    &[
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                        5.0, 10.0, 30.0,
+                    ],
+                )
+                .ok()
+                .and_then(|b| b.install_recorder().ok())
+        })
+        .clone()
+}
+
+/// Bounded label for a method name: known MCP methods as themselves, anything else `other`.
+pub fn method_label(m: &str) -> &'static str {
+    use gatehouse_protocol::method as mm;
+    for known in [
+        mm::INITIALIZE,
+        mm::PING,
+        mm::DISCOVER,
+        mm::TOOLS_LIST,
+        mm::TOOLS_CALL,
+        mm::PROMPTS_LIST,
+        mm::PROMPTS_GET,
+        mm::RESOURCES_LIST,
+        mm::RESOURCES_TEMPLATES_LIST,
+        mm::RESOURCES_READ,
+        mm::RESOURCES_SUBSCRIBE,
+        mm::RESOURCES_UNSUBSCRIBE,
+        mm::COMPLETE,
+        mm::LOGGING_SET_LEVEL,
+    ] {
+        if m == known {
+            return known;
+        }
+    }
+    "other"
+}

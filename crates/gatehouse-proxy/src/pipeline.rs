@@ -1,0 +1,644 @@
+//! The request path, in order. This file is the one place the order of the controls is
+//! written down (DESIGN.md §2); every transport calls into it.
+//!
+//! ```text
+//! decode ─► authenticate ─► bind session            (edge: `authenticate`, `bind_session`)
+//!   ─► route ─► authorize ─► validate ─► detect ─► rate limit ─► approval
+//!   ─► upstream call ─► inspect response ─► audit    (`Gateway::handle_request`)
+//! ```
+//!
+//! Each stage returns a [`Verdict`]. A stage that cannot decide denies.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use gatehouse_protocol::{
+    Id, META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION, Message,
+    ProtocolVersion, Request, Response, RpcError, code, method,
+};
+use serde_json::{Map, Value, json};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+
+use crate::catalog::in_scope;
+use crate::config::{Config, VirtualServer};
+use crate::gateway::Gateway;
+use crate::metrics as m;
+use crate::session::{SessionClaims, SessionError};
+use crate::upstream::{CallRoute, UpstreamError};
+
+/// Who is calling. Identity providers fill this in; in development mode every caller is
+/// the same anonymous principal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub id: String,
+    pub authenticated_by: &'static str,
+}
+
+/// A stage's decision.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Allow,
+    Deny(Denial),
+}
+
+/// A refusal: the rule that refused, the reason for the log and audit, and the error the
+/// client sees (which never carries internal detail).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Denial {
+    pub rule: &'static str,
+    pub reason: String,
+    pub error: RpcError,
+}
+
+impl Denial {
+    fn new(rule: &'static str, reason: impl Into<String>, error: RpcError) -> Self {
+        Self {
+            rule,
+            reason: reason.into(),
+            error,
+        }
+    }
+}
+
+/// Everything the pipeline knows about the client side of one request.
+#[derive(Debug, Clone)]
+pub struct ClientCtx {
+    pub principal: Principal,
+    pub version: ProtocolVersion,
+    pub session: Option<SessionClaims>,
+    /// Virtual server name; `None` for the full endpoint.
+    pub scope: Option<String>,
+}
+
+impl ClientCtx {
+    /// The session id, or empty for stateless requests.
+    pub fn key(&self) -> &str {
+        self.session.as_ref().map(|s| s.sid.as_str()).unwrap_or("")
+    }
+}
+
+/// Why the edge refused a caller before any message was read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthFailure {
+    #[error("no identity provider is configured and development mode is off")]
+    NotConfigured,
+}
+
+/// Stage: authenticate. Runs first because every later decision is about *who* asks; an
+/// unknown caller learns nothing, not even which tools exist.
+pub fn authenticate(cfg: &Config) -> Result<Principal, AuthFailure> {
+    if cfg.dev_mode {
+        return Ok(Principal {
+            id: "anonymous".into(),
+            authenticated_by: "dev_mode",
+        });
+    }
+    Err(AuthFailure::NotConfigured)
+}
+
+/// Stage: bind session. A session id is honoured only on the endpoint that issued it.
+pub fn bind_session(
+    gw: &Gateway,
+    token: &str,
+    scope: Option<&str>,
+) -> Result<SessionClaims, SessionError> {
+    let claims = gw.sessions.open(token)?;
+    if claims.scope != scope.unwrap_or("") {
+        return Err(SessionError::Invalid);
+    }
+    Ok(claims)
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone, PartialEq)]
+enum Target {
+    /// Answered by the gateway itself.
+    Local,
+    /// One upstream, with the params rewritten for it.
+    Upstream {
+        upstream: String,
+        params: Option<Value>,
+        tool: Option<String>,
+    },
+    /// Every upstream in scope that supports logging.
+    Logging,
+}
+
+/// What an audit record says about a request beyond its method and outcome.
+#[derive(Debug, Default)]
+struct Trace {
+    upstream: Option<String>,
+    tool: Option<String>,
+    denied_by: Option<&'static str>,
+    upstream_error: Option<UpstreamError>,
+}
+
+impl Gateway {
+    /// Runs one client request through the pipeline and returns its response. Messages the
+    /// upstream sends during the call (progress, logs, server requests) go to `events`.
+    pub async fn handle_request(
+        self: &Arc<Self>,
+        ctx: &ClientCtx,
+        req: Request,
+        events: Option<mpsc::Sender<Message>>,
+    ) -> Response {
+        let started = Instant::now();
+        let correlation = self.correlation_id();
+        let method_label = m::method_label(&req.method);
+        let id = req.id.clone();
+        let mut trace = Trace::default();
+        let outcome = self.run(ctx, req, events, &mut trace, &correlation).await;
+        let status = match &outcome {
+            Ok(_) => "ok",
+            Err(e) if trace.denied_by.is_some() => {
+                let _ = e;
+                "denied"
+            }
+            Err(_) => "error",
+        };
+        // Stage: audit. Last, so it records the final outcome of every request, allowed or
+        // not. (Durable, hash-chained storage plugs in here.)
+        tracing::info!(
+            target: "gatehouse::audit",
+            correlation = %correlation,
+            principal = %ctx.principal.id,
+            session = ctx.key(),
+            scope = ctx.scope.as_deref().unwrap_or(""),
+            version = %ctx.version,
+            method = method_label,
+            tool = trace.tool.as_deref().unwrap_or(""),
+            upstream = trace.upstream.as_deref().unwrap_or(""),
+            status,
+            rule = trace.denied_by.unwrap_or(""),
+            upstream_error = trace.upstream_error.as_ref().map(ToString::to_string).unwrap_or_default(),
+            latency_us = started.elapsed().as_micros() as u64,
+            "request"
+        );
+        metrics::counter!(m::REQUESTS, "method" => method_label, "outcome" => status).increment(1);
+        match outcome {
+            Ok(mut result) => {
+                if ctx.version.is_stateless() {
+                    if let Some(o) = result.as_object_mut() {
+                        o.entry("resultType").or_insert_with(|| json!("complete"));
+                    }
+                }
+                Response::ok(id, result)
+            }
+            Err(e) => Response::err(id, e),
+        }
+    }
+
+    async fn run(
+        self: &Arc<Self>,
+        ctx: &ClientCtx,
+        req: Request,
+        events: Option<mpsc::Sender<Message>>,
+        trace: &mut Trace,
+        correlation: &str,
+    ) -> Result<Value, RpcError> {
+        let cfg = self.config();
+        let scope = match &ctx.scope {
+            Some(name) => Some(cfg.virtual_servers.get(name).ok_or_else(|| {
+                RpcError::new(
+                    code::INVALID_REQUEST,
+                    "this virtual server no longer exists",
+                )
+            })?),
+            None => None,
+        };
+
+        // Stage: route. Resolve the exposed name to its upstream first: every later stage
+        // decides about a concrete tool on a concrete server, not a client-chosen string.
+        let target = match self.route(&req, scope) {
+            Ok(t) => t,
+            Err(e) => return Err(e),
+        };
+        if let Target::Upstream { upstream, tool, .. } = &target {
+            trace.upstream = Some(upstream.clone());
+            trace.tool.clone_from(tool);
+        }
+
+        // Stage: authorize. Least privilege per tool; here, the virtual server's scope.
+        // Stage: validate. Arguments are checked before anything leaves the gateway.
+        // Stage: detect. Injection and poisoning patterns over what the tool would receive.
+        for verdict in [authorize(scope, &target), validate(&req), detect(&req)] {
+            if let Verdict::Deny(d) = verdict {
+                tracing::info!(rule = d.rule, reason = %d.reason, "request denied");
+                trace.denied_by = Some(d.rule);
+                return Err(d.error);
+            }
+        }
+
+        // Stage: rate limit. Bounded work in flight: overload is refused, not queued.
+        let _permit: OwnedSemaphorePermit = match self.concurrency.load_full().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                trace.denied_by = Some("limits.max_concurrent_requests");
+                return Err(RpcError::new(
+                    code::INTERNAL_ERROR,
+                    "gateway is at capacity; retry shortly",
+                )
+                .with_data(json!({"retryAfterMs": 1000})));
+            }
+        };
+
+        // Stage: approval. Destructive calls wait for a person (nothing requires it yet).
+
+        // Stage: upstream call, with the gateway's own connection; the client's credential
+        // and envelope never travel further.
+        let result = match target {
+            Target::Local => self.answer_locally(ctx, &req, scope),
+            Target::Logging => {
+                self.fan_out_logging(&req, scope).await;
+                Ok(json!({}))
+            }
+            Target::Upstream {
+                upstream, params, ..
+            } => {
+                let mut forwarded = Request {
+                    id: req.id.clone(),
+                    method: req.method.clone(),
+                    params,
+                };
+                strip_envelope(&mut forwarded);
+                self.call_upstream(ctx, &upstream, forwarded, events, trace, correlation)
+                    .await
+            }
+        }?;
+
+        // Stage: inspect response. Pins, poisoning, DLP and size checks act on `result`.
+        Ok(result)
+    }
+
+    fn route(&self, req: &Request, scope: Option<&VirtualServer>) -> Result<Target, RpcError> {
+        let cat = self.catalog();
+        let missing =
+            |what: &str| RpcError::new(code::INVALID_PARAMS, format!("missing params.{what}"));
+        let renamed = |original: &str| {
+            let mut p = req.params.clone().unwrap_or_else(|| json!({}));
+            p["name"] = Value::String(original.to_owned());
+            Some(p)
+        };
+        match req.method.as_str() {
+            method::PING
+            | method::DISCOVER
+            | method::INITIALIZE
+            | method::TOOLS_LIST
+            | method::PROMPTS_LIST
+            | method::RESOURCES_LIST
+            | method::RESOURCES_TEMPLATES_LIST => Ok(Target::Local),
+            method::LOGGING_SET_LEVEL => Ok(Target::Logging),
+            method::TOOLS_CALL => {
+                let name = req.param_str("name").ok_or_else(|| missing("name"))?;
+                let e = cat
+                    .tool(name)
+                    .filter(|e| in_scope(scope, &e.upstream, Some(&e.exposed)))
+                    .ok_or_else(|| {
+                        RpcError::new(code::INVALID_PARAMS, format!("Unknown tool: {name}"))
+                    })?;
+                Ok(Target::Upstream {
+                    upstream: e.upstream.clone(),
+                    params: renamed(&e.original),
+                    tool: Some(e.exposed.clone()),
+                })
+            }
+            method::PROMPTS_GET => {
+                let name = req.param_str("name").ok_or_else(|| missing("name"))?;
+                let e = cat
+                    .prompt(name)
+                    .filter(|e| in_scope(scope, &e.upstream, None))
+                    .ok_or_else(|| {
+                        RpcError::new(code::INVALID_PARAMS, format!("Unknown prompt: {name}"))
+                    })?;
+                Ok(Target::Upstream {
+                    upstream: e.upstream.clone(),
+                    params: renamed(&e.original),
+                    tool: None,
+                })
+            }
+            method::RESOURCES_READ
+            | method::RESOURCES_SUBSCRIBE
+            | method::RESOURCES_UNSUBSCRIBE => {
+                let uri = req.param_str("uri").ok_or_else(|| missing("uri"))?;
+                let up = cat
+                    .resource_upstream(uri)
+                    .filter(|u| in_scope(scope, u, None))
+                    .ok_or_else(|| {
+                        RpcError::new(code::RESOURCE_NOT_FOUND, "Resource not found")
+                            .with_data(json!({"uri": uri}))
+                    })?;
+                Ok(Target::Upstream {
+                    upstream: up.to_owned(),
+                    params: req.params.clone(),
+                    tool: None,
+                })
+            }
+            method::COMPLETE => {
+                let r = req
+                    .params
+                    .as_ref()
+                    .and_then(|p| p.get("ref"))
+                    .ok_or_else(|| missing("ref"))?;
+                let (upstream, params) = match r.get("type").and_then(Value::as_str) {
+                    Some("ref/prompt") => {
+                        let name = r
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .ok_or_else(|| missing("ref.name"))?;
+                        let e = cat
+                            .prompt(name)
+                            .filter(|e| in_scope(scope, &e.upstream, None))
+                            .ok_or_else(|| {
+                                RpcError::new(
+                                    code::INVALID_PARAMS,
+                                    format!("Unknown prompt: {name}"),
+                                )
+                            })?;
+                        let mut p = req.params.clone().unwrap_or_default();
+                        p["ref"]["name"] = Value::String(e.original.clone());
+                        (e.upstream.clone(), Some(p))
+                    }
+                    Some("ref/resource") => {
+                        let uri = r
+                            .get("uri")
+                            .and_then(Value::as_str)
+                            .ok_or_else(|| missing("ref.uri"))?;
+                        let up = cat
+                            .resource_upstream(uri)
+                            .filter(|u| in_scope(scope, u, None))
+                            .ok_or_else(|| {
+                                RpcError::new(code::RESOURCE_NOT_FOUND, "Resource not found")
+                            })?;
+                        (up.to_owned(), req.params.clone())
+                    }
+                    _ => {
+                        return Err(RpcError::new(
+                            code::INVALID_PARAMS,
+                            "ref.type must be ref/prompt or ref/resource",
+                        ));
+                    }
+                };
+                Ok(Target::Upstream {
+                    upstream,
+                    params,
+                    tool: None,
+                })
+            }
+            _ => Err(RpcError::new(code::METHOD_NOT_FOUND, "Method not found")),
+        }
+    }
+
+    fn answer_locally(
+        &self,
+        ctx: &ClientCtx,
+        req: &Request,
+        scope: Option<&VirtualServer>,
+    ) -> Result<Value, RpcError> {
+        let cat = self.catalog();
+        let cursor = req.param_str("cursor");
+        let page = |items: Vec<&Value>, field: &str| -> Result<Value, RpcError> {
+            paginate(items, cursor, field)
+        };
+        match req.method.as_str() {
+            method::PING => Ok(json!({})),
+            method::INITIALIZE => {
+                // A second initialize inside a session, or one sent statelessly.
+                Err(RpcError::new(
+                    code::INVALID_REQUEST,
+                    "initialize is only valid as the first request of a session",
+                ))
+            }
+            method::DISCOVER => Ok(json!({
+                "supportedVersions": ProtocolVersion::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>(),
+                "capabilities": self.capabilities(),
+                "instructions": self.instructions(scope),
+                "cacheScope": "private",
+                "ttlMs": 0,
+                "_meta": {"io.modelcontextprotocol/serverInfo": self.server_info()},
+            })),
+            method::TOOLS_LIST => page(
+                cat.tools
+                    .iter()
+                    .filter(|e| in_scope(scope, &e.upstream, Some(&e.exposed)))
+                    .map(|e| &e.def)
+                    .collect(),
+                "tools",
+            ),
+            method::PROMPTS_LIST => page(
+                cat.prompts
+                    .iter()
+                    .filter(|e| in_scope(scope, &e.upstream, None))
+                    .map(|e| &e.def)
+                    .collect(),
+                "prompts",
+            ),
+            method::RESOURCES_LIST => page(
+                cat.resources
+                    .iter()
+                    .filter(|e| in_scope(scope, &e.upstream, None))
+                    .map(|e| &e.def)
+                    .collect(),
+                "resources",
+            ),
+            method::RESOURCES_TEMPLATES_LIST => page(
+                cat.templates
+                    .iter()
+                    .filter(|e| in_scope(scope, &e.upstream, None))
+                    .map(|e| &e.def)
+                    .collect(),
+                "resourceTemplates",
+            ),
+            _ => {
+                let _ = ctx;
+                Err(RpcError::new(code::METHOD_NOT_FOUND, "Method not found"))
+            }
+        }
+    }
+
+    async fn fan_out_logging(self: &Arc<Self>, req: &Request, scope: Option<&VirtualServer>) {
+        let timeout = self.config().limits.request_timeout;
+        for up in self.upstreams().values() {
+            let wants = up
+                .info()
+                .is_some_and(|i| i.capabilities.get("logging").is_some());
+            if wants && in_scope(scope, up.name(), None) {
+                let mut r = req.clone();
+                strip_envelope(&mut r);
+                if let Err(e) = up.call(r, None, timeout).await {
+                    tracing::warn!(upstream = up.name(), error = %e, "logging/setLevel not delivered");
+                }
+            }
+        }
+    }
+
+    async fn call_upstream(
+        self: &Arc<Self>,
+        ctx: &ClientCtx,
+        name: &str,
+        req: Request,
+        events: Option<mpsc::Sender<Message>>,
+        trace: &mut Trace,
+        correlation: &str,
+    ) -> Result<Value, RpcError> {
+        let up = self
+            .upstream(name)
+            .ok_or_else(|| unavailable(correlation))?;
+        let route = events.map(|events| CallRoute {
+            events,
+            progress_token: req.meta().and_then(|m| m.get("progressToken")).cloned(),
+            owner: ctx.key().to_owned(),
+        });
+        let timeout = self.config().limits.request_timeout;
+        let key = (ctx.key().to_owned(), req.id.clone());
+        let (cancel_tx, cancel_rx) = oneshot::channel::<()>();
+        let cancellable = ctx.session.is_some();
+        if cancellable {
+            self.cancellable
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(key.clone(), cancel_tx);
+        }
+        let subscribe = (
+            req.method == method::RESOURCES_SUBSCRIBE,
+            req.method == method::RESOURCES_UNSUBSCRIBE,
+        );
+        let uri = req.param_str("uri").map(str::to_owned);
+        let started = Instant::now();
+        let outcome = tokio::select! {
+            r = up.call(req, route, timeout) => Some(r),
+            // The client sent notifications/cancelled: dropping the call tells the upstream.
+            _ = cancel_rx => None,
+        };
+        if cancellable {
+            self.cancellable
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&key);
+        }
+        metrics::histogram!(m::UPSTREAM_LATENCY, "upstream" => name.to_owned())
+            .record(started.elapsed().as_secs_f64());
+        match outcome {
+            None => Err(RpcError::new(code::REQUEST_TIMEOUT, "Request cancelled")),
+            Some(Ok(resp)) => {
+                if resp.outcome.is_ok() {
+                    if let (Some(sess), Some(uri)) = (&ctx.session, &uri) {
+                        match subscribe {
+                            (true, _) => self.hub.subscribe(&sess.sid, uri),
+                            (_, true) => self.hub.unsubscribe(&sess.sid, uri),
+                            _ => {}
+                        }
+                    }
+                }
+                resp.outcome
+            }
+            Some(Err(e)) => {
+                let kind = match &e {
+                    UpstreamError::Timeout => "timeout",
+                    UpstreamError::Unavailable | UpstreamError::Closed => "unavailable",
+                    _ => "transport",
+                };
+                metrics::counter!(m::UPSTREAM_ERRORS, "upstream" => name.to_owned(), "kind" => kind).increment(1);
+                tracing::warn!(upstream = name, correlation, error = %e, "upstream call failed");
+                trace.upstream_error = Some(e.clone());
+                Err(match e {
+                    UpstreamError::Timeout => {
+                        RpcError::new(code::REQUEST_TIMEOUT, "Upstream timed out")
+                            .with_data(json!({"correlationId": correlation}))
+                    }
+                    _ => unavailable(correlation),
+                })
+            }
+        }
+    }
+
+    /// A client cancelled one of its calls.
+    pub fn cancel(&self, ctx: &ClientCtx, request_id: &Id) {
+        let key = (ctx.key().to_owned(), request_id.clone());
+        if let Some(tx) = self
+            .cancellable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&key)
+        {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn unavailable(correlation: &str) -> RpcError {
+    RpcError::new(code::CONNECTION_CLOSED, "Upstream unavailable")
+        .with_data(json!({"correlationId": correlation}))
+}
+
+/// The 2026-07-28 envelope describes the client's leg; the upstream leg has its own.
+fn strip_envelope(req: &mut Request) {
+    if let Some(meta) = req.meta_mut() {
+        for k in [
+            META_PROTOCOL_VERSION,
+            META_CLIENT_CAPABILITIES,
+            META_CLIENT_INFO,
+        ] {
+            meta.remove(k);
+        }
+    }
+    if let Some(p) = req.params.as_mut().and_then(Value::as_object_mut) {
+        if p.get("_meta")
+            .and_then(Value::as_object)
+            .is_some_and(Map::is_empty)
+        {
+            p.remove("_meta");
+        }
+    }
+}
+
+/// Stage: authorize. The scope check of a virtual server; the policy engine joins here.
+fn authorize(_scope: Option<&VirtualServer>, target: &Target) -> Verdict {
+    // Routing already refuses names outside the scope, so a target here is in scope.
+    match target {
+        Target::Local | Target::Upstream { .. } | Target::Logging => Verdict::Allow,
+    }
+}
+
+/// Stage: validate. Shape checks every tool call must pass before it is forwarded.
+fn validate(req: &Request) -> Verdict {
+    if req.method == method::TOOLS_CALL {
+        let args = req.params.as_ref().and_then(|p| p.get("arguments"));
+        if args.is_some_and(|a| !a.is_object() && !a.is_null()) {
+            return Verdict::Deny(Denial::new(
+                "validate.arguments_object",
+                "tools/call arguments is not an object",
+                RpcError::new(code::INVALID_PARAMS, "params.arguments must be an object"),
+            ));
+        }
+    }
+    Verdict::Allow
+}
+
+/// Stage: detect. Pattern, classifier and arbitration stages plug in here.
+fn detect(_req: &Request) -> Verdict {
+    Verdict::Allow
+}
+
+const PAGE_SIZE: usize = 500;
+
+/// Gateway-side pagination over the merged list: the cursor is an opaque offset.
+fn paginate(items: Vec<&Value>, cursor: Option<&str>, field: &str) -> Result<Value, RpcError> {
+    let start = match cursor {
+        None => 0,
+        Some(c) => c
+            .strip_prefix("gh:")
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|&n| n <= items.len())
+            .ok_or_else(|| RpcError::new(code::INVALID_PARAMS, "invalid cursor"))?,
+    };
+    let end = (start + PAGE_SIZE).min(items.len());
+    let mut out = Map::new();
+    out.insert(
+        field.to_owned(),
+        Value::Array(items[start..end].iter().map(|v| (*v).clone()).collect()),
+    );
+    if end < items.len() {
+        out.insert("nextCursor".into(), Value::String(format!("gh:{end}")));
+    }
+    Ok(Value::Object(out))
+}

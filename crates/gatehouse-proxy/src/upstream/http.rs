@@ -1,0 +1,285 @@
+//! Streamable HTTP upstreams: each call is a POST whose answer is JSON or an SSE stream
+//! carrying the response plus any progress and server requests; a GET stream carries the
+//! server's own notifications. The upstream's session id is kept and renewed when it expires.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use gatehouse_protocol::{
+    Decoded, HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID, Limits, Message, ProtocolVersion, Request,
+    SseDecoder, decode_body,
+};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+
+use super::{Backoff, Link, Shared, Upstream, UpstreamError, UpstreamEvent};
+
+pub(crate) struct HttpLink {
+    client: reqwest::Client,
+    url: String,
+    headers: HeaderMap,
+    session: ArcSwapOption<HeaderValue>,
+    version: ArcSwapOption<HeaderValue>,
+}
+
+pub(crate) fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default()
+}
+
+pub(crate) fn header_map(headers: &[(String, String)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        // Names were validated with the config; a value that is not a valid header is skipped
+        // with a log line rather than sent mangled.
+        match (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            (Ok(k), Ok(mut v)) => {
+                v.set_sensitive(true);
+                map.insert(k, v);
+            }
+            _ => tracing::error!(header = %k, "upstream header value is not valid; not sent"),
+        }
+    }
+    map
+}
+
+fn limits(shared: &Shared) -> Limits {
+    Limits {
+        max_body_bytes: shared.max_message_bytes,
+        max_depth: 128,
+        max_batch: 64,
+    }
+}
+
+impl HttpLink {
+    pub(crate) fn new(url: &str, headers: &[(String, String)]) -> Self {
+        Self {
+            client: http_client(),
+            url: url.to_owned(),
+            headers: header_map(headers),
+            session: ArcSwapOption::empty(),
+            version: ArcSwapOption::empty(),
+        }
+    }
+
+    pub(crate) fn reset_session(&self) {
+        self.session.store(None);
+        self.version.store(None);
+    }
+
+    pub(crate) fn set_version(&self, v: ProtocolVersion) {
+        self.version
+            .store(Some(Arc::new(HeaderValue::from_static(v.as_str()))));
+    }
+
+    fn request(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
+        let mut rb = self
+            .client
+            .request(method, &self.url)
+            .headers(self.headers.clone());
+        if let Some(s) = self.session.load_full() {
+            rb = rb.header(HEADER_SESSION_ID, (*s).clone());
+        }
+        if let Some(v) = self.version.load_full() {
+            rb = rb.header(HEADER_PROTOCOL_VERSION, (*v).clone());
+        }
+        rb
+    }
+
+    async fn post(&self, msg: &Message) -> Result<reqwest::Response, UpstreamError> {
+        let resp = self
+            .request(reqwest::Method::POST)
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json, text/event-stream")
+            .body(msg.to_bytes())
+            .send()
+            .await
+            .map_err(|e| UpstreamError::Transport(e.without_url().to_string()))?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::NOT_FOUND && self.session.load().is_some() {
+            return Err(UpstreamError::SessionExpired);
+        }
+        if !status.is_success() {
+            return Err(UpstreamError::Http(status.as_u16()));
+        }
+        if self.session.load().is_none() {
+            if let Some(sid) = resp.headers().get(HEADER_SESSION_ID) {
+                self.session.store(Some(Arc::new(sid.clone())));
+            }
+        }
+        Ok(resp)
+    }
+
+    /// POSTs a request and pumps its answer until the response for call `n` has arrived.
+    pub(crate) async fn send_request(
+        &self,
+        shared: &Shared,
+        n: u64,
+        req: Request,
+    ) -> Result<(), UpstreamError> {
+        let resp = self.post(&Message::Request(req)).await?;
+        let accepted = self.pump(shared, resp, Some(n)).await?;
+        // 202: the response comes later on the GET stream; the caller's timeout bounds it.
+        if shared.is_pending(n) && !accepted {
+            return Err(UpstreamError::Closed);
+        }
+        Ok(())
+    }
+
+    /// POSTs a notification or a response to a server request.
+    pub(crate) async fn send_other(
+        &self,
+        shared: &Shared,
+        msg: &Message,
+    ) -> Result<(), UpstreamError> {
+        let resp = self.post(msg).await?;
+        self.pump(shared, resp, None).await.map(drop)
+    }
+
+    /// Reads a POST's answer, routing every message in it. `Ok(true)` when the upstream
+    /// only accepted the message (202) and will answer elsewhere.
+    async fn pump(
+        &self,
+        shared: &Shared,
+        mut resp: reqwest::Response,
+        call: Option<u64>,
+    ) -> Result<bool, UpstreamError> {
+        if resp.status() == reqwest::StatusCode::ACCEPTED {
+            return Ok(true);
+        }
+        let ctype = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if ctype.starts_with("text/event-stream") {
+            let mut dec = SseDecoder::new(shared.max_message_bytes);
+            while let Some(chunk) = resp
+                .chunk()
+                .await
+                .map_err(|e| UpstreamError::Transport(e.without_url().to_string()))?
+            {
+                let events = dec
+                    .feed(&chunk)
+                    .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+                for ev in events {
+                    if ev.data.trim().is_empty() {
+                        continue; // priming event
+                    }
+                    self.deliver(shared, ev.data.as_bytes(), call).await;
+                }
+                if call.is_some_and(|n| !shared.is_pending(n)) {
+                    return Ok(false);
+                }
+            }
+            return Ok(false);
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| UpstreamError::Transport(e.without_url().to_string()))?
+        {
+            body.extend_from_slice(&chunk);
+            if body.len() > shared.max_message_bytes {
+                return Err(UpstreamError::Protocol(
+                    "response exceeds the size limit".into(),
+                ));
+            }
+        }
+        if !body.is_empty() {
+            self.deliver(shared, &body, call).await;
+        }
+        Ok(false)
+    }
+
+    async fn deliver(&self, shared: &Shared, bytes: &[u8], call: Option<u64>) {
+        let msgs = match decode_body(bytes, &limits(shared)) {
+            Ok(Decoded::Single(Ok(m))) => vec![m],
+            Ok(Decoded::Batch(items)) => items.into_iter().filter_map(Result::ok).collect(),
+            _ => {
+                tracing::warn!(upstream = %shared.name, "unreadable message from upstream");
+                return;
+            }
+        };
+        for m in msgs {
+            if let Some(reply) = shared.on_message(m, call) {
+                let _ = Box::pin(self.send_other(shared, &reply)).await;
+            }
+        }
+    }
+
+    /// Holds the GET stream open for server-initiated messages. Returns when it ends;
+    /// `Err(SessionExpired)` means the upstream forgot the session.
+    async fn listen(&self, shared: &Shared) -> Result<(), UpstreamError> {
+        let mut resp = self
+            .request(reqwest::Method::GET)
+            .header(ACCEPT, "text/event-stream")
+            .send()
+            .await
+            .map_err(|e| UpstreamError::Transport(e.without_url().to_string()))?;
+        match resp.status().as_u16() {
+            200 => {}
+            404 => return Err(UpstreamError::SessionExpired),
+            s => return Err(UpstreamError::Http(s)),
+        }
+        let mut dec = SseDecoder::new(shared.max_message_bytes);
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| UpstreamError::Transport(e.without_url().to_string()))?
+        {
+            for ev in dec
+                .feed(&chunk)
+                .map_err(|e| UpstreamError::Protocol(e.to_string()))?
+            {
+                if !ev.data.trim().is_empty() {
+                    self.deliver(shared, ev.data.as_bytes(), None).await;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Handshakes (retrying with backoff), then keeps the GET stream for server messages.
+pub(crate) async fn supervise(up: Arc<Upstream>) {
+    let Link::Http(link) = &up.link else { return };
+    let mut backoff = Backoff::new();
+    loop {
+        match up.handshake().await {
+            Ok(info) => {
+                tracing::info!(upstream = %up.spec.name, version = %info.version, "upstream ready");
+                up.emit(UpstreamEvent::Ready {
+                    upstream: up.spec.name.clone(),
+                });
+                backoff.reset();
+            }
+            Err(e) => {
+                tracing::warn!(upstream = %up.spec.name, error = %e, "upstream handshake failed");
+                up.disconnected();
+                backoff.wait().await;
+                continue;
+            }
+        }
+        let mut listen_backoff = Backoff::new();
+        loop {
+            match link.listen(&up.shared).await {
+                Ok(()) => listen_backoff.reset(),
+                // The server offers no GET stream: nothing to hold open.
+                Err(UpstreamError::Http(405)) => std::future::pending::<()>().await,
+                Err(UpstreamError::SessionExpired) => break,
+                Err(e) => tracing::debug!(upstream = %up.spec.name, error = %e, "GET stream ended"),
+            }
+            listen_backoff.wait().await;
+        }
+    }
+}

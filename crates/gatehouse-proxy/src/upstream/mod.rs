@@ -1,0 +1,558 @@
+//! Upstream MCP servers. Each upstream has one connection shared by every client: request
+//! ids are rewritten to the gateway's own, progress tokens and server-to-client requests are
+//! mapped back to the client whose call they belong to, and the handshake is negotiated with
+//! each upstream on its own, whatever version the clients speak.
+
+mod http;
+mod sse;
+mod stdio;
+
+pub use stdio::read_bounded_line;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use gatehouse_protocol::{
+    Id, Message, Notification, ProtocolVersion, Request, Response, RpcError, code, method,
+};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::config::{TransportSpec, UpstreamSpec};
+
+/// Where the messages an upstream sends during one call go: the client's response stream.
+#[derive(Debug, Clone)]
+pub struct CallRoute {
+    pub events: mpsc::Sender<Message>,
+    /// The client's own progress token, restored on progress notifications.
+    pub progress_token: Option<Value>,
+    /// The client session this call belongs to: only it may answer server requests sent
+    /// during the call.
+    pub owner: String,
+}
+
+/// What went wrong talking to an upstream. Never shown to clients verbatim.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream is not connected")]
+    Unavailable,
+    #[error("upstream did not answer in time")]
+    Timeout,
+    #[error("upstream closed the connection")]
+    Closed,
+    #[error("upstream answered HTTP {0}")]
+    Http(u16),
+    #[error("upstream session expired")]
+    SessionExpired,
+    #[error("upstream broke the protocol: {0}")]
+    Protocol(String),
+    #[error("upstream transport error: {0}")]
+    Transport(String),
+}
+
+/// Something an upstream did that the gateway as a whole must react to.
+#[derive(Debug)]
+pub enum UpstreamEvent {
+    /// Handshake done (first time or after a restart): lists must be (re)read.
+    Ready { upstream: String },
+    /// The connection is gone; calls fail until it is back.
+    Down { upstream: String },
+    /// A notification not tied to any call (list changes, logs, resource updates).
+    Notification {
+        upstream: String,
+        notification: Notification,
+    },
+}
+
+/// What the handshake learnt about an upstream.
+#[derive(Debug, Clone)]
+pub struct UpstreamInfo {
+    pub version: ProtocolVersion,
+    pub capabilities: Value,
+    pub server_info: Value,
+    pub instructions: Option<String>,
+}
+
+/// Server-to-client requests waiting for a client's answer, across all upstreams. Client
+/// answers carry the gateway's id; this maps it back to the upstream and its own id.
+#[derive(Debug, Default)]
+pub struct ServerRequests {
+    next: AtomicU64,
+    map: Mutex<HashMap<String, Waiting>>,
+}
+
+#[derive(Debug)]
+struct Waiting {
+    upstream: String,
+    id: Id,
+    owner: String,
+    at: Instant,
+}
+
+const SERVER_REQUEST_CAP: usize = 4096;
+const SERVER_REQUEST_TTL: Duration = Duration::from_secs(600);
+
+impl ServerRequests {
+    fn insert(&self, upstream: &str, id: Id, owner: &str) -> String {
+        let key = format!("gatehouse-{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= SERVER_REQUEST_CAP {
+            map.retain(|_, w| w.at.elapsed() < SERVER_REQUEST_TTL);
+            if map.len() >= SERVER_REQUEST_CAP {
+                // Still full: unanswered requests from a misbehaving pair; drop the oldest.
+                if let Some(oldest) = map.iter().min_by_key(|(_, w)| w.at).map(|(k, _)| k.clone()) {
+                    map.remove(&oldest);
+                }
+            }
+        }
+        let waiting = Waiting {
+            upstream: upstream.to_owned(),
+            id,
+            owner: owner.to_owned(),
+            at: Instant::now(),
+        };
+        map.insert(key.clone(), waiting);
+        key
+    }
+
+    /// Takes the upstream and original id for an answer from session `owner`. An answer
+    /// from any other session is refused (it cannot answer someone else's request).
+    pub fn take(&self, id: &Id, owner: &str) -> Option<(String, Id)> {
+        let Id::Str(key) = id else { return None };
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.get(key).is_some_and(|w| w.owner != owner) {
+            return None;
+        }
+        map.remove(key).map(|w| (w.upstream, w.id))
+    }
+}
+
+struct Pending {
+    done: oneshot::Sender<Response>,
+    route: Option<CallRoute>,
+}
+
+/// State every transport of one upstream shares: in-flight calls and event routing.
+pub(crate) struct Shared {
+    name: String,
+    next_id: AtomicU64,
+    inflight: Mutex<HashMap<u64, Pending>>,
+    events: mpsc::UnboundedSender<UpstreamEvent>,
+    server_requests: Arc<ServerRequests>,
+    max_message_bytes: usize,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Pending>> {
+        self.inflight.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn is_pending(&self, n: u64) -> bool {
+        self.lock().contains_key(&n)
+    }
+
+    /// Fails every in-flight call (connection lost).
+    fn fail_all(&self) {
+        self.lock().clear();
+    }
+
+    /// Routes one message from the upstream. `hint` is the call whose HTTP response stream
+    /// carried it, when known. Returns a message to send back to the upstream, if any.
+    fn on_message(&self, msg: Message, hint: Option<u64>) -> Option<Message> {
+        match msg {
+            Message::Response(resp) => {
+                let pending = resp.id.as_u64().and_then(|n| self.lock().remove(&n));
+                match pending {
+                    Some(p) => {
+                        let _ = p.done.send(resp);
+                    }
+                    None => {
+                        tracing::debug!(upstream = %self.name, id = ?resp.id, "response to no pending call")
+                    }
+                }
+                None
+            }
+            Message::Notification(mut n) => {
+                if n.method == method::PROGRESS || n.method == method::MESSAGE && hint.is_some() {
+                    let token = n
+                        .params
+                        .as_ref()
+                        .and_then(|p| p.get("progressToken"))
+                        .and_then(Value::as_u64);
+                    let target = token.or(hint);
+                    let inflight = self.lock();
+                    let route = target
+                        .and_then(|t| inflight.get(&t))
+                        .and_then(|p| p.route.clone());
+                    drop(inflight);
+                    if let Some(route) = route {
+                        if n.method == method::PROGRESS {
+                            let Some(original) = route.progress_token.clone() else {
+                                return None;
+                            };
+                            if let Some(p) = n.params.as_mut().and_then(Value::as_object_mut) {
+                                p.insert("progressToken".into(), original);
+                            }
+                        }
+                        // Progress is lossy by nature: a slow client loses updates, not memory.
+                        let _ = route.events.try_send(Message::Notification(n));
+                        return None;
+                    }
+                    if n.method == method::PROGRESS {
+                        return None;
+                    }
+                }
+                if n.method == method::CANCELLED {
+                    return None;
+                }
+                let _ = self.events.send(UpstreamEvent::Notification {
+                    upstream: self.name.clone(),
+                    notification: n,
+                });
+                None
+            }
+            Message::Request(req) => {
+                if req.method == method::PING {
+                    return Some(Response::ok(req.id, json!({})).into());
+                }
+                let route = {
+                    let inflight = self.lock();
+                    let by_hint = hint
+                        .and_then(|h| inflight.get(&h))
+                        .and_then(|p| p.route.clone());
+                    // Over stdio a server request names no call: the newest call with a
+                    // client stream is the one the server is working on.
+                    by_hint.or_else(|| {
+                        inflight
+                            .iter()
+                            .filter(|(_, p)| p.route.is_some())
+                            .max_by_key(|(k, _)| **k)
+                            .and_then(|(_, p)| p.route.clone())
+                    })
+                };
+                // Stateless clients (no session) have no channel to answer on.
+                let Some(route) = route.filter(|r| !r.owner.is_empty()) else {
+                    return Some(
+                        Response::err(
+                            req.id,
+                            RpcError::new(
+                                code::INTERNAL_ERROR,
+                                "no client can answer this request",
+                            ),
+                        )
+                        .into(),
+                    );
+                };
+                let original = req.id.clone();
+                let key = self
+                    .server_requests
+                    .insert(&self.name, original.clone(), &route.owner);
+                let forwarded = Request {
+                    id: Id::Str(key.clone()),
+                    method: req.method,
+                    params: req.params,
+                };
+                if route.events.try_send(forwarded.into()).is_err() {
+                    self.server_requests.take(&Id::Str(key), &route.owner);
+                    return Some(
+                        Response::err(
+                            original,
+                            RpcError::new(code::INTERNAL_ERROR, "client stream is gone"),
+                        )
+                        .into(),
+                    );
+                }
+                None
+            }
+        }
+    }
+}
+
+enum Link {
+    Stdio(stdio::StdioLink),
+    Http(http::HttpLink),
+    Sse(sse::SseLink),
+}
+
+impl Link {
+    async fn send_request(
+        &self,
+        shared: &Shared,
+        n: u64,
+        req: Request,
+    ) -> Result<(), UpstreamError> {
+        match self {
+            Link::Stdio(l) => l.send(&Message::Request(req)).await,
+            Link::Http(l) => l.send_request(shared, n, req).await,
+            Link::Sse(l) => l.send(&Message::Request(req)).await,
+        }
+    }
+
+    async fn send(&self, shared: &Shared, msg: &Message) -> Result<(), UpstreamError> {
+        match self {
+            Link::Stdio(l) => l.send(msg).await,
+            Link::Http(l) => l.send_other(shared, msg).await,
+            Link::Sse(l) => l.send(msg).await,
+        }
+    }
+}
+
+/// One upstream MCP server and its shared connection.
+pub struct Upstream {
+    pub spec: UpstreamSpec,
+    shared: Arc<Shared>,
+    link: Link,
+    info: ArcSwapOption<UpstreamInfo>,
+    task: Mutex<Option<JoinHandle<()>>>,
+    handshake_timeout: Duration,
+}
+
+impl Upstream {
+    /// Creates the upstream and starts connecting in the background.
+    pub fn start(
+        spec: UpstreamSpec,
+        events: mpsc::UnboundedSender<UpstreamEvent>,
+        server_requests: Arc<ServerRequests>,
+        max_message_bytes: usize,
+        handshake_timeout: Duration,
+    ) -> Arc<Upstream> {
+        let shared = Arc::new(Shared {
+            name: spec.name.clone(),
+            next_id: AtomicU64::new(0),
+            inflight: Mutex::new(HashMap::new()),
+            events,
+            server_requests,
+            max_message_bytes,
+        });
+        let link = match &spec.transport {
+            TransportSpec::Stdio { .. } => Link::Stdio(stdio::StdioLink::new()),
+            TransportSpec::StreamableHttp { url, headers } => {
+                Link::Http(http::HttpLink::new(url, headers))
+            }
+            TransportSpec::Sse { url, headers } => Link::Sse(sse::SseLink::new(url, headers)),
+        };
+        let up = Arc::new(Upstream {
+            spec,
+            shared,
+            link,
+            info: ArcSwapOption::empty(),
+            task: Mutex::new(None),
+            handshake_timeout,
+        });
+        let task = match &up.link {
+            Link::Stdio(_) => tokio::spawn(stdio::supervise(up.clone())),
+            Link::Http(_) => tokio::spawn(http::supervise(up.clone())),
+            Link::Sse(_) => tokio::spawn(sse::supervise(up.clone())),
+        };
+        *up.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
+        up
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// The handshake's result, `None` while not connected.
+    pub fn info(&self) -> Option<Arc<UpstreamInfo>> {
+        self.info.load_full()
+    }
+
+    /// Stops the connection (and the child process, for stdio).
+    pub fn stop(&self) {
+        if let Some(t) = self
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            t.abort();
+        }
+        self.info.store(None);
+        self.shared.fail_all();
+    }
+
+    /// Sends a request and waits for its response. The request's id is replaced by the
+    /// gateway's own and restored on the response. If the caller goes away first (client
+    /// disconnect or timeout) the upstream is told the call is cancelled.
+    pub async fn call(
+        self: &Arc<Self>,
+        req: Request,
+        route: Option<CallRoute>,
+        timeout: Duration,
+    ) -> Result<Response, UpstreamError> {
+        match self.call_once(req.clone(), route.clone(), timeout).await {
+            Err(UpstreamError::SessionExpired) => {
+                // An HTTP upstream forgot our session (restart): handshake again, retry once.
+                self.handshake().await?;
+                self.call_once(req, route, timeout).await
+            }
+            other => other,
+        }
+    }
+
+    async fn call_once(
+        self: &Arc<Self>,
+        mut req: Request,
+        route: Option<CallRoute>,
+        timeout: Duration,
+    ) -> Result<Response, UpstreamError> {
+        let n = self.shared.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let client_id = std::mem::replace(&mut req.id, Id::from(n));
+        if route.as_ref().is_some_and(|r| r.progress_token.is_some()) {
+            if let Some(meta) = req.meta_mut() {
+                meta.insert("progressToken".into(), json!(n));
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        self.shared.lock().insert(n, Pending { done: tx, route });
+        let guard = CancelOnDrop {
+            upstream: self.clone(),
+            n,
+            armed: true,
+        };
+        let outcome = tokio::time::timeout(timeout, async {
+            self.link.send_request(&self.shared, n, req).await?;
+            rx.await.map_err(|_| UpstreamError::Closed)
+        })
+        .await;
+        match outcome {
+            Ok(Ok(mut resp)) => {
+                guard.disarm();
+                resp.id = client_id;
+                Ok(resp)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(UpstreamError::Timeout),
+        }
+    }
+
+    /// Sends a notification (e.g. cancellation) or a response to a server request.
+    pub async fn send(&self, msg: Message) -> Result<(), UpstreamError> {
+        self.link.send(&self.shared, &msg).await
+    }
+
+    /// Runs the `initialize` handshake, then `notifications/initialized`.
+    pub(crate) async fn handshake(self: &Arc<Self>) -> Result<Arc<UpstreamInfo>, UpstreamError> {
+        if let Link::Http(l) = &self.link {
+            l.reset_session();
+        }
+        let req = Request::new(
+            0,
+            method::INITIALIZE,
+            Some(json!({
+                "protocolVersion": ProtocolVersion::LATEST_HANDSHAKE.as_str(),
+                "capabilities": {"roots": {"listChanged": true}, "sampling": {}, "elicitation": {}},
+                "clientInfo": {"name": "gatehouse", "version": env!("CARGO_PKG_VERSION")}
+            })),
+        );
+        let resp = self.call_once(req, None, self.handshake_timeout).await?;
+        let result = resp
+            .outcome
+            .map_err(|e| UpstreamError::Protocol(format!("initialize failed: {}", e.message)))?;
+        let version = result
+            .get("protocolVersion")
+            .and_then(Value::as_str)
+            .and_then(ProtocolVersion::parse)
+            .filter(|v| !v.is_stateless())
+            .ok_or_else(|| {
+                UpstreamError::Protocol("initialize answered an unknown protocol version".into())
+            })?;
+        let info = Arc::new(UpstreamInfo {
+            version,
+            capabilities: result
+                .get("capabilities")
+                .cloned()
+                .unwrap_or_else(|| json!({})),
+            server_info: result
+                .get("serverInfo")
+                .cloned()
+                .unwrap_or_else(|| json!({})),
+            instructions: result
+                .get("instructions")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        });
+        if let Link::Http(l) = &self.link {
+            l.set_version(version);
+        }
+        self.send(Notification::new(method::INITIALIZED, None).into())
+            .await?;
+        self.info.store(Some(info.clone()));
+        Ok(info)
+    }
+
+    fn emit(&self, ev: UpstreamEvent) {
+        let _ = self.shared.events.send(ev);
+    }
+
+    fn disconnected(&self) {
+        self.info.store(None);
+        self.shared.fail_all();
+        self.emit(UpstreamEvent::Down {
+            upstream: self.spec.name.clone(),
+        });
+    }
+}
+
+/// Tells the upstream a call was abandoned, unless the response arrived.
+struct CancelOnDrop {
+    upstream: Arc<Upstream>,
+    n: u64,
+    armed: bool,
+}
+
+impl CancelOnDrop {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let was_pending = self.upstream.shared.lock().remove(&self.n).is_some();
+        if !was_pending {
+            return;
+        }
+        let up = self.upstream.clone();
+        let n = self.n;
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let note = Notification::new(
+                    method::CANCELLED,
+                    Some(
+                        json!({"requestId": n, "reason": "client went away or the call timed out"}),
+                    ),
+                );
+                let _ = up.send(note.into()).await;
+            });
+        }
+    }
+}
+
+/// Exponential backoff between reconnects: 100 ms doubling to 30 s.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new() -> Self {
+        Self {
+            next: Duration::from_millis(100),
+        }
+    }
+    pub(crate) fn reset(&mut self) {
+        self.next = Duration::from_millis(100);
+    }
+    pub(crate) async fn wait(&mut self) {
+        tokio::time::sleep(self.next).await;
+        self.next = (self.next * 2).min(Duration::from_secs(30));
+    }
+}

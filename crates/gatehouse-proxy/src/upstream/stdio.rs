@@ -1,0 +1,209 @@
+//! stdio upstreams: a supervised child process speaking newline-delimited JSON-RPC, restarted
+//! with backoff, given only the environment config grants, its stderr sent to the log.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use gatehouse_protocol::{Limits, Message, decode_message_bytes};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+use super::{Backoff, Link, Upstream, UpstreamError, UpstreamEvent};
+use crate::config::TransportSpec;
+
+pub(crate) struct StdioLink {
+    tx: ArcSwapOption<mpsc::Sender<Bytes>>,
+}
+
+impl StdioLink {
+    pub(crate) fn new() -> Self {
+        Self {
+            tx: ArcSwapOption::empty(),
+        }
+    }
+
+    pub(crate) async fn send(&self, msg: &Message) -> Result<(), UpstreamError> {
+        let Some(tx) = self.tx.load_full() else {
+            return Err(UpstreamError::Unavailable);
+        };
+        let mut bytes = msg.to_bytes();
+        bytes.push(b'\n');
+        tx.send(Bytes::from(bytes))
+            .await
+            .map_err(|_| UpstreamError::Closed)
+    }
+}
+
+fn spawn_child(spec: &TransportSpec) -> std::io::Result<Child> {
+    let TransportSpec::Stdio {
+        command,
+        args,
+        env,
+        cwd,
+    } = spec
+    else {
+        return Err(std::io::Error::other("not a stdio upstream"));
+    };
+    let mut cmd = Command::new(command);
+    cmd.args(args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    cmd.spawn()
+}
+
+/// Reads one line of at most `max` bytes. `Ok(None)` at end of stream; an over-long line
+/// is an error (the child is then restarted rather than buffered without bound).
+pub async fn read_bounded_line<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Option<()>> {
+    buf.clear();
+    loop {
+        let chunk = r.fill_buf().await?;
+        if chunk.is_empty() {
+            return Ok(if buf.is_empty() { None } else { Some(()) });
+        }
+        match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                buf.extend_from_slice(&chunk[..i]);
+                r.consume(i + 1);
+                if buf.len() > max {
+                    return Err(std::io::Error::other("line exceeds the limit"));
+                }
+                return Ok(Some(()));
+            }
+            None => {
+                let len = chunk.len();
+                buf.extend_from_slice(chunk);
+                r.consume(len);
+                if buf.len() > max {
+                    return Err(std::io::Error::other("line exceeds the limit"));
+                }
+            }
+        }
+    }
+}
+
+/// Keeps the child running: spawn, handshake, pump, and on exit restart with backoff.
+pub(crate) async fn supervise(up: Arc<Upstream>) {
+    let Link::Stdio(link) = &up.link else { return };
+    let mut backoff = Backoff::new();
+    let name = up.spec.name.clone();
+    loop {
+        let mut child = match spawn_child(&up.spec.transport) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(upstream = %name, error = %e, "cannot start upstream process");
+                backoff.wait().await;
+                continue;
+            }
+        };
+        let started = Instant::now();
+        let (Some(mut stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            backoff.wait().await;
+            continue;
+        };
+        let (tx, mut rx) = mpsc::channel::<Bytes>(256);
+        let writer = tokio::spawn(async move {
+            while let Some(b) = rx.recv().await {
+                if stdin.write_all(&b).await.is_err() || stdin.flush().await.is_err() {
+                    break;
+                }
+            }
+        });
+        let err_name = name.clone();
+        let stderr_task = tokio::spawn(async move {
+            let mut r = BufReader::new(stderr);
+            let mut line = Vec::new();
+            while let Ok(Some(())) = read_bounded_line(&mut r, &mut line, 16 * 1024).await {
+                tracing::info!(upstream = %err_name, "stderr: {}", String::from_utf8_lossy(&line));
+            }
+        });
+        link.tx.store(Some(Arc::new(tx)));
+
+        let shared = up.shared.clone();
+        let reader_up = up.clone();
+        let max = shared.max_message_bytes;
+        let reader = async move {
+            let mut r = BufReader::with_capacity(64 * 1024, stdout);
+            let mut line = Vec::new();
+            let limits = Limits {
+                max_body_bytes: max,
+                max_depth: 128,
+                max_batch: 1,
+            };
+            loop {
+                match read_bounded_line(&mut r, &mut line, max).await {
+                    Ok(Some(())) => {
+                        if line.iter().all(u8::is_ascii_whitespace) {
+                            continue;
+                        }
+                        match decode_message_bytes(&line, &limits) {
+                            Ok(msg) => {
+                                if let Some(reply) = shared.on_message(msg, None) {
+                                    let _ = reader_up.send(reply).await;
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(upstream = %shared.name, error = %e, "unreadable line from upstream")
+                            }
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(upstream = %shared.name, error = %e, "upstream output rejected; restarting");
+                        break;
+                    }
+                }
+            }
+        };
+        let hs_up = up.clone();
+        let handshake = async move {
+            match hs_up.handshake().await {
+                Ok(info) => {
+                    tracing::info!(upstream = %hs_up.spec.name, version = %info.version, "upstream ready");
+                    hs_up.emit(UpstreamEvent::Ready {
+                        upstream: hs_up.spec.name.clone(),
+                    });
+                    true
+                }
+                Err(e) => {
+                    tracing::error!(upstream = %hs_up.spec.name, error = %e, "upstream handshake failed");
+                    false
+                }
+            }
+        };
+        tokio::pin!(reader);
+        tokio::select! {
+            _ = &mut reader => {}
+            ok = handshake => {
+                if ok { (&mut reader).await } else { }
+            }
+        }
+        link.tx.store(None);
+        writer.abort();
+        stderr_task.abort();
+        let _ = child.start_kill();
+        let status = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+        tracing::warn!(upstream = %name, ?status, "upstream process ended");
+        up.disconnected();
+        if started.elapsed() > Duration::from_secs(60) {
+            backoff.reset();
+        }
+        backoff.wait().await;
+    }
+}

@@ -1,0 +1,262 @@
+//! `gatehouse bench`: added latency and throughput of `tools/call` through the gateway,
+//! measured beside direct calls to the same upstream in one run. The upstream is a minimal
+//! Streamable HTTP echo server in this process; the gateway runs as a child process.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+async fn echo_handler(body: axum::body::Bytes) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Ok(msg) = serde_json::from_slice::<Value>(&body) else {
+        return (axum::http::StatusCode::BAD_REQUEST, "bad json").into_response();
+    };
+    let Some(id) = msg.get("id").cloned() else {
+        return axum::http::StatusCode::ACCEPTED.into_response();
+    };
+    let result = match msg.get("method").and_then(Value::as_str).unwrap_or("") {
+        "initialize" => {
+            json!({"protocolVersion": "2025-06-18", "capabilities": {"tools": {}}, "serverInfo": {"name": "echo", "version": "1"}})
+        }
+        "tools/list" => {
+            json!({"tools": [{"name": "echo", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}}]})
+        }
+        "tools/call" => {
+            let args = msg
+                .pointer("/params/arguments")
+                .cloned()
+                .unwrap_or(Value::Null);
+            json!({"content": [{"type": "text", "text": args.to_string()}]})
+        }
+        _ => json!({}),
+    };
+    let body = serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": id, "result": result}))
+        .unwrap_or_default();
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+struct Target {
+    url: String,
+    session: Option<String>,
+}
+
+fn call_body(i: u64) -> Vec<u8> {
+    serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": i, "method": "tools/call",
+        "params": {"name": "TOOL", "arguments": {"text": "hello from the benchmark", "n": i}}}))
+    .unwrap_or_default()
+}
+
+async fn call(client: &reqwest::Client, t: &Target, tool: &str, i: u64) -> Result<()> {
+    let body = String::from_utf8(call_body(i))?.replace("TOOL", tool);
+    let mut rb = client
+        .post(&t.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body);
+    if let Some(s) = &t.session {
+        rb = rb
+            .header("mcp-session-id", s)
+            .header("mcp-protocol-version", "2025-06-18");
+    }
+    let resp = rb.send().await?;
+    if !resp.status().is_success() {
+        bail!("HTTP {}", resp.status());
+    }
+    let bytes = resp.bytes().await?;
+    if !bytes.windows(8).any(|w| w == b"\"result\"") {
+        bail!("no result: {}", String::from_utf8_lossy(&bytes));
+    }
+    Ok(())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+async fn latency(
+    client: &reqwest::Client,
+    t: &Target,
+    tool: &str,
+    calls: usize,
+) -> Result<(Duration, Duration)> {
+    for i in 0..200 {
+        call(client, t, tool, i).await?;
+    }
+    let mut samples = Vec::with_capacity(calls);
+    for i in 0..calls {
+        let start = Instant::now();
+        call(client, t, tool, i as u64).await?;
+        samples.push(start.elapsed());
+    }
+    samples.sort();
+    Ok((percentile(&samples, 0.5), percentile(&samples, 0.99)))
+}
+
+async fn throughput(t: Arc<Target>, tool: &'static str, conns: usize, secs: u64) -> Result<f64> {
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        let (t, done, stop) = (t.clone(), done.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            // One client per connection: keep-alive, no pooling across workers.
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()?;
+            let mut i = (c as u64) << 32;
+            while !stop.load(Ordering::Relaxed) {
+                call(&client, &t, tool, i).await?;
+                done.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await??;
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
+}
+
+fn proc_cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+fn proc_rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+pub(crate) async fn run(calls: usize, conns: usize, secs: u64) -> Result<()> {
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let echo_url = format!("http://{}/mcp", echo.local_addr()?);
+    tokio::spawn(async move {
+        let app = axum::Router::new().route("/mcp", axum::routing::post(echo_handler));
+        let _ = axum::serve(echo, app).await;
+    });
+
+    let port = free_port()?;
+    let exe = std::env::current_exe()?;
+    let mut child = tokio::process::Command::new(exe)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--upstream",
+            &format!("echo={echo_url}"),
+        ])
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the gateway")?;
+    let pid = child.id().context("gateway pid")?;
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..200 {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
+            if r.status().is_success() {
+                ready = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if !ready {
+        bail!("gateway did not become ready");
+    }
+    let init = client
+        .post(format!("{base}/mcp"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}"#)
+        .send()
+        .await?;
+    let session = init
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let direct = Arc::new(Target {
+        url: echo_url,
+        session: None,
+    });
+    let gw = Arc::new(Target {
+        url: format!("{base}/mcp"),
+        session,
+    });
+
+    println!(
+        "gatehouse bench: tools/call, keep-alive HTTP/1.1 on loopback, no controls configured"
+    );
+    println!("latency ({calls} sequential calls each)");
+    let (d50, d99) = latency(&client, &direct, "echo", calls).await?;
+    let (g50, g99) = latency(&client, &gw, "echo__echo", calls).await?;
+    println!(
+        "  direct      p50 {:>8.1} µs   p99 {:>8.1} µs",
+        d50.as_secs_f64() * 1e6,
+        d99.as_secs_f64() * 1e6
+    );
+    println!(
+        "  gateway     p50 {:>8.1} µs   p99 {:>8.1} µs",
+        g50.as_secs_f64() * 1e6,
+        g99.as_secs_f64() * 1e6
+    );
+    println!(
+        "  added       p50 {:>8.1} µs   p99 {:>8.1} µs",
+        (g50.as_secs_f64() - d50.as_secs_f64()) * 1e6,
+        (g99.as_secs_f64() - d99.as_secs_f64()) * 1e6
+    );
+    println!("throughput ({conns} connections, {secs} s each)");
+    let dt = throughput(direct, "echo", conns, secs).await?;
+    let cpu0 = proc_cpu_ticks(pid);
+    let calls0 = Instant::now();
+    let gt = throughput(gw, "echo__echo", conns, secs).await?;
+    let cpu1 = proc_cpu_ticks(pid);
+    let rss = proc_rss_kb(pid);
+    println!("  direct      {dt:>10.0} calls/s");
+    println!(
+        "  gateway     {gt:>10.0} calls/s   ratio {:.2}x of direct",
+        gt / dt
+    );
+    if let (Some(a), Some(b)) = (cpu0, cpu1) {
+        // Clock ticks are 1/100 s on Linux.
+        let total_calls = gt * calls0.elapsed().as_secs_f64();
+        println!(
+            "  gateway CPU {:>10.1} µs per call",
+            (b - a) as f64 * 10_000.0 / total_calls.max(1.0)
+        );
+    }
+    if let Some(kb) = rss {
+        println!("  gateway RSS {:>10.1} MB after load", kb as f64 / 1024.0);
+    }
+    let _ = child.kill().await;
+    Ok(())
+}
