@@ -79,12 +79,12 @@ pub fn stateless_envelope_check(
     if header_method != Some(req.method.as_str()) {
         return Err(HeaderMismatch::Method);
     }
-    if let Some(key) = name_param(&req.method) {
-        if let Some(body_name) = req.param_str(key) {
-            let header = header_name.and_then(decode_header_value);
-            if header.as_deref() != Some(body_name) {
-                return Err(HeaderMismatch::Name(key));
-            }
+    if let Some(key) = name_param(&req.method)
+        && let Some(body_name) = req.param_str(key)
+    {
+        let header = header_name.and_then(decode_header_value);
+        if header.as_deref() != Some(body_name) {
+            return Err(HeaderMismatch::Name(key));
         }
     }
     match body_version.as_str().and_then(ProtocolVersion::parse) {

@@ -196,10 +196,11 @@ impl Message {
             return Err((err_id, invalid("jsonrpc must be \"2.0\"")));
         }
         let params = obj.remove("params");
-        if let Some(p) = &params {
-            if !p.is_object() && !p.is_array() {
-                return Err((err_id, invalid("params must be an object or an array")));
-            }
+        if let Some(p) = &params
+            && !p.is_object()
+            && !p.is_array()
+        {
+            return Err((err_id, invalid("params must be an object or an array")));
         }
         match obj.remove("method") {
             Some(Value::String(method)) => match id {

@@ -192,15 +192,15 @@ fn edge(
             "Origin not allowed",
         ));
     }
-    if let Some(name) = scope {
-        if !cfg.virtual_servers.contains_key(name) {
-            return Err(reject(
-                StatusCode::NOT_FOUND,
-                "no_such_server",
-                code::INVALID_REQUEST,
-                "no such server",
-            ));
-        }
+    if let Some(name) = scope
+        && !cfg.virtual_servers.contains_key(name)
+    {
+        return Err(reject(
+            StatusCode::NOT_FOUND,
+            "no_such_server",
+            code::INVALID_REQUEST,
+            "no such server",
+        ));
     }
     match authenticate(&cfg) {
         Ok(p) => Ok((cfg, p)),
@@ -315,10 +315,11 @@ async fn post_mcp(st: AppState, scope: Option<String>, headers: HeaderMap, body:
     let sse_ok = accepts(&headers, "text/event-stream");
 
     // initialize opens a session; it is never part of a batch.
-    if let Decoded::Single(Ok(Message::Request(req))) = &decoded {
-        if req.method == method::INITIALIZE && header_str(&headers, HEADER_SESSION_ID).is_none() {
-            return initialize(&st.gw, &cfg, scope.as_deref(), req);
-        }
+    if let Decoded::Single(Ok(Message::Request(req))) = &decoded
+        && req.method == method::INITIALIZE
+        && header_str(&headers, HEADER_SESSION_ID).is_none()
+    {
+        return initialize(&st.gw, &cfg, scope.as_deref(), req);
     }
 
     let ctx = match header_str(&headers, HEADER_SESSION_ID) {
@@ -559,7 +560,8 @@ fn on_client_message(gw: &Arc<Gateway>, ctx: &ClientCtx, msg: Message) {
                 }
             }
             method::ROOTS_LIST_CHANGED => {
-                for up in gw.upstreams().values().cloned() {
+                for up in gw.upstreams().values() {
+                    let up = up.clone();
                     let n = Notification::new(method::ROOTS_LIST_CHANGED, None);
                     tokio::spawn(async move { up.send(n.into()).await });
                 }

@@ -177,10 +177,10 @@ impl Gateway {
         metrics::counter!(m::REQUESTS, "method" => method_label, "outcome" => status).increment(1);
         match outcome {
             Ok(mut result) => {
-                if ctx.version.is_stateless() {
-                    if let Some(o) = result.as_object_mut() {
-                        o.entry("resultType").or_insert_with(|| json!("complete"));
-                    }
+                if ctx.version.is_stateless()
+                    && let Some(o) = result.as_object_mut()
+                {
+                    o.entry("resultType").or_insert_with(|| json!("complete"));
                 }
                 Response::ok(id, result)
             }
@@ -520,13 +520,13 @@ impl Gateway {
         match outcome {
             None => Err(RpcError::new(code::REQUEST_TIMEOUT, "Request cancelled")),
             Some(Ok(resp)) => {
-                if resp.outcome.is_ok() {
-                    if let (Some(sess), Some(uri)) = (&ctx.session, &uri) {
-                        match subscribe {
-                            (true, _) => self.hub.subscribe(&sess.sid, uri),
-                            (_, true) => self.hub.unsubscribe(&sess.sid, uri),
-                            _ => {}
-                        }
+                if resp.outcome.is_ok()
+                    && let (Some(sess), Some(uri)) = (&ctx.session, &uri)
+                {
+                    match subscribe {
+                        (true, _) => self.hub.subscribe(&sess.sid, uri),
+                        (_, true) => self.hub.unsubscribe(&sess.sid, uri),
+                        _ => {}
                     }
                 }
                 resp.outcome
@@ -581,13 +581,12 @@ fn strip_envelope(req: &mut Request) {
             meta.remove(k);
         }
     }
-    if let Some(p) = req.params.as_mut().and_then(Value::as_object_mut) {
-        if p.get("_meta")
+    if let Some(p) = req.params.as_mut().and_then(Value::as_object_mut)
+        && p.get("_meta")
             .and_then(Value::as_object)
             .is_some_and(Map::is_empty)
-        {
-            p.remove("_meta");
-        }
+    {
+        p.remove("_meta");
     }
 }
 

@@ -109,30 +109,34 @@ impl Bridge {
             }
             return Ok(());
         }
-        let body = resp.bytes().await.context("reading the gateway's answer")?;
+        let mut resp = resp;
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.context("reading the gateway's answer")? {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_LINE {
+                bail!("gateway answer exceeds {MAX_LINE} bytes");
+            }
+        }
         if body.is_empty() {
             if !status.is_success() {
                 bail!("gateway answered HTTP {status}");
             }
             return Ok(());
         }
-        if is_init {
-            if let Ok(Decoded::Single(Ok(Message::Response(r)))) =
+        if is_init
+            && let Ok(Decoded::Single(Ok(Message::Response(r)))) =
                 decode_body(&body, &Limits::default())
-            {
-                if let Some(v) = r
-                    .outcome
-                    .as_ref()
-                    .ok()
-                    .and_then(|v| v.get("protocolVersion"))
-                    .and_then(Value::as_str)
-                {
-                    self.session
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .version = HeaderValue::from_str(v).ok();
-                }
-            }
+            && let Some(v) = r
+                .outcome
+                .as_ref()
+                .ok()
+                .and_then(|v| v.get("protocolVersion"))
+                .and_then(Value::as_str)
+        {
+            self.session
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .version = HeaderValue::from_str(v).ok();
         }
         self.emit(&body).await;
         Ok(())

@@ -2,7 +2,7 @@
 //! tests. A seeded SQLite database (a working copy, so destructive tools are safe), a few
 //! documents, and tools whose annotations say truthfully what they do.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -184,7 +184,7 @@ impl Demo {
                     .collect()
             })
             .unwrap_or_default();
-        let cols: Vec<String> = stmt.column_names().into_iter().map(str::to_owned).collect();
+        let cols: Vec<String> = stmt.column_names().map(str::to_owned).collect();
         let mut rows = stmt
             .query(rusqlite::params_from_iter(params))
             .map_err(|e| tool_error(format!("query error: {e}")))?;
@@ -332,15 +332,27 @@ fn search_files(query: &str) -> Value {
 /// Serves MCP over stdin/stdout until stdin closes.
 pub(crate) fn run(db: Option<PathBuf>) -> Result<()> {
     let demo = Demo::open(db)?;
-    let stdin = std::io::stdin();
+    let mut stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
     let limits = Limits::default();
-    for line in stdin.lock().lines() {
-        let line = line.context("reading stdin")?;
-        if line.trim().is_empty() {
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        // Bounded: at most one body limit (plus the newline) per line.
+        let n = (&mut stdin)
+            .take(limits.max_body_bytes as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .context("reading stdin")?;
+        if n == 0 {
+            break;
+        }
+        if line.last() != Some(&b'\n') && n > limits.max_body_bytes {
+            anyhow::bail!("input line exceeds {} bytes", limits.max_body_bytes);
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let reply = match decode_body(line.as_bytes(), &limits) {
+        let reply = match decode_body(&line, &limits) {
             Ok(Decoded::Single(Ok(Message::Request(req)))) => Some(match demo.handle(&req) {
                 Ok(v) => Response::ok(req.id, v),
                 Err(e) => Response::err(req.id, e),

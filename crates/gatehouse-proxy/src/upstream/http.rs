@@ -109,10 +109,10 @@ impl HttpLink {
         if !status.is_success() {
             return Err(UpstreamError::Http(status.as_u16()));
         }
-        if self.session.load().is_none() {
-            if let Some(sid) = resp.headers().get(HEADER_SESSION_ID) {
-                self.session.store(Some(Arc::new(sid.clone())));
-            }
+        if self.session.load().is_none()
+            && let Some(sid) = resp.headers().get(HEADER_SESSION_ID)
+        {
+            self.session.store(Some(Arc::new(sid.clone())));
         }
         Ok(resp)
     }

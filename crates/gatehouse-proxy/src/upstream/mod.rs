@@ -191,9 +191,7 @@ impl Shared {
                     drop(inflight);
                     if let Some(route) = route {
                         if n.method == method::PROGRESS {
-                            let Some(original) = route.progress_token.clone() else {
-                                return None;
-                            };
+                            let original = route.progress_token.clone()?;
                             if let Some(p) = n.params.as_mut().and_then(Value::as_object_mut) {
                                 p.insert("progressToken".into(), original);
                             }
@@ -402,10 +400,10 @@ impl Upstream {
     ) -> Result<Response, UpstreamError> {
         let n = self.shared.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let client_id = std::mem::replace(&mut req.id, Id::from(n));
-        if route.as_ref().is_some_and(|r| r.progress_token.is_some()) {
-            if let Some(meta) = req.meta_mut() {
-                meta.insert("progressToken".into(), json!(n));
-            }
+        if route.as_ref().is_some_and(|r| r.progress_token.is_some())
+            && let Some(meta) = req.meta_mut()
+        {
+            meta.insert("progressToken".into(), json!(n));
         }
         let (tx, rx) = oneshot::channel();
         self.shared.lock().insert(n, Pending { done: tx, route });

@@ -191,7 +191,7 @@ pub(crate) async fn supervise(up: Arc<Upstream>) {
         tokio::select! {
             _ = &mut reader => {}
             ok = handshake => {
-                if ok { (&mut reader).await } else { }
+                if ok { (&mut reader).await }
             }
         }
         link.tx.store(None);
