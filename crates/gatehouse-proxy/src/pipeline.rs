@@ -181,6 +181,11 @@ impl Gateway {
                     && let Some(o) = result.as_object_mut()
                 {
                     o.entry("resultType").or_insert_with(|| json!("complete"));
+                    if cacheable(method_label) {
+                        // Lists are filtered per caller: never shareable across callers.
+                        o.insert("cacheScope".into(), json!("private"));
+                        o.entry("ttlMs").or_insert_with(|| json!(0));
+                    }
                 }
                 Response::ok(id, result)
             }
@@ -487,6 +492,7 @@ impl Gateway {
             events,
             progress_token: req.meta().and_then(|m| m.get("progressToken")).cloned(),
             owner: ctx.key().to_owned(),
+            caps: ctx.session.as_ref().map(|s| s.caps).unwrap_or_default(),
         });
         let timeout = self.config().limits.request_timeout;
         let key = (ctx.key().to_owned(), req.id.clone());
@@ -563,6 +569,19 @@ impl Gateway {
             let _ = tx.send(());
         }
     }
+}
+
+/// 2026-07-28 results that carry caching hints.
+fn cacheable(m: &str) -> bool {
+    matches!(
+        m,
+        method::TOOLS_LIST
+            | method::PROMPTS_LIST
+            | method::RESOURCES_LIST
+            | method::RESOURCES_TEMPLATES_LIST
+            | method::RESOURCES_READ
+            | method::DISCOVER
+    )
 }
 
 fn unavailable(correlation: &str) -> RpcError {

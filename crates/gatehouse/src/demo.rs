@@ -49,6 +49,7 @@ CREATE TABLE deployments (id INTEGER PRIMARY KEY AUTOINCREMENT, service TEXT, ve
 const MAX_ROWS: usize = 200;
 
 struct Demo {
+    max_version: ProtocolVersion,
     db_path: PathBuf,
     rw: Connection,
     _dir: Option<TempDir>,
@@ -109,7 +110,7 @@ fn str_arg<'a>(args: &'a Value, k: &str) -> Result<&'a str, Value> {
 }
 
 impl Demo {
-    fn open(db: Option<PathBuf>) -> Result<Demo> {
+    fn open(db: Option<PathBuf>, max_version: ProtocolVersion) -> Result<Demo> {
         let (db_path, dir) = match db {
             Some(p) => (p, None),
             None => {
@@ -126,6 +127,7 @@ impl Demo {
                 .context("seeding the demo database")?;
         }
         Ok(Demo {
+            max_version,
             db_path,
             rw,
             _dir: dir,
@@ -258,8 +260,8 @@ impl Demo {
                 let v = req
                     .param_str("protocolVersion")
                     .and_then(ProtocolVersion::parse)
-                    .filter(|v| !v.is_stateless())
-                    .unwrap_or(ProtocolVersion::LATEST_HANDSHAKE);
+                    .filter(|v| !v.is_stateless() && *v <= self.max_version)
+                    .unwrap_or(self.max_version);
                 Ok(json!({
                     "protocolVersion": v.as_str(),
                     "capabilities": {"tools": {}, "resources": {}, "prompts": {}},
@@ -330,8 +332,8 @@ fn search_files(query: &str) -> Value {
 }
 
 /// Serves MCP over stdin/stdout until stdin closes.
-pub(crate) fn run(db: Option<PathBuf>) -> Result<()> {
-    let demo = Demo::open(db)?;
+pub(crate) fn run(db: Option<PathBuf>, max_version: Option<ProtocolVersion>) -> Result<()> {
+    let demo = Demo::open(db, max_version.unwrap_or(ProtocolVersion::LATEST_HANDSHAKE))?;
     let mut stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
     let limits = Limits::default();

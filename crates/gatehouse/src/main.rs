@@ -50,6 +50,9 @@ enum Command {
         /// Database file to use; a fresh seeded copy in a temporary directory by default.
         #[arg(long)]
         db: Option<PathBuf>,
+        /// Newest protocol version to accept (e.g. 2025-03-26), to play an older server.
+        #[arg(long)]
+        max_version: Option<String>,
     },
     /// Bridge a stdio MCP client (desktop apps) to a gateway URL.
     Connect {
@@ -173,7 +176,16 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
-        Command::DemoServer { db } => demo::run(db),
+        Command::DemoServer { db, max_version } => {
+            let max = match max_version {
+                Some(v) => Some(
+                    gatehouse_protocol::ProtocolVersion::parse(&v)
+                        .with_context(|| format!("unknown protocol version {v}"))?,
+                ),
+                None => None,
+            };
+            demo::run(db, max)
+        }
         Command::Connect { url, headers } => runtime()?.block_on(connect::run(url, headers)),
         Command::Bench {
             calls,

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::config::{TransportSpec, UpstreamSpec};
+use crate::session::ClientCaps;
 
 /// Where the messages an upstream sends during one call go: the client's response stream.
 #[derive(Debug, Clone)]
@@ -33,6 +34,8 @@ pub struct CallRoute {
     /// The client session this call belongs to: only it may answer server requests sent
     /// during the call.
     pub owner: String,
+    /// What the client declared it can answer (sampling, elicitation, roots).
+    pub caps: ClientCaps,
 }
 
 /// What went wrong talking to an upstream. Never shown to clients verbatim.
@@ -245,6 +248,24 @@ impl Shared {
                         .into(),
                     );
                 };
+                let supported = match req.method.as_str() {
+                    "sampling/createMessage" => route.caps.sampling,
+                    "elicitation/create" => route.caps.elicitation,
+                    "roots/list" => route.caps.roots,
+                    _ => true,
+                };
+                if !supported {
+                    return Some(
+                        Response::err(
+                            req.id,
+                            RpcError::new(
+                                code::METHOD_NOT_FOUND,
+                                "the client does not support this request",
+                            ),
+                        )
+                        .into(),
+                    );
+                }
                 let original = req.id.clone();
                 let key = self
                     .server_requests

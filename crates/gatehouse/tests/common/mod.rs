@@ -1,0 +1,384 @@
+//! Integration-test harness: starts the gateway in process on an ephemeral loopback port,
+//! starts real MCP peers (npm and PyPI packages pinned in testdata/peers) as child
+//! processes, and speaks MCP over HTTP for the assertions.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gatehouse_proxy::{Config, Gateway};
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
+}
+
+pub fn peers() -> PathBuf {
+    let p = repo().join("testdata/peers");
+    assert!(
+        p.join("node_modules/@modelcontextprotocol/server-everything")
+            .is_dir(),
+        "test peers are not installed: run `bash .ci/run` (or `npm ci` in testdata/peers)"
+    );
+    p
+}
+
+pub fn gatehouse_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_gatehouse")
+}
+
+pub fn everything_js() -> String {
+    peers()
+        .join("node_modules/@modelcontextprotocol/server-everything/dist/index.js")
+        .display()
+        .to_string()
+}
+
+pub fn filesystem_js() -> String {
+    peers()
+        .join("node_modules/@modelcontextprotocol/server-filesystem/dist/index.js")
+        .display()
+        .to_string()
+}
+
+/// The Python with the pinned `mcp` SDK: `GATEHOUSE_TEST_PYTHON`, else testdata/peers/.venv.
+pub fn python() -> String {
+    let p = std::env::var("GATEHOUSE_TEST_PYTHON").unwrap_or_else(|_| {
+        repo()
+            .join("testdata/peers/.venv/bin/python")
+            .display()
+            .to_string()
+    });
+    assert!(
+        Path::new(&p).exists(),
+        "Python test peer missing at {p}: run `bash .ci/run`"
+    );
+    p
+}
+
+pub fn py_server() -> String {
+    repo()
+        .join("testdata/servers/py_server.py")
+        .display()
+        .to_string()
+}
+
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A gateway running in this process.
+pub struct Gw {
+    pub gw: Arc<Gateway>,
+    pub base: String,
+}
+
+impl Gw {
+    pub fn mcp(&self) -> String {
+        format!("{}/mcp", self.base)
+    }
+}
+
+/// Starts a gateway from YAML (`${VAR}` resolved from the environment) and waits until every
+/// upstream is connected and listed.
+pub async fn start_gateway(yaml: &str) -> Gw {
+    let cfg = Config::from_yaml(yaml, &|k| std::env::var(k).ok()).expect("test config is valid");
+    start_gateway_with(cfg, true).await
+}
+
+pub async fn start_gateway_with(cfg: Config, wait_ready: bool) -> Gw {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let gw = Gateway::start(cfg);
+    tokio::spawn(gatehouse_proxy::serve_on(listener, gw.clone(), None));
+    if wait_ready {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !gw.not_ready().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "upstreams never became ready: {:?}",
+                gw.not_ready()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Gw { gw, base }
+}
+
+/// A child process killed when dropped.
+pub struct Peer {
+    pub child: Child,
+    pub port: u16,
+}
+
+/// Starts server-everything over HTTP (`streamableHttp` or `sse`) on a free loopback port.
+pub async fn everything_http(mode: &str) -> Peer {
+    let port = free_port();
+    let child = Command::new("node")
+        .arg("-r")
+        .arg(peers().join("loopback.cjs"))
+        .arg(everything_js())
+        .arg(mode)
+        .env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start server-everything");
+    wait_port(port).await;
+    Peer { child, port }
+}
+
+/// Starts the Python SDK test server over Streamable HTTP.
+pub async fn py_http() -> Peer {
+    let port = free_port();
+    let child = Command::new(python())
+        .arg(py_server())
+        .arg("http")
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start python server");
+    wait_port(port).await;
+    Peer { child, port }
+}
+
+pub async fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "port {port} never opened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Capabilities the test client declares: the same the gateway declares upstream, so a
+/// server that lists tools by client capability lists the same set to both.
+pub static CLIENT_CAPS: std::sync::LazyLock<Value> = std::sync::LazyLock::new(
+    || json!({"roots": {"listChanged": true}, "sampling": {}, "elicitation": {}}),
+);
+
+/// A minimal MCP client over Streamable HTTP for assertions on the wire.
+#[derive(Clone)]
+pub struct Mcp {
+    pub http: reqwest::Client,
+    pub url: String,
+    pub session: Option<String>,
+    pub version: String,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    /// Every JSON-RPC message in the body (one for JSON, all events for SSE).
+    pub messages: Vec<Value>,
+}
+
+impl Reply {
+    /// The final message (the response).
+    pub fn last(&self) -> &Value {
+        self.messages.last().expect("reply has a message")
+    }
+    pub fn result(&self) -> &Value {
+        let m = self.last();
+        assert!(m.get("result").is_some(), "expected a result, got {m}");
+        &m["result"]
+    }
+    pub fn error_code(&self) -> i64 {
+        self.last()["error"]["code"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("expected an error, got {}", self.last()))
+    }
+}
+
+pub async fn read_reply(resp: reqwest::Response) -> Reply {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let ctype = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    #[allow(clippy::disallowed_methods)]
+    let body = resp.text().await.expect("body");
+    let messages = if ctype.starts_with("text/event-stream") {
+        body.split("\n\n")
+            .filter_map(|ev| {
+                let data: Vec<&str> = ev
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(str::trim_start)
+                    .collect();
+                let data = data.join("\n");
+                (!data.trim().is_empty())
+                    .then(|| serde_json::from_str(&data).expect("SSE data is JSON"))
+            })
+            .collect()
+    } else if body.trim().is_empty() {
+        vec![]
+    } else {
+        match serde_json::from_str::<Value>(&body) {
+            Ok(Value::Array(items)) => items,
+            Ok(v) => vec![v],
+            Err(_) => vec![json!({"raw": body})],
+        }
+    };
+    Reply {
+        status,
+        headers,
+        messages,
+    }
+}
+
+impl Mcp {
+    pub fn new(url: &str) -> Mcp {
+        Mcp {
+            http: reqwest::Client::new(),
+            url: url.to_owned(),
+            session: None,
+            version: "2025-11-25".into(),
+            next: Arc::new(std::sync::atomic::AtomicU64::new(1)),
+        }
+    }
+
+    /// Opens a session at `version`.
+    pub async fn connect(url: &str, version: &str) -> Mcp {
+        let mut c = Mcp::new(url);
+        c.version = version.to_owned();
+        let r = c
+            .post(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": version, "capabilities": CLIENT_CAPS.clone(), "clientInfo": {"name": "gatehouse-it", "version": "1"}}}))
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "initialize failed: {:?}",
+            r.messages
+        );
+        c.session = r
+            .headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if let Some(v) = r.result()["protocolVersion"].as_str() {
+            c.version = v.to_owned();
+        }
+        c.notify("notifications/initialized", None).await;
+        c
+    }
+
+    pub fn builder(&self, body: Vec<u8>) -> reqwest::RequestBuilder {
+        let mut rb = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body);
+        if let Some(s) = &self.session {
+            rb = rb
+                .header("mcp-session-id", s)
+                .header("mcp-protocol-version", &self.version);
+        }
+        rb
+    }
+
+    pub async fn post(&self, body: Value) -> Reply {
+        read_reply(
+            self.builder(serde_json::to_vec(&body).expect("json"))
+                .send()
+                .await
+                .expect("send"),
+        )
+        .await
+    }
+
+    pub async fn notify(&self, method: &str, params: Option<Value>) {
+        let mut m = json!({"jsonrpc": "2.0", "method": method});
+        if let Some(p) = params {
+            m["params"] = p;
+        }
+        let r = self.post(m).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+    }
+
+    pub async fn request(&self, method: &str, params: Value) -> Reply {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.post(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+            .await
+    }
+
+    pub async fn call(&self, tool: &str, args: Value) -> Value {
+        let r = self
+            .request("tools/call", json!({"name": tool, "arguments": args}))
+            .await;
+        r.result().clone()
+    }
+
+    /// Every item of a paginated list.
+    pub async fn list(&self, method: &str, field: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut cursor: Option<Value> = None;
+        loop {
+            let params = match &cursor {
+                Some(c) => json!({"cursor": c}),
+                None => json!({}),
+            };
+            let r = self.request(method, params).await;
+            let res = r.result();
+            out.extend(res[field].as_array().cloned().unwrap_or_default());
+            match res.get("nextCursor") {
+                Some(c) if !c.is_null() => cursor = Some(c.clone()),
+                _ => return out,
+            }
+        }
+    }
+}
+
+/// Runs a command to completion with a timeout; returns stdout, panicking with stderr on failure.
+pub async fn run_ok(cmd: &mut Command, secs: u64) -> String {
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(secs), cmd.output())
+        .await
+        .expect("command timed out")
+        .expect("command runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "command failed: {:?}\nstdout: {stdout}\nstderr: {}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The last line of a peer script's output, as JSON.
+pub fn last_json(stdout: &str) -> Value {
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON in {stdout}"));
+    serde_json::from_str(line).expect("peer printed JSON")
+}
