@@ -325,14 +325,16 @@ async fn post_mcp(st: AppState, scope: Option<String>, headers: HeaderMap, body:
     let ctx = match header_str(&headers, HEADER_SESSION_ID) {
         Some(token) => match bind_session(&st.gw, token, scope.as_deref()) {
             Ok(claims) => {
-                if header_str(&headers, HEADER_PROTOCOL_VERSION)
-                    .is_some_and(|v| v != claims.version.as_str())
-                {
+                // Any handshake-era version is accepted on a session (clients and the
+                // conformance suite send older ones); an unknown version is refused.
+                if header_str(&headers, HEADER_PROTOCOL_VERSION).is_some_and(|v| {
+                    ProtocolVersion::parse(v).is_none_or(ProtocolVersion::is_stateless)
+                }) {
                     return reject(
                         StatusCode::BAD_REQUEST,
-                        "version_mismatch",
+                        "version",
                         code::INVALID_REQUEST,
-                        "MCP-Protocol-Version does not match the session",
+                        "Unsupported MCP-Protocol-Version",
                     );
                 }
                 ClientCtx {

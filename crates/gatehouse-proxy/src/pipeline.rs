@@ -19,7 +19,7 @@ use gatehouse_protocol::{
 use serde_json::{Map, Value, json};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
-use crate::catalog::in_scope;
+use crate::catalog::{Catalog, in_scope};
 use crate::config::{Config, VirtualServer};
 use crate::gateway::Gateway;
 use crate::metrics as m;
@@ -122,6 +122,9 @@ enum Target {
     },
     /// Every upstream in scope that supports logging.
     Logging,
+    /// A tool name nothing in scope exposes. Answered as a tool error, as MCP servers do,
+    /// and never forwarded: only listed tools can be called.
+    UnknownTool(String),
 }
 
 /// What an audit record says about a request beyond its method and outcome.
@@ -130,6 +133,7 @@ struct Trace {
     upstream: Option<String>,
     tool: Option<String>,
     denied_by: Option<&'static str>,
+    unknown_tool: bool,
     upstream_error: Option<UpstreamError>,
 }
 
@@ -149,6 +153,7 @@ impl Gateway {
         let mut trace = Trace::default();
         let outcome = self.run(ctx, req, events, &mut trace, &correlation).await;
         let status = match &outcome {
+            Ok(_) if trace.unknown_tool => "unknown_tool",
             Ok(_) => "ok",
             Err(e) if trace.denied_by.is_some() => {
                 let _ = e;
@@ -218,9 +223,16 @@ impl Gateway {
             Ok(t) => t,
             Err(e) => return Err(e),
         };
-        if let Target::Upstream { upstream, tool, .. } = &target {
-            trace.upstream = Some(upstream.clone());
-            trace.tool.clone_from(tool);
+        match &target {
+            Target::Upstream { upstream, tool, .. } => {
+                trace.upstream = Some(upstream.clone());
+                trace.tool.clone_from(tool);
+            }
+            Target::UnknownTool(name) => {
+                trace.tool = Some(name.clone());
+                trace.unknown_tool = true;
+            }
+            Target::Local | Target::Logging => {}
         }
 
         // Stage: authorize. Least privilege per tool; here, the virtual server's scope.
@@ -253,6 +265,10 @@ impl Gateway {
         // and envelope never travel further.
         let result = match target {
             Target::Local => self.answer_locally(ctx, &req, scope),
+            Target::UnknownTool(name) => Ok(json!({
+                "content": [{"type": "text", "text": format!("Unknown tool: {name}")}],
+                "isError": true
+            })),
             Target::Logging => {
                 self.fan_out_logging(&req, scope).await;
                 Ok(json!({}))
@@ -295,12 +311,12 @@ impl Gateway {
             method::LOGGING_SET_LEVEL => Ok(Target::Logging),
             method::TOOLS_CALL => {
                 let name = req.param_str("name").ok_or_else(|| missing("name"))?;
-                let e = cat
+                let Some(e) = cat
                     .tool(name)
                     .filter(|e| in_scope(scope, &e.upstream, Some(&e.exposed)))
-                    .ok_or_else(|| {
-                        RpcError::new(code::INVALID_PARAMS, format!("Unknown tool: {name}"))
-                    })?;
+                else {
+                    return Ok(Target::UnknownTool(name.to_owned()));
+                };
                 Ok(Target::Upstream {
                     upstream: e.upstream.clone(),
                     params: renamed(&e.original),
@@ -325,15 +341,12 @@ impl Gateway {
             | method::RESOURCES_SUBSCRIBE
             | method::RESOURCES_UNSUBSCRIBE => {
                 let uri = req.param_str("uri").ok_or_else(|| missing("uri"))?;
-                let up = cat
-                    .resource_upstream(uri)
-                    .filter(|u| in_scope(scope, u, None))
-                    .ok_or_else(|| {
-                        RpcError::new(code::RESOURCE_NOT_FOUND, "Resource not found")
-                            .with_data(json!({"uri": uri}))
-                    })?;
+                let up = self.resource_owner(&cat, uri, scope).ok_or_else(|| {
+                    RpcError::new(code::RESOURCE_NOT_FOUND, "Resource not found")
+                        .with_data(json!({"uri": uri}))
+                })?;
                 Ok(Target::Upstream {
-                    upstream: up.to_owned(),
+                    upstream: up,
                     params: req.params.clone(),
                     tool: None,
                 })
@@ -368,13 +381,10 @@ impl Gateway {
                             .get("uri")
                             .and_then(Value::as_str)
                             .ok_or_else(|| missing("ref.uri"))?;
-                        let up = cat
-                            .resource_upstream(uri)
-                            .filter(|u| in_scope(scope, u, None))
-                            .ok_or_else(|| {
-                                RpcError::new(code::RESOURCE_NOT_FOUND, "Resource not found")
-                            })?;
-                        (up.to_owned(), req.params.clone())
+                        let up = self.resource_owner(&cat, uri, scope).ok_or_else(|| {
+                            RpcError::new(code::RESOURCE_NOT_FOUND, "Resource not found")
+                        })?;
+                        (up, req.params.clone())
                     }
                     _ => {
                         return Err(RpcError::new(
@@ -390,6 +400,38 @@ impl Gateway {
                 })
             }
             _ => Err(RpcError::new(code::METHOD_NOT_FOUND, "Method not found")),
+        }
+    }
+
+    /// The upstream serving a resource URI: the one that lists it or a matching template;
+    /// failing that, the only upstream in scope that serves resources at all (URIs a server
+    /// accepts without listing them). With several candidates an unknown URI goes nowhere.
+    fn resource_owner(
+        &self,
+        cat: &Catalog,
+        uri: &str,
+        scope: Option<&VirtualServer>,
+    ) -> Option<String> {
+        if let Some(up) = cat
+            .resource_upstream(uri)
+            .filter(|u| in_scope(scope, u, None))
+        {
+            return Some(up.to_owned());
+        }
+        let mut serving = self
+            .upstreams()
+            .values()
+            .filter(|u| {
+                in_scope(scope, u.name(), None)
+                    && u.info()
+                        .is_some_and(|i| i.capabilities.get("resources").is_some())
+            })
+            .map(|u| u.name().to_owned())
+            .collect::<Vec<_>>();
+        if serving.len() == 1 {
+            serving.pop()
+        } else {
+            None
         }
     }
 
@@ -613,7 +655,9 @@ fn strip_envelope(req: &mut Request) {
 fn authorize(_scope: Option<&VirtualServer>, target: &Target) -> Verdict {
     // Routing already refuses names outside the scope, so a target here is in scope.
     match target {
-        Target::Local | Target::Upstream { .. } | Target::Logging => Verdict::Allow,
+        Target::Local | Target::Upstream { .. } | Target::Logging | Target::UnknownTool(_) => {
+            Verdict::Allow
+        }
     }
 }
 

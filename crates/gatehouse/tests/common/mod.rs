@@ -382,3 +382,16 @@ pub fn last_json(stdout: &str) -> Value {
         .unwrap_or_else(|| panic!("no JSON in {stdout}"));
     serde_json::from_str(line).expect("peer printed JSON")
 }
+
+/// Runs a command to completion with a timeout; returns stdout whatever the exit status
+/// (for tools that exit non-zero when any of their checks fail).
+pub async fn run_capture(cmd: &mut Command, secs: u64) -> String {
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(secs), cmd.output())
+        .await
+        .expect("command timed out")
+        .expect("command runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
