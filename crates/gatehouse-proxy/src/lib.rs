@@ -8,7 +8,7 @@ pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod pipeline;
-mod reload;
+pub mod reload;
 pub mod session;
 pub mod upstream;
 

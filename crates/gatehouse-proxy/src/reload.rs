@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::gateway::Gateway;
 
 /// Starts watching; the watcher lives as long as the returned value.
-pub(crate) fn watch(path: PathBuf, gw: Arc<Gateway>) -> Option<RecommendedWatcher> {
+pub fn watch(path: PathBuf, gw: Arc<Gateway>) -> Option<RecommendedWatcher> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
         if ev.is_ok() {
