@@ -37,7 +37,7 @@ async def grow(name: str, ctx: Context) -> str:
         return f"added tool {name} from pid:{os.getpid()}"
 
     server.add_tool(added, name=name, description=f"Added at run time: {name}")
-    await ctx.notify_tools_changed()
+    await ctx.session.send_tool_list_changed()
     return f"grew {name}"
 
 
