@@ -3,6 +3,9 @@
 //! suite's fixture names resolve); every scenario the upstream passes alone must pass
 //! through the gateway.
 
+// Tests read their own local peers' output: unbounded reads are fine here.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::collections::BTreeMap;

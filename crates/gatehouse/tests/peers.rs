@@ -2,6 +2,9 @@
 //! npm reference servers over stdio, Streamable HTTP and legacy SSE, and a Python SDK server.
 //! Each test compares what comes through the gateway with the upstream answering directly.
 
+// Tests read their own local peers' output: unbounded reads are fine here.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -1,6 +1,9 @@
 //! Upstreams that crash, hang, start late or change their tools; config hot reload; sessions
 //! served by another replica; the stdio bridge.
 
+// Tests read their own local peers' output: unbounded reads are fine here.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::process::Stdio;
@@ -13,7 +16,10 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
 fn flaky() -> String {
-    repo().join("testdata/servers/flaky_server.py").display().to_string()
+    repo()
+        .join("testdata/servers/flaky_server.py")
+        .display()
+        .to_string()
 }
 
 async fn eventually<F, Fut>(what: &str, secs: u64, mut f: F)
@@ -40,12 +46,24 @@ async fn crashed_upstream_is_restarted_and_hung_calls_time_out() {
     let before = c.call("flaky__whoami", json!({})).await["content"][0]["text"].clone();
 
     // The upstream dies mid-call: the client gets a generic error with a correlation id.
-    let r = c.request("tools/call", json!({"name": "flaky__crash", "arguments": {}})).await;
+    let r = c
+        .request(
+            "tools/call",
+            json!({"name": "flaky__crash", "arguments": {}}),
+        )
+        .await;
     assert_eq!(r.error_code(), -32000);
     let err = &r.last()["error"];
     assert_eq!(err["message"], "Upstream unavailable");
-    assert!(err["data"]["correlationId"].as_str().is_some_and(|s| !s.is_empty()));
-    assert!(!err.to_string().contains("python") && !err.to_string().contains("flaky_server"), "no internals: {err}");
+    assert!(
+        err["data"]["correlationId"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
+    assert!(
+        !err.to_string().contains("python") && !err.to_string().contains("flaky_server"),
+        "no internals: {err}"
+    );
 
     // The supervisor restarts it; the same session keeps working with a new process.
     let gw2 = gw.gw.clone();
@@ -59,7 +77,12 @@ async fn crashed_upstream_is_restarted_and_hung_calls_time_out() {
 
     // A call that never returns is cut at the configured timeout; the upstream is told.
     let started = Instant::now();
-    let r = c.request("tools/call", json!({"name": "flaky__hang", "arguments": {}})).await;
+    let r = c
+        .request(
+            "tools/call",
+            json!({"name": "flaky__hang", "arguments": {}}),
+        )
+        .await;
     assert_eq!(r.error_code(), -32001);
     assert!(started.elapsed() < Duration::from_secs(6));
     let again = c.call("flaky__whoami", json!({})).await["content"][0]["text"].clone();
@@ -68,7 +91,11 @@ async fn crashed_upstream_is_restarted_and_hung_calls_time_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_cancellation_reaches_the_upstream_call() {
-    let yaml = format!("dev_mode: true\nupstreams:\n  flaky:\n    command: {}\n    args: ['{}']\n", python(), flaky());
+    let yaml = format!(
+        "dev_mode: true\nupstreams:\n  flaky:\n    command: {}\n    args: ['{}']\n",
+        python(),
+        flaky()
+    );
     let gw = start_gateway(&yaml).await;
     let c = Mcp::connect(&gw.mcp(), "2025-11-25").await;
     let c2 = c.clone();
@@ -76,8 +103,15 @@ async fn client_cancellation_reaches_the_upstream_call() {
         c2.post(json!({"jsonrpc": "2.0", "id": "slow-1", "method": "tools/call", "params": {"name": "flaky__hang", "arguments": {}}})).await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    c.notify("notifications/cancelled", Some(json!({"requestId": "slow-1", "reason": "user gave up"}))).await;
-    let r = tokio::time::timeout(Duration::from_secs(5), pending).await.expect("cancel ends the call").expect("join");
+    c.notify(
+        "notifications/cancelled",
+        Some(json!({"requestId": "slow-1", "reason": "user gave up"})),
+    )
+    .await;
+    let r = tokio::time::timeout(Duration::from_secs(5), pending)
+        .await
+        .expect("cancel ends the call")
+        .expect("join");
     assert_eq!(r.last()["id"], "slow-1");
     assert!(r.last()["error"].is_object());
 }
@@ -91,12 +125,16 @@ async fn upstream_that_starts_late_is_picked_up() {
     )
     .expect("config");
     let gw = start_gateway_with(cfg, false).await;
-    let ready = reqwest::get(format!("{}/readyz", gw.base)).await.expect("readyz");
+    let ready = reqwest::get(format!("{}/readyz", gw.base))
+        .await
+        .expect("readyz");
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = ready.json().await.expect("json");
     assert_eq!(body["waiting"], json!(["late"]));
     let c = Mcp::connect(&gw.mcp(), "2025-11-25").await;
-    let r = c.request("resources/read", json!({"uri": "py://notes/x"})).await;
+    let r = c
+        .request("resources/read", json!({"uri": "py://notes/x"}))
+        .await;
     assert!(r.last()["error"].is_object(), "nothing to route to yet");
 
     let _py = Command::new(python())
@@ -109,10 +147,17 @@ async fn upstream_that_starts_late_is_picked_up() {
     let base = gw.base.clone();
     eventually("the late upstream becomes ready", 60, || {
         let url = format!("{base}/readyz");
-        async move { reqwest::get(url).await.is_ok_and(|r| r.status() == StatusCode::OK) }
+        async move {
+            reqwest::get(url)
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK)
+        }
     })
     .await;
-    assert_eq!(c.call("late__add", json!({"a": 2, "b": 2})).await["content"][0]["text"], "4");
+    assert_eq!(
+        c.call("late__add", json!({"a": 2, "b": 2})).await["content"][0]["text"],
+        "4"
+    );
 }
 
 /// Reads SSE events from a GET stream in the background.
@@ -124,17 +169,19 @@ fn listen(c: &Mcp) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
         .header("accept", "text/event-stream")
         .header("mcp-session-id", c.session.clone().expect("session"));
     tokio::spawn(async move {
-        let Ok(mut resp) = req.send().await else { return };
+        let Ok(mut resp) = req.send().await else {
+            return;
+        };
         let mut buf = String::new();
         while let Ok(Some(chunk)) = resp.chunk().await {
             buf.push_str(&String::from_utf8_lossy(&chunk));
             while let Some(end) = buf.find("\n\n") {
                 let ev: String = buf.drain(..end + 2).collect();
                 for line in ev.lines() {
-                    if let Some(data) = line.strip_prefix("data: ") {
-                        if let Ok(v) = serde_json::from_str(data) {
-                            let _ = tx.send(v);
-                        }
+                    if let Some(data) = line.strip_prefix("data: ")
+                        && let Ok(v) = serde_json::from_str(data)
+                    {
+                        let _ = tx.send(v);
                     }
                 }
             }
@@ -170,20 +217,40 @@ async fn tool_added_later_is_announced_and_cannot_take_over_a_name() {
     .await
     .expect("list_changed reaches the client's GET stream");
     assert_eq!(note["method"], "notifications/tools/list_changed");
-    let names: Vec<String> =
-        c.list("tools/list", "tools").await.iter().filter_map(|t| t["name"].as_str().map(str::to_owned)).collect();
+    let names: Vec<String> = c
+        .list("tools/list", "tools")
+        .await
+        .iter()
+        .filter_map(|t| t["name"].as_str().map(str::to_owned))
+        .collect();
     assert!(names.contains(&"brand_new".to_owned()), "{names:?}");
-    assert!(c.call("brand_new", json!({})).await["content"][0]["text"].as_str().unwrap_or("").starts_with("added tool"));
+    assert!(
+        c.call("brand_new", json!({})).await["content"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("added tool")
+    );
 
     // Now the same upstream adds a tool named like the demo server's: refused, the
     // incumbent keeps the name and calls still reach the demo server.
     c.call("grow", json!({"name": "read_database"})).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let tools = c.list("tools/list", "tools").await;
-    let owners: Vec<&Value> = tools.iter().filter(|t| t["name"] == "read_database").collect();
+    let owners: Vec<&Value> = tools
+        .iter()
+        .filter(|t| t["name"] == "read_database")
+        .collect();
     assert_eq!(owners.len(), 1, "exactly one read_database is exposed");
-    let r = c.call("read_database", json!({"query": "select count(*) as n from customers"})).await;
-    assert_eq!(r["structuredContent"]["rows"][0]["n"], 5, "still the demo server's tool: {r}");
+    let r = c
+        .call(
+            "read_database",
+            json!({"query": "select count(*) as n from customers"}),
+        )
+        .await;
+    assert_eq!(
+        r["structuredContent"]["rows"][0]["n"], 5,
+        "still the demo server's tool: {r}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,16 +258,26 @@ async fn config_hot_reload_applies_good_edits_and_rejects_bad_ones() {
     let dir = std::env::temp_dir().join(format!("gatehouse-reload-{}", free_port()));
     std::fs::create_dir_all(&dir).expect("dir");
     let path = dir.join("gatehouse.yaml");
-    let base = format!("dev_mode: true\nupstreams:\n  demo:\n    command: {}\n    args: [demo-server]\n", gatehouse_bin());
+    let base = format!(
+        "dev_mode: true\nupstreams:\n  demo:\n    command: {}\n    args: [demo-server]\n",
+        gatehouse_bin()
+    );
     std::fs::write(&path, &base).expect("write");
     let cfg = gatehouse_proxy::Config::load(&path).expect("config");
     let gw = start_gateway_with(cfg, true).await;
     let _watch = gatehouse_proxy::reload::watch(path.clone(), gw.gw.clone()).expect("watch");
     let scoped = format!("{}/s/ops/mcp", gw.base);
     let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
-    assert_eq!(Mcp::new(&scoped).post(init.clone()).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        Mcp::new(&scoped).post(init.clone()).await.status,
+        StatusCode::NOT_FOUND
+    );
 
-    std::fs::write(&path, format!("{base}virtual_servers:\n  ops:\n    upstreams: [demo]\n")).expect("write");
+    std::fs::write(
+        &path,
+        format!("{base}virtual_servers:\n  ops:\n    upstreams: [demo]\n"),
+    )
+    .expect("write");
     let url = scoped.clone();
     let body = init.clone();
     eventually("the new virtual server is served", 10, || {
@@ -210,12 +287,22 @@ async fn config_hot_reload_applies_good_edits_and_rejects_bad_ones() {
     .await;
 
     // A broken edit is refused; the running config keeps serving.
-    std::fs::write(&path, format!("{base}virtual_servers:\n  ops:\n    upstreams: [nope]\n  bogus_field: 1\n")).expect("write");
+    std::fs::write(
+        &path,
+        format!("{base}virtual_servers:\n  ops:\n    upstreams: [nope]\n  bogus_field: 1\n"),
+    )
+    .expect("write");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(Mcp::new(&scoped).post(init.clone()).await.status, StatusCode::OK);
+    assert_eq!(
+        Mcp::new(&scoped).post(init.clone()).await.status,
+        StatusCode::OK
+    );
     std::fs::write(&path, "listen: [not, an, address\n").expect("write");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(Mcp::new(&scoped).post(init.clone()).await.status, StatusCode::OK);
+    assert_eq!(
+        Mcp::new(&scoped).post(init.clone()).await.status,
+        StatusCode::OK
+    );
 
     // A later good edit still applies.
     std::fs::write(&path, &base).expect("write");
@@ -240,8 +327,15 @@ async fn a_session_opened_on_one_replica_is_served_by_another() {
     let on_a = Mcp::connect(&a.mcp(), "2025-11-25").await;
     let mut on_b = on_a.clone();
     on_b.url = b.mcp();
-    let r = on_b.call("demo__search_files", json!({"query": "rollback"})).await;
-    assert!(r["content"][0]["text"].as_str().unwrap_or("").contains("deploy.md"));
+    let r = on_b
+        .call("demo__search_files", json!({"query": "rollback"}))
+        .await;
+    assert!(
+        r["content"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("deploy.md")
+    );
     // A replica with another key does not accept it.
     let other = start_gateway(&format!(
         "dev_mode: true\nupstreams:\n  demo:\n    command: {}\n    args: [demo-server]\n",
@@ -250,12 +344,19 @@ async fn a_session_opened_on_one_replica_is_served_by_another() {
     .await;
     let mut on_other = on_a.clone();
     on_other.url = other.mcp();
-    assert_eq!(on_other.request("ping", json!({})).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        on_other.request("ping", json!({})).await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdio_bridge_relays_a_desktop_client() {
-    let gw = start_gateway(&format!("dev_mode: true\nupstreams:\n  demo:\n    command: {}\n    args: [demo-server]\n", gatehouse_bin())).await;
+    let gw = start_gateway(&format!(
+        "dev_mode: true\nupstreams:\n  demo:\n    command: {}\n    args: [demo-server]\n",
+        gatehouse_bin()
+    ))
+    .await;
     let mut child = Command::new(gatehouse_bin())
         .args(["connect", &gw.mcp()])
         .stdin(Stdio::piped())
@@ -272,18 +373,28 @@ async fn stdio_bridge_relays_a_desktop_client() {
         stdin.write_all(&b).await.expect("write");
     };
     send(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "desktop", "version": "1"}}})).await;
-    let first: Value = serde_json::from_str(&lines.next_line().await.expect("read").expect("line")).expect("json");
+    let first: Value =
+        serde_json::from_str(&lines.next_line().await.expect("read").expect("line")).expect("json");
     assert_eq!(first["result"]["protocolVersion"], "2025-06-18");
     send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await;
     send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "demo__read_database", "arguments": {"query": "select name from customers where id = ?1", "params": [2]}}})).await;
-    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.expect("answer").expect("read").expect("line");
+    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("answer")
+        .expect("read")
+        .expect("line");
     let v: Value = serde_json::from_str(&line).expect("json");
     assert_eq!(v["id"], 2);
-    assert_eq!(v["result"]["structuredContent"]["rows"][0]["name"], "Globex");
+    assert_eq!(
+        v["result"]["structuredContent"]["rows"][0]["name"],
+        "Globex"
+    );
     send(json!({"jsonrpc": "2.0", "id": 3, "method": "nope"})).await;
-    let v: Value = serde_json::from_str(&lines.next_line().await.expect("read").expect("line")).expect("json");
+    let v: Value =
+        serde_json::from_str(&lines.next_line().await.expect("read").expect("line")).expect("json");
     assert_eq!(v["error"]["code"], -32601);
     send(serde_json::Value::String("not json-rpc".into())).await;
-    let v: Value = serde_json::from_str(&lines.next_line().await.expect("read").expect("line")).expect("json");
+    let v: Value =
+        serde_json::from_str(&lines.next_line().await.expect("read").expect("line")).expect("json");
     assert_eq!(v["error"]["code"], -32600);
 }
