@@ -155,10 +155,7 @@ impl Gateway {
         let status = match &outcome {
             Ok(_) if trace.unknown_tool => "unknown_tool",
             Ok(_) => "ok",
-            Err(e) if trace.denied_by.is_some() => {
-                let _ = e;
-                "denied"
-            }
+            Err(_) if trace.denied_by.is_some() => "denied",
             Err(_) => "error",
         };
         // Stage: audit. Last, so it records the final outcome of every request, allowed or
@@ -238,7 +235,7 @@ impl Gateway {
         // Stage: authorize. Least privilege per tool; here, the virtual server's scope.
         // Stage: validate. Arguments are checked before anything leaves the gateway.
         // Stage: detect. Injection and poisoning patterns over what the tool would receive.
-        for verdict in [authorize(scope, &target), validate(&req), detect(&req)] {
+        for verdict in [authorize(&target), validate(&req), detect(&req)] {
             if let Verdict::Deny(d) = verdict {
                 tracing::info!(rule = d.rule, reason = %d.reason, "request denied");
                 trace.denied_by = Some(d.rule);
@@ -264,7 +261,7 @@ impl Gateway {
         // Stage: upstream call, with the gateway's own connection; the client's credential
         // and envelope never travel further.
         let result = match target {
-            Target::Local => self.answer_locally(ctx, &req, scope),
+            Target::Local => self.answer_locally(&req, scope),
             Target::UnknownTool(name) => Ok(json!({
                 "content": [{"type": "text", "text": format!("Unknown tool: {name}")}],
                 "isError": true
@@ -437,7 +434,6 @@ impl Gateway {
 
     fn answer_locally(
         &self,
-        ctx: &ClientCtx,
         req: &Request,
         scope: Option<&VirtualServer>,
     ) -> Result<Value, RpcError> {
@@ -495,10 +491,7 @@ impl Gateway {
                     .collect(),
                 "resourceTemplates",
             ),
-            _ => {
-                let _ = ctx;
-                Err(RpcError::new(code::METHOD_NOT_FOUND, "Method not found"))
-            }
+            _ => Err(RpcError::new(code::METHOD_NOT_FOUND, "Method not found")),
         }
     }
 
@@ -651,8 +644,9 @@ fn strip_envelope(req: &mut Request) {
     }
 }
 
-/// Stage: authorize. The scope check of a virtual server; the policy engine joins here.
-fn authorize(_scope: Option<&VirtualServer>, target: &Target) -> Verdict {
+/// Stage: authorize. Routing has already confined targets to the virtual server's scope;
+/// per-tool policy decisions join here.
+fn authorize(target: &Target) -> Verdict {
     // Routing already refuses names outside the scope, so a target here is in scope.
     match target {
         Target::Local | Target::Upstream { .. } | Target::Logging | Target::UnknownTool(_) => {

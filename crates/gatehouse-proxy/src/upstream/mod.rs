@@ -403,9 +403,13 @@ impl Upstream {
         route: Option<CallRoute>,
         timeout: Duration,
     ) -> Result<Response, UpstreamError> {
+        // Only an HTTP upstream can forget our session; keep a copy for the retry there only.
+        let Link::Http(_) = &self.link else {
+            return self.call_once(req, route, timeout).await;
+        };
         match self.call_once(req.clone(), route.clone(), timeout).await {
             Err(UpstreamError::SessionExpired) => {
-                // An HTTP upstream forgot our session (restart): handshake again, retry once.
+                // The upstream restarted and forgot us: handshake again, retry once.
                 self.handshake().await?;
                 self.call_once(req, route, timeout).await
             }

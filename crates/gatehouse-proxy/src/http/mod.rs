@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::StreamExt;
@@ -23,7 +22,6 @@ use gatehouse_protocol::{
 };
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use metrics_exporter_prometheus::PrometheusHandle;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -33,9 +31,13 @@ use crate::metrics as m;
 use crate::pipeline::{ClientCtx, Principal, authenticate, bind_session};
 use crate::session::ClientCaps;
 
+mod legacy;
+
+use legacy::{message_root, message_scoped, sse_root, sse_scoped};
+
 #[derive(Clone)]
-struct AppState {
-    gw: Arc<Gateway>,
+pub(super) struct AppState {
+    pub(super) gw: Arc<Gateway>,
     prometheus: Option<PrometheusHandle>,
 }
 
@@ -59,7 +61,7 @@ pub fn router(gw: Arc<Gateway>, prometheus: Option<PrometheusHandle>) -> Router 
 
 // ---- edge errors ---------------------------------------------------------------------
 
-fn json_body(status: StatusCode, msg: &Message) -> Response {
+pub(super) fn json_body(status: StatusCode, msg: &Message) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
@@ -68,13 +70,20 @@ fn json_body(status: StatusCode, msg: &Message) -> Response {
         .into_response()
 }
 
-fn rpc_error(status: StatusCode, id: Id, err: RpcError) -> Response {
+pub(super) fn rpc_error(status: StatusCode, id: Id, err: RpcError) -> Response {
     json_body(status, &RpcResponse::err(id, err).into())
 }
 
-fn reject(status: StatusCode, reason: &'static str, code: i64, message: &str) -> Response {
+pub(super) fn reject(
+    status: StatusCode,
+    reason: &'static str,
+    code: i64,
+    message: &str,
+) -> Response {
     metrics::counter!(m::REJECTED, "reason" => reason).increment(1);
+    // Refusals before the pipeline are audited too: bad input is evidence.
     tracing::info!(
+        target: "gatehouse::audit",
         reason,
         status = status.as_u16(),
         "request rejected at the edge"
@@ -96,7 +105,7 @@ fn stateless_status(code_: i64) -> StatusCode {
     }
 }
 
-fn decode_error(e: &DecodeError) -> Response {
+pub(super) fn decode_error(e: &DecodeError) -> Response {
     match e {
         DecodeError::TooLarge { .. } => reject(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -178,7 +187,7 @@ fn accepts(headers: &HeaderMap, mime: &str) -> bool {
 
 /// Origin, scope and authentication: what every route checks before reading a body.
 #[allow(clippy::result_large_err)]
-fn edge(
+pub(super) fn edge(
     st: &AppState,
     scope: Option<&str>,
     headers: &HeaderMap,
@@ -205,7 +214,7 @@ fn edge(
     match authenticate(&cfg) {
         Ok(p) => Ok((cfg, p)),
         Err(e) => {
-            tracing::warn!(error = %e, "authentication failed");
+            tracing::warn!(target: "gatehouse::audit", error = %e, "authentication failed");
             metrics::counter!(m::REJECTED, "reason" => "unauthenticated").increment(1);
             let mut r = rpc_error(
                 StatusCode::UNAUTHORIZED,
@@ -220,7 +229,11 @@ fn edge(
 }
 
 #[allow(clippy::result_large_err)]
-async fn read_body(cfg: &Config, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+pub(super) async fn read_body(
+    cfg: &Config,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, Response> {
     let limit = cfg.limits.decode.max_body_bytes;
     let too_large = || {
         reject(
@@ -345,7 +358,7 @@ async fn post_mcp(st: AppState, scope: Option<String>, headers: HeaderMap, body:
                 }
             }
             Err(e) => {
-                tracing::info!(error = %e, "session refused");
+                tracing::info!(target: "gatehouse::audit", error = %e, "session refused");
                 return reject(
                     StatusCode::NOT_FOUND,
                     "session",
@@ -397,7 +410,7 @@ async fn post_mcp(st: AppState, scope: Option<String>, headers: HeaderMap, body:
                 if let Err(mismatch) = checked {
                     let err = envelope_error(&mismatch);
                     metrics::counter!(m::REJECTED, "reason" => "envelope").increment(1);
-                    tracing::info!(reason = %mismatch, "stateless request refused");
+                    tracing::info!(target: "gatehouse::audit", reason = %mismatch, "stateless request refused");
                     return rpc_error(stateless_status(err.code), req.id, err);
                 }
             }
@@ -538,7 +551,7 @@ fn sse_bytes(msg: &Message) -> Bytes {
     encode_sse_event(None, None, &json)
 }
 
-fn sse_response(body: BoxStream<'static, Result<Bytes, Infallible>>) -> Response {
+pub(super) fn sse_response(body: BoxStream<'static, Result<Bytes, Infallible>>) -> Response {
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/event-stream")
@@ -548,7 +561,7 @@ fn sse_response(body: BoxStream<'static, Result<Bytes, Infallible>>) -> Response
 }
 
 /// A notification or a response from the client.
-fn on_client_message(gw: &Arc<Gateway>, ctx: &ClientCtx, msg: Message) {
+pub(super) fn on_client_message(gw: &Arc<Gateway>, ctx: &ClientCtx, msg: Message) {
     match msg {
         Message::Notification(n) => match n.method.as_str() {
             method::CANCELLED => {
@@ -614,7 +627,7 @@ fn get_mcp(st: AppState, scope: Option<String>, headers: HeaderMap) -> Response 
 }
 
 /// A session's server-initiated stream, with keep-alive comments; unregisters on drop.
-fn hub_stream(
+pub(super) fn hub_stream(
     gw: Arc<Gateway>,
     sid: String,
     rx: mpsc::Receiver<Message>,
@@ -670,148 +683,6 @@ fn delete_mcp(st: AppState, scope: Option<String>, headers: HeaderMap) -> Respon
             "Session not found",
         ),
     }
-}
-
-// ---- legacy HTTP+SSE -----------------------------------------------------------------
-
-async fn sse_root(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    legacy_sse(st, None, headers)
-}
-async fn sse_scoped(
-    State(st): State<AppState>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    legacy_sse(st, Some(name), headers)
-}
-
-fn legacy_sse(st: AppState, scope: Option<String>, headers: HeaderMap) -> Response {
-    if let Err(r) = edge(&st, scope.as_deref(), &headers) {
-        return r;
-    }
-    let (token, claims) = st.gw.sessions.issue(
-        ProtocolVersion::V2024_11_05,
-        scope.as_deref().unwrap_or(""),
-        ClientCaps::default(),
-    );
-    tracing::info!(target: "gatehouse::audit", session = %claims.sid, transport = "sse", "session opened");
-    let prefix = scope.map(|s| format!("/s/{s}")).unwrap_or_default();
-    let endpoint = encode_sse_event(
-        None,
-        Some("endpoint"),
-        &format!("{prefix}/message?sessionId={token}"),
-    );
-    let rx = st.gw.hub.register(&claims.sid);
-    sse_response(hub_stream(st.gw.clone(), claims.sid, rx, Some(endpoint)))
-}
-
-#[derive(Deserialize)]
-struct SessionQuery {
-    #[serde(rename = "sessionId")]
-    session_id: String,
-}
-
-async fn message_root(
-    State(st): State<AppState>,
-    q: Result<Query<SessionQuery>, QueryRejection>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    legacy_message(st, None, q, headers, body).await
-}
-async fn message_scoped(
-    State(st): State<AppState>,
-    Path(name): Path<String>,
-    q: Result<Query<SessionQuery>, QueryRejection>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    legacy_message(st, Some(name), q, headers, body).await
-}
-
-async fn legacy_message(
-    st: AppState,
-    scope: Option<String>,
-    q: Result<Query<SessionQuery>, QueryRejection>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let (cfg, principal) = match edge(&st, scope.as_deref(), &headers) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let Ok(Query(q)) = q else {
-        return reject(
-            StatusCode::BAD_REQUEST,
-            "no_session",
-            code::INVALID_REQUEST,
-            "sessionId is required",
-        );
-    };
-    let claims = match bind_session(&st.gw, &q.session_id, scope.as_deref()) {
-        Ok(c) => c,
-        Err(_) => {
-            return reject(
-                StatusCode::NOT_FOUND,
-                "session",
-                code::INVALID_REQUEST,
-                "Session not found",
-            );
-        }
-    };
-    let bytes = match read_body(&cfg, &headers, body).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let decoded = match decode_body(&bytes, &cfg.limits.decode) {
-        Ok(d) => d,
-        Err(e) => return decode_error(&e),
-    };
-    let items = match decoded {
-        Decoded::Single(m) => vec![m],
-        Decoded::Batch(items) => items,
-    };
-    let sid = claims.sid.clone();
-    let ctx = ClientCtx {
-        principal,
-        version: claims.version,
-        session: Some(claims),
-        scope: scope.clone(),
-    };
-    for item in items {
-        match item {
-            Ok(Message::Request(req)) if req.method == method::INITIALIZE => {
-                let vs = scope.as_deref().and_then(|s| cfg.virtual_servers.get(s));
-                let (_, result) = st
-                    .gw
-                    .initialize_result(req.param_str("protocolVersion"), vs);
-                st.gw.hub.send(&sid, RpcResponse::ok(req.id, result).into());
-            }
-            Ok(Message::Request(req)) => {
-                let gw = st.gw.clone();
-                let ctx = ctx.clone();
-                let sid = sid.clone();
-                tokio::spawn(async move {
-                    let (tx, mut rx) = mpsc::channel::<Message>(64);
-                    let fwd_gw = gw.clone();
-                    let fwd_sid = sid.clone();
-                    let forward = tokio::spawn(async move {
-                        while let Some(m) = rx.recv().await {
-                            fwd_gw.hub.send(&fwd_sid, m);
-                        }
-                    });
-                    let resp = gw.handle_request(&ctx, req, Some(tx)).await;
-                    let _ = forward.await;
-                    gw.hub.send(&sid, resp.into());
-                });
-            }
-            Ok(other) => on_client_message(&st.gw, &ctx, other),
-            Err((id, e)) => {
-                st.gw.hub.send(&sid, RpcResponse::err(id, e).into());
-            }
-        }
-    }
-    (StatusCode::ACCEPTED, "Accepted").into_response()
 }
 
 // ---- operations ----------------------------------------------------------------------

@@ -1,0 +1,161 @@
+//! Legacy HTTP+SSE (2024-11-05) for old clients: `GET /sse` opens a session whose first
+//! event names the message endpoint; `POST /message?sessionId=` carries requests, whose
+//! answers go back on the stream.
+
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use gatehouse_protocol::{
+    Decoded, Message, ProtocolVersion, Response as RpcResponse, code, decode_body,
+    encode_sse_event, method,
+};
+use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::{
+    AppState, decode_error, edge, hub_stream, on_client_message, read_body, reject, sse_response,
+};
+use crate::pipeline::{ClientCtx, bind_session};
+use crate::session::ClientCaps;
+
+pub(super) async fn sse_root(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    legacy_sse(st, None, headers)
+}
+pub(super) async fn sse_scoped(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    legacy_sse(st, Some(name), headers)
+}
+
+fn legacy_sse(st: AppState, scope: Option<String>, headers: HeaderMap) -> Response {
+    if let Err(r) = edge(&st, scope.as_deref(), &headers) {
+        return r;
+    }
+    let (token, claims) = st.gw.sessions.issue(
+        ProtocolVersion::V2024_11_05,
+        scope.as_deref().unwrap_or(""),
+        ClientCaps::default(),
+    );
+    tracing::info!(target: "gatehouse::audit", session = %claims.sid, transport = "sse", "session opened");
+    let prefix = scope.map(|s| format!("/s/{s}")).unwrap_or_default();
+    let endpoint = encode_sse_event(
+        None,
+        Some("endpoint"),
+        &format!("{prefix}/message?sessionId={token}"),
+    );
+    let rx = st.gw.hub.register(&claims.sid);
+    sse_response(hub_stream(st.gw.clone(), claims.sid, rx, Some(endpoint)))
+}
+
+#[derive(Deserialize)]
+pub(super) struct SessionQuery {
+    #[serde(rename = "sessionId")]
+    session_id: String,
+}
+
+pub(super) async fn message_root(
+    State(st): State<AppState>,
+    q: Result<Query<SessionQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    legacy_message(st, None, q, headers, body).await
+}
+pub(super) async fn message_scoped(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    q: Result<Query<SessionQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    legacy_message(st, Some(name), q, headers, body).await
+}
+
+async fn legacy_message(
+    st: AppState,
+    scope: Option<String>,
+    q: Result<Query<SessionQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (cfg, principal) = match edge(&st, scope.as_deref(), &headers) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Ok(Query(q)) = q else {
+        return reject(
+            StatusCode::BAD_REQUEST,
+            "no_session",
+            code::INVALID_REQUEST,
+            "sessionId is required",
+        );
+    };
+    let claims = match bind_session(&st.gw, &q.session_id, scope.as_deref()) {
+        Ok(c) => c,
+        Err(_) => {
+            return reject(
+                StatusCode::NOT_FOUND,
+                "session",
+                code::INVALID_REQUEST,
+                "Session not found",
+            );
+        }
+    };
+    let bytes = match read_body(&cfg, &headers, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let decoded = match decode_body(&bytes, &cfg.limits.decode) {
+        Ok(d) => d,
+        Err(e) => return decode_error(&e),
+    };
+    let items = match decoded {
+        Decoded::Single(m) => vec![m],
+        Decoded::Batch(items) => items,
+    };
+    let sid = claims.sid.clone();
+    let ctx = ClientCtx {
+        principal,
+        version: claims.version,
+        session: Some(claims),
+        scope: scope.clone(),
+    };
+    for item in items {
+        match item {
+            Ok(Message::Request(req)) if req.method == method::INITIALIZE => {
+                let vs = scope.as_deref().and_then(|s| cfg.virtual_servers.get(s));
+                let (_, result) = st
+                    .gw
+                    .initialize_result(req.param_str("protocolVersion"), vs);
+                st.gw.hub.send(&sid, RpcResponse::ok(req.id, result).into());
+            }
+            Ok(Message::Request(req)) => {
+                let gw = st.gw.clone();
+                let ctx = ctx.clone();
+                let sid = sid.clone();
+                tokio::spawn(async move {
+                    let (tx, mut rx) = mpsc::channel::<Message>(64);
+                    let fwd_gw = gw.clone();
+                    let fwd_sid = sid.clone();
+                    let forward = tokio::spawn(async move {
+                        while let Some(m) = rx.recv().await {
+                            fwd_gw.hub.send(&fwd_sid, m);
+                        }
+                    });
+                    let resp = gw.handle_request(&ctx, req, Some(tx)).await;
+                    let _ = forward.await;
+                    gw.hub.send(&sid, resp.into());
+                });
+            }
+            Ok(other) => on_client_message(&st.gw, &ctx, other),
+            Err((id, e)) => {
+                st.gw.hub.send(&sid, RpcResponse::err(id, e).into());
+            }
+        }
+    }
+    (StatusCode::ACCEPTED, "Accepted").into_response()
+}
