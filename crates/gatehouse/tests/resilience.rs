@@ -162,12 +162,24 @@ async fn upstream_that_starts_late_is_picked_up() {
 
 /// Reads SSE events from a GET stream in the background.
 fn listen(c: &Mcp) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
+    listen_from(c, None)
+}
+
+/// Reads SSE events (with their `id`, as `_eventId`) from a GET stream, resuming after
+/// `last_event_id` when given.
+fn listen_from(
+    c: &Mcp,
+    last_event_id: Option<&str>,
+) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let req = c
+    let mut req = c
         .http
         .get(&c.url)
         .header("accept", "text/event-stream")
         .header("mcp-session-id", c.session.clone().expect("session"));
+    if let Some(id) = last_event_id {
+        req = req.header("last-event-id", id);
+    }
     tokio::spawn(async move {
         let Ok(mut resp) = req.send().await else {
             return;
@@ -177,10 +189,15 @@ fn listen(c: &Mcp) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
             buf.push_str(&String::from_utf8_lossy(&chunk));
             while let Some(end) = buf.find("\n\n") {
                 let ev: String = buf.drain(..end + 2).collect();
+                let id = ev
+                    .lines()
+                    .find_map(|l| l.strip_prefix("id: "))
+                    .map(str::to_owned);
                 for line in ev.lines() {
                     if let Some(data) = line.strip_prefix("data: ")
-                        && let Ok(v) = serde_json::from_str(data)
+                        && let Ok(mut v) = serde_json::from_str::<Value>(data)
                     {
+                        v["_eventId"] = json!(id);
                         let _ = tx.send(v);
                     }
                 }
@@ -397,4 +414,55 @@ async fn stdio_bridge_relays_a_desktop_client() {
     let v: Value =
         serde_json::from_str(&lines.next_line().await.expect("read").expect("line")).expect("json");
     assert_eq!(v["error"]["code"], -32600);
+}
+
+async fn next_list_changed(events: &mut tokio::sync::mpsc::UnboundedReceiver<Value>) -> Value {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match events.recv().await {
+                Some(v) if v["method"] == "notifications/tools/list_changed" => return v,
+                Some(_) => continue,
+                None => panic!("GET stream ended"),
+            }
+        }
+    })
+    .await
+    .expect("a list_changed event arrives")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_stream_resumes_after_last_event_id() {
+    let yaml = format!(
+        "dev_mode: true\nupstreams:\n  flaky:\n    command: {}\n    args: ['{}']\n",
+        python(),
+        flaky()
+    );
+    let gw = start_gateway(&yaml).await;
+    let c = Mcp::connect(&gw.mcp(), "2025-11-25").await;
+    let mut events = listen(&c);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    c.call("flaky__grow", json!({"name": "first"})).await;
+    let first = next_list_changed(&mut events).await;
+    let first_id = first["_eventId"]
+        .as_str()
+        .expect("events carry ids")
+        .to_owned();
+    drop(events);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // While the client is away the list changes again.
+    c.call("flaky__grow", json!({"name": "second"})).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    let mut resumed = listen_from(&c, Some(&first_id));
+    let missed = next_list_changed(&mut resumed).await;
+    let missed_id: u64 = missed["_eventId"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("numeric id");
+    assert!(
+        missed_id > first_id.parse::<u64>().expect("numeric id"),
+        "only events after the one named are replayed"
+    );
 }

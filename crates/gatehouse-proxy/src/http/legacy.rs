@@ -47,8 +47,14 @@ fn legacy_sse(st: AppState, scope: Option<String>, headers: HeaderMap) -> Respon
         Some("endpoint"),
         &format!("{prefix}/message?sessionId={token}"),
     );
-    let rx = st.gw.hub.register(&claims.sid);
-    sse_response(hub_stream(st.gw.clone(), claims.sid, rx, Some(endpoint)))
+    let (replay, rx) = st.gw.hub.register(&claims.sid, None);
+    sse_response(hub_stream(
+        st.gw.clone(),
+        claims.sid,
+        replay,
+        rx,
+        Some(endpoint),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -27,6 +27,7 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::gateway::Gateway;
+use crate::hub::Event;
 use crate::metrics as m;
 use crate::pipeline::{ClientCtx, Principal, authenticate, bind_session};
 use crate::session::ClientCaps;
@@ -622,15 +623,19 @@ fn get_mcp(st: AppState, scope: Option<String>, headers: HeaderMap) -> Response 
             );
         }
     };
-    let rx = st.gw.hub.register(&claims.sid);
-    sse_response(hub_stream(st.gw.clone(), claims.sid, rx, None))
+    // A reconnecting client names the last event it saw; what it missed is replayed.
+    let last = header_str(&headers, "last-event-id").and_then(|v| v.parse::<u64>().ok());
+    let (replay, rx) = st.gw.hub.register(&claims.sid, last);
+    sse_response(hub_stream(st.gw.clone(), claims.sid, replay, rx, None))
 }
 
-/// A session's server-initiated stream, with keep-alive comments; unregisters on drop.
+/// A session's server-initiated stream: `first` (the legacy endpoint event), the replayed
+/// events, then live ones, with keep-alive comments; unregisters on drop.
 pub(super) fn hub_stream(
     gw: Arc<Gateway>,
     sid: String,
-    rx: mpsc::Receiver<Message>,
+    replay: Vec<Event>,
+    rx: mpsc::Receiver<Event>,
     first: Option<Bytes>,
 ) -> BoxStream<'static, Result<Bytes, Infallible>> {
     struct Guard(Arc<Gateway>, String);
@@ -641,16 +646,20 @@ pub(super) fn hub_stream(
     }
     let legacy = first.is_some();
     let guard = Guard(gw, sid);
-    let head = stream::iter(first.map(Ok));
+    let encode = move |(id, m): Event| {
+        let json = String::from_utf8(m.to_bytes()).unwrap_or_default();
+        encode_sse_event(Some(&id.to_string()), legacy.then_some("message"), &json)
+    };
+    let head = stream::iter(
+        first
+            .into_iter()
+            .chain(replay.into_iter().map(encode))
+            .map(Ok),
+    );
     let body = stream::unfold((rx, guard), move |(mut rx, guard)| async move {
         let keepalive = tokio::time::sleep(Duration::from_secs(15));
         tokio::select! {
-            m = rx.recv() => {
-                let m = m?;
-                let json = String::from_utf8(m.to_bytes()).unwrap_or_default();
-                let ev = encode_sse_event(None, legacy.then_some("message"), &json);
-                Some((Ok(ev), (rx, guard)))
-            }
+            m = rx.recv() => Some((Ok(encode(m?)), (rx, guard))),
             _ = keepalive => Some((Ok(Bytes::from_static(b": keepalive\n\n")), (rx, guard))),
         }
     });
