@@ -83,11 +83,11 @@ impl Hub {
 
     /// Marks a session's stream as gone; its buffer lingers for a reconnect.
     pub fn unregister(&self, sid: &str) {
-        if let Some(s) = self.streams().get_mut(sid) {
-            if s.live.as_ref().is_some_and(mpsc::Sender::is_closed) {
-                s.live = None;
-                s.left = Instant::now();
-            }
+        if let Some(s) = self.streams().get_mut(sid)
+            && s.live.as_ref().is_some_and(mpsc::Sender::is_closed)
+        {
+            s.live = None;
+            s.left = Instant::now();
         }
     }
 
