@@ -23,6 +23,20 @@ use crate::upstream::{ServerRequests, Upstream, UpstreamEvent};
 const MAX_LIST_PAGES: usize = 100;
 const MAX_LIST_ITEMS: usize = 10_000;
 
+/// Ties a client's error to the log and audit lines about it. Formatted only when used:
+/// `{process prefix}-{sequence}`, unique across replicas with high probability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CorrelationId {
+    prefix: u32,
+    n: u64,
+}
+
+impl std::fmt::Display for CorrelationId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:08x}-{}", self.prefix, self.n)
+    }
+}
+
 pub struct Gateway {
     config: ArcSwap<Config>,
     upstreams: ArcSwap<BTreeMap<String, Arc<Upstream>>>,
@@ -36,7 +50,7 @@ pub struct Gateway {
     /// Calls a client may still cancel: (session id, client request id) → abort signal.
     pub(crate) cancellable: Mutex<HashMap<(String, Id), oneshot::Sender<()>>>,
     next_correlation: AtomicU64,
-    correlation_prefix: String,
+    correlation_prefix: u32,
 }
 
 impl Gateway {
@@ -61,10 +75,7 @@ impl Gateway {
             events: tx,
             cancellable: Mutex::new(HashMap::new()),
             next_correlation: AtomicU64::new(1),
-            correlation_prefix: random_bytes::<4>()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
+            correlation_prefix: u32::from_be_bytes(random_bytes::<4>()),
         });
         gw.apply_upstreams(&config.upstreams);
         tokio::spawn(event_loop(Arc::downgrade(&gw), rx));
@@ -88,12 +99,11 @@ impl Gateway {
     }
 
     /// A fresh id tying a client's answer to the log lines about it.
-    pub fn correlation_id(&self) -> String {
-        format!(
-            "{}-{}",
-            self.correlation_prefix,
-            self.next_correlation.fetch_add(1, Ordering::Relaxed)
-        )
+    pub fn correlation_id(&self) -> CorrelationId {
+        CorrelationId {
+            prefix: self.correlation_prefix,
+            n: self.next_correlation.fetch_add(1, Ordering::Relaxed),
+        }
     }
 
     /// Swaps in a new config (hot reload). Upstreams whose spec changed are restarted; the

@@ -35,6 +35,10 @@ pub async fn serve_on(
     prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> std::io::Result<()> {
     let app = http::router(gw, prometheus);
+    // Small JSON-RPC answers must not wait for Nagle's algorithm.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

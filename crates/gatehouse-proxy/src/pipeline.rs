@@ -21,7 +21,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 use crate::catalog::{Catalog, in_scope};
 use crate::config::{Config, VirtualServer};
-use crate::gateway::Gateway;
+use crate::gateway::{CorrelationId, Gateway};
 use crate::metrics as m;
 use crate::session::{SessionClaims, SessionError};
 use crate::upstream::{CallRoute, UpstreamError};
@@ -151,7 +151,7 @@ impl Gateway {
         let method_label = m::method_label(&req.method);
         let id = req.id.clone();
         let mut trace = Trace::default();
-        let outcome = self.run(ctx, req, events, &mut trace, &correlation).await;
+        let outcome = self.run(ctx, req, events, &mut trace, correlation).await;
         let status = match &outcome {
             Ok(_) if trace.unknown_tool => "unknown_tool",
             Ok(_) => "ok",
@@ -201,7 +201,7 @@ impl Gateway {
         req: Request,
         events: Option<mpsc::Sender<Message>>,
         trace: &mut Trace,
-        correlation: &str,
+        correlation: CorrelationId,
     ) -> Result<Value, RpcError> {
         let cfg = self.config();
         let scope = match &ctx.scope {
@@ -518,7 +518,7 @@ impl Gateway {
         req: Request,
         events: Option<mpsc::Sender<Message>>,
         trace: &mut Trace,
-        correlation: &str,
+        correlation: CorrelationId,
     ) -> Result<Value, RpcError> {
         let up = self
             .upstream(name)
@@ -556,8 +556,7 @@ impl Gateway {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .remove(&key);
         }
-        metrics::histogram!(m::UPSTREAM_LATENCY, "upstream" => name.to_owned())
-            .record(started.elapsed().as_secs_f64());
+        up.latency.record(started.elapsed().as_secs_f64());
         match outcome {
             None => Err(RpcError::new(code::REQUEST_TIMEOUT, "Request cancelled")),
             Some(Ok(resp)) => {
@@ -579,12 +578,12 @@ impl Gateway {
                     _ => "transport",
                 };
                 metrics::counter!(m::UPSTREAM_ERRORS, "upstream" => name.to_owned(), "kind" => kind).increment(1);
-                tracing::warn!(upstream = name, correlation, error = %e, "upstream call failed");
+                tracing::warn!(upstream = name, %correlation, error = %e, "upstream call failed");
                 trace.upstream_error = Some(e.clone());
                 Err(match e {
                     UpstreamError::Timeout => {
                         RpcError::new(code::REQUEST_TIMEOUT, "Upstream timed out")
-                            .with_data(json!({"correlationId": correlation}))
+                            .with_data(json!({"correlationId": correlation.to_string()}))
                     }
                     _ => unavailable(correlation),
                 })
@@ -619,9 +618,9 @@ fn cacheable(m: &str) -> bool {
     )
 }
 
-fn unavailable(correlation: &str) -> RpcError {
+fn unavailable(correlation: CorrelationId) -> RpcError {
     RpcError::new(code::CONNECTION_CLOSED, "Upstream unavailable")
-        .with_data(json!({"correlationId": correlation}))
+        .with_data(json!({"correlationId": correlation.to_string()}))
 }
 
 /// The 2026-07-28 envelope describes the client's leg; the upstream leg has its own.

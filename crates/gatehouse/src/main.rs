@@ -2,6 +2,11 @@
 //! stdio clients to a remote gateway, and benchmark.
 
 mod bench;
+
+/// mimalloc: glibc malloc's arena locks showed up as contention under load.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod connect;
 mod demo;
 mod quickstart;

@@ -76,11 +76,11 @@ pub enum TransportSpec {
         cwd: Option<PathBuf>,
     },
     StreamableHttp {
-        url: String,
+        url: reqwest::Url,
         headers: Vec<(String, String)>,
     },
     Sse {
-        url: String,
+        url: reqwest::Url,
         headers: Vec<(String, String)>,
     },
 }
@@ -331,14 +331,15 @@ impl RawConfig {
                             "args, env, inherit_env and cwd apply to command upstreams only",
                         ));
                     }
-                    if !(url.starts_with("http://") || url.starts_with("https://"))
-                        || reqwest::Url::parse(&url).is_err()
-                    {
-                        return Err(ConfigError::at(
-                            format!("{at}.url"),
-                            format!("`{url}` is not an http(s) URL"),
-                        ));
-                    }
+                    let url = match reqwest::Url::parse(&url) {
+                        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => u,
+                        _ => {
+                            return Err(ConfigError::at(
+                                format!("{at}.url"),
+                                format!("`{url}` is not an http(s) URL"),
+                            ));
+                        }
+                    };
                     for k in u.headers.keys() {
                         if http::HeaderName::from_bytes(k.as_bytes()).is_err() {
                             return Err(ConfigError::at(

@@ -328,6 +328,8 @@ pub struct Upstream {
     info: ArcSwapOption<UpstreamInfo>,
     task: Mutex<Option<JoinHandle<()>>>,
     handshake_timeout: Duration,
+    /// Per-upstream latency histogram, resolved once (label lookup per call is costly).
+    pub(crate) latency: metrics::Histogram,
 }
 
 impl Upstream {
@@ -354,6 +356,8 @@ impl Upstream {
             }
             TransportSpec::Sse { url, headers } => Link::Sse(sse::SseLink::new(url, headers)),
         };
+        let latency =
+            metrics::histogram!(crate::metrics::UPSTREAM_LATENCY, "upstream" => spec.name.clone());
         let up = Arc::new(Upstream {
             spec,
             shared,
@@ -361,6 +365,7 @@ impl Upstream {
             info: ArcSwapOption::empty(),
             task: Mutex::new(None),
             handshake_timeout,
+            latency,
         });
         let task = match &up.link {
             Link::Stdio(_) => tokio::spawn(stdio::supervise(up.clone())),

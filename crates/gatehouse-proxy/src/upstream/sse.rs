@@ -12,16 +12,16 @@ use super::{Backoff, Link, Upstream, UpstreamError, UpstreamEvent};
 
 pub(crate) struct SseLink {
     client: reqwest::Client,
-    url: String,
+    url: reqwest::Url,
     headers: HeaderMap,
     endpoint: ArcSwapOption<reqwest::Url>,
 }
 
 impl SseLink {
-    pub(crate) fn new(url: &str, headers: &[(String, String)]) -> Self {
+    pub(crate) fn new(url: &reqwest::Url, headers: &[(String, String)]) -> Self {
         Self {
             client: http_client(),
-            url: url.to_owned(),
+            url: url.clone(),
             headers: header_map(headers),
             endpoint: ArcSwapOption::empty(),
         }
@@ -49,8 +49,7 @@ impl SseLink {
 
 /// The endpoint must stay on the SSE URL's origin: an upstream cannot point our POSTs at
 /// another host.
-fn resolve_endpoint(base: &str, data: &str) -> Option<reqwest::Url> {
-    let base = reqwest::Url::parse(base).ok()?;
+fn resolve_endpoint(base: &reqwest::Url, data: &str) -> Option<reqwest::Url> {
     let ep = base.join(data.trim()).ok()?;
     (ep.origin() == base.origin()).then_some(ep)
 }
@@ -62,7 +61,7 @@ pub(crate) async fn supervise(up: Arc<Upstream>) {
     loop {
         let resp = link
             .client
-            .get(&link.url)
+            .get(link.url.clone())
             .headers(link.headers.clone())
             .header(ACCEPT, "text/event-stream")
             .send()
