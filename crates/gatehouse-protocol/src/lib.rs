@@ -24,3 +24,5 @@ pub use version::ProtocolVersion;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_prop;
