@@ -30,6 +30,14 @@ async def hang() -> str:
 
 
 @server.tool()
+async def chatty(tag: str, ctx: Context) -> str:
+    """Logs a message carrying `tag` while it runs."""
+    await ctx.info(f"private log for {tag}")
+    await asyncio.sleep(0.2)
+    return tag
+
+
+@server.tool()
 async def grow(name: str, ctx: Context) -> str:
     """Adds a tool called `name` and announces the change."""
 

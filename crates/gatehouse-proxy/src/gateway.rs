@@ -383,10 +383,6 @@ async fn event_loop(gw: std::sync::Weak<Gateway>, mut rx: mpsc::UnboundedReceive
                     method::TOOLS_LIST_CHANGED => &["tools"],
                     method::PROMPTS_LIST_CHANGED => &["prompts"],
                     method::RESOURCES_LIST_CHANGED => &["resources", "templates"],
-                    method::MESSAGE => {
-                        gw.hub.broadcast(&Message::Notification(notification));
-                        continue;
-                    }
                     method::RESOURCES_UPDATED => {
                         if let Some(uri) = notification
                             .params

@@ -466,3 +466,45 @@ async fn get_stream_resumes_after_last_event_id() {
         "only events after the one named are replayed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_upstream_logs_never_reach_another_session() {
+    let yaml = format!(
+        "dev_mode: true\nupstreams:\n  flaky:\n    command: {}\n    args: ['{}']\n",
+        python(),
+        flaky()
+    );
+    let gw = start_gateway(&yaml).await;
+    let alice = Mcp::connect(&gw.mcp(), "2025-11-25").await;
+    let bob = Mcp::connect(&gw.mcp(), "2025-11-25").await;
+    let mut bob_stream = listen(&bob);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let r = alice
+        .request(
+            "tools/call",
+            json!({"name": "flaky__chatty", "arguments": {"tag": "alice-secret"}}),
+        )
+        .await;
+    let logs: Vec<&Value> = r
+        .messages
+        .iter()
+        .filter(|m| m["method"] == "notifications/message")
+        .collect();
+    assert_eq!(
+        logs.len(),
+        1,
+        "the caller gets its own call's log: {:?}",
+        r.messages
+    );
+    assert!(logs[0].to_string().contains("alice-secret"));
+    assert_eq!(r.last()["result"]["content"][0]["text"], "alice-secret");
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while let Ok(ev) = bob_stream.try_recv() {
+        assert!(
+            !ev.to_string().contains("alice-secret"),
+            "another session saw the log: {ev}"
+        );
+    }
+}

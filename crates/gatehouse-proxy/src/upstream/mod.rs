@@ -163,6 +163,22 @@ impl Shared {
         self.lock().clear();
     }
 
+    /// The client call a message without a call id belongs to: the call whose HTTP response
+    /// stream carried it (`hint`), else — over stdio, where nothing names the call — the only
+    /// call in progress with a client stream. With several candidates nobody gets it: a
+    /// guess could hand one user's data to another.
+    fn call_route(&self, hint: Option<u64>) -> Option<CallRoute> {
+        let inflight = self.lock();
+        if let Some(h) = hint {
+            return inflight.get(&h).and_then(|p| p.route.clone());
+        }
+        let mut candidates = inflight.values().filter_map(|p| p.route.as_ref());
+        match (candidates.next(), candidates.next()) {
+            (Some(only), None) => Some(only.clone()),
+            _ => None,
+        }
+    }
+
     /// Routes one message from the upstream. `hint` is the call whose HTTP response stream
     /// carried it, when known. Returns a message to send back to the upstream, if any.
     fn on_message(&self, msg: Message, hint: Option<u64>) -> Option<Message> {
@@ -180,61 +196,53 @@ impl Shared {
                 None
             }
             Message::Notification(mut n) => {
-                if n.method == method::PROGRESS || n.method == method::MESSAGE && hint.is_some() {
-                    let token = n
-                        .params
-                        .as_ref()
-                        .and_then(|p| p.get("progressToken"))
-                        .and_then(Value::as_u64);
-                    let target = token.or(hint);
-                    let inflight = self.lock();
-                    let route = target
-                        .and_then(|t| inflight.get(&t))
-                        .and_then(|p| p.route.clone());
-                    drop(inflight);
-                    if let Some(route) = route {
-                        if n.method == method::PROGRESS {
-                            let original = route.progress_token.clone()?;
+                match n.method.as_str() {
+                    method::PROGRESS => {
+                        // Only the call that asked for progress gets it, under its own token.
+                        let token = n
+                            .params
+                            .as_ref()
+                            .and_then(|p| p.get("progressToken"))
+                            .and_then(Value::as_u64);
+                        let route =
+                            token.and_then(|t| self.lock().get(&t).and_then(|p| p.route.clone()));
+                        if let Some(route) = route
+                            && let Some(original) = route.progress_token.clone()
+                        {
                             if let Some(p) = n.params.as_mut().and_then(Value::as_object_mut) {
                                 p.insert("progressToken".into(), original);
                             }
+                            // Progress is lossy by nature: a slow client loses updates, not memory.
+                            let _ = route.events.try_send(Message::Notification(n));
                         }
-                        // Progress is lossy by nature: a slow client loses updates, not memory.
-                        let _ = route.events.try_send(Message::Notification(n));
-                        return None;
                     }
-                    if n.method == method::PROGRESS {
-                        return None;
+                    method::MESSAGE => {
+                        // Logs can carry one caller's data: they go to the call they belong to
+                        // and never to other sessions; logs outside any call are dropped.
+                        match self.call_route(hint) {
+                            Some(route) => {
+                                let _ = route.events.try_send(Message::Notification(n));
+                            }
+                            None => {
+                                tracing::debug!(upstream = %self.name, "log message outside any call dropped")
+                            }
+                        }
+                    }
+                    method::CANCELLED => {}
+                    _ => {
+                        let _ = self.events.send(UpstreamEvent::Notification {
+                            upstream: self.name.clone(),
+                            notification: n,
+                        });
                     }
                 }
-                if n.method == method::CANCELLED {
-                    return None;
-                }
-                let _ = self.events.send(UpstreamEvent::Notification {
-                    upstream: self.name.clone(),
-                    notification: n,
-                });
                 None
             }
             Message::Request(req) => {
                 if req.method == method::PING {
                     return Some(Response::ok(req.id, json!({})).into());
                 }
-                let route = {
-                    let inflight = self.lock();
-                    let by_hint = hint
-                        .and_then(|h| inflight.get(&h))
-                        .and_then(|p| p.route.clone());
-                    // Over stdio a server request names no call: the newest call with a
-                    // client stream is the one the server is working on.
-                    by_hint.or_else(|| {
-                        inflight
-                            .iter()
-                            .filter(|(_, p)| p.route.is_some())
-                            .max_by_key(|(k, _)| **k)
-                            .and_then(|(_, p)| p.route.clone())
-                    })
-                };
+                let route = self.call_route(hint);
                 // Stateless clients (no session) have no channel to answer on.
                 let Some(route) = route.filter(|r| !r.owner.is_empty()) else {
                     return Some(
