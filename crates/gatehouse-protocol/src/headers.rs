@@ -26,6 +26,19 @@ pub fn name_param(method_name: &str) -> Option<&'static str> {
     }
 }
 
+/// Encodes a value for an `Mcp-*` header: plain printable ASCII without edge white space as
+/// is, anything else (or anything that looks like the encoded form) as `=?base64?…?=`.
+pub fn encode_header_value(value: &str) -> String {
+    let plain = value.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && value.trim() == value
+        && !(value.starts_with("=?base64?") && value.ends_with("?="));
+    if plain {
+        value.to_owned()
+    } else {
+        format!("=?base64?{}?=", STANDARD.encode(value))
+    }
+}
+
 /// Decodes a header value that may use the `=?base64?…?=` form for values that are not
 /// plain printable ASCII. A malformed encoding decodes to `None`, so it never matches.
 pub fn decode_header_value(raw: &str) -> Option<String> {

@@ -16,7 +16,7 @@ pub use error::{RpcError, code};
 pub use headers::{
     HEADER_MCP_METHOD, HEADER_MCP_NAME, HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID, HeaderMismatch,
     META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION, decode_header_value,
-    name_param, stateless_envelope_check,
+    encode_header_value, name_param, stateless_envelope_check,
 };
 pub use message::{Id, Message, Notification, Request, Response, method};
 pub use sse::{SseDecoder, SseError, SseEvent, encode_sse_event};

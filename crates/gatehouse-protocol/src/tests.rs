@@ -143,6 +143,16 @@ fn stateless_headers_must_match_body() {
 }
 
 #[test]
+fn header_values_encode_and_decode_round_trip() {
+    for v in ["db__read", "élè", " padded ", "=?base64?x?=", "line\nbreak"] {
+        let enc = crate::encode_header_value(v);
+        assert!(enc.bytes().all(|b| (0x20..0x7f).contains(&b)), "{enc}");
+        assert_eq!(decode_header_value(&enc).as_deref(), Some(v));
+    }
+    assert_eq!(crate::encode_header_value("db__read"), "db__read");
+}
+
+#[test]
 fn base64_header_values_decode_only_canonically() {
     assert_eq!(
         decode_header_value("=?base64?w6lsw6g=?=").as_deref(),

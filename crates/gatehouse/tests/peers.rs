@@ -322,3 +322,69 @@ async fn filesystem_server_and_environment_scrubbing() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_clients_reach_a_server_that_speaks_only_2026_07_28() {
+    let port = free_port();
+    let _server = Command::new(python())
+        .arg(repo().join("testdata/servers/modern_only_server.py"))
+        .arg(port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start modern-only server");
+    wait_port(port).await;
+    let gw = start_gateway(&format!(
+        "dev_mode: true\nupstreams:\n  mo:\n    url: http://127.0.0.1:{port}/mcp\n"
+    ))
+    .await;
+    let info = gw
+        .gw
+        .upstream("mo")
+        .and_then(|u| u.info())
+        .expect("connected");
+    assert_eq!(
+        info.version.as_str(),
+        "2026-07-28",
+        "the gateway fell back to the stateless protocol upstream"
+    );
+    assert_eq!(info.server_info["name"], "gatehouse-modern-only-peer");
+
+    // A 2025-03-26 session client.
+    let old = Mcp::connect(&gw.mcp(), "2025-03-26").await;
+    let tools = old.list("tools/list", "tools").await;
+    assert!(
+        tools.iter().any(|t| t["name"] == "mo__multiply"),
+        "{tools:?}"
+    );
+    let r = old.call("mo__multiply", json!({"a": 6, "b": 7})).await;
+    assert_eq!(r["content"][0]["text"], "42");
+
+    // A legacy HTTP+SSE client (2024-11-05).
+    let out = run_ok(
+        Command::new("node")
+            .arg(peers().join("ts_client.mjs"))
+            .args([
+                &format!("{}/sse", gw.base),
+                "sse",
+                "mo__multiply",
+                r#"{"a":3,"b":5}"#,
+            ]),
+        60,
+    )
+    .await;
+    assert_eq!(last_json(&out)["result"]["content"][0]["text"], "15");
+
+    // And a 2026-07-28 client, end to end stateless.
+    let out = run_ok(
+        Command::new(python())
+            .arg(repo().join("testdata/clients/py_client.py"))
+            .args([&gw.mcp(), "auto", "mo__multiply", r#"{"a":2,"b":21}"#]),
+        90,
+    )
+    .await;
+    let v = last_json(&out);
+    assert_eq!(v["protocol"], "2026-07-28");
+    assert_eq!(v["result"]["structuredContent"]["result"], 42);
+}

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use gatehouse_protocol::{
-    Decoded, HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID, Limits, Message, ProtocolVersion, Request,
-    SseDecoder, decode_body,
+    Decoded, HEADER_MCP_METHOD, HEADER_MCP_NAME, HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID,
+    Limits, META_PROTOCOL_VERSION, Message, ProtocolVersion, Request, SseDecoder, decode_body,
+    encode_header_value, name_param,
 };
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
@@ -49,6 +50,28 @@ pub(crate) fn header_map(headers: &[(String, String)]) -> HeaderMap {
         }
     }
     map
+}
+
+/// 2026-07-28 routing headers, mirroring the body's envelope: `Mcp-Method` and, for
+/// name-bearing methods, `Mcp-Name`. Messages without the envelope get none.
+fn routing_headers(msg: &Message) -> Vec<(&'static str, String)> {
+    let (method, params) = match msg {
+        Message::Request(r) => (&r.method, &r.params),
+        Message::Notification(n) => (&n.method, &n.params),
+        Message::Response(_) => return Vec::new(),
+    };
+    let stateless = params
+        .as_ref()
+        .and_then(|p| p.get("_meta"))
+        .is_some_and(|m| m.get(META_PROTOCOL_VERSION).is_some());
+    if !stateless {
+        return Vec::new();
+    }
+    let mut out = vec![(HEADER_MCP_METHOD, method.clone())];
+    if let Some(v) = name_param(method).and_then(|k| params.as_ref()?.get(k)?.as_str()) {
+        out.push((HEADER_MCP_NAME, encode_header_value(v)));
+    }
+    out
 }
 
 fn limits(shared: &Shared) -> Limits {
@@ -95,10 +118,14 @@ impl HttpLink {
     }
 
     async fn post(&self, msg: &Message) -> Result<reqwest::Response, UpstreamError> {
-        let resp = self
+        let mut rb = self
             .request(reqwest::Method::POST)
             .header(CONTENT_TYPE, "application/json")
-            .header(ACCEPT, "application/json, text/event-stream")
+            .header(ACCEPT, "application/json, text/event-stream");
+        for (k, v) in routing_headers(msg) {
+            rb = rb.header(k, v);
+        }
+        let resp = rb
             .body(msg.to_bytes())
             .send()
             .await
@@ -107,7 +134,13 @@ impl HttpLink {
         if status == reqwest::StatusCode::NOT_FOUND && self.session.load().is_some() {
             return Err(UpstreamError::SessionExpired);
         }
-        if !status.is_success() {
+        // A 4xx carrying a JSON-RPC body is an answer (2026-07-28 servers send errors so).
+        let json_body = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/json"));
+        if !status.is_success() && !(status.is_client_error() && json_body) {
             return Err(UpstreamError::Http(status.as_u16()));
         }
         if self.session.load().is_none()

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use gatehouse_protocol::{
-    Id, Message, Notification, ProtocolVersion, Request, Response, RpcError, code, method,
+    Id, META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION, Message, Notification,
+    ProtocolVersion, Request, Response, RpcError, code, method,
 };
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
@@ -338,6 +339,8 @@ pub struct Upstream {
     handshake_timeout: Duration,
     /// Per-upstream latency histogram, resolved once (label lookup per call is costly).
     pub(crate) latency: metrics::Histogram,
+    /// Set when the upstream speaks only the stateless protocol (no `initialize`).
+    modern: std::sync::atomic::AtomicBool,
 }
 
 impl Upstream {
@@ -374,6 +377,7 @@ impl Upstream {
             task: Mutex::new(None),
             handshake_timeout,
             latency,
+            modern: std::sync::atomic::AtomicBool::new(false),
         });
         let task = match &up.link {
             Link::Stdio(_) => tokio::spawn(stdio::supervise(up.clone())),
@@ -438,6 +442,9 @@ impl Upstream {
     ) -> Result<Response, UpstreamError> {
         let n = self.shared.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let client_id = std::mem::replace(&mut req.id, Id::from(n));
+        if self.modern.load(Ordering::Relaxed) {
+            add_envelope(&mut req);
+        }
         if route.as_ref().is_some_and(|r| r.progress_token.is_some())
             && let Some(meta) = req.meta_mut()
         {
@@ -476,6 +483,7 @@ impl Upstream {
         if let Link::Http(l) = &self.link {
             l.reset_session();
         }
+        self.modern.store(false, Ordering::Relaxed);
         let req = Request::new(
             0,
             method::INITIALIZE,
@@ -486,39 +494,98 @@ impl Upstream {
             })),
         );
         let resp = self.call_once(req, None, self.handshake_timeout).await?;
-        let result = resp
-            .outcome
-            .map_err(|e| UpstreamError::Protocol(format!("initialize failed: {}", e.message)))?;
-        let version = result
-            .get("protocolVersion")
-            .and_then(Value::as_str)
-            .and_then(ProtocolVersion::parse)
-            .filter(|v| !v.is_stateless())
-            .ok_or_else(|| {
-                UpstreamError::Protocol("initialize answered an unknown protocol version".into())
-            })?;
-        let info = Arc::new(UpstreamInfo {
+        let info = match resp.outcome {
+            Ok(result) => {
+                let version = result
+                    .get("protocolVersion")
+                    .and_then(Value::as_str)
+                    .and_then(ProtocolVersion::parse)
+                    .filter(|v| !v.is_stateless())
+                    .ok_or_else(|| {
+                        UpstreamError::Protocol(
+                            "initialize answered an unknown protocol version".into(),
+                        )
+                    })?;
+                if let Link::Http(l) = &self.link {
+                    l.set_version(version);
+                }
+                self.send(Notification::new(method::INITIALIZED, None).into())
+                    .await?;
+                UpstreamInfo {
+                    version,
+                    capabilities: result
+                        .get("capabilities")
+                        .cloned()
+                        .unwrap_or_else(|| json!({})),
+                    server_info: result
+                        .get("serverInfo")
+                        .cloned()
+                        .unwrap_or_else(|| json!({})),
+                    instructions: result
+                        .get("instructions")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                }
+            }
+            // A server without the handshake names the stateless versions it speaks.
+            Err(e) if e.code == code::UNSUPPORTED_PROTOCOL_VERSION && names_stateless(&e) => {
+                self.discover().await?
+            }
+            Err(e) => {
+                return Err(UpstreamError::Protocol(format!(
+                    "initialize failed: {}",
+                    e.message
+                )));
+            }
+        };
+        let info = Arc::new(info);
+        self.info.store(Some(info.clone()));
+        Ok(info)
+    }
+
+    /// Switches this upstream to the stateless protocol: every request from now on carries
+    /// the `_meta` envelope (and, over HTTP, the routing headers); `server/discover` replaces
+    /// the handshake.
+    async fn discover(self: &Arc<Self>) -> Result<UpstreamInfo, UpstreamError> {
+        let version = ProtocolVersion::LATEST_STATELESS;
+        self.modern.store(true, Ordering::Relaxed);
+        if let Link::Http(l) = &self.link {
+            l.set_version(version);
+        }
+        let resp = self
+            .call_once(
+                Request::new(0, method::DISCOVER, Some(json!({}))),
+                None,
+                self.handshake_timeout,
+            )
+            .await?;
+        let result = resp.outcome.map_err(|e| {
+            UpstreamError::Protocol(format!("server/discover failed: {}", e.message))
+        })?;
+        let speaks = result
+            .get("supportedVersions")
+            .and_then(Value::as_array)
+            .is_some_and(|v| v.iter().any(|v| v.as_str() == Some(version.as_str())));
+        if !speaks {
+            return Err(UpstreamError::Protocol(
+                "server/discover names no version Gatehouse speaks".into(),
+            ));
+        }
+        Ok(UpstreamInfo {
             version,
             capabilities: result
                 .get("capabilities")
                 .cloned()
                 .unwrap_or_else(|| json!({})),
             server_info: result
-                .get("serverInfo")
+                .pointer("/_meta/io.modelcontextprotocol~1serverInfo")
                 .cloned()
                 .unwrap_or_else(|| json!({})),
             instructions: result
                 .get("instructions")
                 .and_then(Value::as_str)
                 .map(str::to_owned),
-        });
-        if let Link::Http(l) = &self.link {
-            l.set_version(version);
-        }
-        self.send(Notification::new(method::INITIALIZED, None).into())
-            .await?;
-        self.info.store(Some(info.clone()));
-        Ok(info)
+        })
     }
 
     fn emit(&self, ev: UpstreamEvent) {
@@ -531,6 +598,39 @@ impl Upstream {
         self.emit(UpstreamEvent::Down {
             upstream: self.spec.name.clone(),
         });
+    }
+}
+
+/// Whether a -32022 error names a stateless version Gatehouse speaks.
+fn names_stateless(e: &RpcError) -> bool {
+    e.data
+        .as_ref()
+        .and_then(|d| d.get("supported"))
+        .and_then(Value::as_array)
+        .is_some_and(|v| {
+            v.iter()
+                .any(|v| v.as_str() == Some(ProtocolVersion::LATEST_STATELESS.as_str()))
+        })
+}
+
+/// The 2026-07-28 envelope Gatehouse sends as a client of a stateless upstream. It declares
+/// no client capabilities: server requests are not relayed on that protocol.
+fn add_envelope(req: &mut Request) {
+    let params = req.params.get_or_insert_with(|| json!({}));
+    let Some(obj) = params.as_object_mut() else {
+        return;
+    };
+    let meta = obj.entry("_meta").or_insert_with(|| json!({}));
+    if let Some(m) = meta.as_object_mut() {
+        m.insert(
+            META_PROTOCOL_VERSION.into(),
+            json!(ProtocolVersion::LATEST_STATELESS.as_str()),
+        );
+        m.insert(META_CLIENT_CAPABILITIES.into(), json!({}));
+        m.insert(
+            META_CLIENT_INFO.into(),
+            json!({"name": "gatehouse", "version": env!("CARGO_PKG_VERSION")}),
+        );
     }
 }
 
