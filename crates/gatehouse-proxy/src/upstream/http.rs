@@ -140,7 +140,8 @@ impl HttpLink {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|c| c.starts_with("application/json"));
-        if !status.is_success() && !(status.is_client_error() && json_body) {
+        let answered = status.is_success() || (status.is_client_error() && json_body);
+        if !answered {
             return Err(UpstreamError::Http(status.as_u16()));
         }
         if self.session.load().is_none()
