@@ -11,12 +11,35 @@ import sys
 
 import mcp.types as types
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.streamable_http import EventMessage, EventStore
 
 # 1x1 red PNG and a minimal WAV header.
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
 WAV = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZGF0YQAAAAA="
 
 server = MCPServer("gatehouse-conformance-peer")
+
+
+class MemoryEventStore(EventStore):
+    """Keeps every event so a client (or gateway) can resume a stream with Last-Event-ID."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, object]] = []
+
+    async def store_event(self, stream_id, message):
+        event_id = str(len(self.events) + 1)
+        self.events.append((event_id, stream_id, message))
+        return event_id
+
+    async def replay_events_after(self, last_event_id, send_callback):
+        index = next((i for i, (e, _, _) in enumerate(self.events) if e == last_event_id), None)
+        if index is None:
+            return None
+        stream = self.events[index][1]
+        for event_id, stream_id, message in self.events[index + 1 :]:
+            if stream_id == stream and message is not None:
+                await send_callback(EventMessage(message, event_id))
+        return stream
 
 
 @server.tool(description="Returns simple text")
@@ -84,6 +107,14 @@ async def test_tool_with_progress(ctx: Context) -> str:
         if p < 100:
             await asyncio.sleep(0.05)
     return "Progress test completed"
+
+
+@server.tool(description="Closes its SSE stream mid-call; the answer comes on resumption")
+async def test_reconnection(ctx: Context) -> str:
+    await asyncio.sleep(0.05)
+    await ctx.close_sse_stream()
+    await asyncio.sleep(0.3)
+    return "Reconnection test completed"
 
 
 @server.tool(description="Asks the client's LLM")
@@ -222,4 +253,8 @@ async def complete(ref, argument, context):
 
 
 if __name__ == "__main__":
-    server.run(transport="streamable-http", host="127.0.0.1", port=int(sys.argv[1]))
+    asyncio.run(
+        server.run_streamable_http_async(
+            host="127.0.0.1", port=int(sys.argv[1]), event_store=MemoryEventStore(), retry_interval=200
+        )
+    )

@@ -1,6 +1,8 @@
-//! Server-initiated messages to clients: each session's GET (or legacy SSE) stream on this
-//! replica, list-change fan-out, resource subscriptions, and a short replay buffer so a
-//! client that reconnects with `Last-Event-ID` misses nothing.
+//! Server-to-client delivery per session on this replica: the standalone GET stream (list
+//! changes, subscriptions, legacy SSE answers) and one stream per POST request answered with
+//! SSE. Every event has an id `{stream}:{seq}` and each stream keeps a short replay buffer,
+//! so a client that loses a connection resumes it with `Last-Event-ID` and misses nothing;
+//! events are never replayed onto a different stream.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, PoisonError};
@@ -9,71 +11,103 @@ use std::time::{Duration, Instant};
 use gatehouse_protocol::Message;
 use tokio::sync::mpsc;
 
-/// Messages a slow stream may have queued before further ones are dropped for it.
+/// Messages a slow connection may have queued before further ones wait in the replay buffer.
 const STREAM_QUEUE: usize = 256;
-/// Events kept per session for replay after a reconnect.
+/// Events kept per stream for replay after a reconnect.
 const REPLAY: usize = 64;
-/// How long a disconnected session's buffer is kept for a reconnect.
+/// How long a stream nobody is connected to (or a finished one) is kept for a reconnect.
 const LINGER: Duration = Duration::from_secs(300);
+/// The standalone GET stream's number.
+pub const STANDALONE: u64 = 0;
 
-/// One event on a session stream: its id (for `Last-Event-ID`) and the message.
-pub type Event = (u64, Message);
+/// Where an event sits: stream number and sequence within it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventId {
+    pub stream: u64,
+    pub seq: u64,
+}
+
+impl EventId {
+    /// Parses `Last-Event-ID` (`{stream}:{seq}`).
+    pub fn parse(s: &str) -> Option<EventId> {
+        let (a, b) = s.split_once(':')?;
+        Some(EventId {
+            stream: a.parse().ok()?,
+            seq: b.parse().ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for EventId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.stream, self.seq)
+    }
+}
+
+/// One event on a session stream.
+pub type Event = (EventId, Message);
 
 #[derive(Debug)]
 struct Stream {
     live: Option<mpsc::Sender<Event>>,
     replay: VecDeque<Event>,
-    next: u64,
-    left: Instant,
+    seq: u64,
+    /// A POST stream whose final response was sent: nothing more will come.
+    finished: bool,
+    idle_since: Instant,
 }
 
 impl Stream {
-    fn push(&mut self, msg: Message) -> bool {
-        self.next += 1;
-        let ev = (self.next, msg);
+    fn new() -> Self {
+        Self {
+            live: None,
+            replay: VecDeque::new(),
+            seq: 0,
+            finished: false,
+            idle_since: Instant::now(),
+        }
+    }
+
+    fn push(&mut self, number: u64, msg: Message) -> bool {
+        self.seq += 1;
+        let ev = (
+            EventId {
+                stream: number,
+                seq: self.seq,
+            },
+            msg,
+        );
         if self.replay.len() == REPLAY {
             self.replay.pop_front();
         }
         self.replay.push_back(ev.clone());
-        self.live.as_ref().is_some_and(|tx| tx.try_send(ev).is_ok())
+        let delivered = match &self.live {
+            Some(tx) => match tx.try_send(ev) {
+                Ok(()) => true,
+                // A reader too slow to keep up is cut off; it resumes from the replay
+                // buffer with Last-Event-ID instead of silently missing events.
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.live = None;
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            },
+            None => false,
+        };
+        if !delivered {
+            self.idle_since = Instant::now();
+        }
+        delivered
     }
-}
 
-#[derive(Debug, Default)]
-pub struct Hub {
-    streams: Mutex<HashMap<String, Stream>>,
-    subscriptions: Mutex<HashMap<String, HashSet<String>>>,
-}
-
-impl Hub {
-    fn streams(&self) -> std::sync::MutexGuard<'_, HashMap<String, Stream>> {
-        self.streams.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Opens the stream for a session, replacing any earlier one (one GET stream per
-    /// session). Returns the buffered events after `last_event_id` and the live receiver.
-    pub fn register(
-        &self,
-        sid: &str,
-        last_event_id: Option<u64>,
-    ) -> (Vec<Event>, mpsc::Receiver<Event>) {
+    fn attach(&mut self, after: Option<u64>) -> (Vec<Event>, mpsc::Receiver<Event>) {
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
-        let mut streams = self.streams();
-        streams.retain(|_, s| {
-            s.live.as_ref().is_some_and(|t| !t.is_closed()) || s.left.elapsed() < LINGER
-        });
-        let s = streams.entry(sid.to_owned()).or_insert_with(|| Stream {
-            live: None,
-            replay: VecDeque::new(),
-            next: 0,
-            left: Instant::now(),
-        });
-        s.live = Some(tx);
-        let replay = match last_event_id {
-            Some(after) => s
+        self.live = Some(tx);
+        let replay = match after {
+            Some(seq) => self
                 .replay
                 .iter()
-                .filter(|(id, _)| *id > after)
+                .filter(|(id, _)| id.seq > seq)
                 .cloned()
                 .collect(),
             None => Vec::new(),
@@ -81,19 +115,111 @@ impl Hub {
         (replay, rx)
     }
 
-    /// Marks a session's stream as gone; its buffer lingers for a reconnect.
-    pub fn unregister(&self, sid: &str) {
-        if let Some(s) = self.streams().get_mut(sid)
-            && s.live.as_ref().is_some_and(mpsc::Sender::is_closed)
+    fn stale(&self) -> bool {
+        let connected = self.live.as_ref().is_some_and(|t| !t.is_closed());
+        !connected && self.idle_since.elapsed() > LINGER
+    }
+}
+
+#[derive(Debug, Default)]
+struct Session {
+    streams: HashMap<u64, Stream>,
+    next_stream: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Hub {
+    sessions: Mutex<HashMap<String, Session>>,
+    subscriptions: Mutex<HashMap<String, HashSet<String>>>,
+}
+
+impl Hub {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Drops streams nobody has wanted for a while, and sessions left with none.
+    fn collect(sessions: &mut HashMap<String, Session>) {
+        sessions.retain(|_, s| {
+            s.streams.retain(|_, st| !st.stale());
+            !s.streams.is_empty()
+        });
+    }
+
+    /// Attaches the standalone GET stream (one per session; a new one replaces the old).
+    /// With `last`, the events after it on that stream are returned for replay.
+    pub fn open_standalone(
+        &self,
+        sid: &str,
+        last: Option<u64>,
+    ) -> (Vec<Event>, mpsc::Receiver<Event>) {
+        let mut sessions = self.sessions();
+        Self::collect(&mut sessions);
+        let s = sessions.entry(sid.to_owned()).or_default();
+        s.streams
+            .entry(STANDALONE)
+            .or_insert_with(Stream::new)
+            .attach(last)
+    }
+
+    /// Opens a new stream for one POST request's answer.
+    pub fn open_call(&self, sid: &str) -> (u64, mpsc::Receiver<Event>) {
+        let mut sessions = self.sessions();
+        let s = sessions.entry(sid.to_owned()).or_default();
+        s.next_stream += 1;
+        let number = s.next_stream;
+        let (_, rx) = s
+            .streams
+            .entry(number)
+            .or_insert_with(Stream::new)
+            .attach(None);
+        (number, rx)
+    }
+
+    /// Resumes any stream of a session after `last`. `None` if the stream is unknown here
+    /// (expired, or opened on another replica).
+    pub fn resume(
+        &self,
+        sid: &str,
+        last: EventId,
+    ) -> Option<(Vec<Event>, mpsc::Receiver<Event>, bool)> {
+        let mut sessions = self.sessions();
+        let st = sessions.get_mut(sid)?.streams.get_mut(&last.stream)?;
+        let (replay, rx) = st.attach(Some(last.seq));
+        Some((replay, rx, st.finished))
+    }
+
+    /// Appends to a stream (and delivers it if someone is connected).
+    pub fn push(&self, sid: &str, stream: u64, msg: Message) -> bool {
+        self.sessions()
+            .get_mut(sid)
+            .and_then(|s| s.streams.get_mut(&stream))
+            .is_some_and(|st| st.push(stream, msg))
+    }
+
+    /// Marks a POST stream complete (its final response was pushed).
+    pub fn finish(&self, sid: &str, stream: u64) {
+        if let Some(st) = self
+            .sessions()
+            .get_mut(sid)
+            .and_then(|s| s.streams.get_mut(&stream))
         {
-            s.live = None;
-            s.left = Instant::now();
+            st.finished = true;
+            st.live = None;
+            st.idle_since = Instant::now();
+        }
+    }
+
+    /// Forgets a POST stream that was answered in full on its own connection.
+    pub fn discard(&self, sid: &str, stream: u64) {
+        if let Some(s) = self.sessions().get_mut(sid) {
+            s.streams.remove(&stream);
         }
     }
 
     /// Forgets everything about a session (terminated).
     pub fn forget(&self, sid: &str) {
-        self.streams().remove(sid);
+        self.sessions().remove(sid);
         for subs in self
             .subscriptions
             .lock()
@@ -104,20 +230,27 @@ impl Hub {
         }
     }
 
+    /// Live connections on this replica, for the metrics gauge.
     pub fn open_streams(&self) -> usize {
-        self.streams().values().filter(|s| s.live.is_some()).count()
+        self.sessions()
+            .values()
+            .flat_map(|s| s.streams.values())
+            .filter(|st| st.live.as_ref().is_some_and(|t| !t.is_closed()))
+            .count()
     }
 
-    /// Sends to one session; false if it has no live stream here (the event is still kept
-    /// for replay when the session had one).
+    /// Sends on a session's standalone stream; false if nobody is connected to it here (the
+    /// event is still kept for replay when the session has such a stream).
     pub fn send(&self, sid: &str, msg: Message) -> bool {
-        self.streams().get_mut(sid).is_some_and(|s| s.push(msg))
+        self.push(sid, STANDALONE, msg)
     }
 
-    /// Sends to every session that holds (or recently held) a stream here.
+    /// Sends on every standalone stream held (or recently held) here.
     pub fn broadcast(&self, msg: &Message) {
-        for s in self.streams().values_mut() {
-            s.push(msg.clone());
+        for s in self.sessions().values_mut() {
+            if let Some(st) = s.streams.get_mut(&STANDALONE) {
+                st.push(STANDALONE, msg.clone());
+            }
         }
     }
 
@@ -158,43 +291,4 @@ impl Hub {
 }
 
 #[cfg(test)]
-mod tests {
-    use gatehouse_protocol::Notification;
-
-    use super::Hub;
-
-    fn note(n: &str) -> gatehouse_protocol::Message {
-        Notification::new(n, None).into()
-    }
-
-    #[test]
-    fn reconnect_replays_what_was_missed_and_nothing_else() {
-        let hub = Hub::default();
-        let (_, rx) = hub.register("s", None);
-        hub.broadcast(&note("a"));
-        drop(rx);
-        hub.unregister("s");
-        hub.broadcast(&note("b"));
-        hub.broadcast(&note("c"));
-        let (replay, _rx) = hub.register("s", Some(1));
-        let methods: Vec<_> = replay
-            .iter()
-            .map(|(id, m)| (*id, m.method().unwrap_or("").to_owned()))
-            .collect();
-        assert_eq!(methods, vec![(2, "b".to_owned()), (3, "c".to_owned())]);
-    }
-
-    #[test]
-    fn replay_is_bounded_and_forget_drops_it() {
-        let hub = Hub::default();
-        let (_, rx) = hub.register("s", None);
-        drop(rx);
-        for _ in 0..200 {
-            hub.broadcast(&note("x"));
-        }
-        let (replay, _rx) = hub.register("s", Some(0));
-        assert_eq!(replay.len(), super::REPLAY);
-        hub.forget("s");
-        assert!(!hub.send("s", note("y")));
-    }
-}
+mod tests;

@@ -160,18 +160,27 @@ async fn size_depth_batch_and_slow_body_limits() {
     let r = raw(&gw.mcp(), big.as_bytes(), &h).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
 
-    // Same without Content-Length (chunked): the stream is cut at the limit.
-    let stream =
-        futures_util::stream::iter((0..100).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1000])));
-    let resp = reqwest::Client::new()
-        .post(gw.mcp())
-        .header("content-type", "application/json")
-        .header("mcp-session-id", &s)
-        .body(reqwest::Body::wrap_stream(stream))
-        .send()
+    // Same without Content-Length (chunked): the body is cut at the limit. Raw TCP, so the
+    // whole request is in the socket buffer before the gateway answers and closes.
+    let addr = gw.base.trim_start_matches("http://").to_owned();
+    let mut sock = tokio::net::TcpStream::connect(&addr)
         .await
-        .expect("send");
-    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        .expect("connect");
+    let mut req = format!(
+        "POST /mcp HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\nmcp-session-id: {s}\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    for _ in 0..6 {
+        req.push_str(&format!("3e8\r\n{}\r\n", " ".repeat(1000)));
+    }
+    req.push_str("0\r\n\r\n");
+    sock.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), sock.read(&mut buf))
+        .await
+        .expect("answered")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 
     let deep = format!(
         r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"a":{}1{}}}}}"#,

@@ -388,3 +388,31 @@ async fn old_clients_reach_a_server_that_speaks_only_2026_07_28() {
     assert_eq!(v["protocol"], "2026-07-28");
     assert_eq!(v["result"]["structuredContent"]["result"], 42);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_that_ends_a_stream_mid_call_is_resumed() {
+    // The Python SDK server (with an event store) answers test_reconnection by sending a
+    // priming event, closing the stream, and leaving the result for a Last-Event-ID resume.
+    let port = free_port();
+    let _server = Command::new(python())
+        .arg(repo().join("testdata/servers/conformance_server.py"))
+        .arg(port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start server");
+    wait_port(port).await;
+    let gw = start_gateway(&format!(
+        "dev_mode: true\nupstreams:\n  up:\n    url: http://127.0.0.1:{port}/mcp\n"
+    ))
+    .await;
+    let c = Mcp::connect(&gw.mcp(), "2025-11-25").await;
+    for _ in 0..3 {
+        let r = c.call("up__test_reconnection", json!({})).await;
+        assert_eq!(
+            r["content"][0]["text"], "Reconnection test completed",
+            "{r}"
+        );
+    }
+}

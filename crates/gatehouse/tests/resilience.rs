@@ -456,13 +456,15 @@ async fn get_stream_resumes_after_last_event_id() {
 
     let mut resumed = listen_from(&c, Some(&first_id));
     let missed = next_list_changed(&mut resumed).await;
-    let missed_id: u64 = missed["_eventId"]
-        .as_str()
-        .expect("id")
-        .parse()
-        .expect("numeric id");
+    let seq = |id: &str| -> (u64, u64) {
+        let (s, q) = id.split_once(':').expect("ids are stream:seq");
+        (s.parse().expect("stream"), q.parse().expect("seq"))
+    };
+    let (first_stream, first_seq) = seq(&first_id);
+    let (missed_stream, missed_seq) = seq(missed["_eventId"].as_str().expect("id"));
+    assert_eq!(missed_stream, first_stream, "replayed on the same stream");
     assert!(
-        missed_id > first_id.parse::<u64>().expect("numeric id"),
+        missed_seq > first_seq,
         "only events after the one named are replayed"
     );
 }
@@ -507,4 +509,124 @@ async fn a_callers_upstream_logs_never_reach_another_session() {
             "another session saw the log: {ev}"
         );
     }
+}
+
+/// Reads SSE events from a response until `stop` says so; returns (id, message) pairs.
+async fn read_events(
+    resp: &mut reqwest::Response,
+    mut stop: impl FnMut(&Value) -> bool,
+) -> Vec<(Option<String>, Value)> {
+    let mut out = Vec::new();
+    let mut buf = String::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let ev: String = buf.drain(..end + 2).collect();
+            let id = ev
+                .lines()
+                .find_map(|l| l.strip_prefix("id: "))
+                .map(str::to_owned);
+            let data: String = ev
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .collect();
+            let v: Value = if data.trim().is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&data).expect("json")
+            };
+            let done = stop(&v);
+            out.push((id, v));
+            if done {
+                return out;
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_connection_is_not_a_cancellation_and_the_answer_is_resumable() {
+    let gw = start_gateway(&format!(
+        "dev_mode: true\nupstreams:\n  ev:\n    command: node\n    args: ['{}']\n",
+        everything_js()
+    ))
+    .await;
+    let c = Mcp::connect(&gw.mcp(), "2025-11-25").await;
+    let body = json!({"jsonrpc": "2.0", "id": 77, "method": "tools/call", "params": {
+        "name": "ev__trigger-long-running-operation", "arguments": {"duration": 2, "steps": 4},
+        "_meta": {"progressToken": "my-token"}}});
+    let mut resp = c
+        .builder(serde_json::to_vec(&body).expect("json"))
+        .send()
+        .await
+        .expect("send");
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap_or("")
+            .starts_with("text/event-stream")
+    );
+    let seen = read_events(&mut resp, |v| v["method"] == "notifications/progress").await;
+    assert_eq!(
+        seen[0].1,
+        Value::Null,
+        "the stream opens with a priming event"
+    );
+    assert!(seen[0].0.as_deref().is_some_and(|id| id.ends_with(":0")));
+    let (last_id, progress) = seen.last().cloned().expect("a progress event");
+    assert_eq!(progress["params"]["progressToken"], "my-token");
+    drop(resp); // the connection is lost mid-call
+
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut resumed = c
+        .http
+        .get(&c.url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", c.session.clone().expect("session"))
+        .header(
+            "last-event-id",
+            last_id.clone().expect("progress events carry ids"),
+        )
+        .send()
+        .await
+        .expect("resume");
+    assert_eq!(resumed.status(), StatusCode::OK);
+    let rest = tokio::time::timeout(
+        Duration::from_secs(10),
+        read_events(&mut resumed, |v| v["id"] == 77),
+    )
+    .await
+    .expect("the rest of the stream arrives");
+    let result = &rest.last().expect("events").1;
+    assert_eq!(result["id"], 77, "{rest:?}");
+    let text = result["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        text.contains("completed"),
+        "the call ran to completion: {text}"
+    );
+    let progress_after: Vec<&Value> = rest
+        .iter()
+        .map(|(_, v)| v)
+        .filter(|v| v["method"] == "notifications/progress")
+        .collect();
+    assert!(
+        !progress_after.is_empty() && progress_after.len() < 4,
+        "only the missed progress is replayed: {rest:?}"
+    );
+
+    // Another session cannot resume this stream.
+    let other = Mcp::connect(&gw.mcp(), "2025-11-25").await;
+    let r = other
+        .http
+        .get(&other.url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", other.session.clone().expect("session"))
+        .header("last-event-id", last_id.expect("id"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }

@@ -15,7 +15,8 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::{
-    AppState, decode_error, edge, hub_stream, on_client_message, read_body, reject, sse_response,
+    AppState, decode_error, edge, on_client_message, read_body, reject, session_stream,
+    sse_response,
 };
 use crate::pipeline::{ClientCtx, bind_session};
 use crate::session::ClientCaps;
@@ -47,14 +48,8 @@ fn legacy_sse(st: AppState, scope: Option<String>, headers: HeaderMap) -> Respon
         Some("endpoint"),
         &format!("{prefix}/message?sessionId={token}"),
     );
-    let (replay, rx) = st.gw.hub.register(&claims.sid, None);
-    sse_response(hub_stream(
-        st.gw.clone(),
-        claims.sid,
-        replay,
-        rx,
-        Some(endpoint),
-    ))
+    let (replay, rx) = st.gw.hub.open_standalone(&claims.sid, None);
+    sse_response(session_stream(replay, Some(rx), Some(endpoint)))
 }
 
 #[derive(Deserialize)]

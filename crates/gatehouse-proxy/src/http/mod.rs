@@ -5,35 +5,34 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use futures_util::StreamExt;
-use futures_util::stream::{self, BoxStream};
+use futures_util::stream::BoxStream;
 use gatehouse_protocol::{
     DecodeError, Decoded, HEADER_MCP_METHOD, HEADER_MCP_NAME, HEADER_PROTOCOL_VERSION,
     HEADER_SESSION_ID, HeaderMismatch, Id, META_PROTOCOL_VERSION, Message, Notification,
-    ProtocolVersion, Request, Response as RpcResponse, RpcError, code, decode_body,
-    encode_sse_event, method, stateless_envelope_check,
+    ProtocolVersion, Request, Response as RpcResponse, RpcError, code, decode_body, method,
+    stateless_envelope_check,
 };
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::gateway::Gateway;
-use crate::hub::Event;
+use crate::hub::{EventId, STANDALONE};
 use crate::metrics as m;
 use crate::pipeline::{ClientCtx, Principal, authenticate, bind_session};
 use crate::session::ClientCaps;
 
+mod answer;
 mod legacy;
 
+use answer::{respond, session_stream};
 use legacy::{message_root, message_scoped, sse_root, sse_scoped};
 
 #[derive(Clone)]
@@ -497,61 +496,6 @@ fn initialize(gw: &Arc<Gateway>, cfg: &Config, scope: Option<&str>, req: &Reques
     resp
 }
 
-/// Answers one request: plain JSON when the upstream's first message is the response, an
-/// SSE stream when progress or server requests come first. Dropping the response (client
-/// gone) drops the call, which tells the upstream it was cancelled.
-async fn respond(gw: Arc<Gateway>, ctx: ClientCtx, req: Request, sse_ok: bool) -> Response {
-    let stateless = ctx.session.is_none();
-    let finish = move |resp: RpcResponse| {
-        let status = match (&resp.outcome, stateless) {
-            (Err(e), true) => stateless_status(e.code),
-            _ => StatusCode::OK,
-        };
-        json_body(status, &resp.into())
-    };
-    if !sse_ok {
-        return finish(gw.handle_request(&ctx, req, None).await);
-    }
-    let (tx, mut rx) = mpsc::channel::<Message>(64);
-    let mut call = Box::pin(async move { gw.handle_request(&ctx, req, Some(tx)).await });
-    let first = tokio::select! {
-        resp = &mut call => return finish(resp),
-        ev = rx.recv() => ev,
-    };
-    let Some(first) = first else {
-        return finish(call.await);
-    };
-    enum St<F> {
-        Running(std::pin::Pin<Box<F>>, mpsc::Receiver<Message>),
-        Done,
-    }
-    let head = stream::once(async move { Ok::<Bytes, Infallible>(sse_bytes(&first)) });
-    let tail = stream::unfold(St::Running(call, rx), |state| async move {
-        match state {
-            St::Done => None,
-            St::Running(mut call, mut rx) => {
-                tokio::select! {
-                    biased;
-                    ev = rx.recv() => match ev {
-                        Some(ev) => Some((Ok(sse_bytes(&ev)), St::Running(call, rx))),
-                        None => {
-                            let resp = call.await;
-                            Some((Ok(sse_bytes(&resp.into())), St::Done))
-                        }
-                    },
-                    resp = &mut call => Some((Ok(sse_bytes(&resp.into())), St::Done)),
-                }
-            }
-        }
-    });
-    sse_response(head.chain(tail).boxed())
-}
-
-fn sse_bytes(msg: &Message) -> Bytes {
-    let json = String::from_utf8(msg.to_bytes()).unwrap_or_default();
-    encode_sse_event(None, None, &json)
-}
-
 pub(super) fn sse_response(body: BoxStream<'static, Result<Bytes, Infallible>>) -> Response {
     Response::builder()
         .status(StatusCode::OK)
@@ -623,47 +567,32 @@ fn get_mcp(st: AppState, scope: Option<String>, headers: HeaderMap) -> Response 
             );
         }
     };
-    // A reconnecting client names the last event it saw; what it missed is replayed.
-    let last = header_str(&headers, "last-event-id").and_then(|v| v.parse::<u64>().ok());
-    let (replay, rx) = st.gw.hub.register(&claims.sid, last);
-    sse_response(hub_stream(st.gw.clone(), claims.sid, replay, rx, None))
-}
-
-/// A session's server-initiated stream: `first` (the legacy endpoint event), the replayed
-/// events, then live ones, with keep-alive comments; unregisters on drop.
-pub(super) fn hub_stream(
-    gw: Arc<Gateway>,
-    sid: String,
-    replay: Vec<Event>,
-    rx: mpsc::Receiver<Event>,
-    first: Option<Bytes>,
-) -> BoxStream<'static, Result<Bytes, Infallible>> {
-    struct Guard(Arc<Gateway>, String);
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            self.0.hub.unregister(&self.1);
+    // A reconnecting client names the last event it saw: that stream (the standalone one
+    // or a POST answer cut short) continues from there, with what was missed replayed.
+    let last = header_str(&headers, "last-event-id").and_then(EventId::parse);
+    let hub = &st.gw.hub;
+    let (replay, rx) = match last {
+        Some(id) if id.stream != STANDALONE => match hub.resume(&claims.sid, id) {
+            Some((replay, rx, finished)) => (replay, (!finished).then_some(rx)),
+            None => {
+                return reject(
+                    StatusCode::NOT_FOUND,
+                    "resume",
+                    code::INVALID_REQUEST,
+                    "Stream not found",
+                );
+            }
+        },
+        Some(id) => {
+            let (replay, rx) = hub.open_standalone(&claims.sid, Some(id.seq));
+            (replay, Some(rx))
         }
-    }
-    let legacy = first.is_some();
-    let guard = Guard(gw, sid);
-    let encode = move |(id, m): Event| {
-        let json = String::from_utf8(m.to_bytes()).unwrap_or_default();
-        encode_sse_event(Some(&id.to_string()), legacy.then_some("message"), &json)
+        None => {
+            let (replay, rx) = hub.open_standalone(&claims.sid, None);
+            (replay, Some(rx))
+        }
     };
-    let head = stream::iter(
-        first
-            .into_iter()
-            .chain(replay.into_iter().map(encode))
-            .map(Ok),
-    );
-    let body = stream::unfold((rx, guard), move |(mut rx, guard)| async move {
-        let keepalive = tokio::time::sleep(Duration::from_secs(15));
-        tokio::select! {
-            m = rx.recv() => Some((Ok(encode(m?)), (rx, guard))),
-            _ = keepalive => Some((Ok(Bytes::from_static(b": keepalive\n\n")), (rx, guard))),
-        }
-    });
-    head.chain(body).boxed()
+    sse_response(session_stream(replay, rx, None))
 }
 
 fn delete_mcp(st: AppState, scope: Option<String>, headers: HeaderMap) -> Response {

@@ -74,6 +74,9 @@ fn routing_headers(msg: &Message) -> Vec<(&'static str, String)> {
     out
 }
 
+/// How many times one call's stream is resumed after the upstream cut it.
+const MAX_RESUMES: usize = 8;
+
 fn limits(shared: &Shared) -> Limits {
     Limits {
         max_body_bytes: shared.max_message_bytes,
@@ -196,24 +199,56 @@ impl HttpLink {
             .unwrap_or("")
             .to_ascii_lowercase();
         if ctype.starts_with("text/event-stream") {
+            // A server may end a call's stream before the response (SEP-1699 polling) after
+            // giving events ids: the call then continues on a GET with Last-Event-ID, after
+            // the retry delay it asked for. Bounded, so a server that keeps cutting cannot
+            // hold the call forever (the call's timeout bounds it too).
             let mut dec = SseDecoder::new(shared.max_message_bytes);
-            while let Some(chunk) = resp
-                .chunk()
-                .await
-                .map_err(|e| UpstreamError::Transport(e.without_url().to_string()))?
-            {
-                let events = dec
-                    .feed(&chunk)
-                    .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-                for ev in events {
-                    if ev.data.trim().is_empty() {
-                        continue; // priming event
+            let mut retry = Duration::from_millis(0);
+            let mut last_seen: Option<String> = None;
+            for _attempt in 0..MAX_RESUMES {
+                while let Some(chunk) = resp
+                    .chunk()
+                    .await
+                    .map_err(|e| UpstreamError::Transport(e.without_url().to_string()))?
+                {
+                    let events = dec
+                        .feed(&chunk)
+                        .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+                    for ev in events {
+                        if ev.id.is_some() {
+                            last_seen.clone_from(&ev.id);
+                        }
+                        if let Some(ms) = ev.retry {
+                            retry = Duration::from_millis(ms.min(10_000));
+                        }
+                        if ev.data.trim().is_empty() {
+                            continue; // priming event
+                        }
+                        self.deliver(shared, ev.data.as_bytes(), call).await;
                     }
-                    self.deliver(shared, ev.data.as_bytes(), call).await;
+                    if call.is_some_and(|n| !shared.is_pending(n)) {
+                        return Ok(false);
+                    }
                 }
-                if call.is_some_and(|n| !shared.is_pending(n)) {
+                let (Some(n), Some(last)) = (call, last_seen.as_deref()) else {
+                    return Ok(false);
+                };
+                if !shared.is_pending(n) {
                     return Ok(false);
                 }
+                tokio::time::sleep(retry).await;
+                resp = self
+                    .request(reqwest::Method::GET)
+                    .header(ACCEPT, "text/event-stream")
+                    .header("last-event-id", last)
+                    .send()
+                    .await
+                    .map_err(|e| UpstreamError::Transport(e.without_url().to_string()))?;
+                if !resp.status().is_success() {
+                    return Err(UpstreamError::Http(resp.status().as_u16()));
+                }
+                dec = SseDecoder::new(shared.max_message_bytes);
             }
             return Ok(false);
         }
