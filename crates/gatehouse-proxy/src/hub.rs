@@ -210,13 +210,6 @@ impl Hub {
         }
     }
 
-    /// Forgets a POST stream that was answered in full on its own connection.
-    pub fn discard(&self, sid: &str, stream: u64) {
-        if let Some(s) = self.sessions().get_mut(sid) {
-            s.streams.remove(&stream);
-        }
-    }
-
     /// Forgets everything about a session (terminated).
     pub fn forget(&self, sid: &str) {
         self.sessions().remove(sid);

@@ -7,14 +7,19 @@
 //! first is answered with SSE.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::response::Response;
 use futures_util::StreamExt;
 use futures_util::stream::{self, BoxStream};
-use gatehouse_protocol::{Message, Request, Response as RpcResponse, encode_sse_event};
+use gatehouse_protocol::{
+    Id, Message, Request, Response as RpcResponse, RpcError, code, encode_sse_event,
+};
 use http::StatusCode;
 use tokio::sync::mpsc;
 
@@ -87,8 +92,11 @@ async fn attached(
     sse_response(head.chain(tail).boxed())
 }
 
-/// The call runs on its own task and writes into a hub stream; this connection is only its
-/// first reader.
+/// The call runs in this handler (no task, no hand-off on the fast path) but is not tied to
+/// the connection: if the client goes away it finishes on its own task. If its first message
+/// is the response, that is the JSON answer. Otherwise the call moves to its own task and
+/// writes into a resumable hub stream, which this connection reads first and a reconnecting
+/// client can pick up.
 async fn detached(
     gw: Arc<Gateway>,
     ctx: ClientCtx,
@@ -96,49 +104,53 @@ async fn detached(
     req: Request,
     finish: impl Fn(RpcResponse) -> Response,
 ) -> Response {
-    let (number, mut rx) = gw.hub.open_call(&sid);
-    let (tx, mut events) = mpsc::channel::<Message>(64);
-    let task_gw = gw.clone();
-    let task_sid = sid.clone();
-    tokio::spawn(async move {
-        let call = task_gw.handle_request(&ctx, req, Some(tx));
-        tokio::pin!(call);
-        let resp = loop {
-            tokio::select! {
-                biased;
-                ev = events.recv() => match ev {
-                    Some(m) => {
-                        task_gw.hub.push(&task_sid, number, m);
-                    }
-                    None => break (&mut call).await,
-                },
-                r = &mut call => break r,
-            }
-        };
-        while let Ok(m) = events.try_recv() {
-            task_gw.hub.push(&task_sid, number, m);
-        }
-        task_gw.hub.push(&task_sid, number, resp.into());
-        task_gw.hub.finish(&task_sid, number);
-    });
-    let Some((first_id, first)) = rx.recv().await else {
-        // The stream was cut before anything arrived (a slow reader); the client resumes.
+    let (tx, mut rx) = mpsc::channel::<Message>(64);
+    let call_gw = gw.clone();
+    let mut call =
+        DetachOnDrop::new(async move { call_gw.handle_request(&ctx, req, Some(tx)).await });
+    let first = tokio::select! {
+        resp = &mut call => return finish(resp),
+        ev = rx.recv() => ev,
+    };
+    let Some(first) = first else {
+        return finish(call.await);
+    };
+    let (number, stream_rx) = gw.hub.open_call(&sid);
+    gw.hub.push(&sid, number, first);
+    // The select above returns when the call completes, so it is still running here.
+    let Some(mut call) = call.into_inner() else {
+        let err = RpcError::new(code::INTERNAL_ERROR, "call ended without an answer");
         return json_body(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &RpcResponse::err(
-                gatehouse_protocol::Id::Null,
-                gatehouse_protocol::RpcError::new(
-                    gatehouse_protocol::code::INTERNAL_ERROR,
-                    "stream interrupted",
-                ),
-            )
-            .into(),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &RpcResponse::err(Id::Null, err).into(),
         );
     };
-    if let Message::Response(resp) = first {
-        gw.hub.discard(&sid, number);
-        return finish(resp);
-    }
+    // Moves the call's messages into the hub, independent of this connection.
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                biased;
+                ev = rx.recv() => match ev {
+                    Some(m) => {
+                        gw.hub.push(&sid, number, m);
+                    }
+                    None => {
+                        let resp = (&mut call).await;
+                        gw.hub.push(&sid, number, resp.into());
+                        break;
+                    }
+                },
+                resp = &mut call => {
+                    while let Ok(m) = rx.try_recv() {
+                        gw.hub.push(&sid, number, m);
+                    }
+                    gw.hub.push(&sid, number, resp.into());
+                    break;
+                }
+            }
+        }
+        gw.hub.finish(&sid, number);
+    });
     // Priming event: an id and no data, so a client that loses the connection can resume.
     let priming = encode_sse_event(
         Some(
@@ -151,11 +163,68 @@ async fn detached(
         None,
         "",
     );
-    let head = stream::iter([Ok(priming), Ok(sse_bytes(Some(first_id), &first))]);
     sse_response(
-        head.chain(session_stream(Vec::new(), Some(rx), None))
+        stream::iter([Ok(priming)])
+            .chain(session_stream(Vec::new(), Some(stream_rx), None))
             .boxed(),
     )
+}
+
+/// A future that, if dropped before it completes, finishes on its own task instead of being
+/// cancelled.
+struct DetachOnDrop<F: Future + Send + 'static>
+where
+    F::Output: Send + 'static,
+{
+    fut: Option<Pin<Box<F>>>,
+}
+
+impl<F: Future + Send + 'static> DetachOnDrop<F>
+where
+    F::Output: Send + 'static,
+{
+    fn new(f: F) -> Self {
+        Self {
+            fut: Some(Box::pin(f)),
+        }
+    }
+
+    /// The unfinished future, to be driven elsewhere (it is not detached any more); `None`
+    /// once it has completed.
+    fn into_inner(mut self) -> Option<Pin<Box<F>>> {
+        self.fut.take()
+    }
+}
+
+impl<F: Future + Send + 'static> Future for DetachOnDrop<F>
+where
+    F::Output: Send + 'static,
+{
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let Some(fut) = self.fut.as_mut() else {
+            return Poll::Pending;
+        };
+        let out = fut.as_mut().poll(cx);
+        if out.is_ready() {
+            self.fut = None;
+        }
+        out
+    }
+}
+
+impl<F: Future + Send + 'static> Drop for DetachOnDrop<F>
+where
+    F::Output: Send + 'static,
+{
+    fn drop(&mut self) {
+        if let (Some(fut), Ok(rt)) = (self.fut.take(), tokio::runtime::Handle::try_current()) {
+            rt.spawn(async move {
+                let _ = fut.await;
+            });
+        }
+    }
 }
 
 fn sse_bytes(id: Option<EventId>, msg: &Message) -> Bytes {
