@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
+use gatehouse_auth::{Authenticator, Principal};
 use gatehouse_protocol::{Id, Message, Notification, ProtocolVersion, Request, method};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -50,6 +51,8 @@ pub struct Gateway {
     /// Calls a client may still cancel: (session id, client request id) → abort signal.
     pub(crate) cancellable: Mutex<HashMap<(String, Id), oneshot::Sender<()>>>,
     next_correlation: AtomicU64,
+    authenticator: ArcSwapOption<Authenticator>,
+    anonymous: Arc<Principal>,
     correlation_prefix: u32,
 }
 
@@ -75,11 +78,28 @@ impl Gateway {
             events: tx,
             cancellable: Mutex::new(HashMap::new()),
             next_correlation: AtomicU64::new(1),
+            authenticator: ArcSwapOption::from(
+                config
+                    .auth
+                    .as_ref()
+                    .map(|a| Arc::new(Authenticator::new(a.issuers.clone()))),
+            ),
+            anonymous: Arc::new(Principal::anonymous()),
             correlation_prefix: u32::from_be_bytes(random_bytes::<4>()),
         });
         gw.apply_upstreams(&config.upstreams);
         tokio::spawn(event_loop(Arc::downgrade(&gw), rx));
         gw
+    }
+
+    /// The token checker, when an identity provider is configured.
+    pub fn authenticator(&self) -> Option<Arc<Authenticator>> {
+        self.authenticator.load_full()
+    }
+
+    /// The shared development-mode principal.
+    pub fn anonymous(&self) -> Arc<Principal> {
+        self.anonymous.clone()
     }
 
     pub fn config(&self) -> Arc<Config> {
@@ -115,6 +135,14 @@ impl Gateway {
         }
         if new.session_key != old.session_key {
             tracing::warn!("session key changes take effect on restart only");
+        }
+        if new.auth != old.auth {
+            // Key caches start empty with new settings; tokens verify again on first use.
+            self.authenticator.store(
+                new.auth
+                    .as_ref()
+                    .map(|a| Arc::new(Authenticator::new(a.issuers.clone()))),
+            );
         }
         if new.limits.max_concurrent_requests != old.limits.max_concurrent_requests {
             self.concurrency

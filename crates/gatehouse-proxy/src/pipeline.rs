@@ -25,14 +25,9 @@ use crate::gateway::{CorrelationId, Gateway};
 use crate::metrics as m;
 use crate::session::{SessionClaims, SessionError};
 use crate::upstream::{CallRoute, UpstreamError};
+use gatehouse_auth::AuthError;
 
-/// Who is calling. Identity providers fill this in; in development mode every caller is
-/// the same anonymous principal.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub id: String,
-    pub authenticated_by: &'static str,
-}
+pub use gatehouse_auth::Principal;
 
 /// A stage's decision.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,7 +58,7 @@ impl Denial {
 /// Everything the pipeline knows about the client side of one request.
 #[derive(Debug, Clone)]
 pub struct ClientCtx {
-    pub principal: Principal,
+    pub principal: Arc<Principal>,
     pub version: ProtocolVersion,
     pub session: Option<SessionClaims>,
     /// Virtual server name; `None` for the full endpoint.
@@ -82,29 +77,56 @@ impl ClientCtx {
 pub enum AuthFailure {
     #[error("no identity provider is configured and development mode is off")]
     NotConfigured,
+    #[error(transparent)]
+    Refused(#[from] AuthError),
+}
+
+/// The token of an `Authorization: Bearer …` header (scheme case-insensitive).
+fn bearer(authorization: Option<&str>) -> Result<&str, AuthError> {
+    let value = authorization.ok_or(AuthError::Missing)?;
+    let (scheme, token) = value.split_once(' ').ok_or(AuthError::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(AuthError::Malformed);
+    }
+    Ok(token.trim())
 }
 
 /// Stage: authenticate. Runs first because every later decision is about *who* asks; an
-/// unknown caller learns nothing, not even which tools exist.
-pub fn authenticate(cfg: &Config) -> Result<Principal, AuthFailure> {
-    if cfg.dev_mode {
-        return Ok(Principal {
-            id: "anonymous".into(),
-            authenticated_by: "dev_mode",
-        });
+/// unknown caller learns nothing, not even which tools exist. The client's credential
+/// stops here: nothing downstream ever forwards it.
+pub async fn authenticate(
+    gw: &Gateway,
+    cfg: &Config,
+    authorization: Option<&str>,
+) -> Result<Arc<Principal>, AuthFailure> {
+    match gw.authenticator() {
+        Some(a) => Ok(Arc::new(a.authenticate(bearer(authorization)?).await?)),
+        None if cfg.dev_mode => Ok(gw.anonymous()),
+        None => Err(AuthFailure::NotConfigured),
     }
-    Err(AuthFailure::NotConfigured)
 }
 
-/// Stage: bind session. A session id is honoured only on the endpoint that issued it.
+/// Stage: bind session. A session id is honoured only on the endpoint that issued it, and
+/// only for the principal that opened it: a stolen id is useless to anyone else.
 pub fn bind_session(
     gw: &Gateway,
     token: &str,
     scope: Option<&str>,
+    principal: &Principal,
 ) -> Result<SessionClaims, SessionError> {
     let claims = gw.sessions.open(token)?;
     if claims.scope != scope.unwrap_or("") {
         return Err(SessionError::Invalid);
+    }
+    if claims.principal != principal.id {
+        tracing::warn!(
+            target: "gatehouse::audit",
+            session = %claims.sid,
+            owner = %claims.principal,
+            principal = %principal.id,
+            "session used by another principal: refused"
+        );
+        return Err(SessionError::OtherPrincipal);
     }
     Ok(claims)
 }

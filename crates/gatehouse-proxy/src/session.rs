@@ -26,6 +26,8 @@ pub struct SessionClaims {
     pub issued: u64,
     /// Client capabilities declared at `initialize`.
     pub caps: ClientCaps,
+    /// The principal that opened the session; nobody else may use it.
+    pub principal: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -56,6 +58,7 @@ struct Wire {
     p: String,
     i: u64,
     c: ClientCaps,
+    u: String,
 }
 
 /// Why a session id was refused. All are answered 404 so the client re-initializes.
@@ -67,6 +70,8 @@ pub enum SessionError {
     Expired,
     #[error("session was terminated")]
     Revoked,
+    #[error("session belongs to another principal")]
+    OtherPrincipal,
 }
 
 pub struct SessionCodec {
@@ -109,6 +114,7 @@ impl SessionCodec {
         version: ProtocolVersion,
         scope: &str,
         caps: ClientCaps,
+        principal: &str,
     ) -> (String, SessionClaims) {
         let sid: String = random_bytes::<16>()
             .iter()
@@ -120,6 +126,7 @@ impl SessionCodec {
             scope: scope.to_owned(),
             issued: now_secs(),
             caps,
+            principal: principal.to_owned(),
         };
         (self.seal(&claims), claims)
     }
@@ -131,6 +138,7 @@ impl SessionCodec {
             p: c.scope.clone(),
             i: c.issued,
             c: c.caps,
+            u: c.principal.clone(),
         };
         let mut buf = serde_json::to_vec(&wire).unwrap_or_default();
         let nonce_bytes = random_bytes::<NONCE_LEN>();
@@ -182,6 +190,7 @@ impl SessionCodec {
             scope: w.p,
             issued: w.i,
             caps: w.c,
+            principal: w.u,
         })
     }
 
@@ -209,6 +218,7 @@ mod tests {
             ProtocolVersion::V2025_06_18,
             "analytics",
             ClientCaps::default(),
+            "staff/alice",
         );
         assert_eq!(codec().open(&tok), Ok(claims));
     }
@@ -216,7 +226,12 @@ mod tests {
     #[test]
     fn tampered_or_foreign_tokens_are_refused() {
         let c = codec();
-        let (tok, _) = c.issue(ProtocolVersion::V2025_11_25, "", ClientCaps::default());
+        let (tok, _) = c.issue(
+            ProtocolVersion::V2025_11_25,
+            "",
+            ClientCaps::default(),
+            "staff/alice",
+        );
         let mut bytes = URL_SAFE_NO_PAD.decode(&tok).unwrap();
         let last = bytes.len() - 20;
         bytes[last] ^= 1;
@@ -233,7 +248,12 @@ mod tests {
     #[test]
     fn revoked_and_expired_sessions_are_refused() {
         let c = codec();
-        let (tok, claims) = c.issue(ProtocolVersion::V2025_11_25, "", ClientCaps::default());
+        let (tok, claims) = c.issue(
+            ProtocolVersion::V2025_11_25,
+            "",
+            ClientCaps::default(),
+            "staff/alice",
+        );
         c.revoke(&claims);
         assert_eq!(c.open(&tok), Err(SessionError::Revoked));
         let short = SessionCodec::new([7u8; 32], Duration::from_secs(0));

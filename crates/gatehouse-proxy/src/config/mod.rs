@@ -13,8 +13,8 @@ use base64::engine::general_purpose::STANDARD;
 use gatehouse_protocol::Limits;
 
 pub use raw::{
-    RawConfig, RawFederation, RawLimits, RawLogFormat, RawLogging, RawSession, RawTransportKind,
-    RawUpstream, RawVirtualServer,
+    RawAuth, RawClaims, RawConfig, RawFederation, RawIntrospection, RawIssuer, RawLimits,
+    RawLogFormat, RawLogging, RawSession, RawTransportKind, RawUpstream, RawVirtualServer,
 };
 
 /// A config problem, with where it is (a YAML location or a field path).
@@ -48,6 +48,14 @@ pub struct Config {
     pub virtual_servers: BTreeMap<String, VirtualServer>,
     pub log_json: bool,
     pub log_level: String,
+    pub auth: Option<AuthSettings>,
+}
+
+/// The gateway as a resource server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSettings {
+    pub resource: String,
+    pub issuers: Vec<gatehouse_auth::IssuerConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -398,7 +406,21 @@ impl RawConfig {
             );
         }
 
+        let auth = match self.auth {
+            None => None,
+            Some(a) => {
+                if self.dev_mode {
+                    return Err(ConfigError::at(
+                        "auth",
+                        "dev_mode and auth exclude each other",
+                    ));
+                }
+                Some(validate_auth(a)?)
+            }
+        };
+
         Ok(Config {
+            auth,
             listen,
             dev_mode: self.dev_mode,
             allowed_origins: self.allowed_origins,
@@ -412,6 +434,114 @@ impl RawConfig {
             log_level: self.logging.level.unwrap_or_else(|| "info".to_owned()),
         })
     }
+}
+
+fn validate_auth(a: RawAuth) -> Result<AuthSettings, ConfigError> {
+    use gatehouse_auth::{Algorithm, ClaimMap, IssuerConfig, IssuerTrust};
+    let http_url = |at: String, u: &str| -> Result<(), ConfigError> {
+        match reqwest::Url::parse(u) {
+            Ok(p) if matches!(p.scheme(), "http" | "https") && p.has_host() => Ok(()),
+            _ => Err(ConfigError::at(at, format!("`{u}` is not an http(s) URL"))),
+        }
+    };
+    http_url("auth.resource".into(), &a.resource)?;
+    if a.issuers.is_empty() {
+        return Err(ConfigError::at("auth.issuers", "name at least one issuer"));
+    }
+    let mut issuers = Vec::new();
+    for (name, i) in a.issuers {
+        let at = format!("auth.issuers.{name}");
+        if !valid_name(&name) {
+            return Err(ConfigError::at(
+                at,
+                "names use a-z, 0-9, _ and - (at most 64)",
+            ));
+        }
+        http_url(format!("{at}.issuer"), &i.issuer)?;
+        if let Some(u) = &i.jwks_uri {
+            http_url(format!("{at}.jwks_uri"), u)?;
+        }
+        let mut algorithms = Vec::new();
+        for alg in i.algorithms.unwrap_or_else(|| vec!["RS256".into()]) {
+            let parsed = match alg.as_str() {
+                "RS256" => Algorithm::RS256,
+                "RS384" => Algorithm::RS384,
+                "RS512" => Algorithm::RS512,
+                "PS256" => Algorithm::PS256,
+                "PS384" => Algorithm::PS384,
+                "PS512" => Algorithm::PS512,
+                "ES256" => Algorithm::ES256,
+                "ES384" => Algorithm::ES384,
+                "EdDSA" => Algorithm::EdDSA,
+                other => {
+                    return Err(ConfigError::at(
+                        format!("{at}.algorithms"),
+                        format!(
+                            "`{other}` is not allowed: asymmetric algorithms only (never none or HMAC)"
+                        ),
+                    ));
+                }
+            };
+            algorithms.push(parsed);
+        }
+        if algorithms.is_empty() {
+            return Err(ConfigError::at(
+                format!("{at}.algorithms"),
+                "name at least one algorithm",
+            ));
+        }
+        if i.tenants.is_some() && i.claims.tenant.is_none() {
+            return Err(ConfigError::at(
+                format!("{at}.tenants"),
+                "needs claims.tenant to know where the tenant is",
+            ));
+        }
+        let skew = i.clock_skew_secs.unwrap_or(60);
+        if skew > 300 {
+            return Err(ConfigError::at(
+                format!("{at}.clock_skew_secs"),
+                "at most 300",
+            ));
+        }
+        let introspection = match i.introspection {
+            None => None,
+            Some(t) => {
+                if let Some(e) = &t.endpoint {
+                    http_url(format!("{at}.introspection.endpoint"), e)?;
+                }
+                Some(IssuerTrust {
+                    client_id: t.client_id,
+                    client_secret: t.client_secret,
+                    endpoint: t.endpoint,
+                    cache_ttl: Duration::from_secs(t.cache_secs.unwrap_or(30)),
+                })
+            }
+        };
+        let defaults = ClaimMap::default();
+        issuers.push(IssuerConfig {
+            name,
+            issuer: i.issuer,
+            audiences: i.audiences.unwrap_or_else(|| vec![a.resource.clone()]),
+            algorithms,
+            jwks_uri: i.jwks_uri,
+            introspection,
+            required_scopes: i.required_scopes,
+            tenants: i.tenants,
+            claims: ClaimMap {
+                subject: i.claims.subject.unwrap_or(defaults.subject),
+                tenant: i.claims.tenant,
+                roles: i.claims.roles.or(defaults.roles),
+                groups: i.claims.groups.or(defaults.groups),
+                attributes: i.claims.attributes,
+            },
+            skew: Duration::from_secs(skew),
+            jwks_min_refetch: Duration::from_secs(i.jwks_min_refetch_secs.unwrap_or(30)),
+        });
+    }
+    Ok(AuthSettings {
+        resource: a.resource,
+        issuers,
+    })
 }
 
 fn positive(at: &str, v: Option<usize>, default: usize) -> Result<usize, ConfigError> {

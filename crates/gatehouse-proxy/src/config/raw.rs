@@ -36,6 +36,74 @@ pub struct RawConfig {
     pub virtual_servers: BTreeMap<String, RawVirtualServer>,
     #[serde(default)]
     pub logging: RawLogging,
+    /// Who may call: OAuth 2.1 access tokens from trusted issuers.
+    pub auth: Option<RawAuth>,
+}
+
+/// The gateway as an OAuth 2.1 resource server.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// This gateway's canonical URL (RFC 8707 resource), e.g. `https://mcp.example.com/mcp`.
+    /// Tokens must name it in `aud`; it is published in the protected-resource metadata.
+    pub resource: String,
+    /// Trusted token issuers by short name (the name prefixes subjects in principal ids).
+    pub issuers: BTreeMap<String, RawIssuer>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuer {
+    /// The exact `iss` value.
+    pub issuer: String,
+    /// Accepted audiences. Default: `[auth.resource]`.
+    pub audiences: Option<Vec<String>>,
+    /// Accepted signature algorithms. Default `[RS256]`. Asymmetric only: `none` and HS*
+    /// are refused.
+    pub algorithms: Option<Vec<String>>,
+    /// JWKS URI; by default taken from the issuer's discovery document.
+    pub jwks_uri: Option<String>,
+    /// Scopes every token must carry.
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
+    /// Only these tenants are accepted (for multi-tenant issuers). Needs `claims.tenant`.
+    pub tenants: Option<Vec<String>>,
+    #[serde(default)]
+    pub claims: RawClaims,
+    /// Check opaque tokens by RFC 7662 introspection.
+    pub introspection: Option<RawIntrospection>,
+    /// Allowed clock difference for exp/nbf/iat (seconds). Default 60, at most 300.
+    pub clock_skew_secs: Option<u64>,
+    /// Shortest interval between two JWKS fetches triggered by unknown key ids. Default 30.
+    pub jwks_min_refetch_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawClaims {
+    /// Claim holding the subject. Default `sub` (Entra: consider `oid`).
+    pub subject: Option<String>,
+    /// Claim holding the tenant (Entra `tid`, Okta/Auth0: a custom claim).
+    pub tenant: Option<String>,
+    /// Claim holding roles. Default `roles`.
+    pub roles: Option<String>,
+    /// Claim holding groups. Default `groups`.
+    pub groups: Option<String>,
+    /// Claims copied into the principal's attributes for policies.
+    #[serde(default)]
+    pub attributes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawIntrospection {
+    pub client_id: String,
+    pub client_secret: String,
+    /// By default from discovery.
+    pub endpoint: Option<String>,
+    /// How long an introspection answer is reused (seconds, never past the token's exp).
+    /// Default 30.
+    pub cache_secs: Option<u64>,
 }
 
 /// Bounds on everything a peer sends. Every field has a safe default.

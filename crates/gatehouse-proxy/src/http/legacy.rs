@@ -22,24 +22,26 @@ use crate::pipeline::{ClientCtx, bind_session};
 use crate::session::ClientCaps;
 
 pub(super) async fn sse_root(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    legacy_sse(st, None, headers)
+    legacy_sse(st, None, headers).await
 }
 pub(super) async fn sse_scoped(
     State(st): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    legacy_sse(st, Some(name), headers)
+    legacy_sse(st, Some(name), headers).await
 }
 
-fn legacy_sse(st: AppState, scope: Option<String>, headers: HeaderMap) -> Response {
-    if let Err(r) = edge(&st, scope.as_deref(), &headers) {
-        return r;
-    }
+async fn legacy_sse(st: AppState, scope: Option<String>, headers: HeaderMap) -> Response {
+    let principal = match edge(&st, scope.as_deref(), &headers).await {
+        Ok((_, p)) => p,
+        Err(r) => return r,
+    };
     let (token, claims) = st.gw.sessions.issue(
         ProtocolVersion::V2024_11_05,
         scope.as_deref().unwrap_or(""),
         ClientCaps::default(),
+        &principal.id,
     );
     tracing::info!(target: "gatehouse::audit", session = %claims.sid, transport = "sse", "session opened");
     let prefix = scope.map(|s| format!("/s/{s}")).unwrap_or_default();
@@ -83,7 +85,7 @@ async fn legacy_message(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (cfg, principal) = match edge(&st, scope.as_deref(), &headers) {
+    let (cfg, principal) = match edge(&st, scope.as_deref(), &headers).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -95,7 +97,7 @@ async fn legacy_message(
             "sessionId is required",
         );
     };
-    let claims = match bind_session(&st.gw, &q.session_id, scope.as_deref()) {
+    let claims = match bind_session(&st.gw, &q.session_id, scope.as_deref(), &principal) {
         Ok(c) => c,
         Err(_) => {
             return reject(

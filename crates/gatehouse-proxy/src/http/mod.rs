@@ -26,8 +26,9 @@ use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::hub::{EventId, STANDALONE};
 use crate::metrics as m;
-use crate::pipeline::{ClientCtx, Principal, authenticate, bind_session};
+use crate::pipeline::{AuthFailure, ClientCtx, Principal, authenticate, bind_session};
 use crate::session::ClientCaps;
+use gatehouse_auth::AuthError;
 
 mod answer;
 mod legacy;
@@ -53,6 +54,18 @@ pub fn router(gw: Arc<Gateway>, prometheus: Option<PrometheusHandle>) -> Router 
         .route("/s/{name}/sse", get(sse_scoped))
         .route("/message", post(message_root))
         .route("/s/{name}/message", post(message_scoped))
+        .route(
+            "/.well-known/oauth-protected-resource",
+            get(resource_metadata),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/mcp",
+            get(resource_metadata),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/s/{name}/mcp",
+            get(resource_metadata),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
@@ -187,11 +200,11 @@ fn accepts(headers: &HeaderMap, mime: &str) -> bool {
 
 /// Origin, scope and authentication: what every route checks before reading a body.
 #[allow(clippy::result_large_err)]
-pub(super) fn edge(
+pub(super) async fn edge(
     st: &AppState,
     scope: Option<&str>,
     headers: &HeaderMap,
-) -> Result<(Arc<Config>, Principal), Response> {
+) -> Result<(Arc<Config>, Arc<Principal>), Response> {
     let cfg = st.gw.config();
     if !origin_allowed(&cfg, headers) {
         return Err(reject(
@@ -211,21 +224,119 @@ pub(super) fn edge(
             "no such server",
         ));
     }
-    match authenticate(&cfg) {
+    match authenticate(
+        &st.gw,
+        &cfg,
+        header_str(headers, header::AUTHORIZATION.as_str()),
+    )
+    .await
+    {
         Ok(p) => Ok((cfg, p)),
-        Err(e) => {
-            tracing::warn!(target: "gatehouse::audit", error = %e, "authentication failed");
-            metrics::counter!(m::REJECTED, "reason" => "unauthenticated").increment(1);
-            let mut r = rpc_error(
-                StatusCode::UNAUTHORIZED,
-                Id::Null,
-                RpcError::new(code::INVALID_REQUEST, "Unauthorized"),
-            );
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            Err(r)
-        }
+        Err(e) => Err(unauthenticated(&cfg, scope, &e)),
     }
+}
+
+/// The RFC 9728 metadata URL for an endpoint: the well-known path inserted before the
+/// resource's path.
+fn metadata_url(cfg: &Config, scope: Option<&str>) -> Option<String> {
+    let auth = cfg.auth.as_ref()?;
+    let url = reqwest::Url::parse(&auth.resource).ok()?;
+    let origin = url.origin().ascii_serialization();
+    let path = match scope {
+        Some(name) => format!("/s/{name}/mcp"),
+        None => url.path().to_owned(),
+    };
+    Some(format!(
+        "{origin}/.well-known/oauth-protected-resource{}",
+        if path == "/" { "" } else { &path }
+    ))
+}
+
+/// 401 with an RFC 6750 challenge naming the protected-resource metadata (RFC 9728); 403
+/// `insufficient_scope` naming the scopes needed; 503 when the identity provider cannot
+/// be reached. The client sees the OAuth error code, never the detail.
+fn unauthenticated(cfg: &Config, scope: Option<&str>, e: &AuthFailure) -> Response {
+    let (status, challenge, reason) = match e {
+        AuthFailure::NotConfigured => (
+            StatusCode::UNAUTHORIZED,
+            "Bearer".to_owned(),
+            "not_configured",
+        ),
+        AuthFailure::Refused(err) => {
+            let status = match err {
+                AuthError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                other if other.status() == 403 => StatusCode::FORBIDDEN,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            let mut c = String::from("Bearer");
+            let mut parts = Vec::new();
+            if let Some(url) = metadata_url(cfg, scope) {
+                parts.push(format!("resource_metadata=\"{url}\""));
+            }
+            if !err.oauth_error().is_empty() {
+                parts.push(format!("error=\"{}\"", err.oauth_error()));
+            }
+            if let AuthError::InsufficientScope(missing) = err {
+                parts.push(format!("scope=\"{}\"", missing.join(" ")));
+            }
+            if !parts.is_empty() {
+                c.push(' ');
+                c.push_str(&parts.join(", "));
+            }
+            (status, c, err.label())
+        }
+    };
+    tracing::warn!(target: "gatehouse::audit", reason, error = %e, "authentication failed");
+    metrics::counter!(m::REJECTED, "reason" => reason).increment(1);
+    let message = match status {
+        StatusCode::FORBIDDEN => "Forbidden: insufficient scope",
+        StatusCode::SERVICE_UNAVAILABLE => "Identity provider unavailable",
+        _ => "Unauthorized",
+    };
+    let mut r = rpc_error(
+        status,
+        Id::Null,
+        RpcError::new(code::INVALID_REQUEST, message),
+    );
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    r
+}
+
+/// RFC 9728 protected-resource metadata, for the full endpoint and each virtual server.
+async fn resource_metadata(State(st): State<AppState>, path: Option<Path<String>>) -> Response {
+    let cfg = st.gw.config();
+    let (Some(auth), Some(authn)) = (cfg.auth.as_ref(), st.gw.authenticator()) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let resource = match path.as_ref().map(|p| p.0.as_str()) {
+        None => auth.resource.clone(),
+        Some(name) if cfg.virtual_servers.contains_key(name) => {
+            let url = reqwest::Url::parse(&auth.resource).ok();
+            match url {
+                Some(u) => format!("{}/s/{name}/mcp", u.origin().ascii_serialization()),
+                None => return StatusCode::NOT_FOUND.into_response(),
+            }
+        }
+        Some(_) => return StatusCode::NOT_FOUND.into_response(),
+    };
+    let body = serde_json::json!({
+        "resource": resource,
+        "authorization_servers": authn.issuer_urls(),
+        "scopes_supported": authn.required_scopes(),
+        "bearer_methods_supported": ["header"],
+        "resource_name": "Gatehouse MCP gateway",
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 #[allow(clippy::result_large_err)]
@@ -275,28 +386,28 @@ async fn post_scoped(
     post_mcp(st, Some(name), headers, body).await
 }
 async fn get_root(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    get_mcp(st, None, headers)
+    get_mcp(st, None, headers).await
 }
 async fn get_scoped(
     State(st): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    get_mcp(st, Some(name), headers)
+    get_mcp(st, Some(name), headers).await
 }
 async fn delete_root(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    delete_mcp(st, None, headers)
+    delete_mcp(st, None, headers).await
 }
 async fn delete_scoped(
     State(st): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    delete_mcp(st, Some(name), headers)
+    delete_mcp(st, Some(name), headers).await
 }
 
 async fn post_mcp(st: AppState, scope: Option<String>, headers: HeaderMap, body: Body) -> Response {
-    let (cfg, principal) = match edge(&st, scope.as_deref(), &headers) {
+    let (cfg, principal) = match edge(&st, scope.as_deref(), &headers).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -332,11 +443,11 @@ async fn post_mcp(st: AppState, scope: Option<String>, headers: HeaderMap, body:
         && req.method == method::INITIALIZE
         && header_str(&headers, HEADER_SESSION_ID).is_none()
     {
-        return initialize(&st.gw, &cfg, scope.as_deref(), req);
+        return initialize(&st.gw, &cfg, scope.as_deref(), &principal, req);
     }
 
     let ctx = match header_str(&headers, HEADER_SESSION_ID) {
-        Some(token) => match bind_session(&st.gw, token, scope.as_deref()) {
+        Some(token) => match bind_session(&st.gw, token, scope.as_deref(), &principal) {
             Ok(claims) => {
                 // Any handshake-era version is accepted on a session (clients and the
                 // conformance suite send older ones); an unknown version is refused.
@@ -471,12 +582,20 @@ fn envelope_error(m: &HeaderMismatch) -> RpcError {
     }
 }
 
-fn initialize(gw: &Arc<Gateway>, cfg: &Config, scope: Option<&str>, req: &Request) -> Response {
+fn initialize(
+    gw: &Arc<Gateway>,
+    cfg: &Config,
+    scope: Option<&str>,
+    principal: &Principal,
+    req: &Request,
+) -> Response {
     let vs = scope.and_then(|s| cfg.virtual_servers.get(s));
     let (version, result) = gw.initialize_result(req.param_str("protocolVersion"), vs);
     let caps =
         ClientCaps::from_capabilities(req.params.as_ref().and_then(|p| p.get("capabilities")));
-    let (token, claims) = gw.sessions.issue(version, scope.unwrap_or(""), caps);
+    let (token, claims) = gw
+        .sessions
+        .issue(version, scope.unwrap_or(""), caps, &principal.id);
     let client = req
         .params
         .as_ref()
@@ -484,7 +603,7 @@ fn initialize(gw: &Arc<Gateway>, cfg: &Config, scope: Option<&str>, req: &Reques
         .and_then(|c| c.get("name"))
         .and_then(Value::as_str)
         .unwrap_or("");
-    tracing::info!(target: "gatehouse::audit", session = %claims.sid, version = %version, client = %client.chars().take(128).collect::<String>(), "session opened");
+    tracing::info!(target: "gatehouse::audit", session = %claims.sid, principal = %principal.id, method = principal.method_label(), version = %version, client = %client.chars().take(128).collect::<String>(), "session opened");
     metrics::counter!(m::REQUESTS, "method" => method::INITIALIZE, "outcome" => "ok").increment(1);
     let mut resp = json_body(
         StatusCode::OK,
@@ -541,10 +660,11 @@ pub(super) fn on_client_message(gw: &Arc<Gateway>, ctx: &ClientCtx, msg: Message
     }
 }
 
-fn get_mcp(st: AppState, scope: Option<String>, headers: HeaderMap) -> Response {
-    if let Err(r) = edge(&st, scope.as_deref(), &headers) {
-        return r;
-    }
+async fn get_mcp(st: AppState, scope: Option<String>, headers: HeaderMap) -> Response {
+    let principal = match edge(&st, scope.as_deref(), &headers).await {
+        Ok((_, p)) => p,
+        Err(r) => return r,
+    };
     if !accepts(&headers, "text/event-stream") {
         return reject(
             StatusCode::NOT_ACCEPTABLE,
@@ -556,7 +676,7 @@ fn get_mcp(st: AppState, scope: Option<String>, headers: HeaderMap) -> Response 
     let Some(token) = header_str(&headers, HEADER_SESSION_ID) else {
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     };
-    let claims = match bind_session(&st.gw, token, scope.as_deref()) {
+    let claims = match bind_session(&st.gw, token, scope.as_deref(), &principal) {
         Ok(c) => c,
         Err(_) => {
             return reject(
@@ -595,10 +715,11 @@ fn get_mcp(st: AppState, scope: Option<String>, headers: HeaderMap) -> Response 
     sse_response(session_stream(replay, rx, None))
 }
 
-fn delete_mcp(st: AppState, scope: Option<String>, headers: HeaderMap) -> Response {
-    if let Err(r) = edge(&st, scope.as_deref(), &headers) {
-        return r;
-    }
+async fn delete_mcp(st: AppState, scope: Option<String>, headers: HeaderMap) -> Response {
+    let principal = match edge(&st, scope.as_deref(), &headers).await {
+        Ok((_, p)) => p,
+        Err(r) => return r,
+    };
     let Some(token) = header_str(&headers, HEADER_SESSION_ID) else {
         return reject(
             StatusCode::BAD_REQUEST,
@@ -607,7 +728,7 @@ fn delete_mcp(st: AppState, scope: Option<String>, headers: HeaderMap) -> Respon
             "Mcp-Session-Id header is required",
         );
     };
-    match bind_session(&st.gw, token, scope.as_deref()) {
+    match bind_session(&st.gw, token, scope.as_deref(), &principal) {
         Ok(claims) => {
             st.gw.sessions.revoke(&claims);
             st.gw.hub.forget(&claims.sid);

@@ -100,7 +100,19 @@ pub async fn start_gateway(yaml: &str) -> Gw {
 }
 
 pub async fn start_gateway_with(cfg: Config, wait_ready: bool) -> Gw {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    start_gateway_at(cfg, 0, wait_ready).await
+}
+
+/// Like [`start_gateway_with`], on a chosen port (when the config must name the URL).
+pub async fn start_gateway_at(cfg: Config, port: u16, wait_ready: bool) -> Gw {
+    // GATEHOUSE_TEST_LOG=debug shows the gateway's logs when a test needs explaining.
+    if let Ok(level) = std::env::var("GATEHOUSE_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+            .with_test_writer()
+            .try_init();
+    }
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));

