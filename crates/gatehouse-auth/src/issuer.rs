@@ -477,3 +477,126 @@ impl std::fmt::Debug for Authenticator {
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::{Map, Value, json};
+
+    use super::{ClaimMap, IssuerConfig, principal, strings};
+    use crate::error::AuthError;
+    use crate::principal::{AuthMethod, PrincipalKind};
+
+    fn cfg() -> IssuerConfig {
+        IssuerConfig {
+            name: "staff".into(),
+            issuer: "https://idp.example".into(),
+            audiences: vec!["https://gw.example/mcp".into()],
+            algorithms: vec![jsonwebtoken::Algorithm::RS256],
+            jwks_uri: None,
+            introspection: None,
+            required_scopes: vec!["mcp:tools".into()],
+            tenants: Some(vec!["acme".into()]),
+            claims: ClaimMap {
+                tenant: Some("tid".into()),
+                attributes: vec!["department".into()],
+                ..ClaimMap::default()
+            },
+            skew: Duration::from_secs(60),
+            jwks_min_refetch: Duration::from_secs(30),
+        }
+    }
+
+    fn claims(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    fn method() -> AuthMethod {
+        AuthMethod::Jwt {
+            issuer: "https://idp.example".into(),
+        }
+    }
+
+    #[test]
+    fn claims_map_to_a_principal() {
+        let p = principal(
+            &cfg(),
+            &claims(json!({"sub": "alice", "tid": "acme", "scp": "mcp:tools mcp:read", "roles": ["analyst"],
+                "groups": "eng ops", "acr": "mfa", "amr": ["pwd", "otp"], "auth_time": 100, "department": "risk"})),
+            method(),
+        )
+        .unwrap();
+        assert_eq!(p.id, "staff/alice");
+        assert_eq!(p.kind, PrincipalKind::User);
+        assert_eq!(p.tenant.as_deref(), Some("acme"));
+        assert_eq!(p.scopes, ["mcp:tools", "mcp:read"]);
+        assert_eq!(
+            (p.roles.as_slice(), p.groups.as_slice()),
+            (
+                &["analyst".to_owned()][..],
+                &["eng".to_owned(), "ops".to_owned()][..]
+            )
+        );
+        assert_eq!(
+            (p.acr.as_deref(), p.amr.len(), p.authenticated_at),
+            (Some("mfa"), 2, Some(100))
+        );
+        assert_eq!(p.attributes["department"], "risk");
+    }
+
+    #[test]
+    fn service_tokens_and_missing_subjects() {
+        let p = principal(
+            &cfg(),
+            &claims(json!({"client_id": "svc-a", "tid": "acme", "scope": "mcp:tools"})),
+            method(),
+        )
+        .unwrap();
+        assert_eq!(
+            (p.id.as_str(), p.kind),
+            ("staff/svc-a", PrincipalKind::Service)
+        );
+        let e = principal(
+            &cfg(),
+            &claims(json!({"tid": "acme", "scope": "mcp:tools"})),
+            method(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, AuthError::Invalid(_)));
+    }
+
+    #[test]
+    fn tenant_and_scope_rules_refuse() {
+        let other = principal(
+            &cfg(),
+            &claims(json!({"sub": "a", "tid": "globex", "scope": "mcp:tools"})),
+            method(),
+        );
+        assert_eq!(other.unwrap_err(), AuthError::Tenant("globex".into()));
+        let none = principal(
+            &cfg(),
+            &claims(json!({"sub": "a", "scope": "mcp:tools"})),
+            method(),
+        );
+        assert_eq!(none.unwrap_err(), AuthError::Tenant("(none)".into()));
+        let scope = principal(
+            &cfg(),
+            &claims(json!({"sub": "a", "tid": "acme", "scope": "mcp:read"})),
+            method(),
+        );
+        let err = scope.unwrap_err();
+        assert_eq!(err, AuthError::InsufficientScope(vec!["mcp:tools".into()]));
+        assert_eq!(
+            (err.status(), err.oauth_error()),
+            (403, "insufficient_scope")
+        );
+    }
+
+    #[test]
+    fn scope_strings_and_arrays() {
+        assert_eq!(strings(Some(&json!("a b  c"))), ["a", "b", "c"]);
+        assert_eq!(strings(Some(&json!(["a", 1, "b"]))), ["a", "b"]);
+        assert!(strings(Some(&json!(5))).is_empty());
+    }
+}

@@ -437,3 +437,92 @@ async fn revoked_opaque_tokens_stop_working() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     drop(idp);
 }
+
+/// A minimal Streamable HTTP MCP server that records every request's headers.
+async fn recording_upstream() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<reqwest::header::HeaderMap>>>,
+) {
+    use axum::http::HeaderMap;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let log = log.clone();
+            async move {
+                let mut h = reqwest::header::HeaderMap::new();
+                for (k, v) in &headers {
+                    h.append(k.clone(), v.clone());
+                }
+                log.lock().expect("lock").push(h);
+                let msg: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let Some(id) = msg.get("id").cloned() else {
+                    return (axum::http::StatusCode::ACCEPTED, String::new());
+                };
+                let result = match msg["method"].as_str().unwrap_or("") {
+                    "initialize" => json!({"protocolVersion": "2025-06-18", "capabilities": {"tools": {}}, "serverInfo": {"name": "rec", "version": "1"}}),
+                    "tools/list" => json!({"tools": [{"name": "whoami", "inputSchema": {"type": "object"}}]}),
+                    "tools/call" => json!({"content": [{"type": "text", "text": "ok"}]}),
+                    _ => json!({}),
+                };
+                (axum::http::StatusCode::OK, json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string())
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/mcp", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clients_token_never_reaches_an_upstream() {
+    let (up_url, seen) = recording_upstream().await;
+    let gw_port = free_port();
+    let resource = format!("http://127.0.0.1:{gw_port}/mcp");
+    let idp = Idp::start(free_port(), &resource, "a").await;
+    let mut yaml =
+        config(&idp, false).replace("virtual_servers:\n  ops:\n    upstreams: [demo]\n", "");
+    yaml.push_str(&format!(
+        "upstreams:\n  rec:\n    url: {up_url}\n    headers:\n      Authorization: \"Bearer upstream-own-credential\"\n"
+    ));
+    let cfg = gatehouse_proxy::Config::from_yaml(&yaml, &|_| None).expect("config");
+    let gw = start_gateway_at(cfg, gw_port, true).await;
+    let token = idp.token("svc-reporting", "mcp:tools", None).await;
+    let c = connect(&gw.mcp(), &token).await;
+    assert_eq!(
+        c.call("rec__whoami", json!({})).await["content"][0]["text"],
+        "ok"
+    );
+
+    let seen = seen.lock().expect("lock");
+    assert!(
+        seen.len() >= 3,
+        "handshake, list and call reached the upstream"
+    );
+    for headers in seen.iter() {
+        let auth: Vec<&str> = headers
+            .get_all("authorization")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        assert_eq!(
+            auth,
+            ["Bearer upstream-own-credential"],
+            "only the upstream's own credential"
+        );
+        for (name, value) in headers {
+            let v = value.to_str().unwrap_or("");
+            assert!(!v.contains(&token), "the client's token leaked in {name}");
+        }
+        assert!(
+            headers
+                .get("mcp-session-id")
+                .is_none_or(|v| v.to_str().unwrap_or("") != c.session.clone().unwrap_or_default())
+        );
+    }
+    drop(idp);
+}

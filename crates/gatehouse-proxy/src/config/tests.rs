@@ -107,3 +107,37 @@ fn schema_lists_top_level_fields() {
     let props = s["properties"].as_object().unwrap();
     assert!(props.contains_key("upstreams") && props.contains_key("limits"));
 }
+
+fn auth(issuer_extra: &str) -> String {
+    format!(
+        "auth:\n  resource: https://gw.example/mcp\n  issuers:\n    staff:\n      issuer: https://idp.example\n{issuer_extra}"
+    )
+}
+
+#[test]
+fn auth_refuses_symmetric_and_none_algorithms() {
+    for alg in ["HS256", "none", "HS512"] {
+        let e = load(&auth(&format!("      algorithms: [{alg}]\n"))).unwrap_err();
+        assert_eq!(e.location, "auth.issuers.staff.algorithms", "{alg}");
+        assert!(e.message.contains("never none or HMAC"), "{e}");
+    }
+    let ok = load(&auth("      algorithms: [RS256, ES256, EdDSA]\n")).unwrap();
+    let a = ok.auth.unwrap();
+    assert_eq!(
+        a.issuers[0].audiences,
+        vec!["https://gw.example/mcp".to_owned()],
+        "audience defaults to the resource"
+    );
+}
+
+#[test]
+fn auth_rules() {
+    let e = load(&auth("      tenants: [acme]\n")).unwrap_err();
+    assert_eq!(e.location, "auth.issuers.staff.tenants");
+    let e = load(&auth("      clock_skew_secs: 3600\n")).unwrap_err();
+    assert_eq!(e.location, "auth.issuers.staff.clock_skew_secs");
+    let e = load(&format!("dev_mode: true\n{}", auth(""))).unwrap_err();
+    assert_eq!(e.location, "auth");
+    let e = load("auth:\n  resource: not-a-url\n  issuers: {}\n").unwrap_err();
+    assert_eq!(e.location, "auth.resource");
+}
