@@ -459,6 +459,7 @@ fn principal(
             .and_then(Value::as_u64),
         method,
         attributes,
+        limits: None,
     })
 }
 

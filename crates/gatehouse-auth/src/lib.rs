@@ -2,12 +2,14 @@
 //! opaque tokens through RFC 7662 introspection) turned into a [`Principal`]. Several issuers
 //! at once; every failure is a typed [`AuthError`] that the edge maps to 401 or 403.
 
+mod apikey;
 mod error;
 mod introspect;
 mod issuer;
 mod jwks;
 mod principal;
 
+pub use apikey::{ApiKeys, KEY_PREFIX, KeySpec, NewKey};
 pub use error::AuthError;
 pub use issuer::{Algorithm, Authenticator, ClaimMap, IssuerConfig, IssuerTrust};
-pub use principal::{AuthMethod, Principal, PrincipalKind};
+pub use principal::{AuthMethod, KeyLimits, Principal, PrincipalKind};

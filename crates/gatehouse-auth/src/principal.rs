@@ -17,8 +17,28 @@ pub enum AuthMethod {
     Jwt { issuer: String },
     /// An opaque token the issuer confirmed by introspection.
     Introspection { issuer: String },
+    /// An API key of one application.
+    ApiKey { key_id: String, app: String },
     /// Development mode: nobody was authenticated.
     DevMode,
+}
+
+/// What an API key is limited to; empty lists mean no limit.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KeyLimits {
+    pub servers: Vec<String>,
+    pub tools: Vec<String>,
+}
+
+impl KeyLimits {
+    /// Whether an upstream (and, for tools, an exposed tool name) is within the limits.
+    pub fn allows(&self, upstream: &str, tool: Option<&str>) -> bool {
+        (self.servers.is_empty() || self.servers.iter().any(|s| s == upstream))
+            && match tool {
+                Some(t) => self.tools.is_empty() || self.tools.iter().any(|x| x == t),
+                None => true,
+            }
+    }
 }
 
 /// Who is calling, with what the policy engine decides on.
@@ -39,6 +59,8 @@ pub struct Principal {
     pub method: AuthMethod,
     /// Claims mapped by config into attributes for policies.
     pub attributes: BTreeMap<String, Value>,
+    /// Set for API keys: the servers and tools the key may reach.
+    pub limits: Option<KeyLimits>,
 }
 
 impl Principal {
@@ -56,6 +78,7 @@ impl Principal {
             authenticated_at: None,
             method: AuthMethod::DevMode,
             attributes: BTreeMap::new(),
+            limits: None,
         }
     }
 
@@ -64,6 +87,7 @@ impl Principal {
         match self.method {
             AuthMethod::Jwt { .. } => "jwt",
             AuthMethod::Introspection { .. } => "introspection",
+            AuthMethod::ApiKey { .. } => "api_key",
             AuthMethod::DevMode => "dev_mode",
         }
     }

@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use gatehouse_auth::{Authenticator, Principal};
+use gatehouse_auth::{ApiKeys, Authenticator, Principal};
 use gatehouse_protocol::{Id, Message, Notification, ProtocolVersion, Request, method};
+use gatehouse_store::SqliteKeyStore;
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -38,6 +39,28 @@ impl std::fmt::Display for CorrelationId {
     }
 }
 
+/// API keys as configured at start (the pepper and store change only on restart).
+enum KeysState {
+    Off,
+    Ready(ApiKeys),
+    Broken(String),
+}
+
+impl KeysState {
+    fn open(cfg: &Config) -> KeysState {
+        let Some(pepper) = &cfg.api_key_pepper else {
+            return KeysState::Off;
+        };
+        match SqliteKeyStore::open(&cfg.store_path) {
+            Ok(store) => KeysState::Ready(ApiKeys::new(pepper, Arc::new(store))),
+            Err(e) => {
+                tracing::error!(path = %cfg.store_path.display(), error = %e, "API key store unavailable: every API key will be refused");
+                KeysState::Broken(e.to_string())
+            }
+        }
+    }
+}
+
 pub struct Gateway {
     config: ArcSwap<Config>,
     upstreams: ArcSwap<BTreeMap<String, Arc<Upstream>>>,
@@ -52,6 +75,7 @@ pub struct Gateway {
     pub(crate) cancellable: Mutex<HashMap<(String, Id), oneshot::Sender<()>>>,
     next_correlation: AtomicU64,
     authenticator: ArcSwapOption<Authenticator>,
+    api_keys: KeysState,
     anonymous: Arc<Principal>,
     correlation_prefix: u32,
 }
@@ -84,6 +108,7 @@ impl Gateway {
                     .as_ref()
                     .map(|a| Arc::new(Authenticator::new(a.issuers.clone()))),
             ),
+            api_keys: KeysState::open(&config),
             anonymous: Arc::new(Principal::anonymous()),
             correlation_prefix: u32::from_be_bytes(random_bytes::<4>()),
         });
@@ -95,6 +120,16 @@ impl Gateway {
     /// The token checker, when an identity provider is configured.
     pub fn authenticator(&self) -> Option<Arc<Authenticator>> {
         self.authenticator.load_full()
+    }
+
+    /// API keys: `Ok(None)` when not configured; an error when configured but the store
+    /// cannot be used (then every key is refused, never accepted).
+    pub fn api_keys(&self) -> Result<Option<&ApiKeys>, String> {
+        match &self.api_keys {
+            KeysState::Off => Ok(None),
+            KeysState::Ready(k) => Ok(Some(k)),
+            KeysState::Broken(e) => Err(e.clone()),
+        }
     }
 
     /// The shared development-mode principal.

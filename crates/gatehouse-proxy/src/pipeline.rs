@@ -25,7 +25,7 @@ use crate::gateway::{CorrelationId, Gateway};
 use crate::metrics as m;
 use crate::session::{SessionClaims, SessionError};
 use crate::upstream::{CallRoute, UpstreamError};
-use gatehouse_auth::AuthError;
+use gatehouse_auth::{AuthError, AuthMethod, KEY_PREFIX, KeyLimits};
 
 pub use gatehouse_auth::Principal;
 
@@ -99,11 +99,23 @@ pub async fn authenticate(
     cfg: &Config,
     authorization: Option<&str>,
 ) -> Result<Arc<Principal>, AuthFailure> {
-    match gw.authenticator() {
-        Some(a) => Ok(Arc::new(a.authenticate(bearer(authorization)?).await?)),
-        None if cfg.dev_mode => Ok(gw.anonymous()),
-        None => Err(AuthFailure::NotConfigured),
+    if cfg.dev_mode {
+        return Ok(gw.anonymous());
     }
+    let keys = gw.api_keys().map_err(AuthError::Unavailable)?;
+    let jwt = gw.authenticator();
+    if keys.is_none() && jwt.is_none() {
+        return Err(AuthFailure::NotConfigured);
+    }
+    let token = bearer(authorization)?;
+    if token.starts_with(KEY_PREFIX) {
+        let keys = keys.ok_or(AuthError::UnknownIssuer)?;
+        return Ok(Arc::new(
+            keys.authenticate(token, crate::session::now_secs())?,
+        ));
+    }
+    let jwt = jwt.ok_or(AuthError::UnknownIssuer)?;
+    Ok(Arc::new(jwt.authenticate(token).await?))
 }
 
 /// Stage: bind session. A session id is honoured only on the endpoint that issued it, and
@@ -129,6 +141,42 @@ pub fn bind_session(
         return Err(SessionError::OtherPrincipal);
     }
     Ok(claims)
+}
+
+/// What a caller can see and reach: the virtual server's scope and, for an API key, the
+/// key's server and tool limits. Routing and list filtering both ask it, so a caller never
+/// sees what it cannot call.
+#[derive(Debug, Clone, Copy)]
+struct View<'a> {
+    scope: Option<&'a VirtualServer>,
+    limits: Option<&'a KeyLimits>,
+}
+
+impl View<'_> {
+    fn allows(&self, upstream: &str, tool: Option<&str>) -> bool {
+        in_scope(self.scope, upstream, tool) && self.limits.is_none_or(|l| l.allows(upstream, tool))
+    }
+}
+
+/// An API key belongs to one application: the client must say it is that application
+/// (`clientInfo.name` at `initialize`, or in a stateless request's envelope). A key used by
+/// another application is refused and audited, so sharing a key is never silent.
+pub fn check_app(principal: &Principal, client_name: Option<&str>) -> Result<(), AuthError> {
+    let AuthMethod::ApiKey { app, key_id } = &principal.method else {
+        return Ok(());
+    };
+    if client_name == Some(app.as_str()) {
+        return Ok(());
+    }
+    tracing::warn!(
+        target: "gatehouse::audit",
+        principal = %principal.id,
+        key = %key_id,
+        bound_to = %app,
+        client = client_name.unwrap_or("(none)"),
+        "API key used by another application: refused"
+    );
+    Err(AuthError::InsufficientScope(vec![format!("app:{app}")]))
 }
 
 /// Where a request goes.
@@ -236,9 +284,14 @@ impl Gateway {
             None => None,
         };
 
+        let view = View {
+            scope,
+            limits: ctx.principal.limits.as_ref(),
+        };
+
         // Stage: route. Resolve the exposed name to its upstream first: every later stage
         // decides about a concrete tool on a concrete server, not a client-chosen string.
-        let target = match self.route(&req, scope) {
+        let target = match self.route(&req, view) {
             Ok(t) => t,
             Err(e) => return Err(e),
         };
@@ -283,13 +336,13 @@ impl Gateway {
         // Stage: upstream call, with the gateway's own connection; the client's credential
         // and envelope never travel further.
         let result = match target {
-            Target::Local => self.answer_locally(&req, scope),
+            Target::Local => self.answer_locally(&req, view),
             Target::UnknownTool(name) => Ok(json!({
                 "content": [{"type": "text", "text": format!("Unknown tool: {name}")}],
                 "isError": true
             })),
             Target::Logging => {
-                self.fan_out_logging(&req, scope).await;
+                self.fan_out_logging(&req, view).await;
                 Ok(json!({}))
             }
             Target::Upstream {
@@ -310,7 +363,7 @@ impl Gateway {
         Ok(result)
     }
 
-    fn route(&self, req: &Request, scope: Option<&VirtualServer>) -> Result<Target, RpcError> {
+    fn route(&self, req: &Request, view: View<'_>) -> Result<Target, RpcError> {
         let cat = self.catalog();
         let missing =
             |what: &str| RpcError::new(code::INVALID_PARAMS, format!("missing params.{what}"));
@@ -332,7 +385,7 @@ impl Gateway {
                 let name = req.param_str("name").ok_or_else(|| missing("name"))?;
                 let Some(e) = cat
                     .tool(name)
-                    .filter(|e| in_scope(scope, &e.upstream, Some(&e.exposed)))
+                    .filter(|e| view.allows(&e.upstream, Some(&e.exposed)))
                 else {
                     return Ok(Target::UnknownTool(name.to_owned()));
                 };
@@ -346,7 +399,7 @@ impl Gateway {
                 let name = req.param_str("name").ok_or_else(|| missing("name"))?;
                 let e = cat
                     .prompt(name)
-                    .filter(|e| in_scope(scope, &e.upstream, None))
+                    .filter(|e| view.allows(&e.upstream, None))
                     .ok_or_else(|| {
                         RpcError::new(code::INVALID_PARAMS, format!("Unknown prompt: {name}"))
                     })?;
@@ -360,7 +413,7 @@ impl Gateway {
             | method::RESOURCES_SUBSCRIBE
             | method::RESOURCES_UNSUBSCRIBE => {
                 let uri = req.param_str("uri").ok_or_else(|| missing("uri"))?;
-                let up = self.resource_owner(&cat, uri, scope).ok_or_else(|| {
+                let up = self.resource_owner(&cat, uri, view).ok_or_else(|| {
                     RpcError::new(code::RESOURCE_NOT_FOUND, "Resource not found")
                         .with_data(json!({"uri": uri}))
                 })?;
@@ -384,7 +437,7 @@ impl Gateway {
                             .ok_or_else(|| missing("ref.name"))?;
                         let e = cat
                             .prompt(name)
-                            .filter(|e| in_scope(scope, &e.upstream, None))
+                            .filter(|e| view.allows(&e.upstream, None))
                             .ok_or_else(|| {
                                 RpcError::new(
                                     code::INVALID_PARAMS,
@@ -400,7 +453,7 @@ impl Gateway {
                             .get("uri")
                             .and_then(Value::as_str)
                             .ok_or_else(|| missing("ref.uri"))?;
-                        let up = self.resource_owner(&cat, uri, scope).ok_or_else(|| {
+                        let up = self.resource_owner(&cat, uri, view).ok_or_else(|| {
                             RpcError::new(code::RESOURCE_NOT_FOUND, "Resource not found")
                         })?;
                         (up, req.params.clone())
@@ -425,23 +478,15 @@ impl Gateway {
     /// The upstream serving a resource URI: the one that lists it or a matching template;
     /// failing that, the only upstream in scope that serves resources at all (URIs a server
     /// accepts without listing them). With several candidates an unknown URI goes nowhere.
-    fn resource_owner(
-        &self,
-        cat: &Catalog,
-        uri: &str,
-        scope: Option<&VirtualServer>,
-    ) -> Option<String> {
-        if let Some(up) = cat
-            .resource_upstream(uri)
-            .filter(|u| in_scope(scope, u, None))
-        {
+    fn resource_owner(&self, cat: &Catalog, uri: &str, view: View<'_>) -> Option<String> {
+        if let Some(up) = cat.resource_upstream(uri).filter(|u| view.allows(u, None)) {
             return Some(up.to_owned());
         }
         let mut serving = self
             .upstreams()
             .values()
             .filter(|u| {
-                in_scope(scope, u.name(), None)
+                view.allows(u.name(), None)
                     && u.info()
                         .is_some_and(|i| i.capabilities.get("resources").is_some())
             })
@@ -454,11 +499,7 @@ impl Gateway {
         }
     }
 
-    fn answer_locally(
-        &self,
-        req: &Request,
-        scope: Option<&VirtualServer>,
-    ) -> Result<Value, RpcError> {
+    fn answer_locally(&self, req: &Request, view: View<'_>) -> Result<Value, RpcError> {
         let cat = self.catalog();
         let cursor = req.param_str("cursor");
         let page = |items: Vec<&Value>, field: &str| -> Result<Value, RpcError> {
@@ -476,7 +517,7 @@ impl Gateway {
             method::DISCOVER => Ok(json!({
                 "supportedVersions": ProtocolVersion::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>(),
                 "capabilities": self.capabilities(),
-                "instructions": self.instructions(scope),
+                "instructions": self.instructions(view.scope),
                 "cacheScope": "private",
                 "ttlMs": 0,
                 "_meta": {"io.modelcontextprotocol/serverInfo": self.server_info()},
@@ -484,7 +525,7 @@ impl Gateway {
             method::TOOLS_LIST => page(
                 cat.tools
                     .iter()
-                    .filter(|e| in_scope(scope, &e.upstream, Some(&e.exposed)))
+                    .filter(|e| view.allows(&e.upstream, Some(&e.exposed)))
                     .map(|e| &e.def)
                     .collect(),
                 "tools",
@@ -492,7 +533,7 @@ impl Gateway {
             method::PROMPTS_LIST => page(
                 cat.prompts
                     .iter()
-                    .filter(|e| in_scope(scope, &e.upstream, None))
+                    .filter(|e| view.allows(&e.upstream, None))
                     .map(|e| &e.def)
                     .collect(),
                 "prompts",
@@ -500,7 +541,7 @@ impl Gateway {
             method::RESOURCES_LIST => page(
                 cat.resources
                     .iter()
-                    .filter(|e| in_scope(scope, &e.upstream, None))
+                    .filter(|e| view.allows(&e.upstream, None))
                     .map(|e| &e.def)
                     .collect(),
                 "resources",
@@ -508,7 +549,7 @@ impl Gateway {
             method::RESOURCES_TEMPLATES_LIST => page(
                 cat.templates
                     .iter()
-                    .filter(|e| in_scope(scope, &e.upstream, None))
+                    .filter(|e| view.allows(&e.upstream, None))
                     .map(|e| &e.def)
                     .collect(),
                 "resourceTemplates",
@@ -517,13 +558,13 @@ impl Gateway {
         }
     }
 
-    async fn fan_out_logging(self: &Arc<Self>, req: &Request, scope: Option<&VirtualServer>) {
+    async fn fan_out_logging(self: &Arc<Self>, req: &Request, view: View<'_>) {
         let timeout = self.config().limits.request_timeout;
         for up in self.upstreams().values() {
             let wants = up
                 .info()
                 .is_some_and(|i| i.capabilities.get("logging").is_some());
-            if wants && in_scope(scope, up.name(), None) {
+            if wants && view.allows(up.name(), None) {
                 let mut r = req.clone();
                 strip_envelope(&mut r);
                 if let Err(e) = up.call(r, None, timeout).await {

@@ -9,6 +9,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod connect;
 mod demo;
+mod keys;
 mod quickstart;
 
 use std::path::PathBuf;
@@ -50,6 +51,14 @@ enum Command {
     Check { config: PathBuf },
     /// Print the config file's JSON Schema.
     Schema,
+    /// Manage API keys (create, list, revoke, rotate).
+    Keys {
+        /// The gateway's config file (for the store path and the pepper).
+        #[arg(short, long, env = "GATEHOUSE_CONFIG")]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
     /// The bundled demo MCP server (stdio): a seeded SQLite database and a few documents.
     DemoServer {
         /// Database file to use; a fresh seeded copy in a temporary directory by default.
@@ -181,6 +190,7 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
+        Command::Keys { config, command } => keys::run(&config, command),
         Command::DemoServer { db, max_version } => {
             let max = match max_version {
                 Some(v) => Some(

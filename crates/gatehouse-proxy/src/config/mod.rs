@@ -13,8 +13,9 @@ use base64::engine::general_purpose::STANDARD;
 use gatehouse_protocol::Limits;
 
 pub use raw::{
-    RawAuth, RawClaims, RawConfig, RawFederation, RawIntrospection, RawIssuer, RawLimits,
-    RawLogFormat, RawLogging, RawSession, RawTransportKind, RawUpstream, RawVirtualServer,
+    RawApiKeys, RawAuth, RawClaims, RawConfig, RawFederation, RawIntrospection, RawIssuer,
+    RawLimits, RawLogFormat, RawLogging, RawSession, RawStore, RawTransportKind, RawUpstream,
+    RawVirtualServer,
 };
 
 /// A config problem, with where it is (a YAML location or a field path).
@@ -49,6 +50,10 @@ pub struct Config {
     pub log_json: bool,
     pub log_level: String,
     pub auth: Option<AuthSettings>,
+    /// Present when API keys are accepted: the pepper they are hashed under.
+    pub api_key_pepper: Option<Vec<u8>>,
+    /// The SQLite database (API keys; later audit, approvals, pins).
+    pub store_path: PathBuf,
 }
 
 /// The gateway as a resource server.
@@ -107,7 +112,14 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::at(path.display().to_string(), e.to_string()))?;
-        Self::from_yaml(&text, &|k| std::env::var(k).ok())
+        let mut cfg = Self::from_yaml(&text, &|k| std::env::var(k).ok())?;
+        // Relative store paths are relative to the config file, not the working directory.
+        if cfg.store_path.is_relative()
+            && let Some(dir) = path.parent()
+        {
+            cfg.store_path = dir.join(&cfg.store_path);
+        }
+        Ok(cfg)
     }
 
     /// Parses YAML text; `env` resolves `${VAR}` references.
@@ -419,8 +431,37 @@ impl RawConfig {
             }
         };
 
+        let api_key_pepper = match self.api_keys {
+            None => None,
+            Some(k) => {
+                if self.dev_mode {
+                    return Err(ConfigError::at(
+                        "api_keys",
+                        "dev_mode and api_keys exclude each other",
+                    ));
+                }
+                let bytes = STANDARD
+                    .decode(k.pepper.trim())
+                    .map_err(|_| ConfigError::at("api_keys.pepper", "not base64"))?;
+                if bytes.len() < 32 {
+                    return Err(ConfigError::at(
+                        "api_keys.pepper",
+                        format!("must decode to at least 32 bytes, got {}", bytes.len()),
+                    ));
+                }
+                Some(bytes)
+            }
+        };
+        let store_path = PathBuf::from(
+            self.store
+                .sqlite
+                .unwrap_or_else(|| "gatehouse.db".to_owned()),
+        );
+
         Ok(Config {
             auth,
+            api_key_pepper,
+            store_path,
             listen,
             dev_mode: self.dev_mode,
             allowed_origins: self.allowed_origins,

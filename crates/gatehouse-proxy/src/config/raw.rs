@@ -38,6 +38,26 @@ pub struct RawConfig {
     pub logging: RawLogging,
     /// Who may call: OAuth 2.1 access tokens from trusted issuers.
     pub auth: Option<RawAuth>,
+    /// API keys for services (`gatehouse keys …`).
+    pub api_keys: Option<RawApiKeys>,
+    #[serde(default)]
+    pub store: RawStore,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKeys {
+    /// Server secret (base64, at least 32 bytes) that keys are hashed under. Changing it
+    /// invalidates every key.
+    pub pepper: String,
+}
+
+/// Where durable state lives.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// SQLite database file. Default `gatehouse.db`, relative to the config file.
+    pub sqlite: Option<String>,
 }
 
 /// The gateway as an OAuth 2.1 resource server.

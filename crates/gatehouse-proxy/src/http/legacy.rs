@@ -15,10 +15,10 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::{
-    AppState, decode_error, edge, on_client_message, read_body, reject, session_stream,
-    sse_response,
+    AppState, app_refused, decode_error, edge, on_client_message, read_body, reject,
+    session_stream, sse_response,
 };
-use crate::pipeline::{ClientCtx, bind_session};
+use crate::pipeline::{ClientCtx, bind_session, check_app};
 use crate::session::ClientCaps;
 
 pub(super) async fn sse_root(State(st): State<AppState>, headers: HeaderMap) -> Response {
@@ -130,6 +130,14 @@ async fn legacy_message(
     for item in items {
         match item {
             Ok(Message::Request(req)) if req.method == method::INITIALIZE => {
+                let client_name = req
+                    .params
+                    .as_ref()
+                    .and_then(|p| p.pointer("/clientInfo/name"))
+                    .and_then(|v| v.as_str());
+                if check_app(&ctx.principal, client_name).is_err() {
+                    return app_refused();
+                }
                 let vs = scope.as_deref().and_then(|s| cfg.virtual_servers.get(s));
                 let (_, result) = st
                     .gw

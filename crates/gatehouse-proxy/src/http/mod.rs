@@ -14,9 +14,9 @@ use axum::routing::{get, post};
 use futures_util::stream::BoxStream;
 use gatehouse_protocol::{
     DecodeError, Decoded, HEADER_MCP_METHOD, HEADER_MCP_NAME, HEADER_PROTOCOL_VERSION,
-    HEADER_SESSION_ID, HeaderMismatch, Id, META_PROTOCOL_VERSION, Message, Notification,
-    ProtocolVersion, Request, Response as RpcResponse, RpcError, code, decode_body, method,
-    stateless_envelope_check,
+    HEADER_SESSION_ID, HeaderMismatch, Id, META_CLIENT_INFO, META_PROTOCOL_VERSION, Message,
+    Notification, ProtocolVersion, Request, Response as RpcResponse, RpcError, code, decode_body,
+    method, stateless_envelope_check,
 };
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -26,7 +26,7 @@ use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::hub::{EventId, STANDALONE};
 use crate::metrics as m;
-use crate::pipeline::{AuthFailure, ClientCtx, Principal, authenticate, bind_session};
+use crate::pipeline::{AuthFailure, ClientCtx, Principal, authenticate, bind_session, check_app};
 use crate::session::ClientCaps;
 use gatehouse_auth::AuthError;
 
@@ -308,6 +308,19 @@ fn unauthenticated(cfg: &Config, scope: Option<&str>, e: &AuthFailure) -> Respon
     r
 }
 
+/// 403 for an API key used by an application it is not bound to.
+pub(super) fn app_refused() -> Response {
+    metrics::counter!(m::REJECTED, "reason" => "api_key_app").increment(1);
+    rpc_error(
+        StatusCode::FORBIDDEN,
+        Id::Null,
+        RpcError::new(
+            code::INVALID_REQUEST,
+            "Forbidden: this API key belongs to another application",
+        ),
+    )
+}
+
 /// RFC 9728 protected-resource metadata, for the full endpoint and each virtual server.
 async fn resource_metadata(State(st): State<AppState>, path: Option<Path<String>>) -> Response {
     let cfg = st.gw.config();
@@ -512,6 +525,14 @@ async fn post_mcp(st: AppState, scope: Option<String>, headers: HeaderMap, body:
         ),
         Decoded::Single(Ok(Message::Request(req))) => {
             if ctx.session.is_none() {
+                let client_name = req
+                    .meta()
+                    .and_then(|m| m.get(META_CLIENT_INFO))
+                    .and_then(|c| c.get("name"))
+                    .and_then(Value::as_str);
+                if check_app(&ctx.principal, client_name).is_err() {
+                    return app_refused();
+                }
                 let checked = stateless_envelope_check(
                     &req,
                     header_str(&headers, HEADER_PROTOCOL_VERSION),
@@ -589,6 +610,14 @@ fn initialize(
     principal: &Principal,
     req: &Request,
 ) -> Response {
+    let client_name = req
+        .params
+        .as_ref()
+        .and_then(|p| p.pointer("/clientInfo/name"))
+        .and_then(Value::as_str);
+    if check_app(principal, client_name).is_err() {
+        return app_refused();
+    }
     let vs = scope.and_then(|s| cfg.virtual_servers.get(s));
     let (version, result) = gw.initialize_result(req.param_str("protocolVersion"), vs);
     let caps =

@@ -1,0 +1,349 @@
+//! API key records. The store never sees a key, only its keyed hash.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Mutex, PoisonError};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("a key with id {0} already exists")]
+    Duplicate(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+/// One API key as stored: the public id, the keyed hash of the whole key, and what it grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    /// Public part of the key (`ghk_{id}_…`), the lookup handle.
+    pub id: String,
+    /// HMAC-SHA256 of the whole key under the server pepper, hex.
+    pub hash: String,
+    /// The service principal the key acts as.
+    pub principal: String,
+    /// The one application allowed to use it.
+    pub app: String,
+    pub tenant: Option<String>,
+    pub roles: Vec<String>,
+    /// Upstreams it may reach; empty means all.
+    pub servers: Vec<String>,
+    /// Exposed tool names it may call; empty means all (within `servers`).
+    pub tools: Vec<String>,
+    /// Unix seconds.
+    pub created_at: u64,
+    pub expires_at: Option<u64>,
+    pub revoked_at: Option<u64>,
+    pub last_used_at: Option<u64>,
+    /// The key this one replaced, when made by rotation.
+    pub rotated_from: Option<String>,
+}
+
+/// API key storage.
+///
+/// Guarantees: every write is durable when it returns (committed); a read after a write
+/// returns it, also from another process sharing the store, so a revocation takes effect
+/// on the next request.
+pub trait ApiKeyStore: Send + Sync {
+    fn insert(&self, rec: &ApiKeyRecord) -> Result<(), StoreError>;
+    fn get(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+    fn list(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// Marks a key revoked at `at`; false if there was no such key.
+    fn revoke(&self, id: &str, at: u64) -> Result<bool, StoreError>;
+    /// Shortens (or sets) a key's expiry; false if there was no such key.
+    fn expire_at(&self, id: &str, at: u64) -> Result<bool, StoreError>;
+    /// Records a use. Best effort for callers: a failure here never refuses a request.
+    fn touch(&self, id: &str, at: u64) -> Result<(), StoreError>;
+}
+
+/// In memory, for tests.
+#[derive(Debug, Default)]
+pub struct MemoryKeyStore {
+    keys: Mutex<BTreeMap<String, ApiKeyRecord>>,
+}
+
+impl ApiKeyStore for MemoryKeyStore {
+    fn insert(&self, rec: &ApiKeyRecord) -> Result<(), StoreError> {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        if keys.contains_key(&rec.id) {
+            return Err(StoreError::Duplicate(rec.id.clone()));
+        }
+        keys.insert(rec.id.clone(), rec.clone());
+        Ok(())
+    }
+    fn get(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        Ok(self
+            .keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned())
+    }
+    fn list(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        Ok(self
+            .keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect())
+    }
+    fn revoke(&self, id: &str, at: u64) -> Result<bool, StoreError> {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(keys
+            .get_mut(id)
+            .map(|k| k.revoked_at = Some(k.revoked_at.unwrap_or(at)))
+            .is_some())
+    }
+    fn expire_at(&self, id: &str, at: u64) -> Result<bool, StoreError> {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(keys
+            .get_mut(id)
+            .map(|k| k.expires_at = Some(k.expires_at.map_or(at, |e| e.min(at))))
+            .is_some())
+    }
+    fn touch(&self, id: &str, at: u64) -> Result<(), StoreError> {
+        if let Some(k) = self
+            .keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(id)
+        {
+            k.last_used_at = Some(at);
+        }
+        Ok(())
+    }
+}
+
+/// SQLite, the embedded default. WAL mode, so the CLI and the gateway share the file.
+pub struct SqliteKeyStore {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteKeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteKeyStore")
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS api_keys (
+  id TEXT PRIMARY KEY,
+  hash TEXT NOT NULL,
+  principal TEXT NOT NULL,
+  app TEXT NOT NULL,
+  tenant TEXT,
+  roles TEXT NOT NULL,
+  servers TEXT NOT NULL,
+  tools TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER,
+  revoked_at INTEGER,
+  last_used_at INTEGER,
+  rotated_from TEXT
+);";
+
+fn list_to_sql(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+fn list_from_sql(s: String) -> Vec<String> {
+    serde_json::from_str(&s).unwrap_or_default()
+}
+
+fn u(v: Option<i64>) -> Option<u64> {
+    v.and_then(|x| u64::try_from(x).ok())
+}
+
+fn i(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl SqliteKeyStore {
+    pub fn open(path: &Path) -> Result<SqliteKeyStore, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(SqliteKeyStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        id: r.get(0)?,
+        hash: r.get(1)?,
+        principal: r.get(2)?,
+        app: r.get(3)?,
+        tenant: r.get(4)?,
+        roles: list_from_sql(r.get(5)?),
+        servers: list_from_sql(r.get(6)?),
+        tools: list_from_sql(r.get(7)?),
+        created_at: u(r.get(8)?).unwrap_or(0),
+        expires_at: u(r.get(9)?),
+        revoked_at: u(r.get(10)?),
+        last_used_at: u(r.get(11)?),
+        rotated_from: r.get(12)?,
+    })
+}
+
+const COLUMNS: &str = "id, hash, principal, app, tenant, roles, servers, tools, created_at, expires_at, revoked_at, last_used_at, rotated_from";
+
+impl ApiKeyStore for SqliteKeyStore {
+    fn insert(&self, k: &ApiKeyRecord) -> Result<(), StoreError> {
+        let res = self.conn().execute(
+            &format!("INSERT INTO api_keys ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+            params![
+                k.id,
+                k.hash,
+                k.principal,
+                k.app,
+                k.tenant,
+                list_to_sql(&k.roles),
+                list_to_sql(&k.servers),
+                list_to_sql(&k.tools),
+                i(k.created_at),
+                k.expires_at.map(i),
+                k.revoked_at.map(i),
+                k.last_used_at.map(i),
+                k.rotated_from
+            ],
+        );
+        match res {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(StoreError::Duplicate(k.id.clone()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn get(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM api_keys WHERE id = ?1"),
+                [id],
+                row,
+            )
+            .optional()?)
+    }
+
+    fn list(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM api_keys ORDER BY created_at, id"
+        ))?;
+        let rows = stmt.query_map([], row)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn revoke(&self, id: &str, at: u64) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
+            params![id, i(at)],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn expire_at(&self, id: &str, at: u64) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "UPDATE api_keys SET expires_at = CASE WHEN expires_at IS NULL OR expires_at > ?2 THEN ?2 ELSE expires_at END WHERE id = ?1",
+            params![id, i(at)],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn touch(&self, id: &str, at: u64) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1",
+            params![id, i(at)],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: &str) -> ApiKeyRecord {
+        ApiKeyRecord {
+            id: id.into(),
+            hash: "ab".into(),
+            principal: "svc-reporting".into(),
+            app: "reporting".into(),
+            tenant: Some("acme".into()),
+            roles: vec!["analyst".into()],
+            servers: vec!["db".into()],
+            tools: vec![],
+            created_at: 10,
+            expires_at: Some(100),
+            revoked_at: None,
+            last_used_at: None,
+            rotated_from: None,
+        }
+    }
+
+    fn exercise(s: &dyn ApiKeyStore) {
+        s.insert(&rec("a1")).unwrap();
+        assert!(matches!(
+            s.insert(&rec("a1")),
+            Err(StoreError::Duplicate(_))
+        ));
+        assert_eq!(s.get("a1").unwrap(), Some(rec("a1")));
+        assert_eq!(s.get("nope").unwrap(), None);
+        assert!(s.expire_at("a1", 50).unwrap());
+        assert!(s.expire_at("a1", 80).unwrap(), "never lengthens");
+        assert_eq!(s.get("a1").unwrap().unwrap().expires_at, Some(50));
+        assert!(s.revoke("a1", 60).unwrap());
+        assert!(s.revoke("a1", 70).unwrap());
+        assert_eq!(
+            s.get("a1").unwrap().unwrap().revoked_at,
+            Some(60),
+            "first revocation time kept"
+        );
+        assert!(!s.revoke("nope", 1).unwrap());
+        s.touch("a1", 65).unwrap();
+        assert_eq!(s.get("a1").unwrap().unwrap().last_used_at, Some(65));
+        assert_eq!(s.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn memory_store_contract() {
+        exercise(&MemoryKeyStore::default());
+    }
+
+    #[test]
+    fn sqlite_store_contract_and_sharing_between_handles() {
+        let dir = std::env::temp_dir().join(format!("gatehouse-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keys.db");
+        let _ = std::fs::remove_file(&path);
+        let a = SqliteKeyStore::open(&path).unwrap();
+        exercise(&a);
+        // Another handle (as the CLI would be) sees the writes at once.
+        let b = SqliteKeyStore::open(&path).unwrap();
+        b.insert(&rec("b2")).unwrap();
+        assert!(a.get("b2").unwrap().is_some());
+        b.revoke("b2", 5).unwrap();
+        assert_eq!(a.get("b2").unwrap().unwrap().revoked_at, Some(5));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

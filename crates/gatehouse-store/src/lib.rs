@@ -1,0 +1,6 @@
+//! Gatehouse's durable state, behind traits whose docs state their guarantees, with an
+//! in-memory implementation for tests and SQLite (the embedded default) for real use.
+
+mod keys;
+
+pub use keys::{ApiKeyRecord, ApiKeyStore, MemoryKeyStore, SqliteKeyStore, StoreError};
