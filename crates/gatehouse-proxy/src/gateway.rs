@@ -42,7 +42,7 @@ impl std::fmt::Display for CorrelationId {
 /// API keys as configured at start (the pepper and store change only on restart).
 enum KeysState {
     Off,
-    Ready(ApiKeys),
+    Ready(Box<ApiKeys>),
     Broken(String),
 }
 
@@ -52,7 +52,7 @@ impl KeysState {
             return KeysState::Off;
         };
         match SqliteKeyStore::open(&cfg.store_path) {
-            Ok(store) => KeysState::Ready(ApiKeys::new(pepper, Arc::new(store))),
+            Ok(store) => KeysState::Ready(Box::new(ApiKeys::new(pepper, Arc::new(store)))),
             Err(e) => {
                 tracing::error!(path = %cfg.store_path.display(), error = %e, "API key store unavailable: every API key will be refused");
                 KeysState::Broken(e.to_string())
