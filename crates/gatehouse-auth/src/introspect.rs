@@ -33,13 +33,6 @@ fn form_encode(v: &str) -> String {
         .collect()
 }
 
-fn digest(token: &str) -> [u8; 32] {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
-}
-
 impl Introspector {
     pub(crate) fn new(ttl: Duration) -> Self {
         Self {
@@ -55,7 +48,7 @@ impl Introspector {
         trust: &IssuerTrust,
         token: &str,
     ) -> Result<Claims, AuthError> {
-        let key = digest(token);
+        let key = crate::issuer::sha256(token);
         if let Some((r, until)) = lock(&self.cache).get(&key)
             && Instant::now() < *until
         {

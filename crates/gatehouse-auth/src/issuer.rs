@@ -1,6 +1,6 @@
 //! Trusted issuers and the [`Authenticator`] that checks a bearer token against them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -88,6 +88,26 @@ struct IssuerState {
 pub struct Authenticator {
     issuers: Vec<IssuerState>,
     client: reqwest::Client,
+    /// Verified JWTs by SHA-256 (the token itself is never kept).
+    verified: Mutex<HashMap<[u8; 32], Verified>>,
+}
+
+struct Verified {
+    principal: Principal,
+    exp: u64,
+    issuer: usize,
+    /// The issuer's JWKS fetch count when verified: a refetch (rotation) invalidates.
+    generation: u64,
+}
+
+/// Most verified tokens remembered at once.
+const VERIFIED_CAP: usize = 10_000;
+
+pub(crate) fn sha256(s: &str) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
 }
 
 const MAX_DISCOVERY_BYTES: usize = 256 * 1024;
@@ -167,7 +187,11 @@ impl Authenticator {
                 cfg,
             })
             .collect();
-        Authenticator { issuers, client }
+        Authenticator {
+            issuers,
+            client,
+            verified: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The issuer URLs, for protected-resource metadata.
@@ -202,7 +226,15 @@ impl Authenticator {
             return Err(AuthError::Malformed);
         }
         if token.split('.').count() == 3 {
-            return self.jwt(token).await;
+            // An already-verified token is answered from memory, until its `exp` and only
+            // while the issuer's key set is the one that verified it.
+            let digest = sha256(token);
+            if let Some(p) = self.cached(&digest) {
+                return Ok(p);
+            }
+            let (p, exp, issuer) = self.jwt(token).await?;
+            self.remember(digest, &p, exp, issuer);
+            return Ok(p);
         }
         self.opaque(token).await
     }
@@ -232,7 +264,40 @@ impl Authenticator {
         Err(last)
     }
 
-    async fn jwt(&self, token: &str) -> Result<Principal, AuthError> {
+    fn cached(&self, digest: &[u8; 32]) -> Option<Principal> {
+        let mut map = lock(&self.verified);
+        let hit = map.get(digest)?;
+        let fresh = now() < hit.exp && self.issuers[hit.issuer].jwks.fetches() == hit.generation;
+        if fresh {
+            return Some(hit.principal.clone());
+        }
+        map.remove(digest);
+        None
+    }
+
+    fn remember(&self, digest: [u8; 32], p: &Principal, exp: u64, issuer: usize) {
+        let generation = self.issuers[issuer].jwks.fetches();
+        let mut map = lock(&self.verified);
+        if map.len() >= VERIFIED_CAP {
+            let t = now();
+            map.retain(|_, v| v.exp > t);
+            if map.len() >= VERIFIED_CAP {
+                map.clear();
+            }
+        }
+        map.insert(
+            digest,
+            Verified {
+                principal: p.clone(),
+                exp,
+                issuer,
+                generation,
+            },
+        );
+    }
+
+    /// Verifies a JWT; returns the principal, the token's `exp` and the issuer's index.
+    async fn jwt(&self, token: &str) -> Result<(Principal, u64, usize), AuthError> {
         let header = decode_header(token).map_err(|e| {
             // An algorithm the library does not know (`none` among them) lands here.
             let alg = peek_header_alg(token).unwrap_or_default();
@@ -247,11 +312,12 @@ impl Authenticator {
             .get("iss")
             .and_then(Value::as_str)
             .ok_or(AuthError::UnknownIssuer)?;
-        let st = self
+        let index = self
             .issuers
             .iter()
-            .find(|i| i.cfg.issuer == iss)
+            .position(|i| i.cfg.issuer == iss)
             .ok_or(AuthError::UnknownIssuer)?;
+        let st = &self.issuers[index];
         let cfg = &st.cfg;
         if !cfg.algorithms.contains(&header.alg) {
             return Err(AuthError::Algorithm(format!("{:?}", header.alg)));
@@ -296,13 +362,15 @@ impl Authenticator {
         {
             return Err(AuthError::NotYetValid);
         }
-        principal(
+        let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+        let p = principal(
             cfg,
             &claims,
             AuthMethod::Jwt {
                 issuer: cfg.issuer.clone(),
             },
-        )
+        )?;
+        Ok((p, exp, index))
     }
 
     async fn opaque(&self, token: &str) -> Result<Principal, AuthError> {

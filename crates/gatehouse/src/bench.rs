@@ -45,6 +45,7 @@ async fn echo_handler(body: axum::body::Bytes) -> axum::response::Response {
 struct Target {
     url: String,
     session: Option<String>,
+    bearer: Option<String>,
 }
 
 fn call_body(i: u64) -> Vec<u8> {
@@ -64,6 +65,9 @@ async fn call(client: &reqwest::Client, t: &Target, tool: &str, i: u64) -> Resul
         rb = rb
             .header("mcp-session-id", s)
             .header("mcp-protocol-version", "2025-06-18");
+    }
+    if let Some(b) = &t.bearer {
+        rb = rb.header("authorization", format!("Bearer {b}"));
     }
     let resp = rb.send().await?;
     if !resp.status().is_success() {
@@ -155,24 +159,18 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
-pub(crate) async fn run(calls: usize, conns: usize, secs: u64) -> Result<()> {
-    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let echo_url = format!("http://{}/mcp", echo.local_addr()?);
-    tokio::spawn(async move {
-        let app = axum::Router::new().route("/mcp", axum::routing::post(echo_handler));
-        let _ = axum::serve(echo, app).await;
-    });
+struct Gateway {
+    child: tokio::process::Child,
+    pid: u32,
+    target: Arc<Target>,
+}
 
-    let port = free_port()?;
+/// Starts `gatehouse serve` with `args`, waits until ready and opens a session.
+async fn spawn_gateway(port: u16, args: &[String], bearer: Option<String>) -> Result<Gateway> {
     let exe = std::env::current_exe()?;
-    let mut child = tokio::process::Command::new(exe)
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--upstream",
-            &format!("echo={echo_url}"),
-        ])
+    let child = tokio::process::Command::new(exe)
+        .arg("serve")
+        .args(args)
         .env("RUST_LOG", "warn")
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -194,71 +192,166 @@ pub(crate) async fn run(calls: usize, conns: usize, secs: u64) -> Result<()> {
     if !ready {
         bail!("gateway did not become ready");
     }
-    let init = client
+    let mut init = client
         .post(format!("{base}/mcp"))
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
-        .body(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}"#)
-        .send()
-        .await?;
+        .body(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}"#);
+    if let Some(b) = &bearer {
+        init = init.header("authorization", format!("Bearer {b}"));
+    }
+    let init = init.send().await?;
+    if !init.status().is_success() {
+        bail!(
+            "initialize through the gateway failed: HTTP {}",
+            init.status()
+        );
+    }
     let session = init
         .headers()
         .get("mcp-session-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let direct = Arc::new(Target {
-        url: echo_url,
-        session: None,
-    });
-    let gw = Arc::new(Target {
-        url: format!("{base}/mcp"),
-        session,
-    });
+    Ok(Gateway {
+        child,
+        pid,
+        target: Arc::new(Target {
+            url: format!("{base}/mcp"),
+            session,
+            bearer,
+        }),
+    })
+}
 
+/// Direct-call figures the gateway runs are compared with.
+#[derive(Clone, Copy)]
+struct Direct {
+    p50: Duration,
+    p99: Duration,
+    rate: f64,
+}
+
+/// Latency and throughput through one gateway, with its CPU and memory.
+async fn measure(
+    label: &str,
+    gw: &mut Gateway,
+    calls: usize,
+    conns: usize,
+    secs: u64,
+    direct: Direct,
+) -> Result<()> {
+    let client = reqwest::Client::new();
+    let (g50, g99) = latency(&client, &gw.target, "echo__echo", calls).await?;
+    let cpu0 = proc_cpu_ticks(gw.pid);
+    let started = Instant::now();
+    let gt = throughput(gw.target.clone(), "echo__echo", conns, secs).await?;
+    let cpu1 = proc_cpu_ticks(gw.pid);
+    println!("{label}");
     println!(
-        "gatehouse bench: tools/call, keep-alive HTTP/1.1 on loopback, no controls configured"
-    );
-    println!("latency ({calls} sequential calls each)");
-    let (d50, d99) = latency(&client, &direct, "echo", calls).await?;
-    let (g50, g99) = latency(&client, &gw, "echo__echo", calls).await?;
-    println!(
-        "  direct      p50 {:>8.1} µs   p99 {:>8.1} µs",
-        d50.as_secs_f64() * 1e6,
-        d99.as_secs_f64() * 1e6
-    );
-    println!(
-        "  gateway     p50 {:>8.1} µs   p99 {:>8.1} µs",
+        "  latency     p50 {:>8.1} µs   p99 {:>8.1} µs",
         g50.as_secs_f64() * 1e6,
         g99.as_secs_f64() * 1e6
     );
     println!(
         "  added       p50 {:>8.1} µs   p99 {:>8.1} µs",
-        (g50.as_secs_f64() - d50.as_secs_f64()) * 1e6,
-        (g99.as_secs_f64() - d99.as_secs_f64()) * 1e6
+        (g50.as_secs_f64() - direct.p50.as_secs_f64()) * 1e6,
+        (g99.as_secs_f64() - direct.p99.as_secs_f64()) * 1e6
     );
-    println!("throughput ({conns} connections, {secs} s each)");
-    let dt = throughput(direct, "echo", conns, secs).await?;
-    let cpu0 = proc_cpu_ticks(pid);
-    let calls0 = Instant::now();
-    let gt = throughput(gw, "echo__echo", conns, secs).await?;
-    let cpu1 = proc_cpu_ticks(pid);
-    let rss = proc_rss_kb(pid);
-    println!("  direct      {dt:>10.0} calls/s");
     println!(
-        "  gateway     {gt:>10.0} calls/s   ratio {:.2}x of direct",
-        gt / dt
+        "  throughput  {gt:>10.0} calls/s   ratio {:.2}x of direct",
+        gt / direct.rate
     );
     if let (Some(a), Some(b)) = (cpu0, cpu1) {
         // Clock ticks are 1/100 s on Linux.
-        let total_calls = gt * calls0.elapsed().as_secs_f64();
+        let total_calls = gt * started.elapsed().as_secs_f64();
         println!(
             "  gateway CPU {:>10.1} µs per call",
             (b - a) as f64 * 10_000.0 / total_calls.max(1.0)
         );
     }
-    if let Some(kb) = rss {
+    if let Some(kb) = proc_rss_kb(gw.pid) {
         println!("  gateway RSS {:>10.1} MB after load", kb as f64 / 1024.0);
     }
-    let _ = child.kill().await;
+    let _ = gw.child.kill().await;
     Ok(())
+}
+
+pub(crate) async fn run(calls: usize, conns: usize, secs: u64) -> Result<()> {
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let echo_url = format!("http://{}/mcp", echo.local_addr()?);
+    tokio::spawn(async move {
+        let app = axum::Router::new().route("/mcp", axum::routing::post(echo_handler));
+        let _ = axum::serve(echo, app).await;
+    });
+    let client = reqwest::Client::new();
+    let target = Arc::new(Target {
+        url: echo_url.clone(),
+        session: None,
+        bearer: None,
+    });
+    println!(
+        "gatehouse bench: tools/call, keep-alive HTTP/1.1 on loopback, {calls} sequential calls, {conns} connections for {secs} s"
+    );
+    let (p50, p99) = latency(&client, &target, "echo", calls).await?;
+    let rate = throughput(target, "echo", conns, secs).await?;
+    println!("direct");
+    println!(
+        "  latency     p50 {:>8.1} µs   p99 {:>8.1} µs",
+        p50.as_secs_f64() * 1e6,
+        p99.as_secs_f64() * 1e6
+    );
+    println!("  throughput  {rate:>10.0} calls/s");
+    let direct = Direct { p50, p99, rate };
+
+    let port = free_port()?;
+    let args = [
+        "--listen".to_owned(),
+        format!("127.0.0.1:{port}"),
+        "--upstream".to_owned(),
+        format!("echo={echo_url}"),
+    ];
+    let mut gw = spawn_gateway(port, &args, None).await?;
+    measure(
+        "gateway, development mode (no controls)",
+        &mut gw,
+        calls,
+        conns,
+        secs,
+        direct,
+    )
+    .await?;
+
+    // The same with JWT authentication (ES256, keys from a local issuer).
+    let issuer = crate::bench_auth::LocalIssuer::start().await?;
+    let port = free_port()?;
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let dir = std::env::temp_dir().join(format!("gatehouse-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let cfg = dir.join("bench.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: 127.0.0.1:{port}\nlogging: {{level: warn}}\nauth:\n  resource: {resource}\n  issuers:\n    bench:\n      issuer: {}\n      algorithms: [ES256]\n      required_scopes: [mcp:tools]\nupstreams:\n  echo:\n    url: {echo_url}\n",
+            issuer.issuer
+        ),
+    )?;
+    let token = issuer.token(&resource, 1)?;
+    let mut gw = spawn_gateway(
+        port,
+        &["--config".to_owned(), cfg.display().to_string()],
+        Some(token),
+    )
+    .await?;
+    measure(
+        "gateway, JWT authentication (ES256, verified-token cache)",
+        &mut gw,
+        calls,
+        conns,
+        secs,
+        direct,
+    )
+    .await?;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    crate::bench_auth::run(calls.min(5000)).await
 }

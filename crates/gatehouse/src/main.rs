@@ -2,6 +2,7 @@
 //! stdio clients to a remote gateway, and benchmark.
 
 mod bench;
+mod bench_auth;
 
 /// mimalloc: glibc malloc's arena locks showed up as contention under load.
 #[global_allocator]
