@@ -40,6 +40,8 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
     service("svc-opaque", "opaque-secret"),
     service("svc-other-tenant", "other-tenant-secret"),
     service("svc-short", "short-secret"),
+    // The gateway's own client, for tokens to upstreams.
+    service("gatehouse-upstream", "upstream-secret"),
     { client_id: "gatehouse", client_secret: "gatehouse-secret", grant_types: [], redirect_uris: [], response_types: [] },
   ],
   jwks: { keys: [rsa, ec] },

@@ -8,8 +8,10 @@ mod introspect;
 mod issuer;
 mod jwks;
 mod principal;
+mod upstream;
 
 pub use apikey::{ApiKeys, KEY_PREFIX, KeySpec, NewKey};
 pub use error::AuthError;
 pub use issuer::{Algorithm, Authenticator, ClaimMap, IssuerConfig, IssuerTrust};
 pub use principal::{AuthMethod, KeyLimits, Principal, PrincipalKind};
+pub use upstream::{ClientCredentials, ClientCredentialsConfig, SecretRef};

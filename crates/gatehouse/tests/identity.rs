@@ -526,3 +526,54 @@ async fn the_clients_token_never_reaches_an_upstream() {
     }
     drop(idp);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstreams_get_the_gateways_own_client_credentials_token() {
+    let (up_url, seen) = recording_upstream().await;
+    let gw_port = free_port();
+    let resource = format!("http://127.0.0.1:{gw_port}/mcp");
+    let idp = Idp::start(free_port(), &resource, "a").await;
+    let secret = std::env::temp_dir().join(format!("gatehouse-upstream-secret-{gw_port}"));
+    std::fs::write(&secret, "upstream-secret\n").expect("write");
+    let mut yaml =
+        config(&idp, false).replace("virtual_servers:\n  ops:\n    upstreams: [demo]\n", "");
+    yaml.push_str(&format!(
+        "upstreams:\n  rec:\n    url: {up_url}\n    client_credentials:\n      token_url: {iss}/token\n      client_id: gatehouse-upstream\n      client_secret: \"file:{secret}\"\n      scope: mcp:tools\n      resource: {up_url}\n",
+        iss = idp.issuer(),
+        secret = secret.display()
+    ));
+    let cfg = gatehouse_proxy::Config::from_yaml(&yaml, &|_| None).expect("config");
+    let gw = start_gateway_at(cfg, gw_port, true).await;
+    let token = idp.token("svc-reporting", "mcp:tools", None).await;
+    let c = connect(&gw.mcp(), &token).await;
+    for _ in 0..3 {
+        assert_eq!(
+            c.call("rec__whoami", json!({})).await["content"][0]["text"],
+            "ok"
+        );
+    }
+    let seen = seen.lock().expect("lock");
+    let mut jtis = std::collections::BTreeSet::new();
+    for headers in seen.iter() {
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .expect("the upstream gets a credential");
+        let upstream_token = auth.strip_prefix("Bearer ").expect("bearer");
+        assert_ne!(upstream_token, token, "never the client's token");
+        let (_, claims, _) = parts(upstream_token);
+        assert_eq!(
+            claims["aud"],
+            up_url.as_str(),
+            "a token for this upstream (RFC 8707)"
+        );
+        assert_eq!(
+            claims["client_id"], "gatehouse-upstream",
+            "issued to the gateway itself"
+        );
+        jtis.insert(claims["jti"].as_str().unwrap_or("").to_owned());
+    }
+    assert_eq!(jtis.len(), 1, "one token, reused until it nears expiry");
+    let _ = std::fs::remove_file(&secret);
+    drop(idp);
+}

@@ -91,10 +91,12 @@ pub enum TransportSpec {
     StreamableHttp {
         url: reqwest::Url,
         headers: Vec<(String, String)>,
+        credential: Option<gatehouse_auth::ClientCredentialsConfig>,
     },
     Sse {
         url: reqwest::Url,
         headers: Vec<(String, String)>,
+        credential: Option<gatehouse_auth::ClientCredentialsConfig>,
     },
 }
 
@@ -314,7 +316,10 @@ impl RawConfig {
             }
             let transport = match (u.command, u.url) {
                 (Some(command), None) => {
-                    if u.transport.is_some() || !u.headers.is_empty() {
+                    if u.transport.is_some()
+                        || !u.headers.is_empty()
+                        || u.client_credentials.is_some()
+                    {
                         return Err(ConfigError::at(
                             at,
                             "transport and headers apply to url upstreams only",
@@ -369,11 +374,41 @@ impl RawConfig {
                         }
                     }
                     let headers = u.headers.into_iter().collect();
-                    match u.transport.unwrap_or(RawTransportKind::StreamableHttp) {
-                        RawTransportKind::StreamableHttp => {
-                            TransportSpec::StreamableHttp { url, headers }
+                    let credential = match u.client_credentials {
+                        None => None,
+                        Some(c) => {
+                            let cat = format!("{at}.client_credentials");
+                            match reqwest::Url::parse(&c.token_url) {
+                                Ok(p) if matches!(p.scheme(), "http" | "https") => {}
+                                _ => {
+                                    return Err(ConfigError::at(
+                                        format!("{cat}.token_url"),
+                                        "not an http(s) URL",
+                                    ));
+                                }
+                            }
+                            let secret = gatehouse_auth::SecretRef::parse(&c.client_secret)
+                                .map_err(|e| ConfigError::at(format!("{cat}.client_secret"), e))?;
+                            Some(gatehouse_auth::ClientCredentialsConfig {
+                                token_url: c.token_url,
+                                client_id: c.client_id,
+                                client_secret: secret,
+                                scope: c.scope,
+                                resource: c.resource,
+                            })
                         }
-                        RawTransportKind::Sse => TransportSpec::Sse { url, headers },
+                    };
+                    match u.transport.unwrap_or(RawTransportKind::StreamableHttp) {
+                        RawTransportKind::StreamableHttp => TransportSpec::StreamableHttp {
+                            url,
+                            headers,
+                            credential,
+                        },
+                        RawTransportKind::Sse => TransportSpec::Sse {
+                            url,
+                            headers,
+                            credential,
+                        },
                     }
                 }
                 _ => return Err(ConfigError::at(at, "set exactly one of command and url")),

@@ -185,9 +185,24 @@ pub struct RawUpstream {
     /// Extra HTTP headers sent to an HTTP upstream (e.g. its own credential).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The gateway's own OAuth client credentials for an HTTP upstream (never the client's
+    /// token): a token is fetched, cached and sent as `Authorization: Bearer`.
+    pub client_credentials: Option<RawClientCredentials>,
     /// Prefix for this upstream's tools and prompts. Default: the upstream's name.
     /// An empty string exposes names unprefixed (collisions are then refused).
     pub namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientCredentials {
+    pub token_url: String,
+    pub client_id: String,
+    /// A reference: `env:NAME` or `file:/path` (read at each token fetch).
+    pub client_secret: String,
+    pub scope: Option<String>,
+    /// RFC 8707 resource indicator for the upstream.
+    pub resource: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]

@@ -141,3 +141,20 @@ fn auth_rules() {
     let e = load("auth:\n  resource: not-a-url\n  issuers: {}\n").unwrap_err();
     assert_eq!(e.location, "auth.resource");
 }
+
+#[test]
+fn upstream_client_secrets_must_be_references() {
+    let yaml = |secret: &str| {
+        format!(
+            "upstreams:\n  t:\n    url: https://t.example/mcp\n    client_credentials:\n      token_url: https://idp.example/token\n      client_id: gh\n      client_secret: \"{secret}\"\n"
+        )
+    };
+    let e = load(&yaml("plain-secret")).unwrap_err();
+    assert_eq!(e.location, "upstreams.t.client_credentials.client_secret");
+    assert!(load(&yaml("env:T_SECRET")).is_ok());
+    assert!(load(&yaml("file:/run/secrets/t")).is_ok());
+    let stdio = load(
+        "upstreams:\n  s:\n    command: x\n    client_credentials: {token_url: 'https://i/t', client_id: a, client_secret: 'env:X'}\n",
+    );
+    assert_eq!(stdio.unwrap_err().location, "upstreams.s");
+}

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
+use gatehouse_auth::{ClientCredentials, ClientCredentialsConfig};
 use gatehouse_protocol::{
     Decoded, HEADER_MCP_METHOD, HEADER_MCP_NAME, HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID,
     Limits, META_PROTOCOL_VERSION, Message, ProtocolVersion, Request, SseDecoder, decode_body,
@@ -22,6 +23,22 @@ pub(crate) struct HttpLink {
     headers: HeaderMap,
     session: ArcSwapOption<HeaderValue>,
     version: ArcSwapOption<HeaderValue>,
+    /// The gateway's own credential for this upstream, if configured.
+    credential: Option<ClientCredentials>,
+}
+
+/// The gateway's own bearer token for an upstream, when it has a credential for it.
+pub(crate) async fn own_token(
+    c: &Option<ClientCredentials>,
+) -> Result<Option<String>, UpstreamError> {
+    match c {
+        None => Ok(None),
+        Some(c) => c
+            .token()
+            .await
+            .map(Some)
+            .map_err(|e| UpstreamError::Transport(format!("upstream credential: {e}"))),
+    }
 }
 
 pub(crate) fn http_client() -> reqwest::Client {
@@ -86,13 +103,18 @@ fn limits(shared: &Shared) -> Limits {
 }
 
 impl HttpLink {
-    pub(crate) fn new(url: &reqwest::Url, headers: &[(String, String)]) -> Self {
+    pub(crate) fn new(
+        url: &reqwest::Url,
+        headers: &[(String, String)],
+        credential: Option<ClientCredentialsConfig>,
+    ) -> Self {
         Self {
             client: http_client(),
             url: url.clone(),
             headers: header_map(headers),
             session: ArcSwapOption::empty(),
             version: ArcSwapOption::empty(),
+            credential: credential.map(ClientCredentials::new),
         }
     }
 
@@ -106,23 +128,30 @@ impl HttpLink {
             .store(Some(Arc::new(HeaderValue::from_static(v.as_str()))));
     }
 
-    fn request(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
+    async fn request(
+        &self,
+        method: reqwest::Method,
+    ) -> Result<reqwest::RequestBuilder, UpstreamError> {
         let mut rb = self
             .client
             .request(method, self.url.clone())
             .headers(self.headers.clone());
+        if let Some(token) = own_token(&self.credential).await? {
+            rb = rb.bearer_auth(token);
+        }
         if let Some(s) = self.session.load_full() {
             rb = rb.header(HEADER_SESSION_ID, (*s).clone());
         }
         if let Some(v) = self.version.load_full() {
             rb = rb.header(HEADER_PROTOCOL_VERSION, (*v).clone());
         }
-        rb
+        Ok(rb)
     }
 
     async fn post(&self, msg: &Message) -> Result<reqwest::Response, UpstreamError> {
         let mut rb = self
             .request(reqwest::Method::POST)
+            .await?
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, "application/json, text/event-stream");
         for (k, v) in routing_headers(msg) {
@@ -143,6 +172,12 @@ impl HttpLink {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|c| c.starts_with("application/json"));
+        if status == reqwest::StatusCode::UNAUTHORIZED
+            && let Some(c) = &self.credential
+        {
+            // The upstream refused our token: the next call fetches a fresh one.
+            c.invalidate().await;
+        }
         let answered = status.is_success() || (status.is_client_error() && json_body);
         if !answered {
             return Err(UpstreamError::Http(status.as_u16()));
@@ -240,6 +275,7 @@ impl HttpLink {
                 tokio::time::sleep(retry).await;
                 resp = self
                     .request(reqwest::Method::GET)
+                    .await?
                     .header(ACCEPT, "text/event-stream")
                     .header("last-event-id", last)
                     .send()
@@ -292,6 +328,7 @@ impl HttpLink {
     async fn listen(&self, shared: &Shared) -> Result<(), UpstreamError> {
         let mut resp = self
             .request(reqwest::Method::GET)
+            .await?
             .header(ACCEPT, "text/event-stream")
             .send()
             .await

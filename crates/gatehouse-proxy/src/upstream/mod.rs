@@ -362,10 +362,16 @@ impl Upstream {
         });
         let link = match &spec.transport {
             TransportSpec::Stdio { .. } => Link::Stdio(stdio::StdioLink::new()),
-            TransportSpec::StreamableHttp { url, headers } => {
-                Link::Http(http::HttpLink::new(url, headers))
-            }
-            TransportSpec::Sse { url, headers } => Link::Sse(sse::SseLink::new(url, headers)),
+            TransportSpec::StreamableHttp {
+                url,
+                headers,
+                credential,
+            } => Link::Http(http::HttpLink::new(url, headers, credential.clone())),
+            TransportSpec::Sse {
+                url,
+                headers,
+                credential,
+            } => Link::Sse(sse::SseLink::new(url, headers, credential.clone())),
         };
         let latency =
             metrics::histogram!(crate::metrics::UPSTREAM_LATENCY, "upstream" => spec.name.clone());

@@ -7,23 +7,30 @@ use arc_swap::ArcSwapOption;
 use gatehouse_protocol::{Limits, Message, SseDecoder, decode_message_bytes};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap};
 
-use super::http::{header_map, http_client};
+use super::http::{header_map, http_client, own_token};
 use super::{Backoff, Link, Upstream, UpstreamError, UpstreamEvent};
+use gatehouse_auth::{ClientCredentials, ClientCredentialsConfig};
 
 pub(crate) struct SseLink {
     client: reqwest::Client,
     url: reqwest::Url,
     headers: HeaderMap,
     endpoint: ArcSwapOption<reqwest::Url>,
+    credential: Option<ClientCredentials>,
 }
 
 impl SseLink {
-    pub(crate) fn new(url: &reqwest::Url, headers: &[(String, String)]) -> Self {
+    pub(crate) fn new(
+        url: &reqwest::Url,
+        headers: &[(String, String)],
+        credential: Option<ClientCredentialsConfig>,
+    ) -> Self {
         Self {
             client: http_client(),
             url: url.clone(),
             headers: header_map(headers),
             endpoint: ArcSwapOption::empty(),
+            credential: credential.map(ClientCredentials::new),
         }
     }
 
@@ -31,10 +38,14 @@ impl SseLink {
         let Some(endpoint) = self.endpoint.load_full() else {
             return Err(UpstreamError::Unavailable);
         };
-        let resp = self
+        let mut rb = self
             .client
             .post((*endpoint).clone())
-            .headers(self.headers.clone())
+            .headers(self.headers.clone());
+        if let Some(token) = own_token(&self.credential).await? {
+            rb = rb.bearer_auth(token);
+        }
+        let resp = rb
             .header(CONTENT_TYPE, "application/json")
             .body(msg.to_bytes())
             .send()
@@ -59,13 +70,20 @@ pub(crate) async fn supervise(up: Arc<Upstream>) {
     let mut backoff = Backoff::new();
     let name = up.spec.name.clone();
     loop {
-        let resp = link
+        let mut rb = link
             .client
             .get(link.url.clone())
-            .headers(link.headers.clone())
-            .header(ACCEPT, "text/event-stream")
-            .send()
-            .await;
+            .headers(link.headers.clone());
+        match own_token(&link.credential).await {
+            Ok(Some(token)) => rb = rb.bearer_auth(token),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(upstream = %name, error = %e, "no credential for the upstream");
+                backoff.wait().await;
+                continue;
+            }
+        }
+        let resp = rb.header(ACCEPT, "text/event-stream").send().await;
         let mut resp = match resp {
             Ok(r) if r.status().is_success() => r,
             Ok(r) => {

@@ -1,0 +1,213 @@
+//! The gateway's own credentials for upstreams — never the client's. Today: OAuth 2.0 client
+//! credentials (RFC 6749 §4.4, with an RFC 8707 resource), the token cached until shortly
+//! before it expires and fetched by one caller at a time; secrets given by reference.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use crate::error::AuthError;
+
+/// Where a secret comes from. Secrets are never written in the config itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    /// `env:NAME`
+    Env(String),
+    /// `file:/path` — read at each use, so a rotated file takes effect without a restart.
+    File(PathBuf),
+}
+
+const MAX_SECRET_BYTES: u64 = 64 * 1024;
+
+impl SecretRef {
+    pub fn parse(s: &str) -> Result<SecretRef, String> {
+        if let Some(name) = s.strip_prefix("env:").filter(|n| !n.is_empty()) {
+            return Ok(SecretRef::Env(name.to_owned()));
+        }
+        if let Some(path) = s.strip_prefix("file:").filter(|p| !p.is_empty()) {
+            return Ok(SecretRef::File(PathBuf::from(path)));
+        }
+        Err("secrets are references: `env:NAME` or `file:/path`, never the secret itself".into())
+    }
+
+    /// The secret's value. Errors name the reference, never the value.
+    pub fn resolve(&self) -> Result<String, String> {
+        match self {
+            SecretRef::Env(name) => {
+                std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
+            }
+            SecretRef::File(path) => {
+                use std::io::Read;
+                let f =
+                    std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let mut s = String::new();
+                f.take(MAX_SECRET_BYTES)
+                    .read_to_string(&mut s)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                Ok(s.trim_end_matches(['\n', '\r']).to_owned())
+            }
+        }
+    }
+}
+
+/// Client-credentials settings for one upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCredentialsConfig {
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: SecretRef,
+    pub scope: Option<String>,
+    /// RFC 8707 resource: the upstream the token is for.
+    pub resource: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+/// A token source for one upstream.
+pub struct ClientCredentials {
+    cfg: ClientCredentialsConfig,
+    http: reqwest::Client,
+    cached: tokio::sync::Mutex<Option<(String, Instant)>>,
+}
+
+impl std::fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("client_id", &self.cfg.client_id)
+            .finish()
+    }
+}
+
+fn form(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl ClientCredentials {
+    pub fn new(cfg: ClientCredentialsConfig) -> ClientCredentials {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        ClientCredentials {
+            cfg,
+            http,
+            cached: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// A valid access token, from the cache or freshly fetched.
+    pub async fn token(&self) -> Result<String, AuthError> {
+        let mut cached = self.cached.lock().await;
+        if let Some((t, until)) = cached.as_ref()
+            && Instant::now() < *until
+        {
+            return Ok(t.clone());
+        }
+        let secret = self
+            .cfg
+            .client_secret
+            .resolve()
+            .map_err(AuthError::Unavailable)?;
+        let mut body = format!(
+            "grant_type=client_credentials&client_id={}",
+            form(&self.cfg.client_id)
+        );
+        if let Some(s) = &self.cfg.scope {
+            body.push_str(&format!("&scope={}", form(s)));
+        }
+        if let Some(r) = &self.cfg.resource {
+            body.push_str(&format!("&resource={}", form(r)));
+        }
+        let unavailable = |e: String| AuthError::Unavailable(e);
+        let mut resp = self
+            .http
+            .post(&self.cfg.token_url)
+            .basic_auth(&self.cfg.client_id, Some(secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| unavailable(e.without_url().to_string()))?;
+        if !resp.status().is_success() {
+            return Err(unavailable(format!(
+                "token endpoint answered HTTP {}",
+                resp.status()
+            )));
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| unavailable(e.without_url().to_string()))?
+        {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() > 64 * 1024 {
+                return Err(unavailable("token answer too large".into()));
+            }
+        }
+        let answer: TokenAnswer = serde_json::from_slice(&bytes)
+            .map_err(|e| unavailable(format!("token answer unreadable: {e}")))?;
+        // Renew a little before expiry: at most 30 s early, never more than half the lifetime.
+        let life = answer.expires_in.unwrap_or(300);
+        let until = Instant::now() + Duration::from_secs(life.saturating_sub((life / 2).min(30)));
+        *cached = Some((answer.access_token.clone(), until));
+        Ok(answer.access_token)
+    }
+
+    /// Forgets the cached token (the upstream refused it).
+    pub async fn invalidate(&self) {
+        *self.cached.lock().await = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SecretRef;
+
+    #[test]
+    fn secrets_are_references_only() {
+        assert_eq!(
+            SecretRef::parse("env:DB_TOKEN"),
+            Ok(SecretRef::Env("DB_TOKEN".into()))
+        );
+        assert!(matches!(
+            SecretRef::parse("file:/run/secrets/x"),
+            Ok(SecretRef::File(_))
+        ));
+        for literal in ["hunter2", "env:", "file:", "Bearer abc"] {
+            assert!(SecretRef::parse(literal).is_err(), "{literal}");
+        }
+    }
+
+    #[test]
+    fn file_secrets_are_read_at_use_and_errors_hide_values() {
+        let path = std::env::temp_dir().join(format!("gatehouse-secret-{}", std::process::id()));
+        std::fs::write(&path, "first\n").unwrap();
+        let r = SecretRef::File(path.clone());
+        assert_eq!(r.resolve().unwrap(), "first");
+        std::fs::write(&path, "second").unwrap();
+        assert_eq!(r.resolve().unwrap(), "second", "rotation needs no restart");
+        std::fs::remove_file(&path).unwrap();
+        let err = r.resolve().unwrap_err();
+        assert!(!err.contains("second"));
+        let missing = SecretRef::Env("GATEHOUSE_TEST_SURELY_UNSET".into())
+            .resolve()
+            .unwrap_err();
+        assert!(missing.contains("GATEHOUSE_TEST_SURELY_UNSET"));
+    }
+}
