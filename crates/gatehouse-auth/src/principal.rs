@@ -19,6 +19,8 @@ pub enum AuthMethod {
     Introspection { issuer: String },
     /// An API key of one application.
     ApiKey { key_id: String, app: String },
+    /// A client certificate verified by the TLS listener, mapped by a config rule.
+    ClientCert { subject: String },
     /// Development mode: nobody was authenticated.
     DevMode,
 }
@@ -88,6 +90,7 @@ impl Principal {
             AuthMethod::Jwt { .. } => "jwt",
             AuthMethod::Introspection { .. } => "introspection",
             AuthMethod::ApiKey { .. } => "api_key",
+            AuthMethod::ClientCert { .. } => "client_cert",
             AuthMethod::DevMode => "dev_mode",
         }
     }

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod reload;
 pub mod session;
+pub mod tls;
 pub mod upstream;
 
 use std::path::PathBuf;
@@ -25,7 +26,19 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> std::io::Res
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let gw = Gateway::start(config);
     let _watch = config_path.map(|p| reload::watch(p, gw.clone()));
-    serve_on(listener, gw, prometheus).await
+    match gw.config().tls.clone() {
+        Some(tls_settings) => {
+            tracing::info!(listen = %gw.config().listen, "serving HTTPS");
+            tls::serve_tls(
+                listener,
+                http::router(gw, prometheus),
+                tls_settings,
+                shutdown_signal(),
+            )
+            .await
+        }
+        None => serve_on(listener, gw, prometheus).await,
+    }
 }
 
 /// Serves on an already-bound listener (tests bind port 0 first).

@@ -24,6 +24,7 @@ use crate::config::{Config, VirtualServer};
 use crate::gateway::{CorrelationId, Gateway};
 use crate::metrics as m;
 use crate::session::{SessionClaims, SessionError};
+use crate::tls::PeerIdentity;
 use crate::upstream::{CallRoute, UpstreamError};
 use gatehouse_auth::{AuthError, AuthMethod, KEY_PREFIX, KeyLimits};
 
@@ -98,13 +99,22 @@ pub async fn authenticate(
     gw: &Gateway,
     cfg: &Config,
     authorization: Option<&str>,
+    peer: Option<&PeerIdentity>,
 ) -> Result<Arc<Principal>, AuthFailure> {
     if cfg.dev_mode {
         return Ok(gw.anonymous());
     }
+    // A verified client certificate that a rule maps stands for the caller when no token
+    // is presented; a presented token always decides.
+    if authorization.is_none()
+        && let Some(p) = peer.and_then(|p| p.0.clone())
+    {
+        return Ok(p);
+    }
     let keys = gw.api_keys().map_err(AuthError::Unavailable)?;
     let jwt = gw.authenticator();
-    if keys.is_none() && jwt.is_none() {
+    let certs = cfg.tls.as_ref().is_some_and(|t| !t.rules.is_empty());
+    if keys.is_none() && jwt.is_none() && !certs {
         return Err(AuthFailure::NotConfigured);
     }
     let token = bearer(authorization)?;

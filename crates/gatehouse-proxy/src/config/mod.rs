@@ -13,9 +13,9 @@ use base64::engine::general_purpose::STANDARD;
 use gatehouse_protocol::Limits;
 
 pub use raw::{
-    RawApiKeys, RawAuth, RawClaims, RawConfig, RawFederation, RawIntrospection, RawIssuer,
-    RawLimits, RawLogFormat, RawLogging, RawSession, RawStore, RawTransportKind, RawUpstream,
-    RawVirtualServer,
+    RawApiKeys, RawAuth, RawCertRule, RawClaims, RawClientAuth, RawConfig, RawFederation,
+    RawIntrospection, RawIssuer, RawLimits, RawLogFormat, RawLogging, RawSession, RawStore, RawTls,
+    RawTransportKind, RawUpstream, RawVirtualServer,
 };
 
 /// A config problem, with where it is (a YAML location or a field path).
@@ -54,6 +54,34 @@ pub struct Config {
     pub api_key_pepper: Option<Vec<u8>>,
     /// The SQLite database (API keys; later audit, approvals, pins).
     pub store_path: PathBuf,
+    pub tls: Option<TlsSettings>,
+}
+
+/// The HTTPS listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub allow_tls12: bool,
+    pub client_ca: Option<PathBuf>,
+    pub require_client_cert: bool,
+    pub rules: Vec<CertRule>,
+}
+
+/// Maps a verified client certificate to a principal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertRule {
+    pub matcher: CertMatch,
+    pub principal: String,
+    pub roles: Vec<String>,
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertMatch {
+    SanUri(String),
+    SanDns(String),
+    SubjectCn(String),
 }
 
 /// The gateway as a resource server.
@@ -115,11 +143,21 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::at(path.display().to_string(), e.to_string()))?;
         let mut cfg = Self::from_yaml(&text, &|k| std::env::var(k).ok())?;
-        // Relative store paths are relative to the config file, not the working directory.
-        if cfg.store_path.is_relative()
-            && let Some(dir) = path.parent()
-        {
-            cfg.store_path = dir.join(&cfg.store_path);
+        // Relative paths are relative to the config file, not the working directory.
+        if let Some(dir) = path.parent() {
+            let fix = |p: &mut PathBuf| {
+                if p.is_relative() {
+                    *p = dir.join(&*p);
+                }
+            };
+            fix(&mut cfg.store_path);
+            if let Some(t) = cfg.tls.as_mut() {
+                fix(&mut t.cert);
+                fix(&mut t.key);
+                if let Some(ca) = t.client_ca.as_mut() {
+                    fix(ca);
+                }
+            }
         }
         Ok(cfg)
     }
@@ -493,7 +531,10 @@ impl RawConfig {
                 .unwrap_or_else(|| "gatehouse.db".to_owned()),
         );
 
+        let tls = self.tls.map(validate_tls).transpose()?;
+
         Ok(Config {
+            tls,
             auth,
             api_key_pepper,
             store_path,
@@ -510,6 +551,61 @@ impl RawConfig {
             log_level: self.logging.level.unwrap_or_else(|| "info".to_owned()),
         })
     }
+}
+
+fn validate_tls(t: RawTls) -> Result<TlsSettings, ConfigError> {
+    let allow_tls12 = match t.min_version.as_deref() {
+        None | Some("1.3") => false,
+        Some("1.2") => true,
+        Some(other) => {
+            return Err(ConfigError::at(
+                "tls.min_version",
+                format!("`{other}`: use \"1.3\" or \"1.2\""),
+            ));
+        }
+    };
+    let require_client_cert = t.client_auth == Some(RawClientAuth::Required);
+    if t.client_ca.is_none() && (require_client_cert || !t.client_principals.is_empty()) {
+        return Err(ConfigError::at(
+            "tls.client_ca",
+            "client certificates need a CA to verify them",
+        ));
+    }
+    let mut rules = Vec::new();
+    for (i, r) in t.client_principals.into_iter().enumerate() {
+        let at = format!("tls.client_principals[{i}]");
+        let matcher = match (r.san_uri, r.san_dns, r.subject_cn) {
+            (Some(u), None, None) => CertMatch::SanUri(u),
+            (None, Some(d), None) => CertMatch::SanDns(d),
+            (None, None, Some(c)) => CertMatch::SubjectCn(c),
+            _ => {
+                return Err(ConfigError::at(
+                    at,
+                    "set exactly one of san_uri, san_dns and subject_cn",
+                ));
+            }
+        };
+        if r.principal.trim().is_empty() {
+            return Err(ConfigError::at(
+                format!("{at}.principal"),
+                "must not be empty",
+            ));
+        }
+        rules.push(CertRule {
+            matcher,
+            principal: r.principal,
+            roles: r.roles,
+            tenant: r.tenant,
+        });
+    }
+    Ok(TlsSettings {
+        cert: PathBuf::from(t.cert),
+        key: PathBuf::from(t.key),
+        allow_tls12,
+        client_ca: t.client_ca.map(PathBuf::from),
+        require_client_cert,
+        rules,
+    })
 }
 
 fn validate_auth(a: RawAuth) -> Result<AuthSettings, ConfigError> {

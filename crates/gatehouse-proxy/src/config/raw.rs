@@ -42,6 +42,49 @@ pub struct RawConfig {
     pub api_keys: Option<RawApiKeys>,
     #[serde(default)]
     pub store: RawStore,
+    /// Serve HTTPS (and optionally verify client certificates) instead of plain HTTP.
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM certificate chain. Reloaded when the file changes.
+    pub cert: String,
+    /// PEM private key. Reloaded when the file changes.
+    pub key: String,
+    /// `"1.3"` (default) or `"1.2"` to also accept TLS 1.2.
+    pub min_version: Option<String>,
+    /// PEM CA bundle that client certificates must chain to; enables mTLS.
+    pub client_ca: Option<String>,
+    /// `optional` (default: clients without a certificate use tokens) or `required`.
+    pub client_auth: Option<RawClientAuth>,
+    /// Rules mapping a verified client certificate to a principal; the first match wins.
+    #[serde(default)]
+    pub client_principals: Vec<RawCertRule>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawClientAuth {
+    Optional,
+    Required,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertRule {
+    /// Match a URI subject alternative name exactly (e.g. a SPIFFE id).
+    pub san_uri: Option<String>,
+    /// Match a DNS subject alternative name exactly.
+    pub san_dns: Option<String>,
+    /// Match the subject's common name exactly.
+    pub subject_cn: Option<String>,
+    /// The service principal the certificate acts as (`cert/{principal}`).
+    pub principal: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    pub tenant: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]

@@ -158,3 +158,33 @@ fn upstream_client_secrets_must_be_references() {
     );
     assert_eq!(stdio.unwrap_err().location, "upstreams.s");
 }
+
+#[test]
+fn tls_rules() {
+    let base = "tls:\n  cert: c.pem\n  key: k.pem\n";
+    let c = load(base).unwrap().tls.unwrap();
+    assert!(!c.allow_tls12 && !c.require_client_cert && c.client_ca.is_none());
+    assert!(
+        load(&format!("{base}  min_version: '1.2'\n"))
+            .unwrap()
+            .tls
+            .unwrap()
+            .allow_tls12
+    );
+    assert_eq!(
+        load(&format!("{base}  min_version: '1.1'\n"))
+            .unwrap_err()
+            .location,
+        "tls.min_version"
+    );
+    assert_eq!(
+        load(&format!("{base}  client_auth: required\n"))
+            .unwrap_err()
+            .location,
+        "tls.client_ca"
+    );
+    let two = format!(
+        "{base}  client_ca: ca.pem\n  client_principals:\n    - {{san_uri: 'spiffe://a', subject_cn: b, principal: p}}\n"
+    );
+    assert_eq!(load(&two).unwrap_err().location, "tls.client_principals[0]");
+}

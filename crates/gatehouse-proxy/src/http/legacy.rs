@@ -20,20 +20,31 @@ use super::{
 };
 use crate::pipeline::{ClientCtx, bind_session, check_app};
 use crate::session::ClientCaps;
+use crate::tls::PeerIdentity;
 
-pub(super) async fn sse_root(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    legacy_sse(st, None, headers).await
+pub(super) async fn sse_root(
+    State(st): State<AppState>,
+    peer: Option<axum::Extension<PeerIdentity>>,
+    headers: HeaderMap,
+) -> Response {
+    legacy_sse(st, peer, None, headers).await
 }
 pub(super) async fn sse_scoped(
     State(st): State<AppState>,
+    peer: Option<axum::Extension<PeerIdentity>>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    legacy_sse(st, Some(name), headers).await
+    legacy_sse(st, peer, Some(name), headers).await
 }
 
-async fn legacy_sse(st: AppState, scope: Option<String>, headers: HeaderMap) -> Response {
-    let principal = match edge(&st, scope.as_deref(), &headers).await {
+async fn legacy_sse(
+    st: AppState,
+    peer: Option<axum::Extension<PeerIdentity>>,
+    scope: Option<String>,
+    headers: HeaderMap,
+) -> Response {
+    let principal = match edge(&st, scope.as_deref(), &headers, peer.as_ref().map(|p| &p.0)).await {
         Ok((_, p)) => p,
         Err(r) => return r,
     };
@@ -62,33 +73,37 @@ pub(super) struct SessionQuery {
 
 pub(super) async fn message_root(
     State(st): State<AppState>,
+    peer: Option<axum::Extension<PeerIdentity>>,
     q: Result<Query<SessionQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    legacy_message(st, None, q, headers, body).await
+    legacy_message(st, peer, None, q, headers, body).await
 }
 pub(super) async fn message_scoped(
     State(st): State<AppState>,
+    peer: Option<axum::Extension<PeerIdentity>>,
     Path(name): Path<String>,
     q: Result<Query<SessionQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    legacy_message(st, Some(name), q, headers, body).await
+    legacy_message(st, peer, Some(name), q, headers, body).await
 }
 
 async fn legacy_message(
     st: AppState,
+    peer: Option<axum::Extension<PeerIdentity>>,
     scope: Option<String>,
     q: Result<Query<SessionQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (cfg, principal) = match edge(&st, scope.as_deref(), &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    let (cfg, principal) =
+        match edge(&st, scope.as_deref(), &headers, peer.as_ref().map(|p| &p.0)).await {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
     let Ok(Query(q)) = q else {
         return reject(
             StatusCode::BAD_REQUEST,

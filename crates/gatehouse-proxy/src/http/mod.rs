@@ -28,6 +28,7 @@ use crate::hub::{EventId, STANDALONE};
 use crate::metrics as m;
 use crate::pipeline::{AuthFailure, ClientCtx, Principal, authenticate, bind_session, check_app};
 use crate::session::ClientCaps;
+use crate::tls::PeerIdentity;
 use gatehouse_auth::AuthError;
 
 mod answer;
@@ -204,6 +205,7 @@ pub(super) async fn edge(
     st: &AppState,
     scope: Option<&str>,
     headers: &HeaderMap,
+    peer: Option<&PeerIdentity>,
 ) -> Result<(Arc<Config>, Arc<Principal>), Response> {
     let cfg = st.gw.config();
     if !origin_allowed(&cfg, headers) {
@@ -228,6 +230,7 @@ pub(super) async fn edge(
         &st.gw,
         &cfg,
         header_str(headers, header::AUTHORIZATION.as_str()),
+        peer,
     )
     .await
     {
@@ -387,43 +390,66 @@ pub(super) async fn read_body(
 
 // ---- Streamable HTTP -----------------------------------------------------------------
 
-async fn post_root(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    post_mcp(st, None, headers, body).await
+async fn post_root(
+    State(st): State<AppState>,
+    peer: Option<axum::Extension<PeerIdentity>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    post_mcp(st, peer, None, headers, body).await
 }
 async fn post_scoped(
     State(st): State<AppState>,
+    peer: Option<axum::Extension<PeerIdentity>>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    post_mcp(st, Some(name), headers, body).await
+    post_mcp(st, peer, Some(name), headers, body).await
 }
-async fn get_root(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    get_mcp(st, None, headers).await
+async fn get_root(
+    State(st): State<AppState>,
+    peer: Option<axum::Extension<PeerIdentity>>,
+    headers: HeaderMap,
+) -> Response {
+    get_mcp(st, peer, None, headers).await
 }
 async fn get_scoped(
     State(st): State<AppState>,
+    peer: Option<axum::Extension<PeerIdentity>>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    get_mcp(st, Some(name), headers).await
+    get_mcp(st, peer, Some(name), headers).await
 }
-async fn delete_root(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    delete_mcp(st, None, headers).await
+async fn delete_root(
+    State(st): State<AppState>,
+    peer: Option<axum::Extension<PeerIdentity>>,
+    headers: HeaderMap,
+) -> Response {
+    delete_mcp(st, peer, None, headers).await
 }
 async fn delete_scoped(
     State(st): State<AppState>,
+    peer: Option<axum::Extension<PeerIdentity>>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    delete_mcp(st, Some(name), headers).await
+    delete_mcp(st, peer, Some(name), headers).await
 }
 
-async fn post_mcp(st: AppState, scope: Option<String>, headers: HeaderMap, body: Body) -> Response {
-    let (cfg, principal) = match edge(&st, scope.as_deref(), &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+async fn post_mcp(
+    st: AppState,
+    peer: Option<axum::Extension<PeerIdentity>>,
+    scope: Option<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (cfg, principal) =
+        match edge(&st, scope.as_deref(), &headers, peer.as_ref().map(|p| &p.0)).await {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
     let ctype = header_str(&headers, header::CONTENT_TYPE.as_str()).unwrap_or("");
     if !ctype.to_ascii_lowercase().starts_with("application/json") {
         return reject(
@@ -689,8 +715,13 @@ pub(super) fn on_client_message(gw: &Arc<Gateway>, ctx: &ClientCtx, msg: Message
     }
 }
 
-async fn get_mcp(st: AppState, scope: Option<String>, headers: HeaderMap) -> Response {
-    let principal = match edge(&st, scope.as_deref(), &headers).await {
+async fn get_mcp(
+    st: AppState,
+    peer: Option<axum::Extension<PeerIdentity>>,
+    scope: Option<String>,
+    headers: HeaderMap,
+) -> Response {
+    let principal = match edge(&st, scope.as_deref(), &headers, peer.as_ref().map(|p| &p.0)).await {
         Ok((_, p)) => p,
         Err(r) => return r,
     };
@@ -744,8 +775,13 @@ async fn get_mcp(st: AppState, scope: Option<String>, headers: HeaderMap) -> Res
     sse_response(session_stream(replay, rx, None))
 }
 
-async fn delete_mcp(st: AppState, scope: Option<String>, headers: HeaderMap) -> Response {
-    let principal = match edge(&st, scope.as_deref(), &headers).await {
+async fn delete_mcp(
+    st: AppState,
+    peer: Option<axum::Extension<PeerIdentity>>,
+    scope: Option<String>,
+    headers: HeaderMap,
+) -> Response {
+    let principal = match edge(&st, scope.as_deref(), &headers, peer.as_ref().map(|p| &p.0)).await {
         Ok((_, p)) => p,
         Err(r) => return r,
     };
