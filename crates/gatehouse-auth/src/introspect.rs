@@ -21,18 +21,6 @@ pub(crate) struct Introspector {
     cache: Mutex<HashMap<[u8; 32], Cached>>,
 }
 
-/// `application/x-www-form-urlencoded` value: everything but unreserved characters escaped.
-fn form_encode(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 impl Introspector {
     pub(crate) fn new(ttl: Duration) -> Self {
         Self {
@@ -87,13 +75,13 @@ impl Introspector {
         token: &str,
     ) -> Result<Claims, AuthError> {
         let unavailable = |e: String| AuthError::Unavailable(e);
-        let mut resp = client
+        let resp = client
             .post(endpoint)
             .basic_auth(&trust.client_id, Some(&trust.client_secret))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(format!(
                 "token={}&token_type_hint=access_token",
-                form_encode(token)
+                crate::issuer::form_encode(token)
             ))
             .send()
             .await
@@ -101,17 +89,7 @@ impl Introspector {
         if !resp.status().is_success() {
             return Err(unavailable(format!("introspection HTTP {}", resp.status())));
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| unavailable(e.without_url().to_string()))?
-        {
-            body.extend_from_slice(&chunk);
-            if body.len() > MAX_BODY {
-                return Err(unavailable("introspection answer too large".into()));
-            }
-        }
+        let body = crate::issuer::read_limited(resp, MAX_BODY).await?;
         let claims: Claims = serde_json::from_slice(&body)
             .map_err(|e| unavailable(format!("introspection unreadable: {e}")))?;
         if claims.get("active").and_then(Value::as_bool) != Some(true) {

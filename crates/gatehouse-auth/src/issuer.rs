@@ -112,33 +112,52 @@ pub(crate) fn sha256(s: &str) -> [u8; 32] {
 
 const MAX_DISCOVERY_BYTES: usize = 256 * 1024;
 
+/// Reads a response body up to `max` bytes; anything else is "identity provider unavailable".
+pub(crate) async fn read_limited(
+    mut resp: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, AuthError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| AuthError::Unavailable(e.without_url().to_string()))?
+    {
+        body.extend_from_slice(&chunk);
+        if body.len() > max {
+            return Err(AuthError::Unavailable("response too large".into()));
+        }
+    }
+    Ok(body)
+}
+
+/// `application/x-www-form-urlencoded` value: everything but unreserved characters escaped.
+pub(crate) fn form_encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// GET with a timeout and a body limit; any failure is "identity provider unavailable".
 pub(crate) async fn get_bounded(
     client: &reqwest::Client,
     uri: &str,
     max: usize,
 ) -> Result<Vec<u8>, AuthError> {
-    let unavailable = |e: String| AuthError::Unavailable(e);
-    let mut resp = client
+    let resp = client
         .get(uri)
         .send()
         .await
-        .map_err(|e| unavailable(e.without_url().to_string()))?;
+        .map_err(|e| AuthError::Unavailable(e.without_url().to_string()))?;
     if !resp.status().is_success() {
-        return Err(unavailable(format!("HTTP {}", resp.status())));
+        return Err(AuthError::Unavailable(format!("HTTP {}", resp.status())));
     }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| unavailable(e.without_url().to_string()))?
-    {
-        body.extend_from_slice(&chunk);
-        if body.len() > max {
-            return Err(unavailable("response too large".into()));
-        }
-    }
-    Ok(body)
+    read_limited(resp, max).await
 }
 
 pub(crate) fn now() -> u64 {

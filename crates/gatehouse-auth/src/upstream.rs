@@ -84,17 +84,6 @@ impl std::fmt::Debug for ClientCredentials {
     }
 }
 
-fn form(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 impl ClientCredentials {
     pub fn new(cfg: ClientCredentialsConfig) -> ClientCredentials {
         let http = reqwest::Client::builder()
@@ -125,16 +114,16 @@ impl ClientCredentials {
             .map_err(AuthError::Unavailable)?;
         let mut body = format!(
             "grant_type=client_credentials&client_id={}",
-            form(&self.cfg.client_id)
+            crate::issuer::form_encode(&self.cfg.client_id)
         );
         if let Some(s) = &self.cfg.scope {
-            body.push_str(&format!("&scope={}", form(s)));
+            body.push_str(&format!("&scope={}", crate::issuer::form_encode(s)));
         }
         if let Some(r) = &self.cfg.resource {
-            body.push_str(&format!("&resource={}", form(r)));
+            body.push_str(&format!("&resource={}", crate::issuer::form_encode(r)));
         }
         let unavailable = |e: String| AuthError::Unavailable(e);
-        let mut resp = self
+        let resp = self
             .http
             .post(&self.cfg.token_url)
             .basic_auth(&self.cfg.client_id, Some(secret))
@@ -149,17 +138,7 @@ impl ClientCredentials {
                 resp.status()
             )));
         }
-        let mut bytes = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| unavailable(e.without_url().to_string()))?
-        {
-            bytes.extend_from_slice(&chunk);
-            if bytes.len() > 64 * 1024 {
-                return Err(unavailable("token answer too large".into()));
-            }
-        }
+        let bytes = crate::issuer::read_limited(resp, 64 * 1024).await?;
         let answer: TokenAnswer = serde_json::from_slice(&bytes)
             .map_err(|e| unavailable(format!("token answer unreadable: {e}")))?;
         // Renew a little before expiry: at most 30 s early, never more than half the lifetime.

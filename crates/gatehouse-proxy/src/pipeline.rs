@@ -111,15 +111,18 @@ pub async fn authenticate(
     {
         return Ok(p);
     }
-    let keys = gw.api_keys().map_err(AuthError::Unavailable)?;
+    // A broken key store refuses API keys (503), not every other kind of caller.
+    let keys = gw.api_keys();
     let jwt = gw.authenticator();
     let certs = cfg.tls.as_ref().is_some_and(|t| !t.rules.is_empty());
-    if keys.is_none() && jwt.is_none() && !certs {
+    if matches!(keys, Ok(None)) && jwt.is_none() && !certs {
         return Err(AuthFailure::NotConfigured);
     }
     let token = bearer(authorization)?;
     if token.starts_with(KEY_PREFIX) {
-        let keys = keys.ok_or(AuthError::UnknownIssuer)?;
+        let keys = keys
+            .map_err(AuthError::Unavailable)?
+            .ok_or(AuthError::UnknownIssuer)?;
         return Ok(Arc::new(
             keys.authenticate(token, crate::session::now_secs())?,
         ));

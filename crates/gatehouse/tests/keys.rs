@@ -262,3 +262,30 @@ async fn expired_keys_and_wrong_config_are_refused() {
     assert!(!out.status.success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_key_store_refuses_keys_only() {
+    let yaml = format!(
+        "api_keys:\n  pepper: \"{PEPPER}\"\nstore:\n  sqlite: /proc/gatehouse-cannot-write-here/keys.db\nupstreams:\n  demo:\n    command: {}\n    args: [demo-server]\n",
+        gatehouse_bin()
+    );
+    let cfg = gatehouse_proxy::Config::from_yaml(&yaml, &|_| None).expect("config");
+    let gw = start_gateway_with(cfg, true).await;
+    let (r, _) = open(
+        &gw.mcp(),
+        "ghk_0123456789ab_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "x",
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "keys cannot be checked: refused, never accepted"
+    );
+    let (r, _) = open(&gw.mcp(), "some.jwt.token", "x").await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "other credentials are judged on their own"
+    );
+}
