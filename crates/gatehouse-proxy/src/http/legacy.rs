@@ -7,43 +7,27 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use gatehouse_protocol::{
-    Decoded, Message, ProtocolVersion, Response as RpcResponse, code, decode_body,
-    encode_sse_event, method,
+    Decoded, Message, ProtocolVersion, Response as RpcResponse, code, encode_sse_event, method,
 };
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::{
-    AppState, app_refused, decode_error, edge, on_client_message, read_body, reject,
-    session_stream, sse_response,
+    AppState, app_refused, edge, on_client_message, read_messages, reject, session_stream,
+    sse_response,
 };
 use crate::pipeline::{ClientCtx, bind_session, check_app};
 use crate::session::ClientCaps;
 use crate::tls::PeerIdentity;
 
-pub(super) async fn sse_root(
+pub(super) async fn legacy_sse(
     State(st): State<AppState>,
     peer: Option<axum::Extension<PeerIdentity>>,
+    path: Option<Path<String>>,
     headers: HeaderMap,
 ) -> Response {
-    legacy_sse(st, peer, None, headers).await
-}
-pub(super) async fn sse_scoped(
-    State(st): State<AppState>,
-    peer: Option<axum::Extension<PeerIdentity>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    legacy_sse(st, peer, Some(name), headers).await
-}
-
-async fn legacy_sse(
-    st: AppState,
-    peer: Option<axum::Extension<PeerIdentity>>,
-    scope: Option<String>,
-    headers: HeaderMap,
-) -> Response {
+    let scope = path.map(|p| p.0);
     let principal = match edge(&st, scope.as_deref(), &headers, peer.as_ref().map(|p| &p.0)).await {
         Ok((_, p)) => p,
         Err(r) => return r,
@@ -71,34 +55,15 @@ pub(super) struct SessionQuery {
     session_id: String,
 }
 
-pub(super) async fn message_root(
+pub(super) async fn legacy_message(
     State(st): State<AppState>,
     peer: Option<axum::Extension<PeerIdentity>>,
+    path: Option<Path<String>>,
     q: Result<Query<SessionQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    legacy_message(st, peer, None, q, headers, body).await
-}
-pub(super) async fn message_scoped(
-    State(st): State<AppState>,
-    peer: Option<axum::Extension<PeerIdentity>>,
-    Path(name): Path<String>,
-    q: Result<Query<SessionQuery>, QueryRejection>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    legacy_message(st, peer, Some(name), q, headers, body).await
-}
-
-async fn legacy_message(
-    st: AppState,
-    peer: Option<axum::Extension<PeerIdentity>>,
-    scope: Option<String>,
-    q: Result<Query<SessionQuery>, QueryRejection>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+    let scope = path.map(|p| p.0);
     let (cfg, principal) =
         match edge(&st, scope.as_deref(), &headers, peer.as_ref().map(|p| &p.0)).await {
             Ok(v) => v,
@@ -123,13 +88,9 @@ async fn legacy_message(
             );
         }
     };
-    let bytes = match read_body(&cfg, &headers, body).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let decoded = match decode_body(&bytes, &cfg.limits.decode) {
+    let decoded = match read_messages(&cfg, &headers, body).await {
         Ok(d) => d,
-        Err(e) => return decode_error(&e),
+        Err(r) => return r,
     };
     let items = match decoded {
         Decoded::Single(m) => vec![m],

@@ -35,7 +35,7 @@ mod answer;
 mod legacy;
 
 use answer::{respond, session_stream};
-use legacy::{message_root, message_scoped, sse_root, sse_scoped};
+use legacy::{legacy_message, legacy_sse};
 
 #[derive(Clone)]
 pub(super) struct AppState {
@@ -46,15 +46,15 @@ pub(super) struct AppState {
 /// Builds the router. Served by `crate::serve`, or driven directly in tests.
 pub fn router(gw: Arc<Gateway>, prometheus: Option<PrometheusHandle>) -> Router {
     Router::new()
-        .route("/mcp", post(post_root).get(get_root).delete(delete_root))
+        .route("/mcp", post(post_mcp).get(get_mcp).delete(delete_mcp))
         .route(
             "/s/{name}/mcp",
-            post(post_scoped).get(get_scoped).delete(delete_scoped),
+            post(post_mcp).get(get_mcp).delete(delete_mcp),
         )
-        .route("/sse", get(sse_root))
-        .route("/s/{name}/sse", get(sse_scoped))
-        .route("/message", post(message_root))
-        .route("/s/{name}/message", post(message_scoped))
+        .route("/sse", get(legacy_sse))
+        .route("/s/{name}/sse", get(legacy_sse))
+        .route("/message", post(legacy_message))
+        .route("/s/{name}/message", post(legacy_message))
         .route(
             "/.well-known/oauth-protected-resource",
             get(resource_metadata),
@@ -355,12 +355,19 @@ async fn resource_metadata(State(st): State<AppState>, path: Option<Path<String>
         .into_response()
 }
 
+/// Reads a request body within the limits and decodes it; the error is the answer.
 #[allow(clippy::result_large_err)]
-pub(super) async fn read_body(
+pub(super) async fn read_messages(
     cfg: &Config,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Bytes, Response> {
+) -> Result<Decoded, Response> {
+    let bytes = read_body(cfg, headers, body).await?;
+    decode_body(&bytes, &cfg.limits.decode).map_err(|e| decode_error(&e))
+}
+
+#[allow(clippy::result_large_err)]
+async fn read_body(cfg: &Config, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
     let limit = cfg.limits.decode.max_body_bytes;
     let too_large = || {
         reject(
@@ -390,61 +397,14 @@ pub(super) async fn read_body(
 
 // ---- Streamable HTTP -----------------------------------------------------------------
 
-async fn post_root(
-    State(st): State<AppState>,
-    peer: Option<axum::Extension<PeerIdentity>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    post_mcp(st, peer, None, headers, body).await
-}
-async fn post_scoped(
-    State(st): State<AppState>,
-    peer: Option<axum::Extension<PeerIdentity>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    post_mcp(st, peer, Some(name), headers, body).await
-}
-async fn get_root(
-    State(st): State<AppState>,
-    peer: Option<axum::Extension<PeerIdentity>>,
-    headers: HeaderMap,
-) -> Response {
-    get_mcp(st, peer, None, headers).await
-}
-async fn get_scoped(
-    State(st): State<AppState>,
-    peer: Option<axum::Extension<PeerIdentity>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    get_mcp(st, peer, Some(name), headers).await
-}
-async fn delete_root(
-    State(st): State<AppState>,
-    peer: Option<axum::Extension<PeerIdentity>>,
-    headers: HeaderMap,
-) -> Response {
-    delete_mcp(st, peer, None, headers).await
-}
-async fn delete_scoped(
-    State(st): State<AppState>,
-    peer: Option<axum::Extension<PeerIdentity>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    delete_mcp(st, peer, Some(name), headers).await
-}
-
 async fn post_mcp(
-    st: AppState,
+    State(st): State<AppState>,
     peer: Option<axum::Extension<PeerIdentity>>,
-    scope: Option<String>,
+    path: Option<Path<String>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let scope = path.map(|p| p.0);
     let (cfg, principal) =
         match edge(&st, scope.as_deref(), &headers, peer.as_ref().map(|p| &p.0)).await {
             Ok(v) => v,
@@ -467,13 +427,9 @@ async fn post_mcp(
             "Accept must allow application/json or text/event-stream",
         );
     }
-    let bytes = match read_body(&cfg, &headers, body).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let decoded = match decode_body(&bytes, &cfg.limits.decode) {
+    let decoded = match read_messages(&cfg, &headers, body).await {
         Ok(d) => d,
-        Err(e) => return decode_error(&e),
+        Err(r) => return r,
     };
     let sse_ok = accepts(&headers, "text/event-stream");
 
@@ -716,11 +672,12 @@ pub(super) fn on_client_message(gw: &Arc<Gateway>, ctx: &ClientCtx, msg: Message
 }
 
 async fn get_mcp(
-    st: AppState,
+    State(st): State<AppState>,
     peer: Option<axum::Extension<PeerIdentity>>,
-    scope: Option<String>,
+    path: Option<Path<String>>,
     headers: HeaderMap,
 ) -> Response {
+    let scope = path.map(|p| p.0);
     let principal = match edge(&st, scope.as_deref(), &headers, peer.as_ref().map(|p| &p.0)).await {
         Ok((_, p)) => p,
         Err(r) => return r,
@@ -776,11 +733,12 @@ async fn get_mcp(
 }
 
 async fn delete_mcp(
-    st: AppState,
+    State(st): State<AppState>,
     peer: Option<axum::Extension<PeerIdentity>>,
-    scope: Option<String>,
+    path: Option<Path<String>>,
     headers: HeaderMap,
 ) -> Response {
+    let scope = path.map(|p| p.0);
     let principal = match edge(&st, scope.as_deref(), &headers, peer.as_ref().map(|p| &p.0)).await {
         Ok((_, p)) => p,
         Err(r) => return r,

@@ -81,6 +81,28 @@ pub struct UpstreamInfo {
     pub instructions: Option<String>,
 }
 
+impl UpstreamInfo {
+    /// From an `initialize` or `server/discover` result; `server_info_at` is where that
+    /// result keeps the server's identity (a JSON pointer).
+    fn from_result(version: ProtocolVersion, result: &Value, server_info_at: &str) -> UpstreamInfo {
+        UpstreamInfo {
+            version,
+            capabilities: result
+                .get("capabilities")
+                .cloned()
+                .unwrap_or_else(|| json!({})),
+            server_info: result
+                .pointer(server_info_at)
+                .cloned()
+                .unwrap_or_else(|| json!({})),
+            instructions: result
+                .get("instructions")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        }
+    }
+}
+
 /// Server-to-client requests waiting for a client's answer, across all upstreams. Client
 /// answers carry the gateway's id; this maps it back to the upstream and its own id.
 #[derive(Debug, Default)]
@@ -517,21 +539,7 @@ impl Upstream {
                 }
                 self.send(Notification::new(method::INITIALIZED, None).into())
                     .await?;
-                UpstreamInfo {
-                    version,
-                    capabilities: result
-                        .get("capabilities")
-                        .cloned()
-                        .unwrap_or_else(|| json!({})),
-                    server_info: result
-                        .get("serverInfo")
-                        .cloned()
-                        .unwrap_or_else(|| json!({})),
-                    instructions: result
-                        .get("instructions")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned),
-                }
+                UpstreamInfo::from_result(version, &result, "/serverInfo")
             }
             // A server without the handshake names the stateless versions it speaks.
             Err(e) if e.code == code::UNSUPPORTED_PROTOCOL_VERSION && names_stateless(&e) => {
@@ -577,21 +585,11 @@ impl Upstream {
                 "server/discover names no version Gatehouse speaks".into(),
             ));
         }
-        Ok(UpstreamInfo {
+        Ok(UpstreamInfo::from_result(
             version,
-            capabilities: result
-                .get("capabilities")
-                .cloned()
-                .unwrap_or_else(|| json!({})),
-            server_info: result
-                .pointer("/_meta/io.modelcontextprotocol~1serverInfo")
-                .cloned()
-                .unwrap_or_else(|| json!({})),
-            instructions: result
-                .get("instructions")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-        })
+            &result,
+            "/_meta/io.modelcontextprotocol~1serverInfo",
+        ))
     }
 
     fn emit(&self, ev: UpstreamEvent) {
