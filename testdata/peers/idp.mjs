@@ -2,7 +2,7 @@
 // usage: node idp.mjs PORT KEY_TAG
 // Issues access tokens for the resource in $GATEWAY_RESOURCE through client credentials:
 // JWTs signed RS256 (svc-reporting, svc-other-tenant) or ES256 (svc-es256), and opaque
-// tokens for introspection (svc-opaque); svc-short's tokens live 2 s. KEY_TAG names the signing keys' kids, so starting
+// tokens for introspection (svc-opaque); svc-short's tokens live 4 s. KEY_TAG names the signing keys' kids, so starting
 // it again with another tag rotates the keys.
 import { generateKeyPairSync } from "node:crypto";
 import Provider from "oidc-provider";
@@ -58,7 +58,7 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
       getResourceServerInfo: (_ctx, res, client) => ({
         scope: "mcp:tools mcp:admin",
         audience: res,
-        accessTokenTTL: client.clientId === "svc-short" ? 2 : 300,
+        accessTokenTTL: client.clientId === "svc-short" ? 4 : 300,
         accessTokenFormat: client.clientId === "svc-opaque" ? "opaque" : "jwt",
         jwt: { sign: { alg: client.clientId === "svc-es256" ? "ES256" : "RS256" } },
       }),

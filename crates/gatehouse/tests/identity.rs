@@ -303,10 +303,10 @@ async fn attacks_on_tokens_and_sessions_are_refused() {
     let globex = idp.token("svc-other-tenant", "mcp:tools", None).await;
     refused(&init(&gw.mcp(), &globex).await, "other tenant");
 
-    // Expired (2 s tokens, no skew allowed in this config).
+    // Expired (4 s tokens, no skew allowed in this config).
     let short = idp.token("svc-short", "mcp:tools", None).await;
     assert_eq!(init(&gw.mcp(), &short).await.status, StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    tokio::time::sleep(Duration::from_millis(5100)).await;
     refused(&init(&gw.mcp(), &short).await, "expired");
 
     // Session hijack: a valid session id presented with another principal's token.

@@ -163,10 +163,10 @@ async fn api_keys_scoped_bound_revocable_and_rotatable() {
 
     // Rotation: both keys work during the overlap, the old one stops after it.
     let id = key.split('_').nth(1).expect("id").to_owned();
-    let new_key = cli(&dir, &["rotate", &id, "--overlap", "2s"]).await;
+    let new_key = cli(&dir, &["rotate", &id, "--overlap", "5s"]).await;
     assert!(open(&gw.mcp(), &new_key, "reporting").await.0.status == StatusCode::OK);
     assert!(open(&gw.mcp(), &key, "reporting").await.0.status == StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(5500)).await;
     assert_eq!(
         open(&gw.mcp(), &key, "reporting").await.0.status,
         StatusCode::UNAUTHORIZED
@@ -209,6 +209,9 @@ async fn api_keys_scoped_bound_revocable_and_rotatable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_keys_and_wrong_config_are_refused() {
     let dir = workspace();
+    // The gateway first, so the key's short life is not spent waiting for it to start.
+    let cfg = gatehouse_proxy::Config::load(&dir.join("gatehouse.yaml")).expect("config");
+    let gw = start_gateway_with(cfg, true).await;
     let key = cli(
         &dir,
         &[
@@ -218,17 +221,15 @@ async fn expired_keys_and_wrong_config_are_refused() {
             "--app",
             "batch",
             "--expires",
-            "1s",
+            "5s",
         ],
     )
     .await;
-    let cfg = gatehouse_proxy::Config::load(&dir.join("gatehouse.yaml")).expect("config");
-    let gw = start_gateway_with(cfg, true).await;
     assert_eq!(
         open(&gw.mcp(), &key, "batch").await.0.status,
         StatusCode::OK
     );
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(5500)).await;
     assert_eq!(
         open(&gw.mcp(), &key, "batch").await.0.status,
         StatusCode::UNAUTHORIZED
