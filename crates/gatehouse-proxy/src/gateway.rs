@@ -10,7 +10,7 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use gatehouse_auth::{ApiKeys, Authenticator, Principal};
 use gatehouse_protocol::{Id, Message, Notification, ProtocolVersion, Request, method};
-use gatehouse_store::SqliteKeyStore;
+use gatehouse_store::{DirectoryStore, SqliteDirectory, SqliteKeyStore};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -61,6 +61,28 @@ impl KeysState {
     }
 }
 
+/// The SCIM directory as configured at start.
+enum DirectoryState {
+    Off,
+    Ready(Arc<dyn DirectoryStore>),
+    Broken(String),
+}
+
+impl DirectoryState {
+    fn open(cfg: &Config) -> DirectoryState {
+        if cfg.scim_token.is_none() {
+            return DirectoryState::Off;
+        }
+        match SqliteDirectory::open(&cfg.store_path) {
+            Ok(d) => DirectoryState::Ready(Arc::new(d)),
+            Err(e) => {
+                tracing::error!(path = %cfg.store_path.display(), error = %e, "directory store unavailable: every caller will be refused");
+                DirectoryState::Broken(e.to_string())
+            }
+        }
+    }
+}
+
 pub struct Gateway {
     config: ArcSwap<Config>,
     upstreams: ArcSwap<BTreeMap<String, Arc<Upstream>>>,
@@ -76,6 +98,7 @@ pub struct Gateway {
     next_correlation: AtomicU64,
     authenticator: ArcSwapOption<Authenticator>,
     api_keys: KeysState,
+    directory: DirectoryState,
     anonymous: Arc<Principal>,
     correlation_prefix: u32,
 }
@@ -109,6 +132,7 @@ impl Gateway {
                     .map(|a| Arc::new(Authenticator::new(a.issuers.clone()))),
             ),
             api_keys: KeysState::open(&config),
+            directory: DirectoryState::open(&config),
             anonymous: Arc::new(Principal::anonymous()),
             correlation_prefix: u32::from_be_bytes(random_bytes::<4>()),
         });
@@ -129,6 +153,16 @@ impl Gateway {
             KeysState::Off => Ok(None),
             KeysState::Ready(k) => Ok(Some(k)),
             KeysState::Broken(e) => Err(e.clone()),
+        }
+    }
+
+    /// The directory (SCIM): `Ok(None)` when not configured; an error when configured but
+    /// unreadable (then every caller is refused: nobody can be shown not deprovisioned).
+    pub fn directory(&self) -> Result<Option<Arc<dyn DirectoryStore>>, String> {
+        match &self.directory {
+            DirectoryState::Off => Ok(None),
+            DirectoryState::Ready(d) => Ok(Some(d.clone())),
+            DirectoryState::Broken(e) => Err(e.clone()),
         }
     }
 

@@ -9,6 +9,7 @@ pub mod hub;
 pub mod metrics;
 pub mod pipeline;
 pub mod reload;
+mod scim;
 pub mod session;
 pub mod tls;
 pub mod upstream;

@@ -104,6 +104,33 @@ pub async fn authenticate(
     if cfg.dev_mode {
         return Ok(gw.anonymous());
     }
+    let principal = identify(gw, cfg, authorization, peer).await?;
+    // A person or service the directory deprovisioned is refused whatever they present:
+    // token, open session, API key or certificate.
+    let subject = principal
+        .id
+        .split_once('/')
+        .map_or(principal.id.as_str(), |(_, s)| s);
+    let gone = match gw.directory() {
+        Ok(None) => false,
+        Ok(Some(d)) => d
+            .is_deprovisioned(subject)
+            .map_err(|e| AuthError::Unavailable(e.to_string()))?,
+        Err(e) => return Err(AuthError::Unavailable(e).into()),
+    };
+    if gone {
+        tracing::warn!(target: "gatehouse::audit", principal = %principal.id, "deprovisioned principal refused");
+        return Err(AuthError::Inactive.into());
+    }
+    Ok(principal)
+}
+
+async fn identify(
+    gw: &Gateway,
+    cfg: &Config,
+    authorization: Option<&str>,
+    peer: Option<&PeerIdentity>,
+) -> Result<Arc<Principal>, AuthFailure> {
     // A verified client certificate that a rule maps stands for the caller when no token
     // is presented; a presented token always decides.
     if authorization.is_none()

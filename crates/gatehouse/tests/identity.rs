@@ -577,3 +577,177 @@ async fn upstreams_get_the_gateways_own_client_credentials_token() {
     let _ = std::fs::remove_file(&secret);
     drop(idp);
 }
+
+async fn scim(
+    base: &str,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut rb = reqwest::Client::new()
+        .request(method, format!("{base}/scim/v2{path}"))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        rb = rb
+            .header("content-type", "application/scim+json")
+            .body(b.to_string());
+    }
+    let resp = rb.send().await.expect("scim");
+    let status = resp.status();
+    let text = resp.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deprovisioned_user_is_refused_mid_session_with_every_credential() {
+    let gw_port = free_port();
+    let resource = format!("http://127.0.0.1:{gw_port}/mcp");
+    let idp = Idp::start(free_port(), &resource, "a").await;
+    let dir = std::env::temp_dir().join(format!("gatehouse-scim-{gw_port}"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("scim-token"), "scim-s3cret\n").expect("write");
+    let pepper = "cGVwcGVyLWZvci10aGUta2V5LXRlc3RzLTMyLWJ5dGVzLWxvbmc=";
+    let yaml = format!(
+        "{}scim:\n  token: \"file:{}\"\napi_keys:\n  pepper: \"{pepper}\"\nstore:\n  sqlite: {}\n",
+        config(&idp, true),
+        dir.join("scim-token").display(),
+        dir.join("gatehouse.db").display()
+    );
+    let cfg = gatehouse_proxy::Config::from_yaml(&yaml, &|_| None).expect("config");
+    let gw = start_gateway_at(cfg, gw_port, true).await;
+
+    // The SCIM client must present the configured token.
+    assert_eq!(
+        scim(
+            &gw.base,
+            "wrong",
+            reqwest::Method::GET,
+            "/Users?filter=userName%20eq%20%22x%22",
+            None
+        )
+        .await
+        .0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (st, created) = scim(&gw.base, "scim-s3cret", reqwest::Method::POST, "/Users",
+        Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "svc-reporting", "externalId": "oid-123", "active": true}))).await;
+    assert_eq!(st, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let (st, dup) = scim(
+        &gw.base,
+        "scim-s3cret",
+        reqwest::Method::POST,
+        "/Users",
+        Some(json!({"userName": "svc-reporting"})),
+    )
+    .await;
+    assert_eq!(
+        (st, dup["scimType"].as_str()),
+        (StatusCode::CONFLICT, Some("uniqueness"))
+    );
+    let (_, found) = scim(
+        &gw.base,
+        "scim-s3cret",
+        reqwest::Method::GET,
+        "/Users?filter=userName%20eq%20%22svc-reporting%22",
+        None,
+    )
+    .await;
+    assert_eq!(found["totalResults"], 1);
+
+    // The user works: a session with a JWT, and an API key of theirs.
+    let token = idp.token("svc-reporting", "mcp:tools", None).await;
+    let session = connect(&gw.mcp(), &token).await;
+    session
+        .call("demo__search_files", json!({"query": "vpn"}))
+        .await;
+    let store = gatehouse_store::SqliteKeyStore::open(&dir.join("gatehouse.db")).expect("store");
+    let keys = gatehouse_auth::ApiKeys::new(&base64_decode(pepper), std::sync::Arc::new(store));
+    let spec = gatehouse_auth::KeySpec {
+        principal: "svc-reporting".into(),
+        app: "reporting".into(),
+        ..Default::default()
+    };
+    let key = keys.create(&spec, 1, None).expect("key").key;
+    let key_client = || {
+        let mut c = with_token(&Mcp::new(&gw.mcp()), &key);
+        c.session = None;
+        c
+    };
+    let open_with_key = |c: Mcp| async move {
+        c.post(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "reporting", "version": "1"}}})).await.status
+    };
+    assert_eq!(open_with_key(key_client()).await, StatusCode::OK);
+    let bystander = connect(&gw.mcp(), &idp.token("svc-es256", "mcp:tools", None).await).await;
+
+    // Deprovisioned (as Entra sends it: a PATCH with the string "False"): refused on the
+    // very next request, in the open session, with a new session, and with the API key.
+    let (st, _) = scim(&gw.base, "scim-s3cret", reqwest::Method::PATCH, &format!("/Users/{id}"),
+        Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "Replace", "path": "active", "value": "False"}]}))).await;
+    assert_eq!(st, StatusCode::OK);
+    let r = session
+        .request(
+            "tools/call",
+            json!({"name": "demo__search_files", "arguments": {"query": "vpn"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "mid-session");
+    assert_eq!(
+        init(&gw.mcp(), &token).await.status,
+        StatusCode::UNAUTHORIZED,
+        "new session"
+    );
+    assert_eq!(
+        open_with_key(key_client()).await,
+        StatusCode::UNAUTHORIZED,
+        "API key"
+    );
+    bystander
+        .call("demo__search_files", json!({"query": "vpn"}))
+        .await;
+
+    // Reactivated, then deleted.
+    scim(
+        &gw.base,
+        "scim-s3cret",
+        reqwest::Method::PATCH,
+        &format!("/Users/{id}"),
+        Some(json!({"Operations": [{"op": "replace", "value": {"active": true}}]})),
+    )
+    .await;
+    assert_eq!(init(&gw.mcp(), &token).await.status, StatusCode::OK);
+    let (st, _) = scim(
+        &gw.base,
+        "scim-s3cret",
+        reqwest::Method::DELETE,
+        &format!("/Users/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    assert_eq!(
+        init(&gw.mcp(), &token).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        scim(
+            &gw.base,
+            "scim-s3cret",
+            reqwest::Method::GET,
+            &format!("/Users/{id}"),
+            None
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(idp);
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .expect("base64")
+}

@@ -55,6 +55,8 @@ pub struct Config {
     /// The SQLite database (API keys; later audit, approvals, pins).
     pub store_path: PathBuf,
     pub tls: Option<TlsSettings>,
+    /// Enables SCIM: the token the directory's SCIM client must present.
+    pub scim_token: Option<gatehouse_auth::SecretRef>,
 }
 
 /// The HTTPS listener.
@@ -533,7 +535,16 @@ impl RawConfig {
 
         let tls = self.tls.map(validate_tls).transpose()?;
 
+        let scim_token = self
+            .scim
+            .map(|s| {
+                gatehouse_auth::SecretRef::parse(&s.token)
+                    .map_err(|e| ConfigError::at("scim.token", e))
+            })
+            .transpose()?;
+
         Ok(Config {
+            scim_token,
             tls,
             auth,
             api_key_pepper,

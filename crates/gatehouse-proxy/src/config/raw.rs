@@ -44,6 +44,16 @@ pub struct RawConfig {
     pub store: RawStore,
     /// Serve HTTPS (and optionally verify client certificates) instead of plain HTTP.
     pub tls: Option<RawTls>,
+    /// SCIM 2.0 provisioning at `/scim/v2` (deprovisioned users are refused).
+    pub scim: Option<RawScim>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawScim {
+    /// The bearer token the identity provider's SCIM client presents: a reference
+    /// (`env:NAME` or `file:/path`), read at each request.
+    pub token: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]

@@ -70,7 +70,11 @@ pub fn router(gw: Arc<Gateway>, prometheus: Option<PrometheusHandle>) -> Router 
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
-        .with_state(AppState { gw, prometheus })
+        .with_state(AppState {
+            gw: gw.clone(),
+            prometheus,
+        })
+        .merge(crate::scim::router(gw))
 }
 
 // ---- edge errors ---------------------------------------------------------------------

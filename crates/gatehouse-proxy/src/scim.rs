@@ -1,0 +1,384 @@
+//! SCIM 2.0 (RFC 7643/7644) `Users` for the organisation's directory (Entra ID, Okta…):
+//! provisioning, and above all deprovisioning — a user set `active: false` or deleted is
+//! refused on their next request, whatever token, session or API key they hold.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use gatehouse_store::{DirectoryStore, DirectoryUser};
+use http::{HeaderMap, StatusCode, header};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::gateway::Gateway;
+use crate::session::{now_secs, random_bytes};
+
+const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const LIST: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+const MAX_BODY: usize = 256 * 1024;
+
+fn scim(status: StatusCode, body: Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/scim+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn error(status: StatusCode, detail: &str, scim_type: Option<&str>) -> Response {
+    let mut e =
+        json!({"schemas": [ERROR], "status": status.as_u16().to_string(), "detail": detail});
+    if let Some(t) = scim_type {
+        e["scimType"] = json!(t);
+    }
+    scim(status, e)
+}
+
+fn resource(u: &DirectoryUser) -> Value {
+    let mut v = json!({"schemas": [USER], "id": u.id, "userName": u.user_name, "active": u.active,
+        "meta": {"resourceType": "User", "location": format!("/scim/v2/Users/{}", u.id)}});
+    if let Some(e) = &u.external_id {
+        v["externalId"] = json!(e);
+    }
+    v
+}
+
+/// The SCIM client (the identity provider) authenticates with the configured bearer token,
+/// compared in constant time; the secret is read at each request so rotation needs no restart.
+#[allow(clippy::result_large_err)]
+fn check(gw: &Gateway, headers: &HeaderMap) -> Result<Arc<dyn DirectoryStore>, Response> {
+    let not_found = || StatusCode::NOT_FOUND.into_response();
+    let cfg = gw.config();
+    let Some(secret) = cfg.scim_token.as_ref() else {
+        return Err(not_found());
+    };
+    let dir = match gw.directory() {
+        Ok(Some(d)) => d,
+        Ok(None) => return Err(not_found()),
+        Err(_) => {
+            return Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "directory store unavailable",
+                None,
+            ));
+        }
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .unwrap_or("");
+    let expected = secret.resolve().map_err(|_| {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SCIM secret unavailable",
+            None,
+        )
+    })?;
+    let ok = !presented.is_empty()
+        && aws_lc_rs::constant_time::verify_slices_are_equal(
+            presented.as_bytes(),
+            expected.as_bytes(),
+        )
+        .is_ok();
+    if !ok {
+        tracing::warn!(target: "gatehouse::audit", "SCIM request with a wrong token refused");
+        return Err(error(StatusCode::UNAUTHORIZED, "unauthorized", None));
+    }
+    Ok(dir)
+}
+
+async fn body_json(body: Body) -> Result<Value, Response> {
+    let bytes = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| error(StatusCode::PAYLOAD_TOO_LARGE, "body too large", None))?;
+    serde_json::from_slice(&bytes).map_err(|_| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "body is not JSON",
+            Some("invalidSyntax"),
+        )
+    })
+}
+
+/// SCIM booleans arrive as JSON booleans or, from some providers, as "True"/"False".
+fn as_bool(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    }
+}
+
+fn audit_change(u: &DirectoryUser, what: &str) {
+    tracing::info!(target: "gatehouse::audit", user = %u.user_name, id = %u.id, active = u.active, what, "directory change");
+}
+
+pub(crate) async fn create(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let dir = match check(&gw, &headers) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let v = match body_json(body).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Some(user_name) = v
+        .get("userName")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "userName is required",
+            Some("invalidValue"),
+        );
+    };
+    match dir.find_by_user_name(user_name) {
+        Ok(Some(_)) => return error(StatusCode::CONFLICT, "userName exists", Some("uniqueness")),
+        Ok(None) => {}
+        Err(_) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "directory store unavailable",
+                None,
+            );
+        }
+    }
+    let u = DirectoryUser {
+        id: random_bytes::<16>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        user_name: user_name.to_owned(),
+        external_id: v
+            .get("externalId")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        active: v.get("active").and_then(as_bool).unwrap_or(true),
+        updated_at: now_secs(),
+    };
+    if dir.put(&u).is_err() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "directory store unavailable",
+            None,
+        );
+    }
+    audit_change(&u, "provisioned");
+    scim(StatusCode::CREATED, resource(&u))
+}
+
+pub(crate) async fn get(
+    State(gw): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let dir = match check(&gw, &headers) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    match dir.get(&id) {
+        Ok(Some(u)) => scim(StatusCode::OK, resource(&u)),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such user", None),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "directory store unavailable",
+            None,
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ListQuery {
+    filter: Option<String>,
+}
+
+/// Only `userName eq "…"` is supported: what provisioning clients use to look a user up.
+pub(crate) async fn list(
+    State(gw): State<Arc<Gateway>>,
+    Query(q): Query<ListQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let dir = match check(&gw, &headers) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let Some(filter) = q.filter else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "a filter `userName eq \"…\"` is required",
+            Some("invalidFilter"),
+        );
+    };
+    let name = filter
+        .trim()
+        .strip_prefix("userName eq ")
+        .map(|v| v.trim().trim_matches('"'))
+        .filter(|v| !v.is_empty());
+    let Some(name) = name else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "only `userName eq \"…\"` filters are supported",
+            Some("invalidFilter"),
+        );
+    };
+    let found: Vec<Value> = match dir.find_by_user_name(name) {
+        Ok(u) => u.iter().map(resource).collect(),
+        Err(_) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "directory store unavailable",
+                None,
+            );
+        }
+    };
+    scim(
+        StatusCode::OK,
+        json!({"schemas": [LIST], "totalResults": found.len(), "startIndex": 1, "itemsPerPage": found.len(), "Resources": found}),
+    )
+}
+
+pub(crate) async fn replace(
+    State(gw): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    update(gw, id, headers, body, false).await
+}
+
+pub(crate) async fn patch(
+    State(gw): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    update(gw, id, headers, body, true).await
+}
+
+async fn update(
+    gw: Arc<Gateway>,
+    id: String,
+    headers: HeaderMap,
+    body: Body,
+    is_patch: bool,
+) -> Response {
+    let dir = match check(&gw, &headers) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let v = match body_json(body).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let mut u = match dir.get(&id) {
+        Ok(Some(u)) => u,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "no such user", None),
+        Err(_) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "directory store unavailable",
+                None,
+            );
+        }
+    };
+    let apply = |u: &mut DirectoryUser, attrs: &Value| {
+        if let Some(a) = attrs.get("active").and_then(as_bool) {
+            u.active = a;
+        }
+        if let Some(n) = attrs.get("userName").and_then(Value::as_str) {
+            u.user_name = n.to_owned();
+        }
+        if let Some(e) = attrs.get("externalId").and_then(Value::as_str) {
+            u.external_id = Some(e.to_owned());
+        }
+    };
+    if is_patch {
+        let Some(ops) = v.get("Operations").and_then(Value::as_array) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Operations is required",
+                Some("invalidSyntax"),
+            );
+        };
+        for op in ops {
+            let kind = op
+                .get("op")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            if kind != "replace" && kind != "add" {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "only replace and add operations are supported",
+                    Some("invalidSyntax"),
+                );
+            }
+            let value = op.get("value").cloned().unwrap_or(Value::Null);
+            match op.get("path").and_then(Value::as_str) {
+                Some(path) => apply(&mut u, &json!({ path: value })),
+                None => apply(&mut u, &value),
+            }
+        }
+    } else {
+        apply(&mut u, &v);
+    }
+    u.updated_at = now_secs();
+    if dir.put(&u).is_err() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "directory store unavailable",
+            None,
+        );
+    }
+    audit_change(&u, if u.active { "updated" } else { "deprovisioned" });
+    scim(StatusCode::OK, resource(&u))
+}
+
+pub(crate) async fn delete(
+    State(gw): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let dir = match check(&gw, &headers) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    match dir.delete(&id, now_secs()) {
+        Ok(true) => {
+            tracing::info!(target: "gatehouse::audit", id = %id, "directory change: deleted (deprovisioned)");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(false) => error(StatusCode::NOT_FOUND, "no such user", None),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "directory store unavailable",
+            None,
+        ),
+    }
+}
+
+/// Routes, on the gateway's listener under `/scim/v2`.
+pub(crate) fn router(gw: Arc<Gateway>) -> axum::Router {
+    use axum::routing::get as get_route;
+    axum::Router::new()
+        .route("/scim/v2/Users", get_route(list).post(create))
+        .route(
+            "/scim/v2/Users/{id}",
+            get_route(get).put(replace).patch(patch).delete(delete),
+        )
+        .with_state(gw)
+}
