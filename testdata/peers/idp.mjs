@@ -3,7 +3,8 @@
 // Issues access tokens for the resource in $GATEWAY_RESOURCE through client credentials:
 // JWTs signed RS256 (svc-reporting, svc-other-tenant) or ES256 (svc-es256), and opaque
 // tokens for introspection (svc-opaque); svc-short's tokens live 4 s. KEY_TAG names the signing keys' kids, so starting
-// it again with another tag rotates the keys.
+// it again with another tag rotates the keys. Users log in through the development
+// login form (any name) for authorization code + PKCE.
 import { generateKeyPairSync } from "node:crypto";
 import Provider from "oidc-provider";
 
@@ -47,7 +48,10 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
   jwks: { keys: [rsa, ec] },
   scopes: ["mcp:tools", "mcp:admin"],
   features: {
-    devInteractions: { enabled: false },
+    // Login and consent pages a test can answer over HTTP, and open dynamic client
+    // registration, so SDK clients can run authorization code + PKCE without a browser.
+    devInteractions: { enabled: true },
+    registration: { enabled: true },
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
     revocation: { enabled: true },
@@ -64,6 +68,8 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
       }),
     },
   },
-  extraTokenClaims: (_ctx, token) => directory[token.clientId],
+  // Service clients by id; users who logged in belong to tenant acme.
+  extraTokenClaims: (_ctx, token) =>
+    directory[token.clientId] ?? (token.accountId ? { tid: "acme", groups: ["analyst"] } : undefined),
 });
 provider.listen(Number(port), "127.0.0.1", () => console.error(`idp listening on ${port}`));

@@ -751,3 +751,36 @@ fn base64_decode(s: &str) -> Vec<u8> {
         .decode(s)
         .expect("base64")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_python_sdk_client_completes_the_oauth_flow() {
+    // The SDK finds the protected-resource metadata from the gateway's 401, registers
+    // itself at the IdP, runs authorization code + PKCE with the gateway as resource, and
+    // calls a tool with the token; the IdP's login and consent pages are answered over HTTP.
+    let (idp, gw) = setup().await;
+    for (mode, protocol) in [("auto", "2026-07-28"), ("legacy", "2025-11-25")] {
+        let out = run_ok(
+            Command::new(python())
+                .arg(repo().join("testdata/clients/py_oauth_client.py"))
+                .args([&gw.mcp(), mode, "demo__search_files", r#"{"query":"vpn"}"#]),
+            120,
+        )
+        .await;
+        let v = last_json(&out);
+        assert_eq!(v["protocol"], protocol);
+        assert_eq!(
+            v["aud"],
+            idp.resource.as_str(),
+            "a token for this gateway (RFC 8707)"
+        );
+        assert_eq!(v["sub"], "alice", "the user who logged in");
+        assert!(
+            v["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap_or("")
+                .contains("vpn.md"),
+            "{v}"
+        );
+    }
+    drop(idp);
+}
