@@ -341,3 +341,80 @@ async fn required_client_auth_and_certificate_reload() {
     assert_eq!(r.status(), StatusCode::OK);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstreams_over_mtls_with_a_pinned_ca() {
+    let dir = pki().await;
+    leaf(
+        &dir,
+        "ca",
+        "gateway-a",
+        "URI:spiffe://acme/ns/prod/sa/gateway-a",
+        "clientAuth",
+    )
+    .await;
+    // Gateway B: HTTPS, client certificates required; the first gateway's certificate maps.
+    let yaml = format!(
+        "tls:\n  cert: live.pem\n  key: live.key\n  client_ca: ca.pem\n  client_auth: required\n  client_principals:\n    - san_uri: spiffe://acme/ns/prod/sa/gateway-a\n      principal: gateway-a\nupstreams:\n  demo:\n    command: {}\n    args: [demo-server]\n",
+        gatehouse_bin()
+    );
+    std::fs::write(dir.join("b.yaml"), yaml).expect("write");
+    let (b_base, _b) =
+        start(gatehouse_proxy::Config::load(&dir.join("b.yaml")).expect("config")).await;
+
+    let front = |tls: &str| {
+        let yaml =
+            format!("dev_mode: true\nupstreams:\n  b:\n    url: {b_base}/mcp\n    tls:\n{tls}");
+        std::fs::write(dir.join("a.yaml"), yaml).expect("write");
+        gatehouse_proxy::Config::load(&dir.join("a.yaml"))
+    };
+    // Pinned CA and the gateway's own certificate: works end to end.
+    let cfg = front(
+        "      ca: ca.pem\n      client_cert: gateway-a.pem\n      client_key: gateway-a.key\n",
+    )
+    .expect("config");
+    let a = start_gateway_with(cfg, true).await;
+    let c = Mcp::connect(&a.mcp(), "2025-11-25").await;
+    let r = c
+        .call("b__demo__search_files", json!({"query": "vpn"}))
+        .await;
+    assert!(
+        r["content"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("vpn.md"),
+        "{r}"
+    );
+
+    // The wrong CA pinned, or no client certificate: the upstream never connects.
+    for tls in [
+        "      ca: rogue-ca.pem\n      client_cert: gateway-a.pem\n      client_key: gateway-a.key\n",
+        "      ca: ca.pem\n",
+    ] {
+        let a = start_gateway_with(front(tls).expect("config"), false).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(a.gw.not_ready(), vec!["b".to_owned()], "{tls}");
+        let c = Mcp::connect(&a.mcp(), "2025-11-25").await;
+        assert_eq!(
+            c.call("b__demo__search_files", json!({"query": "vpn"}))
+                .await["isError"],
+            true
+        );
+    }
+
+    // Mistakes are config errors, found before anything runs.
+    assert!(front("      ca: missing.pem\n").is_err());
+    assert!(
+        front("      client_cert: gateway-a.pem\n").is_err(),
+        "a certificate needs its key"
+    );
+    let plain = "dev_mode: true\nupstreams:\n  b:\n    url: http://127.0.0.1:1/mcp\n    tls: {ca: ca.pem}\n";
+    std::fs::write(dir.join("p.yaml"), plain).expect("write");
+    assert_eq!(
+        gatehouse_proxy::Config::load(&dir.join("p.yaml"))
+            .expect_err("http")
+            .location,
+        "upstreams.b.tls"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

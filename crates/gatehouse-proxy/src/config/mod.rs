@@ -15,7 +15,7 @@ use gatehouse_protocol::Limits;
 pub use raw::{
     RawApiKeys, RawAuth, RawCertRule, RawClaims, RawClientAuth, RawConfig, RawFederation,
     RawIntrospection, RawIssuer, RawLimits, RawLogFormat, RawLogging, RawSession, RawStore, RawTls,
-    RawTransportKind, RawUpstream, RawVirtualServer,
+    RawTransportKind, RawUpstream, RawUpstreamTls, RawVirtualServer,
 };
 
 /// A config problem, with where it is (a YAML location or a field path).
@@ -122,12 +122,54 @@ pub enum TransportSpec {
         url: reqwest::Url,
         headers: Vec<(String, String)>,
         credential: Option<gatehouse_auth::ClientCredentialsConfig>,
+        tls: Option<UpstreamTls>,
     },
     Sse {
         url: reqwest::Url,
         headers: Vec<(String, String)>,
         credential: Option<gatehouse_auth::ClientCredentialsConfig>,
+        tls: Option<UpstreamTls>,
     },
+}
+
+/// TLS material for one upstream, read and checked when the config is loaded.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// PEM of the only CA(s) trusted for this upstream.
+    pub ca_pem: Option<Vec<u8>>,
+    /// PEM of the client certificate followed by its key.
+    pub identity_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTls")
+            .field("ca", &self.ca_pem.is_some())
+            .field("client_cert", &self.identity_pem.is_some())
+            .finish()
+    }
+}
+
+impl UpstreamTls {
+    /// An HTTP client that trusts only the pinned CA (when set) and presents the client
+    /// certificate (when set). Certificates are always verified.
+    pub fn client(
+        &self,
+        builder: reqwest::ClientBuilder,
+    ) -> Result<reqwest::ClientBuilder, String> {
+        let mut b = builder;
+        if let Some(ca) = &self.ca_pem {
+            let certs =
+                reqwest::Certificate::from_pem_bundle(ca).map_err(|e| format!("CA: {e}"))?;
+            b = b.tls_certs_only(certs);
+        }
+        if let Some(id) = &self.identity_pem {
+            b = b.identity(
+                reqwest::Identity::from_pem(id).map_err(|e| format!("client certificate: {e}"))?,
+            );
+        }
+        Ok(b)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,7 +186,11 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::at(path.display().to_string(), e.to_string()))?;
-        let mut cfg = Self::from_yaml(&text, &|k| std::env::var(k).ok())?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let mut cfg = Self::from_yaml_in(&text, &|k| std::env::var(k).ok(), base)?;
         // Relative paths are relative to the config file, not the working directory.
         if let Some(dir) = path.parent() {
             let fix = |p: &mut PathBuf| {
@@ -169,6 +215,15 @@ impl Config {
         text: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
+        Self::from_yaml_in(text, env, Path::new("."))
+    }
+
+    /// Parses YAML text whose relative file paths are relative to `base`.
+    pub fn from_yaml_in(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+        base: &Path,
+    ) -> Result<Config, ConfigError> {
         let text = substitute_env(text, env)?;
         let raw: RawConfig = yaml_serde::from_str(&text).map_err(|e| {
             let loc = e
@@ -177,7 +232,7 @@ impl Config {
                 .unwrap_or_else(|| "config".to_owned());
             ConfigError::at(loc, e.to_string())
         })?;
-        raw.validate(env)
+        raw.validate_in(env, base)
     }
 }
 
@@ -237,6 +292,15 @@ fn is_loopback(addr: &SocketAddr) -> bool {
 impl RawConfig {
     /// Checks everything that can be checked offline and builds the runtime config.
     pub fn validate(self, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        self.validate_in(env, Path::new("."))
+    }
+
+    /// Like [`RawConfig::validate`], with relative file paths relative to `base`.
+    pub fn validate_in(
+        self,
+        env: &dyn Fn(&str) -> Option<String>,
+        base: &Path,
+    ) -> Result<Config, ConfigError> {
         let listen_s = self.listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
         let listen: SocketAddr = listen_s.parse().map_err(|_| {
             ConfigError::at(
@@ -359,6 +423,7 @@ impl RawConfig {
                     if u.transport.is_some()
                         || !u.headers.is_empty()
                         || u.client_credentials.is_some()
+                        || u.tls.is_some()
                     {
                         return Err(ConfigError::at(
                             at,
@@ -438,16 +503,28 @@ impl RawConfig {
                             })
                         }
                     };
+                    let tls = u
+                        .tls
+                        .map(|t| upstream_tls(&format!("{at}.tls"), t, base))
+                        .transpose()?;
+                    if tls.is_some() && url.scheme() != "https" {
+                        return Err(ConfigError::at(
+                            format!("{at}.tls"),
+                            "tls needs an https:// url",
+                        ));
+                    }
                     match u.transport.unwrap_or(RawTransportKind::StreamableHttp) {
                         RawTransportKind::StreamableHttp => TransportSpec::StreamableHttp {
                             url,
                             headers,
                             credential,
+                            tls,
                         },
                         RawTransportKind::Sse => TransportSpec::Sse {
                             url,
                             headers,
                             credential,
+                            tls,
                         },
                     }
                 }
@@ -562,6 +639,39 @@ impl RawConfig {
             log_level: self.logging.level.unwrap_or_else(|| "info".to_owned()),
         })
     }
+}
+
+/// Reads an upstream's TLS files now, so `gatehouse check` and reload catch a bad one.
+fn upstream_tls(at: &str, t: RawUpstreamTls, base: &Path) -> Result<UpstreamTls, ConfigError> {
+    let read = |field: &str, p: &str| {
+        std::fs::read(base.join(p))
+            .map_err(|e| ConfigError::at(format!("{at}.{field}"), format!("{p}: {e}")))
+    };
+    let ca_pem = t.ca.as_deref().map(|p| read("ca", p)).transpose()?;
+    let identity_pem = match (t.client_cert.as_deref(), t.client_key.as_deref()) {
+        (None, None) => None,
+        (Some(c), Some(k)) => {
+            let mut pem = read("client_cert", c)?;
+            pem.push(b'\n');
+            pem.extend(read("client_key", k)?);
+            Some(pem)
+        }
+        _ => {
+            return Err(ConfigError::at(
+                at,
+                "client_cert and client_key go together",
+            ));
+        }
+    };
+    let tls = UpstreamTls {
+        ca_pem,
+        identity_pem,
+    };
+    // Build a client once now: a certificate reqwest cannot use is a config error.
+    tls.client(reqwest::Client::builder())
+        .and_then(|b| b.build().map_err(|e| e.to_string()))
+        .map_err(|e| ConfigError::at(at, e))?;
+    Ok(tls)
 }
 
 fn validate_tls(t: RawTls) -> Result<TlsSettings, ConfigError> {

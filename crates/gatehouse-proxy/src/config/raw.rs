@@ -238,12 +238,25 @@ pub struct RawUpstream {
     /// Extra HTTP headers sent to an HTTP upstream (e.g. its own credential).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// TLS towards an HTTPS upstream: pin its CA and/or present a client certificate.
+    pub tls: Option<RawUpstreamTls>,
     /// The gateway's own OAuth client credentials for an HTTP upstream (never the client's
     /// token): a token is fetched, cached and sent as `Authorization: Bearer`.
     pub client_credentials: Option<RawClientCredentials>,
     /// Prefix for this upstream's tools and prompts. Default: the upstream's name.
     /// An empty string exposes names unprefixed (collisions are then refused).
     pub namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTls {
+    /// PEM CA bundle: only certificates chaining to it are trusted for this upstream
+    /// (instead of the system roots). Certificates are always verified.
+    pub ca: Option<String>,
+    /// PEM client certificate for mTLS to the upstream (with `client_key`).
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use gatehouse_auth::{ClientCredentials, ClientCredentialsConfig};
+
+use crate::config::UpstreamTls;
 use gatehouse_protocol::{
     Decoded, HEADER_MCP_METHOD, HEADER_MCP_NAME, HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID,
     Limits, META_PROTOCOL_VERSION, Message, ProtocolVersion, Request, SseDecoder, decode_body,
@@ -17,7 +19,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use super::{Backoff, Link, Shared, Upstream, UpstreamError, UpstreamEvent};
 
 pub(crate) struct HttpLink {
-    client: reqwest::Client,
+    client: Option<reqwest::Client>,
     /// Parsed once: parsing per request showed up in profiles.
     url: reqwest::Url,
     headers: HeaderMap,
@@ -41,13 +43,31 @@ pub(crate) async fn own_token(
     }
 }
 
-pub(crate) fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
+/// The HTTP client for one upstream. `None` when its TLS settings cannot be used: that
+/// upstream then fails every call rather than fall back to weaker verification.
+pub(crate) fn http_client(tls: Option<&UpstreamTls>) -> Option<reqwest::Client> {
+    let builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(90))
-        .redirect(reqwest::redirect::Policy::none())
+        .redirect(reqwest::redirect::Policy::none());
+    let builder = match tls {
+        Some(t) => t
+            .client(builder)
+            .map_err(|e| tracing::error!(error = %e, "upstream TLS settings unusable"))
+            .ok()?,
+        None => builder,
+    };
+    builder
         .build()
-        .unwrap_or_default()
+        .map_err(|e| tracing::error!(error = %e, "cannot build an HTTP client"))
+        .ok()
+}
+
+/// The client, or the error every call gets when it could not be built.
+pub(crate) fn usable(client: &Option<reqwest::Client>) -> Result<&reqwest::Client, UpstreamError> {
+    client
+        .as_ref()
+        .ok_or_else(|| UpstreamError::Transport("upstream TLS settings unusable".into()))
 }
 
 pub(crate) fn header_map(headers: &[(String, String)]) -> HeaderMap {
@@ -107,9 +127,10 @@ impl HttpLink {
         url: &reqwest::Url,
         headers: &[(String, String)],
         credential: Option<ClientCredentialsConfig>,
+        tls: Option<&UpstreamTls>,
     ) -> Self {
         Self {
-            client: http_client(),
+            client: http_client(tls),
             url: url.clone(),
             headers: header_map(headers),
             session: ArcSwapOption::empty(),
@@ -132,8 +153,7 @@ impl HttpLink {
         &self,
         method: reqwest::Method,
     ) -> Result<reqwest::RequestBuilder, UpstreamError> {
-        let mut rb = self
-            .client
+        let mut rb = usable(&self.client)?
             .request(method, self.url.clone())
             .headers(self.headers.clone());
         if let Some(token) = own_token(&self.credential).await? {

@@ -388,12 +388,24 @@ impl Upstream {
                 url,
                 headers,
                 credential,
-            } => Link::Http(http::HttpLink::new(url, headers, credential.clone())),
+                tls,
+            } => Link::Http(http::HttpLink::new(
+                url,
+                headers,
+                credential.clone(),
+                tls.as_ref(),
+            )),
             TransportSpec::Sse {
                 url,
                 headers,
                 credential,
-            } => Link::Sse(sse::SseLink::new(url, headers, credential.clone())),
+                tls,
+            } => Link::Sse(sse::SseLink::new(
+                url,
+                headers,
+                credential.clone(),
+                tls.as_ref(),
+            )),
         };
         let latency =
             metrics::histogram!(crate::metrics::UPSTREAM_LATENCY, "upstream" => spec.name.clone());

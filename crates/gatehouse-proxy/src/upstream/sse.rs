@@ -7,12 +7,13 @@ use arc_swap::ArcSwapOption;
 use gatehouse_protocol::{Limits, Message, SseDecoder, decode_message_bytes};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap};
 
-use super::http::{header_map, http_client, own_token};
+use super::http::{header_map, http_client, own_token, usable};
 use super::{Backoff, Link, Upstream, UpstreamError, UpstreamEvent};
+use crate::config::UpstreamTls;
 use gatehouse_auth::{ClientCredentials, ClientCredentialsConfig};
 
 pub(crate) struct SseLink {
-    client: reqwest::Client,
+    client: Option<reqwest::Client>,
     url: reqwest::Url,
     headers: HeaderMap,
     endpoint: ArcSwapOption<reqwest::Url>,
@@ -24,9 +25,10 @@ impl SseLink {
         url: &reqwest::Url,
         headers: &[(String, String)],
         credential: Option<ClientCredentialsConfig>,
+        tls: Option<&UpstreamTls>,
     ) -> Self {
         Self {
-            client: http_client(),
+            client: http_client(tls),
             url: url.clone(),
             headers: header_map(headers),
             endpoint: ArcSwapOption::empty(),
@@ -38,8 +40,7 @@ impl SseLink {
         let Some(endpoint) = self.endpoint.load_full() else {
             return Err(UpstreamError::Unavailable);
         };
-        let mut rb = self
-            .client
+        let mut rb = usable(&self.client)?
             .post((*endpoint).clone())
             .headers(self.headers.clone());
         if let Some(token) = own_token(&self.credential).await? {
@@ -70,10 +71,15 @@ pub(crate) async fn supervise(up: Arc<Upstream>) {
     let mut backoff = Backoff::new();
     let name = up.spec.name.clone();
     loop {
-        let mut rb = link
-            .client
-            .get(link.url.clone())
-            .headers(link.headers.clone());
+        let client = match usable(&link.client) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(upstream = %name, error = %e, "cannot reach the upstream");
+                backoff.wait().await;
+                continue;
+            }
+        };
+        let mut rb = client.get(link.url.clone()).headers(link.headers.clone());
         match own_token(&link.credential).await {
             Ok(Some(token)) => rb = rb.bearer_auth(token),
             Ok(None) => {}
