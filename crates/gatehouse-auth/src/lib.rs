@@ -8,10 +8,12 @@ mod introspect;
 mod issuer;
 mod jwks;
 mod principal;
+mod secrets;
 mod upstream;
 
 pub use apikey::{ApiKeys, KEY_PREFIX, KeySpec, NewKey};
 pub use error::AuthError;
 pub use issuer::{Algorithm, Authenticator, ClaimMap, IssuerConfig, IssuerTrust};
 pub use principal::{AuthMethod, KeyLimits, Principal, PrincipalKind};
+pub use secrets::LocalSecrets;
 pub use upstream::{ClientCredentials, ClientCredentialsConfig, SecretRef};

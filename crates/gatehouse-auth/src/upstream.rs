@@ -3,11 +3,13 @@
 //! before it expires and fetched by one caller at a time; secrets given by reference.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
 use crate::error::AuthError;
+use crate::secrets::LocalSecrets;
 
 /// Where a secret comes from. Secrets are never written in the config itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +18,8 @@ pub enum SecretRef {
     Env(String),
     /// `file:/path` — read at each use, so a rotated file takes effect without a restart.
     File(PathBuf),
+    /// `secret:NAME` — from the encrypted local secret store (`gatehouse secrets set`).
+    Store(String),
 }
 
 const MAX_SECRET_BYTES: u64 = 64 * 1024;
@@ -28,12 +32,19 @@ impl SecretRef {
         if let Some(path) = s.strip_prefix("file:").filter(|p| !p.is_empty()) {
             return Ok(SecretRef::File(PathBuf::from(path)));
         }
-        Err("secrets are references: `env:NAME` or `file:/path`, never the secret itself".into())
+        if let Some(name) = s.strip_prefix("secret:").filter(|n| !n.is_empty()) {
+            return Ok(SecretRef::Store(name.to_owned()));
+        }
+        Err("secrets are references: `env:NAME`, `file:/path` or `secret:NAME`, never the secret itself".into())
     }
 
-    /// The secret's value. Errors name the reference, never the value.
-    pub fn resolve(&self) -> Result<String, String> {
+    /// The secret's value. Errors name the reference, never the value. `store` is the local
+    /// secret store, needed for `secret:` references.
+    pub fn resolve(&self, store: Option<&LocalSecrets>) -> Result<String, String> {
         match self {
+            SecretRef::Store(name) => store
+                .ok_or_else(|| format!("secret:{name} needs the secrets store"))?
+                .get(name),
             SecretRef::Env(name) => {
                 std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
             }
@@ -72,6 +83,7 @@ struct TokenAnswer {
 /// A token source for one upstream.
 pub struct ClientCredentials {
     cfg: ClientCredentialsConfig,
+    secrets: Option<Arc<LocalSecrets>>,
     http: reqwest::Client,
     cached: tokio::sync::Mutex<Option<(String, Instant)>>,
 }
@@ -85,7 +97,10 @@ impl std::fmt::Debug for ClientCredentials {
 }
 
 impl ClientCredentials {
-    pub fn new(cfg: ClientCredentialsConfig) -> ClientCredentials {
+    pub fn new(
+        cfg: ClientCredentialsConfig,
+        secrets: Option<Arc<LocalSecrets>>,
+    ) -> ClientCredentials {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(10))
@@ -94,6 +109,7 @@ impl ClientCredentials {
             .unwrap_or_default();
         ClientCredentials {
             cfg,
+            secrets,
             http,
             cached: tokio::sync::Mutex::new(None),
         }
@@ -110,7 +126,7 @@ impl ClientCredentials {
         let secret = self
             .cfg
             .client_secret
-            .resolve()
+            .resolve(self.secrets.as_deref())
             .map_err(AuthError::Unavailable)?;
         let mut body = format!(
             "grant_type=client_credentials&client_id={}",
@@ -168,7 +184,11 @@ mod tests {
             SecretRef::parse("file:/run/secrets/x"),
             Ok(SecretRef::File(_))
         ));
-        for literal in ["hunter2", "env:", "file:", "Bearer abc"] {
+        assert_eq!(
+            SecretRef::parse("secret:db"),
+            Ok(SecretRef::Store("db".into()))
+        );
+        for literal in ["hunter2", "env:", "file:", "secret:", "Bearer abc"] {
             assert!(SecretRef::parse(literal).is_err(), "{literal}");
         }
     }
@@ -178,14 +198,18 @@ mod tests {
         let path = std::env::temp_dir().join(format!("gatehouse-secret-{}", std::process::id()));
         std::fs::write(&path, "first\n").unwrap();
         let r = SecretRef::File(path.clone());
-        assert_eq!(r.resolve().unwrap(), "first");
+        assert_eq!(r.resolve(None).unwrap(), "first");
         std::fs::write(&path, "second").unwrap();
-        assert_eq!(r.resolve().unwrap(), "second", "rotation needs no restart");
+        assert_eq!(
+            r.resolve(None).unwrap(),
+            "second",
+            "rotation needs no restart"
+        );
         std::fs::remove_file(&path).unwrap();
-        let err = r.resolve().unwrap_err();
+        let err = r.resolve(None).unwrap_err();
         assert!(!err.contains("second"));
         let missing = SecretRef::Env("GATEHOUSE_TEST_SURELY_UNSET".into())
-            .resolve()
+            .resolve(None)
             .unwrap_err();
         assert!(missing.contains("GATEHOUSE_TEST_SURELY_UNSET"));
     }

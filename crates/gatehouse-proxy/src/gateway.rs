@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use gatehouse_auth::{ApiKeys, Authenticator, Principal};
+use gatehouse_auth::{ApiKeys, Authenticator, LocalSecrets, Principal};
 use gatehouse_protocol::{Id, Message, Notification, ProtocolVersion, Request, method};
 use gatehouse_store::{DirectoryStore, SqliteDirectory, SqliteKeyStore};
 use serde_json::{Value, json};
@@ -61,6 +61,23 @@ impl KeysState {
     }
 }
 
+/// Opens the local secret store; without its master key, `secret:` references fail (and so
+/// whatever needs them is refused).
+fn open_secrets(cfg: &Config) -> Option<Arc<LocalSecrets>> {
+    let s = cfg.secrets.as_ref()?;
+    let opened = s
+        .master_key
+        .resolve(None)
+        .and_then(|k| LocalSecrets::new(&s.file, &k));
+    match opened {
+        Ok(l) => Some(Arc::new(l)),
+        Err(e) => {
+            tracing::error!(error = %e, "secret store unavailable: secret: references will fail");
+            None
+        }
+    }
+}
+
 /// The SCIM directory as configured at start.
 enum DirectoryState {
     Off,
@@ -99,6 +116,8 @@ pub struct Gateway {
     authenticator: ArcSwapOption<Authenticator>,
     api_keys: KeysState,
     directory: DirectoryState,
+    /// The encrypted local secret store, when configured and its master key readable.
+    secrets: Option<Arc<LocalSecrets>>,
     anonymous: Arc<Principal>,
     correlation_prefix: u32,
 }
@@ -133,6 +152,7 @@ impl Gateway {
             ),
             api_keys: KeysState::open(&config),
             directory: DirectoryState::open(&config),
+            secrets: open_secrets(&config),
             anonymous: Arc::new(Principal::anonymous()),
             correlation_prefix: u32::from_be_bytes(random_bytes::<4>()),
         });
@@ -164,6 +184,11 @@ impl Gateway {
             DirectoryState::Ready(d) => Ok(Some(d.clone())),
             DirectoryState::Broken(e) => Err(e.clone()),
         }
+    }
+
+    /// The local secret store, for `secret:` references.
+    pub fn secrets(&self) -> Option<&LocalSecrets> {
+        self.secrets.as_deref()
     }
 
     /// The shared development-mode principal.
@@ -241,6 +266,7 @@ impl Gateway {
                         self.server_requests.clone(),
                         cfg.limits.max_upstream_message_bytes,
                         cfg.limits.request_timeout.min(Duration::from_secs(60)),
+                        self.secrets.clone(),
                     );
                     next.insert(spec.name.clone(), up);
                 }

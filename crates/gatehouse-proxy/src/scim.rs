@@ -75,7 +75,7 @@ fn check(gw: &Gateway, headers: &HeaderMap) -> Result<Arc<dyn DirectoryStore>, R
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .unwrap_or("");
-    let expected = secret.resolve().map_err(|_| {
+    let expected = secret.resolve(gw.secrets()).map_err(|_| {
         error(
             StatusCode::SERVICE_UNAVAILABLE,
             "SCIM secret unavailable",

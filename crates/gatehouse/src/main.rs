@@ -12,6 +12,7 @@ mod connect;
 mod demo;
 mod keys;
 mod quickstart;
+mod secrets;
 
 use std::path::PathBuf;
 
@@ -52,6 +53,13 @@ enum Command {
     Check { config: PathBuf },
     /// Print the config file's JSON Schema.
     Schema,
+    /// Manage the encrypted local secret store (`secret:NAME` references).
+    Secrets {
+        #[arg(short, long, env = "GATEHOUSE_CONFIG")]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: secrets::SecretsCommand,
+    },
     /// Manage API keys (create, list, revoke, rotate).
     Keys {
         /// The gateway's config file (for the store path and the pepper).
@@ -192,6 +200,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Keys { config, command } => keys::run(&config, command),
+        Command::Secrets { config, command } => secrets::run(&config, command),
         Command::DemoServer { db, max_version } => {
             let max = match max_version {
                 Some(v) => Some(

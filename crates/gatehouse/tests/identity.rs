@@ -784,3 +784,80 @@ async fn official_python_sdk_client_completes_the_oauth_flow() {
     }
     drop(idp);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_client_secret_from_the_encrypted_local_store() {
+    let (up_url, seen) = recording_upstream().await;
+    let gw_port = free_port();
+    let resource = format!("http://127.0.0.1:{gw_port}/mcp");
+    let idp = Idp::start(free_port(), &resource, "a").await;
+    let dir = std::env::temp_dir().join(format!("gatehouse-secrets-it-{gw_port}"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(
+        dir.join("master.key"),
+        base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
+    )
+    .expect("key");
+    let yaml = format!(
+        "{}secrets:\n  file: secrets.json\n  master_key: \"file:{}\"\nupstreams:\n  rec:\n    url: {up_url}\n    client_credentials:\n      token_url: {}/token\n      client_id: gatehouse-upstream\n      client_secret: \"secret:upstream-client\"\n      resource: {up_url}\n",
+        config(&idp, false).replace("virtual_servers:\n  ops:\n    upstreams: [demo]\n", ""),
+        dir.join("master.key").display(),
+        idp.issuer()
+    );
+    let cfg_path = dir.join("gatehouse.yaml");
+    std::fs::write(&cfg_path, yaml).expect("write");
+
+    let mut set = Command::new(gatehouse_bin());
+    set.args(["secrets", "--config"])
+        .arg(&cfg_path)
+        .args(["set", "upstream-client"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = set.spawn().expect("secrets set");
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"upstream-secret\n").await.expect("write");
+    }
+    assert!(child.wait().await.expect("wait").success());
+    let stored = std::fs::read_to_string(dir.join("secrets.json")).expect("store file");
+    assert!(
+        stored.contains("upstream-client") && !stored.contains("upstream-secret"),
+        "stored sealed"
+    );
+    let listed = run_ok(
+        Command::new(gatehouse_bin())
+            .args(["secrets", "--config"])
+            .arg(&cfg_path)
+            .arg("list"),
+        30,
+    )
+    .await;
+    assert_eq!(listed.trim(), "upstream-client");
+
+    let cfg = gatehouse_proxy::Config::load(&cfg_path).expect("config");
+    let gw = start_gateway_at(cfg, gw_port, true).await;
+    let c = connect(
+        &gw.mcp(),
+        &idp.token("svc-reporting", "mcp:tools", None).await,
+    )
+    .await;
+    assert_eq!(
+        c.call("rec__whoami", json!({})).await["content"][0]["text"],
+        "ok"
+    );
+    let seen = seen.lock().expect("lock");
+    let auth = seen
+        .last()
+        .and_then(|h| h.get("authorization"))
+        .and_then(|v| v.to_str().ok())
+        .expect("credential")
+        .to_owned();
+    let (_, claims, _) = parts(auth.strip_prefix("Bearer ").expect("bearer"));
+    assert_eq!(
+        claims["client_id"], "gatehouse-upstream",
+        "the IdP accepted the secret from the store"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(idp);
+}

@@ -57,6 +57,14 @@ pub struct Config {
     pub tls: Option<TlsSettings>,
     /// Enables SCIM: the token the directory's SCIM client must present.
     pub scim_token: Option<gatehouse_auth::SecretRef>,
+    pub secrets: Option<SecretsSettings>,
+}
+
+/// The encrypted local secret store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretsSettings {
+    pub file: PathBuf,
+    pub master_key: gatehouse_auth::SecretRef,
 }
 
 /// The HTTPS listener.
@@ -620,7 +628,46 @@ impl RawConfig {
             })
             .transpose()?;
 
+        let secrets = match self.secrets {
+            None => None,
+            Some(s) => {
+                let master_key = gatehouse_auth::SecretRef::parse(&s.master_key)
+                    .map_err(|e| ConfigError::at("secrets.master_key", e))?;
+                if matches!(master_key, gatehouse_auth::SecretRef::Store(_)) {
+                    return Err(ConfigError::at(
+                        "secrets.master_key",
+                        "use env: or file: for the master key",
+                    ));
+                }
+                Some(SecretsSettings {
+                    file: base.join(&s.file),
+                    master_key,
+                })
+            }
+        };
+        let uses_store =
+            |r: &gatehouse_auth::SecretRef| matches!(r, gatehouse_auth::SecretRef::Store(_));
+        let store_refs = scim_token.iter().any(uses_store)
+            || upstreams.iter().any(|u| match &u.transport {
+                TransportSpec::StreamableHttp {
+                    credential: Some(c),
+                    ..
+                }
+                | TransportSpec::Sse {
+                    credential: Some(c),
+                    ..
+                } => uses_store(&c.client_secret),
+                _ => false,
+            });
+        if store_refs && secrets.is_none() {
+            return Err(ConfigError::at(
+                "secrets",
+                "secret: references need a secrets section",
+            ));
+        }
+
         Ok(Config {
+            secrets,
             scim_token,
             tls,
             auth,

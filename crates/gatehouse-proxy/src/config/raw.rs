@@ -46,6 +46,17 @@ pub struct RawConfig {
     pub tls: Option<RawTls>,
     /// SCIM 2.0 provisioning at `/scim/v2` (deprovisioned users are refused).
     pub scim: Option<RawScim>,
+    /// The encrypted local secret store behind `secret:NAME` references.
+    pub secrets: Option<RawSecrets>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecrets {
+    /// The store file (JSON of sealed values), relative to the config file.
+    pub file: String,
+    /// The master key (base64 of 32 bytes) by reference: `env:NAME` or `file:/path`.
+    pub master_key: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]

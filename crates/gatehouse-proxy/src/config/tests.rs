@@ -188,3 +188,13 @@ fn tls_rules() {
     );
     assert_eq!(load(&two).unwrap_err().location, "tls.client_principals[0]");
 }
+
+#[test]
+fn secret_store_references_need_the_store() {
+    let cc = "upstreams:\n  t:\n    url: https://t.example/mcp\n    client_credentials:\n      token_url: https://idp.example/token\n      client_id: gh\n      client_secret: \"secret:t\"\n";
+    assert_eq!(load(cc).unwrap_err().location, "secrets");
+    let with = format!("{cc}secrets:\n  file: s.json\n  master_key: \"env:MASTER\"\n");
+    assert!(load(&with).is_ok());
+    let self_ref = "secrets:\n  file: s.json\n  master_key: \"secret:m\"\n";
+    assert_eq!(load(self_ref).unwrap_err().location, "secrets.master_key");
+}

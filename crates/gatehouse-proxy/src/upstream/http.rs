@@ -128,6 +128,7 @@ impl HttpLink {
         headers: &[(String, String)],
         credential: Option<ClientCredentialsConfig>,
         tls: Option<&UpstreamTls>,
+        secrets: Option<Arc<gatehouse_auth::LocalSecrets>>,
     ) -> Self {
         Self {
             client: http_client(tls),
@@ -135,7 +136,7 @@ impl HttpLink {
             headers: header_map(headers),
             session: ArcSwapOption::empty(),
             version: ArcSwapOption::empty(),
-            credential: credential.map(ClientCredentials::new),
+            credential: credential.map(|c| ClientCredentials::new(c, secrets)),
         }
     }
 

@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{TransportSpec, UpstreamSpec};
 use crate::session::ClientCaps;
+use gatehouse_auth::LocalSecrets;
 
 /// Where the messages an upstream sends during one call go: the client's response stream.
 #[derive(Debug, Clone)]
@@ -373,6 +374,7 @@ impl Upstream {
         server_requests: Arc<ServerRequests>,
         max_message_bytes: usize,
         handshake_timeout: Duration,
+        secrets: Option<Arc<LocalSecrets>>,
     ) -> Arc<Upstream> {
         let shared = Arc::new(Shared {
             name: spec.name.clone(),
@@ -394,6 +396,7 @@ impl Upstream {
                 headers,
                 credential.clone(),
                 tls.as_ref(),
+                secrets.clone(),
             )),
             TransportSpec::Sse {
                 url,
@@ -405,6 +408,7 @@ impl Upstream {
                 headers,
                 credential.clone(),
                 tls.as_ref(),
+                secrets,
             )),
         };
         let latency =

@@ -26,13 +26,14 @@ impl SseLink {
         headers: &[(String, String)],
         credential: Option<ClientCredentialsConfig>,
         tls: Option<&UpstreamTls>,
+        secrets: Option<Arc<gatehouse_auth::LocalSecrets>>,
     ) -> Self {
         Self {
             client: http_client(tls),
             url: url.clone(),
             headers: header_map(headers),
             endpoint: ArcSwapOption::empty(),
-            credential: credential.map(ClientCredentials::new),
+            credential: credential.map(|c| ClientCredentials::new(c, secrets)),
         }
     }
 

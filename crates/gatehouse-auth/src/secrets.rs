@@ -1,0 +1,165 @@
+//! The encrypted local secret store: a file of named secrets, each sealed with AES-256-GCM
+//! under a master key (itself given by reference), the name bound as associated data so a
+//! value cannot be moved to another name. Written atomically (temp file + rename).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+/// Largest secrets file read.
+const MAX_FILE: u64 = 4 * 1024 * 1024;
+
+pub struct LocalSecrets {
+    path: PathBuf,
+    key: LessSafeKey,
+}
+
+impl std::fmt::Debug for LocalSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalSecrets")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl LocalSecrets {
+    /// `master_key` must decode (base64) to 32 bytes.
+    pub fn new(path: &Path, master_key_b64: &str) -> Result<LocalSecrets, String> {
+        let key = STANDARD
+            .decode(master_key_b64.trim())
+            .map_err(|_| "master key is not base64".to_owned())?;
+        let unbound = UnboundKey::new(&AES_256_GCM, &key)
+            .map_err(|_| "master key must be 32 bytes".to_owned())?;
+        Ok(LocalSecrets {
+            path: path.to_owned(),
+            key: LessSafeKey::new(unbound),
+        })
+    }
+
+    fn load(&self) -> Result<BTreeMap<String, String>, String> {
+        use std::io::Read;
+        let f = match std::fs::File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) => return Err(format!("{}: {e}", self.path.display())),
+        };
+        let mut text = String::new();
+        f.take(MAX_FILE)
+            .read_to_string(&mut text)
+            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", self.path.display()))
+    }
+
+    fn save(&self, map: &BTreeMap<String, String>) -> Result<(), String> {
+        let tmp = self.path.with_extension("tmp");
+        let body = serde_json::to_vec_pretty(map).map_err(|e| e.to_string())?;
+        std::fs::write(&tmp, body).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600));
+        }
+        std::fs::rename(&tmp, &self.path).map_err(|e| format!("{}: {e}", self.path.display()))
+    }
+
+    /// Stores (or replaces) a secret.
+    pub fn set(&self, name: &str, value: &str) -> Result<(), String> {
+        let mut nonce = [0u8; NONCE_LEN];
+        aws_lc_rs::rand::fill(&mut nonce).map_err(|_| "no randomness".to_owned())?;
+        let mut sealed = value.as_bytes().to_vec();
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(name.as_bytes()),
+                &mut sealed,
+            )
+            .map_err(|_| "encryption failed".to_owned())?;
+        let mut out = nonce.to_vec();
+        out.extend(sealed);
+        let mut map = self.load()?;
+        map.insert(name.to_owned(), STANDARD.encode(out));
+        self.save(&map)
+    }
+
+    /// Reads a secret. Errors name the secret, never its value.
+    pub fn get(&self, name: &str) -> Result<String, String> {
+        let map = self.load()?;
+        let b64 = map
+            .get(name)
+            .ok_or_else(|| format!("no secret named {name}"))?;
+        let raw = STANDARD
+            .decode(b64)
+            .map_err(|_| format!("secret {name} is damaged"))?;
+        if raw.len() < NONCE_LEN + 16 {
+            return Err(format!("secret {name} is damaged"));
+        }
+        let (nonce, sealed) = raw.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce)
+            .map_err(|_| format!("secret {name} is damaged"))?;
+        let mut sealed = sealed.to_vec();
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::from(name.as_bytes()), &mut sealed)
+            .map_err(|_| format!("secret {name} cannot be decrypted with this master key"))?;
+        String::from_utf8(plain.to_vec()).map_err(|_| format!("secret {name} is not text"))
+    }
+
+    pub fn names(&self) -> Result<Vec<String>, String> {
+        Ok(self.load()?.into_keys().collect())
+    }
+
+    pub fn delete(&self, name: &str) -> Result<bool, String> {
+        let mut map = self.load()?;
+        let had = map.remove(name).is_some();
+        if had {
+            self.save(&map)?;
+        }
+        Ok(had)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+
+    use super::LocalSecrets;
+
+    fn key(b: u8) -> String {
+        base64::engine::general_purpose::STANDARD.encode([b; 32])
+    }
+
+    #[test]
+    fn secrets_round_trip_encrypted_and_bound_to_their_name() {
+        let dir = std::env::temp_dir().join(format!("gatehouse-secrets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("secrets.json");
+        let _ = std::fs::remove_file(&path);
+        let s = LocalSecrets::new(&path, &key(1)).unwrap();
+        s.set("db", "hunter2").unwrap();
+        s.set("api", "tok").unwrap();
+        assert_eq!(s.get("db").unwrap(), "hunter2");
+        let file = std::fs::read_to_string(&path).unwrap();
+        assert!(!file.contains("hunter2"), "stored encrypted");
+        // A value moved under another name does not decrypt.
+        let mut map: std::collections::BTreeMap<String, String> =
+            serde_json::from_str(&file).unwrap();
+        let db = map["db"].clone();
+        map.insert("api".into(), db);
+        std::fs::write(&path, serde_json::to_string(&map).unwrap()).unwrap();
+        assert!(s.get("api").is_err());
+        // Another master key reads nothing.
+        assert!(
+            LocalSecrets::new(&path, &key(2))
+                .unwrap()
+                .get("db")
+                .is_err()
+        );
+        assert!(LocalSecrets::new(&path, "c2hvcnQ=").is_err());
+        assert!(s.delete("db").unwrap());
+        assert_eq!(s.names().unwrap(), vec!["api".to_owned()]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
