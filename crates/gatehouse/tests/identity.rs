@@ -753,7 +753,7 @@ fn base64_decode(s: &str) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn official_python_sdk_client_completes_the_oauth_flow() {
+async fn official_sdk_clients_complete_the_oauth_flow() {
     // The SDK finds the protected-resource metadata from the gateway's 401, registers
     // itself at the IdP, runs authorization code + PKCE with the gateway as resource, and
     // calls a tool with the token; the IdP's login and consent pages are answered over HTTP.
@@ -782,6 +782,24 @@ async fn official_python_sdk_client_completes_the_oauth_flow() {
             "{v}"
         );
     }
+    // The TypeScript SDK client, through its OAuthClientProvider and finishAuth.
+    let out = run_ok(
+        Command::new("node")
+            .arg(peers().join("ts_oauth_client.mjs"))
+            .args([&gw.mcp(), "demo__search_files", r#"{"query":"vpn"}"#]),
+        120,
+    )
+    .await;
+    let v = last_json(&out);
+    assert_eq!(v["aud"], idp.resource.as_str());
+    assert_eq!(v["sub"], "bob");
+    assert!(
+        v["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("vpn.md"),
+        "{v}"
+    );
     drop(idp);
 }
 
