@@ -38,6 +38,14 @@ fn error(status: StatusCode, detail: &str, scim_type: Option<&str>) -> Response 
     scim(status, e)
 }
 
+fn unavailable() -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "directory store unavailable",
+        None,
+    )
+}
+
 fn resource(u: &DirectoryUser) -> Value {
     let mut v = json!({"schemas": [USER], "id": u.id, "userName": u.user_name, "active": u.active,
         "meta": {"resourceType": "User", "location": format!("/scim/v2/Users/{}", u.id)}});
@@ -60,11 +68,7 @@ fn check(gw: &Gateway, headers: &HeaderMap) -> Result<Arc<dyn DirectoryStore>, R
         Ok(Some(d)) => d,
         Ok(None) => return Err(not_found()),
         Err(_) => {
-            return Err(error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "directory store unavailable",
-                None,
-            ));
+            return Err(unavailable());
         }
     };
     let presented = headers
@@ -150,11 +154,7 @@ pub(crate) async fn create(
         Ok(Some(_)) => return error(StatusCode::CONFLICT, "userName exists", Some("uniqueness")),
         Ok(None) => {}
         Err(_) => {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "directory store unavailable",
-                None,
-            );
+            return unavailable();
         }
     }
     let u = DirectoryUser {
@@ -171,11 +171,7 @@ pub(crate) async fn create(
         updated_at: now_secs(),
     };
     if dir.put(&u).is_err() {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "directory store unavailable",
-            None,
-        );
+        return unavailable();
     }
     audit_change(&u, "provisioned");
     scim(StatusCode::CREATED, resource(&u))
@@ -193,11 +189,7 @@ pub(crate) async fn get(
     match dir.get(&id) {
         Ok(Some(u)) => scim(StatusCode::OK, resource(&u)),
         Ok(None) => error(StatusCode::NOT_FOUND, "no such user", None),
-        Err(_) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "directory store unavailable",
-            None,
-        ),
+        Err(_) => unavailable(),
     }
 }
 
@@ -238,11 +230,7 @@ pub(crate) async fn list(
     let found: Vec<Value> = match dir.find_by_user_name(name) {
         Ok(u) => u.iter().map(resource).collect(),
         Err(_) => {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "directory store unavailable",
-                None,
-            );
+            return unavailable();
         }
     };
     scim(
@@ -288,11 +276,7 @@ async fn update(
         Ok(Some(u)) => u,
         Ok(None) => return error(StatusCode::NOT_FOUND, "no such user", None),
         Err(_) => {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "directory store unavailable",
-                None,
-            );
+            return unavailable();
         }
     };
     let apply = |u: &mut DirectoryUser, attrs: &Value| {
@@ -338,11 +322,7 @@ async fn update(
     }
     u.updated_at = now_secs();
     if dir.put(&u).is_err() {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "directory store unavailable",
-            None,
-        );
+        return unavailable();
     }
     audit_change(&u, if u.active { "updated" } else { "deprovisioned" });
     scim(StatusCode::OK, resource(&u))
@@ -363,11 +343,7 @@ pub(crate) async fn delete(
             StatusCode::NO_CONTENT.into_response()
         }
         Ok(false) => error(StatusCode::NOT_FOUND, "no such user", None),
-        Err(_) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "directory store unavailable",
-            None,
-        ),
+        Err(_) => unavailable(),
     }
 }
 
