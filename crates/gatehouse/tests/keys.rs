@@ -146,6 +146,16 @@ async fn api_keys_scoped_bound_revocable_and_rotatable() {
         StatusCode::FORBIDDEN
     );
 
+    // The legacy HTTP+SSE transport cannot name the application before its session
+    // exists, so keys are refused there.
+    let legacy = client(&gw.mcp(), &key)
+        .http
+        .get(format!("{}/sse", gw.base))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(legacy.status(), StatusCode::FORBIDDEN);
+
     // Forged and unknown keys.
     let forged = format!(
         "{}{}",

@@ -20,6 +20,7 @@ use super::{
 use crate::pipeline::{ClientCtx, bind_session, check_app};
 use crate::session::ClientCaps;
 use crate::tls::PeerIdentity;
+use gatehouse_auth::AuthMethod;
 
 pub(super) async fn legacy_sse(
     State(st): State<AppState>,
@@ -32,6 +33,11 @@ pub(super) async fn legacy_sse(
         Ok((_, p)) => p,
         Err(r) => return r,
     };
+    // An API key is bound to one application, named at initialize; a legacy session exists
+    // before that and its requests need no initialize, so API keys are not accepted here.
+    if matches!(principal.method, AuthMethod::ApiKey { .. }) {
+        return app_refused();
+    }
     let (token, claims) = st.gw.sessions.issue(
         ProtocolVersion::V2024_11_05,
         scope.as_deref().unwrap_or(""),
