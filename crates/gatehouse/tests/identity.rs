@@ -879,3 +879,106 @@ async fn upstream_client_secret_from_the_encrypted_local_store() {
     let _ = std::fs::remove_dir_all(&dir);
     drop(idp);
 }
+
+/// An issuer whose key this test holds, to sign tokens a real IdP would never issue.
+struct OwnIssuer {
+    issuer: String,
+    key: jsonwebtoken::EncodingKey,
+}
+
+async fn own_issuer() -> OwnIssuer {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("key");
+    let point = pair.public_key().as_ref().to_vec();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let issuer = format!("http://{}", listener.local_addr().expect("addr"));
+    let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..65]), "kid": "own", "alg": "ES256", "use": "sig"}]}).to_string();
+    let discovery = json!({"issuer": issuer, "jwks_uri": format!("{issuer}/jwks")}).to_string();
+    let app = axum::Router::new()
+        .route(
+            "/jwks",
+            axum::routing::get(move || std::future::ready(jwks.clone())),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            axum::routing::get(move || std::future::ready(discovery.clone())),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let key = jsonwebtoken::EncodingKey::from_ec_der(pair.to_pkcs8v1().expect("pkcs8").as_ref());
+    OwnIssuer { issuer, key }
+}
+
+impl OwnIssuer {
+    fn sign(&self, claims: Value) -> String {
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        h.kid = Some("own".into());
+        jsonwebtoken::encode(&h, &claims, &self.key).expect("sign")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_claims_and_algorithm_confusion_with_a_trusted_key() {
+    let own = own_issuer().await;
+    let resource = "https://gw.test/mcp";
+    let yaml = format!(
+        "auth:\n  resource: {resource}\n  issuers:\n    own:\n      issuer: {}\n      algorithms: [ES256]\n      clock_skew_secs: 30\nupstreams:\n  demo:\n    command: {}\n    args: [demo-server]\n",
+        own.issuer,
+        gatehouse_bin()
+    );
+    let gw = start_gateway(&yaml).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs();
+    let claims = |extra: Value| {
+        let mut c = json!({"iss": own.issuer, "sub": "carol", "aud": resource, "iat": now, "exp": now + 300});
+        for (k, v) in extra.as_object().expect("object") {
+            c[k] = v.clone();
+        }
+        c
+    };
+    // The baseline is accepted, so each refusal below is about the one thing changed.
+    assert_eq!(
+        init(&gw.mcp(), &own.sign(claims(json!({})))).await.status,
+        StatusCode::OK
+    );
+    for (what, extra) in [
+        (
+            "not yet valid (nbf beyond the skew)",
+            json!({"nbf": now + 600}),
+        ),
+        ("issued in the future", json!({"iat": now + 600})),
+        (
+            "expired beyond the skew",
+            json!({"exp": now - 120, "iat": now - 400}),
+        ),
+        ("no expiry", json!({"exp": Value::Null})),
+        (
+            "audience of another resource",
+            json!({"aud": "https://other.test/mcp"}),
+        ),
+    ] {
+        let r = init(&gw.mcp(), &own.sign(claims(extra))).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{what}");
+    }
+    // Within the configured skew is fine.
+    assert_eq!(
+        init(&gw.mcp(), &own.sign(claims(json!({"nbf": now + 10}))))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // The same trusted key under another algorithm name is refused (ES384 is not allowed).
+    let good = own.sign(claims(json!({})));
+    let (_, payload, sig) = parts(&good);
+    let header = json!({"alg": "ES384", "kid": "own", "typ": "JWT"});
+    assert_eq!(
+        init(&gw.mcp(), &assemble(&header, &payload, &sig))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+}
