@@ -24,6 +24,8 @@ use crate::upstream::{ServerRequests, Upstream, UpstreamEvent};
 /// Most pages read from one upstream list, and most items kept, per refresh.
 const MAX_LIST_PAGES: usize = 100;
 const MAX_LIST_ITEMS: usize = 10_000;
+/// Most bytes (as JSON) kept of one list of one upstream.
+const MAX_LIST_BYTES: usize = 8 * 1024 * 1024;
 
 /// Ties a client's error to the log and audit lines about it. Formatted only when used:
 /// `{process prefix}-{sequence}`, unique across replicas with high probability.
@@ -324,6 +326,7 @@ impl Gateway {
                 continue;
             }
             let mut items = Vec::new();
+            let mut bytes = 0usize;
             let mut cursor: Option<Value> = None;
             for _ in 0..MAX_LIST_PAGES {
                 let params = cursor.take().map(|c| json!({ "cursor": c }));
@@ -334,21 +337,39 @@ impl Gateway {
                         break;
                     }
                 };
-                let Ok(result) = resp.outcome else {
+                let Ok(mut result) = resp.outcome else {
                     tracing::warn!(upstream = name, list = meth, "upstream refused to list");
                     break;
                 };
-                if let Some(arr) = result.get(field).and_then(Value::as_array) {
-                    items.extend(
-                        arr.iter()
-                            .take(MAX_LIST_ITEMS.saturating_sub(items.len()))
-                            .cloned(),
+                let mut full = false;
+                if let Some(Value::Array(arr)) = result.get_mut(field).map(Value::take) {
+                    for item in arr {
+                        // Bounded in count and bytes: a hostile upstream cannot make the
+                        // gateway hold an unbounded catalog.
+                        let size = serde_json::to_vec(&item)
+                            .map(|v| v.len())
+                            .unwrap_or(usize::MAX);
+                        if items.len() >= MAX_LIST_ITEMS
+                            || bytes.saturating_add(size) > MAX_LIST_BYTES
+                        {
+                            full = true;
+                            break;
+                        }
+                        bytes += size;
+                        items.push(item);
+                    }
+                }
+                if full {
+                    tracing::warn!(
+                        upstream = name,
+                        list = meth,
+                        kept = items.len(),
+                        "list exceeds the catalog budget; truncated"
                     );
+                    break;
                 }
                 match result.get("nextCursor") {
-                    Some(c) if !c.is_null() && items.len() < MAX_LIST_ITEMS => {
-                        cursor = Some(c.clone())
-                    }
+                    Some(c) if !c.is_null() => cursor = Some(c.clone()),
                     _ => break,
                 }
             }

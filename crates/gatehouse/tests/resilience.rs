@@ -630,3 +630,59 @@ async fn a_dropped_connection_is_not_a_cancellation_and_the_answer_is_resumable(
         .expect("get");
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_upstream_cannot_grow_the_catalog_without_bound() {
+    // An upstream whose tools/list never ends and whose tools are large.
+    let pages = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let served = pages.clone();
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let served = served.clone();
+            async move {
+                let msg: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let Some(id) = msg.get("id").cloned() else {
+                    return (axum::http::StatusCode::ACCEPTED, String::new());
+                };
+                let result = match msg["method"].as_str().unwrap_or("") {
+                    "initialize" => json!({"protocolVersion": "2025-06-18", "capabilities": {"tools": {}}, "serverInfo": {"name": "hostile", "version": "1"}}),
+                    "tools/list" => {
+                        let page = served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let tools: Vec<Value> = (0..500)
+                            .map(|i| json!({"name": format!("t{page}_{i}"), "description": "x".repeat(2000), "inputSchema": {"type": "object"}}))
+                            .collect();
+                        json!({"tools": tools, "nextCursor": format!("page-{}", page + 1)})
+                    }
+                    _ => json!({}),
+                };
+                (axum::http::StatusCode::OK, json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string())
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/mcp", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let gw = start_gateway(&format!(
+        "dev_mode: true\nupstreams:\n  h:\n    url: {url}\n"
+    ))
+    .await;
+    let c = Mcp::connect(&gw.mcp(), "2025-11-25").await;
+    let tools = c.list("tools/list", "tools").await;
+    let bytes: usize = tools.iter().map(|t| t.to_string().len()).sum();
+    assert!(
+        !tools.is_empty() && tools.len() < 10_000,
+        "{} tools kept",
+        tools.len()
+    );
+    assert!(bytes <= 9 * 1024 * 1024, "{bytes} bytes kept");
+    assert!(
+        pages.load(std::sync::atomic::Ordering::Relaxed) <= 100,
+        "pagination is bounded"
+    );
+    // And the gateway still answers.
+    c.request("ping", json!({})).await.result();
+}
