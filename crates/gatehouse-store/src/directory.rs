@@ -23,7 +23,9 @@ pub struct DirectoryUser {
 /// The directory as the gateway knows it.
 ///
 /// Guarantees: writes are committed when they return; `is_deprovisioned` reflects every
-/// committed write, also from another process sharing the store.
+/// write made through this store (the SCIM endpoint of this process) at once, and costs
+/// no I/O: it is asked on every request. Re-provisioning a user as active clears an
+/// earlier deprovisioning of their names.
 pub trait DirectoryStore: Send + Sync {
     /// Creates or replaces a user.
     fn put(&self, user: &DirectoryUser) -> Result<(), StoreError>;
@@ -43,6 +45,13 @@ pub struct MemoryDirectory {
 
 impl DirectoryStore for MemoryDirectory {
     fn put(&self, user: &DirectoryUser) -> Result<(), StoreError> {
+        if user.active {
+            let mut gone = self.gone.lock().unwrap_or_else(PoisonError::into_inner);
+            gone.remove(&user.user_name);
+            if let Some(e) = &user.external_id {
+                gone.remove(e);
+            }
+        }
         self.users
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -102,6 +111,8 @@ impl DirectoryStore for MemoryDirectory {
 
 pub struct SqliteDirectory {
     conn: Mutex<Connection>,
+    /// Every deprovisioned subject, rebuilt from the database after each write.
+    blocked: std::sync::RwLock<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for SqliteDirectory {
@@ -140,9 +151,27 @@ impl SqliteDirectory {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(SqliteDirectory {
+        let d = SqliteDirectory {
             conn: Mutex::new(conn),
-        })
+            blocked: Default::default(),
+        };
+        d.reload()?;
+        Ok(d)
+    }
+
+    /// Rebuilds the in-memory set of deprovisioned subjects.
+    fn reload(&self) -> Result<(), StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT subject FROM deprovisioned
+             UNION SELECT user_name FROM directory_users WHERE active = 0
+             UNION SELECT external_id FROM directory_users WHERE active = 0 AND external_id IS NOT NULL",
+        )?;
+        let set = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<_, _>>()?;
+        *self.blocked.write().unwrap_or_else(PoisonError::into_inner) = set;
+        Ok(())
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -161,7 +190,13 @@ impl DirectoryStore for SqliteDirectory {
              ON CONFLICT(id) DO UPDATE SET user_name = ?2, external_id = ?3, active = ?4, updated_at = ?5",
             params![u.id, u.user_name, u.external_id, i64::from(u.active), i(u.updated_at)],
         )?;
-        Ok(())
+        if u.active {
+            self.conn().execute(
+                "DELETE FROM deprovisioned WHERE subject = ?1 OR subject = ?2",
+                params![u.user_name, u.external_id],
+            )?;
+        }
+        self.reload()
     }
 
     fn get(&self, id: &str) -> Result<Option<DirectoryUser>, StoreError> {
@@ -197,29 +232,17 @@ impl DirectoryStore for SqliteDirectory {
         }
         tx.execute("DELETE FROM directory_users WHERE id = ?1", [id])?;
         tx.commit()?;
+        drop(conn);
+        self.reload()?;
         Ok(true)
     }
 
     fn is_deprovisioned(&self, subject: &str) -> Result<bool, StoreError> {
-        let conn = self.conn();
-        let inactive: Option<i64> = conn
-            .query_row(
-                "SELECT 1 FROM directory_users WHERE active = 0 AND (user_name = ?1 OR external_id = ?1) LIMIT 1",
-                [subject],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if inactive.is_some() {
-            return Ok(true);
-        }
-        let gone: Option<i64> = conn
-            .query_row(
-                "SELECT 1 FROM deprovisioned WHERE subject = ?1",
-                [subject],
-                |r| r.get(0),
-            )
-            .optional()?;
-        Ok(gone.is_some())
+        Ok(self
+            .blocked
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(subject))
     }
 }
 
@@ -254,6 +277,9 @@ mod tests {
         assert!(d.get("1").unwrap().is_none());
         assert!(!d.delete("1", 6).unwrap());
         assert!(!d.is_deprovisioned("bob").unwrap());
+        // Provisioned again as active (say, rehired): no longer blocked.
+        d.put(&user("2", "alice", true)).unwrap();
+        assert!(!d.is_deprovisioned("alice").unwrap() && !d.is_deprovisioned("ext-alice").unwrap());
     }
 
     #[test]
@@ -268,6 +294,16 @@ mod tests {
         let path = dir.join("d.db");
         let _ = std::fs::remove_file(&path);
         exercise(&SqliteDirectory::open(&path).unwrap());
+        // The blocked set is rebuilt from the file when opened again.
+        let d = SqliteDirectory::open(&path).unwrap();
+        d.put(&user("3", "mallory", false)).unwrap();
+        drop(d);
+        assert!(
+            SqliteDirectory::open(&path)
+                .unwrap()
+                .is_deprovisioned("mallory")
+                .unwrap()
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
