@@ -89,7 +89,7 @@ enum DirectoryState {
 
 impl DirectoryState {
     fn open(cfg: &Config) -> DirectoryState {
-        if cfg.scim_token.is_none() {
+        if cfg.scim_token.is_none() && cfg.admin_token.is_none() {
             return DirectoryState::Off;
         }
         match SqliteDirectory::open(&cfg.store_path) {

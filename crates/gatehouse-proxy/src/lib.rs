@@ -1,6 +1,7 @@
 //! Gatehouse's proxy: client-facing transports, upstream connections, federation, sessions
 //! and the request pipeline. The only library crate that knows all the others.
 
+mod admin;
 pub mod catalog;
 pub mod config;
 pub mod gateway;

@@ -111,18 +111,26 @@ pub async fn authenticate(
         .id
         .split_once('/')
         .map_or(principal.id.as_str(), |(_, s)| s);
-    let gone = match gw.directory() {
-        Ok(None) => false,
-        Ok(Some(d)) => d
-            .is_deprovisioned(subject)
-            .map_err(|e| AuthError::Unavailable(e.to_string()))?,
+    let dir = match gw.directory() {
+        Ok(None) => return Ok(principal),
+        Ok(Some(d)) => d,
         Err(e) => return Err(AuthError::Unavailable(e).into()),
     };
-    if gone {
+    let unavailable = |e: gatehouse_store::StoreError| AuthError::Unavailable(e.to_string());
+    if dir.is_deprovisioned(subject).map_err(unavailable)? {
         tracing::warn!(target: "gatehouse::audit", principal = %principal.id, "deprovisioned principal refused");
         return Err(AuthError::Inactive.into());
     }
-    Ok(principal)
+    // For the people it provisions the directory is the truth about groups: someone
+    // removed from a group loses it at once, though their token still lists it.
+    match dir.groups_of(subject).map_err(unavailable)? {
+        Some(groups) if groups != principal.groups => {
+            let mut p = (*principal).clone();
+            p.groups = groups;
+            Ok(Arc::new(p))
+        }
+        _ => Ok(principal),
+    }
 }
 
 async fn identify(

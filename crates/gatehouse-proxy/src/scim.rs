@@ -1,13 +1,14 @@
-//! SCIM 2.0 (RFC 7643/7644) `Users` for the organisation's directory (Entra ID, Okta…):
-//! provisioning, and above all deprovisioning — a user set `active: false` or deleted is
-//! refused on their next request, whatever token, session or API key they hold.
+//! SCIM 2.0 (RFC 7643/7644) `Users` and `Groups` for the organisation's directory (Entra
+//! ID, Okta…): provisioning, group membership (authoritative over a token's `groups` claim
+//! for the users it provisions), and above all deprovisioning — a user set `active: false`
+//! or deleted is refused on their next request, whatever token, session or API key they hold.
 
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use gatehouse_store::{DirectoryStore, DirectoryUser};
+use gatehouse_store::{DirectoryGroup, DirectoryStore, DirectoryUser};
 use http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -16,11 +17,12 @@ use crate::gateway::Gateway;
 use crate::session::{now_secs, random_bytes};
 
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const LIST: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 const MAX_BODY: usize = 256 * 1024;
 
-fn scim(status: StatusCode, body: Value) -> Response {
+pub(crate) fn scim(status: StatusCode, body: Value) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/scim+json")],
@@ -29,7 +31,7 @@ fn scim(status: StatusCode, body: Value) -> Response {
         .into_response()
 }
 
-fn error(status: StatusCode, detail: &str, scim_type: Option<&str>) -> Response {
+pub(crate) fn error(status: StatusCode, detail: &str, scim_type: Option<&str>) -> Response {
     let mut e =
         json!({"schemas": [ERROR], "status": status.as_u16().to_string(), "detail": detail});
     if let Some(t) = scim_type {
@@ -38,7 +40,7 @@ fn error(status: StatusCode, detail: &str, scim_type: Option<&str>) -> Response 
     scim(status, e)
 }
 
-fn unavailable() -> Response {
+pub(crate) fn unavailable() -> Response {
     error(
         StatusCode::SERVICE_UNAVAILABLE,
         "directory store unavailable",
@@ -55,13 +57,23 @@ fn resource(u: &DirectoryUser) -> Value {
     v
 }
 
-/// The SCIM client (the identity provider) authenticates with the configured bearer token,
-/// compared in constant time; the secret is read at each request so rotation needs no restart.
+/// The SCIM client (the identity provider) authenticates with the configured bearer token.
 #[allow(clippy::result_large_err)]
 fn check(gw: &Gateway, headers: &HeaderMap) -> Result<Arc<dyn DirectoryStore>, Response> {
+    authorize(gw, headers, |c| c.scim_token.as_ref())
+}
+
+/// A bearer token compared in constant time with a configured secret, read at each request
+/// so rotation needs no restart. An unconfigured surface does not exist (404).
+#[allow(clippy::result_large_err)]
+pub(crate) fn authorize(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    which: fn(&crate::config::Config) -> Option<&gatehouse_auth::SecretRef>,
+) -> Result<Arc<dyn DirectoryStore>, Response> {
     let not_found = || StatusCode::NOT_FOUND.into_response();
     let cfg = gw.config();
-    let Some(secret) = cfg.scim_token.as_ref() else {
+    let Some(secret) = which(&cfg) else {
         return Err(not_found());
     };
     let dir = match gw.directory() {
@@ -79,13 +91,9 @@ fn check(gw: &Gateway, headers: &HeaderMap) -> Result<Arc<dyn DirectoryStore>, R
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .unwrap_or("");
-    let expected = secret.resolve(gw.secrets()).map_err(|_| {
-        error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "SCIM secret unavailable",
-            None,
-        )
-    })?;
+    let expected = secret
+        .resolve(gw.secrets())
+        .map_err(|_| error(StatusCode::SERVICE_UNAVAILABLE, "secret unavailable", None))?;
     let ok = !presented.is_empty()
         && aws_lc_rs::constant_time::verify_slices_are_equal(
             presented.as_bytes(),
@@ -93,13 +101,13 @@ fn check(gw: &Gateway, headers: &HeaderMap) -> Result<Arc<dyn DirectoryStore>, R
         )
         .is_ok();
     if !ok {
-        tracing::warn!(target: "gatehouse::audit", "SCIM request with a wrong token refused");
+        tracing::warn!(target: "gatehouse::audit", "directory request with a wrong token refused");
         return Err(error(StatusCode::UNAUTHORIZED, "unauthorized", None));
     }
     Ok(dir)
 }
 
-async fn body_json(body: Body) -> Result<Value, Response> {
+pub(crate) async fn body_json(body: Body) -> Result<Value, Response> {
     let bytes = axum::body::to_bytes(body, MAX_BODY)
         .await
         .map_err(|_| error(StatusCode::PAYLOAD_TOO_LARGE, "body too large", None))?;
@@ -158,10 +166,7 @@ pub(crate) async fn create(
         }
     }
     let u = DirectoryUser {
-        id: random_bytes::<16>()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
+        id: new_id(),
         user_name: user_name.to_owned(),
         external_id: v
             .get("externalId")
@@ -347,6 +352,304 @@ pub(crate) async fn delete(
     }
 }
 
+fn new_id() -> String {
+    random_bytes::<16>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn group_resource(g: &DirectoryGroup) -> Value {
+    let members: Vec<Value> = g.members.iter().map(|m| json!({"value": m})).collect();
+    let mut v = json!({"schemas": [GROUP], "id": g.id, "displayName": g.display_name, "members": members,
+        "meta": {"resourceType": "Group", "location": format!("/scim/v2/Groups/{}", g.id)}});
+    if let Some(e) = &g.external_id {
+        v["externalId"] = json!(e);
+    }
+    v
+}
+
+/// `[{"value": id}, …]` as SCIM sends members; anything else is no member.
+fn member_ids(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| m.get("value").and_then(Value::as_str))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn audit_group(g: &DirectoryGroup, what: &str) {
+    tracing::info!(target: "gatehouse::audit", group = %g.display_name, id = %g.id, members = g.members.len(), what, "directory change");
+}
+
+/// A display name must stay unique: two groups of one name would make `groups` ambiguous.
+#[allow(clippy::result_large_err)]
+fn name_taken(dir: &dyn DirectoryStore, name: &str, id: &str) -> Result<bool, Response> {
+    match dir.find_group_by_name(name) {
+        Ok(Some(other)) => Ok(other.id != id),
+        Ok(None) => Ok(false),
+        Err(_) => Err(unavailable()),
+    }
+}
+
+pub(crate) async fn create_group(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let dir = match check(&gw, &headers) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let v = match body_json(body).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Some(name) = v
+        .get("displayName")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "displayName is required",
+            Some("invalidValue"),
+        );
+    };
+    let id = new_id();
+    match name_taken(dir.as_ref(), name, &id) {
+        Ok(true) => {
+            return error(
+                StatusCode::CONFLICT,
+                "displayName exists",
+                Some("uniqueness"),
+            );
+        }
+        Ok(false) => {}
+        Err(r) => return r,
+    }
+    let g = DirectoryGroup {
+        id,
+        display_name: name.to_owned(),
+        external_id: v
+            .get("externalId")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        members: v.get("members").map(member_ids).unwrap_or_default(),
+    };
+    stored_group(dir.as_ref(), &g, StatusCode::CREATED, "group provisioned")
+}
+
+/// Writes a group and answers with what was stored (members the directory does not know
+/// are dropped, so the answer is the truth).
+fn stored_group(
+    dir: &dyn DirectoryStore,
+    g: &DirectoryGroup,
+    status: StatusCode,
+    what: &str,
+) -> Response {
+    if dir.put_group(g).is_err() {
+        return unavailable();
+    }
+    match dir.get_group(&g.id) {
+        Ok(Some(g)) => {
+            audit_group(&g, what);
+            scim(status, group_resource(&g))
+        }
+        _ => unavailable(),
+    }
+}
+
+pub(crate) async fn get_group(
+    State(gw): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let dir = match check(&gw, &headers) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    match dir.get_group(&id) {
+        Ok(Some(g)) => scim(StatusCode::OK, group_resource(&g)),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such group", None),
+        Err(_) => unavailable(),
+    }
+}
+
+/// Only `displayName eq "…"` is supported.
+pub(crate) async fn list_groups(
+    State(gw): State<Arc<Gateway>>,
+    Query(q): Query<ListQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let dir = match check(&gw, &headers) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let name = q.filter.as_deref().and_then(|f| {
+        f.trim()
+            .strip_prefix("displayName eq ")
+            .map(|v| v.trim().trim_matches('"'))
+            .filter(|v| !v.is_empty())
+    });
+    let Some(name) = name else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "only `displayName eq \"…\"` filters are supported",
+            Some("invalidFilter"),
+        );
+    };
+    let found: Vec<Value> = match dir.find_group_by_name(name) {
+        Ok(g) => g.iter().map(group_resource).collect(),
+        Err(_) => return unavailable(),
+    };
+    scim(
+        StatusCode::OK,
+        json!({"schemas": [LIST], "totalResults": found.len(), "startIndex": 1, "itemsPerPage": found.len(), "Resources": found}),
+    )
+}
+
+pub(crate) async fn replace_group(
+    State(gw): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    update_group(gw, id, headers, body, false).await
+}
+
+pub(crate) async fn patch_group(
+    State(gw): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    update_group(gw, id, headers, body, true).await
+}
+
+/// The member a `members[value eq "…"]` path names.
+fn member_filter(path: &str) -> Option<&str> {
+    let inner = path.strip_prefix("members[")?.strip_suffix(']')?;
+    let v = inner
+        .trim()
+        .strip_prefix("value eq ")?
+        .trim()
+        .trim_matches('"');
+    (!v.is_empty()).then_some(v)
+}
+
+async fn update_group(
+    gw: Arc<Gateway>,
+    id: String,
+    headers: HeaderMap,
+    body: Body,
+    is_patch: bool,
+) -> Response {
+    let dir = match check(&gw, &headers) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let v = match body_json(body).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let mut g = match dir.get_group(&id) {
+        Ok(Some(g)) => g,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "no such group", None),
+        Err(_) => return unavailable(),
+    };
+    let set_attrs = |g: &mut DirectoryGroup, attrs: &Value| {
+        if let Some(n) = attrs.get("displayName").and_then(Value::as_str) {
+            g.display_name = n.to_owned();
+        }
+        if let Some(e) = attrs.get("externalId").and_then(Value::as_str) {
+            g.external_id = Some(e.to_owned());
+        }
+    };
+    if is_patch {
+        let Some(ops) = v.get("Operations").and_then(Value::as_array) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Operations is required",
+                Some("invalidSyntax"),
+            );
+        };
+        for op in ops {
+            let kind = op
+                .get("op")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            let value = op.get("value").cloned().unwrap_or(Value::Null);
+            let path = op.get("path").and_then(Value::as_str);
+            match (kind.as_str(), path) {
+                ("add", Some("members")) => g.members.extend(member_ids(&value)),
+                ("replace", Some("members")) => g.members = member_ids(&value),
+                ("remove", Some("members")) if value.is_array() => {
+                    let gone = member_ids(&value);
+                    g.members.retain(|m| !gone.contains(m));
+                }
+                ("remove", Some("members")) => g.members.clear(),
+                ("remove", Some(p)) if member_filter(p).is_some() => {
+                    let gone = member_filter(p).unwrap_or_default();
+                    g.members.retain(|m| m != gone);
+                }
+                ("add" | "replace", Some(p)) => set_attrs(&mut g, &json!({ p: value })),
+                ("add" | "replace", None) => {
+                    set_attrs(&mut g, &value);
+                    if let Some(m) = value.get("members") {
+                        g.members = member_ids(m);
+                    }
+                }
+                _ => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "unsupported operation",
+                        Some("invalidSyntax"),
+                    );
+                }
+            }
+        }
+    } else {
+        set_attrs(&mut g, &v);
+        g.members = v.get("members").map(member_ids).unwrap_or_default();
+    }
+    match name_taken(dir.as_ref(), &g.display_name, &g.id) {
+        Ok(true) => {
+            return error(
+                StatusCode::CONFLICT,
+                "displayName exists",
+                Some("uniqueness"),
+            );
+        }
+        Ok(false) => {}
+        Err(r) => return r,
+    }
+    stored_group(dir.as_ref(), &g, StatusCode::OK, "group updated")
+}
+
+pub(crate) async fn delete_group(
+    State(gw): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let dir = match check(&gw, &headers) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    match dir.delete_group(&id) {
+        Ok(true) => {
+            tracing::info!(target: "gatehouse::audit", id = %id, "directory change: group deleted");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(false) => error(StatusCode::NOT_FOUND, "no such group", None),
+        Err(_) => unavailable(),
+    }
+}
+
 /// Routes, on the gateway's listener under `/scim/v2`.
 pub(crate) fn router(gw: Arc<Gateway>) -> axum::Router {
     use axum::routing::get as get_route;
@@ -355,6 +658,14 @@ pub(crate) fn router(gw: Arc<Gateway>) -> axum::Router {
         .route(
             "/scim/v2/Users/{id}",
             get_route(get).put(replace).patch(patch).delete(delete),
+        )
+        .route("/scim/v2/Groups", get_route(list_groups).post(create_group))
+        .route(
+            "/scim/v2/Groups/{id}",
+            get_route(get_group)
+                .put(replace_group)
+                .patch(patch_group)
+                .delete(delete_group),
         )
         .with_state(gw)
 }

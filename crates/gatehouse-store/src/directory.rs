@@ -1,7 +1,7 @@
-//! People and services provisioned by the organisation's directory (SCIM), and who has
-//! been deprovisioned. Deprovisioning is checked on every request.
+//! People, services and groups provisioned by the organisation's directory (SCIM), and who
+//! has been deprovisioned or revoked. Both are asked on every request, from memory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
@@ -20,6 +20,15 @@ pub struct DirectoryUser {
     pub updated_at: u64,
 }
 
+/// A provisioned group; `members` are user ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryGroup {
+    pub id: String,
+    pub display_name: String,
+    pub external_id: Option<String>,
+    pub members: Vec<String>,
+}
+
 /// The directory as the gateway knows it.
 ///
 /// Guarantees: writes are committed when they return; `is_deprovisioned` reflects every
@@ -33,14 +42,32 @@ pub trait DirectoryStore: Send + Sync {
     fn find_by_user_name(&self, user_name: &str) -> Result<Option<DirectoryUser>, StoreError>;
     /// Removes a user and remembers its names as deprovisioned.
     fn delete(&self, id: &str, at: u64) -> Result<bool, StoreError>;
-    /// Whether a subject (a user name or external id) has been deprovisioned.
+    /// Whether a subject (a user name or external id) has been deprovisioned or revoked.
     fn is_deprovisioned(&self, subject: &str) -> Result<bool, StoreError>;
+    /// An administrator's revocation of any subject, provisioned or not.
+    fn revoke(&self, subject: &str, at: u64) -> Result<(), StoreError>;
+    /// Lifts a revocation (or a deletion's block); false when none was recorded. A user
+    /// set inactive stays inactive until the directory reactivates them.
+    fn reinstate(&self, subject: &str) -> Result<bool, StoreError>;
+    /// Creates or replaces a group with its members (unknown user ids are dropped).
+    fn put_group(&self, group: &DirectoryGroup) -> Result<(), StoreError>;
+    fn get_group(&self, id: &str) -> Result<Option<DirectoryGroup>, StoreError>;
+    fn find_group_by_name(&self, name: &str) -> Result<Option<DirectoryGroup>, StoreError>;
+    fn delete_group(&self, id: &str) -> Result<bool, StoreError>;
+    /// The display names of the groups of a provisioned subject (user name or external
+    /// id), sorted; `None` when the directory does not know the subject. No I/O.
+    fn groups_of(&self, subject: &str) -> Result<Option<Vec<String>>, StoreError>;
 }
 
 #[derive(Debug, Default)]
 pub struct MemoryDirectory {
     users: Mutex<BTreeMap<String, DirectoryUser>>,
     gone: Mutex<BTreeMap<String, u64>>,
+    groups: Mutex<BTreeMap<String, DirectoryGroup>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl DirectoryStore for MemoryDirectory {
@@ -76,14 +103,12 @@ impl DirectoryStore for MemoryDirectory {
             .cloned())
     }
     fn delete(&self, id: &str, at: u64) -> Result<bool, StoreError> {
-        let Some(u) = self
-            .users
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(id)
-        else {
+        let Some(u) = lock(&self.users).remove(id) else {
             return Ok(false);
         };
+        for g in lock(&self.groups).values_mut() {
+            g.members.retain(|m| m != id);
+        }
         let mut gone = self.gone.lock().unwrap_or_else(PoisonError::into_inner);
         gone.insert(u.user_name, at);
         if let Some(e) = u.external_id {
@@ -107,12 +132,64 @@ impl DirectoryStore for MemoryDirectory {
                 .unwrap_or_else(PoisonError::into_inner)
                 .contains_key(subject))
     }
+    fn revoke(&self, subject: &str, at: u64) -> Result<(), StoreError> {
+        lock(&self.gone).insert(subject.to_owned(), at);
+        Ok(())
+    }
+    fn reinstate(&self, subject: &str) -> Result<bool, StoreError> {
+        Ok(lock(&self.gone).remove(subject).is_some())
+    }
+    fn put_group(&self, g: &DirectoryGroup) -> Result<(), StoreError> {
+        let users = lock(&self.users);
+        let mut g = g.clone();
+        g.members.retain(|m| users.contains_key(m));
+        g.members.sort();
+        g.members.dedup();
+        lock(&self.groups).insert(g.id.clone(), g);
+        Ok(())
+    }
+    fn get_group(&self, id: &str) -> Result<Option<DirectoryGroup>, StoreError> {
+        Ok(lock(&self.groups).get(id).cloned())
+    }
+    fn find_group_by_name(&self, name: &str) -> Result<Option<DirectoryGroup>, StoreError> {
+        Ok(lock(&self.groups)
+            .values()
+            .find(|g| g.display_name == name)
+            .cloned())
+    }
+    fn delete_group(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(lock(&self.groups).remove(id).is_some())
+    }
+    fn groups_of(&self, subject: &str) -> Result<Option<Vec<String>>, StoreError> {
+        let Some(user) = lock(&self.users)
+            .values()
+            .find(|u| u.user_name == subject || u.external_id.as_deref() == Some(subject))
+            .map(|u| u.id.clone())
+        else {
+            return Ok(None);
+        };
+        let mut names: Vec<String> = lock(&self.groups)
+            .values()
+            .filter(|g| g.members.contains(&user))
+            .map(|g| g.display_name.clone())
+            .collect();
+        names.sort();
+        Ok(Some(names))
+    }
 }
 
 pub struct SqliteDirectory {
     conn: Mutex<Connection>,
-    /// Every deprovisioned subject, rebuilt from the database after each write.
-    blocked: std::sync::RwLock<std::collections::HashSet<String>>,
+    /// What requests ask, rebuilt from the database after each write.
+    memo: std::sync::RwLock<Memo>,
+}
+
+#[derive(Default)]
+struct Memo {
+    /// Every deprovisioned or revoked subject.
+    blocked: HashSet<String>,
+    /// Group names by user name and by external id, for every provisioned user.
+    groups: HashMap<String, Vec<String>>,
 }
 
 impl std::fmt::Debug for SqliteDirectory {
@@ -132,6 +209,16 @@ CREATE TABLE IF NOT EXISTS directory_users (
 CREATE TABLE IF NOT EXISTS deprovisioned (
   subject TEXT PRIMARY KEY,
   at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS directory_groups (
+  id TEXT PRIMARY KEY,
+  display_name TEXT NOT NULL UNIQUE,
+  external_id TEXT
+);
+CREATE TABLE IF NOT EXISTS directory_members (
+  group_id TEXT NOT NULL REFERENCES directory_groups(id) ON DELETE CASCADE,
+  user_id TEXT NOT NULL REFERENCES directory_users(id) ON DELETE CASCADE,
+  PRIMARY KEY (group_id, user_id)
 );";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DirectoryUser> {
@@ -150,16 +237,17 @@ impl SqliteDirectory {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
         let d = SqliteDirectory {
             conn: Mutex::new(conn),
-            blocked: Default::default(),
+            memo: Default::default(),
         };
         d.reload()?;
         Ok(d)
     }
 
-    /// Rebuilds the in-memory set of deprovisioned subjects.
+    /// Rebuilds what requests ask from the database.
     fn reload(&self) -> Result<(), StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
@@ -167,11 +255,57 @@ impl SqliteDirectory {
              UNION SELECT user_name FROM directory_users WHERE active = 0
              UNION SELECT external_id FROM directory_users WHERE active = 0 AND external_id IS NOT NULL",
         )?;
-        let set = stmt
+        let blocked = stmt
             .query_map([], |r| r.get::<_, String>(0))?
             .collect::<Result<_, _>>()?;
-        *self.blocked.write().unwrap_or_else(PoisonError::into_inner) = set;
+        let mut stmt = conn.prepare(
+            "SELECT u.user_name, u.external_id, g.display_name FROM directory_users u
+             LEFT JOIN directory_members m ON m.user_id = u.id
+             LEFT JOIN directory_groups g ON g.id = m.group_id
+             ORDER BY g.display_name",
+        )?;
+        let mut groups: HashMap<String, Vec<String>> = HashMap::new();
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (name, external, group) = row?;
+            for subject in std::iter::once(name).chain(external) {
+                let entry = groups.entry(subject).or_default();
+                entry.extend(group.clone());
+            }
+        }
+        *self.memo.write().unwrap_or_else(PoisonError::into_inner) = Memo { blocked, groups };
         Ok(())
+    }
+
+    fn read_group(conn: &Connection, id: &str) -> Result<Option<DirectoryGroup>, StoreError> {
+        let Some((display_name, external_id)) = conn
+            .query_row(
+                "SELECT display_name, external_id FROM directory_groups WHERE id = ?1",
+                [id],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)),
+            )
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        let mut stmt = conn.prepare(
+            "SELECT user_id FROM directory_members WHERE group_id = ?1 ORDER BY user_id",
+        )?;
+        let members = stmt
+            .query_map([id], |r| r.get::<_, String>(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(Some(DirectoryGroup {
+            id: id.to_owned(),
+            display_name,
+            external_id,
+            members,
+        }))
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -239,10 +373,85 @@ impl DirectoryStore for SqliteDirectory {
 
     fn is_deprovisioned(&self, subject: &str) -> Result<bool, StoreError> {
         Ok(self
-            .blocked
+            .memo
             .read()
             .unwrap_or_else(PoisonError::into_inner)
+            .blocked
             .contains(subject))
+    }
+
+    fn revoke(&self, subject: &str, at: u64) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO deprovisioned (subject, at) VALUES (?1, ?2)",
+            params![subject, i(at)],
+        )?;
+        self.reload()
+    }
+
+    fn reinstate(&self, subject: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn()
+            .execute("DELETE FROM deprovisioned WHERE subject = ?1", [subject])?;
+        self.reload()?;
+        Ok(n > 0)
+    }
+
+    fn put_group(&self, g: &DirectoryGroup) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO directory_groups (id, display_name, external_id) VALUES (?1, ?2, ?3)
+             ON CONFLICT(id) DO UPDATE SET display_name = ?2, external_id = ?3",
+            params![g.id, g.display_name, g.external_id],
+        )?;
+        tx.execute("DELETE FROM directory_members WHERE group_id = ?1", [&g.id])?;
+        for m in &g.members {
+            tx.execute(
+                "INSERT OR IGNORE INTO directory_members (group_id, user_id)
+                 SELECT ?1, id FROM directory_users WHERE id = ?2",
+                params![g.id, m],
+            )?;
+        }
+        tx.commit()?;
+        drop(conn);
+        self.reload()
+    }
+
+    fn get_group(&self, id: &str) -> Result<Option<DirectoryGroup>, StoreError> {
+        Self::read_group(&self.conn(), id)
+    }
+
+    fn find_group_by_name(&self, name: &str) -> Result<Option<DirectoryGroup>, StoreError> {
+        let conn = self.conn();
+        let id: Option<String> = conn
+            .query_row(
+                "SELECT id FROM directory_groups WHERE display_name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match id {
+            Some(id) => Self::read_group(&conn, &id),
+            None => Ok(None),
+        }
+    }
+
+    fn delete_group(&self, id: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn()
+            .execute("DELETE FROM directory_groups WHERE id = ?1", [id])?;
+        self.reload()?;
+        Ok(n > 0)
+    }
+
+    fn groups_of(&self, subject: &str) -> Result<Option<Vec<String>>, StoreError> {
+        Ok(self
+            .memo
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .groups
+            .get(subject)
+            .cloned())
     }
 }
 
@@ -280,6 +489,50 @@ mod tests {
         // Provisioned again as active (say, rehired): no longer blocked.
         d.put(&user("2", "alice", true)).unwrap();
         assert!(!d.is_deprovisioned("alice").unwrap() && !d.is_deprovisioned("ext-alice").unwrap());
+
+        // An administrator's revocation, of a provisioned subject or any other, and its lifting.
+        d.revoke("alice", 7).unwrap();
+        d.revoke("svc-unknown", 7).unwrap();
+        assert!(d.is_deprovisioned("alice").unwrap() && d.is_deprovisioned("svc-unknown").unwrap());
+        assert!(d.reinstate("alice").unwrap());
+        assert!(!d.is_deprovisioned("alice").unwrap() && !d.reinstate("alice").unwrap());
+
+        // Groups: membership by user id, read by user name or external id; unknown members
+        // dropped; a deleted user leaves their groups; an unknown subject has no answer.
+        d.put(&user("3", "bob", true)).unwrap();
+        let eng = DirectoryGroup {
+            id: "g1".into(),
+            display_name: "eng".into(),
+            external_id: None,
+            members: vec!["2".into(), "3".into(), "nobody".into()],
+        };
+        d.put_group(&eng).unwrap();
+        d.put_group(&DirectoryGroup {
+            id: "g2".into(),
+            display_name: "admins".into(),
+            external_id: None,
+            members: vec!["2".into()],
+        })
+        .unwrap();
+        assert_eq!(d.get_group("g1").unwrap().unwrap().members, ["2", "3"]);
+        assert_eq!(d.find_group_by_name("admins").unwrap().unwrap().id, "g2");
+        assert_eq!(d.groups_of("alice").unwrap().unwrap(), ["admins", "eng"]);
+        assert_eq!(d.groups_of("ext-bob").unwrap().unwrap(), ["eng"]);
+        assert_eq!(d.groups_of("carol").unwrap(), None);
+        d.put_group(&DirectoryGroup {
+            members: vec!["3".into()],
+            ..eng
+        })
+        .unwrap();
+        assert_eq!(
+            d.groups_of("alice").unwrap().unwrap(),
+            ["admins"],
+            "removed from eng"
+        );
+        assert!(d.delete_group("g2").unwrap() && !d.delete_group("g2").unwrap());
+        assert_eq!(d.groups_of("alice").unwrap().unwrap(), Vec::<String>::new());
+        assert!(d.delete("3", 8).unwrap());
+        assert!(d.get_group("g1").unwrap().unwrap().members.is_empty());
     }
 
     #[test]

@@ -4,5 +4,7 @@
 mod directory;
 mod keys;
 
-pub use directory::{DirectoryStore, DirectoryUser, MemoryDirectory, SqliteDirectory};
+pub use directory::{
+    DirectoryGroup, DirectoryStore, DirectoryUser, MemoryDirectory, SqliteDirectory,
+};
 pub use keys::{ApiKeyRecord, ApiKeyStore, MemoryKeyStore, SqliteKeyStore, StoreError};

@@ -617,6 +617,19 @@ async fn a_deprovisioned_user_is_refused_mid_session_with_every_credential() {
     let cfg = gatehouse_proxy::Config::from_yaml(&yaml, &|_| None).expect("config");
     let gw = start_gateway_at(cfg, gw_port, true).await;
 
+    // No admin token configured: no admin API.
+    assert_eq!(
+        admin(
+            &gw.base,
+            "scim-s3cret",
+            reqwest::Method::POST,
+            "/revocations",
+            Some(json!({"subject": "x"}))
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
     // The SCIM client must present the configured token.
     assert_eq!(
         scim(
@@ -742,6 +755,280 @@ async fn a_deprovisioned_user_is_refused_mid_session_with_every_credential() {
         .0,
         StatusCode::NOT_FOUND
     );
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(idp);
+}
+
+async fn admin(
+    base: &str,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut rb = reqwest::Client::new()
+        .request(method, format!("{base}/admin/v1{path}"))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        rb = rb
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let resp = rb.send().await.expect("admin");
+    let status = resp.status();
+    let text = resp.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// The groups the pipeline hands on for a bearer token.
+async fn groups_of(gw: &Gw, token: &str) -> Vec<String> {
+    let cfg = gw.gw.config();
+    let auth = format!("Bearer {token}");
+    gatehouse_proxy::pipeline::authenticate(&gw.gw, &cfg, Some(&auth), None)
+        .await
+        .expect("authenticated")
+        .groups
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_groups_rule_principals_and_the_admin_revoke_cuts_anyone_off() {
+    let gw_port = free_port();
+    let resource = format!("http://127.0.0.1:{gw_port}/mcp");
+    let idp = Idp::start(free_port(), &resource, "a").await;
+    let dir = std::env::temp_dir().join(format!("gatehouse-groups-{gw_port}"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("scim-token"), "scim-s3cret").expect("write");
+    std::fs::write(dir.join("admin-token"), "adm1n-s3cret").expect("write");
+    let yaml = format!(
+        "{}scim:\n  token: \"file:{}\"\nadmin:\n  token: \"file:{}\"\nstore:\n  sqlite: {}\n",
+        config(&idp, true),
+        dir.join("scim-token").display(),
+        dir.join("admin-token").display(),
+        dir.join("gatehouse.db").display()
+    );
+    let cfg = gatehouse_proxy::Config::from_yaml(&yaml, &|_| None).expect("config");
+    let gw = start_gateway_at(cfg, gw_port, true).await;
+    let post = reqwest::Method::POST;
+    let patch = reqwest::Method::PATCH;
+    let s = "scim-s3cret";
+
+    let (_, user) = scim(
+        &gw.base,
+        s,
+        post.clone(),
+        "/Users",
+        Some(json!({"userName": "svc-reporting"})),
+    )
+    .await;
+    let uid = user["id"].as_str().expect("id").to_owned();
+    let token = idp.token("svc-reporting", "mcp:tools", None).await;
+    assert!(groups_of(&gw, &token).await.is_empty());
+
+    // A group, with one member the directory never provisioned (dropped).
+    let (st, analysts) = scim(
+        &gw.base,
+        s,
+        post.clone(),
+        "/Groups",
+        Some(json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "analysts",
+        "members": [{"value": uid}, {"value": "not-a-user"}]})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{analysts}");
+    assert_eq!(analysts["members"], json!([{"value": uid}]));
+    let gid = analysts["id"].as_str().expect("id").to_owned();
+    let (st, dup) = scim(
+        &gw.base,
+        s,
+        post.clone(),
+        "/Groups",
+        Some(json!({"displayName": "analysts"})),
+    )
+    .await;
+    assert_eq!(
+        (st, dup["scimType"].as_str()),
+        (StatusCode::CONFLICT, Some("uniqueness"))
+    );
+    let (_, found) = scim(
+        &gw.base,
+        s,
+        reqwest::Method::GET,
+        "/Groups?filter=displayName%20eq%20%22analysts%22",
+        None,
+    )
+    .await;
+    assert_eq!(found["totalResults"], 1);
+    assert_eq!(groups_of(&gw, &token).await, ["analysts"]);
+
+    // Okta adds members with a path; Entra removes them with a filter path.
+    let (_, admins) = scim(
+        &gw.base,
+        s,
+        post.clone(),
+        "/Groups",
+        Some(json!({"displayName": "admins"})),
+    )
+    .await;
+    let aid = admins["id"].as_str().expect("id").to_owned();
+    let (st, _) = scim(
+        &gw.base,
+        s,
+        patch.clone(),
+        &format!("/Groups/{aid}"),
+        Some(json!({
+        "Operations": [{"op": "add", "path": "members", "value": [{"value": uid}]}]})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(groups_of(&gw, &token).await, ["admins", "analysts"]);
+    let (st, after) = scim(
+        &gw.base,
+        s,
+        patch.clone(),
+        &format!("/Groups/{gid}"),
+        Some(json!({
+        "Operations": [{"op": "Remove", "path": format!("members[value eq \"{uid}\"]")}]})),
+    )
+    .await;
+    assert_eq!((st, after["members"].clone()), (StatusCode::OK, json!([])));
+    assert_eq!(
+        groups_of(&gw, &token).await,
+        ["admins"],
+        "removed at once, token unchanged"
+    );
+    let (st, _) = scim(
+        &gw.base,
+        s,
+        patch.clone(),
+        &format!("/Groups/{aid}"),
+        Some(json!({
+        "Operations": [{"op": "move", "path": "members"}]})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        scim(
+            &gw.base,
+            s,
+            reqwest::Method::DELETE,
+            &format!("/Groups/{aid}"),
+            None
+        )
+        .await
+        .0,
+        StatusCode::NO_CONTENT
+    );
+    assert!(groups_of(&gw, &token).await.is_empty());
+    assert_eq!(
+        scim(
+            &gw.base,
+            "wrong",
+            reqwest::Method::GET,
+            &format!("/Groups/{gid}"),
+            None
+        )
+        .await
+        .0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // The admin revoke: a subject the directory never provisioned, cut off mid-session.
+    let other = idp.token("svc-es256", "mcp:tools", None).await;
+    let session = connect(&gw.mcp(), &other).await;
+    session
+        .call("demo__search_files", json!({"query": "vpn"}))
+        .await;
+    let a = "adm1n-s3cret";
+    let (st, _) = admin(
+        &gw.base,
+        s,
+        post.clone(),
+        "/revocations",
+        Some(json!({"subject": "svc-es256"})),
+    )
+    .await;
+    assert_eq!(
+        st,
+        StatusCode::UNAUTHORIZED,
+        "the SCIM token is not an admin token"
+    );
+    let (st, _) = admin(
+        &gw.base,
+        a,
+        post.clone(),
+        "/revocations",
+        Some(json!({"subject": ""})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, _) = admin(
+        &gw.base,
+        a,
+        post.clone(),
+        "/revocations",
+        Some(json!({"subject": "svc-es256"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let r = session
+        .request(
+            "tools/call",
+            json!({"name": "demo__search_files", "arguments": {"query": "vpn"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "mid-session");
+    assert_eq!(
+        init(&gw.mcp(), &other).await.status,
+        StatusCode::UNAUTHORIZED,
+        "new session"
+    );
+    assert_eq!(
+        admin(
+            &gw.base,
+            a,
+            reqwest::Method::GET,
+            "/revocations/svc-es256",
+            None
+        )
+        .await
+        .1["revoked"],
+        true
+    );
+    assert_eq!(
+        init(&gw.mcp(), &token).await.status,
+        StatusCode::OK,
+        "others unaffected"
+    );
+    // Lifted: the same session works again (it was refused, never destroyed).
+    assert_eq!(
+        admin(
+            &gw.base,
+            a,
+            reqwest::Method::DELETE,
+            "/revocations/svc-es256",
+            None
+        )
+        .await
+        .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        admin(
+            &gw.base,
+            a,
+            reqwest::Method::DELETE,
+            "/revocations/svc-es256",
+            None
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+    session
+        .call("demo__search_files", json!({"query": "vpn"}))
+        .await;
     let _ = std::fs::remove_dir_all(&dir);
     drop(idp);
 }

@@ -57,6 +57,8 @@ pub struct Config {
     pub tls: Option<TlsSettings>,
     /// Enables SCIM: the token the directory's SCIM client must present.
     pub scim_token: Option<gatehouse_auth::SecretRef>,
+    /// Enables the admin API (`/admin/v1`): the token administrators present.
+    pub admin_token: Option<gatehouse_auth::SecretRef>,
     pub secrets: Option<SecretsSettings>,
 }
 
@@ -627,6 +629,13 @@ impl RawConfig {
                     .map_err(|e| ConfigError::at("scim.token", e))
             })
             .transpose()?;
+        let admin_token = self
+            .admin
+            .map(|s| {
+                gatehouse_auth::SecretRef::parse(&s.token)
+                    .map_err(|e| ConfigError::at("admin.token", e))
+            })
+            .transpose()?;
 
         let secrets = match self.secrets {
             None => None,
@@ -647,7 +656,7 @@ impl RawConfig {
         };
         let uses_store =
             |r: &gatehouse_auth::SecretRef| matches!(r, gatehouse_auth::SecretRef::Store(_));
-        let store_refs = scim_token.iter().any(uses_store)
+        let store_refs = scim_token.iter().chain(&admin_token).any(uses_store)
             || upstreams.iter().any(|u| match &u.transport {
                 TransportSpec::StreamableHttp {
                     credential: Some(c),
@@ -669,6 +678,7 @@ impl RawConfig {
         Ok(Config {
             secrets,
             scim_token,
+            admin_token,
             tls,
             auth,
             api_key_pepper,

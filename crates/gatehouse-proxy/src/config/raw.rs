@@ -46,6 +46,8 @@ pub struct RawConfig {
     pub tls: Option<RawTls>,
     /// SCIM 2.0 provisioning at `/scim/v2` (deprovisioned users are refused).
     pub scim: Option<RawScim>,
+    /// The administrator's API at `/admin/v1` (revoking a subject at once).
+    pub admin: Option<RawAdmin>,
     /// The encrypted local secret store behind `secret:NAME` references.
     pub secrets: Option<RawSecrets>,
 }
@@ -64,6 +66,14 @@ pub struct RawSecrets {
 pub struct RawScim {
     /// The bearer token the identity provider's SCIM client presents: a reference
     /// (`env:NAME` or `file:/path`), read at each request.
+    pub token: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// The bearer token administrators present: a reference (`env:NAME`, `file:/path` or
+    /// `secret:NAME`), read at each request.
     pub token: String,
 }
 

@@ -74,7 +74,8 @@ pub fn router(gw: Arc<Gateway>, prometheus: Option<PrometheusHandle>) -> Router 
             gw: gw.clone(),
             prometheus,
         })
-        .merge(crate::scim::router(gw))
+        .merge(crate::scim::router(gw.clone()))
+        .merge(crate::admin::router(gw))
 }
 
 // ---- edge errors ---------------------------------------------------------------------
