@@ -4,9 +4,11 @@
 // JWTs signed RS256 (svc-reporting, svc-other-tenant) or ES256 (svc-es256), and opaque
 // tokens for introspection (svc-opaque); svc-short's tokens live 4 s. KEY_TAG names the signing keys' kids, so starting
 // it again with another tag rotates the keys. Users log in through the development
-// login form (any name) for authorization code + PKCE.
+// login form (any name) for authorization code + PKCE. The gateway's client
+// (gatehouse-upstream) may also exchange a user's JWT for an upstream token (RFC 8693).
 import { generateKeyPairSync } from "node:crypto";
-import Provider from "oidc-provider";
+import Provider, { errors } from "oidc-provider";
+import { createLocalJWKSet, jwtVerify } from "jose";
 
 const [port, tag = "a"] = process.argv.slice(2);
 const resource = process.env.GATEWAY_RESOURCE;
@@ -14,6 +16,11 @@ const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey.expor
 const ec = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ format: "jwk" });
 Object.assign(rsa, { kid: `rsa-${tag}`, alg: "RS256", use: "sig" });
 Object.assign(ec, { kid: `ec-${tag}`, alg: "ES256", use: "sig" });
+
+const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token";
+const publicKey = ({ d, p, q, dp, dq, qi, ...pub }) => pub;
+const ownKeys = createLocalJWKSet({ keys: [publicKey(rsa), publicKey(ec)] });
 
 const service = (id, secret) => ({
   client_id: id,
@@ -41,8 +48,9 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
     service("svc-opaque", "opaque-secret"),
     service("svc-other-tenant", "other-tenant-secret"),
     service("svc-short", "short-secret"),
-    // The gateway's own client, for tokens to upstreams.
-    service("gatehouse-upstream", "upstream-secret"),
+    // The gateway's own client, for tokens to upstreams: its own (client credentials) and,
+    // by RFC 8693 token exchange, tokens for an upstream that carry the user.
+    { ...service("gatehouse-upstream", "upstream-secret"), grant_types: ["client_credentials", TOKEN_EXCHANGE] },
     { client_id: "gatehouse", client_secret: "gatehouse-secret", grant_types: [], redirect_uris: [], response_types: [] },
   ],
   jwks: { keys: [rsa, ec] },
@@ -70,6 +78,55 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
   },
   // Service clients by id; users who logged in belong to tenant acme.
   extraTokenClaims: (_ctx, token) =>
-    directory[token.clientId] ?? (token.accountId ? { tid: "acme", groups: ["analyst"] } : undefined),
+    token.gty === "token-exchange"
+      ? { tid: token.extra?.tid, act: { sub: token.clientId } }
+      : directory[token.clientId] ?? (token.accountId ? { tid: "acme", groups: ["analyst"] } : undefined),
 });
+
+// RFC 8693: a JWT this provider issued for the gateway is exchanged, by the gateway's client
+// only, for a short token to one upstream (`resource`) naming the same subject, with the
+// gateway as the actor (`act`).
+provider.registerGrantType(
+  TOKEN_EXCHANGE,
+  async (ctx) => {
+    const { params, client } = ctx.oidc;
+    if (params.subject_token_type !== ACCESS_TOKEN_TYPE) {
+      throw new errors.InvalidRequest("unsupported subject_token_type");
+    }
+    if (!params.resource) throw new errors.InvalidTarget("resource is required");
+    let claims;
+    try {
+      ({ payload: claims } = await jwtVerify(params.subject_token, ownKeys, {
+        issuer: provider.issuer,
+        audience: resource,
+      }));
+    } catch {
+      throw new errors.InvalidGrant("subject_token is not valid");
+    }
+    const token = new provider.AccessToken({
+      accountId: claims.sub,
+      client,
+      gty: "token-exchange",
+      grantId: `exchange-${claims.jti ?? "x"}`,
+      scope: "mcp:tools",
+    });
+    token.extra = { tid: claims.tid };
+    token.resourceServer = new provider.ResourceServer(params.resource, {
+      audience: params.resource,
+      scope: "mcp:tools",
+      accessTokenTTL: 120,
+      accessTokenFormat: "jwt",
+      jwt: { sign: { alg: "RS256" } },
+    });
+    const value = await token.save();
+    ctx.body = {
+      access_token: value,
+      issued_token_type: ACCESS_TOKEN_TYPE,
+      token_type: "Bearer",
+      expires_in: token.expiration,
+      scope: token.scope,
+    };
+  },
+  ["subject_token", "subject_token_type", "resource", "audience", "scope", "requested_token_type"],
+);
 provider.listen(Number(port), "127.0.0.1", () => console.error(`idp listening on ${port}`));

@@ -1,6 +1,8 @@
-//! The gateway's own credentials for upstreams — never the client's. Today: OAuth 2.0 client
-//! credentials (RFC 6749 §4.4, with an RFC 8707 resource), the token cached until shortly
-//! before it expires and fetched by one caller at a time; secrets given by reference.
+//! The gateway's credentials for upstreams — never the client's token: OAuth 2.0 client
+//! credentials (RFC 6749 §4.4, with an RFC 8707 resource) for its own traffic, and RFC 8693
+//! token exchange for calls made on a user's behalf (a token for that upstream alone, naming
+//! the user, the gateway as actor). Tokens are cached until shortly before they expire;
+//! secrets are given by reference.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -71,7 +73,15 @@ pub struct ClientCredentialsConfig {
     pub scope: Option<String>,
     /// RFC 8707 resource: the upstream the token is for.
     pub resource: Option<String>,
+    /// Calls made for a user carry a token exchanged for theirs (RFC 8693), not the
+    /// gateway's own.
+    pub token_exchange: bool,
 }
+
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// Exchanged tokens kept at most; beyond it expired ones go, then all (users re-exchange).
+const MAX_EXCHANGED: usize = 10_000;
 
 #[derive(Deserialize)]
 struct TokenAnswer {
@@ -86,6 +96,8 @@ pub struct ClientCredentials {
     secrets: Option<Arc<LocalSecrets>>,
     http: reqwest::Client,
     cached: tokio::sync::Mutex<Option<(String, Instant)>>,
+    /// Exchanged tokens by SHA-256 of the user's token.
+    exchanged: std::sync::Mutex<std::collections::HashMap<[u8; 32], (String, Instant)>>,
 }
 
 impl std::fmt::Debug for ClientCredentials {
@@ -112,7 +124,13 @@ impl ClientCredentials {
             secrets,
             http,
             cached: tokio::sync::Mutex::new(None),
+            exchanged: Default::default(),
         }
+    }
+
+    /// Whether calls for a user go out with an exchanged token.
+    pub fn exchanges(&self) -> bool {
+        self.cfg.token_exchange
     }
 
     /// A valid access token, from the cache or freshly fetched.
@@ -123,15 +141,64 @@ impl ClientCredentials {
         {
             return Ok(t.clone());
         }
+        let body = format!(
+            "grant_type=client_credentials&client_id={}",
+            crate::issuer::form_encode(&self.cfg.client_id)
+        );
+        let (token, until) = self.fetch(body).await?;
+        *cached = Some((token.clone(), until));
+        Ok(token)
+    }
+
+    /// A token for this upstream naming the user whose token is `subject` (RFC 8693). The
+    /// issuer decides what the user may be given; a refusal is an error, never a fallback
+    /// to the gateway's own token.
+    pub async fn exchange(&self, subject: &str) -> Result<String, AuthError> {
+        let key = crate::issuer::sha256(subject);
+        let now = Instant::now();
+        if let Some((t, until)) = self.exchanged_map().get(&key)
+            && now < *until
+        {
+            return Ok(t.clone());
+        }
+        let body = format!(
+            "grant_type={}&subject_token={}&subject_token_type={}",
+            crate::issuer::form_encode(TOKEN_EXCHANGE),
+            crate::issuer::form_encode(subject),
+            crate::issuer::form_encode(ACCESS_TOKEN_TYPE),
+        );
+        let (token, until) = self.fetch(body).await?;
+        let mut map = self.exchanged_map();
+        if map.len() >= MAX_EXCHANGED {
+            map.retain(|_, (_, u)| now < *u);
+            if map.len() >= MAX_EXCHANGED {
+                map.clear();
+            }
+        }
+        map.insert(key, (token.clone(), until));
+        Ok(token)
+    }
+
+    /// Forgets the token exchanged for `subject` (the upstream refused it).
+    pub fn forget_exchanged(&self, subject: &str) {
+        self.exchanged_map().remove(&crate::issuer::sha256(subject));
+    }
+
+    fn exchanged_map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<[u8; 32], (String, Instant)>> {
+        self.exchanged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// POSTs a grant (with this client's scope and resource) to the token endpoint.
+    async fn fetch(&self, mut body: String) -> Result<(String, Instant), AuthError> {
         let secret = self
             .cfg
             .client_secret
             .resolve(self.secrets.as_deref())
             .map_err(AuthError::Unavailable)?;
-        let mut body = format!(
-            "grant_type=client_credentials&client_id={}",
-            crate::issuer::form_encode(&self.cfg.client_id)
-        );
         if let Some(s) = &self.cfg.scope {
             body.push_str(&format!("&scope={}", crate::issuer::form_encode(s)));
         }
@@ -160,8 +227,7 @@ impl ClientCredentials {
         // Renew a little before expiry: at most 30 s early, never more than half the lifetime.
         let life = answer.expires_in.unwrap_or(300);
         let until = Instant::now() + Duration::from_secs(life.saturating_sub((life / 2).min(30)));
-        *cached = Some((answer.access_token.clone(), until));
-        Ok(answer.access_token)
+        Ok((answer.access_token, until))
     }
 
     /// Forgets the cached token (the upstream refused it).

@@ -330,7 +330,10 @@ impl Gateway {
             let mut cursor: Option<Value> = None;
             for _ in 0..MAX_LIST_PAGES {
                 let params = cursor.take().map(|c| json!({ "cursor": c }));
-                let resp = match up.call(Request::new(0, meth, params), None, timeout).await {
+                let resp = match up
+                    .call(Request::new(0, meth, params), None, timeout, None)
+                    .await
+                {
                     Ok(r) => r,
                     Err(e) => {
                         tracing::warn!(upstream = name, list = meth, error = %e, "cannot read list");

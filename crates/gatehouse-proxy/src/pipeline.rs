@@ -25,7 +25,7 @@ use crate::gateway::{CorrelationId, Gateway};
 use crate::metrics as m;
 use crate::session::{SessionClaims, SessionError};
 use crate::tls::PeerIdentity;
-use crate::upstream::{CallRoute, UpstreamError};
+use crate::upstream::{CallRoute, UpstreamError, UserToken};
 use gatehouse_auth::{AuthError, AuthMethod, KEY_PREFIX, KeyLimits};
 
 pub use gatehouse_auth::Principal;
@@ -64,6 +64,20 @@ pub struct ClientCtx {
     pub session: Option<SessionClaims>,
     /// Virtual server name; `None` for the full endpoint.
     pub scope: Option<String>,
+    /// The caller's bearer token when it is an OAuth token (JWT or introspected), only for
+    /// upstreams that exchange it (RFC 8693); never forwarded as is.
+    pub user_token: Option<UserToken>,
+}
+
+/// The token to keep for exchange: an OAuth access token the caller authenticated with.
+/// API keys, certificates and development mode have none.
+pub fn user_token(principal: &Principal, authorization: Option<&str>) -> Option<UserToken> {
+    match principal.method {
+        AuthMethod::Jwt { .. } | AuthMethod::Introspection { .. } => {
+            bearer(authorization).ok().map(UserToken::new)
+        }
+        _ => None,
+    }
 }
 
 impl ClientCtx {
@@ -615,7 +629,7 @@ impl Gateway {
             if wants && view.allows(up.name(), None) {
                 let mut r = req.clone();
                 strip_envelope(&mut r);
-                if let Err(e) = up.call(r, None, timeout).await {
+                if let Err(e) = up.call(r, None, timeout, None).await {
                     tracing::warn!(upstream = up.name(), error = %e, "logging/setLevel not delivered");
                 }
             }
@@ -634,6 +648,16 @@ impl Gateway {
         let up = self
             .upstream(name)
             .ok_or_else(|| unavailable(correlation))?;
+        // An upstream that acts for users gets an exchanged user token or no call: falling
+        // back to the gateway's own token would lend its rights to whoever asked.
+        if up.exchanges_tokens() && ctx.user_token.is_none() {
+            tracing::warn!(target: "gatehouse::audit", upstream = name, principal = %ctx.principal.id, "call refused: the upstream needs a user token to exchange");
+            return Err(RpcError::new(
+                code::INVALID_REQUEST,
+                "This server acts on behalf of users: sign in with an OAuth token",
+            )
+            .with_data(json!({"correlationId": correlation.to_string()})));
+        }
         let route = events.map(|events| CallRoute {
             events,
             progress_token: req.meta().and_then(|m| m.get("progressToken")).cloned(),
@@ -657,7 +681,7 @@ impl Gateway {
         let uri = req.param_str("uri").map(str::to_owned);
         let started = Instant::now();
         let outcome = tokio::select! {
-            r = up.call(req, route, timeout) => Some(r),
+            r = up.call(req, route, timeout, ctx.user_token.as_ref()) => Some(r),
             // The client sent notifications/cancelled: dropping the call tells the upstream.
             _ = cancel_rx => None,
         };

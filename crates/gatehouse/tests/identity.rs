@@ -455,8 +455,11 @@ async fn recording_upstream() -> (
                 for (k, v) in &headers {
                     h.append(k.clone(), v.clone());
                 }
-                log.lock().expect("lock").push(h);
                 let msg: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                if let Some(m) = msg["method"].as_str().and_then(|m| m.parse().ok()) {
+                    h.insert("x-recorded-method", m);
+                }
+                log.lock().expect("lock").push(h);
                 let Some(id) = msg.get("id").cloned() else {
                     return (axum::http::StatusCode::ACCEPTED, String::new());
                 };
@@ -575,6 +578,130 @@ async fn upstreams_get_the_gateways_own_client_credentials_token() {
     }
     assert_eq!(jtis.len(), 1, "one token, reused until it nears expiry");
     let _ = std::fs::remove_file(&secret);
+    drop(idp);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_for_a_user_carry_a_token_exchanged_for_theirs() {
+    let (up_url, seen) = recording_upstream().await;
+    let gw_port = free_port();
+    let resource = format!("http://127.0.0.1:{gw_port}/mcp");
+    let idp = Idp::start(free_port(), &resource, "a").await;
+    let dir = std::env::temp_dir().join(format!("gatehouse-exchange-{gw_port}"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("secret"), "upstream-secret\n").expect("write");
+    let pepper = "cGVwcGVyLWZvci10aGUta2V5LXRlc3RzLTMyLWJ5dGVzLWxvbmc=";
+    let mut yaml =
+        config(&idp, false).replace("virtual_servers:\n  ops:\n    upstreams: [demo]\n", "");
+    yaml.push_str(&format!(
+        "api_keys:\n  pepper: \"{pepper}\"\nstore:\n  sqlite: {db}\nupstreams:\n  rec:\n    url: {up_url}\n    client_credentials:\n      token_url: {iss}/token\n      client_id: gatehouse-upstream\n      client_secret: \"file:{secret}\"\n      resource: {up_url}\n      token_exchange: true\n",
+        iss = idp.issuer(),
+        secret = dir.join("secret").display(),
+        db = dir.join("gatehouse.db").display(),
+    ));
+    let cfg = gatehouse_proxy::Config::from_yaml(&yaml, &|_| None).expect("config");
+    let gw = start_gateway_at(cfg, gw_port, true).await;
+    let alice = idp.token("svc-reporting", "mcp:tools", None).await;
+    let bob = idp.token("svc-es256", "mcp:tools", None).await;
+    let (a, b) = (
+        connect(&gw.mcp(), &alice).await,
+        connect(&gw.mcp(), &bob).await,
+    );
+    for c in [&a, &a, &b] {
+        assert_eq!(
+            c.call("rec__whoami", json!({})).await["content"][0]["text"],
+            "ok"
+        );
+    }
+
+    // An opaque token this issuer will not exchange: the call fails, and the gateway does
+    // not fall back to its own token.
+    let opaque = idp.token("svc-opaque", "mcp:tools", None).await;
+    let o = connect(&gw.mcp(), &opaque).await;
+    let r = o
+        .request(
+            "tools/call",
+            json!({"name": "rec__whoami", "arguments": {}}),
+        )
+        .await;
+    assert!(r.messages[0].get("error").is_some(), "{:?}", r.messages);
+    // An API key has no user token to exchange: refused before the upstream.
+    let store = gatehouse_store::SqliteKeyStore::open(&dir.join("gatehouse.db")).expect("store");
+    let keys = gatehouse_auth::ApiKeys::new(&base64_decode(pepper), std::sync::Arc::new(store));
+    let spec = gatehouse_auth::KeySpec {
+        principal: "svc-batch".into(),
+        app: "batch".into(),
+        ..Default::default()
+    };
+    let key = keys.create(&spec, 1, None).expect("key").key;
+    let mut k = with_token(&Mcp::new(&gw.mcp()), &key);
+    let r = k.post(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "batch", "version": "1"}}})).await;
+    k.session = r
+        .headers
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let r = k
+        .request(
+            "tools/call",
+            json!({"name": "rec__whoami", "arguments": {}}),
+        )
+        .await;
+    assert!(
+        r.messages[0]["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("on behalf of users"),
+        "{:?}",
+        r.messages
+    );
+
+    let seen = seen.lock().expect("lock");
+    let mut calls = Vec::new();
+    for headers in seen.iter() {
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .expect("a credential");
+        let t = auth.strip_prefix("Bearer ").expect("bearer");
+        for client in [&alice, &bob, &opaque] {
+            assert_ne!(t, client.as_str(), "never a client's token");
+        }
+        let (_, claims, _) = parts(t);
+        assert_eq!(claims["aud"], up_url.as_str(), "only for this upstream");
+        let method = headers
+            .get("x-recorded-method")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if method == "tools/call" {
+            assert_eq!(
+                claims["act"]["sub"], "gatehouse-upstream",
+                "the gateway acts"
+            );
+            calls.push((
+                claims["sub"].as_str().unwrap_or("").to_owned(),
+                claims["jti"].as_str().unwrap_or("").to_owned(),
+            ));
+        } else {
+            assert_eq!(
+                claims["sub"], "gatehouse-upstream",
+                "the gateway's own traffic: {method}"
+            );
+            assert!(claims.get("act").is_none());
+        }
+    }
+    let subs: Vec<&str> = calls.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        subs,
+        ["svc-reporting", "svc-reporting", "svc-es256"],
+        "each call names its user; the refused ones never arrived"
+    );
+    assert_eq!(
+        calls[0].1, calls[1].1,
+        "an exchanged token is reused while fresh"
+    );
+    assert_ne!(calls[0].1, calls[2].1);
+    let _ = std::fs::remove_dir_all(&dir);
     drop(idp);
 }
 

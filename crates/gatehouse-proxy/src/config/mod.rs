@@ -510,6 +510,7 @@ impl RawConfig {
                                 client_secret: secret,
                                 scope: c.scope,
                                 resource: c.resource,
+                                token_exchange: c.token_exchange,
                             })
                         }
                     };
@@ -530,6 +531,14 @@ impl RawConfig {
                             credential,
                             tls,
                         },
+                        RawTransportKind::Sse
+                            if credential.as_ref().is_some_and(|c| c.token_exchange) =>
+                        {
+                            return Err(ConfigError::at(
+                                format!("{at}.client_credentials.token_exchange"),
+                                "token exchange needs a streamable_http upstream",
+                            ));
+                        }
                         RawTransportKind::Sse => TransportSpec::Sse {
                             url,
                             headers,

@@ -290,6 +290,13 @@ pub struct RawClientCredentials {
     pub scope: Option<String>,
     /// RFC 8707 resource indicator for the upstream.
     pub resource: Option<String>,
+    /// Calls made for a user who presented a token (JWT or introspected) go out with a
+    /// token exchanged for theirs at `token_url` (RFC 8693: naming the user, the gateway as
+    /// actor); the client-credentials token serves only the gateway's own traffic
+    /// (handshake, lists). Callers without such a token (API keys, certificates) are
+    /// refused on this upstream. `streamable_http` only.
+    #[serde(default)]
+    pub token_exchange: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]

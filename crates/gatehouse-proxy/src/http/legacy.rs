@@ -104,6 +104,12 @@ pub(super) async fn legacy_message(
     };
     let sid = claims.sid.clone();
     let ctx = ClientCtx {
+        user_token: crate::pipeline::user_token(
+            &principal,
+            headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        ),
         principal,
         version: claims.version,
         session: Some(claims),

@@ -462,6 +462,12 @@ async fn post_mcp(
                     );
                 }
                 ClientCtx {
+                    user_token: crate::pipeline::user_token(
+                        &principal,
+                        headers
+                            .get(http::header::AUTHORIZATION)
+                            .and_then(|v| v.to_str().ok()),
+                    ),
                     principal,
                     version: claims.version,
                     session: Some(claims),
@@ -492,6 +498,12 @@ async fn post_mcp(
                 );
             }
             ClientCtx {
+                user_token: crate::pipeline::user_token(
+                    &principal,
+                    headers
+                        .get(http::header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok()),
+                ),
                 principal,
                 version: ProtocolVersion::LATEST_STATELESS,
                 session: None,

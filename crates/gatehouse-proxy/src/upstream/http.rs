@@ -16,7 +16,7 @@ use gatehouse_protocol::{
 };
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
-use super::{Backoff, Link, Shared, Upstream, UpstreamError, UpstreamEvent};
+use super::{Backoff, Link, Shared, Upstream, UpstreamError, UpstreamEvent, UserToken};
 
 pub(crate) struct HttpLink {
     client: Option<reqwest::Client>,
@@ -150,15 +150,33 @@ impl HttpLink {
             .store(Some(Arc::new(HeaderValue::from_static(v.as_str()))));
     }
 
+    pub(crate) fn exchanges_tokens(&self) -> bool {
+        self.credential
+            .as_ref()
+            .is_some_and(ClientCredentials::exchanges)
+    }
+
     async fn request(
         &self,
         method: reqwest::Method,
+        user: Option<&UserToken>,
     ) -> Result<reqwest::RequestBuilder, UpstreamError> {
         let mut rb = usable(&self.client)?
             .request(method, self.url.clone())
             .headers(self.headers.clone());
-        if let Some(token) = own_token(&self.credential).await? {
-            rb = rb.bearer_auth(token);
+        match (&self.credential, user) {
+            // A call for a user: a token for this upstream naming them, or no call at all.
+            (Some(c), Some(u)) if c.exchanges() => {
+                let token = c.exchange(&u.0).await.map_err(|e| {
+                    UpstreamError::Transport(format!("token exchange for the user: {e}"))
+                })?;
+                rb = rb.bearer_auth(token);
+            }
+            _ => {
+                if let Some(token) = own_token(&self.credential).await? {
+                    rb = rb.bearer_auth(token);
+                }
+            }
         }
         if let Some(s) = self.session.load_full() {
             rb = rb.header(HEADER_SESSION_ID, (*s).clone());
@@ -169,9 +187,13 @@ impl HttpLink {
         Ok(rb)
     }
 
-    async fn post(&self, msg: &Message) -> Result<reqwest::Response, UpstreamError> {
+    async fn post(
+        &self,
+        msg: &Message,
+        user: Option<&UserToken>,
+    ) -> Result<reqwest::Response, UpstreamError> {
         let mut rb = self
-            .request(reqwest::Method::POST)
+            .request(reqwest::Method::POST, user)
             .await?
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, "application/json, text/event-stream");
@@ -196,8 +218,11 @@ impl HttpLink {
         if status == reqwest::StatusCode::UNAUTHORIZED
             && let Some(c) = &self.credential
         {
-            // The upstream refused our token: the next call fetches a fresh one.
-            c.invalidate().await;
+            // The upstream refused the token: the next call fetches a fresh one.
+            match user {
+                Some(u) if c.exchanges() => c.forget_exchanged(&u.0),
+                _ => c.invalidate().await,
+            }
         }
         let answered = status.is_success() || (status.is_client_error() && json_body);
         if !answered {
@@ -217,8 +242,9 @@ impl HttpLink {
         shared: &Shared,
         n: u64,
         req: Request,
+        user: Option<&UserToken>,
     ) -> Result<(), UpstreamError> {
-        let resp = self.post(&Message::Request(req)).await?;
+        let resp = self.post(&Message::Request(req), user).await?;
         let accepted = self.pump(shared, resp, Some(n)).await?;
         // 202: the response comes later on the GET stream; the caller's timeout bounds it.
         if shared.is_pending(n) && !accepted {
@@ -233,7 +259,7 @@ impl HttpLink {
         shared: &Shared,
         msg: &Message,
     ) -> Result<(), UpstreamError> {
-        let resp = self.post(msg).await?;
+        let resp = self.post(msg, None).await?;
         self.pump(shared, resp, None).await.map(drop)
     }
 
@@ -295,7 +321,7 @@ impl HttpLink {
                 }
                 tokio::time::sleep(retry).await;
                 resp = self
-                    .request(reqwest::Method::GET)
+                    .request(reqwest::Method::GET, None)
                     .await?
                     .header(ACCEPT, "text/event-stream")
                     .header("last-event-id", last)
@@ -348,7 +374,7 @@ impl HttpLink {
     /// `Err(SessionExpired)` means the upstream forgot the session.
     async fn listen(&self, shared: &Shared) -> Result<(), UpstreamError> {
         let mut resp = self
-            .request(reqwest::Method::GET)
+            .request(reqwest::Method::GET, None)
             .await?
             .header(ACCEPT, "text/event-stream")
             .send()

@@ -323,6 +323,23 @@ impl Shared {
     }
 }
 
+/// The token a user presented, kept only to be exchanged (RFC 8693) for an upstream that
+/// is configured so; it is never sent anywhere else. Its `Debug` hides it.
+#[derive(Clone)]
+pub struct UserToken(pub(crate) Arc<str>);
+
+impl std::fmt::Debug for UserToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UserToken(..)")
+    }
+}
+
+impl UserToken {
+    pub fn new(token: &str) -> UserToken {
+        UserToken(Arc::from(token))
+    }
+}
+
 enum Link {
     Stdio(stdio::StdioLink),
     Http(http::HttpLink),
@@ -335,10 +352,11 @@ impl Link {
         shared: &Shared,
         n: u64,
         req: Request,
+        user: Option<&UserToken>,
     ) -> Result<(), UpstreamError> {
         match self {
             Link::Stdio(l) => l.send(&Message::Request(req)).await,
-            Link::Http(l) => l.send_request(shared, n, req).await,
+            Link::Http(l) => l.send_request(shared, n, req, user).await,
             Link::Sse(l) => l.send(&Message::Request(req)).await,
         }
     }
@@ -458,23 +476,38 @@ impl Upstream {
     /// Sends a request and waits for its response. The request's id is replaced by the
     /// gateway's own and restored on the response. If the caller goes away first (client
     /// disconnect or timeout) the upstream is told the call is cancelled.
+    ///
+    /// `user` is the caller's token, for an upstream that exchanges tokens (see
+    /// [`Upstream::exchanges_tokens`]); the gateway's own traffic passes `None`.
     pub async fn call(
         self: &Arc<Self>,
         req: Request,
         route: Option<CallRoute>,
         timeout: Duration,
+        user: Option<&UserToken>,
     ) -> Result<Response, UpstreamError> {
         // Only an HTTP upstream can forget our session; keep a copy for the retry there only.
         let Link::Http(_) = &self.link else {
-            return self.call_once(req, route, timeout).await;
+            return self.call_once(req, route, timeout, user).await;
         };
-        match self.call_once(req.clone(), route.clone(), timeout).await {
+        match self
+            .call_once(req.clone(), route.clone(), timeout, user)
+            .await
+        {
             Err(UpstreamError::SessionExpired) => {
                 // The upstream restarted and forgot us: handshake again, retry once.
                 self.handshake().await?;
-                self.call_once(req, route, timeout).await
+                self.call_once(req, route, timeout, user).await
             }
             other => other,
+        }
+    }
+
+    /// Whether calls made for a user must carry a token exchanged for theirs.
+    pub fn exchanges_tokens(&self) -> bool {
+        match &self.link {
+            Link::Http(l) => l.exchanges_tokens(),
+            _ => false,
         }
     }
 
@@ -483,6 +516,7 @@ impl Upstream {
         mut req: Request,
         route: Option<CallRoute>,
         timeout: Duration,
+        user: Option<&UserToken>,
     ) -> Result<Response, UpstreamError> {
         let n = self.shared.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let client_id = std::mem::replace(&mut req.id, Id::from(n));
@@ -502,7 +536,7 @@ impl Upstream {
             armed: true,
         };
         let outcome = tokio::time::timeout(timeout, async {
-            self.link.send_request(&self.shared, n, req).await?;
+            self.link.send_request(&self.shared, n, req, user).await?;
             rx.await.map_err(|_| UpstreamError::Closed)
         })
         .await;
@@ -537,7 +571,9 @@ impl Upstream {
                 "clientInfo": {"name": "gatehouse", "version": env!("CARGO_PKG_VERSION")}
             })),
         );
-        let resp = self.call_once(req, None, self.handshake_timeout).await?;
+        let resp = self
+            .call_once(req, None, self.handshake_timeout, None)
+            .await?;
         let info = match resp.outcome {
             Ok(result) => {
                 let version = result
@@ -587,6 +623,7 @@ impl Upstream {
                 Request::new(0, method::DISCOVER, Some(json!({}))),
                 None,
                 self.handshake_timeout,
+                None,
             )
             .await?;
         let result = resp.outcome.map_err(|e| {
