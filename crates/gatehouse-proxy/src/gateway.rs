@@ -87,6 +87,23 @@ enum DirectoryState {
     Broken(String),
 }
 
+/// Other gateway processes sharing the store file write to the directory too (their SCIM
+/// and admin calls): their deprovisionings reach this process within a second.
+async fn refresh_directory(dir: std::sync::Weak<dyn DirectoryStore>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(d) = dir.upgrade() else { return };
+        match tokio::task::spawn_blocking(move || d.refresh()).await {
+            Ok(Ok(true)) => tracing::info!("directory changed by another process: reloaded"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "directory refresh failed"),
+            Err(_) => return,
+        }
+    }
+}
+
 impl DirectoryState {
     fn open(cfg: &Config) -> DirectoryState {
         if cfg.scim_token.is_none() && cfg.admin_token.is_none() {
@@ -160,6 +177,9 @@ impl Gateway {
         });
         gw.apply_upstreams(&config.upstreams);
         tokio::spawn(event_loop(Arc::downgrade(&gw), rx));
+        if let DirectoryState::Ready(d) = &gw.directory {
+            tokio::spawn(refresh_directory(Arc::downgrade(d)));
+        }
         gw
     }
 

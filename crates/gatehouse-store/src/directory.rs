@@ -57,6 +57,10 @@ pub trait DirectoryStore: Send + Sync {
     /// The display names of the groups of a provisioned subject (user name or external
     /// id), sorted; `None` when the directory does not know the subject. No I/O.
     fn groups_of(&self, subject: &str) -> Result<Option<Vec<String>>, StoreError>;
+    /// Picks up writes other processes made to a shared store; true when there were any.
+    fn refresh(&self) -> Result<bool, StoreError> {
+        Ok(false)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -182,6 +186,9 @@ pub struct SqliteDirectory {
     conn: Mutex<Connection>,
     /// What requests ask, rebuilt from the database after each write.
     memo: std::sync::RwLock<Memo>,
+    /// `PRAGMA data_version` when the memo was last rebuilt: it changes when another
+    /// connection (another gateway process on this host) commits.
+    seen_version: std::sync::atomic::AtomicI64,
 }
 
 #[derive(Default)]
@@ -242,6 +249,7 @@ impl SqliteDirectory {
         let d = SqliteDirectory {
             conn: Mutex::new(conn),
             memo: Default::default(),
+            seen_version: std::sync::atomic::AtomicI64::new(-1),
         };
         d.reload()?;
         Ok(d)
@@ -250,6 +258,9 @@ impl SqliteDirectory {
     /// Rebuilds what requests ask from the database.
     fn reload(&self) -> Result<(), StoreError> {
         let conn = self.conn();
+        let version: i64 = conn.pragma_query_value(None, "data_version", |r| r.get(0))?;
+        self.seen_version
+            .store(version, std::sync::atomic::Ordering::Relaxed);
         let mut stmt = conn.prepare(
             "SELECT subject FROM deprovisioned
              UNION SELECT user_name FROM directory_users WHERE active = 0
@@ -444,6 +455,17 @@ impl DirectoryStore for SqliteDirectory {
         Ok(n > 0)
     }
 
+    fn refresh(&self) -> Result<bool, StoreError> {
+        let version: i64 = self
+            .conn()
+            .pragma_query_value(None, "data_version", |r| r.get(0))?;
+        if version == self.seen_version.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(false);
+        }
+        self.reload()?;
+        Ok(true)
+    }
+
     fn groups_of(&self, subject: &str) -> Result<Option<Vec<String>>, StoreError> {
         Ok(self
             .memo
@@ -547,6 +569,18 @@ mod tests {
         let path = dir.join("d.db");
         let _ = std::fs::remove_file(&path);
         exercise(&SqliteDirectory::open(&path).unwrap());
+        // Two handles on one file, as two gateway processes on one host: a write through one
+        // reaches the other at its next refresh.
+        let (a, b) = (
+            SqliteDirectory::open(&path).unwrap(),
+            SqliteDirectory::open(&path).unwrap(),
+        );
+        assert!(!b.refresh().unwrap(), "nothing new");
+        a.revoke("eve", 9).unwrap();
+        assert!(!b.is_deprovisioned("eve").unwrap());
+        assert!(b.refresh().unwrap() && b.is_deprovisioned("eve").unwrap());
+        assert!(!a.refresh().unwrap(), "its own write is already known");
+        a.reinstate("eve").unwrap();
         // The blocked set is rebuilt from the file when opened again.
         let d = SqliteDirectory::open(&path).unwrap();
         d.put(&user("3", "mallory", false)).unwrap();

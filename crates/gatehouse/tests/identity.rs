@@ -935,7 +935,9 @@ async fn directory_groups_rule_principals_and_the_admin_revoke_cuts_anyone_off()
         dir.join("gatehouse.db").display()
     );
     let cfg = gatehouse_proxy::Config::from_yaml(&yaml, &|_| None).expect("config");
-    let gw = start_gateway_at(cfg, gw_port, true).await;
+    let gw = start_gateway_at(cfg.clone(), gw_port, true).await;
+    // A second replica on the same store file.
+    let replica = start_gateway_at(cfg, 0, true).await;
     let post = reqwest::Method::POST;
     let patch = reqwest::Method::PATCH;
     let s = "scim-s3cret";
@@ -1067,6 +1069,7 @@ async fn directory_groups_rule_principals_and_the_admin_revoke_cuts_anyone_off()
     session
         .call("demo__search_files", json!({"query": "vpn"}))
         .await;
+    assert_eq!(init(&replica.mcp(), &other).await.status, StatusCode::OK);
     let a = "adm1n-s3cret";
     let (st, _) = admin(
         &gw.base,
@@ -1111,6 +1114,15 @@ async fn directory_groups_rule_principals_and_the_admin_revoke_cuts_anyone_off()
         StatusCode::UNAUTHORIZED,
         "new session"
     );
+    // The replica learns of it from the shared store within a couple of seconds.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while init(&replica.mcp(), &other).await.status != StatusCode::UNAUTHORIZED {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replica never saw the revocation"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(
         admin(
             &gw.base,
@@ -1153,6 +1165,14 @@ async fn directory_groups_rule_principals_and_the_admin_revoke_cuts_anyone_off()
         .0,
         StatusCode::NOT_FOUND
     );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while init(&replica.mcp(), &other).await.status != StatusCode::OK {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replica never saw the lifting"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     session
         .call("demo__search_files", json!({"query": "vpn"}))
         .await;
