@@ -21,6 +21,8 @@ const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const LIST: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 const MAX_BODY: usize = 256 * 1024;
+/// Shortest SCIM/admin token accepted in configuration.
+const MIN_TOKEN_BYTES: usize = 16;
 
 pub(crate) fn scim(status: StatusCode, body: Value) -> Response {
     (
@@ -94,6 +96,17 @@ pub(crate) fn authorize(
     let expected = secret
         .resolve(gw.secrets())
         .map_err(|_| error(StatusCode::SERVICE_UNAVAILABLE, "secret unavailable", None))?;
+    // A guessable secret would make this door the weakest in the gateway: refuse to use one.
+    if expected.len() < MIN_TOKEN_BYTES {
+        tracing::error!(
+            "the configured SCIM/admin token is shorter than {MIN_TOKEN_BYTES} bytes: refusing every call"
+        );
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "configured token too short",
+            None,
+        ));
+    }
     let ok = !presented.is_empty()
         && aws_lc_rs::constant_time::verify_slices_are_equal(
             presented.as_bytes(),

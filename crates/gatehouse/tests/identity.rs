@@ -733,7 +733,7 @@ async fn a_deprovisioned_user_is_refused_mid_session_with_every_credential() {
     let idp = Idp::start(free_port(), &resource, "a").await;
     let dir = std::env::temp_dir().join(format!("gatehouse-scim-{gw_port}"));
     std::fs::create_dir_all(&dir).expect("dir");
-    std::fs::write(dir.join("scim-token"), "scim-s3cret\n").expect("write");
+    std::fs::write(dir.join("scim-token"), "scim-s3cret-0123456789\n").expect("write");
     let pepper = "cGVwcGVyLWZvci10aGUta2V5LXRlc3RzLTMyLWJ5dGVzLWxvbmc=";
     let yaml = format!(
         "{}scim:\n  token: \"file:{}\"\napi_keys:\n  pepper: \"{pepper}\"\nstore:\n  sqlite: {}\n",
@@ -748,7 +748,7 @@ async fn a_deprovisioned_user_is_refused_mid_session_with_every_credential() {
     assert_eq!(
         admin(
             &gw.base,
-            "scim-s3cret",
+            "scim-s3cret-0123456789",
             reqwest::Method::POST,
             "/revocations",
             Some(json!({"subject": "x"}))
@@ -770,13 +770,13 @@ async fn a_deprovisioned_user_is_refused_mid_session_with_every_credential() {
         .0,
         StatusCode::UNAUTHORIZED
     );
-    let (st, created) = scim(&gw.base, "scim-s3cret", reqwest::Method::POST, "/Users",
+    let (st, created) = scim(&gw.base, "scim-s3cret-0123456789", reqwest::Method::POST, "/Users",
         Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "svc-reporting", "externalId": "oid-123", "active": true}))).await;
     assert_eq!(st, StatusCode::CREATED, "{created}");
     let id = created["id"].as_str().expect("id").to_owned();
     let (st, dup) = scim(
         &gw.base,
-        "scim-s3cret",
+        "scim-s3cret-0123456789",
         reqwest::Method::POST,
         "/Users",
         Some(json!({"userName": "svc-reporting"})),
@@ -788,7 +788,7 @@ async fn a_deprovisioned_user_is_refused_mid_session_with_every_credential() {
     );
     let (_, found) = scim(
         &gw.base,
-        "scim-s3cret",
+        "scim-s3cret-0123456789",
         reqwest::Method::GET,
         "/Users?filter=userName%20eq%20%22svc-reporting%22",
         None,
@@ -823,7 +823,7 @@ async fn a_deprovisioned_user_is_refused_mid_session_with_every_credential() {
 
     // Deprovisioned (as Entra sends it: a PATCH with the string "False"): refused on the
     // very next request, in the open session, with a new session, and with the API key.
-    let (st, _) = scim(&gw.base, "scim-s3cret", reqwest::Method::PATCH, &format!("/Users/{id}"),
+    let (st, _) = scim(&gw.base, "scim-s3cret-0123456789", reqwest::Method::PATCH, &format!("/Users/{id}"),
         Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "Replace", "path": "active", "value": "False"}]}))).await;
     assert_eq!(st, StatusCode::OK);
     let r = session
@@ -850,7 +850,7 @@ async fn a_deprovisioned_user_is_refused_mid_session_with_every_credential() {
     // Reactivated, then deleted.
     scim(
         &gw.base,
-        "scim-s3cret",
+        "scim-s3cret-0123456789",
         reqwest::Method::PATCH,
         &format!("/Users/{id}"),
         Some(json!({"Operations": [{"op": "replace", "value": {"active": true}}]})),
@@ -859,7 +859,7 @@ async fn a_deprovisioned_user_is_refused_mid_session_with_every_credential() {
     assert_eq!(init(&gw.mcp(), &token).await.status, StatusCode::OK);
     let (st, _) = scim(
         &gw.base,
-        "scim-s3cret",
+        "scim-s3cret-0123456789",
         reqwest::Method::DELETE,
         &format!("/Users/{id}"),
         None,
@@ -873,7 +873,7 @@ async fn a_deprovisioned_user_is_refused_mid_session_with_every_credential() {
     assert_eq!(
         scim(
             &gw.base,
-            "scim-s3cret",
+            "scim-s3cret-0123456789",
             reqwest::Method::GET,
             &format!("/Users/{id}"),
             None
@@ -925,8 +925,8 @@ async fn directory_groups_rule_principals_and_the_admin_revoke_cuts_anyone_off()
     let idp = Idp::start(free_port(), &resource, "a").await;
     let dir = std::env::temp_dir().join(format!("gatehouse-groups-{gw_port}"));
     std::fs::create_dir_all(&dir).expect("dir");
-    std::fs::write(dir.join("scim-token"), "scim-s3cret").expect("write");
-    std::fs::write(dir.join("admin-token"), "adm1n-s3cret").expect("write");
+    std::fs::write(dir.join("scim-token"), "scim-s3cret-0123456789").expect("write");
+    std::fs::write(dir.join("admin-token"), "adm1n-s3cret-0123456789").expect("write");
     let yaml = format!(
         "{}scim:\n  token: \"file:{}\"\nadmin:\n  token: \"file:{}\"\nstore:\n  sqlite: {}\n",
         config(&idp, true),
@@ -940,7 +940,7 @@ async fn directory_groups_rule_principals_and_the_admin_revoke_cuts_anyone_off()
     let replica = start_gateway_at(cfg, 0, true).await;
     let post = reqwest::Method::POST;
     let patch = reqwest::Method::PATCH;
-    let s = "scim-s3cret";
+    let s = "scim-s3cret-0123456789";
 
     let (_, user) = scim(
         &gw.base,
@@ -1070,7 +1070,7 @@ async fn directory_groups_rule_principals_and_the_admin_revoke_cuts_anyone_off()
         .call("demo__search_files", json!({"query": "vpn"}))
         .await;
     assert_eq!(init(&replica.mcp(), &other).await.status, StatusCode::OK);
-    let a = "adm1n-s3cret";
+    let a = "adm1n-s3cret-0123456789";
     let (st, _) = admin(
         &gw.base,
         s,
@@ -1176,6 +1176,17 @@ async fn directory_groups_rule_principals_and_the_admin_revoke_cuts_anyone_off()
     session
         .call("demo__search_files", json!({"query": "vpn"}))
         .await;
+    // The token is re-read at each call; a short one is refused, not used.
+    std::fs::write(dir.join("admin-token"), "short").expect("write");
+    let (st, _) = admin(
+        &gw.base,
+        "short",
+        reqwest::Method::GET,
+        "/revocations/x",
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
     let _ = std::fs::remove_dir_all(&dir);
     drop(idp);
 }
