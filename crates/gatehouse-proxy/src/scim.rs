@@ -133,6 +133,16 @@ pub(crate) async fn body_json(body: Body) -> Result<Value, Response> {
     })
 }
 
+/// An authorized SCIM call's store and JSON body.
+async fn checked_body(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Arc<dyn DirectoryStore>, Value), Response> {
+    let dir = check(gw, headers)?;
+    Ok((dir, body_json(body).await?))
+}
+
 /// SCIM booleans arrive as JSON booleans or, from some providers, as "True"/"False".
 fn as_bool(v: &Value) -> Option<bool> {
     match v {
@@ -152,12 +162,8 @@ pub(crate) async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let dir = match check(&gw, &headers) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
-    let v = match body_json(body).await {
-        Ok(v) => v,
+    let (dir, v) = match checked_body(&gw, &headers, body).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let Some(user_name) = v
@@ -282,12 +288,8 @@ async fn update(
     body: Body,
     is_patch: bool,
 ) -> Response {
-    let dir = match check(&gw, &headers) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
-    let v = match body_json(body).await {
-        Ok(v) => v,
+    let (dir, v) = match checked_body(&gw, &headers, body).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let mut u = match dir.get(&id) {
@@ -413,12 +415,8 @@ pub(crate) async fn create_group(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let dir = match check(&gw, &headers) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
-    let v = match body_json(body).await {
-        Ok(v) => v,
+    let (dir, v) = match checked_body(&gw, &headers, body).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let Some(name) = v
@@ -561,12 +559,8 @@ async fn update_group(
     body: Body,
     is_patch: bool,
 ) -> Response {
-    let dir = match check(&gw, &headers) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
-    let v = match body_json(body).await {
-        Ok(v) => v,
+    let (dir, v) = match checked_body(&gw, &headers, body).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let mut g = match dir.get_group(&id) {

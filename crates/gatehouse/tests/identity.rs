@@ -705,6 +705,27 @@ async fn calls_for_a_user_carry_a_token_exchanged_for_theirs() {
     drop(idp);
 }
 
+/// A call to one of the gateway's bearer-authenticated JSON APIs (`/scim/v2`, `/admin/v1`).
+async fn api(
+    url: String,
+    token: &str,
+    method: reqwest::Method,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut rb = reqwest::Client::new()
+        .request(method, url)
+        .bearer_auth(token);
+    if let Some(b) = body {
+        rb = rb
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let resp = rb.send().await.expect("api call");
+    let status = resp.status();
+    let text = resp.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
 async fn scim(
     base: &str,
     token: &str,
@@ -712,18 +733,7 @@ async fn scim(
     path: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let mut rb = reqwest::Client::new()
-        .request(method, format!("{base}/scim/v2{path}"))
-        .bearer_auth(token);
-    if let Some(b) = body {
-        rb = rb
-            .header("content-type", "application/scim+json")
-            .body(b.to_string());
-    }
-    let resp = rb.send().await.expect("scim");
-    let status = resp.status();
-    let text = resp.text().await.expect("body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    api(format!("{base}/scim/v2{path}"), token, method, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -893,18 +903,7 @@ async fn admin(
     path: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let mut rb = reqwest::Client::new()
-        .request(method, format!("{base}/admin/v1{path}"))
-        .bearer_auth(token);
-    if let Some(b) = body {
-        rb = rb
-            .header("content-type", "application/json")
-            .body(b.to_string());
-    }
-    let resp = rb.send().await.expect("admin");
-    let status = resp.status();
-    let text = resp.text().await.expect("body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    api(format!("{base}/admin/v1{path}"), token, method, body).await
 }
 
 /// The groups the pipeline hands on for a bearer token.

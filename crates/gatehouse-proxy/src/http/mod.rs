@@ -446,6 +446,10 @@ async fn post_mcp(
         return initialize(&st.gw, &cfg, scope.as_deref(), &principal, req);
     }
 
+    let user_token = crate::pipeline::user_token(
+        &principal,
+        header_str(&headers, http::header::AUTHORIZATION.as_str()),
+    );
     let ctx = match header_str(&headers, HEADER_SESSION_ID) {
         Some(token) => match bind_session(&st.gw, token, scope.as_deref(), &principal) {
             Ok(claims) => {
@@ -462,12 +466,7 @@ async fn post_mcp(
                     );
                 }
                 ClientCtx {
-                    user_token: crate::pipeline::user_token(
-                        &principal,
-                        headers
-                            .get(http::header::AUTHORIZATION)
-                            .and_then(|v| v.to_str().ok()),
-                    ),
+                    user_token,
                     principal,
                     version: claims.version,
                     session: Some(claims),
@@ -498,12 +497,7 @@ async fn post_mcp(
                 );
             }
             ClientCtx {
-                user_token: crate::pipeline::user_token(
-                    &principal,
-                    headers
-                        .get(http::header::AUTHORIZATION)
-                        .and_then(|v| v.to_str().ok()),
-                ),
+                user_token,
                 principal,
                 version: ProtocolVersion::LATEST_STATELESS,
                 session: None,
