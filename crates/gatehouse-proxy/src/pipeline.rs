@@ -125,26 +125,55 @@ pub async fn authenticate(
         .id
         .split_once('/')
         .map_or(principal.id.as_str(), |(_, s)| s);
-    let dir = match gw.directory() {
-        Ok(None) => return Ok(principal),
-        Ok(Some(d)) => d,
-        Err(e) => return Err(AuthError::Unavailable(e).into()),
-    };
-    let unavailable = |e: gatehouse_store::StoreError| AuthError::Unavailable(e.to_string());
-    if dir.is_deprovisioned(subject).map_err(unavailable)? {
-        tracing::warn!(target: "gatehouse::audit", principal = %principal.id, "deprovisioned principal refused");
-        return Err(AuthError::Inactive.into());
-    }
-    // For the people it provisions the directory is the truth about groups: someone
-    // removed from a group loses it at once, though their token still lists it.
-    match dir.groups_of(subject).map_err(unavailable)? {
-        Some(groups) if groups != principal.groups => {
-            let mut p = (*principal).clone();
-            p.groups = groups;
-            Ok(Arc::new(p))
+    let mut groups = None;
+    match gw.directory() {
+        Ok(None) => {}
+        Ok(Some(dir)) => {
+            let unavailable =
+                |e: gatehouse_store::StoreError| AuthError::Unavailable(e.to_string());
+            if dir.is_deprovisioned(subject).map_err(unavailable)? {
+                tracing::warn!(target: "gatehouse::audit", principal = %principal.id, "deprovisioned principal refused");
+                return Err(AuthError::Inactive.into());
+            }
+            // For the people it provisions the directory is the truth about groups: someone
+            // removed from a group loses it at once, though their token still lists it.
+            groups = dir
+                .groups_of(subject)
+                .map_err(unavailable)?
+                .filter(|g| *g != principal.groups);
         }
-        _ => Ok(principal),
+        Err(e) => return Err(AuthError::Unavailable(e).into()),
     }
+    Ok(with_groups(principal, groups, &cfg.group_roles))
+}
+
+/// The principal with its final groups, and the roles those groups grant added to the ones
+/// its credential carries. Unchanged (no copy) when nothing applies.
+fn with_groups(
+    principal: Arc<Principal>,
+    groups: Option<Vec<String>>,
+    group_roles: &std::collections::BTreeMap<String, Vec<String>>,
+) -> Arc<Principal> {
+    let final_groups = groups.as_ref().unwrap_or(&principal.groups);
+    let granted: Vec<&String> = final_groups
+        .iter()
+        .filter_map(|g| group_roles.get(g))
+        .flatten()
+        .filter(|r| !principal.roles.contains(r))
+        .collect();
+    if groups.is_none() && granted.is_empty() {
+        return principal;
+    }
+    let mut p = (*principal).clone();
+    for r in granted {
+        if !p.roles.contains(r) {
+            p.roles.push(r.clone());
+        }
+    }
+    if let Some(g) = groups {
+        p.groups = g;
+    }
+    Arc::new(p)
 }
 
 async fn identify(

@@ -906,15 +906,20 @@ async fn admin(
     api(format!("{base}/admin/v1{path}"), token, method, body).await
 }
 
-/// The groups the pipeline hands on for a bearer token.
-async fn groups_of(gw: &Gw, token: &str) -> Vec<String> {
+/// The principal the pipeline hands on for a bearer token.
+async fn principal_of(
+    gw: &Gw,
+    token: &str,
+) -> std::sync::Arc<gatehouse_proxy::pipeline::Principal> {
     let cfg = gw.gw.config();
     let auth = format!("Bearer {token}");
     gatehouse_proxy::pipeline::authenticate(&gw.gw, &cfg, Some(&auth), None)
         .await
         .expect("authenticated")
-        .groups
-        .clone()
+}
+
+async fn groups_of(gw: &Gw, token: &str) -> Vec<String> {
+    principal_of(gw, token).await.groups.clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -927,7 +932,7 @@ async fn directory_groups_rule_principals_and_the_admin_revoke_cuts_anyone_off()
     std::fs::write(dir.join("scim-token"), "scim-s3cret-0123456789").expect("write");
     std::fs::write(dir.join("admin-token"), "adm1n-s3cret-0123456789").expect("write");
     let yaml = format!(
-        "{}scim:\n  token: \"file:{}\"\nadmin:\n  token: \"file:{}\"\nstore:\n  sqlite: {}\n",
+        "{}group_roles:\n  analyst: [token-reader]\n  analysts: [reader]\n  admins: [operator, reader]\nscim:\n  token: \"file:{}\"\nadmin:\n  token: \"file:{}\"\nstore:\n  sqlite: {}\n",
         config(&idp, true),
         dir.join("scim-token").display(),
         dir.join("admin-token").display(),
@@ -941,6 +946,16 @@ async fn directory_groups_rule_principals_and_the_admin_revoke_cuts_anyone_off()
     let patch = reqwest::Method::PATCH;
     let s = "scim-s3cret-0123456789";
 
+    // Before the directory knows them: the token's groups, and the roles they grant.
+    let token = idp.token("svc-reporting", "mcp:tools", None).await;
+    let p = principal_of(&gw, &token).await;
+    assert_eq!(
+        (p.groups.as_slice(), p.roles.as_slice()),
+        (
+            &["analyst".to_owned()][..],
+            &["token-reader".to_owned()][..]
+        )
+    );
     let (_, user) = scim(
         &gw.base,
         s,
@@ -950,8 +965,11 @@ async fn directory_groups_rule_principals_and_the_admin_revoke_cuts_anyone_off()
     )
     .await;
     let uid = user["id"].as_str().expect("id").to_owned();
-    let token = idp.token("svc-reporting", "mcp:tools", None).await;
-    assert!(groups_of(&gw, &token).await.is_empty());
+    let p = principal_of(&gw, &token).await;
+    assert!(
+        p.groups.is_empty() && p.roles.is_empty(),
+        "the directory's groups rule"
+    );
 
     // A group, with one member the directory never provisioned (dropped).
     let (st, analysts) = scim(
@@ -1011,6 +1029,11 @@ async fn directory_groups_rule_principals_and_the_admin_revoke_cuts_anyone_off()
     .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(groups_of(&gw, &token).await, ["admins", "analysts"]);
+    assert_eq!(
+        principal_of(&gw, &token).await.roles,
+        ["operator", "reader"],
+        "granted once each"
+    );
     let (st, after) = scim(
         &gw.base,
         s,

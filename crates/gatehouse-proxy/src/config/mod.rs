@@ -41,6 +41,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub dev_mode: bool,
     pub allowed_origins: Vec<String>,
+    /// Roles granted by group membership.
+    pub group_roles: BTreeMap<String, Vec<String>>,
     pub limits: RuntimeLimits,
     pub session_key: Option<[u8; 32]>,
     pub session_ttl: Duration,
@@ -694,6 +696,7 @@ impl RawConfig {
             store_path,
             listen,
             dev_mode: self.dev_mode,
+            group_roles: self.group_roles,
             allowed_origins: self.allowed_origins,
             limits,
             session_key,

@@ -22,6 +22,11 @@ pub struct RawConfig {
     /// Extra `Origin` values accepted besides loopback origins (DNS-rebinding defence).
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Roles a group grants: `{eng-oncall: [operator]}`. Applied to every principal's
+    /// groups (the token's, or the directory's for users it provisions), added to the roles
+    /// its credential carries.
+    #[serde(default)]
+    pub group_roles: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub limits: RawLimits,
     #[serde(default)]
