@@ -71,10 +71,13 @@ pub struct ClientCtx {
 
 /// The token to keep for exchange: an OAuth access token the caller authenticated with.
 /// API keys, certificates and development mode have none.
-pub fn user_token(principal: &Principal, authorization: Option<&str>) -> Option<UserToken> {
+pub fn user_token(
+    principal: &Principal,
+    authorization: Option<&http::HeaderValue>,
+) -> Option<UserToken> {
     match principal.method {
         AuthMethod::Jwt { .. } | AuthMethod::Introspection { .. } => {
-            bearer(authorization).ok().map(UserToken::new)
+            authorization.and_then(UserToken::from_authorization)
         }
         _ => None,
     }

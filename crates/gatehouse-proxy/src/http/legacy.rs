@@ -106,9 +106,7 @@ pub(super) async fn legacy_message(
     let ctx = ClientCtx {
         user_token: crate::pipeline::user_token(
             &principal,
-            headers
-                .get(http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok()),
+            headers.get(http::header::AUTHORIZATION),
         ),
         principal,
         version: claims.version,

@@ -446,10 +446,8 @@ async fn post_mcp(
         return initialize(&st.gw, &cfg, scope.as_deref(), &principal, req);
     }
 
-    let user_token = crate::pipeline::user_token(
-        &principal,
-        header_str(&headers, http::header::AUTHORIZATION.as_str()),
-    );
+    let user_token =
+        crate::pipeline::user_token(&principal, headers.get(http::header::AUTHORIZATION));
     let ctx = match header_str(&headers, HEADER_SESSION_ID) {
         Some(token) => match bind_session(&st.gw, token, scope.as_deref(), &principal) {
             Ok(claims) => {

@@ -167,7 +167,7 @@ impl HttpLink {
         match (&self.credential, user) {
             // A call for a user: a token for this upstream naming them, or no call at all.
             (Some(c), Some(u)) if c.exchanges() => {
-                let token = c.exchange(&u.0).await.map_err(|e| {
+                let token = c.exchange(u.token()).await.map_err(|e| {
                     UpstreamError::Transport(format!("token exchange for the user: {e}"))
                 })?;
                 rb = rb.bearer_auth(token);
@@ -220,7 +220,7 @@ impl HttpLink {
         {
             // The upstream refused the token: the next call fetches a fresh one.
             match user {
-                Some(u) if c.exchanges() => c.forget_exchanged(&u.0),
+                Some(u) if c.exchanges() => c.forget_exchanged(u.token()),
                 _ => c.invalidate().await,
             }
         }

@@ -325,8 +325,10 @@ impl Shared {
 
 /// The token a user presented, kept only to be exchanged (RFC 8693) for an upstream that
 /// is configured so; it is never sent anywhere else. Its `Debug` hides it.
+/// Holds the request's `Authorization` header itself: keeping it costs a reference count,
+/// not a copy, on every request.
 #[derive(Clone)]
-pub struct UserToken(pub(crate) Arc<str>);
+pub struct UserToken(::http::HeaderValue);
 
 impl std::fmt::Debug for UserToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -335,8 +337,19 @@ impl std::fmt::Debug for UserToken {
 }
 
 impl UserToken {
-    pub fn new(token: &str) -> UserToken {
-        UserToken(Arc::from(token))
+    /// From an `Authorization: Bearer …` header; `None` for any other shape.
+    pub fn from_authorization(header: &::http::HeaderValue) -> Option<UserToken> {
+        let t = UserToken(header.clone());
+        (!t.token().is_empty()).then_some(t)
+    }
+
+    pub(crate) fn token(&self) -> &str {
+        self.0
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map_or("", |(_, t)| t.trim())
     }
 }
 
