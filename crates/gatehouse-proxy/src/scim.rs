@@ -143,6 +143,23 @@ async fn checked_body(
     Ok((dir, body_json(body).await?))
 }
 
+/// The value of an `attr eq "…"` filter, the only filter provisioning clients need.
+fn eq_filter<'a>(filter: &'a str, attr: &str) -> Option<&'a str> {
+    filter
+        .trim()
+        .strip_prefix(attr)?
+        .strip_prefix(" eq ")
+        .map(|v| v.trim().trim_matches('"'))
+        .filter(|v| !v.is_empty())
+}
+
+fn list_response(found: Vec<Value>) -> Response {
+    scim(
+        StatusCode::OK,
+        json!({"schemas": [LIST], "totalResults": found.len(), "startIndex": 1, "itemsPerPage": found.len(), "Resources": found}),
+    )
+}
+
 /// SCIM booleans arrive as JSON booleans or, from some providers, as "True"/"False".
 fn as_bool(v: &Value) -> Option<bool> {
     match v {
@@ -239,11 +256,7 @@ pub(crate) async fn list(
             Some("invalidFilter"),
         );
     };
-    let name = filter
-        .trim()
-        .strip_prefix("userName eq ")
-        .map(|v| v.trim().trim_matches('"'))
-        .filter(|v| !v.is_empty());
+    let name = eq_filter(&filter, "userName");
     let Some(name) = name else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -257,10 +270,7 @@ pub(crate) async fn list(
             return unavailable();
         }
     };
-    scim(
-        StatusCode::OK,
-        json!({"schemas": [LIST], "totalResults": found.len(), "startIndex": 1, "itemsPerPage": found.len(), "Resources": found}),
-    )
+    list_response(found)
 }
 
 pub(crate) async fn replace(
@@ -500,12 +510,10 @@ pub(crate) async fn list_groups(
         Ok(d) => d,
         Err(r) => return r,
     };
-    let name = q.filter.as_deref().and_then(|f| {
-        f.trim()
-            .strip_prefix("displayName eq ")
-            .map(|v| v.trim().trim_matches('"'))
-            .filter(|v| !v.is_empty())
-    });
+    let name = q
+        .filter
+        .as_deref()
+        .and_then(|f| eq_filter(f, "displayName"));
     let Some(name) = name else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -517,10 +525,7 @@ pub(crate) async fn list_groups(
         Ok(g) => g.iter().map(group_resource).collect(),
         Err(_) => return unavailable(),
     };
-    scim(
-        StatusCode::OK,
-        json!({"schemas": [LIST], "totalResults": found.len(), "startIndex": 1, "itemsPerPage": found.len(), "Resources": found}),
-    )
+    list_response(found)
 }
 
 pub(crate) async fn replace_group(
