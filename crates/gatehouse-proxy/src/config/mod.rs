@@ -667,6 +667,17 @@ impl RawConfig {
         };
         let uses_store =
             |r: &gatehouse_auth::SecretRef| matches!(r, gatehouse_auth::SecretRef::Store(_));
+        // Exchange needs callers with OAuth tokens: without `auth` every call would be refused.
+        if auth.is_none()
+            && let Some(u) = upstreams.iter().find(|u| {
+                matches!(&u.transport, TransportSpec::StreamableHttp { credential: Some(c), .. } if c.token_exchange)
+            })
+        {
+            return Err(ConfigError::at(
+                format!("upstreams.{}.client_credentials.token_exchange", u.name),
+                "token exchange needs `auth`: only callers with OAuth tokens have one to exchange",
+            ));
+        }
         let store_refs = scim_token.iter().chain(&admin_token).any(uses_store)
             || upstreams.iter().any(|u| match &u.transport {
                 TransportSpec::StreamableHttp {

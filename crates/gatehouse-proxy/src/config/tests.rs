@@ -160,6 +160,29 @@ fn upstream_client_secrets_must_be_references() {
 }
 
 #[test]
+fn token_exchange_needs_streamable_http_and_auth() {
+    let up = |transport: &str| {
+        format!(
+            "upstreams:\n  t:\n    url: https://t.example/mcp\n    transport: {transport}\n    client_credentials: {{token_url: 'https://i/t', client_id: a, client_secret: 'env:X', token_exchange: true}}\n"
+        )
+    };
+    let auth = "auth:\n  resource: https://gw.example/mcp\n  issuers:\n    i:\n      issuer: https://i.example\n";
+    let where_ = "upstreams.t.client_credentials.token_exchange";
+    assert_eq!(
+        load(&up("streamable_http")).unwrap_err().location,
+        where_,
+        "no auth"
+    );
+    let sse = load(&format!("{auth}{}", up("sse")));
+    assert_eq!(sse.unwrap_err().location, where_, "legacy SSE");
+    let ok = load(&format!("{auth}{}", up("streamable_http"))).unwrap();
+    assert!(matches!(
+        &ok.upstreams[0].transport,
+        super::TransportSpec::StreamableHttp { credential: Some(c), .. } if c.token_exchange
+    ));
+}
+
+#[test]
 fn tls_rules() {
     let base = "tls:\n  cert: c.pem\n  key: k.pem\n";
     let c = load(base).unwrap().tls.unwrap();
