@@ -656,6 +656,25 @@ async fn calls_for_a_user_carry_a_token_exchanged_for_theirs() {
         r.messages
     );
 
+    // The IdP dies: a user whose token was already exchanged keeps working until that token
+    // nears expiry; one who needs an exchange gets an error — no fallback — and the gateway
+    // stays up.
+    let bob_again = idp.token("svc-es256", "mcp:tools", None).await;
+    let b2 = connect(&gw.mcp(), &bob_again).await;
+    let mut idp = idp;
+    idp.child.kill().await.expect("stop the IdP");
+    let r = b2
+        .request(
+            "tools/call",
+            json!({"name": "rec__whoami", "arguments": {}}),
+        )
+        .await;
+    assert!(r.messages[0].get("error").is_some(), "{:?}", r.messages);
+    assert_eq!(
+        a.call("rec__whoami", json!({})).await["content"][0]["text"],
+        "ok"
+    );
+
     let seen = seen.lock().expect("lock");
     let mut calls = Vec::new();
     for headers in seen.iter() {
@@ -664,7 +683,7 @@ async fn calls_for_a_user_carry_a_token_exchanged_for_theirs() {
             .and_then(|v| v.to_str().ok())
             .expect("a credential");
         let t = auth.strip_prefix("Bearer ").expect("bearer");
-        for client in [&alice, &bob, &opaque] {
+        for client in [&alice, &bob, &opaque, &bob_again] {
             assert_ne!(t, client.as_str(), "never a client's token");
         }
         let (_, claims, _) = parts(t);
@@ -693,7 +712,12 @@ async fn calls_for_a_user_carry_a_token_exchanged_for_theirs() {
     let subs: Vec<&str> = calls.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(
         subs,
-        ["svc-reporting", "svc-reporting", "svc-es256"],
+        [
+            "svc-reporting",
+            "svc-reporting",
+            "svc-es256",
+            "svc-reporting"
+        ],
         "each call names its user; the refused ones never arrived"
     );
     assert_eq!(
@@ -701,6 +725,7 @@ async fn calls_for_a_user_carry_a_token_exchanged_for_theirs() {
         "an exchanged token is reused while fresh"
     );
     assert_ne!(calls[0].1, calls[2].1);
+    assert_eq!(calls[0].1, calls[3].1, "still the cached token");
     let _ = std::fs::remove_dir_all(&dir);
     drop(idp);
 }
