@@ -662,6 +662,32 @@ pub(crate) async fn delete_group(
     }
 }
 
+/// `GET /ServiceProviderConfig` (RFC 7643 §5): what provisioning clients may use, so their
+/// connection tests and feature detection see the truth.
+pub(crate) async fn service_provider_config(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = check(&gw, &headers) {
+        return r;
+    }
+    scim(
+        StatusCode::OK,
+        json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+            "patch": {"supported": true},
+            "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+            "filter": {"supported": true, "maxResults": 1},
+            "changePassword": {"supported": false},
+            "sort": {"supported": false},
+            "etag": {"supported": false},
+            "authenticationSchemes": [{"type": "oauthbearertoken", "name": "Bearer token",
+                "description": "The token configured as scim.token", "primary": true}],
+            "meta": {"resourceType": "ServiceProviderConfig", "location": "/scim/v2/ServiceProviderConfig"}
+        }),
+    )
+}
+
 /// Routes, on the gateway's listener under `/scim/v2`.
 pub(crate) fn router(gw: Arc<Gateway>) -> axum::Router {
     use axum::routing::get as get_route;
@@ -672,6 +698,10 @@ pub(crate) fn router(gw: Arc<Gateway>) -> axum::Router {
             get_route(get).put(replace).patch(patch).delete(delete),
         )
         .route("/scim/v2/Groups", get_route(list_groups).post(create_group))
+        .route(
+            "/scim/v2/ServiceProviderConfig",
+            get_route(service_provider_config),
+        )
         .route(
             "/scim/v2/Groups/{id}",
             get_route(get_group)

@@ -981,6 +981,34 @@ async fn directory_groups_rule_principals_and_the_admin_revoke_cuts_anyone_off()
             &["token-reader".to_owned()][..]
         )
     );
+    let (st, spc) = scim(
+        &gw.base,
+        s,
+        reqwest::Method::GET,
+        "/ServiceProviderConfig",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (st, spc["patch"]["supported"].as_bool()),
+        (StatusCode::OK, Some(true))
+    );
+    assert_eq!(
+        spc["bulk"]["supported"], false,
+        "what it does not do is said too"
+    );
+    assert_eq!(
+        scim(
+            &gw.base,
+            "wrong",
+            reqwest::Method::GET,
+            "/ServiceProviderConfig",
+            None
+        )
+        .await
+        .0,
+        StatusCode::UNAUTHORIZED
+    );
     let (_, user) = scim(
         &gw.base,
         s,
