@@ -350,6 +350,13 @@ async fn update(
     } else {
         apply(&mut u, &v);
     }
+    match dir.find_by_user_name(&u.user_name) {
+        Ok(Some(other)) if other.id != u.id => {
+            return error(StatusCode::CONFLICT, "userName exists", Some("uniqueness"));
+        }
+        Ok(_) => {}
+        Err(_) => return unavailable(),
+    }
     u.updated_at = now_secs();
     if dir.put(&u).is_err() {
         return unavailable();

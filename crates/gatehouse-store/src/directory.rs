@@ -36,7 +36,8 @@ pub struct DirectoryGroup {
 /// no I/O: it is asked on every request. Re-provisioning a user as active clears an
 /// earlier deprovisioning of their names.
 pub trait DirectoryStore: Send + Sync {
-    /// Creates or replaces a user.
+    /// Creates or replaces a user. A name (user name or external id) that an inactive user
+    /// gives up stays deprovisioned: renaming someone does not unblock their old name.
     fn put(&self, user: &DirectoryUser) -> Result<(), StoreError>;
     fn get(&self, id: &str) -> Result<Option<DirectoryUser>, StoreError>;
     fn find_by_user_name(&self, user_name: &str) -> Result<Option<DirectoryUser>, StoreError>;
@@ -76,6 +77,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl DirectoryStore for MemoryDirectory {
     fn put(&self, user: &DirectoryUser) -> Result<(), StoreError> {
+        if let Some(old) = lock(&self.users).get(&user.id) {
+            let mut gone = lock(&self.gone);
+            for n in abandoned_names(old, user) {
+                gone.insert(n.clone(), user.updated_at);
+            }
+        }
         if user.active {
             let mut gone = self.gone.lock().unwrap_or_else(PoisonError::into_inner);
             gone.remove(&user.user_name);
@@ -197,6 +204,18 @@ struct Memo {
     blocked: HashSet<String>,
     /// Group names by user name and by external id, for every provisioned user.
     groups: HashMap<String, Vec<String>>,
+}
+
+/// The names `old` gives up in becoming `new`, when either side is inactive.
+fn abandoned_names<'a>(old: &'a DirectoryUser, new: &DirectoryUser) -> Vec<&'a String> {
+    if old.active && new.active {
+        return Vec::new();
+    }
+    let kept = |n: &String| *n == new.user_name || new.external_id.as_ref() == Some(n);
+    std::iter::once(&old.user_name)
+        .chain(old.external_id.as_ref())
+        .filter(|n| !kept(n))
+        .collect()
 }
 
 impl std::fmt::Debug for SqliteDirectory {
@@ -330,17 +349,30 @@ fn i(v: u64) -> i64 {
 
 impl DirectoryStore for SqliteDirectory {
     fn put(&self, u: &DirectoryUser) -> Result<(), StoreError> {
-        self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let old = tx
+            .query_row("SELECT id, user_name, external_id, active, updated_at FROM directory_users WHERE id = ?1", [&u.id], row)
+            .optional()?;
+        for name in old.iter().flat_map(|o| abandoned_names(o, u)) {
+            tx.execute(
+                "INSERT OR REPLACE INTO deprovisioned (subject, at) VALUES (?1, ?2)",
+                params![name, i(u.updated_at)],
+            )?;
+        }
+        tx.execute(
             "INSERT INTO directory_users (id, user_name, external_id, active, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(id) DO UPDATE SET user_name = ?2, external_id = ?3, active = ?4, updated_at = ?5",
             params![u.id, u.user_name, u.external_id, i64::from(u.active), i(u.updated_at)],
         )?;
         if u.active {
-            self.conn().execute(
+            tx.execute(
                 "DELETE FROM deprovisioned WHERE subject = ?1 OR subject = ?2",
                 params![u.user_name, u.external_id],
             )?;
         }
+        tx.commit()?;
+        drop(conn);
         self.reload()
     }
 
@@ -511,6 +543,21 @@ mod tests {
         // Provisioned again as active (say, rehired): no longer blocked.
         d.put(&user("2", "alice", true)).unwrap();
         assert!(!d.is_deprovisioned("alice").unwrap() && !d.is_deprovisioned("ext-alice").unwrap());
+
+        // Renamed while deprovisioned: the old names stay blocked.
+        d.put(&user("9", "mallet", false)).unwrap();
+        d.put(&DirectoryUser {
+            user_name: "mallet2".into(),
+            external_id: None,
+            ..user("9", "mallet", false)
+        })
+        .unwrap();
+        assert!(d.is_deprovisioned("mallet").unwrap() && d.is_deprovisioned("ext-mallet").unwrap());
+        assert!(d.is_deprovisioned("mallet2").unwrap());
+        // Renamed while active: nothing is blocked.
+        d.put(&user("8", "oscar", true)).unwrap();
+        d.put(&user("8", "oscar.w", true)).unwrap();
+        assert!(!d.is_deprovisioned("oscar").unwrap());
 
         // An administrator's revocation, of a provisioned subject or any other, and its lifting.
         d.revoke("alice", 7).unwrap();

@@ -1018,6 +1018,28 @@ async fn directory_groups_rule_principals_and_the_admin_revoke_cuts_anyone_off()
     )
     .await;
     let uid = user["id"].as_str().expect("id").to_owned();
+    // A rename onto someone else's userName is a conflict, not a store failure.
+    scim(
+        &gw.base,
+        s,
+        post.clone(),
+        "/Users",
+        Some(json!({"userName": "taken"})),
+    )
+    .await;
+    let (st, e) = scim(
+        &gw.base,
+        s,
+        patch.clone(),
+        &format!("/Users/{uid}"),
+        Some(json!({
+        "Operations": [{"op": "replace", "path": "userName", "value": "taken"}]})),
+    )
+    .await;
+    assert_eq!(
+        (st, e["scimType"].as_str()),
+        (StatusCode::CONFLICT, Some("uniqueness"))
+    );
     let p = principal_of(&gw, &token).await;
     assert!(
         p.groups.is_empty() && p.roles.is_empty(),
