@@ -143,7 +143,7 @@ pub async fn authenticate(
             groups = dir
                 .groups_of(subject)
                 .map_err(unavailable)?
-                .filter(|g| *g != principal.groups);
+                .filter(|g| **g != *principal.groups);
         }
         Err(e) => return Err(AuthError::Unavailable(e).into()),
     }
@@ -154,10 +154,10 @@ pub async fn authenticate(
 /// its credential carries. Unchanged (no copy) when nothing applies.
 fn with_groups(
     principal: Arc<Principal>,
-    groups: Option<Vec<String>>,
+    groups: Option<Arc<[String]>>,
     group_roles: &std::collections::BTreeMap<String, Vec<String>>,
 ) -> Arc<Principal> {
-    let final_groups = groups.as_ref().unwrap_or(&principal.groups);
+    let final_groups: &[String] = groups.as_deref().unwrap_or(&principal.groups);
     let granted: Vec<&String> = final_groups
         .iter()
         .filter_map(|g| group_roles.get(g))
@@ -174,7 +174,7 @@ fn with_groups(
         }
     }
     if let Some(g) = groups {
-        p.groups = g;
+        p.groups = g.to_vec();
     }
     Arc::new(p)
 }

@@ -160,6 +160,36 @@ fn list_response(found: Vec<Value>) -> Response {
     )
 }
 
+/// One operation of a SCIM PatchOp body; `kind` lower-cased (Entra sends "Replace").
+struct PatchOp<'a> {
+    kind: String,
+    path: Option<&'a str>,
+    value: &'a Value,
+}
+
+#[allow(clippy::result_large_err)]
+fn patch_ops(v: &Value) -> Result<Vec<PatchOp<'_>>, Response> {
+    let Some(ops) = v.get("Operations").and_then(Value::as_array) else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "Operations is required",
+            Some("invalidSyntax"),
+        ));
+    };
+    Ok(ops
+        .iter()
+        .map(|op| PatchOp {
+            kind: op
+                .get("op")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_ascii_lowercase(),
+            path: op.get("path").and_then(Value::as_str),
+            value: op.get("value").unwrap_or(&Value::Null),
+        })
+        .collect())
+}
+
 /// SCIM booleans arrive as JSON booleans or, from some providers, as "True"/"False".
 fn as_bool(v: &Value) -> Option<bool> {
     match v {
@@ -321,30 +351,21 @@ async fn update(
         }
     };
     if is_patch {
-        let Some(ops) = v.get("Operations").and_then(Value::as_array) else {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "Operations is required",
-                Some("invalidSyntax"),
-            );
+        let ops = match patch_ops(&v) {
+            Ok(ops) => ops,
+            Err(r) => return r,
         };
         for op in ops {
-            let kind = op
-                .get("op")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_ascii_lowercase();
-            if kind != "replace" && kind != "add" {
+            if op.kind != "replace" && op.kind != "add" {
                 return error(
                     StatusCode::BAD_REQUEST,
                     "only replace and add operations are supported",
                     Some("invalidSyntax"),
                 );
             }
-            let value = op.get("value").cloned().unwrap_or(Value::Null);
-            match op.get("path").and_then(Value::as_str) {
-                Some(path) => apply(&mut u, &json!({ path: value })),
-                None => apply(&mut u, &value),
+            match op.path {
+                Some(path) => apply(&mut u, &json!({ path: op.value })),
+                None => apply(&mut u, op.value),
             }
         }
     } else {
@@ -589,26 +610,16 @@ async fn update_group(
         }
     };
     if is_patch {
-        let Some(ops) = v.get("Operations").and_then(Value::as_array) else {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "Operations is required",
-                Some("invalidSyntax"),
-            );
+        let ops = match patch_ops(&v) {
+            Ok(ops) => ops,
+            Err(r) => return r,
         };
-        for op in ops {
-            let kind = op
-                .get("op")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_ascii_lowercase();
-            let value = op.get("value").cloned().unwrap_or(Value::Null);
-            let path = op.get("path").and_then(Value::as_str);
+        for PatchOp { kind, path, value } in ops {
             match (kind.as_str(), path) {
-                ("add", Some("members")) => g.members.extend(member_ids(&value)),
-                ("replace", Some("members")) => g.members = member_ids(&value),
+                ("add", Some("members")) => g.members.extend(member_ids(value)),
+                ("replace", Some("members")) => g.members = member_ids(value),
                 ("remove", Some("members")) if value.is_array() => {
-                    let gone = member_ids(&value);
+                    let gone = member_ids(value);
                     g.members.retain(|m| !gone.contains(m));
                 }
                 ("remove", Some("members")) => g.members.clear(),
@@ -618,7 +629,7 @@ async fn update_group(
                 }
                 ("add" | "replace", Some(p)) => set_attrs(&mut g, &json!({ p: value })),
                 ("add" | "replace", None) => {
-                    set_attrs(&mut g, &value);
+                    set_attrs(&mut g, value);
                     if let Some(m) = value.get("members") {
                         g.members = member_ids(m);
                     }

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -56,8 +56,9 @@ pub trait DirectoryStore: Send + Sync {
     fn find_group_by_name(&self, name: &str) -> Result<Option<DirectoryGroup>, StoreError>;
     fn delete_group(&self, id: &str) -> Result<bool, StoreError>;
     /// The display names of the groups of a provisioned subject (user name or external
-    /// id), sorted; `None` when the directory does not know the subject. No I/O.
-    fn groups_of(&self, subject: &str) -> Result<Option<Vec<String>>, StoreError>;
+    /// id), sorted; `None` when the directory does not know the subject. No I/O, and no
+    /// copy: it is asked on every request.
+    fn groups_of(&self, subject: &str) -> Result<Option<Arc<[String]>>, StoreError>;
     /// Picks up writes other processes made to a shared store; true when there were any.
     fn refresh(&self) -> Result<bool, StoreError> {
         Ok(false)
@@ -171,7 +172,7 @@ impl DirectoryStore for MemoryDirectory {
     fn delete_group(&self, id: &str) -> Result<bool, StoreError> {
         Ok(lock(&self.groups).remove(id).is_some())
     }
-    fn groups_of(&self, subject: &str) -> Result<Option<Vec<String>>, StoreError> {
+    fn groups_of(&self, subject: &str) -> Result<Option<Arc<[String]>>, StoreError> {
         let Some(user) = lock(&self.users)
             .values()
             .find(|u| u.user_name == subject || u.external_id.as_deref() == Some(subject))
@@ -185,7 +186,7 @@ impl DirectoryStore for MemoryDirectory {
             .map(|g| g.display_name.clone())
             .collect();
         names.sort();
-        Ok(Some(names))
+        Ok(Some(names.into()))
     }
 }
 
@@ -203,7 +204,7 @@ struct Memo {
     /// Every deprovisioned or revoked subject.
     blocked: HashSet<String>,
     /// Group names by user name and by external id, for every provisioned user.
-    groups: HashMap<String, Vec<String>>,
+    groups: HashMap<String, Arc<[String]>>,
 }
 
 /// The names `old` gives up in becoming `new`, when either side is inactive.
@@ -294,7 +295,7 @@ impl SqliteDirectory {
              LEFT JOIN directory_groups g ON g.id = m.group_id
              ORDER BY g.display_name",
         )?;
-        let mut groups: HashMap<String, Vec<String>> = HashMap::new();
+        let mut lists: HashMap<String, Vec<String>> = HashMap::new();
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -305,10 +306,10 @@ impl SqliteDirectory {
         for row in rows {
             let (name, external, group) = row?;
             for subject in std::iter::once(name).chain(external) {
-                let entry = groups.entry(subject).or_default();
-                entry.extend(group.clone());
+                lists.entry(subject).or_default().extend(group.clone());
             }
         }
+        let groups = lists.into_iter().map(|(k, v)| (k, v.into())).collect();
         *self.memo.write().unwrap_or_else(PoisonError::into_inner) = Memo { blocked, groups };
         Ok(())
     }
@@ -498,7 +499,7 @@ impl DirectoryStore for SqliteDirectory {
         Ok(true)
     }
 
-    fn groups_of(&self, subject: &str) -> Result<Option<Vec<String>>, StoreError> {
+    fn groups_of(&self, subject: &str) -> Result<Option<Arc<[String]>>, StoreError> {
         Ok(self
             .memo
             .read()
@@ -585,8 +586,8 @@ mod tests {
         .unwrap();
         assert_eq!(d.get_group("g1").unwrap().unwrap().members, ["2", "3"]);
         assert_eq!(d.find_group_by_name("admins").unwrap().unwrap().id, "g2");
-        assert_eq!(d.groups_of("alice").unwrap().unwrap(), ["admins", "eng"]);
-        assert_eq!(d.groups_of("ext-bob").unwrap().unwrap(), ["eng"]);
+        assert_eq!(*d.groups_of("alice").unwrap().unwrap(), ["admins", "eng"]);
+        assert_eq!(*d.groups_of("ext-bob").unwrap().unwrap(), ["eng"]);
         assert_eq!(d.groups_of("carol").unwrap(), None);
         d.put_group(&DirectoryGroup {
             members: vec!["3".into()],
@@ -594,12 +595,12 @@ mod tests {
         })
         .unwrap();
         assert_eq!(
-            d.groups_of("alice").unwrap().unwrap(),
+            *d.groups_of("alice").unwrap().unwrap(),
             ["admins"],
             "removed from eng"
         );
         assert!(d.delete_group("g2").unwrap() && !d.delete_group("g2").unwrap());
-        assert_eq!(d.groups_of("alice").unwrap().unwrap(), Vec::<String>::new());
+        assert!(d.groups_of("alice").unwrap().unwrap().is_empty());
         assert!(d.delete("3", 8).unwrap());
         assert!(d.get_group("g1").unwrap().unwrap().members.is_empty());
     }
