@@ -344,12 +344,7 @@ impl UserToken {
     }
 
     pub(crate) fn token(&self) -> &str {
-        self.0
-            .to_str()
-            .ok()
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map_or("", |(_, t)| t.trim())
+        crate::pipeline::bearer(self.0.to_str().ok()).unwrap_or("")
     }
 }
 
