@@ -1,0 +1,368 @@
+//! Unit tests of the engine, the role compiler and the seed scenarios' policy tables.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use serde_json::json;
+
+use crate::table::{Table, engine_for};
+use crate::{
+    Action, Classification, Decision, DenyCause, Engine, Hints, PolicyError, PolicySource,
+    PolicySpec, RoleSpec, Situation, Subject, Target, Tenancy, Verb,
+};
+
+fn spec(roles: &str, cedar: &str) -> PolicySpec {
+    PolicySpec {
+        roles: yaml_serde::from_str(roles).expect("roles yaml"),
+        files: if cedar.is_empty() {
+            Vec::new()
+        } else {
+            vec![PolicySource {
+                name: "test.cedar".into(),
+                text: cedar.into(),
+            }]
+        },
+    }
+}
+
+fn tool(server: &str, name: &str, tenancy: Tenancy) -> Target {
+    Target::Tool {
+        server: server.into(),
+        original: name.into(),
+        exposed: format!("{server}__{name}"),
+        classification: Classification::Internal,
+        verb: Verb::Read,
+        hints: Hints::default(),
+        tenancy,
+    }
+}
+
+fn subject(roles: &[&str], tenant: Option<&str>) -> Subject {
+    Subject {
+        id: "u".into(),
+        roles: roles.iter().map(|s| (*s).to_owned()).collect(),
+        tenant: tenant.map(str::to_owned),
+        method: "jwt".into(),
+        ..Subject::default()
+    }
+}
+
+fn call() -> Situation<'static> {
+    Situation {
+        now: 1_800_000_000,
+        ..Situation::default()
+    }
+}
+
+fn run_table(file: &str, yaml: &str) {
+    let table = Table::parse(yaml).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let engine = engine_for(&table, &|p| Err(format!("no file {p}")))
+        .unwrap_or_else(|e| panic!("{file}: {e}"));
+    let results = table.run(&engine).unwrap_or_else(|e| panic!("{file}: {e}"));
+    assert!(!results.is_empty(), "{file}: no cases");
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|r| !r.passed)
+        .map(|r| {
+            format!(
+                "case {} ({} → {}): expected {:?}{}, got {:?} by {:?}",
+                r.index + 1,
+                r.case.principal,
+                r.case.target,
+                r.case.expect,
+                r.case
+                    .by
+                    .as_deref()
+                    .map(|b| format!(" by {b}"))
+                    .unwrap_or_default(),
+                r.got,
+                r.policies
+            )
+        })
+        .collect();
+    assert!(failed.is_empty(), "{file}:\n{}", failed.join("\n"));
+}
+
+#[test]
+fn seed_scenario_tables_hold() {
+    for (file, yaml) in [
+        (
+            "roles.yaml",
+            include_str!("../../../testdata/policy/roles.yaml"),
+        ),
+        (
+            "hospital.yaml",
+            include_str!("../../../testdata/policy/hospital.yaml"),
+        ),
+        (
+            "trading.yaml",
+            include_str!("../../../testdata/policy/trading.yaml"),
+        ),
+        (
+            "saas.yaml",
+            include_str!("../../../testdata/policy/saas.yaml"),
+        ),
+        (
+            "supply-chain.yaml",
+            include_str!("../../../testdata/policy/supply-chain.yaml"),
+        ),
+    ] {
+        run_table(file, yaml);
+    }
+}
+
+#[test]
+fn a_table_with_a_wrong_expectation_fails() {
+    let yaml = r#"
+roles: {analyst: [db.read]}
+principals: {a: {roles: [analyst]}}
+cases:
+  - {principal: a, target: db.read, expect: deny}
+  - {principal: a, target: db.read, expect: allow, by: some.other.policy}
+"#;
+    let table = Table::parse(yaml).expect("parse");
+    let engine = engine_for(&table, &|_| Err("none".into())).expect("engine");
+    let results = table.run(&engine).expect("run");
+    assert!(results.iter().all(|r| !r.passed));
+}
+
+#[test]
+fn every_target_kind_conforms_to_the_schema() {
+    let engine = Engine::build(&PolicySpec::default()).expect("build");
+    let mut s = subject(&["r"], Some("t"));
+    s.acr = Some("mfa".into());
+    s.attributes.insert("dept".into(), json!(["a", "b"]));
+    s.attributes.insert("level".into(), json!(3));
+    let tenancy = Tenancy {
+        tenant: Some("t".into()),
+        shared: false,
+    };
+    for (action, target) in [
+        (Action::CallTool, tool("db", "q", tenancy.clone())),
+        (
+            Action::GetPrompt,
+            Target::Prompt {
+                server: "db".into(),
+                original: "p".into(),
+                exposed: "db__p".into(),
+                classification: Classification::Public,
+                tenancy: tenancy.clone(),
+            },
+        ),
+        (
+            Action::ReadResource,
+            Target::Resource {
+                server: "db".into(),
+                uri: "file:///x".into(),
+                classification: Classification::Restricted,
+                tenancy: Tenancy::default(),
+            },
+        ),
+        (
+            Action::Complete,
+            Target::Resource {
+                server: "db".into(),
+                uri: "file:///x".into(),
+                classification: Classification::Restricted,
+                tenancy: Tenancy::default(),
+            },
+        ),
+    ] {
+        engine
+            .conforms(&s, action, &target)
+            .unwrap_or_else(|e| panic!("{action:?}: {e}"));
+    }
+}
+
+#[test]
+fn no_policy_no_access() {
+    let engine = Engine::build(&PolicySpec::default()).expect("build");
+    let d = engine.decide(
+        &subject(&["admin"], None),
+        Action::CallTool,
+        &tool("db", "q", Tenancy::default()),
+        &call(),
+    );
+    assert_eq!(
+        d,
+        Decision::Deny {
+            policies: vec![],
+            cause: DenyCause::NoPermit
+        }
+    );
+}
+
+#[test]
+fn policies_that_do_not_match_the_schema_fail_the_load() {
+    // A misspelt attribute would otherwise never match and silently deny (or allow).
+    let e = Engine::build(&spec(
+        "{}",
+        r#"permit (principal, action, resource) when { resource.clasification == "public" };"#,
+    ))
+    .expect_err("typo must fail");
+    assert!(matches!(e, PolicyError::Invalid(_)), "{e}");
+    // Reading an argument without checking it exists is refused by the validator too.
+    let e = Engine::build(&spec(
+        "{}",
+        r#"permit (principal, action, resource) when { context.arguments.getTag("x") == "y" };"#,
+    ))
+    .expect_err("unguarded tag");
+    assert!(matches!(e, PolicyError::Invalid(_)), "{e}");
+    let e = Engine::build(&spec("{}", "permit (principal, action, resource")).expect_err("syntax");
+    assert!(matches!(e, PolicyError::Parse { .. }), "{e}");
+}
+
+#[test]
+fn reserved_and_duplicate_ids_are_refused() {
+    let e = Engine::build(&spec(
+        "{}",
+        r#"@id("gatehouse.tenant_isolation") permit (principal, action, resource);"#,
+    ))
+    .expect_err("reserved");
+    assert!(e.to_string().contains("reserved"), "{e}");
+    let e = Engine::build(&spec(
+        "{}",
+        r#"@id("a") permit (principal, action, resource); @id("a") forbid (principal, action, resource);"#,
+    ))
+    .expect_err("duplicate");
+    assert!(e.to_string().contains("duplicate"), "{e}");
+}
+
+#[test]
+fn role_errors_are_named() {
+    let e = Engine::build(&spec("{a: [b]}", "")).expect_err("unknown parent");
+    assert!(e.to_string().contains("`b`"), "{e}");
+    let e = Engine::build(&spec("{a: [b], b: [a]}", "")).expect_err("cycle");
+    assert!(e.to_string().contains("cycle"), "{e}");
+    let e = Engine::build(&spec("{a: {tools: [nodot]}}", "")).expect_err("bad ref");
+    assert!(e.to_string().contains("nodot"), "{e}");
+    let e = Engine::build(&spec("{a: {tools: [x.y], when: {r: \"region\"}}}", ""))
+        .expect_err("bad cond");
+    assert!(e.to_string().contains("principal.ATTRIBUTE"), "{e}");
+    // Values that would break out of a Cedar string literal stay inside it.
+    let engine = Engine::build(&spec(
+        r#"{a: {tools: ["x.y\" || true || \""], when: {r: ["\") || true || (\""]}}}"#,
+        "",
+    ))
+    .expect("quotes are escaped");
+    let d = engine.decide(
+        &subject(&["a"], None),
+        Action::CallTool,
+        &tool("x", "z", Tenancy::default()),
+        &call(),
+    );
+    assert!(!d.allowed());
+}
+
+#[test]
+fn a_forbid_that_fails_to_evaluate_denies() {
+    // Overflow is a runtime error the validator cannot see; Cedar would skip the forbid.
+    let engine = Engine::build(&spec(
+        "{a: [db.q]}",
+        r#"@id("overflowing") forbid (principal, action, resource) when { context.now * 9223372036854775807 > 0 };"#,
+    ))
+    .expect("build");
+    let d = engine.decide(
+        &subject(&["a"], None),
+        Action::CallTool,
+        &tool("db", "q", Tenancy::default()),
+        &call(),
+    );
+    assert_eq!(
+        d,
+        Decision::Deny {
+            policies: vec!["overflowing".into()],
+            cause: DenyCause::Error
+        }
+    );
+}
+
+#[test]
+fn compiled_roles_read_as_cedar() {
+    let specs: BTreeMap<String, RoleSpec> = yaml_serde::from_str(
+        "{trader: {tools: [\"market.*\"], verbs: [read], when: {region: [APAC]}}}",
+    )
+    .expect("yaml");
+    let compiled = crate::Roles::new(&specs).expect("roles").compile();
+    assert_eq!(compiled.len(), 1);
+    let (id, text) = &compiled[0];
+    assert_eq!(id, "role.trader.tools");
+    assert!(
+        text.contains(r#"principal in Gatehouse::Role::"trader""#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"resource in [Gatehouse::Server::"market"]"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"["read"].contains(resource.verb)"#),
+        "{text}"
+    );
+    assert!(text.contains("context.listing ||"), "{text}");
+}
+
+fn arb_tenant() -> impl Strategy<Value = Option<String>> {
+    prop_oneof![
+        Just(None),
+        Just(Some("a".to_owned())),
+        Just(Some("b".to_owned()))
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Lists show exactly what may be called (roles without argument conditions), and no
+    /// grant ever crosses tenants — not even a policy permitting everything.
+    #[test]
+    fn listing_equals_calling_and_tenants_hold(
+        grants in proptest::collection::btree_map("r[0-3]", proptest::collection::vec(("s[0-2]", "t[0-3]|\\*"), 0..4), 0..4),
+        inherit in proptest::collection::vec(("r[0-3]", "r[0-3]"), 0..3),
+        held in proptest::collection::vec("r[0-4]", 0..3),
+        p_tenant in arb_tenant(),
+        s_tenants in proptest::collection::vec((arb_tenant(), any::<bool>()), 3),
+        verbs in proptest::collection::vec(0..4usize, 12),
+        permit_all in any::<bool>(),
+    ) {
+        let mut roles: BTreeMap<String, RoleSpec> = BTreeMap::new();
+        for (role, refs) in &grants {
+            let mut items: Vec<String> = refs.iter().map(|(s, t)| format!("{s}.{t}")).collect();
+            for (child, parent) in &inherit {
+                // Only parent → child edges with parent < child: never a cycle.
+                if child == role && parent < child && grants.contains_key(parent) {
+                    items.push(parent.clone());
+                }
+            }
+            roles.insert(role.clone(), RoleSpec::List(items));
+        }
+        let cedar = if permit_all { "@id(\"everything\") permit (principal, action, resource);" } else { "" };
+        let engine = Engine::build(&PolicySpec {
+            roles,
+            files: if cedar.is_empty() { vec![] } else { vec![PolicySource { name: "all".into(), text: cedar.into() }] },
+        }).expect("build");
+        let s = Subject { id: "p".into(), tenant: p_tenant.clone(), roles: held, method: "jwt".into(), ..Subject::default() };
+        let prepared = engine.prepare(&s).expect("prepare");
+        let vs = [Verb::Read, Verb::Write, Verb::Execute, Verb::Delete];
+        for server in 0..3 {
+            for t in 0..4 {
+                let (tenant, shared) = s_tenants[server].clone();
+                let target = Target::Tool {
+                    server: format!("s{server}"),
+                    original: format!("t{t}"),
+                    exposed: format!("s{server}__t{t}"),
+                    classification: Classification::Internal,
+                    verb: vs[verbs[server * 4 + t]],
+                    hints: Hints::default(),
+                    tenancy: Tenancy { tenant: tenant.clone(), shared },
+                };
+                let listed = engine.decide_prepared(&prepared, Action::CallTool, &target, &Situation { listing: true, ..call() });
+                let called = engine.decide_prepared(&prepared, Action::CallTool, &target, &call());
+                prop_assert_eq!(listed.allowed(), called.allowed());
+                if let Some(t) = &tenant && !shared && p_tenant.as_ref() != Some(t) {
+                    prop_assert!(!called.allowed(), "cross-tenant call allowed: {:?}", called);
+                }
+            }
+        }
+    }
+}
