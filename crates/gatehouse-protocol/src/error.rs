@@ -16,6 +16,9 @@ pub mod code {
     pub const REQUEST_TIMEOUT: i64 = -32001;
     /// MCP: a resource URI names nothing.
     pub const RESOURCE_NOT_FOUND: i64 = -32002;
+    /// Gatehouse: authorization refused the request (policy, tenant or step-up). Distinct
+    /// from "not found" so an auditor can tell a refusal from a missing tool.
+    pub const FORBIDDEN: i64 = -32003;
     /// 2026-07-28: an `Mcp-*` routing header disagrees with the body.
     pub const HEADER_MISMATCH: i64 = -32020;
     /// 2026-07-28: the request needs a client capability the envelope does not declare.

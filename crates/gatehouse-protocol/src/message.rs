@@ -180,6 +180,8 @@ impl From<Response> for Message {
 impl Message {
     /// Reads one message from a decoded JSON value; the error says what was wrong,
     /// with the id when one could be read (so the error response can carry it).
+    // The error is the answer the client gets, built once per bad message: its size is fine.
+    #[allow(clippy::result_large_err)]
     pub fn from_value(v: Value) -> Result<Self, (Id, RpcError)> {
         let Value::Object(mut obj) = v else {
             return Err((Id::Null, invalid("a JSON-RPC message must be an object")));

@@ -2,6 +2,7 @@
 //! and the request pipeline. The only library crate that knows all the others.
 
 mod admin;
+mod authorize;
 pub mod catalog;
 pub mod config;
 pub mod gateway;

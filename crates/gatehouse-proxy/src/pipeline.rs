@@ -19,6 +19,7 @@ use gatehouse_protocol::{
 use serde_json::{Map, Value, json};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
+use crate::authorize::{Gate, Named, digest, refusal};
 use crate::catalog::{Catalog, in_scope};
 use crate::config::{Config, VirtualServer};
 use crate::gateway::{CorrelationId, Gateway};
@@ -27,6 +28,7 @@ use crate::session::{SessionClaims, SessionError};
 use crate::tls::PeerIdentity;
 use crate::upstream::{CallRoute, UpstreamError, UserToken};
 use gatehouse_auth::{AuthError, AuthMethod, KEY_PREFIX, KeyLimits};
+use gatehouse_policy::{Action, Classification, Outcome};
 
 pub use gatehouse_auth::Principal;
 
@@ -118,7 +120,9 @@ pub async fn authenticate(
     authorization: Option<&str>,
     peer: Option<&PeerIdentity>,
 ) -> Result<Arc<Principal>, AuthFailure> {
-    if cfg.dev_mode {
+    // Development mode: a caller without a credential is anonymous; one that presents an
+    // API key is that key's principal (the quickstart's demo roles).
+    if cfg.dev_mode && (authorization.is_none() || cfg.api_key_pepper.is_none()) {
         return Ok(gw.anonymous());
     }
     let principal = identify(gw, cfg, authorization, peer).await?;
@@ -283,12 +287,24 @@ enum Target {
         upstream: String,
         params: Option<Value>,
         tool: Option<String>,
+        /// What authorization decides on.
+        guard: Box<Guard>,
     },
     /// Every upstream in scope that supports logging.
     Logging,
     /// A tool name nothing in scope exposes. Answered as a tool error, as MCP servers do,
     /// and never forwarded: only listed tools can be called.
     UnknownTool(String),
+}
+
+/// A routed request as authorization sees it: the action, the target's facts, and the
+/// name a "not found" answer would use.
+#[derive(Debug, Clone, PartialEq)]
+struct Guard {
+    action: Action,
+    target: gatehouse_policy::Target,
+    named: Named,
+    name: String,
 }
 
 /// What an audit record says about a request beyond its method and outcome.
@@ -299,6 +315,12 @@ struct Trace {
     denied_by: Option<&'static str>,
     unknown_tool: bool,
     upstream_error: Option<UpstreamError>,
+    /// The policies that decided (allow or deny).
+    policies: Vec<String>,
+    classification: Option<Classification>,
+    /// Enhanced audit: SHA-256 of the arguments and of the result.
+    args_digest: Option<String>,
+    result_digest: Option<String>,
 }
 
 impl Gateway {
@@ -317,9 +339,9 @@ impl Gateway {
         let mut trace = Trace::default();
         let outcome = self.run(ctx, req, events, &mut trace, correlation).await;
         let status = match &outcome {
+            _ if trace.denied_by.is_some() => "denied",
             Ok(_) if trace.unknown_tool => "unknown_tool",
             Ok(_) => "ok",
-            Err(_) if trace.denied_by.is_some() => "denied",
             Err(_) => "error",
         };
         // Stage: audit. Last, so it records the final outcome of every request, allowed or
@@ -328,6 +350,7 @@ impl Gateway {
             target: "gatehouse::audit",
             correlation = %correlation,
             principal = %ctx.principal.id,
+            tenant = ctx.principal.tenant.as_deref().unwrap_or(""),
             session = ctx.key(),
             scope = ctx.scope.as_deref().unwrap_or(""),
             version = %ctx.version,
@@ -336,6 +359,10 @@ impl Gateway {
             upstream = trace.upstream.as_deref().unwrap_or(""),
             status,
             rule = trace.denied_by.unwrap_or(""),
+            policies = %trace.policies.join(","),
+            classification = trace.classification.map(|c| c.as_str()).unwrap_or(""),
+            args_digest = trace.args_digest.as_deref().unwrap_or(""),
+            result_digest = trace.result_digest.as_deref().unwrap_or(""),
             upstream_error = trace.upstream_error.as_ref().map(ToString::to_string).unwrap_or_default(),
             latency_us = started.elapsed().as_micros() as u64,
             "request"
@@ -385,7 +412,7 @@ impl Gateway {
 
         // Stage: route. Resolve the exposed name to its upstream first: every later stage
         // decides about a concrete tool on a concrete server, not a client-chosen string.
-        let target = match self.route(&req, view) {
+        let target = match self.route(&cfg, &req, view) {
             Ok(t) => t,
             Err(e) => return Err(e),
         };
@@ -401,10 +428,57 @@ impl Gateway {
             Target::Local | Target::Logging => {}
         }
 
-        // Stage: authorize. Least privilege per tool; here, the virtual server's scope.
+        // Stage: authorize. Least privilege per tool, resource and prompt: routing confined
+        // the target to the caller's scope; the policy engine decides, default deny, then
+        // the classification's step-up requirement. Refusals are audited with the policies.
+        let gate = cfg
+            .authorization
+            .as_deref()
+            .map(|a| Gate::new(a, &ctx.principal));
+        if let (Some(gate), Target::Upstream { guard, .. }) = (&gate, &target) {
+            trace.classification = Some(guard.target.classification());
+            let args = req
+                .params
+                .as_ref()
+                .and_then(|p| p.get("arguments"))
+                .and_then(Value::as_object);
+            let outcome = gate.decide(guard.action, &guard.target, args, false);
+            trace.policies = outcome.policies().to_vec();
+            if gate
+                .authz()
+                .controls(guard.target.classification())
+                .enhanced_audit
+            {
+                let raw = req.params.as_ref().and_then(|p| p.get("arguments"));
+                trace.args_digest = Some(digest(raw.unwrap_or(&Value::Null)));
+            }
+            if !matches!(outcome, Outcome::Allow { .. }) {
+                trace.denied_by = Some(match &outcome {
+                    Outcome::StepUp { .. } => "authorize.step_up",
+                    Outcome::Deny {
+                        cause: gatehouse_policy::DenyCause::Error,
+                        ..
+                    } => "authorize.error",
+                    Outcome::Deny {
+                        cause: gatehouse_policy::DenyCause::Forbidden,
+                        ..
+                    } => "authorize.forbid",
+                    _ => "authorize.default_deny",
+                });
+                tracing::info!(rule = trace.denied_by, policies = %trace.policies.join(","), "request denied");
+                return refusal(
+                    &outcome,
+                    gate.authz().denied_as,
+                    guard.named,
+                    &guard.name,
+                    correlation,
+                );
+            }
+        }
+
         // Stage: validate. Arguments are checked before anything leaves the gateway.
         // Stage: detect. Injection and poisoning patterns over what the tool would receive.
-        for verdict in [authorize(&target), validate(&req), detect(&req)] {
+        for verdict in [validate(&req), detect(&req)] {
             if let Verdict::Deny(d) = verdict {
                 tracing::info!(rule = d.rule, reason = %d.reason, "request denied");
                 trace.denied_by = Some(d.rule);
@@ -430,7 +504,7 @@ impl Gateway {
         // Stage: upstream call, with the gateway's own connection; the client's credential
         // and envelope never travel further.
         let result = match target {
-            Target::Local => self.answer_locally(&req, view),
+            Target::Local => self.answer_locally(&cfg, &req, view, gate.as_ref()),
             Target::UnknownTool(name) => Ok(json!({
                 "content": [{"type": "text", "text": format!("Unknown tool: {name}")}],
                 "isError": true
@@ -440,25 +514,51 @@ impl Gateway {
                 Ok(json!({}))
             }
             Target::Upstream {
-                upstream, params, ..
+                upstream,
+                params,
+                guard,
+                ..
             } => {
+                let cap = gate.as_ref().and_then(|g| {
+                    g.authz()
+                        .controls(guard.target.classification())
+                        .max_result_bytes
+                });
                 let mut forwarded = Request {
                     id: req.id.clone(),
                     method: req.method.clone(),
                     params,
                 };
                 strip_envelope(&mut forwarded);
-                self.call_upstream(ctx, &upstream, forwarded, events, trace, correlation)
-                    .await
+                let result = self
+                    .call_upstream(ctx, &upstream, forwarded, events, trace, correlation)
+                    .await?;
+                // Stage: inspect response. The classification's size cap first; pins,
+                // poisoning and DLP join here.
+                if let Some(cap) = cap {
+                    let size = serde_json::to_vec(&result).map_or(usize::MAX, |v| v.len());
+                    if size as u64 > cap {
+                        trace.denied_by = Some("classification.max_result_bytes");
+                        tracing::warn!(target: "gatehouse::audit", %correlation, size, cap, "result over the classification's size cap: withheld");
+                        return Err(RpcError::new(
+                            code::FORBIDDEN,
+                            "Forbidden: the result is larger than this data's classification allows",
+                        )
+                        .with_data(json!({"correlationId": correlation.to_string()})));
+                    }
+                }
+                Ok(result)
             }
         }?;
-
-        // Stage: inspect response. Pins, poisoning, DLP and size checks act on `result`.
+        if trace.args_digest.is_some() {
+            trace.result_digest = Some(digest(&result));
+        }
         Ok(result)
     }
 
-    fn route(&self, req: &Request, view: View<'_>) -> Result<Target, RpcError> {
+    fn route(&self, cfg: &Config, req: &Request, view: View<'_>) -> Result<Target, RpcError> {
         let cat = self.catalog();
+        let data = |upstream: &str| data_policy(cfg, upstream);
         let missing =
             |what: &str| RpcError::new(code::INVALID_PARAMS, format!("missing params.{what}"));
         let renamed = |original: &str| {
@@ -487,6 +587,17 @@ impl Gateway {
                     upstream: e.upstream.clone(),
                     params: renamed(&e.original),
                     tool: Some(e.exposed.clone()),
+                    guard: Box::new(Guard {
+                        action: Action::CallTool,
+                        target: data(&e.upstream).tool(
+                            &e.upstream,
+                            &e.original,
+                            &e.exposed,
+                            &e.def,
+                        ),
+                        named: Named::Tool,
+                        name: e.exposed.clone(),
+                    }),
                 })
             }
             method::PROMPTS_GET => {
@@ -501,6 +612,12 @@ impl Gateway {
                     upstream: e.upstream.clone(),
                     params: renamed(&e.original),
                     tool: None,
+                    guard: Box::new(Guard {
+                        action: Action::GetPrompt,
+                        target: data(&e.upstream).prompt(&e.upstream, &e.original, &e.exposed),
+                        named: Named::Prompt,
+                        name: e.exposed.clone(),
+                    }),
                 })
             }
             method::RESOURCES_READ
@@ -511,7 +628,18 @@ impl Gateway {
                     RpcError::new(code::RESOURCE_NOT_FOUND, "Resource not found")
                         .with_data(json!({"uri": uri}))
                 })?;
+                let action = if req.method == method::RESOURCES_READ {
+                    Action::ReadResource
+                } else {
+                    Action::SubscribeResource
+                };
                 Ok(Target::Upstream {
+                    guard: Box::new(Guard {
+                        action,
+                        target: data(&up).resource(&up, uri),
+                        named: Named::Resource,
+                        name: uri.to_owned(),
+                    }),
                     upstream: up,
                     params: req.params.clone(),
                     tool: None,
@@ -523,46 +651,68 @@ impl Gateway {
                     .as_ref()
                     .and_then(|p| p.get("ref"))
                     .ok_or_else(|| missing("ref"))?;
-                let (upstream, params) = match r.get("type").and_then(Value::as_str) {
-                    Some("ref/prompt") => {
-                        let name = r
-                            .get("name")
-                            .and_then(Value::as_str)
-                            .ok_or_else(|| missing("ref.name"))?;
-                        let e = cat
-                            .prompt(name)
-                            .filter(|e| view.allows(&e.upstream, None))
-                            .ok_or_else(|| {
-                                RpcError::new(
-                                    code::INVALID_PARAMS,
-                                    format!("Unknown prompt: {name}"),
-                                )
+                let (upstream, params, target, named, name) =
+                    match r.get("type").and_then(Value::as_str) {
+                        Some("ref/prompt") => {
+                            let name = r
+                                .get("name")
+                                .and_then(Value::as_str)
+                                .ok_or_else(|| missing("ref.name"))?;
+                            let e = cat
+                                .prompt(name)
+                                .filter(|e| view.allows(&e.upstream, None))
+                                .ok_or_else(|| {
+                                    RpcError::new(
+                                        code::INVALID_PARAMS,
+                                        format!("Unknown prompt: {name}"),
+                                    )
+                                })?;
+                            let mut p = req.params.clone().unwrap_or_default();
+                            p["ref"]["name"] = Value::String(e.original.clone());
+                            let target =
+                                data(&e.upstream).prompt(&e.upstream, &e.original, &e.exposed);
+                            (
+                                e.upstream.clone(),
+                                Some(p),
+                                target,
+                                Named::Prompt,
+                                e.exposed.clone(),
+                            )
+                        }
+                        Some("ref/resource") => {
+                            let uri = r
+                                .get("uri")
+                                .and_then(Value::as_str)
+                                .ok_or_else(|| missing("ref.uri"))?;
+                            let up = self.resource_owner(&cat, uri, view).ok_or_else(|| {
+                                RpcError::new(code::RESOURCE_NOT_FOUND, "Resource not found")
                             })?;
-                        let mut p = req.params.clone().unwrap_or_default();
-                        p["ref"]["name"] = Value::String(e.original.clone());
-                        (e.upstream.clone(), Some(p))
-                    }
-                    Some("ref/resource") => {
-                        let uri = r
-                            .get("uri")
-                            .and_then(Value::as_str)
-                            .ok_or_else(|| missing("ref.uri"))?;
-                        let up = self.resource_owner(&cat, uri, view).ok_or_else(|| {
-                            RpcError::new(code::RESOURCE_NOT_FOUND, "Resource not found")
-                        })?;
-                        (up, req.params.clone())
-                    }
-                    _ => {
-                        return Err(RpcError::new(
-                            code::INVALID_PARAMS,
-                            "ref.type must be ref/prompt or ref/resource",
-                        ));
-                    }
-                };
+                            let target = data(&up).resource(&up, uri);
+                            (
+                                up,
+                                req.params.clone(),
+                                target,
+                                Named::Resource,
+                                uri.to_owned(),
+                            )
+                        }
+                        _ => {
+                            return Err(RpcError::new(
+                                code::INVALID_PARAMS,
+                                "ref.type must be ref/prompt or ref/resource",
+                            ));
+                        }
+                    };
                 Ok(Target::Upstream {
                     upstream,
                     params,
                     tool: None,
+                    guard: Box::new(Guard {
+                        action: Action::Complete,
+                        target,
+                        named,
+                        name,
+                    }),
                 })
             }
             _ => Err(RpcError::new(code::METHOD_NOT_FOUND, "Method not found")),
@@ -593,8 +743,20 @@ impl Gateway {
         }
     }
 
-    fn answer_locally(&self, req: &Request, view: View<'_>) -> Result<Value, RpcError> {
+    fn answer_locally(
+        &self,
+        cfg: &Config,
+        req: &Request,
+        view: View<'_>,
+        gate: Option<&Gate<'_>>,
+    ) -> Result<Value, RpcError> {
         let cat = self.catalog();
+        // Lists show what the same decision that guards calls allows.
+        let shows = |action: Action,
+                     target: &dyn Fn(&crate::config::DataPolicy) -> gatehouse_policy::Target,
+                     upstream: &str| {
+            gate.is_none_or(|g| g.shows(action, &target(data_policy(cfg, upstream))))
+        };
         let cursor = req.param_str("cursor");
         let page = |items: Vec<&Value>, field: &str| -> Result<Value, RpcError> {
             paginate(items, cursor, field)
@@ -620,6 +782,13 @@ impl Gateway {
                 cat.tools
                     .iter()
                     .filter(|e| view.allows(&e.upstream, Some(&e.exposed)))
+                    .filter(|e| {
+                        shows(
+                            Action::CallTool,
+                            &|d| d.tool(&e.upstream, &e.original, &e.exposed, &e.def),
+                            &e.upstream,
+                        )
+                    })
                     .map(|e| &e.def)
                     .collect(),
                 "tools",
@@ -628,6 +797,13 @@ impl Gateway {
                 cat.prompts
                     .iter()
                     .filter(|e| view.allows(&e.upstream, None))
+                    .filter(|e| {
+                        shows(
+                            Action::GetPrompt,
+                            &|d| d.prompt(&e.upstream, &e.original, &e.exposed),
+                            &e.upstream,
+                        )
+                    })
                     .map(|e| &e.def)
                     .collect(),
                 "prompts",
@@ -636,6 +812,14 @@ impl Gateway {
                 cat.resources
                     .iter()
                     .filter(|e| view.allows(&e.upstream, None))
+                    .filter(|e| {
+                        let uri = e.def.get("uri").and_then(Value::as_str).unwrap_or("");
+                        shows(
+                            Action::ReadResource,
+                            &|d| d.resource(&e.upstream, uri),
+                            &e.upstream,
+                        )
+                    })
                     .map(|e| &e.def)
                     .collect(),
                 "resources",
@@ -644,6 +828,18 @@ impl Gateway {
                 cat.templates
                     .iter()
                     .filter(|e| view.allows(&e.upstream, None))
+                    .filter(|e| {
+                        let uri = e
+                            .def
+                            .get("uriTemplate")
+                            .and_then(Value::as_str)
+                            .unwrap_or("");
+                        shows(
+                            Action::ReadResource,
+                            &|d| d.resource(&e.upstream, uri),
+                            &e.upstream,
+                        )
+                    })
                     .map(|e| &e.def)
                     .collect(),
                 "resourceTemplates",
@@ -772,6 +968,17 @@ impl Gateway {
     }
 }
 
+/// An upstream's data policy (classification, tenant, overrides); the default for a name
+/// config does not know (an upstream removed by a reload while a request was in flight).
+fn data_policy<'c>(cfg: &'c Config, upstream: &str) -> &'c crate::config::DataPolicy {
+    static DEFAULT: std::sync::LazyLock<crate::config::DataPolicy> =
+        std::sync::LazyLock::new(Default::default);
+    cfg.upstreams
+        .iter()
+        .find(|u| u.name == upstream)
+        .map_or(&*DEFAULT, |u| &u.data)
+}
+
 /// 2026-07-28 results that carry caching hints.
 fn cacheable(m: &str) -> bool {
     matches!(
@@ -807,17 +1014,6 @@ fn strip_envelope(req: &mut Request) {
             .is_some_and(Map::is_empty)
     {
         p.remove("_meta");
-    }
-}
-
-/// Stage: authorize. Routing has already confined targets to the virtual server's scope;
-/// per-tool policy decisions join here.
-fn authorize(target: &Target) -> Verdict {
-    // Routing already refuses names outside the scope, so a target here is in scope.
-    match target {
-        Target::Local | Target::Upstream { .. } | Target::Logging | Target::UnknownTool(_) => {
-            Verdict::Allow
-        }
     }
 }
 

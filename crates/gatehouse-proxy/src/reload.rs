@@ -11,6 +11,21 @@ use tokio::sync::mpsc;
 use crate::config::Config;
 use crate::gateway::Gateway;
 
+/// The config file's bytes followed by those of the policy files it names, so an edit to
+/// either reloads.
+fn fingerprint(path: &std::path::Path, cfg: Option<&Config>) -> Option<Vec<u8>> {
+    let mut v = std::fs::read(path).ok()?;
+    for f in cfg
+        .and_then(|c| c.authorization.as_ref())
+        .map(|a| a.files.as_slice())
+        .unwrap_or_default()
+    {
+        v.push(0);
+        v.extend(std::fs::read(f).unwrap_or_default());
+    }
+    Some(v)
+}
+
 /// Starts watching; the watcher lives as long as the returned value.
 pub fn watch(path: PathBuf, gw: Arc<Gateway>) -> Option<RecommendedWatcher> {
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -34,23 +49,36 @@ pub fn watch(path: PathBuf, gw: Arc<Gateway>) -> Option<RecommendedWatcher> {
         .map_err(|e| tracing::error!(error = %e, "config watch unavailable"))
         .ok()?;
     tokio::spawn(async move {
-        let mut last = std::fs::read(&path).ok();
+        let mut last = fingerprint(&path, Some(&gw.config()));
         while rx.recv().await.is_some() {
             // Let a burst of events from one save settle.
             tokio::time::sleep(Duration::from_millis(200)).await;
             while rx.try_recv().is_ok() {}
-            let now = std::fs::read(&path).ok();
+            let now = fingerprint(&path, Some(&gw.config()));
             if now == last {
                 continue;
             }
             last = now;
+            // Who: the owner of the file as it now is (edits through a deployment tool
+            // show that tool's account).
+            let owner = {
+                use std::os::unix::fs::MetadataExt;
+                std::fs::metadata(&path).map(|m| m.uid()).ok()
+            };
             match Config::load(&path) {
                 Ok(cfg) => {
-                    tracing::info!(target: "gatehouse::audit", path = %path.display(), "config reloaded");
+                    let old = gw.config();
+                    let policies = match &cfg.authorization {
+                        Some(a) => a.diff(old.authorization.as_deref()),
+                        None if old.authorization.is_some() => "authorization removed".into(),
+                        None => String::new(),
+                    };
+                    tracing::info!(target: "gatehouse::audit", path = %path.display(), owner_uid = owner, policies, "config reloaded");
+                    last = fingerprint(&path, Some(&cfg));
                     gw.reload(cfg);
                 }
                 Err(e) => {
-                    tracing::error!(target: "gatehouse::audit", error = %e, "config change rejected; previous config still active")
+                    tracing::error!(target: "gatehouse::audit", path = %path.display(), owner_uid = owner, error = %e, "config change rejected; previous config still active")
                 }
             }
         }

@@ -128,6 +128,19 @@ fn dev_config(listen: Option<String>, upstreams: &[String], demo: bool) -> Resul
                 ..Default::default()
             },
         );
+        // Demo principals: the seed's roles, reachable with the API keys printed at start.
+        raw.authorization = Some(quickstart::demo_authorization());
+        raw.api_keys = Some(gatehouse_proxy::config::RawApiKeys {
+            pepper: quickstart::random_pepper()?,
+        });
+        raw.store = gatehouse_proxy::config::RawStore {
+            sqlite: Some(
+                std::env::temp_dir()
+                    .join(format!("gatehouse-demo-{}.db", std::process::id()))
+                    .display()
+                    .to_string(),
+            ),
+        };
         if which("npx").is_some() {
             raw.upstreams.insert(
                 "everything".into(),
@@ -242,7 +255,12 @@ fn main() -> Result<()> {
             };
             init_logging(cfg.log_json, &cfg.log_level);
             if cfg.dev_mode {
-                quickstart::banner(&cfg);
+                let keys = if demo {
+                    quickstart::demo_keys(&cfg)?
+                } else {
+                    Vec::new()
+                };
+                quickstart::banner(&cfg, &keys);
             }
             runtime()?
                 .block_on(gatehouse_proxy::serve(cfg, path))

@@ -1,9 +1,81 @@
 //! What `gatehouse serve` prints in development mode: a loud warning and how to connect the
 //! common MCP clients.
 
-use gatehouse_proxy::Config;
+use std::sync::Arc;
 
-pub(crate) fn banner(cfg: &Config) {
+use anyhow::{Context, Result};
+use base64::Engine as _;
+use gatehouse_auth::{ApiKeys, KeySpec};
+use gatehouse_proxy::Config;
+use gatehouse_proxy::config::RawAuthorization;
+use gatehouse_store::SqliteKeyStore;
+
+/// The application the demo keys are bound to: clients must send it as `clientInfo.name`.
+const DEMO_APP: &str = "demo";
+
+/// The seed's roles over the demo server: the analyst reads, the engineer also executes
+/// and deploys, the admin also deletes and changes permissions. The anonymous caller is an
+/// admin, so desktop clients connected without a key see everything.
+pub(crate) fn demo_authorization() -> RawAuthorization {
+    let roles = yaml_serde::from_str(
+        r#"
+analyst:
+  tools: [demo.read_database, demo.search_files]
+  prompts: ["demo.*"]
+  resources: ["demo.*"]
+engineer:
+  inherits: [analyst]
+  tools: [demo.execute_code, demo.deploy_service, "everything.*"]
+  prompts: ["everything.*"]
+  resources: ["everything.*"]
+admin: [engineer, demo.delete_database, demo.modify_permissions]
+"#,
+    )
+    .unwrap_or_default();
+    RawAuthorization {
+        roles,
+        anonymous_roles: vec!["admin".into()],
+        ..RawAuthorization::default()
+    }
+}
+
+/// A fresh pepper for the demo's throw-away key store.
+pub(crate) fn random_pepper() -> Result<String> {
+    let mut b = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| anyhow::anyhow!("no randomness"))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(b))
+}
+
+/// One API key per demo role, created in the demo's store and printed at start.
+pub(crate) fn demo_keys(cfg: &Config) -> Result<Vec<(&'static str, String)>> {
+    let pepper = cfg
+        .api_key_pepper
+        .as_ref()
+        .context("demo without api_keys")?;
+    let store = SqliteKeyStore::open(&cfg.store_path)
+        .with_context(|| format!("opening {}", cfg.store_path.display()))?;
+    let keys = ApiKeys::new(pepper, Arc::new(store));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut out = Vec::new();
+    for role in ["analyst", "engineer", "admin"] {
+        let spec = KeySpec {
+            principal: format!("demo-{role}"),
+            app: DEMO_APP.into(),
+            tenant: None,
+            roles: vec![role.into()],
+            servers: Vec::new(),
+            tools: Vec::new(),
+            expires_in: Some(std::time::Duration::from_secs(86_400)),
+        };
+        out.push((role, keys.create(&spec, now, None)?.key));
+    }
+    Ok(out)
+}
+
+pub(crate) fn banner(cfg: &Config, keys: &[(&str, String)]) {
     let url = format!("http://{}/mcp", cfg.listen);
     let names: Vec<&str> = cfg.upstreams.iter().map(|u| u.name.as_str()).collect();
     eprintln!(
@@ -33,5 +105,25 @@ pub(crate) fn banner(cfg: &Config) {
             names.join(", ")
         },
         listen = cfg.listen,
+    );
+    if keys.is_empty() {
+        return;
+    }
+    eprintln!("  Demo principals (API keys bound to the app `{DEMO_APP}`, valid 24 h):");
+    for (role, key) in keys {
+        eprintln!("    {role:<9} {key}");
+    }
+    let list = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{{"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{{"name":"{DEMO_APP}","version":"1"}},"io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}"#
+    );
+    let url = format!("http://{}/mcp", cfg.listen);
+    eprintln!(
+        r#"
+  Each role sees only what it may call (the analyst has no delete_database):
+    curl -s {url} -H 'Authorization: Bearer KEY' -H 'Content-Type: application/json' \
+      -H 'Accept: application/json, text/event-stream' -H 'MCP-Protocol-Version: 2026-07-28' \
+      -H 'Mcp-Method: tools/list' -d '{list}'
+==========================================================================
+"#
     );
 }

@@ -6,12 +6,16 @@ mod raw;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use gatehouse_protocol::Limits;
 
+mod authz;
+
+pub use authz::{Authorization, DataPolicy, RawAuthorization, RawDeniedAs, RawToolPolicy};
 pub use raw::{
     RawApiKeys, RawAuth, RawCertRule, RawClaims, RawClientAuth, RawConfig, RawFederation,
     RawIntrospection, RawIssuer, RawLimits, RawLogFormat, RawLogging, RawSession, RawStore, RawTls,
@@ -62,6 +66,9 @@ pub struct Config {
     /// Enables the admin API (`/admin/v1`): the token administrators present.
     pub admin_token: Option<gatehouse_auth::SecretRef>,
     pub secrets: Option<SecretsSettings>,
+    /// Policy decisions; `None` when the section is absent (every caller may call every
+    /// tool in scope — `gatehouse check` warns).
+    pub authorization: Option<Arc<Authorization>>,
 }
 
 /// The encrypted local secret store.
@@ -120,6 +127,8 @@ pub struct UpstreamSpec {
     /// `None` exposes names unprefixed.
     pub namespace: Option<String>,
     pub transport: TransportSpec,
+    /// Classification, tenant and per-tool overrides for authorization.
+    pub data: DataPolicy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -409,6 +418,18 @@ impl RawConfig {
                     "names use a-z, 0-9, _ and - (at most 64)",
                 ));
             }
+            if u.tenant.as_deref().is_some_and(str::is_empty) {
+                return Err(ConfigError::at(format!("{at}.tenant"), "empty tenant"));
+            }
+            let data = DataPolicy {
+                classification: u.classification,
+                tenancy: gatehouse_policy::Tenancy {
+                    tenant: u.tenant.clone(),
+                    shared: u.shared,
+                },
+                tools: u.tools.clone(),
+                resources: u.resources.clone(),
+            };
             let namespace = match u.namespace.as_deref() {
                 None => Some(name.clone()),
                 Some("") => None,
@@ -555,6 +576,7 @@ impl RawConfig {
                 name,
                 namespace,
                 transport,
+                data,
             });
         }
 
@@ -606,13 +628,9 @@ impl RawConfig {
 
         let api_key_pepper = match self.api_keys {
             None => None,
+            // In development mode keys are optional: a caller without one is anonymous (the
+            // quickstart's demo principals).
             Some(k) => {
-                if self.dev_mode {
-                    return Err(ConfigError::at(
-                        "api_keys",
-                        "dev_mode and api_keys exclude each other",
-                    ));
-                }
                 let bytes = STANDARD
                     .decode(k.pepper.trim())
                     .map_err(|_| ConfigError::at("api_keys.pepper", "not base64"))?;
@@ -697,7 +715,13 @@ impl RawConfig {
             ));
         }
 
+        let authorization = self
+            .authorization
+            .map(|a| authz::validate(a, base, self.dev_mode).map(Arc::new))
+            .transpose()?;
+
         Ok(Config {
+            authorization,
             secrets,
             scim_token,
             admin_token,

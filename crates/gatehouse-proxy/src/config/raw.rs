@@ -55,6 +55,9 @@ pub struct RawConfig {
     pub admin: Option<RawAdmin>,
     /// The encrypted local secret store behind `secret:NAME` references.
     pub secrets: Option<RawSecrets>,
+    /// Who may call what: role grants and Cedar policies (default deny once present),
+    /// and the controls each classification level carries.
+    pub authorization: Option<super::authz::RawAuthorization>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -272,6 +275,23 @@ pub struct RawUpstream {
     /// Prefix for this upstream's tools and prompts. Default: the upstream's name.
     /// An empty string exposes names unprefixed (collisions are then refused).
     pub namespace: Option<String>,
+    /// How sensitive this server's data is: `public`, `internal` (default),
+    /// `confidential` or `restricted`. Each level carries the controls
+    /// `authorization.classification` sets.
+    pub classification: Option<gatehouse_policy::Classification>,
+    /// The tenant that owns this server: principals of other tenants are never granted it.
+    pub tenant: Option<String>,
+    /// Declared shared between tenants: grants may then reach it from any tenant.
+    #[serde(default)]
+    pub shared: bool,
+    /// Per-tool overrides by the tool's name at this upstream: `verb`
+    /// (read/write/execute/delete, instead of what its annotations imply) and
+    /// `classification`.
+    #[serde(default)]
+    pub tools: BTreeMap<String, super::authz::RawToolPolicy>,
+    /// Classification of resources by URI prefix (the longest matching prefix wins).
+    #[serde(default)]
+    pub resources: BTreeMap<String, gatehouse_policy::Classification>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]

@@ -1,0 +1,202 @@
+//! The authorize stage's glue: the principal as a policy subject, decisions for calls and
+//! for list filtering (the same decision, so a list shows exactly what may be called), and
+//! the answers a refused caller gets.
+
+use gatehouse_policy::{Action, Outcome, Prepared, Situation, Subject, Target};
+use gatehouse_protocol::{RpcError, code};
+use serde_json::{Map, Value, json};
+
+use crate::config::{Authorization, RawDeniedAs};
+use crate::gateway::CorrelationId;
+use gatehouse_auth::{AuthMethod, Principal, PrincipalKind};
+
+/// The principal as policies see it. In development mode the anonymous caller holds the
+/// configured `anonymous_roles`.
+pub(crate) fn subject_of(p: &Principal, authz: &Authorization) -> Subject {
+    let roles = match p.method {
+        AuthMethod::DevMode => authz.anonymous_roles.clone(),
+        _ => p.roles.clone(),
+    };
+    Subject {
+        id: p.id.clone(),
+        service: p.kind == PrincipalKind::Service,
+        tenant: p.tenant.clone(),
+        roles,
+        groups: p.groups.clone(),
+        scopes: p.scopes.clone(),
+        acr: p.acr.clone(),
+        amr: p.amr.clone(),
+        authenticated_at: p.authenticated_at,
+        method: p.method_label().to_owned(),
+        attributes: p.attributes.clone(),
+    }
+}
+
+/// One principal's decisions within one request.
+pub(crate) struct Gate<'a> {
+    authz: &'a Authorization,
+    subject: Subject,
+    /// `None` when the principal cannot be turned into an entity: everything is refused.
+    prepared: Option<Prepared>,
+    now: u64,
+}
+
+impl<'a> Gate<'a> {
+    pub(crate) fn new(authz: &'a Authorization, principal: &Principal) -> Gate<'a> {
+        let subject = subject_of(principal, authz);
+        let prepared = match authz.engine.prepare(&subject) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(principal = %principal.id, error = %e, "principal cannot be evaluated: every request refused");
+                None
+            }
+        };
+        Gate {
+            authz,
+            subject,
+            prepared,
+            now: crate::session::now_secs(),
+        }
+    }
+
+    pub(crate) fn authz(&self) -> &Authorization {
+        self.authz
+    }
+
+    /// Decides a call.
+    pub(crate) fn decide(
+        &self,
+        action: Action,
+        target: &Target,
+        arguments: Option<&Map<String, Value>>,
+        listing: bool,
+    ) -> Outcome {
+        let Some(prepared) = &self.prepared else {
+            return Outcome::Deny {
+                policies: vec!["gatehouse.unevaluable_principal".into()],
+                cause: gatehouse_policy::DenyCause::Error,
+            };
+        };
+        let sit = Situation {
+            listing,
+            now: self.now,
+            arguments,
+            client: None,
+            source_ip: None,
+        };
+        gatehouse_policy::authorize(
+            &self.authz.engine,
+            prepared,
+            &self.subject,
+            &self.authz.controls,
+            action,
+            target,
+            &sit,
+        )
+    }
+
+    /// Whether a list shows the target: the call's decision, before arguments are known.
+    pub(crate) fn shows(&self, action: Action, target: &Target) -> bool {
+        !matches!(
+            self.decide(action, target, None, true),
+            Outcome::Deny { .. }
+        )
+    }
+}
+
+/// What kind of name a refusal is about, for the "not found" answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Named {
+    Tool,
+    Prompt,
+    Resource,
+}
+
+/// The client's answer to a refused call. `Ok` is a tool result (the "not found" answer to
+/// `tools/call`, which MCP servers give as a tool error).
+pub(crate) fn refusal(
+    outcome: &Outcome,
+    denied_as: RawDeniedAs,
+    named: Named,
+    name: &str,
+    correlation: CorrelationId,
+) -> Result<Value, RpcError> {
+    let cid = correlation.to_string();
+    match outcome {
+        Outcome::StepUp { needed, .. } => Err(RpcError::new(
+            code::FORBIDDEN,
+            "Forbidden: this call needs a stronger or more recent sign-in",
+        )
+        .with_data(json!({
+            "correlationId": cid,
+            "stepUp": {
+                "error": "insufficient_user_authentication",
+                "acr_values": needed.acr_values,
+                "max_age": needed.max_age,
+            }
+        }))),
+        _ if denied_as == RawDeniedAs::NotFound => match named {
+            Named::Tool => Ok(json!({
+                "content": [{"type": "text", "text": format!("Unknown tool: {name}")}],
+                "isError": true
+            })),
+            Named::Prompt => Err(RpcError::new(
+                code::INVALID_PARAMS,
+                format!("Unknown prompt: {name}"),
+            )),
+            Named::Resource => Err(
+                RpcError::new(code::RESOURCE_NOT_FOUND, "Resource not found")
+                    .with_data(json!({"uri": name})),
+            ),
+        },
+        _ => Err(RpcError::new(code::FORBIDDEN, "Forbidden by policy")
+            .with_data(json!({"correlationId": cid}))),
+    }
+}
+
+/// SHA-256 of a JSON value in canonical form (object keys sorted at every level), hex:
+/// the digest enhanced audit records for arguments and results. Key order in the wire
+/// text does not change it.
+pub(crate) fn digest(v: &Value) -> String {
+    let bytes = serde_json::to_vec(&canonical(v)).unwrap_or_default();
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes);
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The value with every object's keys in sorted order (maps keep insertion order here).
+fn canonical(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), canonical(&m[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::digest;
+
+    #[test]
+    fn digests_ignore_key_order_but_not_values() {
+        let a: serde_json::Value =
+            serde_json::from_str(r#"{"b":1,"a":{"y":[1,{"d":2,"c":3}],"x":null}}"#).expect("json");
+        let b: serde_json::Value =
+            serde_json::from_str(r#"{"a":{"x":null,"y":[1,{"c":3,"d":2}]},"b":1}"#).expect("json");
+        assert_eq!(digest(&a), digest(&b));
+        assert_ne!(
+            digest(&a),
+            digest(&json!({"b": 2, "a": {"x": null, "y": [1, {"c": 3, "d": 2}]}}))
+        );
+        assert_eq!(digest(&json!({})).len(), 64);
+    }
+}
