@@ -209,9 +209,17 @@ impl Table {
         })
     }
 
-    /// Runs every case against `engine`.
+    /// Runs every case against `engine`, with the table's classification controls.
     pub fn run(&self, engine: &Engine) -> Result<Vec<CaseResult>, String> {
-        let controls = Controls::table(&self.controls);
+        self.run_with(engine, &Controls::table(&self.controls))
+    }
+
+    /// Runs every case against `engine` with the given controls (a live config's).
+    pub fn run_with(
+        &self,
+        engine: &Engine,
+        controls: &BTreeMap<Classification, Controls>,
+    ) -> Result<Vec<CaseResult>, String> {
         let mut out = Vec::new();
         for (index, case) in self.cases.iter().enumerate() {
             let subject = self.subject(&case.principal)?;

@@ -11,6 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod connect;
 mod demo;
 mod keys;
+mod policy;
 mod quickstart;
 mod secrets;
 
@@ -59,6 +60,11 @@ enum Command {
         config: PathBuf,
         #[command(subcommand)]
         command: secrets::SecretsCommand,
+    },
+    /// Authorization policy: explain a decision, test a table, export for auditors.
+    Policy {
+        #[command(subcommand)]
+        command: policy::PolicyCommand,
     },
     /// Manage API keys (create, list, revoke, rotate).
     Keys {
@@ -213,6 +219,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Keys { config, command } => keys::run(&config, command),
+        Command::Policy { command } => policy::run(command),
         Command::Secrets { config, command } => secrets::run(&config, command),
         Command::DemoServer { db, max_version } => {
             let max = match max_version {

@@ -300,3 +300,73 @@ async fn roles_filter_lists_guard_calls_and_are_audited() {
     assert!(v["error"].is_null(), "{v}");
     assert!(names(&v).contains(&"demo__deploy_service".to_owned()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_cli_tests_explains_and_exports() {
+    let policy = repo().join("testdata/policy");
+    let cfg = policy.join("gateway.yaml");
+    let mut cmd = Command::new(gatehouse_bin());
+    cmd.args(["policy", "test"])
+        .arg(policy.join("gateway-cases.yaml"))
+        .arg("--config")
+        .arg(&cfg);
+    let out = run_ok(&mut cmd, 30).await;
+    assert!(out.contains("7 cases, 0 failed"), "{out}");
+
+    // A table whose expectation is wrong fails the command.
+    let dir = std::env::temp_dir().join(format!("gatehouse-policy-cli-{}", free_port()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let wrong = dir.join("wrong.yaml");
+    std::fs::write(
+        &wrong,
+        "principals: {ana: {roles: [analyst]}}\ncases:\n  - {principal: ana, target: demo.delete_database, expect: allow}\n",
+    )
+    .expect("write");
+    let out = Command::new(gatehouse_bin())
+        .args(["policy", "test"])
+        .arg(&wrong)
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL"));
+
+    let mut cmd = Command::new(gatehouse_bin());
+    cmd.args(["policy", "explain", "--config"]).arg(&cfg).args([
+        "--principal",
+        "alice",
+        "--roles",
+        "admin",
+        "--tool",
+        "demo__delete_database",
+        "--args",
+        r#"{"table":"users"}"#,
+    ]);
+    let out = run_ok(&mut cmd, 30).await;
+    assert!(out.contains("DENY (Forbidden)"), "{out}");
+    assert!(out.contains("no-drop-users (gateway.cedar)"), "{out}");
+
+    let mut cmd = Command::new(gatehouse_bin());
+    cmd.args(["policy", "export", "--format", "json", "--config"])
+        .arg(&cfg);
+    let doc: Value = serde_json::from_str(&run_ok(&mut cmd, 30).await).expect("json");
+    let refs = |role: &str| -> Vec<String> {
+        doc["roles"][role]["grants"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|g| g["ref"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert!(!refs("analyst").contains(&"demo.delete_database".to_owned()));
+    assert!(refs("admin").contains(&"demo.delete_database".to_owned()));
+    assert!(
+        refs("admin").contains(&"demo.read_database".to_owned()),
+        "inherited grants are listed"
+    );
+    assert_eq!(doc["default"], "deny");
+    assert_eq!(doc["servers"]["crm"]["tenant"], "globex");
+    assert_eq!(doc["policies"][0]["id"], "gatehouse.tenant_isolation");
+}
