@@ -237,9 +237,7 @@ impl Table {
                 client: None,
                 source_ip: None,
             };
-            let outcome = authorize(
-                engine, &prepared, &subject, &controls, action, &target, &sit,
-            );
+            let outcome = authorize(engine, &prepared, &subject, controls, action, &target, &sit);
             let got = match outcome.label() {
                 "allow" => Expect::Allow,
                 "step_up" => Expect::StepUp,
