@@ -16,6 +16,8 @@ use gatehouse_proxy::Config;
 use gatehouse_proxy::config::Authorization;
 use serde_json::{Map, Value, json};
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub(crate) enum PolicyCommand {
     /// Decide one call and say which policies decided and why.
@@ -108,13 +110,10 @@ fn resolve_tool(cfg: &Config, tool: &str) -> Result<(String, String)> {
         if let Some(rest) = tool.strip_prefix(&format!("{}.", u.name)) {
             return Ok((u.name.clone(), rest.to_owned()));
         }
-        match &u.namespace {
-            Some(ns) => {
-                if let Some(rest) = tool.strip_prefix(&format!("{ns}{}", cfg.separator)) {
-                    return Ok((u.name.clone(), rest.to_owned()));
-                }
-            }
-            None => {}
+        if let Some(ns) = &u.namespace
+            && let Some(rest) = tool.strip_prefix(&format!("{ns}{}", cfg.separator))
+        {
+            return Ok((u.name.clone(), rest.to_owned()));
         }
     }
     bail!("`{tool}` names no configured upstream (use server.tool or the exposed name)")
@@ -373,7 +372,7 @@ fn test(file: &Path, config: Option<&Path>) -> Result<()> {
 fn export(cfg: &Config, authz: &Authorization) -> Value {
     let roles = authz.engine.roles();
     let mut out_roles = Map::new();
-    for (name, _) in roles.grants() {
+    for name in roles.grants().keys() {
         let mut grants = Vec::new();
         for held in roles.effective([name.as_str()]) {
             let Some(g) = roles.grants().get(held) else {
