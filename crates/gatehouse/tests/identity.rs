@@ -1524,3 +1524,54 @@ async fn time_claims_and_algorithm_confusion_with_a_trusted_key() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restricted_data_asks_an_oauth_caller_to_step_up() {
+    let gw_port = free_port();
+    let resource = format!("http://127.0.0.1:{gw_port}/mcp");
+    let idp = Idp::start(free_port(), &resource, "a").await;
+    let dir = std::env::temp_dir().join(format!("gatehouse-stepup-{gw_port}"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(
+        dir.join("tenant.cedar"),
+        "@id(\"acme-staff\")\npermit (principal, action, resource) when { principal has tenant && principal.tenant == \"acme\" };\n",
+    )
+    .expect("policy");
+    let yaml = config(&idp, true).replace(
+        "args: [demo-server]\n",
+        "args: [demo-server]\n    tools:\n      modify_permissions: {classification: restricted}\nauthorization:\n  policies: [tenant.cedar]\n  classification:\n    restricted:\n      step_up: {acr: [mfa], max_age: 600}\n",
+    );
+    let cfg = gatehouse_proxy::Config::from_yaml_in(&yaml, &|_| None, &dir).expect("config");
+    let gw = start_gateway_at(cfg, gw_port, true).await;
+    let token = idp.token("svc-reporting", "mcp:tools", None).await;
+    let c = connect(&gw.mcp(), &token).await;
+    // Internal data: the tenant's policy is enough.
+    let out = c.call("demo__search_files", json!({"query": "vpn"})).await;
+    assert!(
+        out["content"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("vpn.md"),
+        "{out}"
+    );
+    // Restricted data: a token without `acr=mfa` gets the RFC 9470 challenge.
+    let r = c
+        .post(
+            json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+            "name": "demo__modify_permissions", "arguments": {"user": "ana", "role": "admin"}}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.messages);
+    let ch = challenge(&r);
+    assert!(
+        ch.contains("error=\"insufficient_user_authentication\""),
+        "{ch}"
+    );
+    assert!(
+        ch.contains("acr_values=\"mfa\"") && ch.contains("max_age=600"),
+        "{ch}"
+    );
+    assert!(ch.contains("resource_metadata=\""), "{ch}");
+    assert_eq!(r.error_code(), -32003);
+    drop(idp);
+}

@@ -36,12 +36,28 @@ pub(super) async fn respond(
     sse_ok: bool,
 ) -> Response {
     let stateless = ctx.session.is_none();
+    // A caller who signed in with OAuth and must step up gets the RFC 9470 challenge, so
+    // its client can sign in again with the required strength.
+    let oauth = matches!(
+        ctx.principal.method,
+        gatehouse_auth::AuthMethod::Jwt { .. } | gatehouse_auth::AuthMethod::Introspection { .. }
+    );
+    let metadata = super::metadata_url(&gw.config(), ctx.scope.as_deref());
     let finish = move |resp: RpcResponse| {
+        let challenge = match &resp.outcome {
+            Err(e) if oauth => super::step_up_challenge(e, metadata.as_deref()),
+            _ => None,
+        };
         let status = match (&resp.outcome, stateless) {
+            _ if challenge.is_some() => StatusCode::UNAUTHORIZED,
             (Err(e), true) => stateless_status(e.code),
             _ => StatusCode::OK,
         };
-        json_body(status, &resp.into())
+        let mut r = json_body(status, &resp.into());
+        if let Some(c) = challenge {
+            r.headers_mut().insert(http::header::WWW_AUTHENTICATE, c);
+        }
+        r
     };
     if !sse_ok {
         return finish(gw.handle_request(&ctx, req, None).await);

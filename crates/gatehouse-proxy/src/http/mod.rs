@@ -246,6 +246,37 @@ pub(super) async fn edge(
 
 /// The RFC 9728 metadata URL for an endpoint: the well-known path inserted before the
 /// resource's path.
+/// The RFC 9470 challenge for a refusal that asks for a stronger or fresher sign-in:
+/// `Bearer error="insufficient_user_authentication", acr_values="…", max_age=…`.
+fn step_up_challenge(e: &RpcError, metadata: Option<&str>) -> Option<HeaderValue> {
+    let step = e.data.as_ref()?.get("stepUp")?;
+    let mut parts = vec![
+        "error=\"insufficient_user_authentication\"".to_owned(),
+        "error_description=\"A stronger or more recent authentication is required\"".to_owned(),
+    ];
+    let acr: Vec<&str> = step
+        .get("acr_values")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter(|a| {
+            a.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        })
+        .collect();
+    if !acr.is_empty() {
+        parts.push(format!("acr_values=\"{}\"", acr.join(" ")));
+    }
+    if let Some(age) = step.get("max_age").and_then(Value::as_u64) {
+        parts.push(format!("max_age={age}"));
+    }
+    if let Some(url) = metadata {
+        parts.push(format!("resource_metadata=\"{url}\""));
+    }
+    HeaderValue::from_str(&format!("Bearer {}", parts.join(", "))).ok()
+}
+
 fn metadata_url(cfg: &Config, scope: Option<&str>) -> Option<String> {
     let auth = cfg.auth.as_ref()?;
     let url = reqwest::Url::parse(&auth.resource).ok()?;
