@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 
 use crate::config::{Authorization, RawDeniedAs};
 use crate::gateway::CorrelationId;
+use crate::pipeline::ClientCtx;
 use gatehouse_auth::{AuthMethod, Principal, PrincipalKind};
 
 /// The principal as policies see it. In development mode the anonymous caller holds the
@@ -39,10 +40,13 @@ pub(crate) struct Gate<'a> {
     /// `None` when the principal cannot be turned into an entity: everything is refused.
     prepared: Option<Prepared>,
     now: u64,
+    client: Option<&'a str>,
+    source: Option<std::net::IpAddr>,
 }
 
 impl<'a> Gate<'a> {
-    pub(crate) fn new(authz: &'a Authorization, principal: &Principal) -> Gate<'a> {
+    pub(crate) fn new(authz: &'a Authorization, ctx: &'a ClientCtx) -> Gate<'a> {
+        let principal = &ctx.principal;
         let subject = subject_of(principal, authz);
         let prepared = match authz.engine.prepare(&subject) {
             Ok(p) => Some(p),
@@ -56,6 +60,8 @@ impl<'a> Gate<'a> {
             subject,
             prepared,
             now: crate::session::now_secs(),
+            client: ctx.client.as_deref(),
+            source: ctx.source,
         }
     }
 
@@ -81,8 +87,8 @@ impl<'a> Gate<'a> {
             listing,
             now: self.now,
             arguments,
-            client: None,
-            source_ip: None,
+            client: self.client,
+            source_ip: self.source,
         };
         gatehouse_policy::authorize(
             &self.authz.engine,

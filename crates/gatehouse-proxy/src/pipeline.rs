@@ -66,6 +66,10 @@ pub struct ClientCtx {
     pub session: Option<SessionClaims>,
     /// Virtual server name; `None` for the full endpoint.
     pub scope: Option<String>,
+    /// `clientInfo.name`, from `initialize` or the stateless envelope.
+    pub client: Option<String>,
+    /// The caller's address as the listener saw it.
+    pub source: Option<std::net::IpAddr>,
     /// The caller's bearer token when it is an OAuth token (JWT or introspected), only for
     /// upstreams that exchange it (RFC 8693); never forwarded as is.
     pub user_token: Option<UserToken>,
@@ -431,10 +435,7 @@ impl Gateway {
         // Stage: authorize. Least privilege per tool, resource and prompt: routing confined
         // the target to the caller's scope; the policy engine decides, default deny, then
         // the classification's step-up requirement. Refusals are audited with the policies.
-        let gate = cfg
-            .authorization
-            .as_deref()
-            .map(|a| Gate::new(a, &ctx.principal));
+        let gate = cfg.authorization.as_deref().map(|a| Gate::new(a, ctx));
         if let (Some(gate), Target::Upstream { guard, .. }) = (&gate, &target) {
             trace.classification = Some(guard.target.classification());
             let args = req

@@ -28,6 +28,8 @@ pub struct SessionClaims {
     pub caps: ClientCaps,
     /// The principal that opened the session; nobody else may use it.
     pub principal: String,
+    /// `clientInfo.name` at `initialize` (at most 128 characters), for policies and audit.
+    pub client: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -59,6 +61,8 @@ struct Wire {
     i: u64,
     c: ClientCaps,
     u: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    n: String,
 }
 
 /// Why a session id was refused. All are answered 404 so the client re-initializes.
@@ -116,6 +120,18 @@ impl SessionCodec {
         caps: ClientCaps,
         principal: &str,
     ) -> (String, SessionClaims) {
+        self.issue_for(version, scope, caps, principal, "")
+    }
+
+    /// Like [`SessionCodec::issue`], recording the client's `clientInfo.name`.
+    pub fn issue_for(
+        &self,
+        version: ProtocolVersion,
+        scope: &str,
+        caps: ClientCaps,
+        principal: &str,
+        client: &str,
+    ) -> (String, SessionClaims) {
         let sid: String = random_bytes::<16>()
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -127,6 +143,7 @@ impl SessionCodec {
             issued: now_secs(),
             caps,
             principal: principal.to_owned(),
+            client: client.chars().take(128).collect(),
         };
         (self.seal(&claims), claims)
     }
@@ -139,6 +156,7 @@ impl SessionCodec {
             i: c.issued,
             c: c.caps,
             u: c.principal.clone(),
+            n: c.client.clone(),
         };
         let mut buf = serde_json::to_vec(&wire).unwrap_or_default();
         let nonce_bytes = random_bytes::<NONCE_LEN>();
@@ -191,6 +209,7 @@ impl SessionCodec {
             issued: w.i,
             caps: w.c,
             principal: w.u,
+            client: w.n,
         })
     }
 

@@ -190,6 +190,7 @@ pub async fn serve_tls(
                 }
                 PeerIdentity(mapped)
             });
+            let router = router.layer(axum::Extension(axum::extract::ConnectInfo(peer_addr)));
             let svc = match identity {
                 Some(id) => router.layer(axum::Extension(id)),
                 None => router,

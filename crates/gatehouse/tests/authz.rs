@@ -52,6 +52,12 @@ authorization:
 const EXTRA: &str = r#"@id("no-drop-users")
 forbid (principal, action == Gatehouse::Action::"call_tool", resource == Gatehouse::Tool::"demo.delete_database")
 when { context.arguments.hasTag("table") && context.arguments.getTag("table") == "users" };
+
+// Context the listener and the handshake supply: calls only from this host, and only from
+// a client that said who it is. Were either missing, every call would be refused.
+@id("local-named-clients")
+forbid (principal, action, resource)
+unless { context has source_ip && context.source_ip.isLoopback() && context has client && context.client == "gatehouse-ts-test" };
 "#;
 
 async fn key(dir: &Path, principal: &str, roles: &str) -> String {

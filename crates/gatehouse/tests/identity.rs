@@ -370,6 +370,7 @@ async fn unknown_kid_flood_does_not_hammer_the_idp_and_rotation_is_followed() {
 
     // 60 tokens naming keys that do not exist, as fast as possible.
     let (h, p, sig) = parts(&old);
+    let started = std::time::Instant::now();
     for i in 0..60 {
         let mut fake = h.clone();
         fake["kid"] = json!(format!("made-up-{i}"));
@@ -377,7 +378,13 @@ async fn unknown_kid_flood_does_not_hammer_the_idp_and_rotation_is_followed() {
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     }
     let flood = authn.jwks_fetches("idp") - after_first;
-    assert!(flood <= 3, "JWKS fetched {flood} times for 60 unknown kids");
+    // Refetches are limited to one per second (jwks_min_refetch_secs: 1), however many
+    // unknown kids arrive: the bound follows the flood's duration on a loaded machine.
+    let secs = started.elapsed().as_secs();
+    assert!(
+        flood <= secs + 2 && flood < 60,
+        "JWKS fetched {flood} times for 60 unknown kids in {secs} s"
+    );
 
     // The IdP rotates its keys (restart with new ones): new tokens verify after one refetch,
     // tokens signed with the retired key stop working.

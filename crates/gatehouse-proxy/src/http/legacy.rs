@@ -17,6 +17,10 @@ use super::{
     AppState, app_refused, edge, on_client_message, read_messages, reject, session_stream,
     sse_response,
 };
+use std::net::SocketAddr;
+
+use axum::extract::ConnectInfo;
+
 use crate::pipeline::{ClientCtx, bind_session, check_app};
 use crate::session::ClientCaps;
 use crate::tls::PeerIdentity;
@@ -64,6 +68,7 @@ pub(super) struct SessionQuery {
 pub(super) async fn legacy_message(
     State(st): State<AppState>,
     peer: Option<axum::Extension<PeerIdentity>>,
+    remote: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     path: Option<Path<String>>,
     q: Result<Query<SessionQuery>, QueryRejection>,
     headers: HeaderMap,
@@ -112,6 +117,9 @@ pub(super) async fn legacy_message(
         version: claims.version,
         session: Some(claims),
         scope: scope.clone(),
+        // Legacy sessions open before initialize: the client's name is not known here.
+        client: None,
+        source: remote.map(|r| r.0.0.ip()),
     };
     for item in items {
         match item {

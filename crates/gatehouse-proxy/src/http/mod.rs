@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::stream::BoxStream;
@@ -436,6 +438,7 @@ async fn read_body(cfg: &Config, headers: &HeaderMap, body: Body) -> Result<Byte
 async fn post_mcp(
     State(st): State<AppState>,
     peer: Option<axum::Extension<PeerIdentity>>,
+    remote: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     path: Option<Path<String>>,
     headers: HeaderMap,
     body: Body,
@@ -498,8 +501,10 @@ async fn post_mcp(
                     user_token,
                     principal,
                     version: claims.version,
+                    client: (!claims.client.is_empty()).then(|| claims.client.clone()),
                     session: Some(claims),
                     scope,
+                    source: remote.map(|r| r.0.0.ip()),
                 }
             }
             Err(e) => {
@@ -525,12 +530,23 @@ async fn post_mcp(
                     "Bad Request: Mcp-Session-Id header is required",
                 );
             }
+            let client = match &decoded {
+                Decoded::Single(Ok(Message::Request(r))) => r
+                    .meta()
+                    .and_then(|m| m.get(META_CLIENT_INFO))
+                    .and_then(|c| c.get("name"))
+                    .and_then(Value::as_str)
+                    .map(|n| n.chars().take(128).collect()),
+                _ => None,
+            };
             ClientCtx {
                 user_token,
                 principal,
                 version: ProtocolVersion::LATEST_STATELESS,
                 session: None,
                 scope,
+                client,
+                source: remote.map(|r| r.0.0.ip()),
             }
         }
     };
@@ -644,16 +660,10 @@ fn initialize(
     let (version, result) = gw.initialize_result(req.param_str("protocolVersion"), vs);
     let caps =
         ClientCaps::from_capabilities(req.params.as_ref().and_then(|p| p.get("capabilities")));
-    let (token, claims) = gw
-        .sessions
-        .issue(version, scope.unwrap_or(""), caps, &principal.id);
-    let client = req
-        .params
-        .as_ref()
-        .and_then(|p| p.get("clientInfo"))
-        .and_then(|c| c.get("name"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let client = client_name.unwrap_or("");
+    let (token, claims) =
+        gw.sessions
+            .issue_for(version, scope.unwrap_or(""), caps, &principal.id, client);
     tracing::info!(target: "gatehouse::audit", session = %claims.sid, principal = %principal.id, method = principal.method_label(), version = %version, client = %client.chars().take(128).collect::<String>(), "session opened");
     metrics::counter!(m::REQUESTS, "method" => method::INITIALIZE, "outcome" => "ok").increment(1);
     let mut resp = json_body(
