@@ -36,6 +36,9 @@ upstreams:
     command: {bin}
     args: [demo-server]
     tenant: globex
+virtual_servers:
+  acme-ops: {{upstreams: [demo], tenant: acme}}
+  globex-ops: {{upstreams: [ops], tenant: globex}}
 authorization:
   policies: [extra.cedar]
   roles:
@@ -223,6 +226,20 @@ async fn roles_filter_lists_guard_calls_and_are_audited() {
     .await;
     assert_eq!(v["error"]["code"], -32003, "{v}");
     assert_eq!(v["error"]["data"]["stepUp"]["acr_values"][0], "mfa", "{v}");
+
+    // A tenant's virtual server refuses another tenant's principal at its door.
+    for (path, status) in [("/s/globex-ops/mcp", 403), ("/s/acme-ops/mcp", 200)] {
+        let r = http
+            .post(format!("{base}{path}"))
+            .bearer_auth(&analyst)
+            .header("accept", "application/json, text/event-stream")
+            .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": APP, "version": "1"}}}))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status().as_u16(), status, "{path}");
+    }
 
     // Every decision is in the audit, with the rule and the deciding policies.
     let records = audit(&log);

@@ -116,6 +116,7 @@ fn virtual_server_scope_filters_upstreams_and_tools() {
         name: "v".into(),
         upstreams: ["db".to_owned()].into(),
         tools: Some(["db__read".to_owned()].into()),
+        tenant: None,
     };
     assert!(in_scope(Some(&vs), "db", Some("db__read")));
     assert!(!in_scope(Some(&vs), "db", Some("db__drop")));

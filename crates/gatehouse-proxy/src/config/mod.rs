@@ -198,6 +198,8 @@ pub struct VirtualServer {
     pub name: String,
     pub upstreams: BTreeSet<String>,
     pub tools: Option<BTreeSet<String>>,
+    /// Only this tenant's principals may use it.
+    pub tenant: Option<String>,
 }
 
 const DEFAULT_INHERIT: [&str; 4] = ["PATH", "HOME", "LANG", "TMPDIR"];
@@ -609,6 +611,7 @@ impl RawConfig {
                     name,
                     upstreams: v.upstreams.into_iter().collect(),
                     tools: v.tools.map(|t| t.into_iter().collect()),
+                    tenant: v.tenant.filter(|t| !t.is_empty()),
                 },
             );
         }

@@ -338,6 +338,9 @@ pub struct RawVirtualServer {
     pub upstreams: Vec<String>,
     /// If set, only these exposed tool names (e.g. `db__read_database`).
     pub tools: Option<Vec<String>>,
+    /// The tenant this virtual server belongs to: principals of other tenants are refused
+    /// at its endpoint.
+    pub tenant: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]

@@ -241,13 +241,28 @@ pub(super) async fn edge(
     )
     .await
     {
-        Ok(p) => Ok((cfg, p)),
+        Ok(p) => {
+            // A tenant's virtual server serves that tenant's principals only.
+            let owner = scope
+                .and_then(|name| cfg.virtual_servers.get(name))
+                .and_then(|vs| vs.tenant.as_deref());
+            if let Some(t) = owner
+                && p.tenant.as_deref() != Some(t)
+            {
+                tracing::warn!(target: "gatehouse::audit", principal = %p.id, tenant = p.tenant.as_deref().unwrap_or(""), server_tenant = t, scope = scope.unwrap_or(""), "virtual server of another tenant: refused");
+                return Err(reject(
+                    StatusCode::FORBIDDEN,
+                    "tenant",
+                    code::FORBIDDEN,
+                    "Forbidden: this server belongs to another tenant",
+                ));
+            }
+            Ok((cfg, p))
+        }
         Err(e) => Err(unauthenticated(&cfg, scope, &e)),
     }
 }
 
-/// The RFC 9728 metadata URL for an endpoint: the well-known path inserted before the
-/// resource's path.
 /// The RFC 9470 challenge for a refusal that asks for a stronger or fresher sign-in:
 /// `Bearer error="insufficient_user_authentication", acr_values="…", max_age=…`.
 fn step_up_challenge(e: &RpcError, metadata: Option<&str>) -> Option<HeaderValue> {
@@ -279,6 +294,8 @@ fn step_up_challenge(e: &RpcError, metadata: Option<&str>) -> Option<HeaderValue
     HeaderValue::from_str(&format!("Bearer {}", parts.join(", "))).ok()
 }
 
+/// The RFC 9728 metadata URL for an endpoint: the well-known path inserted before the
+/// resource's path.
 fn metadata_url(cfg: &Config, scope: Option<&str>) -> Option<String> {
     let auth = cfg.auth.as_ref()?;
     let url = reqwest::Url::parse(&auth.resource).ok()?;
