@@ -2,14 +2,15 @@
 //! validated against the schema at load, and one decision per request. Default deny; a
 //! forbid wins over any permit; a forbid that fails to evaluate denies.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use cedar_policy::{
     Authorizer, Context, Decision as CedarDecision, Effect, Entities, Entity, EntityId,
-    EntityTypeName, EntityUid, Policy, PolicyId, PolicySet, Request, RestrictedExpression, Schema,
-    ValidationMode, Validator,
+    EntityTypeName, EntityUid, Policy, PolicyId, PolicySet, PrincipalConstraint, Request,
+    RestrictedExpression, Schema, ValidationMode, Validator,
 };
 use serde_json::Value;
 
@@ -69,7 +70,28 @@ impl Decision {
     }
 }
 
-/// The compiled policy set. Immutable; a reload builds a new one and swaps it in whole.
+/// Bounds of the memo tables: when one is full it is cleared, never grown.
+const MAX_SLICES: usize = 4096;
+const MAX_DECISIONS: usize = 1 << 16;
+
+/// The policies that can apply to principals holding one set of roles: those scoped to
+/// one of the roles, and every policy not scoped to a role.
+#[derive(Debug)]
+struct Slice {
+    set: PolicySet,
+    /// Some policy in it reads the context beyond `context.listing` (arguments, time,
+    /// client, address): its decisions are never memoized.
+    dynamic: bool,
+}
+
+/// The compiled policy set. Immutable; a reload builds a new one and swaps it in whole,
+/// memo tables included.
+///
+/// Decisions are pure functions of their inputs, so two memo tables make them cheap:
+/// the slice of policies per set of effective roles (a policy scoped to a role a principal
+/// lacks can never match), and, for slices that read nothing of the context but
+/// `context.listing`, the decision per (principal facts, action, target facts, listing).
+/// Keys are 128-bit keyed hashes of the complete facts.
 pub struct Engine {
     schema: Schema,
     policies: PolicySet,
@@ -77,6 +99,14 @@ pub struct Engine {
     roles: Roles,
     /// Policy id → where it came from (`roles`, `built-in` or a file name) and its text.
     origins: BTreeMap<String, (String, String)>,
+    /// Per policy: the role its principal scope names (`in Gatehouse::Role::"…"`), if
+    /// any, and whether it reads the context beyond `context.listing`.
+    index: Vec<(Policy, Option<String>, bool)>,
+    /// Argument conditions of role grants, checked after Cedar (see [`crate::Compiled`]).
+    conditions: HashMap<String, BTreeMap<String, crate::roles::Condition>>,
+    slices: Mutex<HashMap<Vec<String>, Arc<Slice>>>,
+    decisions: Mutex<HashMap<(u64, u64), Decision>>,
+    hashers: (RandomState, RandomState),
 }
 
 impl std::fmt::Debug for Engine {
@@ -90,9 +120,72 @@ impl std::fmt::Debug for Engine {
 /// A principal turned into its entity once, for deciding many targets (list filtering).
 #[derive(Debug, Clone)]
 pub struct Prepared {
-    uid: EntityUid,
-    entity: Entity,
-    authenticated_at: Option<u64>,
+    subject: Subject,
+    effective: Vec<String>,
+    /// Built on first evaluation: a memoized decision never needs it.
+    entity: OnceLock<Result<(EntityUid, Entity), PolicyError>>,
+    slice: Arc<Slice>,
+    /// Keyed hashes of every fact of the principal.
+    fingerprint: (u64, u64),
+}
+
+impl Prepared {
+    /// The principal's entity: its effective roles and groups as parents, mapped claims as
+    /// tags.
+    fn entity(&self) -> Result<&(EntityUid, Entity), PolicyError> {
+        self.entity
+            .get_or_init(|| principal_entity(&self.subject, &self.effective))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+fn principal_entity(s: &Subject, effective: &[String]) -> Result<(EntityUid, Entity), PolicyError> {
+    let ty = if s.service {
+        "Gatehouse::Service"
+    } else {
+        "Gatehouse::User"
+    };
+    let me = uid(ty, &s.id);
+    let mut attrs = vec![
+        ("id".to_owned(), string(&s.id)),
+        ("roles".into(), strings(&s.roles)),
+        ("groups".into(), strings(&s.groups)),
+        ("scopes".into(), strings(&s.scopes)),
+        ("amr".into(), strings(&s.amr)),
+        ("method".into(), string(&s.method)),
+    ];
+    if let Some(t) = &s.tenant {
+        attrs.push(("tenant".into(), string(t)));
+    }
+    if let Some(a) = &s.acr {
+        attrs.push(("acr".into(), string(a)));
+    }
+    let parents = effective
+        .iter()
+        .map(|r| uid("Gatehouse::Role", r))
+        .chain(s.groups.iter().map(|g| uid("Gatehouse::Group", g)))
+        .collect::<HashSet<_>>();
+    let tags = s.attributes.iter().map(|(k, v)| (k.clone(), tag_set(v)));
+    let entity = Entity::new_with_tags(me.clone(), attrs, parents, tags)
+        .map_err(|e| PolicyError::Request(e.to_string()))?;
+    Ok((me, entity))
+}
+
+/// Whether a policy's text reads the context beyond `context.listing`. Conservative: any
+/// other occurrence of the word (even inside a string) counts.
+fn reads_context(text: &str) -> bool {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    text.match_indices("context").any(|(i, w)| {
+        let before = text[..i].chars().next_back();
+        let after = &text[i + w.len()..];
+        let word =
+            before.is_none_or(|c| !ident(c)) && after.chars().next().is_none_or(|c| !ident(c));
+        let listing = after
+            .strip_prefix(".listing")
+            .is_some_and(|a| a.chars().next().is_none_or(|c| !ident(c)));
+        word && !listing
+    })
 }
 
 fn type_name(name: &str) -> EntityTypeName {
@@ -149,24 +242,22 @@ impl Engine {
             String::new(),
             schema::TENANT_ISOLATION.into(),
         ));
-        for (id, text) in roles.compile() {
-            sources.push(("roles".into(), id, text));
+        let mut conditions = HashMap::new();
+        for c in roles.compile() {
+            if !c.when.is_empty() {
+                conditions.insert(c.id.clone(), c.when);
+            }
+            sources.push(("roles".into(), c.display, c.cedar));
         }
         for f in &spec.files {
             sources.push((f.name.clone(), String::new(), f.text.clone()));
         }
         let mut policies = PolicySet::new();
         let mut origins = BTreeMap::new();
-        for (origin, _, text) in &sources {
+        for (origin, display, text) in &sources {
             let parsed = PolicySet::from_str(text).map_err(|e| PolicyError::Parse {
                 source_name: origin.clone(),
-                reason: format!("{e:?}")
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned()
-                    .replace("ParseErrors(", "")
-                    + &format!(": {e}"),
+                reason: e.to_string(),
             })?;
             if parsed.templates().next().is_some() {
                 return Err(PolicyError::Parse {
@@ -191,7 +282,11 @@ impl Engine {
                     });
                 }
                 let policy: Policy = p.new_id(PolicyId::new(&id));
-                let text = policy.to_string();
+                let text = if display.is_empty() {
+                    policy.to_string()
+                } else {
+                    display.clone()
+                };
                 policies.add(policy).map_err(|_| PolicyError::Parse {
                     source_name: origin.clone(),
                     reason: format!("duplicate policy id `{id}`"),
@@ -207,12 +302,30 @@ impl Engine {
                 .collect();
             return Err(PolicyError::Invalid(errors.join("; ")));
         }
+        let role_type = type_name("Gatehouse::Role");
+        let index = policies
+            .policies()
+            .map(|p| {
+                let role = match p.principal_constraint() {
+                    PrincipalConstraint::In(e) if e.type_name() == &role_type => {
+                        Some(e.id().unescaped().to_owned())
+                    }
+                    _ => None,
+                };
+                (p.clone(), role, reads_context(&p.to_string()))
+            })
+            .collect();
         Ok(Engine {
             schema,
             policies,
             authorizer: Authorizer::new(),
             roles,
             origins,
+            index,
+            conditions,
+            slices: Mutex::new(HashMap::new()),
+            decisions: Mutex::new(HashMap::new()),
+            hashers: (RandomState::new(), RandomState::new()),
         })
     }
 
@@ -245,43 +358,64 @@ impl Engine {
         schema::text()
     }
 
+    /// The policies that can apply to principals with these effective roles (sorted).
+    fn slice(&self, roles: Vec<String>) -> Result<Arc<Slice>, PolicyError> {
+        let mut slices = self.slices.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(s) = slices.get(&roles) {
+            return Ok(s.clone());
+        }
+        let mut set = PolicySet::new();
+        let mut dynamic = false;
+        for (p, role, reads) in &self.index {
+            if role.as_ref().is_none_or(|r| roles.binary_search(r).is_ok()) {
+                set.add(p.clone())
+                    .map_err(|e| PolicyError::Request(e.to_string()))?;
+                dynamic |= *reads;
+            }
+        }
+        let slice = Arc::new(Slice { set, dynamic });
+        if slices.len() >= MAX_SLICES {
+            slices.clear();
+        }
+        slices.insert(roles, slice.clone());
+        Ok(slice)
+    }
+
+    /// Two independently keyed hashes of what `f` feeds.
+    fn hash_pair(&self, f: impl Fn(&mut dyn Hasher)) -> (u64, u64) {
+        let mut a = self.hashers.0.build_hasher();
+        let mut b = self.hashers.1.build_hasher();
+        f(&mut a);
+        f(&mut b);
+        (a.finish(), b.finish())
+    }
+
     /// The principal's entity: its effective roles and groups as parents, mapped claims as
     /// tags.
     pub fn prepare(&self, s: &Subject) -> Result<Prepared, PolicyError> {
-        let ty = if s.service {
-            "Gatehouse::Service"
-        } else {
-            "Gatehouse::User"
-        };
-        let me = uid(ty, &s.id);
-        let mut attrs = vec![
-            ("id".to_owned(), string(&s.id)),
-            ("roles".into(), strings(&s.roles)),
-            ("groups".into(), strings(&s.groups)),
-            ("scopes".into(), strings(&s.scopes)),
-            ("amr".into(), strings(&s.amr)),
-            ("method".into(), string(&s.method)),
-        ];
-        if let Some(t) = &s.tenant {
-            attrs.push(("tenant".into(), string(t)));
-        }
-        if let Some(a) = &s.acr {
-            attrs.push(("acr".into(), string(a)));
-        }
-        let parents = self
+        // Sorted (a BTreeSet's order): the slice table's key.
+        let effective: Vec<String> = self
             .roles
             .effective(s.roles.iter().map(String::as_str))
             .into_iter()
-            .map(|r| uid("Gatehouse::Role", r))
-            .chain(s.groups.iter().map(|g| uid("Gatehouse::Group", g)))
-            .collect::<HashSet<_>>();
-        let tags = s.attributes.iter().map(|(k, v)| (k.clone(), tag_set(v)));
-        let entity = Entity::new_with_tags(me.clone(), attrs, parents, tags)
-            .map_err(|e| PolicyError::Request(e.to_string()))?;
+            .map(str::to_owned)
+            .collect();
+        let slice = self.slice(effective.clone())?;
+        let fingerprint = self.hash_pair(|mut h| {
+            // Everything the principal entity holds; `authenticated_at` only reaches the
+            // context, which memoized decisions never read.
+            (&s.id, s.service, &s.tenant, &s.roles, &effective, &s.groups).hash(&mut h);
+            (&s.scopes, &s.acr, &s.amr, &s.method).hash(&mut h);
+            for (k, v) in &s.attributes {
+                (k, v.to_string()).hash(&mut h);
+            }
+        });
         Ok(Prepared {
-            uid: me,
-            entity,
-            authenticated_at: s.authenticated_at,
+            subject: s.clone(),
+            effective,
+            entity: OnceLock::new(),
+            slice,
+            fingerprint,
         })
     }
 
@@ -307,8 +441,68 @@ impl Engine {
         target: &Target,
         sit: &Situation<'_>,
     ) -> Decision {
+        let decision = self.cedar_decision(p, action, target, sit);
+        let Decision::Allow { policies } = decision else {
+            return decision;
+        };
+        if sit.listing || self.conditions.is_empty() {
+            return Decision::Allow { policies };
+        }
+        // A grant with argument conditions counts only when they hold for this call.
+        let granted: Vec<String> = policies
+            .into_iter()
+            .filter(|id| {
+                self.conditions.get(id).is_none_or(|when| {
+                    crate::roles::conditions_hold(when, sit.arguments, &p.subject.attributes)
+                })
+            })
+            .collect();
+        if granted.is_empty() {
+            Decision::Deny {
+                policies: granted,
+                cause: DenyCause::NoPermit,
+            }
+        } else {
+            Decision::Allow { policies: granted }
+        }
+    }
+
+    /// Cedar's decision, memoized when the principal's slice reads no context.
+    fn cedar_decision(
+        &self,
+        p: &Prepared,
+        action: Action,
+        target: &Target,
+        sit: &Situation<'_>,
+    ) -> Decision {
+        if p.slice.dynamic {
+            return match self.evaluate(p, action, target, sit) {
+                Ok(d) => d,
+                Err(e) => error_decision(&e),
+            };
+        }
+        let key = self.hash_pair(|mut h| (p.fingerprint, action, sit.listing, target).hash(&mut h));
+        if let Some(d) = self
+            .decisions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return d.clone();
+        }
         match self.evaluate(p, action, target, sit) {
-            Ok(d) => d,
+            Ok(d) => {
+                let mut memo = self
+                    .decisions
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if memo.len() >= MAX_DECISIONS {
+                    memo.clear();
+                }
+                memo.insert(key, d.clone());
+                d
+            }
+            // Errors are not remembered: the next request tries again.
             Err(e) => error_decision(&e),
         }
     }
@@ -354,7 +548,7 @@ impl Engine {
                 RestrictedExpression::new_ip(ip.to_string()),
             ));
         }
-        if let Some(at) = p.authenticated_at {
+        if let Some(at) = p.subject.authenticated_at {
             let age = sit.now.saturating_sub(at);
             ctx.push((
                 "auth_age".into(),
@@ -363,10 +557,11 @@ impl Engine {
         }
         let context = Context::from_pairs(ctx).map_err(|e| PolicyError::Request(e.to_string()))?;
         let resource_uid = resource.uid();
-        let entities = Entities::from_entities([p.entity.clone(), resource, server, args], None)
+        let (principal_uid, principal) = p.entity()?;
+        let entities = Entities::from_entities([principal.clone(), resource, server, args], None)
             .map_err(|e| PolicyError::Request(e.to_string()))?;
         let request = Request::new(
-            p.uid.clone(),
+            principal_uid.clone(),
             uid("Gatehouse::Action", action.as_str()),
             resource_uid,
             context,
@@ -375,7 +570,7 @@ impl Engine {
         .map_err(|e| PolicyError::Request(e.to_string()))?;
         let response = self
             .authorizer
-            .is_authorized(&request, &self.policies, &entities);
+            .is_authorized(&request, &p.slice.set, &entities);
         // Cedar skips a policy whose evaluation errors. For a permit that is a fail-closed
         // default already; for a forbid it would fail open, so it denies here.
         let failed_forbids: Vec<String> = response
@@ -429,7 +624,8 @@ impl Engine {
         let (resource, server) = target_entities(target)?;
         let args = Entity::new_no_attrs(uid("Gatehouse::Arguments", "call"), HashSet::new());
         let resource_uid = resource.uid();
-        Entities::from_entities([p.entity, resource, server, args], Some(&self.schema))
+        let (principal_uid, principal) = p.entity()?.clone();
+        Entities::from_entities([principal, resource, server, args], Some(&self.schema))
             .map_err(|e| PolicyError::Request(e.to_string()))?;
         let context = Context::from_pairs([
             ("listing".to_owned(), RestrictedExpression::new_bool(false)),
@@ -447,7 +643,7 @@ impl Engine {
         ])
         .map_err(|e| PolicyError::Request(e.to_string()))?;
         Request::new(
-            p.uid,
+            principal_uid,
             uid("Gatehouse::Action", action.as_str()),
             resource_uid,
             context,
@@ -557,6 +753,32 @@ fn target_entities(target: &Target) -> Result<(Entity, Entity), PolicyError> {
     let server = Entity::new_with_tags(server_uid, server_attrs, [], [])
         .map_err(|e| PolicyError::Request(e.to_string()))?;
     Ok((resource, server))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reads_context;
+
+    #[test]
+    fn context_reads_are_found_conservatively() {
+        assert!(!reads_context("permit (principal, action, resource);"));
+        assert!(!reads_context(
+            "permit (principal, action, resource) when { context.listing || true };"
+        ));
+        assert!(reads_context(
+            "when { context.listing || context.arguments.hasTag(\"a\") }"
+        ));
+        assert!(reads_context("when { context has client }"));
+        assert!(reads_context("when { context[\"now\"] > 1 }"));
+        assert!(reads_context("when { context.listingx }"));
+        assert!(
+            reads_context("when { resource.name == \"context\" }"),
+            "a string counts too"
+        );
+        assert!(!reads_context(
+            "when { resource.mycontext == 1 && principal.context_free }"
+        ));
+    }
 }
 
 /// Shared, swappable handle.

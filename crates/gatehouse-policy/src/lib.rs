@@ -12,7 +12,7 @@ pub mod table;
 pub use classify::{Controls, Outcome, StepUp, StepUpNeeded, authorize};
 pub use engine::{Decision, DenyCause, Engine, PolicySource, PolicySpec, Prepared, SharedEngine};
 pub use model::{Action, Classification, Hints, Situation, Subject, Target, Tenancy, Verb};
-pub use roles::{Condition, RoleGrant, RoleSpec, Roles};
+pub use roles::{Compiled, Condition, RoleGrant, RoleSpec, Roles};
 
 /// Why a policy set could not be built, or a request could not be decided.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -82,7 +82,7 @@ impl fmt::Display for Verb {
 
 /// MCP tool annotations with the spec's defaults applied (a tool that says nothing is
 /// assumed to write, destructively, to an open world).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Hints {
     pub read_only: bool,
     pub destructive: bool,
@@ -175,7 +175,7 @@ pub struct Subject {
 }
 
 /// Who owns a server and who may share it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Tenancy {
     /// The tenant the server belongs to; `None` in a single-tenant deployment.
@@ -185,7 +185,7 @@ pub struct Tenancy {
 }
 
 /// What is acted on.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
     Tool {
         server: String,

@@ -101,6 +101,47 @@ fn split_ref(r: &str) -> Option<(&str, &str)> {
     (ok && !rest.is_empty()).then_some((server, rest))
 }
 
+/// One compiled grant. Its argument conditions are not in the Cedar text the engine
+/// evaluates (so the grant's decisions can be memoized); Gatehouse checks them on each call
+/// with the same meaning `display` states in Cedar.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub id: String,
+    /// Evaluated by Cedar: the grant without its argument conditions.
+    pub cedar: String,
+    /// The grant's full meaning in Cedar, for explanations and export.
+    pub display: String,
+    pub when: BTreeMap<String, Condition>,
+}
+
+/// Whether a grant's argument conditions hold for a call (they always hold for a listing).
+/// Arguments read as the Cedar form reads them: strings as they are, other values as their
+/// JSON text; a principal attribute is the set of its values.
+pub(crate) fn conditions_hold(
+    when: &BTreeMap<String, Condition>,
+    args: Option<&serde_json::Map<String, serde_json::Value>>,
+    attributes: &BTreeMap<String, serde_json::Value>,
+) -> bool {
+    use serde_json::Value;
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    when.iter().all(|(arg, cond)| {
+        let Some(value) = args.and_then(|a| a.get(arg)).map(text) else {
+            return false;
+        };
+        match cond {
+            Condition::OneOf(values) => values.contains(&value),
+            Condition::Attribute(a) => match attributes.get(a.trim_start_matches("principal.")) {
+                Some(Value::Array(items)) => items.iter().any(|i| text(i) == value),
+                Some(other) => text(other) == value,
+                None => false,
+            },
+        }
+    })
+}
+
 /// The role graph: which roles each role inherits.
 #[derive(Debug, Clone, Default)]
 pub struct Roles {
@@ -202,8 +243,8 @@ impl Roles {
         &self.grants
     }
 
-    /// The Cedar policies the roles compile to, with their ids.
-    pub fn compile(&self) -> Vec<(String, String)> {
+    /// The Cedar policies the roles compile to.
+    pub fn compile(&self) -> Vec<Compiled> {
         let mut out = Vec::new();
         for (role, g) in &self.grants {
             let principal = format!("principal in Gatehouse::Role::{}", lit(role));
@@ -263,17 +304,24 @@ impl Roles {
                     let v: Vec<String> = verbs.iter().map(|v| lit(v.as_str())).collect();
                     when.push(format!("[{}].contains(resource.verb)", v.join(", ")));
                 }
+                let id = format!("role.{role}.{kind}");
+                let text = |when: &[String]| {
+                    format!(
+                        "@id({})\npermit (\n  {principal},\n  {action},\n  resource\n)\nwhen {{\n  {}\n}};\n",
+                        lit(&id),
+                        when.join(" &&\n  ")
+                    )
+                };
+                let cedar = text(&when);
                 if let Some(a) = &args {
                     when.push(format!("(context.listing || {a})"));
                 }
-                out.push((
-                    format!("role.{role}.{kind}"),
-                    format!(
-                        "@id({})\npermit (\n  {principal},\n  {action},\n  resource\n)\nwhen {{\n  {}\n}};\n",
-                        lit(&format!("role.{role}.{kind}")),
-                        when.join(" &&\n  ")
-                    ),
-                ));
+                out.push(Compiled {
+                    display: text(&when),
+                    cedar,
+                    when: g.when.clone(),
+                    id,
+                });
             }
         }
         out

@@ -285,21 +285,148 @@ fn compiled_roles_read_as_cedar() {
     .expect("yaml");
     let compiled = crate::Roles::new(&specs).expect("roles").compile();
     assert_eq!(compiled.len(), 1);
-    let (id, text) = &compiled[0];
-    assert_eq!(id, "role.trader.tools");
+    let c = &compiled[0];
+    assert_eq!(c.id, "role.trader.tools");
+    for text in [&c.cedar, &c.display] {
+        assert!(
+            text.contains(r#"principal in Gatehouse::Role::"trader""#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"resource in [Gatehouse::Server::"market"]"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"["read"].contains(resource.verb)"#),
+            "{text}"
+        );
+    }
+    // The argument condition is checked by Gatehouse on each call; the full meaning is
+    // what explanations show.
+    assert!(!c.cedar.contains("context"), "{}", c.cedar);
+    assert!(c.display.contains("context.listing ||"), "{}", c.display);
     assert!(
-        text.contains(r#"principal in Gatehouse::Role::"trader""#),
-        "{text}"
+        c.display
+            .contains(r#"["APAC"].contains(context.arguments.getTag("region"))"#),
+        "{}",
+        c.display
+    );
+}
+
+#[test]
+fn memoized_decisions_follow_every_fact_and_never_freeze_the_context() {
+    // Static slice: decisions are memoized, yet a change in any fact decides afresh.
+    let engine = Engine::build(&spec("{r: {tools: [db.q], verbs: [read]}}", "")).expect("build");
+    let s = subject(&["r"], None);
+    let read = tool("db", "q", Tenancy::default());
+    for _ in 0..3 {
+        assert!(
+            engine
+                .decide(&s, Action::CallTool, &read, &call())
+                .allowed()
+        );
+    }
+    let Target::Tool {
+        server,
+        original,
+        exposed,
+        classification,
+        hints,
+        tenancy,
+        ..
+    } = read.clone()
+    else {
+        unreachable!()
+    };
+    let write = Target::Tool {
+        server,
+        original,
+        exposed,
+        classification,
+        verb: Verb::Write,
+        hints,
+        tenancy,
+    };
+    assert!(
+        !engine
+            .decide(&s, Action::CallTool, &write, &call())
+            .allowed()
     );
     assert!(
-        text.contains(r#"resource in [Gatehouse::Server::"market"]"#),
-        "{text}"
+        !engine
+            .decide(&subject(&["x"], None), Action::CallTool, &read, &call())
+            .allowed()
+    );
+    let other_tenant = tool(
+        "db",
+        "q",
+        Tenancy {
+            tenant: Some("t".into()),
+            shared: false,
+        },
     );
     assert!(
-        text.contains(r#"["read"].contains(resource.verb)"#),
-        "{text}"
+        !engine
+            .decide(&s, Action::CallTool, &other_tenant, &call())
+            .allowed()
     );
-    assert!(text.contains("context.listing ||"), "{text}");
+
+    // A policy reading the clock: the same principal and tool decide differently over time.
+    let engine = Engine::build(&spec(
+        "{r: [db.q]}",
+        r#"@id("office-hours") forbid (principal, action, resource) when { context.now > 2000000000 };"#,
+    ))
+    .expect("build");
+    let before = Situation {
+        now: 1_900_000_000,
+        ..Situation::default()
+    };
+    let after = Situation {
+        now: 2_100_000_000,
+        ..Situation::default()
+    };
+    assert!(
+        engine
+            .decide(&s, Action::CallTool, &read, &before)
+            .allowed()
+    );
+    assert!(!engine.decide(&s, Action::CallTool, &read, &after).allowed());
+    assert!(
+        engine
+            .decide(&s, Action::CallTool, &read, &before)
+            .allowed()
+    );
+}
+
+#[test]
+fn a_policy_scoped_to_a_role_the_principal_lacks_never_applies_but_others_do() {
+    let engine = Engine::build(&spec(
+        "{a: [db.q], b: [db.q]}",
+        r#"@id("no-b") forbid (principal in Gatehouse::Role::"b", action, resource);
+@id("no-svc") forbid (principal is Gatehouse::Service, action, resource);"#,
+    ))
+    .expect("build");
+    let read = tool("db", "q", Tenancy::default());
+    assert!(
+        engine
+            .decide(&subject(&["a"], None), Action::CallTool, &read, &call())
+            .allowed()
+    );
+    let d = engine.decide(
+        &subject(&["a", "b"], None),
+        Action::CallTool,
+        &read,
+        &call(),
+    );
+    assert_eq!(d.policies(), ["no-b"]);
+    let mut svc = subject(&["a"], None);
+    svc.service = true;
+    assert_eq!(
+        engine
+            .decide(&svc, Action::CallTool, &read, &call())
+            .policies(),
+        ["no-svc"]
+    );
 }
 
 fn arb_tenant() -> impl Strategy<Value = Option<String>> {
@@ -364,5 +491,49 @@ proptest! {
                 }
             }
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Argument conditions checked by Gatehouse decide exactly as their Cedar form would.
+    #[test]
+    fn role_conditions_decide_as_their_cedar_form(
+        region in proptest::option::of(prop_oneof![Just(json!("APAC")), Just(json!("EMEA")), Just(json!("US")), Just(json!(7))]),
+        pid in proptest::option::of(prop_oneof![Just(json!("p1")), Just(json!("p2")), Just(json!(1)), Just(json!(true))]),
+        assigned in proptest::option::of(prop_oneof![Just(json!(["p1", "1"])), Just(json!("p2")), Just(json!([true]))]),
+        listing in any::<bool>(),
+    ) {
+        let roles = "{r: {tools: [db.q], when: {region: [APAC, EMEA], pid: principal.assigned}}}";
+        let ours = Engine::build(&spec(roles, "")).expect("build");
+        let specs: BTreeMap<String, RoleSpec> = yaml_serde::from_str(roles).expect("yaml");
+        let display = crate::Roles::new(&specs).expect("roles").compile()[0]
+            .display
+            .replace("role.r.tools", "pure-cedar");
+        let theirs = Engine::build(&PolicySpec {
+            roles: BTreeMap::new(),
+            files: vec![PolicySource { name: "c".into(), text: display }],
+        });
+        // The Cedar form needs the role to exist as a parent: give the principal role r in
+        // both engines (the second has no role definitions, so `r` is held directly).
+        let theirs = theirs.expect("the display text is valid Cedar");
+        let mut s = subject(&["r"], None);
+        if let Some(a) = &assigned {
+            s.attributes.insert("assigned".into(), a.clone());
+        }
+        let mut args = serde_json::Map::new();
+        if let Some(r) = &region {
+            args.insert("region".into(), r.clone());
+        }
+        if let Some(p) = &pid {
+            args.insert("pid".into(), p.clone());
+        }
+        let sit = Situation { listing, arguments: Some(&args), ..call() };
+        let target = tool("db", "q", Tenancy::default());
+        prop_assert_eq!(
+            ours.decide(&s, Action::CallTool, &target, &sit).allowed(),
+            theirs.decide(&s, Action::CallTool, &target, &sit).allowed()
+        );
     }
 }

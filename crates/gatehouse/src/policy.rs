@@ -591,54 +591,86 @@ fn bench(n_policies: usize, n_tools: usize, decisions: usize) -> Result<()> {
         arguments: Some(&args),
         ..Situation::default()
     };
-    // One call: the principal is prepared per request, as the gateway does.
-    let mut lat = Vec::with_capacity(decisions);
+    let pct = |v: &mut Vec<u64>, q: f64| {
+        v.sort_unstable();
+        v[((v.len() as f64 * q) as usize).min(v.len() - 1)] as f64 / 1000.0
+    };
+    // One call, prepared per request as the gateway does. First evaluation: every
+    // principal is new (nothing memoized). Steady state: the same principal calls again.
+    let mut first = Vec::with_capacity(decisions);
+    let mut steady = Vec::with_capacity(decisions);
     let mut allowed = 0usize;
     for i in 0..decisions {
         let t = &targets[i % targets.len()];
+        let fresh = Subject {
+            id: format!("bench-{i}"),
+            ..subject.clone()
+        };
         let started = Instant::now();
-        let p = engine.prepare(&subject)?;
-        let o = authorize(&engine, &p, &subject, &controls, Action::CallTool, t, &sit);
-        lat.push(started.elapsed().as_nanos() as u64);
+        let p = engine.prepare(&fresh)?;
+        let o = authorize(&engine, &p, &fresh, &controls, Action::CallTool, t, &sit);
+        first.push(started.elapsed().as_nanos() as u64);
         allowed += usize::from(matches!(o, Outcome::Allow { .. }));
     }
-    lat.sort_unstable();
-    let pct =
-        |v: &[u64], q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)] as f64 / 1000.0;
+    for _ in 0..2 {
+        steady.clear();
+        for i in 0..decisions {
+            let t = &targets[i % targets.len()];
+            let started = Instant::now();
+            let p = engine.prepare(&subject)?;
+            let o = authorize(&engine, &p, &subject, &controls, Action::CallTool, t, &sit);
+            steady.push(started.elapsed().as_nanos() as u64);
+            std::hint::black_box(o);
+        }
+    }
     println!(
         "policies {}  tools {n_tools}  decisions {decisions} ({allowed} allowed)",
         engine.len()
     );
     println!(
-        "one decision (prepare + evaluate): p50 {:.1} µs  p99 {:.1} µs",
-        pct(&lat, 0.5),
-        pct(&lat, 0.99)
+        "one decision, first evaluation:  p50 {:.1} µs  p99 {:.1} µs",
+        pct(&mut first, 0.5),
+        pct(&mut first, 0.99)
+    );
+    println!(
+        "one decision, memoized:          p50 {:.2} µs  p99 {:.2} µs",
+        pct(&mut steady, 0.5),
+        pct(&mut steady, 0.99)
     );
     // A list: one prepared principal, every tool decided.
-    let mut lists = Vec::new();
-    for _ in 0..20 {
-        let started = Instant::now();
-        let p = engine.prepare(&subject)?;
-        let listing = Situation {
-            listing: true,
-            now: now(),
-            ..Situation::default()
-        };
-        let shown = targets
-            .iter()
-            .filter(|t| {
-                engine
-                    .decide_prepared(&p, Action::CallTool, t, &listing)
-                    .allowed()
-            })
-            .count();
-        lists.push(started.elapsed().as_nanos() as u64);
-        std::hint::black_box(shown);
+    let listing = Situation {
+        listing: true,
+        now: now(),
+        ..Situation::default()
+    };
+    for (label, fresh) in [("first", true), ("memoized", false)] {
+        let mut lists = Vec::new();
+        for i in 0..10 {
+            let who = Subject {
+                id: if fresh {
+                    format!("lister-{i}")
+                } else {
+                    "lister".into()
+                },
+                ..subject.clone()
+            };
+            let started = Instant::now();
+            let p = engine.prepare(&who)?;
+            let shown = targets
+                .iter()
+                .filter(|t| {
+                    engine
+                        .decide_prepared(&p, Action::CallTool, t, &listing)
+                        .allowed()
+                })
+                .count();
+            lists.push(started.elapsed().as_nanos() as u64);
+            std::hint::black_box(shown);
+        }
+        println!(
+            "filtering a list of {n_tools} tools, {label}: p50 {:.2} ms",
+            pct(&mut lists, 0.5) / 1000.0
+        );
     }
-    lists.sort_unstable();
-    println!(
-        "filtering a list of {n_tools} tools: p50 {:.2} ms",
-        pct(&lists, 0.5) / 1000.0
-    );
     Ok(())
 }
