@@ -780,6 +780,3 @@ mod tests {
         ));
     }
 }
-
-/// Shared, swappable handle.
-pub type SharedEngine = Arc<Engine>;

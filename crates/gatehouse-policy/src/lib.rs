@@ -10,7 +10,7 @@ mod schema;
 pub mod table;
 
 pub use classify::{Controls, Outcome, StepUp, StepUpNeeded, authorize};
-pub use engine::{Decision, DenyCause, Engine, PolicySource, PolicySpec, Prepared, SharedEngine};
+pub use engine::{Decision, DenyCause, Engine, PolicySource, PolicySpec, Prepared};
 pub use model::{Action, Classification, Hints, Situation, Subject, Target, Tenancy, Verb};
 pub use roles::{Compiled, Condition, RoleGrant, RoleSpec, Roles};
 
