@@ -188,9 +188,60 @@ fn canonical(v: &Value) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use gatehouse_policy::{DenyCause, Outcome, StepUpNeeded};
+    use gatehouse_protocol::code;
     use serde_json::json;
 
-    use super::digest;
+    use super::{Named, digest, refusal};
+    use crate::config::RawDeniedAs;
+    use crate::gateway::CorrelationId;
+
+    #[test]
+    fn refusals_say_forbidden_or_pass_for_unknown_names_and_step_up_says_how() {
+        let deny = Outcome::Deny {
+            policies: vec![],
+            cause: DenyCause::NoPermit,
+        };
+        let cid = CorrelationId::default();
+        let e = refusal(&deny, RawDeniedAs::Forbidden, Named::Tool, "db__drop", cid)
+            .expect_err("error");
+        assert_eq!(e.code, code::FORBIDDEN);
+        let r = refusal(&deny, RawDeniedAs::NotFound, Named::Tool, "db__drop", cid)
+            .expect("tool error");
+        assert_eq!(
+            r,
+            json!({"content": [{"type": "text", "text": "Unknown tool: db__drop"}], "isError": true})
+        );
+        let e = refusal(&deny, RawDeniedAs::NotFound, Named::Prompt, "p", cid).expect_err("error");
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (code::INVALID_PARAMS, "Unknown prompt: p")
+        );
+        let e = refusal(
+            &deny,
+            RawDeniedAs::NotFound,
+            Named::Resource,
+            "file:///x",
+            cid,
+        )
+        .expect_err("error");
+        assert_eq!(e.code, code::RESOURCE_NOT_FOUND);
+        // Step-up is never disguised: the caller must learn how to get through.
+        let step = Outcome::StepUp {
+            policies: vec![],
+            needed: StepUpNeeded {
+                acr_values: vec!["mfa".into()],
+                max_age: Some(60),
+                reason: "acr",
+            },
+        };
+        let e = refusal(&step, RawDeniedAs::NotFound, Named::Tool, "t", cid).expect_err("error");
+        assert_eq!(e.code, code::FORBIDDEN);
+        assert_eq!(
+            e.data.expect("data")["stepUp"]["acr_values"],
+            json!(["mfa"])
+        );
+    }
 
     #[test]
     fn digests_ignore_key_order_but_not_values() {

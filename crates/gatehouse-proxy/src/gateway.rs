@@ -29,7 +29,7 @@ const MAX_LIST_BYTES: usize = 8 * 1024 * 1024;
 
 /// Ties a client's error to the log and audit lines about it. Formatted only when used:
 /// `{process prefix}-{sequence}`, unique across replicas with high probability.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CorrelationId {
     prefix: u32,
     n: u64,

@@ -351,6 +351,40 @@ pub(crate) async fn run(calls: usize, conns: usize, secs: u64) -> Result<()> {
         direct,
     )
     .await?;
+
+    // The same with Cedar authorization: 99 role grants of ten tools each (the caller
+    // holds three roles, one of which grants the echo tool) plus the built-in tenant rule.
+    let mut roles = String::from("  roles:\n");
+    for i in 0..99 {
+        let tools: Vec<String> = (0..10).map(|k| format!("echo.t{i}_{k}")).collect();
+        let extra = if i == 1 { ", echo.echo" } else { "" };
+        roles.push_str(&format!("    r{i}: [{}{extra}]\n", tools.join(", ")));
+    }
+    let port = free_port()?;
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: 127.0.0.1:{port}\nlogging: {{level: warn}}\nauth:\n  resource: {resource}\n  issuers:\n    bench:\n      issuer: {}\n      algorithms: [ES256]\n      required_scopes: [mcp:tools]\nupstreams:\n  echo:\n    url: {echo_url}\nauthorization:\n{roles}",
+            issuer.issuer
+        ),
+    )?;
+    let token = issuer.token(&resource, 1)?;
+    let mut gw = spawn_gateway(
+        port,
+        &["--config".to_owned(), cfg.display().to_string()],
+        Some(token),
+    )
+    .await?;
+    measure(
+        "gateway, JWT + Cedar authorization (100 policies)",
+        &mut gw,
+        calls,
+        conns,
+        secs,
+        direct,
+    )
+    .await?;
     let _ = std::fs::remove_dir_all(&dir);
 
     crate::bench_auth::run(calls.min(5000)).await

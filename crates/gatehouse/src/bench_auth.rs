@@ -55,7 +55,7 @@ impl LocalIssuer {
         let mut header = Header::new(jsonwebtoken::Algorithm::ES256);
         header.kid = Some("bench".into());
         let claims = json!({"iss": self.issuer, "sub": format!("bench-user-{n}"), "aud": audience, "iat": now, "exp": now + 3600,
-            "scope": "mcp:tools", "jti": n});
+            "scope": "mcp:tools", "jti": n, "roles": ["r1", "r10", "r20"]});
         encode(&header, &claims, &self.key).context("signing")
     }
 

@@ -199,11 +199,20 @@ fn main() -> Result<()> {
         Command::Check { config } => match Config::load(&config) {
             Ok(c) => {
                 println!(
-                    "{}: ok ({} upstreams, {} virtual servers)",
+                    "{}: ok ({} upstreams, {} virtual servers, {})",
                     config.display(),
                     c.upstreams.len(),
-                    c.virtual_servers.len()
+                    c.virtual_servers.len(),
+                    match &c.authorization {
+                        Some(a) => format!("{} policies", a.engine.len()),
+                        None => "no authorization".into(),
+                    }
                 );
+                if c.authorization.is_none() && !c.dev_mode {
+                    eprintln!(
+                        "warning: no `authorization` section: every authenticated caller may call every tool in its scope"
+                    );
+                }
                 Ok(())
             }
             Err(e) => {

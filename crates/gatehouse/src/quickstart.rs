@@ -81,7 +81,7 @@ pub(crate) fn banner(cfg: &Config, keys: &[(&str, String)]) {
     eprintln!(
         r#"
 ==========================================================================
-  GATEHOUSE DEVELOPMENT MODE: NO AUTHENTICATION. LOOPBACK ONLY.
+  GATEHOUSE DEVELOPMENT MODE: AUTHENTICATION NOT REQUIRED. LOOPBACK ONLY.
   Do not use this mode for anything but trying Gatehouse out.
 ==========================================================================
   MCP endpoint     {url}

@@ -32,6 +32,7 @@ upstreams:
     tools:
       delete_database: {{classification: confidential}}
       modify_permissions: {{classification: restricted}}
+      search_files: {{classification: public}}
   ops:
     command: {bin}
     args: [demo-server]
@@ -47,6 +48,8 @@ authorization:
   classification:
     restricted:
       step_up: {{acr: [mfa], max_age: 600}}
+    public:
+      max_result_bytes: 16
 "#,
         bin = gatehouse_bin()
     )
@@ -188,6 +191,10 @@ async fn roles_filter_lists_guard_calls_and_are_audited() {
     assert_eq!(v["error"]["code"], -32003, "{v}");
     let v = ts(&url, &analyst, "ops__search_files", r#"{"query":"x"}"#).await;
     assert_eq!(v["error"]["code"], -32003, "cross-tenant call: {v}");
+    // A result larger than its classification allows is withheld.
+    let v = ts(&url, &analyst, "demo__search_files", r#"{"query":"vpn"}"#).await;
+    assert_eq!(v["error"]["code"], -32003, "{v}");
+    assert!(v["result"].is_null(), "{v}");
 
     // The admin sees the demo server's tools (not the other tenant's) and reaches the upstream.
     let v = ts(
@@ -266,6 +273,12 @@ async fn roles_filter_lists_guard_calls_and_are_audited() {
     );
     assert_eq!(admin_calls[1]["rule"], "authorize.forbid");
     assert_eq!(admin_calls[1]["policies"], "no-drop-users");
+    let capped = request_record(&records, "apikey/ana", "demo__search_files");
+    assert_eq!(
+        capped[0]["rule"], "classification.max_result_bytes",
+        "{capped:?}"
+    );
+    assert_eq!(capped[0]["status"], "denied");
     let step_up = request_record(&records, "apikey/root", "demo__modify_permissions");
     assert_eq!(step_up[0]["rule"], "authorize.step_up");
 

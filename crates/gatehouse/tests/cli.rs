@@ -1,5 +1,6 @@
 //! The `gatehouse` binary as an operator uses it: `check`, `schema`, development-mode
-//! `serve` from flags, health, readiness and metrics, and a clean stop on SIGTERM.
+//! `serve` from flags, health, readiness and metrics, a clean stop on SIGTERM, and the
+//! quickstart demo's principals.
 
 // Tests read their own local peers' output: unbounded reads are fine here.
 #![allow(clippy::disallowed_methods)]
@@ -10,7 +11,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::process::Command;
 
 #[tokio::test]
@@ -144,11 +145,105 @@ async fn serve_from_flags_health_metrics_and_clean_stop() {
         .await
         .expect("read");
     assert!(
-        err.contains("DEVELOPMENT MODE: NO AUTHENTICATION"),
+        err.contains("DEVELOPMENT MODE: AUTHENTICATION NOT REQUIRED"),
         "the banner is loud"
     );
     assert!(
         err.contains("claude_desktop_config.json") && err.contains("inspector"),
         "connection help is printed"
     );
+}
+
+/// A stateless 2026-07-28 request as the demo's printed `curl` line sends it.
+async fn demo_request(base: &str, key: &str, method: &str, params: Value) -> Value {
+    let mut params = params;
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "demo", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {}
+    });
+    let mut rb = reqwest::Client::new()
+        .post(format!("{base}/mcp"))
+        .bearer_auth(key)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", method);
+    if let Some(name) = params.get("name").and_then(Value::as_str) {
+        rb = rb.header("mcp-name", name);
+    }
+    rb.json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quickstart_demo_principals_see_what_their_roles_allow() {
+    use tokio::io::AsyncBufReadExt;
+    let port = free_port();
+    // No npx on PATH: only the bundled demo server, nothing fetched.
+    let mut child = Command::new(gatehouse_bin())
+        .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}")])
+        .env("PATH", std::env::temp_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("serve --demo");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut keys = std::collections::BTreeMap::new();
+    while keys.len() < 3 {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("banner in time")
+            .expect("read")
+            .expect("banner lists three keys");
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let [role @ ("analyst" | "engineer" | "admin"), key] = words.as_slice() {
+            keys.insert(role.to_string(), key.to_string());
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let base = format!("http://127.0.0.1:{port}");
+    wait_port(port).await;
+    let mut tools = std::collections::BTreeMap::new();
+    for (role, key) in &keys {
+        let mut names = Vec::new();
+        for _ in 0..100 {
+            let v = demo_request(&base, key, "tools/list", json!({})).await;
+            names = v["result"]["tools"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t["name"].as_str().map(str::to_owned))
+                .collect::<Vec<_>>();
+            if !names.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tools.insert(role.clone(), names);
+    }
+    assert_eq!(
+        tools["analyst"],
+        ["demo__read_database", "demo__search_files"]
+    );
+    assert_eq!(tools["engineer"].len(), 4, "{tools:?}");
+    assert!(
+        tools["admin"].contains(&"demo__delete_database".to_owned()),
+        "{tools:?}"
+    );
+    assert_eq!(tools["admin"].len(), 6, "{tools:?}");
+    let v = demo_request(
+        &base,
+        &keys["analyst"],
+        "tools/call",
+        json!({"name": "demo__delete_database", "arguments": {"table": "customers"}}),
+    )
+    .await;
+    assert_eq!(v["error"]["code"], -32003, "{v}");
+    let _ = child.kill().await;
 }
