@@ -135,6 +135,9 @@ pub struct Gateway {
     authenticator: ArcSwapOption<Authenticator>,
     api_keys: KeysState,
     directory: DirectoryState,
+    /// The audit writer, when `audit` is configured (opened at start; a change needs a
+    /// restart).
+    pub(crate) audit: Option<crate::audit::AuditWriter>,
     /// The encrypted local secret store, when configured and its master key readable.
     secrets: Option<Arc<LocalSecrets>>,
     anonymous: Arc<Principal>,
@@ -171,6 +174,7 @@ impl Gateway {
             ),
             api_keys: KeysState::open(&config),
             directory: DirectoryState::open(&config),
+            audit: open_audit(&config),
             secrets: open_secrets(&config),
             anonymous: Arc::new(Principal::anonymous()),
             correlation_prefix: u32::from_be_bytes(random_bytes::<4>()),
@@ -573,4 +577,39 @@ async fn event_loop(gw: std::sync::Weak<Gateway>, mut rx: mpsc::UnboundedReceive
             }
         }
     }
+}
+
+impl Gateway {
+    /// Records a gateway-level event (lifecycle, configuration) in the audit store, when
+    /// one is configured, and waits for its commit; a failure is logged.
+    pub async fn audit_note(&self, kind: gatehouse_audit::EventKind, what: &str, detail: String) {
+        let Some(w) = &self.audit else { return };
+        let event = gatehouse_audit::AuditEvent {
+            v: gatehouse_audit::SCHEMA_VERSION,
+            kind: Some(kind),
+            time_ms: crate::audit::now_ms(),
+            method: what.to_owned(),
+            detail,
+            ..Default::default()
+        };
+        if let Err(e) = w.record(event, true).await {
+            tracing::error!(target: "gatehouse::audit", error = %e, event = what, "audit record not committed");
+        }
+    }
+}
+
+/// Opens the audit store named by config. A store that cannot be opened still yields a
+/// writer: every commit through it fails, so durable requests fail closed.
+fn open_audit(config: &Config) -> Option<crate::audit::AuditWriter> {
+    config.audit?;
+    let store: Arc<dyn gatehouse_audit::AuditStore> = match gatehouse_store::SqliteAudit::open(
+        &config.store_path,
+    ) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            tracing::error!(path = %config.store_path.display(), error = %e, "audit store unavailable: durable requests will be refused");
+            Arc::new(crate::audit::BrokenStore(e.to_string()))
+        }
+    };
+    Some(crate::audit::AuditWriter::start(store))
 }

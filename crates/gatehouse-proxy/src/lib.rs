@@ -2,6 +2,7 @@
 //! and the request pipeline. The only library crate that knows all the others.
 
 mod admin;
+pub mod audit;
 mod authorize;
 pub mod catalog;
 pub mod config;
@@ -28,6 +29,12 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> std::io::Res
     let prometheus = metrics::install();
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let gw = Gateway::start(config);
+    gw.audit_note(
+        gatehouse_audit::EventKind::Lifecycle,
+        "gateway started",
+        format!("listen {}", gw.config().listen),
+    )
+    .await;
     let _watch = config_path.map(|p| reload::watch(p, gw.clone()));
     match gw.config().tls.clone() {
         Some(tls_settings) => {

@@ -14,6 +14,11 @@ pub const UPSTREAM_ERRORS: &str = "gatehouse_upstream_errors_total";
 pub const UPSTREAM_UP: &str = "gatehouse_upstream_up";
 /// Client input refused before the pipeline, by `reason`.
 pub const REJECTED: &str = "gatehouse_rejected_total";
+/// Audit events dropped because the writer's queue was full (only events that did not
+/// need to be durable are ever dropped).
+pub const AUDIT_DROPPED: &str = "gatehouse_audit_dropped_total";
+/// Audit events whose commit failed.
+pub const AUDIT_FAILED: &str = "gatehouse_audit_failed_total";
 /// Names refused because another upstream already exposes them.
 pub const NAME_COLLISIONS: &str = "gatehouse_name_collisions_total";
 

@@ -27,8 +27,9 @@ use crate::metrics as m;
 use crate::session::{SessionClaims, SessionError};
 use crate::tls::PeerIdentity;
 use crate::upstream::{CallRoute, UpstreamError, UserToken};
+use gatehouse_audit::{AuditEvent, EventKind};
 use gatehouse_auth::{AuthError, AuthMethod, KEY_PREFIX, KeyLimits};
-use gatehouse_policy::{Action, Classification, Outcome};
+use gatehouse_policy::{Action, Classification, Outcome, Verb};
 
 pub use gatehouse_auth::Principal;
 
@@ -322,6 +323,8 @@ struct Trace {
     /// The policies that decided (allow or deny).
     policies: Vec<String>,
     classification: Option<Classification>,
+    /// The routed target's verb class (prompts and resources read).
+    verb: Option<Verb>,
     /// Enhanced audit: SHA-256 of the arguments and of the result.
     args_digest: Option<String>,
     result_digest: Option<String>,
@@ -341,7 +344,7 @@ impl Gateway {
         let method_label = m::method_label(&req.method);
         let id = req.id.clone();
         let mut trace = Trace::default();
-        let outcome = self.run(ctx, req, events, &mut trace, correlation).await;
+        let mut outcome = self.run(ctx, req, events, &mut trace, correlation).await;
         let status = match &outcome {
             _ if trace.denied_by.is_some() => "denied",
             Ok(_) if trace.unknown_tool => "unknown_tool",
@@ -349,7 +352,64 @@ impl Gateway {
             Err(_) => "error",
         };
         // Stage: audit. Last, so it records the final outcome of every request, allowed or
-        // not. (Durable, hash-chained storage plugs in here.)
+        // not: a log line for operators, and the hash-chained record in the store. Denied
+        // calls, calls that change something and calls on confidential or restricted data
+        // are answered only once their record is committed; if it cannot be, they fail.
+        let latency_us = started.elapsed().as_micros() as u64;
+        if let Some(writer) = &self.audit {
+            let durable = self.config().audit.is_some_and(|a| a.durable_all)
+                || status == "denied"
+                || trace.verb.is_some_and(|v| v != Verb::Read)
+                || trace
+                    .classification
+                    .is_some_and(|c| c >= Classification::Confidential);
+            let event = AuditEvent {
+                v: gatehouse_audit::SCHEMA_VERSION,
+                kind: Some(EventKind::Request),
+                time_ms: crate::audit::now_ms(),
+                correlation: correlation.to_string(),
+                tenant: ctx.principal.tenant.clone().unwrap_or_default(),
+                principal: ctx.principal.id.clone(),
+                auth_method: ctx.principal.method_label().to_owned(),
+                client: ctx.client.clone().unwrap_or_default(),
+                source_ip: ctx.source.map(|s| s.to_string()).unwrap_or_default(),
+                session: ctx.key().to_owned(),
+                virtual_server: ctx.scope.clone().unwrap_or_default(),
+                method: method_label.to_owned(),
+                target: trace.tool.clone().unwrap_or_default(),
+                upstream: trace.upstream.clone().unwrap_or_default(),
+                status: status.to_owned(),
+                rule: trace.denied_by.unwrap_or("").to_owned(),
+                policies: trace.policies.clone(),
+                classification: trace
+                    .classification
+                    .map(|c| c.as_str().to_owned())
+                    .unwrap_or_default(),
+                verb: trace
+                    .verb
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default(),
+                args_digest: trace.args_digest.clone().unwrap_or_default(),
+                result_digest: trace.result_digest.clone().unwrap_or_default(),
+                error_class: trace
+                    .upstream_error
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                latency_us,
+                detail: String::new(),
+            };
+            if let Err(e) = writer.record(event, durable).await
+                && durable
+            {
+                tracing::error!(target: "gatehouse::audit", %correlation, error = %e, "audit record not committed: answer withheld");
+                outcome = Err(RpcError::new(
+                    code::INTERNAL_ERROR,
+                    "The audit record of this call could not be written; its result is withheld",
+                )
+                .with_data(json!({"correlationId": correlation.to_string()})));
+            }
+        }
         tracing::info!(
             target: "gatehouse::audit",
             correlation = %correlation,
@@ -368,7 +428,7 @@ impl Gateway {
             args_digest = trace.args_digest.as_deref().unwrap_or(""),
             result_digest = trace.result_digest.as_deref().unwrap_or(""),
             upstream_error = trace.upstream_error.as_ref().map(ToString::to_string).unwrap_or_default(),
-            latency_us = started.elapsed().as_micros() as u64,
+            latency_us,
             "request"
         );
         metrics::counter!(m::REQUESTS, "method" => method_label, "outcome" => status).increment(1);
@@ -436,8 +496,14 @@ impl Gateway {
         // the target to the caller's scope; the policy engine decides, default deny, then
         // the classification's step-up requirement. Refusals are audited with the policies.
         let gate = cfg.authorization.as_deref().map(|a| Gate::new(a, ctx));
-        if let (Some(gate), Target::Upstream { guard, .. }) = (&gate, &target) {
+        if let Target::Upstream { guard, .. } = &target {
             trace.classification = Some(guard.target.classification());
+            trace.verb = Some(match &guard.target {
+                gatehouse_policy::Target::Tool { verb, .. } => *verb,
+                _ => Verb::Read,
+            });
+        }
+        if let (Some(gate), Target::Upstream { guard, .. }) = (&gate, &target) {
             let args = req
                 .params
                 .as_ref()

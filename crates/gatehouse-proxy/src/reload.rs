@@ -74,11 +74,26 @@ pub fn watch(path: PathBuf, gw: Arc<Gateway>) -> Option<RecommendedWatcher> {
                         None => String::new(),
                     };
                     tracing::info!(target: "gatehouse::audit", path = %path.display(), owner_uid = owner, policies, "config reloaded");
+                    gw.audit_note(
+                        gatehouse_audit::EventKind::Config,
+                        "config reloaded",
+                        format!(
+                            "path {} owner_uid {owner:?} policies {policies}",
+                            path.display()
+                        ),
+                    )
+                    .await;
                     last = fingerprint(&path, Some(&cfg));
                     gw.reload(cfg);
                 }
                 Err(e) => {
-                    tracing::error!(target: "gatehouse::audit", path = %path.display(), owner_uid = owner, error = %e, "config change rejected; previous config still active")
+                    tracing::error!(target: "gatehouse::audit", path = %path.display(), owner_uid = owner, error = %e, "config change rejected; previous config still active");
+                    gw.audit_note(
+                        gatehouse_audit::EventKind::Config,
+                        "config change rejected",
+                        format!("path {} owner_uid {owner:?} error {e}", path.display()),
+                    )
+                    .await;
                 }
             }
         }

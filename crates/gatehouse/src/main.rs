@@ -1,6 +1,7 @@
 //! The `gatehouse` binary: serve the gateway, validate config, run the demo upstream, bridge
 //! stdio clients to a remote gateway, and benchmark.
 
+mod audit;
 mod bench;
 mod bench_auth;
 
@@ -60,6 +61,13 @@ enum Command {
         config: PathBuf,
         #[command(subcommand)]
         command: secrets::SecretsCommand,
+    },
+    /// The audit record: verify its hash chains.
+    Audit {
+        #[arg(short, long, env = "GATEHOUSE_CONFIG")]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: audit::AuditCommand,
     },
     /// Authorization policy: explain a decision, test a table, export for auditors.
     Policy {
@@ -229,6 +237,7 @@ fn main() -> Result<()> {
         }
         Command::Keys { config, command } => keys::run(&config, command),
         Command::Policy { command } => policy::run(command),
+        Command::Audit { config, command } => audit::run(&config, command),
         Command::Secrets { config, command } => secrets::run(&config, command),
         Command::DemoServer { db, max_version } => {
             let max = match max_version {

@@ -17,7 +17,7 @@ mod authz;
 
 pub use authz::{Authorization, DataPolicy, RawAuthorization, RawDeniedAs, RawToolPolicy};
 pub use raw::{
-    RawApiKeys, RawAuth, RawCertRule, RawClaims, RawClientAuth, RawConfig, RawFederation,
+    RawApiKeys, RawAudit, RawAuth, RawCertRule, RawClaims, RawClientAuth, RawConfig, RawFederation,
     RawIntrospection, RawIssuer, RawLimits, RawLogFormat, RawLogging, RawSession, RawStore, RawTls,
     RawTransportKind, RawUpstream, RawUpstreamTls, RawVirtualServer,
 };
@@ -69,6 +69,14 @@ pub struct Config {
     /// Policy decisions; `None` when the section is absent (every caller may call every
     /// tool in scope — `gatehouse check` warns).
     pub authorization: Option<Arc<Authorization>>,
+    /// The audit record, when configured: whether every call waits for its commit.
+    pub audit: Option<AuditSettings>,
+}
+
+/// The `audit` section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditSettings {
+    pub durable_all: bool,
 }
 
 /// The encrypted local secret store.
@@ -724,6 +732,9 @@ impl RawConfig {
             .transpose()?;
 
         Ok(Config {
+            audit: self.audit.map(|a| AuditSettings {
+                durable_all: a.durable_all,
+            }),
             authorization,
             secrets,
             scim_token,

@@ -58,6 +58,18 @@ pub struct RawConfig {
     /// Who may call what: role grants and Cedar policies (default deny once present),
     /// and the controls each classification level carries.
     pub authorization: Option<super::authz::RawAuthorization>,
+    /// The tamper-evident audit record in the store (`store.sqlite`).
+    pub audit: Option<RawAudit>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// Commit every call's event before answering it. Default: only denied calls,
+    /// write/execute/delete calls and calls on confidential or restricted data wait; the
+    /// rest are committed in the next group without holding the response.
+    #[serde(default)]
+    pub durable_all: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]

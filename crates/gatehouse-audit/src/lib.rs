@@ -1,0 +1,33 @@
+//! Gatehouse's audit record: one versioned event type for every request and decision, the
+//! hash chain that links each tenant's events, and its verification. Storage lives in
+//! `gatehouse-store`; this crate only says what a record is and when a chain is intact.
+
+mod chain;
+mod event;
+
+pub use chain::{GENESIS, Link, Tamper, link_hash, verify_chain};
+pub use event::{AuditEvent, EventKind, SCHEMA_VERSION};
+
+/// Why an event could not be committed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Durable storage of audit events.
+///
+/// Guarantee: when `append` returns `Ok`, every event passed is committed to durable
+/// storage (it survives `kill -9` and power loss as far as the storage medium does), has
+/// its place in its tenant's chain, and no later event of that chain precedes it.
+/// Events of one call to `append` are committed together or not at all.
+pub trait AuditStore: Send + Sync {
+    fn append(&self, events: &[AuditEvent]) -> Result<(), AuditError>;
+    /// Every stored link of one chain, in sequence order (for verification and export).
+    fn links(&self, chain: &str) -> Result<Vec<Link>, AuditError>;
+    /// The chains present.
+    fn chains(&self) -> Result<Vec<String>, AuditError>;
+}
+
+#[cfg(test)]
+mod tests;

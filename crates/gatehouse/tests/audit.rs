@@ -1,0 +1,350 @@
+//! The audit record end to end: a gateway process writing its hash-chained record to
+//! SQLite, killed with SIGKILL under load and restarted (every answered call is recorded,
+//! the chains verify), then tampered with (`gatehouse audit verify` names the first bad
+//! record), and a store that cannot commit (durable calls fail closed).
+
+// Tests read their own local peers' output: unbounded reads are fine here.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+const PEPPER: &str = "cGVwcGVyLWZvci10aGUta2V5LXRlc3RzLTMyLWJ5dGVzLWxvbmc=";
+const APP: &str = "audit-test";
+
+fn workspace(port: u16) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gatehouse-audit-{port}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(
+        dir.join("gatehouse.yaml"),
+        format!(
+            r#"listen: 127.0.0.1:{port}
+logging: {{level: warn}}
+api_keys: {{pepper: "{PEPPER}"}}
+store: {{sqlite: state.db}}
+audit: {{}}
+upstreams:
+  demo:
+    command: {bin}
+    args: [demo-server]
+    tools:
+      deploy_service: {{verb: write}}
+      search_files: {{verb: read}}
+authorization:
+  roles:
+    ops: ["demo.*"]
+"#,
+            bin = gatehouse_bin()
+        ),
+    )
+    .expect("config");
+    dir
+}
+
+async fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(gatehouse_bin())
+        .arg(args[0])
+        .arg("--config")
+        .arg(dir.join("gatehouse.yaml"))
+        .args(&args[1..])
+        .output()
+        .await
+        .expect("run")
+}
+
+async fn serve(dir: &Path, port: u16) -> Child {
+    let child = Command::new(gatehouse_bin())
+        .args(["serve", "--config"])
+        .arg(dir.join("gatehouse.yaml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("serve");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ready {
+            return child;
+        }
+        assert!(Instant::now() < deadline, "gateway never ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One stateless tools/call; the JSON-RPC answer, or `None` if the connection failed.
+async fn call(
+    http: &reqwest::Client,
+    port: u16,
+    key: &str,
+    tool: &str,
+    args: Value,
+) -> Option<Value> {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": tool, "arguments": args, "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": APP, "version": "1"},
+            "io.modelcontextprotocol/clientCapabilities": {}}}});
+    let resp = http
+        .post(format!("http://127.0.0.1:{port}/mcp"))
+        .bearer_auth(key)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", tool)
+        .json(&body)
+        .send()
+        .await
+        .ok()?;
+    resp.json().await.ok()
+}
+
+/// The store's request records: (principal, target, status).
+fn records(dir: &Path) -> Vec<Value> {
+    let db = rusqlite::Connection::open(dir.join("state.db")).expect("open");
+    let mut q = db
+        .prepare("SELECT body FROM audit_events ORDER BY chain, seq")
+        .expect("query");
+    q.query_map([], |r| r.get::<_, String>(0))
+        .expect("rows")
+        .map(|b| serde_json::from_str(&b.expect("row")).expect("json"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answered_calls_survive_kill_9_and_tampering_is_named() {
+    let port = free_port();
+    let dir = workspace(port);
+    let out = cli(
+        &dir,
+        &[
+            "keys",
+            "create",
+            "--principal",
+            "ops-bot",
+            "--app",
+            APP,
+            "--roles",
+            "ops",
+        ],
+    )
+    .await;
+    let key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let nobody = String::from_utf8_lossy(
+        &cli(
+            &dir,
+            &["keys", "create", "--principal", "nobody", "--app", APP],
+        )
+        .await
+        .stdout,
+    )
+    .trim()
+    .to_owned();
+    let mut gw = serve(&dir, port).await;
+    let http = reqwest::Client::new();
+
+    // A denied call and a read are recorded with their outcome.
+    let v = call(&http, port, &nobody, "demo__deploy_service", json!({}))
+        .await
+        .expect("answer");
+    assert_eq!(v["error"]["code"], -32003, "{v}");
+    let v = call(
+        &http,
+        port,
+        &key,
+        "demo__search_files",
+        json!({"query": "vpn"}),
+    )
+    .await
+    .expect("answer");
+    assert!(v["result"].is_object(), "{v}");
+
+    // Load: four workers deploy (a write: each answer waits for its commit) until killed.
+    let answered = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let (http, key, answered) = (http.clone(), key.clone(), answered.clone());
+        workers.push(tokio::spawn(async move {
+            for i in 0.. {
+                let args = json!({"service": format!("svc-{w}-{i}"), "version": "1", "environment": "prod"});
+                match call(&http, port, &key, "demo__deploy_service", args).await {
+                    Some(v) if v["result"]["content"][0]["text"].as_str().is_some_and(|t| t.starts_with("deployed")) => {
+                        answered.fetch_add(1, Ordering::SeqCst);
+                    }
+                    _ => return,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    gw.start_kill().expect("SIGKILL");
+    let _ = gw.wait().await;
+    for w in workers {
+        let _ = w.await;
+    }
+    let answered = answered.load(Ordering::SeqCst);
+    assert!(answered > 10, "the load ran ({answered} calls answered)");
+
+    // Every call the client saw answered is in the store; the chains verify.
+    let recs = records(&dir);
+    let deploys = recs
+        .iter()
+        .filter(|r| r["target"] == "demo__deploy_service" && r["status"] == "ok")
+        .count() as u64;
+    assert!(
+        deploys >= answered,
+        "{deploys} recorded < {answered} answered"
+    );
+    assert!(recs.iter().any(|r| r["principal"] == "apikey/nobody"
+        && r["status"] == "denied"
+        && r["rule"] == "authorize.default_deny"));
+    assert!(
+        recs.iter()
+            .any(|r| r["target"] == "demo__search_files" && r["verb"] == "read")
+    );
+    let out = cli(&dir, &["audit", "verify"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("records intact"),
+        "{text}"
+    );
+
+    // The restarted gateway continues the same chain.
+    let mut gw = serve(&dir, port).await;
+    let v = call(
+        &http,
+        port,
+        &key,
+        "demo__deploy_service",
+        json!({"service": "after", "version": "2", "environment": "prod"}),
+    )
+    .await
+    .expect("answer");
+    assert!(v["result"].is_object(), "{v}");
+    gw.start_kill().expect("kill");
+    let _ = gw.wait().await;
+    assert!(cli(&dir, &["audit", "verify"]).await.status.success());
+
+    // Tampering: an edited record, then a deleted one, each named.
+    let db = rusqlite::Connection::open(dir.join("state.db")).expect("open");
+    let denied_seq: i64 = db
+        .query_row(
+            "SELECT seq FROM audit_events WHERE body LIKE '%\"status\":\"denied\"%'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("the denied call's record");
+    db.execute(
+        "UPDATE audit_events SET body = replace(body, '\"status\":\"denied\"', '\"status\":\"ok\"') WHERE seq = ?1",
+        [denied_seq],
+    )
+    .expect("edit");
+    let out = cli(&dir, &["audit", "verify"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains(&format!("record {denied_seq}: its content does not match")),
+        "{text}"
+    );
+    db.execute(
+        "UPDATE audit_events SET body = replace(body, '\"status\":\"ok\"', '\"status\":\"denied\"') WHERE seq = ?1",
+        [denied_seq],
+    )
+    .expect("undo");
+    assert!(cli(&dir, &["audit", "verify"]).await.status.success());
+    // Lifecycle events share the chain: the gateway's start is recorded too.
+    assert!(
+        records(&dir)
+            .iter()
+            .any(|r| r["kind"] == "lifecycle" && r["method"] == "gateway started")
+    );
+    db.execute("DELETE FROM audit_events WHERE seq = 3", [])
+        .expect("delete");
+    let out = cli(&dir, &["audit", "verify"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("record 4 follows record 2"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_cannot_commit_fails_durable_calls_closed() {
+    let port = free_port();
+    let dir = workspace(port);
+    let out = cli(
+        &dir,
+        &[
+            "keys",
+            "create",
+            "--principal",
+            "ops-bot",
+            "--app",
+            APP,
+            "--roles",
+            "ops",
+        ],
+    )
+    .await;
+    let key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let _gw = serve(&dir, port).await;
+    let http = reqwest::Client::new();
+    let deploy = json!({"service": "a", "version": "1", "environment": "prod"});
+    assert!(
+        call(&http, port, &key, "demo__deploy_service", deploy.clone())
+            .await
+            .expect("answer")["result"]
+            .is_object()
+    );
+
+    // Another process holds the database's write lock past the gateway's busy timeout.
+    let db = rusqlite::Connection::open(dir.join("state.db")).expect("open");
+    db.execute_batch("BEGIN EXCLUSIVE").expect("lock");
+    // A read of internal data does not wait for its record: it is answered at once.
+    let started = Instant::now();
+    let v = call(
+        &http,
+        port,
+        &key,
+        "demo__search_files",
+        json!({"query": "vpn"}),
+    )
+    .await
+    .expect("answer");
+    assert!(v["result"].is_object(), "{v}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "a read waited for the audit commit"
+    );
+    // A write waits for its record, which cannot be committed: it fails closed.
+    let v = call(&http, port, &key, "demo__deploy_service", deploy.clone())
+        .await
+        .expect("answer");
+    assert_eq!(v["error"]["code"], -32603, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("audit record"),
+        "{v}"
+    );
+    db.execute_batch("COMMIT").expect("unlock");
+    // Once the store commits again, so do calls.
+    let v = call(&http, port, &key, "demo__deploy_service", deploy)
+        .await
+        .expect("answer");
+    assert!(v["result"].is_object(), "{v}");
+}
