@@ -64,8 +64,9 @@ enum Command {
     },
     /// The audit record: verify its hash chains.
     Audit {
+        /// The gateway's config (for the store); `verify` needs it.
         #[arg(short, long, env = "GATEHOUSE_CONFIG")]
-        config: PathBuf,
+        config: Option<PathBuf>,
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
@@ -237,7 +238,7 @@ fn main() -> Result<()> {
         }
         Command::Keys { config, command } => keys::run(&config, command),
         Command::Policy { command } => policy::run(command),
-        Command::Audit { config, command } => audit::run(&config, command),
+        Command::Audit { config, command } => audit::run(config.as_deref(), command),
         Command::Secrets { config, command } => secrets::run(&config, command),
         Command::DemoServer { db, max_version } => {
             let max = match max_version {
