@@ -661,6 +661,25 @@ fn error_decision(e: &PolicyError) -> Decision {
     }
 }
 
+/// The attributes tools and prompts share.
+fn named(
+    exposed: &str,
+    original: &str,
+    server: &str,
+    classification: crate::Classification,
+) -> Vec<(String, RestrictedExpression)> {
+    vec![
+        ("name".to_owned(), string(exposed)),
+        ("original".into(), string(original)),
+        ("server".into(), string(server)),
+        ("classification".into(), string(classification.as_str())),
+        (
+            "level".into(),
+            RestrictedExpression::new_long(classification.level()),
+        ),
+    ]
+}
+
 /// The target's entity and its server's.
 fn target_entities(target: &Target) -> Result<(Entity, Entity), PolicyError> {
     let server = target.server();
@@ -676,33 +695,29 @@ fn target_entities(target: &Target) -> Result<(Entity, Entity), PolicyError> {
             tenancy,
         } => (
             uid("Gatehouse::Tool", &format!("{server}.{original}")),
-            vec![
-                ("name".to_owned(), string(exposed)),
-                ("original".into(), string(original)),
-                ("server".into(), string(server)),
-                ("classification".into(), string(classification.as_str())),
-                (
-                    "level".into(),
-                    RestrictedExpression::new_long(classification.level()),
-                ),
-                ("verb".into(), string(verb.as_str())),
-                (
-                    "read_only".into(),
-                    RestrictedExpression::new_bool(hints.read_only),
-                ),
-                (
-                    "destructive".into(),
-                    RestrictedExpression::new_bool(hints.destructive),
-                ),
-                (
-                    "idempotent".into(),
-                    RestrictedExpression::new_bool(hints.idempotent),
-                ),
-                (
-                    "open_world".into(),
-                    RestrictedExpression::new_bool(hints.open_world),
-                ),
-            ],
+            [
+                named(exposed, original, server, *classification),
+                vec![
+                    ("verb".into(), string(verb.as_str())),
+                    (
+                        "read_only".into(),
+                        RestrictedExpression::new_bool(hints.read_only),
+                    ),
+                    (
+                        "destructive".into(),
+                        RestrictedExpression::new_bool(hints.destructive),
+                    ),
+                    (
+                        "idempotent".into(),
+                        RestrictedExpression::new_bool(hints.idempotent),
+                    ),
+                    (
+                        "open_world".into(),
+                        RestrictedExpression::new_bool(hints.open_world),
+                    ),
+                ],
+            ]
+            .concat(),
             tenancy,
         ),
         Target::Prompt {
@@ -713,16 +728,7 @@ fn target_entities(target: &Target) -> Result<(Entity, Entity), PolicyError> {
             tenancy,
         } => (
             uid("Gatehouse::Prompt", &format!("{server}.{original}")),
-            vec![
-                ("name".to_owned(), string(exposed)),
-                ("original".into(), string(original)),
-                ("server".into(), string(server)),
-                ("classification".into(), string(classification.as_str())),
-                (
-                    "level".into(),
-                    RestrictedExpression::new_long(classification.level()),
-                ),
-            ],
+            named(exposed, original, server, *classification),
             tenancy,
         ),
         Target::Resource {

@@ -323,25 +323,30 @@ pub(crate) async fn run(calls: usize, conns: usize, secs: u64) -> Result<()> {
 
     // The same with JWT authentication (ES256, keys from a local issuer).
     let issuer = crate::bench_auth::LocalIssuer::start().await?;
-    let port = free_port()?;
-    let resource = format!("http://127.0.0.1:{port}/mcp");
     let dir = std::env::temp_dir().join(format!("gatehouse-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let cfg = dir.join("bench.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "listen: 127.0.0.1:{port}\nlogging: {{level: warn}}\nauth:\n  resource: {resource}\n  issuers:\n    bench:\n      issuer: {}\n      algorithms: [ES256]\n      required_scopes: [mcp:tools]\nupstreams:\n  echo:\n    url: {echo_url}\n",
-            issuer.issuer
-        ),
-    )?;
-    let token = issuer.token(&resource, 1)?;
-    let mut gw = spawn_gateway(
-        port,
-        &["--config".to_owned(), cfg.display().to_string()],
-        Some(token),
-    )
-    .await?;
+    // A gateway from a config file with JWT authentication by the local issuer, plus
+    // `extra` YAML; its token.
+    let jwt_gateway = async |extra: &str| -> Result<Gateway> {
+        let port = free_port()?;
+        let resource = format!("http://127.0.0.1:{port}/mcp");
+        let cfg = dir.join("bench.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "listen: 127.0.0.1:{port}\nlogging: {{level: warn}}\nauth:\n  resource: {resource}\n  issuers:\n    bench:\n      issuer: {}\n      algorithms: [ES256]\n      required_scopes: [mcp:tools]\nupstreams:\n  echo:\n    url: {echo_url}\n{extra}",
+                issuer.issuer
+            ),
+        )?;
+        let token = issuer.token(&resource, 1)?;
+        spawn_gateway(
+            port,
+            &["--config".to_owned(), cfg.display().to_string()],
+            Some(token),
+        )
+        .await
+    };
+    let mut gw = jwt_gateway("").await?;
     measure(
         "gateway, JWT authentication (ES256, verified-token cache)",
         &mut gw,
@@ -354,28 +359,13 @@ pub(crate) async fn run(calls: usize, conns: usize, secs: u64) -> Result<()> {
 
     // The same with Cedar authorization: 99 role grants of ten tools each (the caller
     // holds three roles, one of which grants the echo tool) plus the built-in tenant rule.
-    let mut roles = String::from("  roles:\n");
+    let mut authz = String::from("authorization:\n  roles:\n");
     for i in 0..99 {
         let tools: Vec<String> = (0..10).map(|k| format!("echo.t{i}_{k}")).collect();
         let extra = if i == 1 { ", echo.echo" } else { "" };
-        roles.push_str(&format!("    r{i}: [{}{extra}]\n", tools.join(", ")));
+        authz.push_str(&format!("    r{i}: [{}{extra}]\n", tools.join(", ")));
     }
-    let port = free_port()?;
-    let resource = format!("http://127.0.0.1:{port}/mcp");
-    std::fs::write(
-        &cfg,
-        format!(
-            "listen: 127.0.0.1:{port}\nlogging: {{level: warn}}\nauth:\n  resource: {resource}\n  issuers:\n    bench:\n      issuer: {}\n      algorithms: [ES256]\n      required_scopes: [mcp:tools]\nupstreams:\n  echo:\n    url: {echo_url}\nauthorization:\n{roles}",
-            issuer.issuer
-        ),
-    )?;
-    let token = issuer.token(&resource, 1)?;
-    let mut gw = spawn_gateway(
-        port,
-        &["--config".to_owned(), cfg.display().to_string()],
-        Some(token),
-    )
-    .await?;
+    let mut gw = jwt_gateway(&authz).await?;
     measure(
         "gateway, JWT + Cedar authorization (100 policies)",
         &mut gw,

@@ -62,6 +62,21 @@ async fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
         .expect("run")
 }
 
+/// A new API key for `principal` (bound to the test's app), with optional roles.
+async fn create_key(dir: &Path, principal: &str, roles: Option<&str>) -> String {
+    let mut args = vec!["keys", "create", "--principal", principal, "--app", APP];
+    if let Some(r) = roles {
+        args.extend(["--roles", r]);
+    }
+    let out = cli(dir, &args).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 async fn serve(dir: &Path, port: u16) -> Child {
     let child = Command::new(gatehouse_bin())
         .args(["serve", "--config"])
@@ -127,31 +142,8 @@ fn records(dir: &Path) -> Vec<Value> {
 async fn answered_calls_survive_kill_9_and_tampering_is_named() {
     let port = free_port();
     let dir = workspace(port);
-    let out = cli(
-        &dir,
-        &[
-            "keys",
-            "create",
-            "--principal",
-            "ops-bot",
-            "--app",
-            APP,
-            "--roles",
-            "ops",
-        ],
-    )
-    .await;
-    let key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let nobody = String::from_utf8_lossy(
-        &cli(
-            &dir,
-            &["keys", "create", "--principal", "nobody", "--app", APP],
-        )
-        .await
-        .stdout,
-    )
-    .trim()
-    .to_owned();
+    let key = create_key(&dir, "ops-bot", Some("ops")).await;
+    let nobody = create_key(&dir, "nobody", None).await;
     let mut gw = serve(&dir, port).await;
     let http = reqwest::Client::new();
 
@@ -285,21 +277,7 @@ async fn answered_calls_survive_kill_9_and_tampering_is_named() {
 async fn a_store_that_cannot_commit_fails_durable_calls_closed() {
     let port = free_port();
     let dir = workspace(port);
-    let out = cli(
-        &dir,
-        &[
-            "keys",
-            "create",
-            "--principal",
-            "ops-bot",
-            "--app",
-            APP,
-            "--roles",
-            "ops",
-        ],
-    )
-    .await;
-    let key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let key = create_key(&dir, "ops-bot", Some("ops")).await;
     let _gw = serve(&dir, port).await;
     let http = reqwest::Client::new();
     let deploy = json!({"service": "a", "version": "1", "environment": "prod"});
