@@ -75,3 +75,125 @@ pub fn verify_chain(links: &[Link]) -> Result<(u64, String), Tamper> {
     }
     Ok((expected_seq - 1, prev))
 }
+
+/// A signed statement that a chain's record `seq` had hash `hash`: kept beside the chain
+/// and exportable for anchoring elsewhere. A chain rewritten from a record on (hashes
+/// recomputed) or cut short no longer matches its checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub chain: String,
+    pub seq: u64,
+    pub hash: String,
+    pub time_ms: u64,
+    /// Ed25519 signature (hex) over [`checkpoint_message`].
+    pub signature: String,
+}
+
+/// The bytes a checkpoint signs.
+pub fn checkpoint_message(chain: &str, seq: u64, hash: &str) -> Vec<u8> {
+    let mut m = b"gatehouse-audit-checkpoint-v1".to_vec();
+    for part in [chain.as_bytes(), &seq.to_be_bytes(), hash.as_bytes()] {
+        m.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        m.extend_from_slice(part);
+    }
+    m
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Signs chain heads with the audit key.
+pub struct Signer(aws_lc_rs::signature::Ed25519KeyPair);
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signer")
+    }
+}
+
+impl Signer {
+    /// From a 32-byte Ed25519 seed.
+    pub fn from_seed(seed: &[u8]) -> Option<Signer> {
+        aws_lc_rs::signature::Ed25519KeyPair::from_seed_unchecked(seed)
+            .ok()
+            .map(Signer)
+    }
+
+    /// A new random key: (seed, public key).
+    pub fn generate() -> Option<(Vec<u8>, Vec<u8>)> {
+        let mut seed = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut seed).ok()?;
+        let public = Signer::from_seed(&seed)?.public_key();
+        Some((seed.to_vec(), public))
+    }
+
+    pub fn public_key(&self) -> Vec<u8> {
+        use aws_lc_rs::signature::KeyPair;
+        self.0.public_key().as_ref().to_vec()
+    }
+
+    pub fn sign(&self, chain: &str, seq: u64, hash: &str, time_ms: u64) -> Checkpoint {
+        Checkpoint {
+            chain: chain.to_owned(),
+            seq,
+            hash: hash.to_owned(),
+            time_ms,
+            signature: hex(self.0.sign(&checkpoint_message(chain, seq, hash)).as_ref()),
+        }
+    }
+}
+
+/// How a chain disagrees with its checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("checkpoint at record {seq}: signature does not verify with this public key")]
+    BadSignature { seq: u64 },
+    #[error(
+        "record {seq}: differs from the signed checkpoint (chain rewritten from here or earlier)"
+    )]
+    Rewritten { seq: u64 },
+    #[error("chain ends at record {present} but a checkpoint vouches for record {seq} (truncated)")]
+    Truncated { seq: u64, present: u64 },
+}
+
+/// Checks a verified chain against its checkpoints. Returns how many checkpoints matched.
+pub fn verify_checkpoints(
+    links: &[Link],
+    checkpoints: &[Checkpoint],
+    public_key: &[u8],
+) -> Result<usize, CheckpointError> {
+    let key =
+        aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ED25519, public_key);
+    for c in checkpoints {
+        let sig = unhex(&c.signature).unwrap_or_default();
+        if key
+            .verify(&checkpoint_message(&c.chain, c.seq, &c.hash), &sig)
+            .is_err()
+        {
+            return Err(CheckpointError::BadSignature { seq: c.seq });
+        }
+        let present = links.last().map_or(0, |l| l.seq);
+        match links.iter().find(|l| l.seq == c.seq) {
+            None => {
+                return Err(CheckpointError::Truncated {
+                    seq: c.seq,
+                    present,
+                });
+            }
+            Some(l) if l.hash != c.hash => return Err(CheckpointError::Rewritten { seq: c.seq }),
+            Some(_) => {}
+        }
+    }
+    Ok(checkpoints.len())
+}

@@ -5,7 +5,10 @@
 mod chain;
 mod event;
 
-pub use chain::{GENESIS, Link, Tamper, link_hash, verify_chain};
+pub use chain::{
+    Checkpoint, CheckpointError, GENESIS, Link, Signer, Tamper, checkpoint_message, link_hash,
+    verify_chain, verify_checkpoints,
+};
 pub use event::{AuditEvent, EventKind, SCHEMA_VERSION};
 
 /// Why an event could not be committed.
@@ -22,7 +25,12 @@ pub enum AuditError {
 /// its place in its tenant's chain, and no later event of that chain precedes it.
 /// Events of one call to `append` are committed together or not at all.
 pub trait AuditStore: Send + Sync {
-    fn append(&self, events: &[AuditEvent]) -> Result<(), AuditError>;
+    /// Appends and commits; returns each touched chain's new head `(chain, seq, hash)`.
+    fn append(&self, events: &[AuditEvent]) -> Result<Vec<(String, u64, String)>, AuditError>;
+    /// Stores signed checkpoints (committed before returning).
+    fn checkpoint(&self, checkpoints: &[Checkpoint]) -> Result<(), AuditError>;
+    /// A chain's checkpoints, in sequence order.
+    fn checkpoints(&self, chain: &str) -> Result<Vec<Checkpoint>, AuditError>;
     /// Every stored link of one chain, in sequence order (for verification and export).
     fn links(&self, chain: &str) -> Result<Vec<Link>, AuditError>;
     /// The chains present.

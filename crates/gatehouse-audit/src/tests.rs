@@ -1,6 +1,9 @@
 //! Chain construction and every kind of tampering the verifier must name.
 
-use crate::{AuditEvent, GENESIS, Link, Tamper, link_hash, verify_chain};
+use crate::{
+    AuditEvent, CheckpointError, GENESIS, Link, Signer, Tamper, link_hash, verify_chain,
+    verify_checkpoints,
+};
 
 fn chain(n: u64) -> Vec<Link> {
     let mut prev = GENESIS.to_owned();
@@ -88,4 +91,64 @@ fn bodies_are_canonical_and_fields_cannot_run_together() {
     assert_eq!(e.body(), e.clone().body());
     assert!(e.body().find("\"tenant\"") < e.body().find("\"principal\""));
     assert_ne!(link_hash("ab", 1, "c", "d"), link_hash("a", 1, "bc", "d"));
+}
+
+/// Re-links a chain from `from` on, as someone who can write the store but lacks the key.
+fn relink(links: &mut [Link], from: usize) {
+    for i in from..links.len() {
+        let prev = if i == 0 {
+            GENESIS.to_owned()
+        } else {
+            links[i - 1].hash.clone()
+        };
+        links[i].prev = prev;
+        links[i].hash = link_hash(
+            &links[i].chain,
+            links[i].seq,
+            &links[i].prev,
+            &links[i].body,
+        );
+    }
+}
+
+#[test]
+fn signed_checkpoints_catch_a_recomputed_chain_and_a_cut_tail() {
+    let (seed, public) = Signer::generate().expect("key");
+    let signer = Signer::from_seed(&seed).expect("signer");
+    assert_eq!(signer.public_key(), public);
+    let links = chain(6);
+    let cps = vec![
+        signer.sign("default", 3, &links[2].hash, 1),
+        signer.sign("default", 6, &links[5].hash, 2),
+    ];
+    assert_eq!(verify_checkpoints(&links, &cps, &public), Ok(2));
+
+    // Edited and every later hash recomputed: the chain alone verifies, the checkpoint not.
+    let mut rewritten = chain(6);
+    rewritten[1].body = rewritten[1].body.replace("#2", "#7");
+    relink(&mut rewritten, 1);
+    assert!(verify_chain(&rewritten).is_ok());
+    assert_eq!(
+        verify_checkpoints(&rewritten, &cps, &public),
+        Err(CheckpointError::Rewritten { seq: 3 })
+    );
+
+    let mut cut = chain(6);
+    cut.truncate(4);
+    assert_eq!(
+        verify_checkpoints(&cut, &cps, &public),
+        Err(CheckpointError::Truncated { seq: 6, present: 4 })
+    );
+
+    let (_, other) = Signer::generate().expect("key");
+    assert_eq!(
+        verify_checkpoints(&links, &cps, &other),
+        Err(CheckpointError::BadSignature { seq: 3 })
+    );
+    let mut forged = cps.clone();
+    forged[0].hash = rewritten[2].hash.clone();
+    assert_eq!(
+        verify_checkpoints(&rewritten, &forged, &public),
+        Err(CheckpointError::BadSignature { seq: 3 })
+    );
 }

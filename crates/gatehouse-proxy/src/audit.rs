@@ -29,12 +29,13 @@ impl std::fmt::Debug for AuditWriter {
 }
 
 impl AuditWriter {
-    /// Starts the writer thread over `store`.
-    pub fn start(store: Arc<dyn AuditStore>) -> AuditWriter {
+    /// Starts the writer thread over `store`; with `checkpoints`, chain heads are signed
+    /// every `every` events and after a quiet minute.
+    pub fn start(store: Arc<dyn AuditStore>, checkpoints: Option<Checkpoints>) -> AuditWriter {
         let (tx, rx) = sync_channel(QUEUE);
         let spawned = std::thread::Builder::new()
             .name("gatehouse-audit".into())
-            .spawn(move || write_loop(&*store, &rx));
+            .spawn(move || write_loop(&*store, &rx, checkpoints));
         if let Err(e) = spawned {
             // Without the thread every durable request fails closed (its ack is dropped).
             tracing::error!(error = %e, "audit writer did not start");
@@ -65,7 +66,13 @@ impl AuditWriter {
 pub struct BrokenStore(pub String);
 
 impl AuditStore for BrokenStore {
-    fn append(&self, _: &[AuditEvent]) -> Result<(), AuditError> {
+    fn append(&self, _: &[AuditEvent]) -> Result<Vec<(String, u64, String)>, AuditError> {
+        Err(AuditError::Unavailable(self.0.clone()))
+    }
+    fn checkpoint(&self, _: &[gatehouse_audit::Checkpoint]) -> Result<(), AuditError> {
+        Err(AuditError::Unavailable(self.0.clone()))
+    }
+    fn checkpoints(&self, _: &str) -> Result<Vec<gatehouse_audit::Checkpoint>, AuditError> {
         Err(AuditError::Unavailable(self.0.clone()))
     }
     fn links(&self, _: &str) -> Result<Vec<gatehouse_audit::Link>, AuditError> {
@@ -84,8 +91,62 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn write_loop(store: &dyn AuditStore, rx: &Receiver<(AuditEvent, Option<Ack>)>) {
-    while let Ok(first) = rx.recv() {
+/// Signed checkpoints of chain heads.
+pub struct Checkpoints {
+    pub signer: gatehouse_audit::Signer,
+    /// Events between checkpoints, at most.
+    pub every: u64,
+}
+
+/// Heads committed since the last checkpoint, and how many events.
+#[derive(Default)]
+struct Pending {
+    heads: std::collections::HashMap<String, (u64, String)>,
+    events: u64,
+}
+
+impl Pending {
+    fn flush(&mut self, store: &dyn AuditStore, cp: &Checkpoints) {
+        if self.heads.is_empty() {
+            return;
+        }
+        let now = now_ms();
+        let signed: Vec<gatehouse_audit::Checkpoint> = self
+            .heads
+            .iter()
+            .map(|(chain, (seq, hash))| cp.signer.sign(chain, *seq, hash, now))
+            .collect();
+        match store.checkpoint(&signed) {
+            Ok(()) => {
+                self.heads.clear();
+                self.events = 0;
+            }
+            // Kept pending: the next flush signs the newer heads.
+            Err(e) => tracing::error!(error = %e, "audit checkpoint not stored"),
+        }
+    }
+}
+
+/// A quiet minute triggers a checkpoint of what was written.
+const CHECKPOINT_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn write_loop(
+    store: &dyn AuditStore,
+    rx: &Receiver<(AuditEvent, Option<Ack>)>,
+    checkpoints: Option<Checkpoints>,
+) {
+    let mut pending = Pending::default();
+    loop {
+        let first = match rx.recv_timeout(CHECKPOINT_IDLE) {
+            Ok(e) => e,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if let Some(cp) = &checkpoints {
+                    pending.flush(store, cp);
+                }
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         let mut batch = vec![first];
         while batch.len() < GROUP {
             match rx.try_recv() {
@@ -95,12 +156,30 @@ fn write_loop(store: &dyn AuditStore, rx: &Receiver<(AuditEvent, Option<Ack>)>) 
         }
         let (events, acks): (Vec<AuditEvent>, Vec<Option<Ack>>) = batch.into_iter().unzip();
         let result = store.append(&events);
-        if let Err(e) = &result {
-            tracing::error!(error = %e, events = events.len(), "audit commit failed");
-            metrics::counter!(crate::metrics::AUDIT_FAILED).increment(events.len() as u64);
+        match &result {
+            Ok(heads) => {
+                pending.events += events.len() as u64;
+                for (chain, seq, hash) in heads {
+                    pending.heads.insert(chain.clone(), (*seq, hash.clone()));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, events = events.len(), "audit commit failed");
+                metrics::counter!(crate::metrics::AUDIT_FAILED).increment(events.len() as u64);
+            }
         }
+        let result = result.map(|_| ());
         for ack in acks.into_iter().flatten() {
             let _ = ack.send(result.clone());
         }
+        if let Some(cp) = &checkpoints
+            && pending.events >= cp.every
+        {
+            pending.flush(store, cp);
+        }
+    }
+    // The queue closed (shutdown): sign what was written.
+    if let Some(cp) = &checkpoints {
+        pending.flush(store, cp);
     }
 }

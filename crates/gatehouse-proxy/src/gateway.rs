@@ -601,15 +601,44 @@ impl Gateway {
 /// Opens the audit store named by config. A store that cannot be opened still yields a
 /// writer: every commit through it fails, so durable requests fail closed.
 fn open_audit(config: &Config) -> Option<crate::audit::AuditWriter> {
-    config.audit?;
-    let store: Arc<dyn gatehouse_audit::AuditStore> = match gatehouse_store::SqliteAudit::open(
-        &config.store_path,
-    ) {
-        Ok(s) => Arc::new(s),
-        Err(e) => {
-            tracing::error!(path = %config.store_path.display(), error = %e, "audit store unavailable: durable requests will be refused");
-            Arc::new(crate::audit::BrokenStore(e.to_string()))
-        }
+    use base64::Engine as _;
+    let settings = config.audit.as_ref()?;
+    let broken = |reason: String| -> Arc<dyn gatehouse_audit::AuditStore> {
+        tracing::error!(path = %config.store_path.display(), error = %reason, "audit store unavailable: durable requests will be refused");
+        Arc::new(crate::audit::BrokenStore(reason))
     };
-    Some(crate::audit::AuditWriter::start(store))
+    // A configured signing key that cannot be used fails closed like a broken store:
+    // records without the promised checkpoints would be weaker than configured.
+    let signer = match &settings.signing_key {
+        None => Ok(None),
+        Some(r) => r
+            .resolve(open_secrets(config).as_deref())
+            .and_then(|b64| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .map_err(|_| "audit.signing_key is not base64".to_owned())
+            })
+            .and_then(|seed| {
+                (seed.len() == 32)
+                    .then(|| gatehouse_audit::Signer::from_seed(&seed))
+                    .flatten()
+                    .ok_or_else(|| "audit.signing_key is not a 32-byte Ed25519 seed".to_owned())
+            })
+            .map(Some),
+    };
+    let (store, checkpoints) = match (
+        signer,
+        gatehouse_store::SqliteAudit::open(&config.store_path),
+    ) {
+        (Err(e), _) => (broken(e), None),
+        (Ok(_), Err(e)) => (broken(e.to_string()), None),
+        (Ok(signer), Ok(s)) => (
+            Arc::new(s) as Arc<dyn gatehouse_audit::AuditStore>,
+            signer.map(|signer| crate::audit::Checkpoints {
+                signer,
+                every: settings.checkpoint_every,
+            }),
+        ),
+    };
+    Some(crate::audit::AuditWriter::start(store, checkpoints))
 }

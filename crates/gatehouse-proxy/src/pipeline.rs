@@ -357,7 +357,7 @@ impl Gateway {
         // are answered only once their record is committed; if it cannot be, they fail.
         let latency_us = started.elapsed().as_micros() as u64;
         if let Some(writer) = &self.audit {
-            let durable = self.config().audit.is_some_and(|a| a.durable_all)
+            let durable = self.config().audit.as_ref().is_some_and(|a| a.durable_all)
                 || status == "denied"
                 || trace.verb.is_some_and(|v| v != Verb::Read)
                 || trace

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
-use gatehouse_audit::{AuditError, AuditEvent, AuditStore, GENESIS, Link, link_hash};
+use gatehouse_audit::{AuditError, AuditEvent, AuditStore, Checkpoint, GENESIS, Link, link_hash};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 /// SQLite-backed [`AuditStore`].
@@ -36,6 +36,14 @@ impl SqliteAudit {
                 time_ms INTEGER NOT NULL,
                 body TEXT NOT NULL,
                 PRIMARY KEY (chain, seq)
+            ) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS audit_checkpoints (
+                chain TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                hash TEXT NOT NULL,
+                time_ms INTEGER NOT NULL,
+                signature TEXT NOT NULL,
+                PRIMARY KEY (chain, seq)
             ) WITHOUT ROWID;",
         )
         .map_err(unavailable)?;
@@ -46,17 +54,17 @@ impl SqliteAudit {
 }
 
 impl AuditStore for SqliteAudit {
-    fn append(&self, events: &[AuditEvent]) -> Result<(), AuditError> {
+    fn append(&self, events: &[AuditEvent]) -> Result<Vec<(String, u64, String)>, AuditError> {
         if events.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(unavailable)?;
+        let mut heads: std::collections::HashMap<String, (u64, String)> =
+            std::collections::HashMap::new();
         {
-            let mut heads: std::collections::HashMap<String, (u64, String)> =
-                std::collections::HashMap::new();
             let mut head_q = tx
                 .prepare_cached(
                     "SELECT seq, hash FROM audit_events WHERE chain = ?1 ORDER BY seq DESC LIMIT 1",
@@ -95,7 +103,40 @@ impl AuditStore for SqliteAudit {
                 heads.insert(chain, (seq, hash));
             }
         }
+        tx.commit().map_err(unavailable)?;
+        Ok(heads.into_iter().map(|(c, (s, h))| (c, s, h)).collect())
+    }
+
+    fn checkpoint(&self, checkpoints: &[Checkpoint]) -> Result<(), AuditError> {
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let tx = conn.transaction().map_err(unavailable)?;
+        for c in checkpoints {
+            tx.execute(
+                "INSERT OR REPLACE INTO audit_checkpoints (chain, seq, hash, time_ms, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![c.chain, c.seq as i64, c.hash, c.time_ms as i64, c.signature],
+            )
+            .map_err(unavailable)?;
+        }
         tx.commit().map_err(unavailable)
+    }
+
+    fn checkpoints(&self, chain: &str) -> Result<Vec<Checkpoint>, AuditError> {
+        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut q = conn
+            .prepare("SELECT chain, seq, hash, time_ms, signature FROM audit_checkpoints WHERE chain = ?1 ORDER BY seq")
+            .map_err(unavailable)?;
+        let rows = q
+            .query_map(params![chain], |r| {
+                Ok(Checkpoint {
+                    chain: r.get(0)?,
+                    seq: r.get::<_, i64>(1)? as u64,
+                    hash: r.get(2)?,
+                    time_ms: r.get::<_, i64>(3)? as u64,
+                    signature: r.get(4)?,
+                })
+            })
+            .map_err(unavailable)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
     }
 
     fn links(&self, chain: &str) -> Result<Vec<Link>, AuditError> {

@@ -3,16 +3,27 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use clap::Subcommand;
-use gatehouse_audit::{AuditStore, verify_chain};
+use gatehouse_audit::{AuditStore, verify_chain, verify_checkpoints};
 use gatehouse_proxy::Config;
 use gatehouse_store::SqliteAudit;
 
 #[derive(Subcommand)]
 pub(crate) enum AuditCommand {
     /// Check every tenant's chain; names the first altered, deleted, inserted or
-    /// reordered record and exits 1 if any chain is broken.
-    Verify,
+    /// reordered record and exits 1 if any chain is broken. With the public key, also
+    /// checks the signed checkpoints (catching a chain rewritten with recomputed hashes,
+    /// or cut short).
+    Verify {
+        /// The audit key's public half (base64), as `keygen` printed it.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Make an audit signing key: prints the seed (for `audit.signing_key`, keep it
+    /// secret) and the public key (for `verify`, keep it off the gateway's host too).
+    Keygen,
     /// Durable events per second through the group-commit writer into a scratch SQLite
     /// file, with CONCURRENCY callers each waiting for its commit.
     Bench {
@@ -34,7 +45,16 @@ pub(crate) async fn bench(events: u64, concurrency: u64) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("audit.db");
     let store = Arc::new(SqliteAudit::open(&path)?);
-    let writer = gatehouse_proxy::audit::AuditWriter::start(store.clone());
+    // Checkpoints as a configured gateway signs them (every 1000 events).
+    let (seed, _) = gatehouse_audit::Signer::generate().context("key")?;
+    let signer = gatehouse_audit::Signer::from_seed(&seed).context("key")?;
+    let writer = gatehouse_proxy::audit::AuditWriter::start(
+        store.clone(),
+        Some(gatehouse_proxy::audit::Checkpoints {
+            signer,
+            every: 1000,
+        }),
+    );
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -91,10 +111,19 @@ pub(crate) fn run(config: Option<&Path>, cmd: AuditCommand) -> Result<()> {
     {
         return tokio::runtime::Runtime::new()?.block_on(bench(events, concurrency));
     }
+    if let AuditCommand::Keygen = cmd {
+        let (seed, public) = gatehouse_audit::Signer::generate().context("no randomness")?;
+        println!("signing_key (seed, secret): {}", B64.encode(seed));
+        println!("public_key: {}", B64.encode(public));
+        return Ok(());
+    }
     let config = config.context("--config is required")?;
     let cfg = Config::load(config).map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
     match cmd {
-        AuditCommand::Verify => {
+        AuditCommand::Verify { public_key } => {
+            let public_key = public_key
+                .map(|k| B64.decode(k.trim()).context("--public-key is not base64"))
+                .transpose()?;
             let store = SqliteAudit::open(&cfg.store_path)
                 .with_context(|| format!("opening {}", cfg.store_path.display()))?;
             let mut broken = 0;
@@ -102,7 +131,20 @@ pub(crate) fn run(config: Option<&Path>, cmd: AuditCommand) -> Result<()> {
             for chain in &chains {
                 let links = store.links(chain)?;
                 match verify_chain(&links) {
-                    Ok((n, head)) => println!("chain {chain}: {n} records intact, head {head}"),
+                    Ok((n, head)) => {
+                        let signed = match &public_key {
+                            None => Ok(String::new()),
+                            Some(k) => verify_checkpoints(&links, &store.checkpoints(chain)?, k)
+                                .map(|n| format!(", {n} signed checkpoints match")),
+                        };
+                        match signed {
+                            Ok(s) => println!("chain {chain}: {n} records intact{s}, head {head}"),
+                            Err(e) => {
+                                broken += 1;
+                                println!("chain {chain}: BROKEN at {e}");
+                            }
+                        }
+                    }
                     Err(t) => {
                         broken += 1;
                         println!("chain {chain}: BROKEN at {t}");
@@ -117,6 +159,6 @@ pub(crate) fn run(config: Option<&Path>, cmd: AuditCommand) -> Result<()> {
             }
             Ok(())
         }
-        AuditCommand::Bench { .. } => Ok(()),
+        AuditCommand::Bench { .. } | AuditCommand::Keygen => Ok(()),
     }
 }

@@ -21,10 +21,25 @@ use tokio::process::{Child, Command};
 const PEPPER: &str = "cGVwcGVyLWZvci10aGUta2V5LXRlc3RzLTMyLWJ5dGVzLWxvbmc=";
 const APP: &str = "audit-test";
 
-fn workspace(port: u16) -> PathBuf {
+/// A workspace whose gateway signs checkpoints every five events; returns the directory
+/// and the audit key's public half (base64).
+fn workspace(port: u16) -> (PathBuf, String) {
     let dir = std::env::temp_dir().join(format!("gatehouse-audit-{port}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
+    let keygen = std::process::Command::new(gatehouse_bin())
+        .args(["audit", "keygen"])
+        .output()
+        .expect("keygen");
+    let text = String::from_utf8_lossy(&keygen.stdout).into_owned();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("keygen printed no {name}: {text}"))
+    };
+    std::fs::write(dir.join("audit.key"), field("signing_key (seed, secret):")).expect("key");
+    let public = field("public_key:");
     std::fs::write(
         dir.join("gatehouse.yaml"),
         format!(
@@ -32,7 +47,7 @@ fn workspace(port: u16) -> PathBuf {
 logging: {{level: warn}}
 api_keys: {{pepper: "{PEPPER}"}}
 store: {{sqlite: state.db}}
-audit: {{}}
+audit: {{signing_key: "file:{key}", checkpoint_every: 5}}
 upstreams:
   demo:
     command: {bin}
@@ -44,11 +59,12 @@ authorization:
   roles:
     ops: ["demo.*"]
 "#,
-            bin = gatehouse_bin()
+            bin = gatehouse_bin(),
+            key = dir.join("audit.key").display()
         ),
     )
     .expect("config");
-    dir
+    (dir, public)
 }
 
 async fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
@@ -141,7 +157,7 @@ fn records(dir: &Path) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answered_calls_survive_kill_9_and_tampering_is_named() {
     let port = free_port();
-    let dir = workspace(port);
+    let (dir, public) = workspace(port);
     let key = create_key(&dir, "ops-bot", Some("ops")).await;
     let nobody = create_key(&dir, "nobody", None).await;
     let mut gw = serve(&dir, port).await;
@@ -229,6 +245,49 @@ async fn answered_calls_survive_kill_9_and_tampering_is_named() {
     let _ = gw.wait().await;
     assert!(cli(&dir, &["audit", "verify"]).await.status.success());
 
+    // Signed checkpoints match the chain.
+    let out = cli(&dir, &["audit", "verify", "--public-key", &public]).await;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && text.contains("signed checkpoints match"),
+        "{text}"
+    );
+
+    // Someone who can write the store rewrites record 2 and recomputes every later hash:
+    // the chain alone still verifies, the signed checkpoints do not.
+    {
+        let db = rusqlite::Connection::open(dir.join("state.db")).expect("open");
+        let mut links: Vec<(i64, String)> = db
+            .prepare("SELECT seq, body FROM audit_events WHERE chain = 'default' ORDER BY seq")
+            .expect("query")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("rows")
+            .map(|r| r.expect("row"))
+            .collect();
+        links[1].1 = links[1].1.replacen("\"v\":1", "\"v\":1,\"forged\":true", 1);
+        let mut prev = gatehouse_audit::GENESIS.to_owned();
+        for (seq, body) in &links {
+            let hash = gatehouse_audit::link_hash("default", *seq as u64, &prev, body);
+            db.execute(
+                "UPDATE audit_events SET prev = ?1, hash = ?2, body = ?3 WHERE chain = 'default' AND seq = ?4",
+                rusqlite::params![prev, hash, body, seq],
+            )
+            .expect("rewrite");
+            prev = hash;
+        }
+        assert!(
+            cli(&dir, &["audit", "verify"]).await.status.success(),
+            "recomputed hashes fool the chain alone"
+        );
+        let out = cli(&dir, &["audit", "verify", "--public-key", &public]).await;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(
+            text.contains("differs from the signed checkpoint"),
+            "{text}"
+        );
+    }
+
     // Tampering: an edited record, then a deleted one, each named.
     let db = rusqlite::Connection::open(dir.join("state.db")).expect("open");
     let denied_seq: i64 = db
@@ -276,7 +335,7 @@ async fn answered_calls_survive_kill_9_and_tampering_is_named() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_that_cannot_commit_fails_durable_calls_closed() {
     let port = free_port();
-    let dir = workspace(port);
+    let (dir, _) = workspace(port);
     let key = create_key(&dir, "ops-bot", Some("ops")).await;
     let _gw = serve(&dir, port).await;
     let http = reqwest::Client::new();

@@ -74,9 +74,12 @@ pub struct Config {
 }
 
 /// The `audit` section.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditSettings {
     pub durable_all: bool,
+    /// Signs checkpoints of chain heads.
+    pub signing_key: Option<gatehouse_auth::SecretRef>,
+    pub checkpoint_every: u64,
 }
 
 /// The encrypted local secret store.
@@ -732,9 +735,19 @@ impl RawConfig {
             .transpose()?;
 
         Ok(Config {
-            audit: self.audit.map(|a| AuditSettings {
-                durable_all: a.durable_all,
-            }),
+            audit: match self.audit {
+                None => None,
+                Some(a) => Some(AuditSettings {
+                    durable_all: a.durable_all,
+                    signing_key: a
+                        .signing_key
+                        .as_deref()
+                        .map(gatehouse_auth::SecretRef::parse)
+                        .transpose()
+                        .map_err(|e| ConfigError::at("audit.signing_key", e))?,
+                    checkpoint_every: a.checkpoint_every.unwrap_or(1000).max(1),
+                }),
+            },
             authorization,
             secrets,
             scim_token,

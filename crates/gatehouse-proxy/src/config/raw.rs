@@ -70,6 +70,12 @@ pub struct RawAudit {
     /// rest are committed in the next group without holding the response.
     #[serde(default)]
     pub durable_all: bool,
+    /// Ed25519 key (base64 of its 32-byte seed, `gatehouse audit keygen`) that signs
+    /// checkpoints of every chain's head, by reference: `env:NAME`, `file:/path` or
+    /// `secret:NAME`. Without it there are no checkpoints.
+    pub signing_key: Option<String>,
+    /// Events between checkpoints, at most (default 1000; a quiet minute also triggers one).
+    pub checkpoint_every: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
