@@ -43,13 +43,18 @@ impl AuditWriter {
         AuditWriter { tx }
     }
 
+    /// Queues an event for the next group commit; never waits.
+    pub fn queue(&self, event: AuditEvent) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send((event, None)) {
+            metrics::counter!(crate::metrics::AUDIT_DROPPED).increment(1);
+        }
+    }
+
     /// Records an event. With `durable`, returns once it is committed (or the store
     /// failed); otherwise returns at once.
     pub async fn record(&self, event: AuditEvent, durable: bool) -> Result<(), AuditError> {
         if !durable {
-            if let Err(TrySendError::Full(_)) = self.tx.try_send((event, None)) {
-                metrics::counter!(crate::metrics::AUDIT_DROPPED).increment(1);
-            }
+            self.queue(event);
             return Ok(());
         }
         let (ack, done) = oneshot::channel();

@@ -580,6 +580,22 @@ async fn event_loop(gw: std::sync::Weak<Gateway>, mut rx: mpsc::UnboundedReceive
 }
 
 impl Gateway {
+    /// Records a refused authentication in the audit store (queued, not waited for).
+    pub fn audit_auth_failure(&self, reason: &str, scope: Option<&str>) {
+        let Some(w) = &self.audit else { return };
+        let event = gatehouse_audit::AuditEvent {
+            v: gatehouse_audit::SCHEMA_VERSION,
+            kind: Some(gatehouse_audit::EventKind::Auth),
+            time_ms: crate::audit::now_ms(),
+            method: "authentication refused".into(),
+            status: "denied".into(),
+            virtual_server: scope.unwrap_or("").to_owned(),
+            detail: reason.chars().take(256).collect(),
+            ..Default::default()
+        };
+        w.queue(event);
+    }
+
     /// Records a gateway-level event (lifecycle, configuration) in the audit store, when
     /// one is configured, and waits for its commit; a failure is logged.
     pub async fn audit_note(&self, kind: gatehouse_audit::EventKind, what: &str, detail: String) {

@@ -163,6 +163,18 @@ async fn answered_calls_survive_kill_9_and_tampering_is_named() {
     let mut gw = serve(&dir, port).await;
     let http = reqwest::Client::new();
 
+    // A refused credential is recorded as an authentication event.
+    assert!(
+        call(
+            &http,
+            port,
+            "ghk_000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "demo__search_files",
+            json!({})
+        )
+        .await
+        .is_some()
+    );
     // A denied call and a read are recorded with their outcome.
     let v = call(&http, port, &nobody, "demo__deploy_service", json!({}))
         .await
@@ -315,6 +327,12 @@ async fn answered_calls_survive_kill_9_and_tampering_is_named() {
     )
     .expect("undo");
     assert!(cli(&dir, &["audit", "verify"]).await.status.success());
+    assert!(
+        records(&dir)
+            .iter()
+            .any(|r| r["kind"] == "auth" && r["status"] == "denied"),
+        "the refused key is recorded"
+    );
     // Lifecycle events share the chain: the gateway's start is recorded too.
     assert!(
         records(&dir)

@@ -259,7 +259,11 @@ pub(super) async fn edge(
             }
             Ok((cfg, p))
         }
-        Err(e) => Err(unauthenticated(&cfg, scope, &e)),
+        Err(e) => {
+            // Not waited for: a flood of bad credentials must not become a flood of fsyncs.
+            st.gw.audit_auth_failure(&e.to_string(), scope);
+            Err(unauthenticated(&cfg, scope, &e))
+        }
     }
 }
 
