@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 use crate::authorize::{Gate, Named, digest, refusal};
-use crate::catalog::{Catalog, in_scope};
+use crate::catalog::in_scope;
 use crate::config::{Config, VirtualServer};
 use crate::gateway::{CorrelationId, Gateway};
 use crate::metrics as m;
@@ -32,6 +32,11 @@ use gatehouse_auth::{AuthError, AuthMethod, KEY_PREFIX, KeyLimits};
 use gatehouse_policy::{Action, Classification, Outcome, Verb};
 
 pub use gatehouse_auth::Principal;
+
+mod local;
+mod route;
+
+use local::is_filtered_list;
 
 /// A stage's decision.
 #[derive(Debug, Clone, PartialEq)]
@@ -495,7 +500,13 @@ impl Gateway {
         // Stage: authorize. Least privilege per tool, resource and prompt: routing confined
         // the target to the caller's scope; the policy engine decides, default deny, then
         // the classification's step-up requirement. Refusals are audited with the policies.
-        let gate = cfg.authorization.as_deref().map(|a| Gate::new(a, ctx));
+        // Built only for what it decides: routed calls and the lists it filters.
+        let decides = matches!(target, Target::Upstream { .. }) || is_filtered_list(&req.method);
+        let gate = cfg
+            .authorization
+            .as_deref()
+            .filter(|_| decides)
+            .map(|a| Gate::new(a, ctx));
         if let Target::Upstream { guard, .. } = &target {
             trace.classification = Some(guard.target.classification());
             trace.verb = Some(match &guard.target {
@@ -623,298 +634,6 @@ impl Gateway {
         Ok(result)
     }
 
-    fn route(&self, cfg: &Config, req: &Request, view: View<'_>) -> Result<Target, RpcError> {
-        let cat = self.catalog();
-        let data = |upstream: &str| data_policy(cfg, upstream);
-        let missing =
-            |what: &str| RpcError::new(code::INVALID_PARAMS, format!("missing params.{what}"));
-        let renamed = |original: &str| {
-            let mut p = req.params.clone().unwrap_or_else(|| json!({}));
-            p["name"] = Value::String(original.to_owned());
-            Some(p)
-        };
-        match req.method.as_str() {
-            method::PING
-            | method::DISCOVER
-            | method::INITIALIZE
-            | method::TOOLS_LIST
-            | method::PROMPTS_LIST
-            | method::RESOURCES_LIST
-            | method::RESOURCES_TEMPLATES_LIST => Ok(Target::Local),
-            method::LOGGING_SET_LEVEL => Ok(Target::Logging),
-            method::TOOLS_CALL => {
-                let name = req.param_str("name").ok_or_else(|| missing("name"))?;
-                let Some(e) = cat
-                    .tool(name)
-                    .filter(|e| view.allows(&e.upstream, Some(&e.exposed)))
-                else {
-                    return Ok(Target::UnknownTool(name.to_owned()));
-                };
-                Ok(Target::Upstream {
-                    upstream: e.upstream.clone(),
-                    params: renamed(&e.original),
-                    tool: Some(e.exposed.clone()),
-                    guard: Box::new(Guard {
-                        action: Action::CallTool,
-                        target: data(&e.upstream).tool(
-                            &e.upstream,
-                            &e.original,
-                            &e.exposed,
-                            &e.def,
-                        ),
-                        named: Named::Tool,
-                        name: e.exposed.clone(),
-                    }),
-                })
-            }
-            method::PROMPTS_GET => {
-                let name = req.param_str("name").ok_or_else(|| missing("name"))?;
-                let e = cat
-                    .prompt(name)
-                    .filter(|e| view.allows(&e.upstream, None))
-                    .ok_or_else(|| {
-                        RpcError::new(code::INVALID_PARAMS, format!("Unknown prompt: {name}"))
-                    })?;
-                Ok(Target::Upstream {
-                    upstream: e.upstream.clone(),
-                    params: renamed(&e.original),
-                    tool: None,
-                    guard: Box::new(Guard {
-                        action: Action::GetPrompt,
-                        target: data(&e.upstream).prompt(&e.upstream, &e.original, &e.exposed),
-                        named: Named::Prompt,
-                        name: e.exposed.clone(),
-                    }),
-                })
-            }
-            method::RESOURCES_READ
-            | method::RESOURCES_SUBSCRIBE
-            | method::RESOURCES_UNSUBSCRIBE => {
-                let uri = req.param_str("uri").ok_or_else(|| missing("uri"))?;
-                let up = self.resource_owner(&cat, uri, view).ok_or_else(|| {
-                    RpcError::new(code::RESOURCE_NOT_FOUND, "Resource not found")
-                        .with_data(json!({"uri": uri}))
-                })?;
-                let action = if req.method == method::RESOURCES_READ {
-                    Action::ReadResource
-                } else {
-                    Action::SubscribeResource
-                };
-                Ok(Target::Upstream {
-                    guard: Box::new(Guard {
-                        action,
-                        target: data(&up).resource(&up, uri),
-                        named: Named::Resource,
-                        name: uri.to_owned(),
-                    }),
-                    upstream: up,
-                    params: req.params.clone(),
-                    tool: None,
-                })
-            }
-            method::COMPLETE => {
-                let r = req
-                    .params
-                    .as_ref()
-                    .and_then(|p| p.get("ref"))
-                    .ok_or_else(|| missing("ref"))?;
-                let (upstream, params, target, named, name) =
-                    match r.get("type").and_then(Value::as_str) {
-                        Some("ref/prompt") => {
-                            let name = r
-                                .get("name")
-                                .and_then(Value::as_str)
-                                .ok_or_else(|| missing("ref.name"))?;
-                            let e = cat
-                                .prompt(name)
-                                .filter(|e| view.allows(&e.upstream, None))
-                                .ok_or_else(|| {
-                                    RpcError::new(
-                                        code::INVALID_PARAMS,
-                                        format!("Unknown prompt: {name}"),
-                                    )
-                                })?;
-                            let mut p = req.params.clone().unwrap_or_default();
-                            p["ref"]["name"] = Value::String(e.original.clone());
-                            let target =
-                                data(&e.upstream).prompt(&e.upstream, &e.original, &e.exposed);
-                            (
-                                e.upstream.clone(),
-                                Some(p),
-                                target,
-                                Named::Prompt,
-                                e.exposed.clone(),
-                            )
-                        }
-                        Some("ref/resource") => {
-                            let uri = r
-                                .get("uri")
-                                .and_then(Value::as_str)
-                                .ok_or_else(|| missing("ref.uri"))?;
-                            let up = self.resource_owner(&cat, uri, view).ok_or_else(|| {
-                                RpcError::new(code::RESOURCE_NOT_FOUND, "Resource not found")
-                            })?;
-                            let target = data(&up).resource(&up, uri);
-                            (
-                                up,
-                                req.params.clone(),
-                                target,
-                                Named::Resource,
-                                uri.to_owned(),
-                            )
-                        }
-                        _ => {
-                            return Err(RpcError::new(
-                                code::INVALID_PARAMS,
-                                "ref.type must be ref/prompt or ref/resource",
-                            ));
-                        }
-                    };
-                Ok(Target::Upstream {
-                    upstream,
-                    params,
-                    tool: None,
-                    guard: Box::new(Guard {
-                        action: Action::Complete,
-                        target,
-                        named,
-                        name,
-                    }),
-                })
-            }
-            _ => Err(RpcError::new(code::METHOD_NOT_FOUND, "Method not found")),
-        }
-    }
-
-    /// The upstream serving a resource URI: the one that lists it or a matching template;
-    /// failing that, the only upstream in scope that serves resources at all (URIs a server
-    /// accepts without listing them). With several candidates an unknown URI goes nowhere.
-    fn resource_owner(&self, cat: &Catalog, uri: &str, view: View<'_>) -> Option<String> {
-        if let Some(up) = cat.resource_upstream(uri).filter(|u| view.allows(u, None)) {
-            return Some(up.to_owned());
-        }
-        let mut serving = self
-            .upstreams()
-            .values()
-            .filter(|u| {
-                view.allows(u.name(), None)
-                    && u.info()
-                        .is_some_and(|i| i.capabilities.get("resources").is_some())
-            })
-            .map(|u| u.name().to_owned())
-            .collect::<Vec<_>>();
-        if serving.len() == 1 {
-            serving.pop()
-        } else {
-            None
-        }
-    }
-
-    fn answer_locally(
-        &self,
-        cfg: &Config,
-        req: &Request,
-        view: View<'_>,
-        gate: Option<&Gate<'_>>,
-    ) -> Result<Value, RpcError> {
-        let cat = self.catalog();
-        // Lists show what the same decision that guards calls allows.
-        let shows = |action: Action,
-                     target: &dyn Fn(&crate::config::DataPolicy) -> gatehouse_policy::Target,
-                     upstream: &str| {
-            gate.is_none_or(|g| g.shows(action, &target(data_policy(cfg, upstream))))
-        };
-        let cursor = req.param_str("cursor");
-        let page = |items: Vec<&Value>, field: &str| -> Result<Value, RpcError> {
-            paginate(items, cursor, field)
-        };
-        match req.method.as_str() {
-            method::PING => Ok(json!({})),
-            method::INITIALIZE => {
-                // A second initialize inside a session, or one sent statelessly.
-                Err(RpcError::new(
-                    code::INVALID_REQUEST,
-                    "initialize is only valid as the first request of a session",
-                ))
-            }
-            method::DISCOVER => Ok(json!({
-                "supportedVersions": ProtocolVersion::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>(),
-                "capabilities": self.capabilities(),
-                "instructions": self.instructions(view.scope),
-                "cacheScope": "private",
-                "ttlMs": 0,
-                "_meta": {"io.modelcontextprotocol/serverInfo": self.server_info()},
-            })),
-            method::TOOLS_LIST => page(
-                cat.tools
-                    .iter()
-                    .filter(|e| view.allows(&e.upstream, Some(&e.exposed)))
-                    .filter(|e| {
-                        shows(
-                            Action::CallTool,
-                            &|d| d.tool(&e.upstream, &e.original, &e.exposed, &e.def),
-                            &e.upstream,
-                        )
-                    })
-                    .map(|e| &e.def)
-                    .collect(),
-                "tools",
-            ),
-            method::PROMPTS_LIST => page(
-                cat.prompts
-                    .iter()
-                    .filter(|e| view.allows(&e.upstream, None))
-                    .filter(|e| {
-                        shows(
-                            Action::GetPrompt,
-                            &|d| d.prompt(&e.upstream, &e.original, &e.exposed),
-                            &e.upstream,
-                        )
-                    })
-                    .map(|e| &e.def)
-                    .collect(),
-                "prompts",
-            ),
-            method::RESOURCES_LIST => page(
-                cat.resources
-                    .iter()
-                    .filter(|e| view.allows(&e.upstream, None))
-                    .filter(|e| {
-                        let uri = e.def.get("uri").and_then(Value::as_str).unwrap_or("");
-                        shows(
-                            Action::ReadResource,
-                            &|d| d.resource(&e.upstream, uri),
-                            &e.upstream,
-                        )
-                    })
-                    .map(|e| &e.def)
-                    .collect(),
-                "resources",
-            ),
-            method::RESOURCES_TEMPLATES_LIST => page(
-                cat.templates
-                    .iter()
-                    .filter(|e| view.allows(&e.upstream, None))
-                    .filter(|e| {
-                        let uri = e
-                            .def
-                            .get("uriTemplate")
-                            .and_then(Value::as_str)
-                            .unwrap_or("");
-                        shows(
-                            Action::ReadResource,
-                            &|d| d.resource(&e.upstream, uri),
-                            &e.upstream,
-                        )
-                    })
-                    .map(|e| &e.def)
-                    .collect(),
-                "resourceTemplates",
-            ),
-            _ => Err(RpcError::new(code::METHOD_NOT_FOUND, "Method not found")),
-        }
-    }
-
     async fn fan_out_logging(self: &Arc<Self>, req: &Request, view: View<'_>) {
         let timeout = self.config().limits.request_timeout;
         for up in self.upstreams().values() {
@@ -1035,17 +754,6 @@ impl Gateway {
     }
 }
 
-/// An upstream's data policy (classification, tenant, overrides); the default for a name
-/// config does not know (an upstream removed by a reload while a request was in flight).
-fn data_policy<'c>(cfg: &'c Config, upstream: &str) -> &'c crate::config::DataPolicy {
-    static DEFAULT: std::sync::LazyLock<crate::config::DataPolicy> =
-        std::sync::LazyLock::new(Default::default);
-    cfg.upstreams
-        .iter()
-        .find(|u| u.name == upstream)
-        .map_or(&*DEFAULT, |u| &u.data)
-}
-
 /// 2026-07-28 results that carry caching hints.
 fn cacheable(m: &str) -> bool {
     matches!(
@@ -1102,28 +810,4 @@ fn validate(req: &Request) -> Verdict {
 /// Stage: detect. Pattern, classifier and arbitration stages plug in here.
 fn detect(_req: &Request) -> Verdict {
     Verdict::Allow
-}
-
-const PAGE_SIZE: usize = 500;
-
-/// Gateway-side pagination over the merged list: the cursor is an opaque offset.
-fn paginate(items: Vec<&Value>, cursor: Option<&str>, field: &str) -> Result<Value, RpcError> {
-    let start = match cursor {
-        None => 0,
-        Some(c) => c
-            .strip_prefix("gh:")
-            .and_then(|n| n.parse::<usize>().ok())
-            .filter(|&n| n <= items.len())
-            .ok_or_else(|| RpcError::new(code::INVALID_PARAMS, "invalid cursor"))?,
-    };
-    let end = (start + PAGE_SIZE).min(items.len());
-    let mut out = Map::new();
-    out.insert(
-        field.to_owned(),
-        Value::Array(items[start..end].iter().map(|v| (*v).clone()).collect()),
-    );
-    if end < items.len() {
-        out.insert("nextCursor".into(), Value::String(format!("gh:{end}")));
-    }
-    Ok(Value::Object(out))
 }

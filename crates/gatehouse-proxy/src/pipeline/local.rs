@@ -1,0 +1,154 @@
+//! What the gateway answers itself: ping, discovery and the merged lists, filtered by the
+//! caller's scope, key limits and the authorization decision, paginated.
+
+use gatehouse_policy::Action;
+use gatehouse_protocol::{ProtocolVersion, Request, RpcError, code, method};
+use serde_json::{Map, Value, json};
+
+use super::View;
+use super::route::data_policy;
+use crate::authorize::Gate;
+use crate::config::Config;
+use crate::gateway::Gateway;
+
+impl Gateway {
+    pub(super) fn answer_locally(
+        &self,
+        cfg: &Config,
+        req: &Request,
+        view: View<'_>,
+        gate: Option<&Gate<'_>>,
+    ) -> Result<Value, RpcError> {
+        let cat = self.catalog();
+        // Lists show what the same decision that guards calls allows.
+        let shows = |action: Action,
+                     target: &dyn Fn(&crate::config::DataPolicy) -> gatehouse_policy::Target,
+                     upstream: &str| {
+            gate.is_none_or(|g| g.shows(action, &target(data_policy(cfg, upstream))))
+        };
+        let cursor = req.param_str("cursor");
+        let page = |items: Vec<&Value>, field: &str| -> Result<Value, RpcError> {
+            paginate(items, cursor, field)
+        };
+        match req.method.as_str() {
+            method::PING => Ok(json!({})),
+            method::INITIALIZE => {
+                // A second initialize inside a session, or one sent statelessly.
+                Err(RpcError::new(
+                    code::INVALID_REQUEST,
+                    "initialize is only valid as the first request of a session",
+                ))
+            }
+            method::DISCOVER => Ok(json!({
+                "supportedVersions": ProtocolVersion::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>(),
+                "capabilities": self.capabilities(),
+                "instructions": self.instructions(view.scope),
+                "cacheScope": "private",
+                "ttlMs": 0,
+                "_meta": {"io.modelcontextprotocol/serverInfo": self.server_info()},
+            })),
+            method::TOOLS_LIST => page(
+                cat.tools
+                    .iter()
+                    .filter(|e| view.allows(&e.upstream, Some(&e.exposed)))
+                    .filter(|e| {
+                        shows(
+                            Action::CallTool,
+                            &|d| d.tool(&e.upstream, &e.original, &e.exposed, &e.def),
+                            &e.upstream,
+                        )
+                    })
+                    .map(|e| &e.def)
+                    .collect(),
+                "tools",
+            ),
+            method::PROMPTS_LIST => page(
+                cat.prompts
+                    .iter()
+                    .filter(|e| view.allows(&e.upstream, None))
+                    .filter(|e| {
+                        shows(
+                            Action::GetPrompt,
+                            &|d| d.prompt(&e.upstream, &e.original, &e.exposed),
+                            &e.upstream,
+                        )
+                    })
+                    .map(|e| &e.def)
+                    .collect(),
+                "prompts",
+            ),
+            method::RESOURCES_LIST => page(
+                cat.resources
+                    .iter()
+                    .filter(|e| view.allows(&e.upstream, None))
+                    .filter(|e| {
+                        let uri = e.def.get("uri").and_then(Value::as_str).unwrap_or("");
+                        shows(
+                            Action::ReadResource,
+                            &|d| d.resource(&e.upstream, uri),
+                            &e.upstream,
+                        )
+                    })
+                    .map(|e| &e.def)
+                    .collect(),
+                "resources",
+            ),
+            method::RESOURCES_TEMPLATES_LIST => page(
+                cat.templates
+                    .iter()
+                    .filter(|e| view.allows(&e.upstream, None))
+                    .filter(|e| {
+                        let uri = e
+                            .def
+                            .get("uriTemplate")
+                            .and_then(Value::as_str)
+                            .unwrap_or("");
+                        shows(
+                            Action::ReadResource,
+                            &|d| d.resource(&e.upstream, uri),
+                            &e.upstream,
+                        )
+                    })
+                    .map(|e| &e.def)
+                    .collect(),
+                "resourceTemplates",
+            ),
+            _ => Err(RpcError::new(code::METHOD_NOT_FOUND, "Method not found")),
+        }
+    }
+}
+
+/// The lists `answer_locally` filters by the authorization decision.
+pub(super) fn is_filtered_list(m: &str) -> bool {
+    matches!(
+        m,
+        method::TOOLS_LIST
+            | method::PROMPTS_LIST
+            | method::RESOURCES_LIST
+            | method::RESOURCES_TEMPLATES_LIST
+    )
+}
+
+const PAGE_SIZE: usize = 500;
+
+/// Gateway-side pagination over the merged list: the cursor is an opaque offset.
+fn paginate(items: Vec<&Value>, cursor: Option<&str>, field: &str) -> Result<Value, RpcError> {
+    let start = match cursor {
+        None => 0,
+        Some(c) => c
+            .strip_prefix("gh:")
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|&n| n <= items.len())
+            .ok_or_else(|| RpcError::new(code::INVALID_PARAMS, "invalid cursor"))?,
+    };
+    let end = (start + PAGE_SIZE).min(items.len());
+    let mut out = Map::new();
+    out.insert(
+        field.to_owned(),
+        Value::Array(items[start..end].iter().map(|v| (*v).clone()).collect()),
+    );
+    if end < items.len() {
+        out.insert("nextCursor".into(), Value::String(format!("gh:{end}")));
+    }
+    Ok(Value::Object(out))
+}

@@ -1,0 +1,217 @@
+//! Routing: the exposed name or URI a request names, resolved to its upstream and to the
+//! facts authorization decides on.
+
+use gatehouse_policy::Action;
+use gatehouse_protocol::{Request, RpcError, code, method};
+use serde_json::{Value, json};
+
+use super::{Guard, Target, View};
+use crate::authorize::Named;
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::gateway::Gateway;
+
+impl Gateway {
+    pub(super) fn route(
+        &self,
+        cfg: &Config,
+        req: &Request,
+        view: View<'_>,
+    ) -> Result<Target, RpcError> {
+        let cat = self.catalog();
+        let data = |upstream: &str| data_policy(cfg, upstream);
+        let missing =
+            |what: &str| RpcError::new(code::INVALID_PARAMS, format!("missing params.{what}"));
+        let renamed = |original: &str| {
+            let mut p = req.params.clone().unwrap_or_else(|| json!({}));
+            p["name"] = Value::String(original.to_owned());
+            Some(p)
+        };
+        match req.method.as_str() {
+            method::PING
+            | method::DISCOVER
+            | method::INITIALIZE
+            | method::TOOLS_LIST
+            | method::PROMPTS_LIST
+            | method::RESOURCES_LIST
+            | method::RESOURCES_TEMPLATES_LIST => Ok(Target::Local),
+            method::LOGGING_SET_LEVEL => Ok(Target::Logging),
+            method::TOOLS_CALL => {
+                let name = req.param_str("name").ok_or_else(|| missing("name"))?;
+                let Some(e) = cat
+                    .tool(name)
+                    .filter(|e| view.allows(&e.upstream, Some(&e.exposed)))
+                else {
+                    return Ok(Target::UnknownTool(name.to_owned()));
+                };
+                Ok(Target::Upstream {
+                    upstream: e.upstream.clone(),
+                    params: renamed(&e.original),
+                    tool: Some(e.exposed.clone()),
+                    guard: Box::new(Guard {
+                        action: Action::CallTool,
+                        target: data(&e.upstream).tool(
+                            &e.upstream,
+                            &e.original,
+                            &e.exposed,
+                            &e.def,
+                        ),
+                        named: Named::Tool,
+                        name: e.exposed.clone(),
+                    }),
+                })
+            }
+            method::PROMPTS_GET => {
+                let name = req.param_str("name").ok_or_else(|| missing("name"))?;
+                let e = cat
+                    .prompt(name)
+                    .filter(|e| view.allows(&e.upstream, None))
+                    .ok_or_else(|| {
+                        RpcError::new(code::INVALID_PARAMS, format!("Unknown prompt: {name}"))
+                    })?;
+                Ok(Target::Upstream {
+                    upstream: e.upstream.clone(),
+                    params: renamed(&e.original),
+                    tool: None,
+                    guard: Box::new(Guard {
+                        action: Action::GetPrompt,
+                        target: data(&e.upstream).prompt(&e.upstream, &e.original, &e.exposed),
+                        named: Named::Prompt,
+                        name: e.exposed.clone(),
+                    }),
+                })
+            }
+            method::RESOURCES_READ
+            | method::RESOURCES_SUBSCRIBE
+            | method::RESOURCES_UNSUBSCRIBE => {
+                let uri = req.param_str("uri").ok_or_else(|| missing("uri"))?;
+                let up = self.resource_owner(&cat, uri, view).ok_or_else(|| {
+                    RpcError::new(code::RESOURCE_NOT_FOUND, "Resource not found")
+                        .with_data(json!({"uri": uri}))
+                })?;
+                let action = if req.method == method::RESOURCES_READ {
+                    Action::ReadResource
+                } else {
+                    Action::SubscribeResource
+                };
+                Ok(Target::Upstream {
+                    guard: Box::new(Guard {
+                        action,
+                        target: data(&up).resource(&up, uri),
+                        named: Named::Resource,
+                        name: uri.to_owned(),
+                    }),
+                    upstream: up,
+                    params: req.params.clone(),
+                    tool: None,
+                })
+            }
+            method::COMPLETE => {
+                let r = req
+                    .params
+                    .as_ref()
+                    .and_then(|p| p.get("ref"))
+                    .ok_or_else(|| missing("ref"))?;
+                let (upstream, params, target, named, name) =
+                    match r.get("type").and_then(Value::as_str) {
+                        Some("ref/prompt") => {
+                            let name = r
+                                .get("name")
+                                .and_then(Value::as_str)
+                                .ok_or_else(|| missing("ref.name"))?;
+                            let e = cat
+                                .prompt(name)
+                                .filter(|e| view.allows(&e.upstream, None))
+                                .ok_or_else(|| {
+                                    RpcError::new(
+                                        code::INVALID_PARAMS,
+                                        format!("Unknown prompt: {name}"),
+                                    )
+                                })?;
+                            let mut p = req.params.clone().unwrap_or_default();
+                            p["ref"]["name"] = Value::String(e.original.clone());
+                            let target =
+                                data(&e.upstream).prompt(&e.upstream, &e.original, &e.exposed);
+                            (
+                                e.upstream.clone(),
+                                Some(p),
+                                target,
+                                Named::Prompt,
+                                e.exposed.clone(),
+                            )
+                        }
+                        Some("ref/resource") => {
+                            let uri = r
+                                .get("uri")
+                                .and_then(Value::as_str)
+                                .ok_or_else(|| missing("ref.uri"))?;
+                            let up = self.resource_owner(&cat, uri, view).ok_or_else(|| {
+                                RpcError::new(code::RESOURCE_NOT_FOUND, "Resource not found")
+                            })?;
+                            let target = data(&up).resource(&up, uri);
+                            (
+                                up,
+                                req.params.clone(),
+                                target,
+                                Named::Resource,
+                                uri.to_owned(),
+                            )
+                        }
+                        _ => {
+                            return Err(RpcError::new(
+                                code::INVALID_PARAMS,
+                                "ref.type must be ref/prompt or ref/resource",
+                            ));
+                        }
+                    };
+                Ok(Target::Upstream {
+                    upstream,
+                    params,
+                    tool: None,
+                    guard: Box::new(Guard {
+                        action: Action::Complete,
+                        target,
+                        named,
+                        name,
+                    }),
+                })
+            }
+            _ => Err(RpcError::new(code::METHOD_NOT_FOUND, "Method not found")),
+        }
+    }
+
+    /// The upstream serving a resource URI: the one that lists it or a matching template;
+    /// failing that, the only upstream in scope that serves resources at all (URIs a server
+    /// accepts without listing them). With several candidates an unknown URI goes nowhere.
+    fn resource_owner(&self, cat: &Catalog, uri: &str, view: View<'_>) -> Option<String> {
+        if let Some(up) = cat.resource_upstream(uri).filter(|u| view.allows(u, None)) {
+            return Some(up.to_owned());
+        }
+        let mut serving = self
+            .upstreams()
+            .values()
+            .filter(|u| {
+                view.allows(u.name(), None)
+                    && u.info()
+                        .is_some_and(|i| i.capabilities.get("resources").is_some())
+            })
+            .map(|u| u.name().to_owned())
+            .collect::<Vec<_>>();
+        if serving.len() == 1 {
+            serving.pop()
+        } else {
+            None
+        }
+    }
+}
+
+/// An upstream's data policy (classification, tenant, overrides); the default for a name
+/// config does not know (an upstream removed by a reload while a request was in flight).
+pub(super) fn data_policy<'c>(cfg: &'c Config, upstream: &str) -> &'c crate::config::DataPolicy {
+    static DEFAULT: std::sync::LazyLock<crate::config::DataPolicy> =
+        std::sync::LazyLock::new(Default::default);
+    cfg.upstreams
+        .iter()
+        .find(|u| u.name == upstream)
+        .map_or(&*DEFAULT, |u| &u.data)
+}
