@@ -53,6 +53,53 @@ impl SqliteAudit {
     }
 }
 
+/// Which records a query returns; `None` fields match everything.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub tenant: Option<String>,
+    pub principal: Option<String>,
+    pub target: Option<String>,
+    pub status: Option<String>,
+    /// Milliseconds since the epoch, inclusive.
+    pub since_ms: Option<u64>,
+    pub until_ms: Option<u64>,
+    pub limit: u64,
+}
+
+impl SqliteAudit {
+    /// Records matching `q`, oldest first: `(chain, seq, body)`.
+    pub fn query(&self, q: &AuditQuery) -> Result<Vec<(String, u64, String)>, AuditError> {
+        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut stmt = conn
+            .prepare(
+                "SELECT chain, seq, body FROM audit_events
+                 WHERE (?1 IS NULL OR chain = ?1)
+                   AND (?2 IS NULL OR json_extract(body, '$.principal') = ?2)
+                   AND (?3 IS NULL OR json_extract(body, '$.target') = ?3)
+                   AND (?4 IS NULL OR json_extract(body, '$.status') = ?4)
+                   AND (?5 IS NULL OR time_ms >= ?5)
+                   AND (?6 IS NULL OR time_ms <= ?6)
+                 ORDER BY time_ms, chain, seq LIMIT ?7",
+            )
+            .map_err(unavailable)?;
+        let rows = stmt
+            .query_map(
+                params![
+                    q.tenant,
+                    q.principal,
+                    q.target,
+                    q.status,
+                    q.since_ms.map(|t| t as i64),
+                    q.until_ms.map(|t| t as i64),
+                    q.limit as i64
+                ],
+                |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?)),
+            )
+            .map_err(unavailable)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+    }
+}
+
 impl AuditStore for SqliteAudit {
     fn append(&self, events: &[AuditEvent]) -> Result<Vec<(String, u64, String)>, AuditError> {
         if events.is_empty() {

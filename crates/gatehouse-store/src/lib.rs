@@ -5,7 +5,7 @@ mod audit;
 mod directory;
 mod keys;
 
-pub use audit::SqliteAudit;
+pub use audit::{AuditQuery, SqliteAudit};
 pub use directory::{
     DirectoryGroup, DirectoryStore, DirectoryUser, MemoryDirectory, SqliteDirectory,
 };

@@ -21,6 +21,29 @@ pub(crate) enum AuditCommand {
         #[arg(long)]
         public_key: Option<String>,
     },
+    /// Records matching every filter given, oldest first, as JSON lines or CSV.
+    Query {
+        /// The tenant's chain (`default` for principals without a tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        principal: Option<String>,
+        /// Tool, prompt or resource.
+        #[arg(long)]
+        target: Option<String>,
+        /// `ok`, `denied`, `error`, `unknown_tool`.
+        #[arg(long)]
+        status: Option<String>,
+        /// Milliseconds since the epoch, inclusive.
+        #[arg(long)]
+        since_ms: Option<u64>,
+        #[arg(long)]
+        until_ms: Option<u64>,
+        #[arg(long, default_value_t = 10_000)]
+        limit: u64,
+        #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv"])]
+        format: String,
+    },
     /// Make an audit signing key: prints the seed (for `audit.signing_key`, keep it
     /// secret) and the public key (for `verify`, keep it off the gateway's host too).
     Keygen,
@@ -103,6 +126,21 @@ pub(crate) async fn bench(events: u64, concurrency: u64) -> Result<()> {
     Ok(())
 }
 
+/// A CSV field (RFC 4180): quoted when it holds a comma, quote or line break; a leading
+/// `=`, `+`, `-` or `@` is prefixed with `'` so spreadsheets do not run it as a formula.
+fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
 pub(crate) fn run(config: Option<&Path>, cmd: AuditCommand) -> Result<()> {
     if let AuditCommand::Bench {
         events,
@@ -159,6 +197,86 @@ pub(crate) fn run(config: Option<&Path>, cmd: AuditCommand) -> Result<()> {
             }
             Ok(())
         }
+        AuditCommand::Query {
+            tenant,
+            principal,
+            target,
+            status,
+            since_ms,
+            until_ms,
+            limit,
+            format,
+        } => {
+            let store = SqliteAudit::open(&cfg.store_path)
+                .with_context(|| format!("opening {}", cfg.store_path.display()))?;
+            let rows = store.query(&gatehouse_store::AuditQuery {
+                tenant,
+                principal,
+                target,
+                status,
+                since_ms,
+                until_ms,
+                limit,
+            })?;
+            const COLUMNS: [&str; 12] = [
+                "time_ms",
+                "kind",
+                "tenant",
+                "principal",
+                "method",
+                "target",
+                "upstream",
+                "status",
+                "rule",
+                "policies",
+                "classification",
+                "correlation",
+            ];
+            if format == "csv" {
+                println!("chain,seq,{}", COLUMNS.join(","));
+            }
+            for (chain, seq, body) in rows {
+                if format == "jsonl" {
+                    println!(
+                        "{{\"chain\":{},\"seq\":{seq},\"event\":{body}}}",
+                        serde_json::to_string(&chain)?
+                    );
+                    continue;
+                }
+                let v: serde_json::Value = serde_json::from_str(&body)?;
+                let cell = |k: &str| {
+                    let s = match &v[k] {
+                        serde_json::Value::Null => String::new(),
+                        serde_json::Value::String(s) => s.clone(),
+                        serde_json::Value::Array(a) => a
+                            .iter()
+                            .filter_map(serde_json::Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                        other => other.to_string(),
+                    };
+                    csv_field(&s)
+                };
+                let cells: Vec<String> = COLUMNS.iter().map(|c| cell(c)).collect();
+                println!("{},{seq},{}", csv_field(&chain), cells.join(","));
+            }
+            Ok(())
+        }
         AuditCommand::Bench { .. } | AuditCommand::Keygen => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_field;
+
+    #[test]
+    fn csv_fields_are_quoted_and_never_formulas() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("-1"), "'-1");
+        assert_eq!(csv_field("line\nbreak"), "\"line\nbreak\"");
     }
 }

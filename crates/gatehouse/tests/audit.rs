@@ -257,6 +257,41 @@ async fn answered_calls_survive_kill_9_and_tampering_is_named() {
     let _ = gw.wait().await;
     assert!(cli(&dir, &["audit", "verify"]).await.status.success());
 
+    // Queries find records by principal and status, as JSON lines and as CSV.
+    let out = cli(&dir, &["audit", "query", "--principal", "apikey/nobody"]).await;
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["event"]["status"], "denied");
+    assert_eq!(lines[0]["chain"], "default");
+    let out = cli(
+        &dir,
+        &[
+            "audit",
+            "query",
+            "--status",
+            "denied",
+            "--format",
+            "csv",
+            "--target",
+            "demo__deploy_service",
+        ],
+    )
+    .await;
+    let csv = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert!(
+        rows[0].starts_with("chain,seq,time_ms,kind,tenant,principal"),
+        "{csv}"
+    );
+    assert_eq!(rows.len(), 2, "{csv}");
+    assert!(
+        rows[1].contains("apikey/nobody") && rows[1].contains("authorize.default_deny"),
+        "{csv}"
+    );
+
     // Signed checkpoints match the chain.
     let out = cli(&dir, &["audit", "verify", "--public-key", &public]).await;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
