@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 use super::View;
 use super::route::data_policy;
 use crate::authorize::Gate;
+use crate::catalog::{Entry, ResourceEntry};
 use crate::config::Config;
 use crate::gateway::Gateway;
 
@@ -30,6 +31,50 @@ impl Gateway {
         let page = |items: Vec<&Value>, field: &str| -> Result<Value, RpcError> {
             paginate(items, cursor, field)
         };
+        // Tools and prompts: in scope (tools also by name) and allowed.
+        let named = |entries: &[Entry], action: Action, field: &str| {
+            let tools = action == Action::CallTool;
+            page(
+                entries
+                    .iter()
+                    .filter(|e| view.allows(&e.upstream, tools.then_some(e.exposed.as_str())))
+                    .filter(|e| {
+                        shows(
+                            action,
+                            &|d| {
+                                if tools {
+                                    d.tool(&e.upstream, &e.original, &e.exposed, &e.def)
+                                } else {
+                                    d.prompt(&e.upstream, &e.original, &e.exposed)
+                                }
+                            },
+                            &e.upstream,
+                        )
+                    })
+                    .map(|e| &e.def)
+                    .collect(),
+                field,
+            )
+        };
+        // Resources and templates: in scope and readable, by their URI (template).
+        let resources = |entries: &[ResourceEntry], key: &str, field: &str| {
+            page(
+                entries
+                    .iter()
+                    .filter(|e| view.allows(&e.upstream, None))
+                    .filter(|e| {
+                        let uri = e.def.get(key).and_then(Value::as_str).unwrap_or("");
+                        shows(
+                            Action::ReadResource,
+                            &|d| d.resource(&e.upstream, uri),
+                            &e.upstream,
+                        )
+                    })
+                    .map(|e| &e.def)
+                    .collect(),
+                field,
+            )
+        };
         match req.method.as_str() {
             method::PING => Ok(json!({})),
             method::INITIALIZE => {
@@ -47,72 +92,12 @@ impl Gateway {
                 "ttlMs": 0,
                 "_meta": {"io.modelcontextprotocol/serverInfo": self.server_info()},
             })),
-            method::TOOLS_LIST => page(
-                cat.tools
-                    .iter()
-                    .filter(|e| view.allows(&e.upstream, Some(&e.exposed)))
-                    .filter(|e| {
-                        shows(
-                            Action::CallTool,
-                            &|d| d.tool(&e.upstream, &e.original, &e.exposed, &e.def),
-                            &e.upstream,
-                        )
-                    })
-                    .map(|e| &e.def)
-                    .collect(),
-                "tools",
-            ),
-            method::PROMPTS_LIST => page(
-                cat.prompts
-                    .iter()
-                    .filter(|e| view.allows(&e.upstream, None))
-                    .filter(|e| {
-                        shows(
-                            Action::GetPrompt,
-                            &|d| d.prompt(&e.upstream, &e.original, &e.exposed),
-                            &e.upstream,
-                        )
-                    })
-                    .map(|e| &e.def)
-                    .collect(),
-                "prompts",
-            ),
-            method::RESOURCES_LIST => page(
-                cat.resources
-                    .iter()
-                    .filter(|e| view.allows(&e.upstream, None))
-                    .filter(|e| {
-                        let uri = e.def.get("uri").and_then(Value::as_str).unwrap_or("");
-                        shows(
-                            Action::ReadResource,
-                            &|d| d.resource(&e.upstream, uri),
-                            &e.upstream,
-                        )
-                    })
-                    .map(|e| &e.def)
-                    .collect(),
-                "resources",
-            ),
-            method::RESOURCES_TEMPLATES_LIST => page(
-                cat.templates
-                    .iter()
-                    .filter(|e| view.allows(&e.upstream, None))
-                    .filter(|e| {
-                        let uri = e
-                            .def
-                            .get("uriTemplate")
-                            .and_then(Value::as_str)
-                            .unwrap_or("");
-                        shows(
-                            Action::ReadResource,
-                            &|d| d.resource(&e.upstream, uri),
-                            &e.upstream,
-                        )
-                    })
-                    .map(|e| &e.def)
-                    .collect(),
-                "resourceTemplates",
-            ),
+            method::TOOLS_LIST => named(&cat.tools, Action::CallTool, "tools"),
+            method::PROMPTS_LIST => named(&cat.prompts, Action::GetPrompt, "prompts"),
+            method::RESOURCES_LIST => resources(&cat.resources, "uri", "resources"),
+            method::RESOURCES_TEMPLATES_LIST => {
+                resources(&cat.templates, "uriTemplate", "resourceTemplates")
+            }
             _ => Err(RpcError::new(code::METHOD_NOT_FOUND, "Method not found")),
         }
     }
