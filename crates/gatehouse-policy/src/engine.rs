@@ -130,6 +130,11 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// The subject it was prepared from.
+    pub fn subject(&self) -> &Subject {
+        &self.subject
+    }
+
     /// The principal's entity: its effective roles and groups as parents, mapped claims as
     /// tags.
     fn entity(&self) -> Result<&(EntityUid, Entity), PolicyError> {
@@ -359,9 +364,9 @@ impl Engine {
     }
 
     /// The policies that can apply to principals with these effective roles (sorted).
-    fn slice(&self, roles: Vec<String>) -> Result<Arc<Slice>, PolicyError> {
+    fn slice(&self, roles: &[String]) -> Result<Arc<Slice>, PolicyError> {
         let mut slices = self.slices.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(s) = slices.get(&roles) {
+        if let Some(s) = slices.get(roles) {
             return Ok(s.clone());
         }
         let mut set = PolicySet::new();
@@ -377,7 +382,7 @@ impl Engine {
         if slices.len() >= MAX_SLICES {
             slices.clear();
         }
-        slices.insert(roles, slice.clone());
+        slices.insert(roles.to_vec(), slice.clone());
         Ok(slice)
     }
 
@@ -393,6 +398,11 @@ impl Engine {
     /// The principal's entity: its effective roles and groups as parents, mapped claims as
     /// tags.
     pub fn prepare(&self, s: &Subject) -> Result<Prepared, PolicyError> {
+        self.prepare_owned(s.clone())
+    }
+
+    /// Like [`Engine::prepare`], keeping the subject without copying it.
+    pub fn prepare_owned(&self, s: Subject) -> Result<Prepared, PolicyError> {
         // Sorted (a BTreeSet's order): the slice table's key.
         let effective: Vec<String> = self
             .roles
@@ -400,7 +410,7 @@ impl Engine {
             .into_iter()
             .map(str::to_owned)
             .collect();
-        let slice = self.slice(effective.clone())?;
+        let slice = self.slice(&effective)?;
         let fingerprint = self.hash_pair(|mut h| {
             // Everything the principal entity holds; `authenticated_at` only reaches the
             // context, which memoized decisions never read.
@@ -411,7 +421,7 @@ impl Engine {
             }
         });
         Ok(Prepared {
-            subject: s.clone(),
+            subject: s,
             effective,
             entity: OnceLock::new(),
             slice,

@@ -36,7 +36,6 @@ pub(crate) fn subject_of(p: &Principal, authz: &Authorization) -> Subject {
 /// One principal's decisions within one request.
 pub(crate) struct Gate<'a> {
     authz: &'a Authorization,
-    subject: Subject,
     /// `None` when the principal cannot be turned into an entity: everything is refused.
     prepared: Option<Prepared>,
     now: u64,
@@ -47,8 +46,7 @@ pub(crate) struct Gate<'a> {
 impl<'a> Gate<'a> {
     pub(crate) fn new(authz: &'a Authorization, ctx: &'a ClientCtx) -> Gate<'a> {
         let principal = &ctx.principal;
-        let subject = subject_of(principal, authz);
-        let prepared = match authz.engine.prepare(&subject) {
+        let prepared = match authz.engine.prepare_owned(subject_of(principal, authz)) {
             Ok(p) => Some(p),
             Err(e) => {
                 tracing::warn!(principal = %principal.id, error = %e, "principal cannot be evaluated: every request refused");
@@ -57,7 +55,6 @@ impl<'a> Gate<'a> {
         };
         Gate {
             authz,
-            subject,
             prepared,
             now: crate::session::now_secs(),
             client: ctx.client.as_deref(),
@@ -93,7 +90,7 @@ impl<'a> Gate<'a> {
         gatehouse_policy::authorize(
             &self.authz.engine,
             prepared,
-            &self.subject,
+            prepared.subject(),
             &self.authz.controls,
             action,
             target,

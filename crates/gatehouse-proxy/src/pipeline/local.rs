@@ -25,7 +25,9 @@ impl Gateway {
         let shows = |action: Action,
                      target: &dyn Fn(&crate::config::DataPolicy) -> gatehouse_policy::Target,
                      upstream: &str| {
-            gate.is_none_or(|g| g.shows(action, &target(data_policy(cfg, upstream))))
+            gate.is_none_or(|g| {
+                data_policy(cfg, upstream).is_some_and(|d| g.shows(action, &target(d)))
+            })
         };
         let cursor = req.param_str("cursor");
         let page = |items: Vec<&Value>, field: &str| -> Result<Value, RpcError> {

@@ -19,7 +19,10 @@ impl Gateway {
         view: View<'_>,
     ) -> Result<Target, RpcError> {
         let cat = self.catalog();
-        let data = |upstream: &str| data_policy(cfg, upstream);
+        let data = |upstream: &str| {
+            data_policy(cfg, upstream)
+                .ok_or_else(|| RpcError::new(code::CONNECTION_CLOSED, "Upstream unavailable"))
+        };
         let missing =
             |what: &str| RpcError::new(code::INVALID_PARAMS, format!("missing params.{what}"));
         let renamed = |original: &str| {
@@ -50,7 +53,7 @@ impl Gateway {
                     tool: Some(e.exposed.clone()),
                     guard: Box::new(Guard {
                         action: Action::CallTool,
-                        target: data(&e.upstream).tool(
+                        target: data(&e.upstream)?.tool(
                             &e.upstream,
                             &e.original,
                             &e.exposed,
@@ -75,7 +78,7 @@ impl Gateway {
                     tool: None,
                     guard: Box::new(Guard {
                         action: Action::GetPrompt,
-                        target: data(&e.upstream).prompt(&e.upstream, &e.original, &e.exposed),
+                        target: data(&e.upstream)?.prompt(&e.upstream, &e.original, &e.exposed),
                         named: Named::Prompt,
                         name: e.exposed.clone(),
                     }),
@@ -97,7 +100,7 @@ impl Gateway {
                 Ok(Target::Upstream {
                     guard: Box::new(Guard {
                         action,
-                        target: data(&up).resource(&up, uri),
+                        target: data(&up)?.resource(&up, uri),
                         named: Named::Resource,
                         name: uri.to_owned(),
                     }),
@@ -131,7 +134,7 @@ impl Gateway {
                             let mut p = req.params.clone().unwrap_or_default();
                             p["ref"]["name"] = Value::String(e.original.clone());
                             let target =
-                                data(&e.upstream).prompt(&e.upstream, &e.original, &e.exposed);
+                                data(&e.upstream)?.prompt(&e.upstream, &e.original, &e.exposed);
                             (
                                 e.upstream.clone(),
                                 Some(p),
@@ -148,7 +151,7 @@ impl Gateway {
                             let up = self.resource_owner(&cat, uri, view).ok_or_else(|| {
                                 RpcError::new(code::RESOURCE_NOT_FOUND, "Resource not found")
                             })?;
-                            let target = data(&up).resource(&up, uri);
+                            let target = data(&up)?.resource(&up, uri);
                             (
                                 up,
                                 req.params.clone(),
@@ -205,13 +208,15 @@ impl Gateway {
     }
 }
 
-/// An upstream's data policy (classification, tenant, overrides); the default for a name
-/// config does not know (an upstream removed by a reload while a request was in flight).
-pub(super) fn data_policy<'c>(cfg: &'c Config, upstream: &str) -> &'c crate::config::DataPolicy {
-    static DEFAULT: std::sync::LazyLock<crate::config::DataPolicy> =
-        std::sync::LazyLock::new(Default::default);
+/// An upstream's data policy (classification, tenant, overrides). `None` for a name config
+/// no longer knows (removed by a reload while its catalog entries were still listed):
+/// nothing is decided on made-up facts, so such a target is neither listed nor called.
+pub(super) fn data_policy<'c>(
+    cfg: &'c Config,
+    upstream: &str,
+) -> Option<&'c crate::config::DataPolicy> {
     cfg.upstreams
         .iter()
         .find(|u| u.name == upstream)
-        .map_or(&*DEFAULT, |u| &u.data)
+        .map(|u| &u.data)
 }
