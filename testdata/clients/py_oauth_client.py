@@ -5,7 +5,8 @@ and runs authorization code + PKCE; the provider's login and consent pages (oidc
 development interactions) are answered over HTTP here, as a user would in a browser.
 
 usage: py_oauth_client.py URL MODE TOOL ARGS_JSON
-Prints one JSON object: protocol, tool names, the call's result, the token's audience.
+Prints one JSON object: protocol, tool names, the call's result, the token's audience,
+subject and issuer.
 """
 
 import asyncio
@@ -106,6 +107,7 @@ async def main() -> None:
                 "result": result.model_dump(mode="json", by_alias=True, exclude_none=True),
                 "aud": claims.get("aud"),
                 "sub": claims.get("sub"),
+                "iss": claims.get("iss"),
             }))
 
 

@@ -51,7 +51,27 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
     // The gateway's own client, for tokens to upstreams: its own (client credentials) and,
     // by RFC 8693 token exchange, tokens for an upstream that carry the user.
     { ...service("gatehouse-upstream", "upstream-secret"), grant_types: ["client_credentials", TOKEN_EXCHANGE] },
-    { client_id: "gatehouse", client_secret: "gatehouse-secret", grant_types: [], redirect_uris: [], response_types: [] },
+    // The gateway's authorization-server façade signs users in here (authorization code
+    // with PKCE, its callback on the gateway's origin); the same client introspects.
+    {
+      client_id: "gatehouse",
+      client_secret: "gatehouse-secret",
+      grant_types: ["authorization_code"],
+      redirect_uris: [`${new URL(resource).origin}/oauth/callback`],
+      response_types: ["code"],
+      token_endpoint_auth_method: "client_secret_basic",
+    },
+    // The gateway's client for an upstream that acts with each user's own account: the
+    // user consents once, the gateway keeps (and refreshes) the tokens. Access tokens live
+    // 35 s so a test sees a refresh.
+    {
+      client_id: "gatehouse-saas",
+      client_secret: "saas-secret",
+      grant_types: ["authorization_code", "refresh_token"],
+      redirect_uris: [`${new URL(resource).origin}/oauth/upstream/callback`],
+      response_types: ["code"],
+      token_endpoint_auth_method: "client_secret_basic",
+    },
   ],
   jwks: { keys: [rsa, ec] },
   scopes: ["mcp:tools", "mcp:admin"],
@@ -70,12 +90,14 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
       getResourceServerInfo: (_ctx, res, client) => ({
         scope: "mcp:tools mcp:admin",
         audience: res,
-        accessTokenTTL: client.clientId === "svc-short" ? 4 : 300,
+        accessTokenTTL: client.clientId === "svc-short" ? 4 : client.clientId === "gatehouse-saas" ? 35 : 300,
         accessTokenFormat: client.clientId === "svc-opaque" ? "opaque" : "jwt",
         jwt: { sign: { alg: client.clientId === "svc-es256" ? "ES256" : "RS256" } },
       }),
     },
   },
+  // Refresh tokens for clients allowed the grant (without asking for offline_access).
+  issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed("refresh_token"),
   // Service clients by id; users who logged in belong to tenant acme.
   extraTokenClaims: (_ctx, token) =>
     token.gty === "token-exchange"

@@ -96,5 +96,5 @@ const connect = async () => {
 const client = await connect();
 const result = await client.callTool({ name: tool, arguments: JSON.parse(argsJson) });
 const payload = JSON.parse(Buffer.from(store.tokens.access_token.split(".")[1], "base64url").toString());
-console.log(JSON.stringify({ result, aud: payload.aud, sub: payload.sub }));
+console.log(JSON.stringify({ result, aud: payload.aud, sub: payload.sub, iss: payload.iss }));
 await client.close();

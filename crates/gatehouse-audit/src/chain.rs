@@ -52,8 +52,22 @@ pub enum Tamper {
 /// Checks one chain's links, in the order given (the store's sequence order). Returns the
 /// number of records verified and the last hash, or the first break.
 pub fn verify_chain(links: &[Link]) -> Result<(u64, String), Tamper> {
-    let mut expected_seq = 1u64;
-    let mut prev = GENESIS.to_owned();
+    verify_chain_from(links, None)
+}
+
+/// Where a pruned chain now starts: the last record retention removed, vouched for by a
+/// signed checkpoint at the same sequence number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Anchor {
+    pub seq: u64,
+    pub hash: String,
+}
+
+/// [`verify_chain`] for a chain whose records up to `anchor` were pruned: the first
+/// remaining record must link to the anchor's hash.
+pub fn verify_chain_from(links: &[Link], anchor: Option<&Anchor>) -> Result<(u64, String), Tamper> {
+    let mut expected_seq = anchor.map_or(1, |a| a.seq + 1);
+    let mut prev = anchor.map_or_else(|| GENESIS.to_owned(), |a| a.hash.clone());
     for l in links {
         if l.seq != expected_seq {
             if l.seq > expected_seq {
@@ -165,6 +179,10 @@ pub enum CheckpointError {
     Rewritten { seq: u64 },
     #[error("chain ends at record {present} but a checkpoint vouches for record {seq} (truncated)")]
     Truncated { seq: u64, present: u64 },
+    #[error(
+        "the chain starts after record {seq}, which no signed checkpoint vouches for (pruning anchor forged)"
+    )]
+    UnsignedAnchor { seq: u64 },
 }
 
 /// Checks a verified chain against its checkpoints. Returns how many checkpoints matched.
@@ -173,6 +191,22 @@ pub fn verify_checkpoints(
     checkpoints: &[Checkpoint],
     public_key: &[u8],
 ) -> Result<usize, CheckpointError> {
+    verify_checkpoints_from(links, checkpoints, public_key, None)
+}
+
+/// [`verify_checkpoints`] for a pruned chain: the anchor must match a signed checkpoint;
+/// checkpoints of pruned records are checked for their signature only.
+pub fn verify_checkpoints_from(
+    links: &[Link],
+    checkpoints: &[Checkpoint],
+    public_key: &[u8],
+    anchor: Option<&Anchor>,
+) -> Result<usize, CheckpointError> {
+    if let Some(a) = anchor
+        && !checkpoints.iter().any(|c| c.seq == a.seq)
+    {
+        return Err(CheckpointError::UnsignedAnchor { seq: a.seq });
+    }
     let key =
         aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ED25519, public_key);
     for c in checkpoints {
@@ -182,6 +216,14 @@ pub fn verify_checkpoints(
             .is_err()
         {
             return Err(CheckpointError::BadSignature { seq: c.seq });
+        }
+        if let Some(a) = anchor
+            && c.seq <= a.seq
+        {
+            if c.seq == a.seq && c.hash != a.hash {
+                return Err(CheckpointError::Rewritten { seq: c.seq });
+            }
+            continue;
         }
         let present = links.last().map_or(0, |l| l.seq);
         match links.iter().find(|l| l.seq == c.seq) {

@@ -15,8 +15,13 @@ pub enum EventKind {
     Auth,
     /// Configuration or policy changed (or a change was refused).
     Config,
+    /// A tool or prompt definition was pinned, held for review, approved, rejected or
+    /// restored.
+    Pin,
     /// The gateway started or stopped.
     Lifecycle,
+    /// A step of a human approval: requested, notified, approved, denied, expired, used.
+    Approval,
 }
 
 /// One audit event. Secrets and tokens never appear: arguments and results are recorded as
@@ -71,10 +76,49 @@ pub struct AuditEvent {
     pub result_digest: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub error_class: String,
+    /// What DLP found and did: `kind=count,…` and `blocked:kind` (never the values).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub findings: String,
+    /// What prompt-injection detection found in the arguments, the result or a
+    /// description, and what it did (at most 32 per event).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub detections: Vec<Detection>,
+    /// Keyed digests of the personal identifiers the call's arguments or result carried
+    /// (a data subject's access report searches them; the values are never stored).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subjects: Vec<String>,
+    /// The arguments, when the classification keeps them (`audit_bodies`): masked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<serde_json::Value>,
+    /// The result as delivered, when the classification keeps it: masked, bounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    /// The approval reference a call waited for (and, on approval events, their subject).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub approval: String,
     pub latency_us: u64,
     /// Free-form detail for non-request events (a config diff, a reason).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
+}
+
+/// One detection finding: where, which stage and rule, how sure, and what was done.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    /// `arguments`, `result` or `description`.
+    pub place: String,
+    /// 1 patterns, 2 classifier, 3 arbitration.
+    pub stage: u8,
+    pub rule: String,
+    pub severity: String,
+    pub score: f64,
+    /// JSON pointer to the string inside the message, and the byte span within it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub at: String,
+    pub start: u64,
+    pub end: u64,
+    /// `block`, `approve`, `redact`, `flag`, `quarantine`.
+    pub action: String,
 }
 
 impl AuditEvent {

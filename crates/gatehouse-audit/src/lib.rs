@@ -6,10 +6,10 @@ mod chain;
 mod event;
 
 pub use chain::{
-    Checkpoint, CheckpointError, GENESIS, Link, Signer, Tamper, checkpoint_message, link_hash,
-    verify_chain, verify_checkpoints,
+    Anchor, Checkpoint, CheckpointError, GENESIS, Link, Signer, Tamper, checkpoint_message,
+    link_hash, verify_chain, verify_chain_from, verify_checkpoints, verify_checkpoints_from,
 };
-pub use event::{AuditEvent, EventKind, SCHEMA_VERSION};
+pub use event::{AuditEvent, Detection, EventKind, SCHEMA_VERSION};
 
 /// Why an event could not be committed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,6 +35,10 @@ pub trait AuditStore: Send + Sync {
     fn links(&self, chain: &str) -> Result<Vec<Link>, AuditError>;
     /// The chains present.
     fn chains(&self) -> Result<Vec<String>, AuditError>;
+    /// Where a chain starts when retention pruned its oldest records.
+    fn anchor(&self, _chain: &str) -> Result<Option<Anchor>, AuditError> {
+        Ok(None)
+    }
 }
 
 #[cfg(test)]

@@ -87,6 +87,8 @@ struct IssuerState {
 /// Checks bearer tokens against the trusted issuers.
 pub struct Authenticator {
     issuers: Vec<IssuerState>,
+    /// The gateway's own tokens, when it runs the authorization-server façade.
+    own: Option<std::sync::Arc<crate::facade::OwnTokens>>,
     client: reqwest::Client,
     /// Verified JWTs by SHA-256 (the token itself is never kept).
     verified: Mutex<HashMap<[u8; 32], Verified>>,
@@ -95,10 +97,16 @@ pub struct Authenticator {
 struct Verified {
     principal: Principal,
     exp: u64,
+    /// Index of the issuer, or [`OWN`] for the gateway's own tokens.
     issuer: usize,
     /// The issuer's JWKS fetch count when verified: a refetch (rotation) invalidates.
     generation: u64,
+    /// A gateway token's refresh family, checked again on each hit (revocation).
+    family: Option<String>,
 }
+
+/// The issuer index of the gateway's own tokens in the verified-token memory.
+const OWN: usize = usize::MAX;
 
 /// Most verified tokens remembered at once.
 const VERIFIED_CAP: usize = 10_000;
@@ -208,14 +216,24 @@ impl Authenticator {
             .collect();
         Authenticator {
             issuers,
+            own: None,
             client,
             verified: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The issuer URLs, for protected-resource metadata.
+    /// Accepts the tokens the gateway's authorization server issues.
+    pub fn with_own_tokens(mut self, server: &crate::facade::AuthorizationServer) -> Self {
+        self.own = Some(server.own_tokens());
+        self
+    }
+
+    /// The issuer URLs, for protected-resource metadata: the gateway's own first when it
+    /// runs the authorization-server façade (clients then sign in through it).
     pub fn issuer_urls(&self) -> Vec<String> {
-        self.issuers.iter().map(|i| i.cfg.issuer.clone()).collect()
+        let own = self.own.iter().map(|o| o.issuer().to_owned());
+        own.chain(self.issuers.iter().map(|i| i.cfg.issuer.clone()))
+            .collect()
     }
 
     /// Scopes any issuer requires, for metadata and challenges.
@@ -251,8 +269,21 @@ impl Authenticator {
             if let Some(p) = self.cached(&digest) {
                 return Ok(p);
             }
+            if let Some(own) = &self.own
+                && peek_payload(token)
+                    .and_then(|c| {
+                        c.get("iss")
+                            .and_then(Value::as_str)
+                            .map(|i| i == own.issuer())
+                    })
+                    .unwrap_or(false)
+            {
+                let (p, exp, family) = own.verify(token)?;
+                self.remember(digest, &p, exp, OWN, Some(family));
+                return Ok(p);
+            }
             let (p, exp, issuer) = self.jwt(token).await?;
-            self.remember(digest, &p, exp, issuer);
+            self.remember(digest, &p, exp, issuer, None);
             return Ok(p);
         }
         self.opaque(token).await
@@ -286,7 +317,12 @@ impl Authenticator {
     fn cached(&self, digest: &[u8; 32]) -> Option<Principal> {
         let mut map = lock(&self.verified);
         let hit = map.get(digest)?;
-        let fresh = now() < hit.exp && self.issuers[hit.issuer].jwks.fetches() == hit.generation;
+        let fresh = now() < hit.exp
+            && match (hit.issuer, &self.own, &hit.family) {
+                (OWN, Some(own), Some(f)) => own.family_live(f),
+                (OWN, _, _) => false,
+                (i, _, _) => self.issuers[i].jwks.fetches() == hit.generation,
+            };
         if fresh {
             return Some(hit.principal.clone());
         }
@@ -294,8 +330,15 @@ impl Authenticator {
         None
     }
 
-    fn remember(&self, digest: [u8; 32], p: &Principal, exp: u64, issuer: usize) {
-        let generation = self.issuers[issuer].jwks.fetches();
+    fn remember(
+        &self,
+        digest: [u8; 32],
+        p: &Principal,
+        exp: u64,
+        issuer: usize,
+        family: Option<String>,
+    ) {
+        let generation = self.issuers.get(issuer).map_or(0, |i| i.jwks.fetches());
         let mut map = lock(&self.verified);
         if map.len() >= VERIFIED_CAP {
             let t = now();
@@ -311,6 +354,7 @@ impl Authenticator {
                 exp,
                 issuer,
                 generation,
+                family,
             },
         );
     }

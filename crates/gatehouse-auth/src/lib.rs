@@ -3,17 +3,26 @@
 //! at once; every failure is a typed [`AuthError`] that the edge maps to 401 or 403.
 
 mod apikey;
+mod consent;
 mod error;
+mod facade;
 mod introspect;
 mod issuer;
 mod jwks;
 mod principal;
 mod secrets;
 mod upstream;
+mod vault;
 
 pub use apikey::{ApiKeys, KEY_PREFIX, KeySpec, NewKey};
+pub use consent::{UpstreamCredential, UpstreamOAuth};
 pub use error::AuthError;
+pub use facade::{
+    AuthorizationServer, CutOff, FacadeConfig, FacadeEvent, LoginConfig, OAuthError, Params, Step,
+    redirect_allowed, valid_allow_entry,
+};
 pub use issuer::{Algorithm, Authenticator, ClaimMap, IssuerConfig, IssuerTrust};
 pub use principal::{AuthMethod, KeyLimits, Principal, PrincipalKind};
 pub use secrets::LocalSecrets;
 pub use upstream::{ClientCredentials, ClientCredentialsConfig, SecretRef};
+pub use vault::{Vault, VaultSettings};

@@ -17,6 +17,9 @@ pub enum AuthMethod {
     Jwt { issuer: String },
     /// An opaque token the issuer confirmed by introspection.
     Introspection { issuer: String },
+    /// A token the gateway's own authorization server issued after the user signed in at
+    /// `idp`.
+    Gateway { idp: String },
     /// An API key of one application.
     ApiKey { key_id: String, app: String },
     /// A client certificate verified by the TLS listener, mapped by a config rule.
@@ -89,6 +92,7 @@ impl Principal {
         match self.method {
             AuthMethod::Jwt { .. } => "jwt",
             AuthMethod::Introspection { .. } => "introspection",
+            AuthMethod::Gateway { .. } => "gateway_token",
             AuthMethod::ApiKey { .. } => "api_key",
             AuthMethod::ClientCert { .. } => "client_cert",
             AuthMethod::DevMode => "dev_mode",

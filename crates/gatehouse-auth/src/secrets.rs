@@ -12,9 +12,13 @@ use base64::engine::general_purpose::STANDARD;
 /// Largest secrets file read.
 const MAX_FILE: u64 = 4 * 1024 * 1024;
 
+/// The gateway's own secret sources: the local encrypted file (`secret:` references) and,
+/// when configured, Vault (`vault:` references). Either may be absent.
 pub struct LocalSecrets {
     path: PathBuf,
-    key: LessSafeKey,
+    /// `None` when only Vault is configured.
+    key: Option<LessSafeKey>,
+    vault: Option<crate::vault::Vault>,
 }
 
 impl std::fmt::Debug for LocalSecrets {
@@ -35,12 +39,39 @@ impl LocalSecrets {
             .map_err(|_| "master key must be 32 bytes".to_owned())?;
         Ok(LocalSecrets {
             path: path.to_owned(),
-            key: LessSafeKey::new(unbound),
+            key: Some(LessSafeKey::new(unbound)),
+            vault: None,
         })
+    }
+
+    /// Only Vault: `secret:` references fail.
+    pub fn vault_only(vault: crate::vault::Vault) -> LocalSecrets {
+        LocalSecrets {
+            path: PathBuf::new(),
+            key: None,
+            vault: Some(vault),
+        }
+    }
+
+    /// Adds Vault for `vault:` references.
+    pub fn with_vault(mut self, vault: crate::vault::Vault) -> LocalSecrets {
+        self.vault = Some(vault);
+        self
+    }
+
+    pub(crate) fn vault(&self) -> Option<&crate::vault::Vault> {
+        self.vault.as_ref()
+    }
+
+    fn key(&self) -> Result<&LessSafeKey, String> {
+        self.key
+            .as_ref()
+            .ok_or_else(|| "no local secret store is configured (the secrets section)".to_owned())
     }
 
     fn load(&self) -> Result<BTreeMap<String, String>, String> {
         use std::io::Read;
+        self.key()?;
         let f = match std::fs::File::open(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
@@ -70,7 +101,7 @@ impl LocalSecrets {
         let mut nonce = [0u8; NONCE_LEN];
         aws_lc_rs::rand::fill(&mut nonce).map_err(|_| "no randomness".to_owned())?;
         let mut sealed = value.as_bytes().to_vec();
-        self.key
+        self.key()?
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(name.as_bytes()),
@@ -101,7 +132,7 @@ impl LocalSecrets {
             .map_err(|_| format!("secret {name} is damaged"))?;
         let mut sealed = sealed.to_vec();
         let plain = self
-            .key
+            .key()?
             .open_in_place(nonce, Aad::from(name.as_bytes()), &mut sealed)
             .map_err(|_| format!("secret {name} cannot be decrypted with this master key"))?;
         String::from_utf8(plain.to_vec()).map_err(|_| format!("secret {name} is not text"))

@@ -22,6 +22,8 @@ pub enum SecretRef {
     File(PathBuf),
     /// `secret:NAME` — from the encrypted local secret store (`gatehouse secrets set`).
     Store(String),
+    /// `vault:PATH#FIELD` — a field of a Vault KV secret (`secret/data/app#password` for KV v2).
+    Vault { path: String, field: String },
 }
 
 const MAX_SECRET_BYTES: u64 = 64 * 1024;
@@ -37,7 +39,22 @@ impl SecretRef {
         if let Some(name) = s.strip_prefix("secret:").filter(|n| !n.is_empty()) {
             return Ok(SecretRef::Store(name.to_owned()));
         }
-        Err("secrets are references: `env:NAME`, `file:/path` or `secret:NAME`, never the secret itself".into())
+        if let Some(rest) = s.strip_prefix("vault:") {
+            return match rest.split_once('#') {
+                Some((path, field))
+                    if crate::vault::valid_path(path)
+                        && !field.is_empty()
+                        && field.len() <= 256 =>
+                {
+                    Ok(SecretRef::Vault {
+                        path: path.to_owned(),
+                        field: field.to_owned(),
+                    })
+                }
+                _ => Err("a Vault reference is `vault:PATH#FIELD`, e.g. `vault:secret/data/gatehouse#client_secret`".into()),
+            };
+        }
+        Err("secrets are references: `env:NAME`, `file:/path`, `secret:NAME` or `vault:PATH#FIELD`, never the secret itself".into())
     }
 
     /// The secret's value. Errors name the reference, never the value. `store` is the local
@@ -47,6 +64,10 @@ impl SecretRef {
             SecretRef::Store(name) => store
                 .ok_or_else(|| format!("secret:{name} needs the secrets store"))?
                 .get(name),
+            SecretRef::Vault { path, field } => store
+                .and_then(LocalSecrets::vault)
+                .ok_or_else(|| format!("vault:{path}#{field} needs the vault section"))?
+                .get(path, field),
             SecretRef::Env(name) => {
                 std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
             }

@@ -58,28 +58,44 @@ impl StepUp {
 #[serde(default, deny_unknown_fields)]
 pub struct Controls {
     pub step_up: Option<StepUp>,
-    /// Results larger than this (bytes of JSON) are refused.
+    /// Results larger than this (bytes of JSON) are refused (or cut, with `truncate`).
     pub max_result_bytes: Option<u64>,
+    /// Cut an oversized result's text to the cap with a marker instead of refusing it.
+    pub truncate: bool,
     /// The redaction profile response protection must apply to results at this level.
     pub redaction: Option<String>,
     /// Audit records carry full digests of arguments and results.
     pub enhanced_audit: bool,
+    /// What the audit keeps of arguments and results beyond digests: `digest` (default:
+    /// nothing more), `redacted` (every recognised value masked) or `full` (secrets masked).
+    pub audit_bodies: AuditBodies,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditBodies {
+    #[default]
+    Digest,
+    Redacted,
+    Full,
 }
 
 impl Controls {
-    /// The defaults: confidential and restricted data get enhanced audit; restricted
-    /// results are capped at 1 MiB. Step-up needs the IdP's `acr` values, so it is only
+    /// The defaults: confidential and restricted data get enhanced audit and the
+    /// `standard` redaction profile; restricted results are capped at 1 MiB. Step-up needs the IdP's `acr` values, so it is only
     /// ever configured, never assumed.
     pub fn default_for(level: Classification) -> Controls {
         match level {
             Classification::Public | Classification::Internal => Controls::default(),
             Classification::Confidential => Controls {
                 enhanced_audit: true,
+                redaction: Some("standard".into()),
                 ..Controls::default()
             },
             Classification::Restricted => Controls {
                 enhanced_audit: true,
                 max_result_bytes: Some(1 << 20),
+                redaction: Some("standard".into()),
                 ..Controls::default()
             },
         }

@@ -104,6 +104,8 @@ pub struct Engine {
     index: Vec<(Policy, Option<String>, bool)>,
     /// Argument conditions of role grants, checked after Cedar (see [`crate::Compiled`]).
     conditions: HashMap<String, BTreeMap<String, crate::roles::Condition>>,
+    /// Permit policies annotated `@approval`: what they allow waits for a person.
+    approval: HashSet<String>,
     slices: Mutex<HashMap<Vec<String>, Arc<Slice>>>,
     decisions: Mutex<HashMap<(u64, u64), Decision>>,
     hashers: (RandomState, RandomState),
@@ -259,6 +261,7 @@ impl Engine {
         }
         let mut policies = PolicySet::new();
         let mut origins = BTreeMap::new();
+        let mut approval = HashSet::new();
         for (origin, display, text) in &sources {
             let parsed = PolicySet::from_str(text).map_err(|e| PolicyError::Parse {
                 source_name: origin.clone(),
@@ -285,6 +288,17 @@ impl Engine {
                         source_name: origin.clone(),
                         reason: format!("policy id `{id}` uses a reserved prefix"),
                     });
+                }
+                if p.annotation("approval").is_some() {
+                    if p.effect() != Effect::Permit {
+                        return Err(PolicyError::Parse {
+                            source_name: origin.clone(),
+                            reason: format!(
+                                "policy `{id}`: @approval applies to permit policies only"
+                            ),
+                        });
+                    }
+                    approval.insert(id.clone());
                 }
                 let policy: Policy = p.new_id(PolicyId::new(&id));
                 let text = if display.is_empty() {
@@ -328,10 +342,17 @@ impl Engine {
             origins,
             index,
             conditions,
+            approval,
             slices: Mutex::new(HashMap::new()),
             decisions: Mutex::new(HashMap::new()),
             hashers: (RandomState::new(), RandomState::new()),
         })
+    }
+
+    /// Whether an allow by these policies holds only with a person's approval: every one of
+    /// them is annotated `@approval` (a grant without it allows the call outright).
+    pub fn requires_approval(&self, allowed_by: &[String]) -> bool {
+        !allowed_by.is_empty() && allowed_by.iter().all(|id| self.approval.contains(id))
     }
 
     /// The number of policies loaded (built-in ones included).

@@ -9,7 +9,7 @@ mod roles;
 mod schema;
 pub mod table;
 
-pub use classify::{Controls, Outcome, StepUp, StepUpNeeded, authorize};
+pub use classify::{AuditBodies, Controls, Outcome, StepUp, StepUpNeeded, authorize};
 pub use engine::{Decision, DenyCause, Engine, PolicySource, PolicySpec, Prepared};
 pub use model::{Action, Classification, Hints, Situation, Subject, Target, Tenancy, Verb};
 pub use roles::{Compiled, Condition, RoleGrant, RoleSpec, Roles};

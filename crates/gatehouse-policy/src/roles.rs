@@ -38,6 +38,10 @@ pub struct RoleGrant {
     /// `principal.ATTRIBUTE` (the argument must be one of the caller's attribute values).
     /// Lists are not filtered by them.
     pub when: BTreeMap<String, Condition>,
+    /// The role's grants hold only with a person's approval of each call (the compiled
+    /// policies carry `@approval("required")`). A caller also allowed by a grant without
+    /// it needs none.
+    pub approval: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -305,9 +309,14 @@ impl Roles {
                     when.push(format!("[{}].contains(resource.verb)", v.join(", ")));
                 }
                 let id = format!("role.{role}.{kind}");
+                let approval = if g.approval {
+                    "\n@approval(\"required\")"
+                } else {
+                    ""
+                };
                 let text = |when: &[String]| {
                     format!(
-                        "@id({})\npermit (\n  {principal},\n  {action},\n  resource\n)\nwhen {{\n  {}\n}};\n",
+                        "@id({}){approval}\npermit (\n  {principal},\n  {action},\n  resource\n)\nwhen {{\n  {}\n}};\n",
                         lit(&id),
                         when.join(" &&\n  ")
                     )

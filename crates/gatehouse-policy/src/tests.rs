@@ -537,3 +537,39 @@ proptest! {
         );
     }
 }
+
+#[test]
+fn approval_grants_hold_only_with_approval_unless_another_grant_allows() {
+    let engine = Engine::build(&spec(
+        "{deployer: {tools: [ops.deploy_service], approval: true}, engineer: [deployer], release: [ops.deploy_service]}",
+        r#"@id("night-deletes") @approval("required")
+permit (principal in Gatehouse::Role::"dba", action == Gatehouse::Action::"call_tool", resource in Gatehouse::Server::"db");"#,
+    ))
+    .expect("build");
+    let deploy = tool("ops", "deploy_service", Tenancy::default());
+    let by = |roles: &[&str], t: &Target| {
+        engine.decide(&subject(roles, None), Action::CallTool, t, &call())
+    };
+    // Inherited through `engineer`: allowed, but only with approval.
+    let d = by(&["engineer"], &deploy);
+    assert!(d.allowed());
+    assert!(engine.requires_approval(d.policies()), "{d:?}");
+    // Also granted outright: no approval.
+    let d = by(&["engineer", "release"], &deploy);
+    assert!(d.allowed());
+    assert!(!engine.requires_approval(d.policies()), "{d:?}");
+    // A Cedar file's annotation means the same.
+    let d = by(&["dba"], &tool("db", "drop", Tenancy::default()));
+    assert!(
+        d.allowed() && engine.requires_approval(d.policies()),
+        "{d:?}"
+    );
+    // A deny never "requires approval".
+    assert!(!engine.requires_approval(&[]));
+    // The annotation on a forbid is refused at load: it would read as a loophole.
+    let e = Engine::build(&spec(
+        "{}",
+        r#"@approval("required") forbid (principal, action, resource);"#,
+    ));
+    assert!(e.is_err());
+}

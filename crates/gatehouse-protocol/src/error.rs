@@ -19,6 +19,12 @@ pub mod code {
     /// Gatehouse: authorization refused the request (policy, tenant or step-up). Distinct
     /// from "not found" so an auditor can tell a refusal from a missing tool.
     pub const FORBIDDEN: i64 = -32003;
+    /// Gatehouse: a rate limit or in-flight cap refused the request; `data.retryAfterMs`
+    /// says when to try again (HTTP 429 with `Retry-After` on plain JSON answers).
+    pub const RATE_LIMITED: i64 = -32029;
+    /// The call needs the user to complete a URL flow first (MCP 2025-11-25
+    /// `URLElicitationRequiredError`); `data.elicitations` lists the URLs.
+    pub const URL_ELICITATION_REQUIRED: i64 = -32042;
     /// 2026-07-28: an `Mcp-*` routing header disagrees with the body.
     pub const HEADER_MISMATCH: i64 = -32020;
     /// 2026-07-28: the request needs a client capability the envelope does not declare.

@@ -59,6 +59,12 @@ pub(crate) async fn revoke(
         return unavailable();
     }
     tracing::warn!(target: "gatehouse::audit", subject, "administrator revoked subject");
+    gw.audit_note(
+        gatehouse_audit::EventKind::Auth,
+        "auth.revoked",
+        format!("subject {subject} revoked by an administrator"),
+    )
+    .await;
     scim(
         StatusCode::CREATED,
         json!({"subject": subject, "revoked": true}),
@@ -98,6 +104,12 @@ pub(crate) async fn reinstate(
     match dir.reinstate(&subject) {
         Ok(true) => {
             tracing::warn!(target: "gatehouse::audit", subject = %subject, "administrator lifted revocation");
+            gw.audit_note(
+                gatehouse_audit::EventKind::Auth,
+                "auth.reinstated",
+                format!("revocation of {subject} lifted by an administrator"),
+            )
+            .await;
             StatusCode::NO_CONTENT.into_response()
         }
         Ok(false) => error(StatusCode::NOT_FOUND, "no revocation of that subject", None),
@@ -105,11 +117,117 @@ pub(crate) async fn reinstate(
     }
 }
 
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct AuditParams {
+    tenant: Option<String>,
+    principal: Option<String>,
+    target: Option<String>,
+    status: Option<String>,
+    since_ms: Option<u64>,
+    until_ms: Option<u64>,
+    /// A data subject's identifier: found by its keyed digest.
+    subject: Option<String>,
+    limit: Option<u64>,
+}
+
+/// `GET /admin/v1/audit?principal=…&tenant=…&target=…&status=…&since_ms=…&until_ms=…&subject=…&limit=…`:
+/// the records matching every filter, oldest first, as JSON lines (`{chain, seq, event}`),
+/// what `gatehouse audit query` prints. Administrators only; the query itself is audited.
+pub(crate) async fn audit_query(
+    State(gw): State<Arc<Gateway>>,
+    axum::extract::Query(q): axum::extract::Query<AuditParams>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = check(&gw, &headers) {
+        return r;
+    }
+    let cfg = gw.config();
+    if cfg.audit.is_none() {
+        return error(StatusCode::NOT_FOUND, "no audit record is configured", None);
+    }
+    let subject = match q.subject.as_deref() {
+        None => None,
+        Some(v) => match crate::gateway::subject_key(&cfg) {
+            Some(k) => Some(k.digest(v)),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "no subject index: set audit.subject_key (or session.key)",
+                    None,
+                );
+            }
+        },
+    };
+    gw.audit_note(
+        gatehouse_audit::EventKind::Config,
+        "audit.queried",
+        format!(
+            "principal={:?} tenant={:?} target={:?} status={:?} subject={}",
+            q.principal,
+            q.tenant,
+            q.target,
+            q.status,
+            subject.is_some()
+        ),
+    )
+    .await;
+    let query = gatehouse_store::AuditQuery {
+        tenant: q.tenant,
+        principal: q.principal,
+        target: q.target,
+        status: q.status,
+        since_ms: q.since_ms,
+        until_ms: q.until_ms,
+        limit: q.limit.unwrap_or(1000).clamp(1, 100_000),
+        subject,
+    };
+    let path = cfg.store_path.clone();
+    let postgres = cfg.audit.as_ref().and_then(|a| a.postgres.clone());
+    let rows = tokio::task::spawn_blocking(move || {
+        gatehouse_store::AnyAudit::open(&path, postgres.as_deref()).and_then(|s| s.query(&query))
+    })
+    .await;
+    let Ok(Ok(rows)) = rows else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit store unavailable",
+            None,
+        );
+    };
+    let mut body = String::new();
+    for (chain, seq, event) in rows {
+        body.push_str(&format!(
+            "{{\"chain\":{},\"seq\":{seq},\"event\":{event}}}\n",
+            serde_json::Value::String(chain)
+        ));
+    }
+    (
+        StatusCode::OK,
+        [(http::header::CONTENT_TYPE, "application/x-ndjson")],
+        body,
+    )
+        .into_response()
+}
+
 /// Routes, on the gateway's listener under `/admin/v1`.
 pub(crate) fn router(gw: Arc<Gateway>) -> axum::Router {
     use axum::routing::{get, post};
     axum::Router::new()
         .route("/admin/v1/revocations", post(revoke))
+        .route("/admin/v1/audit", get(audit_query))
+        .route("/admin/v1/pins", get(crate::pins::list))
+        .route(
+            "/admin/v1/pins/{upstream}/{kind}/{name}",
+            get(crate::pins::show),
+        )
+        .route(
+            "/admin/v1/pins/{upstream}/{kind}/{name}/approve",
+            post(crate::pins::approve),
+        )
+        .route(
+            "/admin/v1/pins/{upstream}/{kind}/{name}/reject",
+            post(crate::pins::reject),
+        )
         .route(
             "/admin/v1/revocations/{subject}",
             get(status).delete(reinstate),

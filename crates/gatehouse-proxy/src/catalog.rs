@@ -61,7 +61,7 @@ pub struct Source<'a> {
     pub lists: &'a UpstreamLists,
 }
 
-fn exposed_name(ns: Option<&str>, sep: &str, name: &str) -> String {
+pub(crate) fn exposed_name(ns: Option<&str>, sep: &str, name: &str) -> String {
     match ns {
         Some(ns) => format!("{ns}{sep}{name}"),
         None => name.to_owned(),

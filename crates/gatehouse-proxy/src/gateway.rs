@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use gatehouse_auth::{ApiKeys, Authenticator, LocalSecrets, Principal};
+use gatehouse_auth::{ApiKeys, Authenticator, AuthorizationServer, LocalSecrets, Principal};
 use gatehouse_protocol::{Id, Message, Notification, ProtocolVersion, Request, method};
 use gatehouse_store::{DirectoryStore, SqliteDirectory, SqliteKeyStore};
 use serde_json::{Value, json};
@@ -53,6 +53,10 @@ impl KeysState {
         let Some(pepper) = &cfg.api_key_pepper else {
             return KeysState::Off;
         };
+        if let Some(url) = &cfg.api_keys_postgres {
+            let store = gatehouse_store::PgKeyStore::new(url);
+            return KeysState::Ready(Box::new(ApiKeys::new(pepper, Arc::new(store))));
+        }
         match SqliteKeyStore::open(&cfg.store_path) {
             Ok(store) => KeysState::Ready(Box::new(ApiKeys::new(pepper, Arc::new(store)))),
             Err(e) => {
@@ -63,21 +67,121 @@ impl KeysState {
     }
 }
 
-/// Opens the local secret store; without its master key, `secret:` references fail (and so
-/// whatever needs them is refused).
+/// The token checker and, when configured, the authorization-server façade whose tokens it
+/// also accepts. A façade that cannot start (store or signing key unusable) is left out: its
+/// endpoints answer 503 and no gateway token is accepted, never one unchecked.
+fn identity(
+    cfg: &Config,
+    secrets: Option<Arc<LocalSecrets>>,
+) -> (Option<Arc<Authenticator>>, Option<Arc<AuthorizationServer>>) {
+    let Some(a) = cfg.auth.as_ref() else {
+        return (None, None);
+    };
+    let authn = Authenticator::new(a.issuers.clone());
+    let Some(f) = a.facade.clone() else {
+        return (Some(Arc::new(authn)), None);
+    };
+    let store: Result<Arc<dyn gatehouse_store::OAuthStore>, String> = match &f.postgres {
+        Some(url) => Ok(Arc::new(gatehouse_store::PgOAuth::new(url))),
+        None => gatehouse_store::SqliteOAuth::open(&cfg.store_path)
+            .map(|s| Arc::new(s) as Arc<dyn gatehouse_store::OAuthStore>)
+            .map_err(|e| e.to_string()),
+    };
+    let server = store.and_then(|store| {
+        let key = std::path::PathBuf::from(format!("{}.oauth-key.pem", cfg.store_path.display()));
+        AuthorizationServer::new(f, &key, store, secrets)
+    });
+    match server {
+        Ok(s) => {
+            let authn = authn.with_own_tokens(&s);
+            (Some(Arc::new(authn)), Some(Arc::new(s)))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the authorization server cannot start; its endpoints answer 503");
+            (Some(Arc::new(authn)), None)
+        }
+    }
+}
+
+/// Opens the secret sources: the local store (without its master key, `secret:` references
+/// fail, and so whatever needs them is refused) and Vault for `vault:` references.
 fn open_secrets(cfg: &Config) -> Option<Arc<LocalSecrets>> {
-    let s = cfg.secrets.as_ref()?;
+    let vault = cfg.vault.clone().map(gatehouse_auth::Vault::new);
+    let Some(s) = cfg.secrets.as_ref() else {
+        return vault.map(|v| Arc::new(LocalSecrets::vault_only(v)));
+    };
     let opened = s
         .master_key
         .resolve(None)
         .and_then(|k| LocalSecrets::new(&s.file, &k));
-    match opened {
-        Ok(l) => Some(Arc::new(l)),
-        Err(e) => {
+    match (opened, vault) {
+        (Ok(l), Some(v)) => Some(Arc::new(l.with_vault(v))),
+        (Ok(l), None) => Some(Arc::new(l)),
+        (Err(e), vault) => {
             tracing::error!(error = %e, "secret store unavailable: secret: references will fail");
-            None
+            vault.map(|v| Arc::new(LocalSecrets::vault_only(v)))
         }
     }
+}
+
+/// Prunes the audit record hourly (see `SqliteAudit::prune`).
+async fn retention(
+    path: std::path::PathBuf,
+    postgres: Option<String>,
+    keep: Duration,
+    sinks: Vec<String>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (path, sinks, postgres) = (path.clone(), sinks.clone(), postgres.clone());
+        let cutoff = crate::audit::now_ms().saturating_sub(keep.as_millis() as u64);
+        let done = tokio::task::spawn_blocking(move || {
+            gatehouse_store::AnyAudit::open(&path, postgres.as_deref())
+                .and_then(|s| s.prune(cutoff, &sinks))
+        })
+        .await;
+        match done {
+            Ok(Ok(pruned)) => {
+                for (chain, upto) in pruned {
+                    tracing::info!(target: "gatehouse::audit", chain, upto, "audit retention: records pruned to a checkpointed anchor");
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "audit retention failed"),
+            Err(_) => return,
+        }
+    }
+}
+
+/// The subject index key: configured, else derived from a configured session key (stable
+/// across restarts and replicas), else none (a per-process key would make the index useless).
+pub fn subject_key(cfg: &Config) -> Option<gatehouse_detect::SubjectKey> {
+    let audit = cfg.audit.as_ref()?;
+    if let Some(r) = &audit.subject_key {
+        return match r.resolve(open_secrets(cfg).as_deref()) {
+            Ok(k) => Some(gatehouse_detect::SubjectKey::new(k.trim().as_bytes())),
+            Err(e) => {
+                tracing::error!(error = %e, "audit.subject_key unreadable: no subject index");
+                None
+            }
+        };
+    }
+    let session = cfg.session_key?;
+    let k = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &session);
+    Some(gatehouse_detect::SubjectKey::new(
+        aws_lc_rs::hmac::sign(&k, b"gatehouse audit subjects").as_ref(),
+    ))
+}
+
+/// A key for DLP tokens derived from the session key (so replicas agree), never the key
+/// itself.
+fn dlp_secret(session_key: &[u8; 32]) -> [u8; 32] {
+    let k = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, session_key);
+    let tag = aws_lc_rs::hmac::sign(&k, b"gatehouse dlp tokens");
+    let mut out = [0u8; 32];
+    out.copy_from_slice(tag.as_ref());
+    out
 }
 
 /// The SCIM directory as configured at start.
@@ -109,10 +213,15 @@ impl DirectoryState {
         if cfg.scim_token.is_none() && cfg.admin_token.is_none() {
             return DirectoryState::Off;
         }
-        match SqliteDirectory::open(&cfg.store_path) {
-            Ok(d) => DirectoryState::Ready(Arc::new(d)),
+        let opened: Result<Arc<dyn DirectoryStore>, gatehouse_store::StoreError> =
+            match &cfg.directory_postgres {
+                Some(url) => gatehouse_store::PgDirectory::open(url).map(|d| Arc::new(d) as _),
+                None => SqliteDirectory::open(&cfg.store_path).map(|d| Arc::new(d) as _),
+            };
+        match opened {
+            Ok(d) => DirectoryState::Ready(d),
             Err(e) => {
-                tracing::error!(path = %cfg.store_path.display(), error = %e, "directory store unavailable: every caller will be refused");
+                tracing::error!(path = %cfg.store_path.display(), postgres = cfg.directory_postgres.is_some(), error = %e, "directory store unavailable: every caller will be refused");
                 DirectoryState::Broken(e.to_string())
             }
         }
@@ -133,15 +242,32 @@ pub struct Gateway {
     pub(crate) cancellable: Mutex<HashMap<(String, Id), oneshot::Sender<()>>>,
     next_correlation: AtomicU64,
     authenticator: ArcSwapOption<Authenticator>,
+    /// The authorization-server façade, when configured and able to start.
+    oauth: ArcSwapOption<AuthorizationServer>,
     api_keys: KeysState,
     directory: DirectoryState,
     /// The audit writer, when `audit` is configured (opened at start; a change needs a
     /// restart).
     pub(crate) audit: Option<crate::audit::AuditWriter>,
+    /// Held calls and their approvals (the store file; opened at start).
+    pub(crate) approvals: crate::approval::Approvals,
+    /// Rate limits and per-principal in-flight caps.
+    pub(crate) limiter: crate::ratelimit::Limiter,
+    /// Byte budgets and result-size baselines.
+    pub(crate) exfil: crate::exfil::Exfil,
+    /// Tools' compiled input schemas.
+    pub(crate) schemas: crate::pipeline::Schemas,
+    /// Tool and prompt pins, and what the list-time checks last decided.
+    pub(crate) pins: crate::pins::Pins,
     /// The encrypted local secret store, when configured and its master key readable.
     secrets: Option<Arc<LocalSecrets>>,
     anonymous: Arc<Principal>,
     correlation_prefix: u32,
+    /// Keys DLP tokens: the same value gets the same token within a session, and (with a
+    /// shared `session.key`) on every replica.
+    dlp_secret: [u8; 32],
+    /// Keys the audit's subject index; `None`: no index.
+    pub(crate) subjects: Option<gatehouse_detect::SubjectKey>,
 }
 
 impl Gateway {
@@ -152,6 +278,7 @@ impl Gateway {
             random_bytes::<32>()
         });
         let (tx, rx) = mpsc::unbounded_channel();
+        let (authn, oauth) = identity(&config, open_secrets(&config));
         let gw = Arc::new(Gateway {
             sessions: SessionCodec::new(key, config.session_ttl),
             concurrency: ArcSwap::from_pointee(Semaphore::new(
@@ -166,25 +293,49 @@ impl Gateway {
             events: tx,
             cancellable: Mutex::new(HashMap::new()),
             next_correlation: AtomicU64::new(1),
-            authenticator: ArcSwapOption::from(
-                config
-                    .auth
-                    .as_ref()
-                    .map(|a| Arc::new(Authenticator::new(a.issuers.clone()))),
-            ),
+            authenticator: ArcSwapOption::from(authn),
+            oauth: ArcSwapOption::from(oauth),
             api_keys: KeysState::open(&config),
             directory: DirectoryState::open(&config),
             audit: open_audit(&config),
+            approvals: crate::approval::Approvals::open(&config),
+            limiter: crate::ratelimit::Limiter::default(),
+            exfil: crate::exfil::Exfil::default(),
+            schemas: crate::pipeline::Schemas::default(),
+            pins: crate::pins::Pins::open(&config),
             secrets: open_secrets(&config),
             anonymous: Arc::new(Principal::anonymous()),
             correlation_prefix: u32::from_be_bytes(random_bytes::<4>()),
+            dlp_secret: dlp_secret(&key),
+            subjects: subject_key(&config),
         });
         gw.apply_upstreams(&config.upstreams);
         tokio::spawn(event_loop(Arc::downgrade(&gw), rx));
+        tokio::spawn(crate::approval::sweep(Arc::downgrade(&gw)));
+        tokio::spawn(purge_oauth(Arc::downgrade(&gw)));
+        if let Some(a) = config.audit.as_ref().filter(|a| !a.sinks.is_empty()) {
+            crate::siem::start(&gw, &config.store_path, a.postgres.as_deref(), &a.sinks);
+        }
+        if let Some(a) = config.audit.as_ref()
+            && let Some(keep) = a.retention
+        {
+            let sinks = a.sinks.iter().map(|s| s.name.clone()).collect();
+            tokio::spawn(retention(
+                config.store_path.clone(),
+                a.postgres.clone(),
+                keep,
+                sinks,
+            ));
+        }
         if let DirectoryState::Ready(d) = &gw.directory {
             tokio::spawn(refresh_directory(Arc::downgrade(d)));
         }
         gw
+    }
+
+    /// The authorization-server façade, when configured and running.
+    pub fn oauth(&self) -> Option<Arc<AuthorizationServer>> {
+        self.oauth.load_full()
     }
 
     /// The token checker, when an identity provider is configured.
@@ -217,6 +368,16 @@ impl Gateway {
         self.secrets.as_deref()
     }
 
+    /// DLP tokens for this caller and session.
+    pub(crate) fn dlp_tokens(&self, principal: &str, session: &str) -> gatehouse_detect::Tokenizer {
+        let mut key = Vec::with_capacity(32 + principal.len() + session.len() + 1);
+        key.extend_from_slice(&self.dlp_secret);
+        key.extend_from_slice(principal.as_bytes());
+        key.push(0);
+        key.extend_from_slice(session.as_bytes());
+        gatehouse_detect::Tokenizer::new(&key)
+    }
+
     /// The shared development-mode principal.
     pub fn anonymous(&self) -> Arc<Principal> {
         self.anonymous.clone()
@@ -228,6 +389,15 @@ impl Gateway {
 
     pub fn catalog(&self) -> Arc<Catalog> {
         self.catalog.load_full()
+    }
+
+    /// An upstream's lists as it last reported them, before pins and list-time checks.
+    pub fn upstream_lists(&self, name: &str) -> Option<UpstreamLists> {
+        self.lists
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
     }
 
     pub fn upstream(&self, name: &str) -> Option<Arc<Upstream>> {
@@ -258,18 +428,21 @@ impl Gateway {
         }
         if new.auth != old.auth {
             // Key caches start empty with new settings; tokens verify again on first use.
-            self.authenticator.store(
-                new.auth
-                    .as_ref()
-                    .map(|a| Arc::new(Authenticator::new(a.issuers.clone()))),
-            );
+            let (authn, oauth) = identity(&new, self.secrets.clone());
+            self.authenticator.store(authn);
+            self.oauth.store(oauth);
         }
         if new.limits.max_concurrent_requests != old.limits.max_concurrent_requests {
             self.concurrency
                 .store(Arc::new(Semaphore::new(new.limits.max_concurrent_requests)));
         }
+        // Changed detection or pinning settings: every definition is checked again.
+        let recheck = new.detection != old.detection || new.pinning != old.pinning;
         self.apply_upstreams(&new.upstreams);
         self.config.store(Arc::new(new));
+        if recheck {
+            self.pins.forget();
+        }
         self.rebuild_catalog();
     }
 
@@ -415,10 +588,13 @@ impl Gateway {
     }
 
     /// Rebuilds and publishes the catalog; tells clients what changed.
-    fn rebuild_catalog(&self) {
+    pub(crate) fn rebuild_catalog(&self) {
         let cfg = self.config.load();
         let previous = self.catalog.load_full();
         let lists = self.lists.lock().unwrap_or_else(PoisonError::into_inner);
+        // Pins and list-time checks: what is held for review never reaches the catalog.
+        let (lists, pin_events) = self.vet_lists(&cfg, &lists);
+        self.audit_later(pin_events);
         let sources: Vec<Source<'_>> = cfg
             .upstreams
             .iter()
@@ -431,7 +607,6 @@ impl Gateway {
             })
             .collect();
         let (catalog, collisions) = Catalog::build(&sources, &cfg.separator, &previous);
-        drop(lists);
         for c in &collisions {
             metrics::counter!(m::NAME_COLLISIONS).increment(1);
             tracing::error!(kind = c.kind, name = %c.name, kept = %c.kept, refused = %c.refused,
@@ -492,20 +667,40 @@ impl Gateway {
     }
 
     /// Instructions of the upstreams in scope, each under its upstream's name.
+    /// Instructions a poisoned server sends reach every model that connects: they are
+    /// checked like tool descriptions, and held back when detection would quarantine a
+    /// description with the same findings.
     pub fn instructions(&self, scope: Option<&crate::config::VirtualServer>) -> Option<String> {
+        let cfg = self.config();
         let parts: Vec<String> = self
             .upstreams
             .load()
             .values()
             .filter(|u| crate::catalog::in_scope(scope, u.name(), None))
             .filter_map(|u| {
-                u.info()?
-                    .instructions
-                    .clone()
-                    .map(|i| format!("[{}] {}", u.name(), i))
+                let text = u.info()?.instructions.clone()?;
+                if let Some(d) = cfg.detection.as_deref() {
+                    let level = cfg
+                        .upstreams
+                        .iter()
+                        .find(|s| s.name == u.name())
+                        .and_then(|s| s.data.classification)
+                        .unwrap_or(gatehouse_policy::Classification::Internal);
+                    let worst = d.cascade.worst(&text);
+                    if d.descriptions(level).response(worst) == crate::config::Response::Block {
+                        tracing::warn!(target: "gatehouse::audit", upstream = u.name(), "server instructions withheld: suspected prompt injection");
+                        return None;
+                    }
+                }
+                Some(format!("[{}] {}", u.name(), text))
             })
             .collect();
         (!parts.is_empty()).then(|| parts.join("\n\n"))
+    }
+
+    /// One upstream's instructions as it sent them (unchecked: `gatehouse scan`).
+    pub fn upstream_instructions(&self, name: &str) -> Option<String> {
+        self.upstream(name)?.info()?.instructions.clone()
     }
 
     /// The `initialize` result for a requested version, with the version chosen.
@@ -579,6 +774,17 @@ async fn event_loop(gw: std::sync::Weak<Gateway>, mut rx: mpsc::UnboundedReceive
     }
 }
 
+/// Drops expired sign-ins, codes and refresh tokens every ten minutes.
+async fn purge_oauth(gw: std::sync::Weak<Gateway>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        let Some(gw) = gw.upgrade() else { return };
+        if let Some(s) = gw.oauth() {
+            tokio::task::spawn_blocking(move || s.purge());
+        }
+    }
+}
+
 impl Gateway {
     /// Records a refused authentication in the audit store (queued, not waited for).
     pub fn audit_auth_failure(&self, reason: &str, scope: Option<&str>) {
@@ -594,6 +800,52 @@ impl Gateway {
             ..Default::default()
         };
         w.queue(event);
+    }
+
+    /// A successful sign-in that opened a session (queued, not waited for): who, how,
+    /// with which client, and the session it holds.
+    pub fn audit_session_opened(&self, principal: &Principal, session: &str, client: &str) {
+        let Some(w) = &self.audit else { return };
+        w.queue(gatehouse_audit::AuditEvent {
+            v: gatehouse_audit::SCHEMA_VERSION,
+            kind: Some(gatehouse_audit::EventKind::Auth),
+            time_ms: crate::audit::now_ms(),
+            tenant: principal.tenant.clone().unwrap_or_default(),
+            principal: principal.id.clone(),
+            auth_method: principal.method_label().to_owned(),
+            client: client.chars().take(128).collect(),
+            session: session.to_owned(),
+            method: "auth.session_opened".into(),
+            status: "ok".into(),
+            ..Default::default()
+        });
+    }
+
+    /// Records an authorization-server event (sign-in, token issue, rotation, replay,
+    /// revocation, registration) and waits for its commit; a failure is logged.
+    pub async fn audit_oauth(&self, e: &gatehouse_auth::FacadeEvent) {
+        if e.ok {
+            tracing::info!(target: "gatehouse::audit", event = e.what, principal = %e.principal, client = %e.client_id, "{}", e.detail);
+        } else {
+            tracing::warn!(target: "gatehouse::audit", event = e.what, principal = %e.principal, client = %e.client_id, "{}", e.detail);
+        }
+        let Some(w) = &self.audit else { return };
+        let event = gatehouse_audit::AuditEvent {
+            v: gatehouse_audit::SCHEMA_VERSION,
+            kind: Some(gatehouse_audit::EventKind::Auth),
+            time_ms: crate::audit::now_ms(),
+            tenant: e.tenant.clone().unwrap_or_default(),
+            principal: e.principal.clone(),
+            auth_method: "gateway_token".into(),
+            client: e.client_id.clone(),
+            method: e.what.to_owned(),
+            status: if e.ok { "ok" } else { "denied" }.into(),
+            detail: e.detail.chars().take(512).collect(),
+            ..Default::default()
+        };
+        if let Err(err) = w.record(event, true).await {
+            tracing::error!(target: "gatehouse::audit", error = %err, event = e.what, "audit record not committed");
+        }
     }
 
     /// Records a gateway-level event (lifecycle, configuration) in the audit store, when
@@ -644,7 +896,7 @@ fn open_audit(config: &Config) -> Option<crate::audit::AuditWriter> {
     };
     let (store, checkpoints) = match (
         signer,
-        gatehouse_store::SqliteAudit::open(&config.store_path),
+        gatehouse_store::AnyAudit::open(&config.store_path, settings.postgres.as_deref()),
     ) {
         (Err(e), _) => (broken(e), None),
         (Ok(_), Err(e)) => (broken(e.to_string()), None),

@@ -2,18 +2,26 @@
 //! and the request pipeline. The only library crate that knows all the others.
 
 mod admin;
+pub mod approval;
+pub mod arbiter;
 pub mod audit;
 mod authorize;
 pub mod catalog;
 pub mod config;
+pub mod exfil;
 pub mod gateway;
 pub mod http;
 pub mod hub;
+pub mod icap;
 pub mod metrics;
+mod oauth;
+pub mod pins;
 pub mod pipeline;
+pub mod ratelimit;
 pub mod reload;
 mod scim;
 pub mod session;
+pub mod siem;
 pub mod tls;
 pub mod upstream;
 

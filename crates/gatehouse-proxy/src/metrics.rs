@@ -21,6 +21,21 @@ pub const AUDIT_DROPPED: &str = "gatehouse_audit_dropped_total";
 pub const AUDIT_FAILED: &str = "gatehouse_audit_failed_total";
 /// Names refused because another upstream already exposes them.
 pub const NAME_COLLISIONS: &str = "gatehouse_name_collisions_total";
+/// Prompt-injection findings, by `place` (arguments, result, description), `stage` (1
+/// patterns, 2 classifier, 3 arbiter) and `action` (block, approve, redact, flag,
+/// quarantine).
+pub const DETECTIONS: &str = "gatehouse_detections_total";
+/// Tool and prompt definitions held back for review, by `status` (pending, quarantined).
+pub const PINS_HELD: &str = "gatehouse_pins_held_total";
+/// Authorization-server events, by `event` (`auth.login`, `auth.token_issued`,
+/// `auth.refresh_replayed`, …).
+pub const OAUTH_EVENTS: &str = "gatehouse_oauth_events_total";
+/// Audit events delivered to a SIEM sink.
+pub const SINK_SHIPPED: &str = "gatehouse_audit_sink_shipped_total";
+/// Failed deliveries to a SIEM sink (retried).
+pub const SINK_FAILURES: &str = "gatehouse_audit_sink_failures_total";
+/// Audit events a SIEM sink refused for good, written to its dead-letter file.
+pub const SINK_DEAD_LETTERED: &str = "gatehouse_audit_sink_dead_lettered_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 

@@ -200,8 +200,15 @@ fn as_bool(v: &Value) -> Option<bool> {
     }
 }
 
-fn audit_change(u: &DirectoryUser, what: &str) {
+/// A directory change: in the log, and as an authentication event in the audit record.
+async fn audit_change(gw: &Gateway, u: &DirectoryUser, what: &str) {
     tracing::info!(target: "gatehouse::audit", user = %u.user_name, id = %u.id, active = u.active, what, "directory change");
+    gw.audit_note(
+        gatehouse_audit::EventKind::Auth,
+        &format!("auth.{what}"),
+        format!("user {} ({}) by the directory", u.user_name, u.id),
+    )
+    .await;
 }
 
 pub(crate) async fn create(
@@ -244,7 +251,7 @@ pub(crate) async fn create(
     if dir.put(&u).is_err() {
         return unavailable();
     }
-    audit_change(&u, "provisioned");
+    audit_change(&gw, &u, "provisioned").await;
     scim(StatusCode::CREATED, resource(&u))
 }
 
@@ -382,7 +389,7 @@ async fn update(
     if dir.put(&u).is_err() {
         return unavailable();
     }
-    audit_change(&u, if u.active { "updated" } else { "deprovisioned" });
+    audit_change(&gw, &u, if u.active { "updated" } else { "deprovisioned" }).await;
     scim(StatusCode::OK, resource(&u))
 }
 
@@ -398,6 +405,12 @@ pub(crate) async fn delete(
     match dir.delete(&id, now_secs()) {
         Ok(true) => {
             tracing::info!(target: "gatehouse::audit", id = %id, "directory change: deleted (deprovisioned)");
+            gw.audit_note(
+                gatehouse_audit::EventKind::Auth,
+                "auth.deprovisioned",
+                format!("user {id} deleted by the directory"),
+            )
+            .await;
             StatusCode::NO_CONTENT.into_response()
         }
         Ok(false) => error(StatusCode::NOT_FOUND, "no such user", None),

@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
-use gatehouse_audit::{AuditError, AuditEvent, AuditStore, Checkpoint, GENESIS, Link, link_hash};
+use gatehouse_audit::{
+    Anchor, AuditError, AuditEvent, AuditStore, Checkpoint, GENESIS, Link, link_hash,
+};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 /// SQLite-backed [`AuditStore`].
@@ -37,6 +39,18 @@ impl SqliteAudit {
                 body TEXT NOT NULL,
                 PRIMARY KEY (chain, seq)
             ) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS audit_anchors (
+                chain TEXT PRIMARY KEY,
+                seq INTEGER NOT NULL,
+                hash TEXT NOT NULL,
+                time_ms INTEGER NOT NULL
+            ) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS audit_sink_cursors (
+                sink TEXT NOT NULL,
+                chain TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                PRIMARY KEY (sink, chain)
+            ) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS audit_checkpoints (
                 chain TEXT NOT NULL,
                 seq INTEGER NOT NULL,
@@ -53,6 +67,171 @@ impl SqliteAudit {
     }
 }
 
+/// A stored event not yet delivered to a sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub chain: String,
+    pub seq: u64,
+    pub hash: String,
+    pub body: String,
+}
+
+impl SqliteAudit {
+    /// The store is each sink's queue: the events of every chain after the sink's cursor,
+    /// oldest first per chain, `limit` in all.
+    pub fn pending_for(&self, sink: &str, limit: usize) -> Result<Vec<Pending>, AuditError> {
+        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut next_chain = conn
+            .prepare_cached(
+                "SELECT chain FROM audit_events WHERE chain > ?1 ORDER BY chain LIMIT 1",
+            )
+            .map_err(unavailable)?;
+        let mut cursor = conn
+            .prepare_cached("SELECT seq FROM audit_sink_cursors WHERE sink = ?1 AND chain = ?2")
+            .map_err(unavailable)?;
+        let mut after = conn
+            .prepare_cached(
+                "SELECT seq, hash, body FROM audit_events WHERE chain = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        let mut chain = String::new();
+        // Each chain found by an index jump, not a scan.
+        while out.len() < limit {
+            let Some(c) = next_chain
+                .query_row(params![chain], |r| r.get::<_, String>(0))
+                .optional()
+                .map_err(unavailable)?
+            else {
+                break;
+            };
+            chain = c;
+            let from: i64 = cursor
+                .query_row(params![sink, chain], |r| r.get(0))
+                .optional()
+                .map_err(unavailable)?
+                .unwrap_or(0);
+            let rows = after
+                .query_map(params![chain, from, (limit - out.len()) as i64], |r| {
+                    Ok(Pending {
+                        chain: chain.clone(),
+                        seq: r.get::<_, i64>(0)? as u64,
+                        hash: r.get(1)?,
+                        body: r.get(2)?,
+                    })
+                })
+                .map_err(unavailable)?;
+            for row in rows {
+                out.push(row.map_err(unavailable)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Retention: removes each chain's records older than `cutoff_ms`, up to its newest
+    /// signed checkpoint among them, and never past what a sink in `sinks` has not shipped
+    /// nor the chain's last record. The pruned head becomes the chain's anchor, so the rest
+    /// still verifies (against the checkpoint, with the public key). Returns what was
+    /// pruned per chain: `(chain, up to seq)`.
+    pub fn prune(
+        &self,
+        cutoff_ms: u64,
+        sinks: &[String],
+    ) -> Result<Vec<(String, u64)>, AuditError> {
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(unavailable)?;
+        let chains: Vec<String> = {
+            let mut q = tx
+                .prepare("SELECT DISTINCT chain FROM audit_events")
+                .map_err(unavailable)?;
+            let rows = q.query_map([], |r| r.get(0)).map_err(unavailable)?;
+            rows.collect::<Result<_, _>>().map_err(unavailable)?
+        };
+        let mut pruned = Vec::new();
+        for chain in chains {
+            // The newest checkpointed record older than the cutoff, not the chain's head.
+            let mut limit: Option<i64> = tx
+                .query_row(
+                    "SELECT max(c.seq) FROM audit_checkpoints c JOIN audit_events e
+                       ON e.chain = c.chain AND e.seq = c.seq
+                     WHERE c.chain = ?1 AND e.time_ms < ?2
+                       AND c.seq < (SELECT max(seq) FROM audit_events WHERE chain = ?1)",
+                    params![chain, cutoff_ms as i64],
+                    |r| r.get(0),
+                )
+                .map_err(unavailable)?;
+            for sink in sinks {
+                let shipped: i64 = tx
+                    .query_row(
+                        "SELECT seq FROM audit_sink_cursors WHERE sink = ?1 AND chain = ?2",
+                        params![sink, chain],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(unavailable)?
+                    .unwrap_or(0);
+                limit = limit.map(|l| l.min(shipped));
+            }
+            // Sinks may hold it below the checkpoint: fall back to the checkpoint below.
+            let Some(bound) = limit else { continue };
+            let upto: Option<i64> = tx
+                .query_row(
+                    "SELECT max(seq) FROM audit_checkpoints WHERE chain = ?1 AND seq <= ?2",
+                    params![chain, bound],
+                    |r| r.get(0),
+                )
+                .map_err(unavailable)?;
+            let Some(upto) = upto.filter(|u| *u > 0) else {
+                continue;
+            };
+            let (hash, time_ms): (String, i64) = tx
+                .query_row(
+                    "SELECT hash, time_ms FROM audit_events WHERE chain = ?1 AND seq = ?2",
+                    params![chain, upto],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(unavailable)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO audit_anchors (chain, seq, hash, time_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![chain, upto, hash, time_ms],
+            )
+            .map_err(unavailable)?;
+            tx.execute(
+                "DELETE FROM audit_events WHERE chain = ?1 AND seq <= ?2",
+                params![chain, upto],
+            )
+            .map_err(unavailable)?;
+            // Checkpoints of pruned records stay: the anchor's is needed, the others are
+            // small and show what existed.
+            pruned.push((chain, upto as u64));
+        }
+        tx.commit().map_err(unavailable)?;
+        Ok(pruned)
+    }
+
+    /// Moves a sink's cursors past what it delivered (committed before it returns).
+    pub fn advance(&self, sink: &str, delivered: &[Pending]) -> Result<(), AuditError> {
+        let mut heads: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+        for p in delivered {
+            let h = heads.entry(&p.chain).or_default();
+            *h = (*h).max(p.seq);
+        }
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let tx = conn.transaction().map_err(unavailable)?;
+        for (chain, seq) in heads {
+            tx.execute(
+                "INSERT INTO audit_sink_cursors (sink, chain, seq) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (sink, chain) DO UPDATE SET seq = max(seq, excluded.seq)",
+                params![sink, chain, seq as i64],
+            )
+            .map_err(unavailable)?;
+        }
+        tx.commit().map_err(unavailable)
+    }
+}
+
 /// Which records a query returns; `None` fields match everything.
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
@@ -64,6 +243,8 @@ pub struct AuditQuery {
     pub since_ms: Option<u64>,
     pub until_ms: Option<u64>,
     pub limit: u64,
+    /// A subject digest: only events whose arguments or result involved that person.
+    pub subject: Option<String>,
 }
 
 impl SqliteAudit {
@@ -79,6 +260,8 @@ impl SqliteAudit {
                    AND (?4 IS NULL OR json_extract(body, '$.status') = ?4)
                    AND (?5 IS NULL OR time_ms >= ?5)
                    AND (?6 IS NULL OR time_ms <= ?6)
+                   AND (?8 IS NULL OR EXISTS (
+                        SELECT 1 FROM json_each(body, '$.subjects') WHERE json_each.value = ?8))
                  ORDER BY time_ms, chain, seq LIMIT ?7",
             )
             .map_err(unavailable)?;
@@ -91,7 +274,8 @@ impl SqliteAudit {
                     q.status,
                     q.since_ms.map(|t| t as i64),
                     q.until_ms.map(|t| t as i64),
-                    q.limit as i64
+                    q.limit as i64,
+                    q.subject
                 ],
                 |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?)),
             )
@@ -205,6 +389,22 @@ impl AuditStore for SqliteAudit {
         rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
     }
 
+    fn anchor(&self, chain: &str) -> Result<Option<Anchor>, AuditError> {
+        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        conn.query_row(
+            "SELECT seq, hash FROM audit_anchors WHERE chain = ?1",
+            params![chain],
+            |r| {
+                Ok(Anchor {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    hash: r.get(1)?,
+                })
+            },
+        )
+        .optional()
+        .map_err(unavailable)
+    }
+
     fn chains(&self) -> Result<Vec<String>, AuditError> {
         let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         let mut q = conn
@@ -229,6 +429,108 @@ mod tests {
             time_ms: n,
             ..AuditEvent::default()
         }
+    }
+
+    #[test]
+    fn retention_prunes_to_a_signed_checkpoint_and_the_rest_still_verifies() {
+        use gatehouse_audit::{
+            Anchor, CheckpointError, Signer, verify_chain_from, verify_checkpoints_from,
+        };
+        let path = std::env::temp_dir().join(format!("gatehouse-prune-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let s = SqliteAudit::open(&path).expect("open");
+        let (seed, public) = Signer::generate().expect("key");
+        let signer = Signer::from_seed(&seed).expect("signer");
+        // Ten records at times 1..=10; checkpoints at 4 and 8.
+        for n in 1..=10 {
+            let heads = s.append(&[event("", n)]).expect("append");
+            if n == 4 || n == 8 {
+                let (c, seq, h) = &heads[0];
+                s.checkpoint(&[signer.sign(c, *seq, h, n)])
+                    .expect("checkpoint");
+            }
+        }
+        // A sink that shipped only up to 6 holds retention at the checkpoint below it.
+        s.advance("soc", &s.pending_for("soc", 6).expect("pending"))
+            .expect("advance");
+        let pruned = s.prune(9, &["soc".to_owned()]).expect("prune");
+        assert_eq!(pruned, [("default".to_owned(), 4)]);
+        let anchor = s.anchor("default").expect("anchor").expect("anchored");
+        assert_eq!(anchor.seq, 4);
+        let links = s.links("default").expect("links");
+        assert_eq!(links.first().map(|l| l.seq), Some(5));
+        assert_eq!(
+            verify_chain_from(&links, Some(&anchor)).map(|(n, _)| n),
+            Ok(10)
+        );
+        let cps = s.checkpoints("default").expect("checkpoints");
+        assert_eq!(
+            verify_checkpoints_from(&links, &cps, &public, Some(&anchor)),
+            Ok(2)
+        );
+        // Without the anchor the remainder does not verify; a forged anchor is caught.
+        assert!(verify_chain_from(&links, None).is_err());
+        let forged = Anchor {
+            seq: 4,
+            hash: "0".repeat(64),
+        };
+        assert!(verify_chain_from(&links, Some(&forged)).is_err());
+        let moved = Anchor {
+            seq: 5,
+            hash: links[0].hash.clone(),
+        };
+        assert_eq!(
+            verify_checkpoints_from(&links[1..], &cps, &public, Some(&moved)),
+            Err(CheckpointError::UnsignedAnchor { seq: 5 })
+        );
+        // With every sink caught up, retention reaches the newer checkpoint; never the head.
+        s.advance("soc", &s.pending_for("soc", 100).expect("pending"))
+            .expect("advance");
+        assert_eq!(
+            s.prune(100, &["soc".to_owned()]).expect("prune"),
+            [("default".to_owned(), 8)]
+        );
+        assert_eq!(s.links("default").expect("links").len(), 2);
+        assert!(
+            s.prune(100, &[]).expect("prune").is_empty(),
+            "no newer checkpoint below the head"
+        );
+    }
+
+    #[test]
+    fn sinks_read_their_own_cursor_per_chain() {
+        let path = std::env::temp_dir().join(format!("gatehouse-sinkq-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let s = SqliteAudit::open(&path).expect("open");
+        s.append(&[
+            event("", 1),
+            event("acme", 2),
+            event("", 3),
+            event("beta", 4),
+        ])
+        .expect("append");
+        let all = s.pending_for("syslog", 100).expect("pending");
+        assert_eq!(all.len(), 4);
+        let first = s.pending_for("syslog", 2).expect("pending");
+        assert_eq!(first.len(), 2);
+        s.advance("syslog", &first).expect("advance");
+        let rest = s.pending_for("syslog", 100).expect("pending");
+        assert_eq!(rest.len(), 2);
+        assert!(rest.iter().all(|p| !first.contains(p)));
+        // Another sink has its own cursor; advancing backwards does nothing.
+        assert_eq!(s.pending_for("webhook", 100).expect("pending").len(), 4);
+        s.advance("syslog", &rest).expect("advance");
+        s.advance("syslog", &first).expect("advance");
+        assert!(s.pending_for("syslog", 100).expect("pending").is_empty());
+        // New events appear after the cursor.
+        s.append(&[event("acme", 5)]).expect("append");
+        let next = s.pending_for("syslog", 100).expect("pending");
+        assert_eq!(
+            next.iter()
+                .map(|p| (p.chain.as_str(), p.seq))
+                .collect::<Vec<_>>(),
+            [("acme", 2)]
+        );
     }
 
     #[test]

@@ -200,15 +200,35 @@ pub struct SqliteDirectory {
 }
 
 #[derive(Default)]
-struct Memo {
+pub(crate) struct Memo {
     /// Every deprovisioned or revoked subject.
-    blocked: HashSet<String>,
+    pub(crate) blocked: HashSet<String>,
     /// Group names by user name and by external id, for every provisioned user.
-    groups: HashMap<String, Arc<[String]>>,
+    pub(crate) groups: HashMap<String, Arc<[String]>>,
+}
+
+impl Memo {
+    /// From the blocked subjects and (user name, external id, group name) rows, one per
+    /// membership (a user in no group: one row without a group).
+    pub(crate) fn build(
+        blocked: impl IntoIterator<Item = String>,
+        rows: impl IntoIterator<Item = (String, Option<String>, Option<String>)>,
+    ) -> Memo {
+        let mut lists: HashMap<String, Vec<String>> = HashMap::new();
+        for (name, external, group) in rows {
+            for subject in std::iter::once(name).chain(external) {
+                lists.entry(subject).or_default().extend(group.clone());
+            }
+        }
+        Memo {
+            blocked: blocked.into_iter().collect(),
+            groups: lists.into_iter().map(|(k, v)| (k, v.into())).collect(),
+        }
+    }
 }
 
 /// The names `old` gives up in becoming `new`, when either side is inactive.
-fn abandoned_names<'a>(old: &'a DirectoryUser, new: &DirectoryUser) -> Vec<&'a String> {
+pub(crate) fn abandoned_names<'a>(old: &'a DirectoryUser, new: &DirectoryUser) -> Vec<&'a String> {
     if old.active && new.active {
         return Vec::new();
     }
@@ -286,7 +306,7 @@ impl SqliteDirectory {
              UNION SELECT user_name FROM directory_users WHERE active = 0
              UNION SELECT external_id FROM directory_users WHERE active = 0 AND external_id IS NOT NULL",
         )?;
-        let blocked = stmt
+        let blocked: Vec<String> = stmt
             .query_map([], |r| r.get::<_, String>(0))?
             .collect::<Result<_, _>>()?;
         let mut stmt = conn.prepare(
@@ -295,22 +315,10 @@ impl SqliteDirectory {
              LEFT JOIN directory_groups g ON g.id = m.group_id
              ORDER BY g.display_name",
         )?;
-        let mut lists: HashMap<String, Vec<String>> = HashMap::new();
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Option<String>>(1)?,
-                r.get::<_, Option<String>>(2)?,
-            ))
-        })?;
-        for row in rows {
-            let (name, external, group) = row?;
-            for subject in std::iter::once(name).chain(external) {
-                lists.entry(subject).or_default().extend(group.clone());
-            }
-        }
-        let groups = lists.into_iter().map(|(k, v)| (k, v.into())).collect();
-        *self.memo.write().unwrap_or_else(PoisonError::into_inner) = Memo { blocked, groups };
+        let rows: Vec<(String, Option<String>, Option<String>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        *self.memo.write().unwrap_or_else(PoisonError::into_inner) = Memo::build(blocked, rows);
         Ok(())
     }
 
@@ -511,7 +519,7 @@ impl DirectoryStore for SqliteDirectory {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn user(id: &str, name: &str, active: bool) -> DirectoryUser {
@@ -524,7 +532,7 @@ mod tests {
         }
     }
 
-    fn exercise(d: &dyn DirectoryStore) {
+    pub(crate) fn exercise(d: &dyn DirectoryStore) {
         d.put(&user("1", "alice", true)).unwrap();
         assert!(!d.is_deprovisioned("alice").unwrap());
         d.put(&user("1", "alice", false)).unwrap();

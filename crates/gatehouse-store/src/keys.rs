@@ -280,10 +280,10 @@ impl ApiKeyStore for SqliteKeyStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn rec(id: &str) -> ApiKeyRecord {
+    pub(crate) fn rec(id: &str) -> ApiKeyRecord {
         ApiKeyRecord {
             id: id.into(),
             hash: "ab".into(),
@@ -301,7 +301,7 @@ mod tests {
         }
     }
 
-    fn exercise(s: &dyn ApiKeyStore) {
+    pub(crate) fn exercise(s: &dyn ApiKeyStore) {
         s.insert(&rec("a1")).unwrap();
         assert!(matches!(
             s.insert(&rec("a1")),

@@ -6,9 +6,8 @@ use anyhow::{Context, Result};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use clap::Subcommand;
-use gatehouse_audit::{AuditStore, verify_chain, verify_checkpoints};
+use gatehouse_audit::{AuditStore, verify_chain, verify_chain_from, verify_checkpoints_from};
 use gatehouse_proxy::Config;
-use gatehouse_store::SqliteAudit;
 
 #[derive(Subcommand)]
 pub(crate) enum AuditCommand {
@@ -43,6 +42,24 @@ pub(crate) enum AuditCommand {
         limit: u64,
         #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv"])]
         format: String,
+        /// A data subject's identifier (email, phone, card, national ID…): only the events
+        /// whose arguments or results involved it, found by its keyed digest (the GDPR
+        /// access report). The value itself is never stored.
+        #[arg(long)]
+        subject: Option<String>,
+    },
+    /// Retention: remove records older than DAYS, per chain up to its newest signed
+    /// checkpoint among them and never past what a configured sink has not shipped. The
+    /// rest still verifies from the checkpointed anchor.
+    Prune {
+        #[arg(long)]
+        older_than_days: u64,
+    },
+    /// Export the signed checkpoints (JSON lines) for anchoring outside the gateway's
+    /// host (a transparency log, a WORM bucket, a ticket).
+    Checkpoints {
+        #[arg(long)]
+        chain: Option<String>,
     },
     /// Make an audit signing key: prints the seed (for `audit.signing_key`, keep it
     /// secret) and the public key (for `verify`, keep it off the gateway's host too).
@@ -54,12 +71,16 @@ pub(crate) enum AuditCommand {
         events: u64,
         #[arg(long, default_value_t = 256)]
         concurrency: u64,
+        /// Measure a PostgreSQL store instead (a connection string); the events go to a
+        /// chain of their own (`bench-PID`).
+        #[arg(long)]
+        postgres: Option<String>,
     },
 }
 
 /// Group commit, measured: `concurrency` tasks each record events durably (waiting for
 /// the commit) until `events` are committed.
-pub(crate) async fn bench(events: u64, concurrency: u64) -> Result<()> {
+pub(crate) async fn bench(events: u64, concurrency: u64, postgres: Option<String>) -> Result<()> {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::Instant;
@@ -67,7 +88,12 @@ pub(crate) async fn bench(events: u64, concurrency: u64) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("gatehouse-audit-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("audit.db");
-    let store = Arc::new(SqliteAudit::open(&path)?);
+    let store = Arc::new(gatehouse_store::AnyAudit::open(&path, postgres.as_deref())?);
+    let tenant = if postgres.is_some() {
+        format!("bench-{}", std::process::id())
+    } else {
+        String::new()
+    };
     // Checkpoints as a configured gateway signs them (every 1000 events).
     let (seed, _) = gatehouse_audit::Signer::generate().context("key")?;
     let signer = gatehouse_audit::Signer::from_seed(&seed).context("key")?;
@@ -82,7 +108,7 @@ pub(crate) async fn bench(events: u64, concurrency: u64) -> Result<()> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (writer, next) = (writer.clone(), next.clone());
+        let (writer, next, tenant) = (writer.clone(), next.clone(), tenant.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             while next.fetch_add(1, Ordering::Relaxed) < events {
@@ -90,6 +116,7 @@ pub(crate) async fn bench(events: u64, concurrency: u64) -> Result<()> {
                     v: gatehouse_audit::SCHEMA_VERSION,
                     kind: Some(gatehouse_audit::EventKind::Request),
                     time_ms: 1,
+                    tenant: tenant.clone(),
                     principal: "bench/user".into(),
                     method: "tools/call".into(),
                     target: "db__read_database".into(),
@@ -111,13 +138,25 @@ pub(crate) async fn bench(events: u64, concurrency: u64) -> Result<()> {
     let secs = started.elapsed().as_secs_f64();
     lat.sort_unstable();
     let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1))];
-    let links = store.links("default")?;
+    let chain = if tenant.is_empty() {
+        "default".to_owned()
+    } else {
+        tenant.clone()
+    };
+    let reader = store.clone();
+    // The PostgreSQL client is synchronous: never on the async threads.
+    let links = tokio::task::spawn_blocking(move || reader.links(&chain)).await??;
     let verified = verify_chain(&links)
         .map_err(|t| anyhow::anyhow!("chain broken: {t}"))?
         .0;
     println!(
-        "audit bench: {} durable events, {concurrency} concurrent callers, SQLite WAL synchronous=FULL",
-        lat.len()
+        "audit bench: {} durable events, {concurrency} concurrent callers, {}",
+        lat.len(),
+        if postgres.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite WAL synchronous=FULL"
+        }
     );
     println!("  throughput  {:>10.0} events/s", lat.len() as f64 / secs);
     println!("  commit wait p50 {} µs   p99 {} µs", p(0.5), p(0.99));
@@ -145,9 +184,10 @@ pub(crate) fn run(config: Option<&Path>, cmd: AuditCommand) -> Result<()> {
     if let AuditCommand::Bench {
         events,
         concurrency,
+        postgres,
     } = cmd
     {
-        return tokio::runtime::Runtime::new()?.block_on(bench(events, concurrency));
+        return tokio::runtime::Runtime::new()?.block_on(bench(events, concurrency, postgres));
     }
     if let AuditCommand::Keygen = cmd {
         let (seed, public) = gatehouse_audit::Signer::generate().context("no randomness")?;
@@ -157,26 +197,41 @@ pub(crate) fn run(config: Option<&Path>, cmd: AuditCommand) -> Result<()> {
     }
     let config = config.context("--config is required")?;
     let cfg = Config::load(config).map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
+    let postgres = cfg.audit.as_ref().and_then(|a| a.postgres.as_deref());
     match cmd {
         AuditCommand::Verify { public_key } => {
             let public_key = public_key
                 .map(|k| B64.decode(k.trim()).context("--public-key is not base64"))
                 .transpose()?;
-            let store = SqliteAudit::open(&cfg.store_path)
+            let store = gatehouse_store::AnyAudit::open(&cfg.store_path, postgres)
                 .with_context(|| format!("opening {}", cfg.store_path.display()))?;
             let mut broken = 0;
             let chains = store.chains()?;
             for chain in &chains {
                 let links = store.links(chain)?;
-                match verify_chain(&links) {
+                let anchor = store.anchor(chain)?;
+                match verify_chain_from(&links, anchor.as_ref()) {
                     Ok((n, head)) => {
                         let signed = match &public_key {
                             None => Ok(String::new()),
-                            Some(k) => verify_checkpoints(&links, &store.checkpoints(chain)?, k)
-                                .map(|n| format!(", {n} signed checkpoints match")),
+                            Some(k) => verify_checkpoints_from(
+                                &links,
+                                &store.checkpoints(chain)?,
+                                k,
+                                anchor.as_ref(),
+                            )
+                            .map(|n| format!(", {n} signed checkpoints match")),
                         };
+                        let pruned = anchor.as_ref().map_or(String::new(), |a| {
+                            format!(
+                                " (records 1-{} pruned; the chain resumes from a checkpointed anchor)",
+                                a.seq
+                            )
+                        });
                         match signed {
-                            Ok(s) => println!("chain {chain}: {n} records intact{s}, head {head}"),
+                            Ok(s) => println!(
+                                "chain {chain}: {n} records intact{s}, head {head}{pruned}"
+                            ),
                             Err(e) => {
                                 broken += 1;
                                 println!("chain {chain}: BROKEN at {e}");
@@ -206,8 +261,17 @@ pub(crate) fn run(config: Option<&Path>, cmd: AuditCommand) -> Result<()> {
             until_ms,
             limit,
             format,
+            subject,
         } => {
-            let store = SqliteAudit::open(&cfg.store_path)
+            let subject = match subject {
+                None => None,
+                Some(v) => Some(
+                    gatehouse_proxy::gateway::subject_key(&cfg)
+                        .context("no subject index: set audit.subject_key (or session.key)")?
+                        .digest(&v),
+                ),
+            };
+            let store = gatehouse_store::AnyAudit::open(&cfg.store_path, postgres)
                 .with_context(|| format!("opening {}", cfg.store_path.display()))?;
             let rows = store.query(&gatehouse_store::AuditQuery {
                 tenant,
@@ -217,6 +281,7 @@ pub(crate) fn run(config: Option<&Path>, cmd: AuditCommand) -> Result<()> {
                 since_ms,
                 until_ms,
                 limit,
+                subject,
             })?;
             const COLUMNS: [&str; 12] = [
                 "time_ms",
@@ -259,6 +324,41 @@ pub(crate) fn run(config: Option<&Path>, cmd: AuditCommand) -> Result<()> {
                 };
                 let cells: Vec<String> = COLUMNS.iter().map(|c| cell(c)).collect();
                 println!("{},{seq},{}", csv_field(&chain), cells.join(","));
+            }
+            Ok(())
+        }
+        AuditCommand::Prune { older_than_days } => {
+            let store = gatehouse_store::AnyAudit::open(&cfg.store_path, postgres)
+                .with_context(|| format!("opening {}", cfg.store_path.display()))?;
+            let sinks: Vec<String> = cfg
+                .audit
+                .as_ref()
+                .map(|a| a.sinks.iter().map(|s| s.name.clone()).collect())
+                .unwrap_or_default();
+            let cutoff = gatehouse_proxy::audit::now_ms()
+                .saturating_sub(older_than_days.saturating_mul(86_400_000));
+            let pruned = store.prune(cutoff, &sinks)?;
+            if pruned.is_empty() {
+                println!(
+                    "nothing to prune (no signed checkpoint older than the cutoff, or sinks behind)"
+                );
+            }
+            for (chain, upto) in pruned {
+                println!("chain {chain}: records 1-{upto} pruned");
+            }
+            Ok(())
+        }
+        AuditCommand::Checkpoints { chain } => {
+            let store = gatehouse_store::AnyAudit::open(&cfg.store_path, postgres)
+                .with_context(|| format!("opening {}", cfg.store_path.display()))?;
+            let chains = match chain {
+                Some(c) => vec![c],
+                None => store.chains()?,
+            };
+            for c in chains {
+                for cp in store.checkpoints(&c)? {
+                    println!("{}", serde_json::to_string(&cp)?);
+                }
             }
             Ok(())
         }

@@ -85,9 +85,14 @@ pub(crate) fn run(config: &Path, cmd: KeysCommand) -> Result<()> {
         .api_key_pepper
         .as_ref()
         .context("the config has no api_keys section")?;
-    let store = SqliteKeyStore::open(&cfg.store_path)
-        .with_context(|| format!("opening {}", cfg.store_path.display()))?;
-    let keys = ApiKeys::new(pepper, Arc::new(store));
+    let store: Arc<dyn gatehouse_store::ApiKeyStore> = match &cfg.api_keys_postgres {
+        Some(url) => Arc::new(gatehouse_store::PgKeyStore::new(url)),
+        None => Arc::new(
+            SqliteKeyStore::open(&cfg.store_path)
+                .with_context(|| format!("opening {}", cfg.store_path.display()))?,
+        ),
+    };
+    let keys = ApiKeys::new(pepper, store);
     let known: Vec<&str> = cfg.upstreams.iter().map(|u| u.name.as_str()).collect();
     match cmd {
         KeysCommand::Create {

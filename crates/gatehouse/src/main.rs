@@ -1,6 +1,7 @@
 //! The `gatehouse` binary: serve the gateway, validate config, run the demo upstream, bridge
 //! stdio clients to a remote gateway, and benchmark.
 
+mod approvals;
 mod audit;
 mod bench;
 mod bench_auth;
@@ -12,8 +13,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod connect;
 mod demo;
 mod keys;
+mod pins;
 mod policy;
 mod quickstart;
+mod scan;
 mod secrets;
 
 use std::path::PathBuf;
@@ -69,6 +72,46 @@ enum Command {
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: audit::AuditCommand,
+    },
+    /// Held calls waiting for a person: list, show, approve, deny (through the gateway's
+    /// approvals API, as yourself).
+    Approvals {
+        /// The gateway's base URL.
+        #[arg(long, env = "GATEHOUSE_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Your credential (an OAuth access token or API key); never the agent's.
+        #[arg(long, env = "GATEHOUSE_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The application your API key is bound to.
+        #[arg(long, env = "GATEHOUSE_APP", default_value = "gatehouse-cli")]
+        app: String,
+        #[command(subcommand)]
+        command: approvals::ApprovalsCommand,
+    },
+    /// Tool and prompt pins: review what the gateway holds back (first seen, changed after
+    /// pinning, or flagged as poisoned) and approve or reject it (admin API).
+    Pins {
+        /// The gateway's base URL.
+        #[arg(long, env = "GATEHOUSE_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// The gateway's `admin_token`.
+        #[arg(long, env = "GATEHOUSE_ADMIN_TOKEN", hide_env_values = true)]
+        token: String,
+        #[command(subcommand)]
+        command: pins::PinsCommand,
+    },
+    /// Vet an MCP server before adding it: list its tools, prompts and resources and run
+    /// the checks the gateway runs before exposing them (poisoned descriptions, hidden
+    /// Unicode, shadowing). Exits 1 if anything would be quarantined.
+    Scan {
+        /// A Streamable HTTP URL, or a command line that starts a stdio server.
+        target: String,
+        /// Print JSON instead of a report.
+        #[arg(long)]
+        json: bool,
+        /// Seconds to wait for the server.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
     },
     /// Authorization policy: explain a decision, test a table, export for auditors.
     Policy {
@@ -147,6 +190,7 @@ fn dev_config(listen: Option<String>, upstreams: &[String], demo: bool) -> Resul
         raw.authorization = Some(quickstart::demo_authorization());
         raw.api_keys = Some(gatehouse_proxy::config::RawApiKeys {
             pepper: quickstart::random_pepper()?,
+            postgres: None,
         });
         raw.store = gatehouse_proxy::config::RawStore {
             sqlite: Some(
@@ -174,7 +218,17 @@ fn dev_config(listen: Option<String>, upstreams: &[String], demo: bool) -> Resul
         let Some((name, target)) = u.split_once('=') else {
             bail!("--upstream takes NAME=COMMAND or NAME=URL, got `{u}`")
         };
-        let up = if target.starts_with("http://") || target.starts_with("https://") {
+        let up = raw_upstream(target)?;
+        raw.upstreams.insert(name.to_owned(), up);
+    }
+    raw.validate(&|k| std::env::var(k).ok())
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// An upstream from a command line (stdio) or a URL (Streamable HTTP).
+pub(crate) fn raw_upstream(target: &str) -> Result<RawUpstream> {
+    Ok(
+        if target.starts_with("http://") || target.starts_with("https://") {
             RawUpstream {
                 url: Some(target.to_owned()),
                 ..Default::default()
@@ -187,11 +241,8 @@ fn dev_config(listen: Option<String>, upstreams: &[String], demo: bool) -> Resul
                 args: words.collect(),
                 ..Default::default()
             }
-        };
-        raw.upstreams.insert(name.to_owned(), up);
-    }
-    raw.validate(&|k| std::env::var(k).ok())
-        .map_err(|e| anyhow::anyhow!("{e}"))
+        },
+    )
 }
 
 fn which(cmd: &str) -> Option<PathBuf> {
@@ -238,7 +289,33 @@ fn main() -> Result<()> {
         }
         Command::Keys { config, command } => keys::run(&config, command),
         Command::Policy { command } => policy::run(command),
+        Command::Approvals {
+            url,
+            token,
+            app,
+            command,
+        } => runtime()?.block_on(approvals::run(
+            approvals::Target { url, token, app },
+            command,
+        )),
         Command::Audit { config, command } => audit::run(config.as_deref(), command),
+        Command::Scan {
+            target,
+            json,
+            timeout,
+        } => {
+            let code = runtime()?.block_on(scan::run(
+                &target,
+                json,
+                std::time::Duration::from_secs(timeout),
+            ))?;
+            std::process::exit(code)
+        }
+        Command::Pins {
+            url,
+            token,
+            command,
+        } => runtime()?.block_on(pins::run(&url, &token, command)),
         Command::Secrets { config, command } => secrets::run(&config, command),
         Command::DemoServer { db, max_version } => {
             let max = match max_version {

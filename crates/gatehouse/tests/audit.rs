@@ -9,7 +9,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -20,6 +19,7 @@ use tokio::process::{Child, Command};
 
 const PEPPER: &str = "cGVwcGVyLWZvci10aGUta2V5LXRlc3RzLTMyLWJ5dGVzLWxvbmc=";
 const APP: &str = "audit-test";
+const ADMIN_TOKEN: &str = "admin-token-for-the-audit-tests-0123456789";
 
 /// A workspace whose gateway signs checkpoints every five events; returns the directory
 /// and the audit key's public half (base64).
@@ -39,6 +39,7 @@ fn workspace(port: u16) -> (PathBuf, String) {
             .unwrap_or_else(|| panic!("keygen printed no {name}: {text}"))
     };
     std::fs::write(dir.join("audit.key"), field("signing_key (seed, secret):")).expect("key");
+    std::fs::write(dir.join("admin.token"), ADMIN_TOKEN).expect("admin token");
     let public = field("public_key:");
     std::fs::write(
         dir.join("gatehouse.yaml"),
@@ -48,6 +49,7 @@ logging: {{level: warn}}
 api_keys: {{pepper: "{PEPPER}"}}
 store: {{sqlite: state.db}}
 audit: {{signing_key: "file:{key}", checkpoint_every: 5}}
+admin: {{token: "file:{admin}"}}
 upstreams:
   demo:
     command: {bin}
@@ -60,7 +62,8 @@ authorization:
     ops: ["demo.*"]
 "#,
             bin = gatehouse_bin(),
-            key = dir.join("audit.key").display()
+            key = dir.join("audit.key").display(),
+            admin = dir.join("admin.token").display()
         ),
     )
     .expect("config");
@@ -94,25 +97,35 @@ async fn create_key(dir: &Path, principal: &str, roles: Option<&str>) -> String 
 }
 
 async fn serve(dir: &Path, port: u16) -> Child {
-    let child = Command::new(gatehouse_bin())
-        .args(["serve", "--config"])
-        .arg(dir.join("gatehouse.yaml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("serve");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if ready {
-            return child;
-        }
-        assert!(Instant::now() < deadline, "gateway never ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    serve_config(&dir.join("gatehouse.yaml"), port, &[]).await
+}
+
+/// Four workers deploy (a write: each answer waits for its commit) until the gateway is
+/// killed with SIGKILL after 1.5 s; returns how many calls were answered.
+async fn deploy_until_killed(gw: &mut Child, http: &reqwest::Client, port: u16, key: &str) -> u64 {
+    let answered = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let (http, key, answered) = (http.clone(), key.to_owned(), answered.clone());
+        workers.push(tokio::spawn(async move {
+            for i in 0.. {
+                let args = json!({"service": format!("svc-{w}-{i}"), "version": "1", "environment": "production"});
+                match call(&http, port, &key, "demo__deploy_service", args).await {
+                    Some(v) if v["result"]["content"][0]["text"].as_str().is_some_and(|t| t.starts_with("deployed")) => {
+                        answered.fetch_add(1, Ordering::SeqCst);
+                    }
+                    _ => return,
+                }
+            }
+        }));
     }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    gw.start_kill().expect("SIGKILL");
+    let _ = gw.wait().await;
+    for w in workers {
+        let _ = w.await;
+    }
+    answered.load(Ordering::SeqCst)
 }
 
 /// One stateless tools/call; the JSON-RPC answer, or `None` if the connection failed.
@@ -192,29 +205,7 @@ async fn answered_calls_survive_kill_9_and_tampering_is_named() {
     assert!(v["result"].is_object(), "{v}");
 
     // Load: four workers deploy (a write: each answer waits for its commit) until killed.
-    let answered = Arc::new(AtomicU64::new(0));
-    let mut workers = Vec::new();
-    for w in 0..4 {
-        let (http, key, answered) = (http.clone(), key.clone(), answered.clone());
-        workers.push(tokio::spawn(async move {
-            for i in 0.. {
-                let args = json!({"service": format!("svc-{w}-{i}"), "version": "1", "environment": "prod"});
-                match call(&http, port, &key, "demo__deploy_service", args).await {
-                    Some(v) if v["result"]["content"][0]["text"].as_str().is_some_and(|t| t.starts_with("deployed")) => {
-                        answered.fetch_add(1, Ordering::SeqCst);
-                    }
-                    _ => return,
-                }
-            }
-        }));
-    }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    gw.start_kill().expect("SIGKILL");
-    let _ = gw.wait().await;
-    for w in workers {
-        let _ = w.await;
-    }
-    let answered = answered.load(Ordering::SeqCst);
+    let answered = deploy_until_killed(&mut gw, &http, port, &key).await;
     assert!(answered > 10, "the load ran ({answered} calls answered)");
 
     // Every call the client saw answered is in the store; the chains verify.
@@ -248,7 +239,7 @@ async fn answered_calls_survive_kill_9_and_tampering_is_named() {
         port,
         &key,
         "demo__deploy_service",
-        json!({"service": "after", "version": "2", "environment": "prod"}),
+        json!({"service": "after", "version": "2", "environment": "production"}),
     )
     .await
     .expect("answer");
@@ -392,7 +383,7 @@ async fn a_store_that_cannot_commit_fails_durable_calls_closed() {
     let key = create_key(&dir, "ops-bot", Some("ops")).await;
     let _gw = serve(&dir, port).await;
     let http = reqwest::Client::new();
-    let deploy = json!({"service": "a", "version": "1", "environment": "prod"});
+    let deploy = json!({"service": "a", "version": "1", "environment": "production"});
     assert!(
         call(&http, port, &key, "demo__deploy_service", deploy.clone())
             .await
@@ -437,4 +428,188 @@ async fn a_store_that_cannot_commit_fails_durable_calls_closed() {
         .await
         .expect("answer");
     assert!(v["result"].is_object(), "{v}");
+}
+
+/// Retention: `audit prune` removes the oldest records up to a signed checkpoint; the rest
+/// still verifies from that anchor with the public key; a forged anchor is caught;
+/// checkpoints export for anchoring elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_prunes_to_a_signed_checkpoint_and_the_rest_still_verifies() {
+    let port = free_port();
+    let (dir, public) = workspace(port);
+    let key = create_key(&dir, "ops-bot", Some("ops")).await;
+    let mut gw = serve(&dir, port).await;
+    let http = reqwest::Client::new();
+    for i in 0..12 {
+        let v = call(
+            &http,
+            port,
+            &key,
+            "demo__deploy_service",
+            json!({"service": "s", "version": i.to_string(), "environment": "staging"}),
+        )
+        .await
+        .expect("answer");
+        assert!(v["result"].is_object(), "{v}");
+    }
+    // The same query through the admin API: administrators only, and itself on record.
+    let url = format!("http://127.0.0.1:{port}/admin/v1/audit?principal=apikey/ops-bot&limit=5");
+    let r = http.get(&url).send().await.expect("admin API");
+    assert_eq!(r.status(), 401);
+    let r = http
+        .get(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("admin API");
+    assert_eq!(r.status(), 200);
+    let lines: Vec<Value> = r
+        .text()
+        .await
+        .expect("body")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["event"]["principal"] == "apikey/ops-bot"),
+        "{lines:?}"
+    );
+    // An administrator's revocation is an authentication event.
+    let r = http
+        .post(format!("http://127.0.0.1:{port}/admin/v1/revocations"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"subject": "ops-bot"}))
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(r.status(), 201);
+    gw.start_kill().expect("stop");
+    let _ = gw.wait().await;
+    let db = rusqlite::Connection::open(dir.join("state.db")).expect("open");
+    let on_record: i64 = db
+        .query_row(
+            "SELECT count(*) FROM audit_events WHERE json_extract(body, '$.method') IN ('auth.revoked', 'audit.queried')",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(
+        on_record, 2,
+        "the revocation and the admin query are on record"
+    );
+    drop(db);
+
+    let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
+    let out = cli(&dir, &["audit", "prune", "--older-than-days", "0"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text(&out).contains("pruned"), "{}", text(&out));
+    let out = cli(&dir, &["audit", "verify", "--public-key", &public]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("intact") && text(&out).contains("pruned"),
+        "{}",
+        text(&out)
+    );
+
+    let out = cli(&dir, &["audit", "checkpoints"]).await;
+    let exported: Vec<Value> = text(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert!(!exported.is_empty());
+    assert!(
+        exported
+            .iter()
+            .all(|c| c["signature"].as_str().is_some_and(|s| s.len() == 128)),
+        "{exported:?}"
+    );
+
+    // Someone rewrites the anchor to hide what they did before it: caught.
+    let db = rusqlite::Connection::open(dir.join("state.db")).expect("open");
+    db.execute("UPDATE audit_anchors SET hash = ?1", [&"0".repeat(64)])
+        .expect("forge");
+    let out = cli(&dir, &["audit", "verify", "--public-key", &public]).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("BROKEN"), "{}", text(&out));
+}
+
+/// The same guarantees with PostgreSQL as the store: every answered durable call survives
+/// SIGKILL, the chain and its signed checkpoints verify, tampering is named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_keeps_every_answered_call_through_kill_9_and_names_tampering() {
+    let port = free_port();
+    let (dir, public) = workspace(port);
+    let db = format!("gatehouse_audit_{port}");
+    psql(
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    )
+    .await;
+    psql("postgres", &format!("CREATE DATABASE {db}")).await;
+    let config = dir.join("gatehouse.yaml");
+    let yaml = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        yaml.replace(
+            "checkpoint_every: 5}",
+            &format!("checkpoint_every: 5, postgres: \"host=127.0.0.1 port=5432 user=postgres dbname={db}\"}}"),
+        ),
+    )
+    .expect("config");
+    let key = create_key(&dir, "ops-bot", Some("ops")).await;
+    let mut gw = serve(&dir, port).await;
+    let http = reqwest::Client::new();
+    let answered = deploy_until_killed(&mut gw, &http, port, &key).await;
+    assert!(answered > 10, "the load ran ({answered} calls answered)");
+    let recorded: u64 = psql(
+        &db,
+        "SELECT count(*) FROM gatehouse_audit_events WHERE body::jsonb->>'target' = 'demo__deploy_service' AND body::jsonb->>'status' = 'ok'",
+    )
+    .await
+    .parse()
+    .expect("count");
+    assert!(
+        recorded >= answered,
+        "{recorded} recorded < {answered} answered"
+    );
+    let out = cli(&dir, &["audit", "verify", "--public-key", &public]).await;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success()
+            && text.contains("records intact")
+            && text.contains("signed checkpoints match"),
+        "{text}"
+    );
+
+    // The first answered call's record (lifecycle and pin records come before it).
+    let seq = psql(
+        &db,
+        "SELECT min(seq) FROM gatehouse_audit_events WHERE chain = 'default' AND body LIKE '%\"status\":\"ok\"%'",
+    )
+    .await;
+    let seq = seq.trim().to_owned();
+    assert!(seq.parse::<u64>().is_ok(), "{seq}");
+    psql(
+        &db,
+        &format!("UPDATE gatehouse_audit_events SET body = replace(body, '\"status\":\"ok\"', '\"status\":\"denied\"') WHERE chain = 'default' AND seq = {seq}"),
+    )
+    .await;
+    let out = cli(&dir, &["audit", "verify", "--public-key", &public]).await;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        !out.status.success() && text.contains(&format!("record {seq}")),
+        "{text}"
+    );
+    psql(
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    )
+    .await;
 }

@@ -30,8 +30,10 @@ upstreams:
     command: {bin}
     args: [demo-server]
     tools:
-      delete_database: {{classification: confidential}}
-      modify_permissions: {{classification: restricted}}
+      # Exempt from the approval default rule: this test is about policy alone
+      # (approvals.rs covers held calls).
+      delete_database: {{classification: confidential, approval: false}}
+      modify_permissions: {{classification: restricted, approval: false}}
       search_files: {{classification: public}}
   ops:
     command: {bin}

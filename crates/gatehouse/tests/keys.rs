@@ -300,3 +300,54 @@ async fn a_broken_key_store_refuses_keys_only() {
         "other credentials are judged on their own"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_in_postgres_hold_on_every_replica_and_a_revocation_reaches_them() {
+    // Two gateways (hosts of their own: separate store files) and the CLI share the keys in
+    // PostgreSQL: a key made by the CLI works on both; revoked by the CLI, both refuse it
+    // within about a second.
+    let port = free_port();
+    let db = format!("gatehouse_keys_e2e_{port}");
+    psql(
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    )
+    .await;
+    psql("postgres", &format!("CREATE DATABASE {db}")).await;
+    let dir = std::env::temp_dir().join(format!("gatehouse-keys-pg-{port}"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let yaml = format!(
+        "api_keys:\n  pepper: \"{PEPPER}\"\n  postgres: \"host=127.0.0.1 port=5432 user=postgres dbname={db}\"\nupstreams:\n  demo:\n    command: {bin}\n    args: [demo-server]\n",
+        bin = gatehouse_bin()
+    );
+    std::fs::write(dir.join("gatehouse.yaml"), yaml).expect("write");
+    let key = cli(
+        &dir,
+        &["create", "--principal", "svc-batch", "--app", "batch"],
+    )
+    .await;
+    let rows = psql(&db, "SELECT count(*) FROM gatehouse_api_keys").await;
+    assert_eq!(rows.trim(), "1", "the CLI wrote the key to PostgreSQL");
+    let cfg = gatehouse_proxy::Config::load(&dir.join("gatehouse.yaml")).expect("config");
+    let (mut cfg_a, mut cfg_b) = (cfg.clone(), cfg);
+    cfg_a.store_path = dir.join("host-a.db");
+    cfg_b.store_path = dir.join("host-b.db");
+    let a = start_gateway_with(cfg_a, true).await;
+    let b = start_gateway_with(cfg_b, true).await;
+    for gw in [&a, &b] {
+        let (r, _) = open(&gw.mcp(), &key, "batch").await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.messages);
+    }
+    let id = key.split('_').nth(1).expect("key id").to_owned();
+    cli(&dir, &["revoke", &id]).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    for gw in [&a, &b] {
+        while open(&gw.mcp(), &key, "batch").await.0.status != StatusCode::UNAUTHORIZED {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a replica still accepts the revoked key"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

@@ -32,7 +32,7 @@ pub struct RawAuthorization {
     /// records the refusal and its policies either way.
     pub denied_as: Option<RawDeniedAs>,
     /// Controls per classification level (`public`, `internal`, `confidential`,
-    /// `restricted`): `step_up`, `max_result_bytes`, `redaction`, `enhanced_audit`.
+    /// `restricted`): `step_up`, `max_result_bytes`, `truncate`, `redaction`, `enhanced_audit`.
     /// A level not listed keeps its defaults.
     #[serde(default)]
     pub classification: BTreeMap<Classification, Controls>,
@@ -55,6 +55,75 @@ pub struct RawToolPolicy {
     /// The verb class, instead of the one the tool's annotations imply.
     pub verb: Option<Verb>,
     pub classification: Option<Classification>,
+    /// Whether calls wait for a person: `true`, `false` (exempt from the default rule;
+    /// a policy's `@approval` still applies) or `{approvers, count, timeout_secs}`.
+    pub approval: Option<RawToolApproval>,
+    /// The redaction profile for this tool's results, instead of its classification's
+    /// (`none` turns DLP off for it).
+    pub redaction: Option<String>,
+    /// Per argument: what it holds (the injection detector) and limits on its value.
+    /// Arguments not listed are typed from their names (`sql`, `path`, `url`, `command`…).
+    #[serde(default)]
+    pub arguments: BTreeMap<String, RawArgRule>,
+}
+
+/// Checks on one argument.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawArgRule {
+    /// `sql_query`, `sql_value`, `shell`, `path`, `url` or `text` (no detector).
+    pub kind: Option<gatehouse_detect::ArgKind>,
+    /// SQL queries: only reads (default: when the tool's verb class is `read`).
+    pub read_only: Option<bool>,
+    /// Paths: absolute paths must be under one of these.
+    #[serde(default)]
+    pub roots: Vec<String>,
+    /// The value must be one of these.
+    pub one_of: Option<Vec<serde_json::Value>>,
+    /// Strings: at most this many characters; arrays: at most this many items.
+    pub max_length: Option<usize>,
+    /// Numbers: bounds, inclusive.
+    pub min: Option<i64>,
+    pub max: Option<i64>,
+    /// Strings: a regex the whole value must match.
+    pub pattern: Option<String>,
+    /// Objects: the only keys allowed.
+    pub keys: Option<Vec<String>>,
+    /// Further limits for callers holding a role (each role the caller holds adds its
+    /// own: all must pass), e.g. `{contractor: {max: 100}}`.
+    #[serde(default)]
+    pub roles: BTreeMap<String, RawArgLimits>,
+}
+
+/// Limits on one argument for one role.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawArgLimits {
+    pub one_of: Option<Vec<serde_json::Value>>,
+    pub max_length: Option<usize>,
+    pub min: Option<i64>,
+    pub max: Option<i64>,
+    pub pattern: Option<String>,
+    pub keys: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawToolApproval {
+    Required(bool),
+    Rule(RawApprovalRule),
+}
+
+/// Who approves one tool's calls, how many of them, and how long they have.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawApprovalRule {
+    /// Roles any of which an approver must hold (default: `approvals.approvers`).
+    pub approvers: Option<Vec<String>>,
+    /// Distinct approvers needed (N of M; default `approvals.count`).
+    pub count: Option<u32>,
+    /// Seconds a request waits for its decision (default `approvals.timeout_secs`).
+    pub timeout_secs: Option<u64>,
 }
 
 /// The validated `authorization` section.
@@ -91,6 +160,8 @@ impl Authorization {
         static NONE: Controls = Controls {
             step_up: None,
             max_result_bytes: None,
+            truncate: false,
+            audit_bodies: gatehouse_policy::AuditBodies::Digest,
             redaction: None,
             enhanced_audit: false,
         };

@@ -14,13 +14,23 @@ use base64::engine::general_purpose::STANDARD;
 use gatehouse_protocol::Limits;
 
 mod authz;
+mod detection;
 
-pub use authz::{Authorization, DataPolicy, RawAuthorization, RawDeniedAs, RawToolPolicy};
-pub use raw::{
-    RawApiKeys, RawAudit, RawAuth, RawCertRule, RawClaims, RawClientAuth, RawConfig, RawFederation,
-    RawIntrospection, RawIssuer, RawLimits, RawLogFormat, RawLogging, RawSession, RawStore, RawTls,
-    RawTransportKind, RawUpstream, RawUpstreamTls, RawVirtualServer,
+pub use authz::{
+    Authorization, DataPolicy, RawApprovalRule, RawArgLimits, RawArgRule, RawAuthorization,
+    RawDeniedAs, RawToolApproval, RawToolPolicy,
 };
+pub use detection::{Detection, FirstSight, Pinning, Response, Thresholds};
+pub use raw::{
+    RawApiKeys, RawAudit, RawAuth, RawCertRule, RawClaims, RawClientAuth, RawConfig, RawFacade,
+    RawFederation, RawIntrospection, RawIssuer, RawLimits, RawLogFormat, RawLogging, RawSession,
+    RawStore, RawTls, RawTransportKind, RawUpstream, RawUpstreamTls, RawUserOAuth, RawVault,
+    RawVirtualServer,
+};
+pub use raw::{
+    RawDlp, RawErrorMode, RawErrors, RawFailMode, RawRateLimits, RawRatePer, RawRateRule,
+};
+pub use raw::{RawSink, RawSinkFormat, RawSinkKind};
 
 /// A config problem, with where it is (a YAML location or a field path).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +68,10 @@ pub struct Config {
     pub auth: Option<AuthSettings>,
     /// Present when API keys are accepted: the pepper they are hashed under.
     pub api_key_pepper: Option<Vec<u8>>,
+    /// API keys in PostgreSQL (shared by replicas); `None`: the store file.
+    pub api_keys_postgres: Option<String>,
+    /// Vault, for `vault:` secret references.
+    pub vault: Option<gatehouse_auth::VaultSettings>,
     /// The SQLite database (API keys; later audit, approvals, pins).
     pub store_path: PathBuf,
     pub tls: Option<TlsSettings>,
@@ -71,6 +85,160 @@ pub struct Config {
     pub authorization: Option<Arc<Authorization>>,
     /// The audit record, when configured: whether every call waits for its commit.
     pub audit: Option<AuditSettings>,
+    pub approvals: ApprovalSettings,
+    pub dlp: Arc<Dlp>,
+    pub errors: ErrorSettings,
+    pub rate_limits: RateLimits,
+    pub exfiltration: Exfiltration,
+    pub icap: Option<IcapSettings>,
+    /// Prompt-injection detection; `None` when turned off.
+    pub detection: Option<Arc<Detection>>,
+    /// Tool and prompt pinning; `None` when turned off.
+    pub pinning: Option<Pinning>,
+    /// The directory in PostgreSQL (shared by replicas); `None`: the store file.
+    pub directory_postgres: Option<String>,
+}
+
+/// The `icap` section, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IcapSettings {
+    pub service: crate::icap::IcapService,
+    pub respmod: bool,
+    pub reqmod: bool,
+    pub fail_closed: bool,
+    pub levels: Vec<gatehouse_policy::Classification>,
+}
+
+impl IcapSettings {
+    pub fn covers(&self, level: gatehouse_policy::Classification) -> bool {
+        self.levels.is_empty() || self.levels.contains(&level)
+    }
+}
+
+/// The `exfiltration` section, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exfiltration {
+    pub budgets: Vec<Budget>,
+    pub anomaly: Option<Anomaly>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Budget {
+    pub name: String,
+    pub per: RawRatePer,
+    pub bytes: u64,
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Anomaly {
+    pub factor: f64,
+    pub min_bytes: u64,
+    pub min_samples: u64,
+}
+
+/// The `rate_limits` section, validated.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RateLimits {
+    pub redis: Option<String>,
+    pub max_in_flight_per_principal: Option<usize>,
+    pub rules: Vec<RateRule>,
+}
+
+/// One GCRA limit: one request per `interval` per key, `burst` more at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateRule {
+    pub name: String,
+    pub per: RawRatePer,
+    pub interval: Duration,
+    pub burst: u64,
+    pub methods: Vec<String>,
+    pub tools: Vec<String>,
+    pub servers: Vec<String>,
+    pub fail: Option<RawFailMode>,
+}
+
+/// The `errors` section.
+#[derive(Debug, Clone)]
+pub struct ErrorSettings {
+    pub mode: RawErrorMode,
+    pub pass: Vec<regex::Regex>,
+    pub pass_codes: Vec<i64>,
+}
+
+impl PartialEq for ErrorSettings {
+    fn eq(&self, other: &Self) -> bool {
+        self.mode == other.mode
+            && self.pass_codes == other.pass_codes
+            && self
+                .pass
+                .iter()
+                .map(regex::Regex::as_str)
+                .eq(other.pass.iter().map(regex::Regex::as_str))
+    }
+}
+
+impl ErrorSettings {
+    /// Whether an allowlist entry lets this message through as is.
+    pub fn passes(&self, message: &str) -> bool {
+        self.mode == RawErrorMode::Pass || self.pass.iter().any(|r| r.is_match(message))
+    }
+}
+
+/// The `dlp` section compiled: recognizers and the profiles by name.
+pub struct Dlp {
+    pub recognizers: gatehouse_detect::Recognizers,
+    /// `None` for a profile that does nothing (`none`).
+    profiles: BTreeMap<String, Option<gatehouse_detect::Profile>>,
+    /// For outgoing tool arguments.
+    pub arguments: Option<gatehouse_detect::Profile>,
+    source: String,
+}
+
+impl std::fmt::Debug for Dlp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dlp")
+            .field("profiles", &self.profiles.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl PartialEq for Dlp {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Dlp {
+    /// A profile by name; `None` for `none` or an unknown name (config validation refuses
+    /// unknown names, so only `none` gets here).
+    pub fn profile(&self, name: &str) -> Option<&gatehouse_detect::Profile> {
+        self.profiles.get(name).and_then(Option::as_ref)
+    }
+}
+
+/// The `approvals` section, defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalSettings {
+    pub default_rule: bool,
+    pub approvers: Vec<String>,
+    pub count: u32,
+    pub timeout: Duration,
+    pub use_within: Duration,
+    pub hold: Duration,
+    pub progress: Duration,
+    pub max_pending: u32,
+    pub console_url: Option<String>,
+    pub notify: Vec<Webhook>,
+    pub postgres: Option<String>,
+}
+
+/// A notification target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub url: String,
+    pub slack: bool,
+    pub secret: Option<gatehouse_auth::SecretRef>,
 }
 
 /// The `audit` section.
@@ -80,6 +248,43 @@ pub struct AuditSettings {
     /// Signs checkpoints of chain heads.
     pub signing_key: Option<gatehouse_auth::SecretRef>,
     pub checkpoint_every: u64,
+    pub sinks: Vec<SinkSpec>,
+    pub subject_key: Option<gatehouse_auth::SecretRef>,
+    pub retention: Option<Duration>,
+    /// PostgreSQL instead of the SQLite store.
+    pub postgres: Option<String>,
+}
+
+/// One SIEM sink, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkSpec {
+    pub name: String,
+    pub kind: SinkKind,
+    pub batch: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkKind {
+    Syslog {
+        host: String,
+        port: u16,
+        server_name: String,
+        tls: Option<UpstreamTls>,
+        format: RawSinkFormat,
+    },
+    Http {
+        kind: RawSinkKind,
+        url: String,
+        tls: Option<UpstreamTls>,
+        token: Option<gatehouse_auth::SecretRef>,
+        index: String,
+    },
+    File {
+        path: PathBuf,
+        format: RawSinkFormat,
+        max_bytes: u64,
+        keep: u32,
+    },
 }
 
 /// The encrypted local secret store.
@@ -121,6 +326,8 @@ pub enum CertMatch {
 pub struct AuthSettings {
     pub resource: String,
     pub issuers: Vec<gatehouse_auth::IssuerConfig>,
+    /// The authorization-server façade, when configured.
+    pub facade: Option<gatehouse_auth::FacadeConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,6 +440,14 @@ impl Config {
                 }
             };
             fix(&mut cfg.store_path);
+            if let Some(k) = cfg
+                .auth
+                .as_mut()
+                .and_then(|a| a.facade.as_mut())
+                .and_then(|f| f.signing_key.as_mut())
+            {
+                fix(k);
+            }
             if let Some(t) = cfg.tls.as_mut() {
                 fix(&mut t.cert);
                 fix(&mut t.key);
@@ -636,10 +851,11 @@ impl RawConfig {
                         "dev_mode and auth exclude each other",
                     ));
                 }
-                Some(validate_auth(a)?)
+                Some(validate_auth(a, &virtual_servers, &upstreams)?)
             }
         };
 
+        let api_keys_postgres = self.api_keys.as_ref().and_then(|k| k.postgres.clone());
         let api_key_pepper = match self.api_keys {
             None => None,
             // In development mode keys are optional: a caller without one is anonymous (the
@@ -710,18 +926,43 @@ impl RawConfig {
                 "token exchange needs `auth`: only callers with OAuth tokens have one to exchange",
             ));
         }
-        let store_refs = scim_token.iter().chain(&admin_token).any(uses_store)
-            || upstreams.iter().any(|u| match &u.transport {
-                TransportSpec::StreamableHttp {
-                    credential: Some(c),
-                    ..
-                }
-                | TransportSpec::Sse {
-                    credential: Some(c),
-                    ..
-                } => uses_store(&c.client_secret),
-                _ => false,
-            });
+        let approvals = validate_approvals(self.approvals)?;
+        let dlp = validate_dlp(self.dlp, self.authorization.as_ref(), &upstreams)?;
+        validate_argument_patterns(&upstreams)?;
+        // Every reference the gateway resolves at run time, to check that its source exists.
+        let mut refs: Vec<&gatehouse_auth::SecretRef> =
+            scim_token.iter().chain(&admin_token).collect();
+        if let Some(f) = auth.as_ref().and_then(|a| a.facade.as_ref()) {
+            refs.push(&f.login.client_secret);
+            refs.extend(&f.token_key);
+            refs.extend(f.upstreams.iter().filter_map(|u| u.client_secret.as_ref()));
+        }
+        refs.extend(approvals.notify.iter().filter_map(|w| w.secret.as_ref()));
+        for u in &upstreams {
+            if let TransportSpec::StreamableHttp {
+                credential: Some(c),
+                ..
+            }
+            | TransportSpec::Sse {
+                credential: Some(c),
+                ..
+            } = &u.transport
+            {
+                refs.push(&c.client_secret);
+            }
+        }
+        let store_refs = refs.iter().any(|r| uses_store(r));
+        let vault = self.vault.map(validate_vault).transpose()?;
+        if vault.is_none()
+            && refs
+                .iter()
+                .any(|r| matches!(r, gatehouse_auth::SecretRef::Vault { .. }))
+        {
+            return Err(ConfigError::at(
+                "vault",
+                "vault: references need a vault section",
+            ));
+        }
         if store_refs && secrets.is_none() {
             return Err(ConfigError::at(
                 "secrets",
@@ -734,10 +975,68 @@ impl RawConfig {
             .map(|a| authz::validate(a, base, self.dev_mode).map(Arc::new))
             .transpose()?;
 
+        let errors = ErrorSettings {
+            mode: self.errors.mode.unwrap_or(RawErrorMode::Scrub),
+            pass_codes: self.errors.pass_codes.clone(),
+            pass: self
+                .errors
+                .pass
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    regex::RegexBuilder::new(p)
+                        .size_limit(1 << 20)
+                        .build()
+                        .map_err(|e| ConfigError::at(format!("errors.pass[{i}]"), e.to_string()))
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let detection = detection::validate(self.detection, base)?;
+        let pinning = detection::validate_pinning(
+            self.pinning,
+            &upstreams
+                .iter()
+                .map(|u| u.name.as_str())
+                .collect::<Vec<_>>(),
+        )?;
+        let rate_limits = validate_rate_limits(self.rate_limits)?;
+        let exfiltration = validate_exfiltration(self.exfiltration)?;
+        let icap = match self.icap {
+            None => None,
+            Some(i) => {
+                let (host, port, service) = crate::icap::IcapService::parse(&i.url)
+                    .map_err(|e| ConfigError::at("icap.url", e))?;
+                let timeout =
+                    Duration::from_millis(i.timeout_ms.unwrap_or(3000).clamp(10, 600_000));
+                Some(IcapSettings {
+                    service: crate::icap::IcapService {
+                        host,
+                        port,
+                        service,
+                        timeout,
+                        preview: i.preview.unwrap_or(4096),
+                    },
+                    respmod: i.respmod.unwrap_or(true),
+                    reqmod: i.reqmod.unwrap_or(false),
+                    fail_closed: i.fail != Some(RawFailMode::Open),
+                    levels: i.levels,
+                })
+            }
+        };
         Ok(Config {
-            audit: match self.audit {
-                None => None,
-                Some(a) => Some(AuditSettings {
+            directory_postgres: self.directory.and_then(|d| d.postgres),
+            detection,
+            pinning,
+            icap,
+            exfiltration,
+            approvals,
+            dlp,
+            errors,
+            rate_limits,
+            // On unless turned off: every gateway keeps its record.
+            audit: match self.audit.unwrap_or_default() {
+                a if a.enabled == Some(false) => None,
+                a => Some(AuditSettings {
                     durable_all: a.durable_all,
                     signing_key: a
                         .signing_key
@@ -746,6 +1045,21 @@ impl RawConfig {
                         .transpose()
                         .map_err(|e| ConfigError::at("audit.signing_key", e))?,
                     checkpoint_every: a.checkpoint_every.unwrap_or(1000).max(1),
+                    retention: match a.retention_days {
+                        None => None,
+                        Some(0) => {
+                            return Err(ConfigError::at("audit.retention_days", "at least 1"));
+                        }
+                        Some(d) => Some(Duration::from_secs(d.saturating_mul(86_400))),
+                    },
+                    sinks: validate_sinks(a.sinks, base)?,
+                    postgres: a.postgres,
+                    subject_key: a
+                        .subject_key
+                        .as_deref()
+                        .map(gatehouse_auth::SecretRef::parse)
+                        .transpose()
+                        .map_err(|e| ConfigError::at("audit.subject_key", e))?,
                 }),
             },
             authorization,
@@ -755,6 +1069,8 @@ impl RawConfig {
             tls,
             auth,
             api_key_pepper,
+            api_keys_postgres,
+            vault,
             store_path,
             listen,
             dev_mode: self.dev_mode,
@@ -860,7 +1176,11 @@ fn validate_tls(t: RawTls) -> Result<TlsSettings, ConfigError> {
     })
 }
 
-fn validate_auth(a: RawAuth) -> Result<AuthSettings, ConfigError> {
+fn validate_auth(
+    a: RawAuth,
+    virtual_servers: &BTreeMap<String, VirtualServer>,
+    upstreams: &[UpstreamSpec],
+) -> Result<AuthSettings, ConfigError> {
     use gatehouse_auth::{Algorithm, ClaimMap, IssuerConfig, IssuerTrust};
     let http_url = |at: String, u: &str| -> Result<(), ConfigError> {
         match reqwest::Url::parse(u) {
@@ -962,9 +1282,253 @@ fn validate_auth(a: RawAuth) -> Result<AuthSettings, ConfigError> {
             jwks_min_refetch: Duration::from_secs(i.jwks_min_refetch_secs.unwrap_or(30)),
         });
     }
+    let facade = match a.authorization_server {
+        None => None,
+        Some(f) => Some(validate_facade(
+            f,
+            &a.resource,
+            &issuers,
+            virtual_servers,
+            upstreams,
+        )?),
+    };
     Ok(AuthSettings {
         resource: a.resource,
         issuers,
+        facade,
+    })
+}
+
+fn validate_vault(v: RawVault) -> Result<gatehouse_auth::VaultSettings, ConfigError> {
+    if !reqwest::Url::parse(&v.address)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+    {
+        return Err(ConfigError::at("vault.address", "an http(s) URL"));
+    }
+    let token = gatehouse_auth::SecretRef::parse(&v.token)
+        .map_err(|e| ConfigError::at("vault.token", e))?;
+    if !matches!(
+        token,
+        gatehouse_auth::SecretRef::Env(_) | gatehouse_auth::SecretRef::File(_)
+    ) {
+        return Err(ConfigError::at(
+            "vault.token",
+            "use env: or file: for the Vault token",
+        ));
+    }
+    let cache = v.cache_secs.unwrap_or(300);
+    if cache > 86_400 {
+        return Err(ConfigError::at("vault.cache_secs", "at most 86400"));
+    }
+    Ok(gatehouse_auth::VaultSettings {
+        address: v.address,
+        token,
+        namespace: v.namespace,
+        cache: Duration::from_secs(cache),
+    })
+}
+
+fn validate_facade(
+    f: RawFacade,
+    resource: &str,
+    issuers: &[gatehouse_auth::IssuerConfig],
+    virtual_servers: &BTreeMap<String, VirtualServer>,
+    upstreams: &[UpstreamSpec],
+) -> Result<gatehouse_auth::FacadeConfig, ConfigError> {
+    const AT: &str = "auth.authorization_server";
+    let origin_of = |u: &str| {
+        reqwest::Url::parse(u)
+            .ok()
+            .map(|u| u.origin().ascii_serialization())
+    };
+    let issuer = match f.issuer {
+        Some(i) => {
+            let u = reqwest::Url::parse(&i)
+                .map_err(|_| ConfigError::at(format!("{AT}.issuer"), "not a URL"))?;
+            if !matches!(u.scheme(), "http" | "https")
+                || u.path() != "/"
+                || u.query().is_some()
+                || i.ends_with('/')
+            {
+                return Err(ConfigError::at(
+                    format!("{AT}.issuer"),
+                    "an http(s) origin without a path or trailing slash, e.g. https://mcp.example.com",
+                ));
+            }
+            i
+        }
+        None => origin_of(resource).ok_or_else(|| ConfigError::at("auth.resource", "not a URL"))?,
+    };
+    let login_issuer = issuers
+        .iter()
+        .find(|i| i.name == f.login.issuer)
+        .ok_or_else(|| {
+            ConfigError::at(
+                format!("{AT}.login.issuer"),
+                format!("`{}` is not a name under auth.issuers", f.login.issuer),
+            )
+        })?;
+    if issuers.iter().any(|i| i.issuer == issuer) {
+        return Err(ConfigError::at(
+            format!("{AT}.issuer"),
+            "the gateway's own issuer must differ from every trusted issuer",
+        ));
+    }
+    let client_secret = gatehouse_auth::SecretRef::parse(&f.login.client_secret)
+        .map_err(|e| ConfigError::at(format!("{AT}.login.client_secret"), e))?;
+    for (k, v) in [
+        ("authorization_endpoint", &f.login.authorization_endpoint),
+        ("token_endpoint", &f.login.token_endpoint),
+    ] {
+        if let Some(u) = v
+            && !reqwest::Url::parse(u).is_ok_and(|p| matches!(p.scheme(), "http" | "https"))
+        {
+            return Err(ConfigError::at(
+                format!("{AT}.login.{k}"),
+                format!("`{u}` is not an http(s) URL"),
+            ));
+        }
+    }
+    let access = f.access_token_ttl_secs.unwrap_or(900);
+    if !(300..=3600).contains(&access) {
+        return Err(ConfigError::at(
+            format!("{AT}.access_token_ttl_secs"),
+            "between 300 and 3600 (5 to 60 minutes)",
+        ));
+    }
+    let refresh = f.refresh_token_ttl_secs.unwrap_or(14 * 86_400);
+    if !(access..=90 * 86_400).contains(&refresh) {
+        return Err(ConfigError::at(
+            format!("{AT}.refresh_token_ttl_secs"),
+            "at least the access token's lifetime, at most 90 days",
+        ));
+    }
+    if f.redirect_uris.is_empty() {
+        return Err(ConfigError::at(
+            format!("{AT}.redirect_uris"),
+            "name the redirect URIs clients may register (an empty list admits none)",
+        ));
+    }
+    for (n, e) in f.redirect_uris.iter().enumerate() {
+        gatehouse_auth::valid_allow_entry(e)
+            .map_err(|m| ConfigError::at(format!("{AT}.redirect_uris[{n}]"), m))?;
+    }
+    let scopes = f
+        .scopes
+        .unwrap_or_else(|| login_issuer.required_scopes.clone());
+    let login_scopes = f.login.scopes.unwrap_or_else(|| {
+        let mut v = vec!["openid".to_owned()];
+        v.extend(scopes.iter().filter(|s| *s != "openid").cloned());
+        v
+    });
+    let mut resources = vec![resource.to_owned()];
+    if let Some(o) = origin_of(resource) {
+        resources.extend(virtual_servers.keys().map(|n| format!("{o}/s/{n}/mcp")));
+    }
+    let signing_key = f.signing_key.map(PathBuf::from);
+    let token_key = f
+        .token_key
+        .as_deref()
+        .map(gatehouse_auth::SecretRef::parse)
+        .transpose()
+        .map_err(|e| ConfigError::at(format!("{AT}.token_key"), e))?;
+    if !f.upstreams.is_empty() && token_key.is_none() {
+        return Err(ConfigError::at(
+            format!("{AT}.token_key"),
+            "users' upstream tokens are sealed with this key: set it (32 bytes, base64)",
+        ));
+    }
+    let mut user_upstreams = Vec::new();
+    for (name, u) in f.upstreams {
+        user_upstreams.push(user_oauth(
+            &format!("{AT}.upstreams.{name}"),
+            name,
+            u,
+            upstreams,
+        )?);
+    }
+    Ok(gatehouse_auth::FacadeConfig {
+        issuer,
+        audience: resource.to_owned(),
+        resources,
+        login: gatehouse_auth::LoginConfig {
+            issuer: login_issuer.issuer.clone(),
+            client_id: f.login.client_id,
+            client_secret,
+            scopes: login_scopes,
+            resource: f.login.resource.unwrap_or_else(|| resource.to_owned()),
+            authorization_endpoint: f.login.authorization_endpoint,
+            token_endpoint: f.login.token_endpoint,
+        },
+        access_ttl: Duration::from_secs(access),
+        refresh_ttl: Duration::from_secs(refresh),
+        redirect_uris: f.redirect_uris,
+        max_clients: positive(&format!("{AT}.max_clients"), f.max_clients, 1000)?,
+        scopes,
+        signing_key,
+        token_key,
+        upstreams: user_upstreams,
+        postgres: f.postgres,
+    })
+}
+
+/// One upstream called with each user's own token: it must exist and speak
+/// `streamable_http` (requests carry their caller's credential; an SSE stream is shared), and
+/// it cannot also exchange tokens.
+fn user_oauth(
+    at: &str,
+    name: String,
+    u: RawUserOAuth,
+    upstreams: &[UpstreamSpec],
+) -> Result<gatehouse_auth::UpstreamOAuth, ConfigError> {
+    let spec = upstreams
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| ConfigError::at(at, format!("`{name}` is not an upstream")))?;
+    let url = match &spec.transport {
+        TransportSpec::StreamableHttp {
+            url, credential, ..
+        } => {
+            if credential.as_ref().is_some_and(|c| c.token_exchange) {
+                return Err(ConfigError::at(
+                    at,
+                    "an upstream uses either token exchange or users' own tokens",
+                ));
+            }
+            url.to_string()
+        }
+        _ => {
+            return Err(ConfigError::at(
+                at,
+                "users' own tokens need a streamable_http upstream",
+            ));
+        }
+    };
+    for (k, v) in [
+        ("authorization_endpoint", &u.authorization_endpoint),
+        ("token_endpoint", &u.token_endpoint),
+    ] {
+        if !reqwest::Url::parse(v).is_ok_and(|p| matches!(p.scheme(), "http" | "https")) {
+            return Err(ConfigError::at(
+                format!("{at}.{k}"),
+                format!("`{v}` is not an http(s) URL"),
+            ));
+        }
+    }
+    let client_secret = u
+        .client_secret
+        .as_deref()
+        .map(gatehouse_auth::SecretRef::parse)
+        .transpose()
+        .map_err(|e| ConfigError::at(format!("{at}.client_secret"), e))?;
+    Ok(gatehouse_auth::UpstreamOAuth {
+        upstream: name,
+        authorization_endpoint: u.authorization_endpoint,
+        token_endpoint: u.token_endpoint,
+        client_id: u.client_id,
+        client_secret,
+        scopes: u.scopes,
+        resource: u.resource.unwrap_or(url),
     })
 }
 
@@ -987,6 +1551,357 @@ fn positive_u64(at: &str, v: Option<u64>, default: u64) -> Result<u64, ConfigErr
 /// The JSON Schema of the config file, for editors.
 pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(RawConfig)).unwrap_or_default()
+}
+
+fn validate_sinks(raw: Vec<raw::RawSink>, base: &Path) -> Result<Vec<SinkSpec>, ConfigError> {
+    let mut out: Vec<SinkSpec> = Vec::new();
+    for (i, s) in raw.into_iter().enumerate() {
+        let at = |f: &str| format!("audit.sinks[{i}].{f}");
+        if s.name.is_empty()
+            || !s
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+            || out.iter().any(|o| o.name == s.name)
+        {
+            return Err(ConfigError::at(
+                at("name"),
+                "a unique name of letters, digits, - and _",
+            ));
+        }
+        let tls = s
+            .tls
+            .map(|t| upstream_tls(&at("tls"), t, base))
+            .transpose()?;
+        let need = |v: Option<String>, f: &str| {
+            v.ok_or_else(|| ConfigError::at(at(f), format!("a {:?} sink needs `{f}`", s.kind)))
+        };
+        let kind = match s.kind {
+            RawSinkKind::Syslog => {
+                let address = need(s.address, "address")?;
+                let (host, port) = address
+                    .rsplit_once(':')
+                    .and_then(|(h, p)| {
+                        Some((
+                            h.trim_matches(['[', ']']).to_owned(),
+                            p.parse::<u16>().ok()?,
+                        ))
+                    })
+                    .ok_or_else(|| ConfigError::at(at("address"), "host:port"))?;
+                SinkKind::Syslog {
+                    server_name: s.server_name.unwrap_or_else(|| host.clone()),
+                    host,
+                    port,
+                    tls,
+                    format: s.format.unwrap_or(RawSinkFormat::Json),
+                }
+            }
+            RawSinkKind::File => SinkKind::File {
+                path: base.join(need(s.path, "path")?),
+                format: s.format.unwrap_or(RawSinkFormat::Json),
+                max_bytes: s.max_bytes.unwrap_or(100 << 20).max(4096),
+                keep: s.keep.unwrap_or(10).clamp(1, 1000),
+            },
+            kind => {
+                let url = need(s.url, "url")?;
+                let parsed = reqwest::Url::parse(&url)
+                    .map_err(|e| ConfigError::at(at("url"), e.to_string()))?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return Err(ConfigError::at(at("url"), "an http(s) URL"));
+                }
+                let token = s
+                    .token
+                    .as_deref()
+                    .map(gatehouse_auth::SecretRef::parse)
+                    .transpose()
+                    .map_err(|e| ConfigError::at(at("token"), e))?;
+                if kind == RawSinkKind::Hec && token.is_none() {
+                    return Err(ConfigError::at(at("token"), "Splunk HEC needs its token"));
+                }
+                SinkKind::Http {
+                    kind,
+                    url,
+                    tls,
+                    token,
+                    index: s.index.unwrap_or_else(|| "gatehouse-audit".into()),
+                }
+            }
+        };
+        out.push(SinkSpec {
+            name: s.name,
+            kind,
+            batch: s.batch.unwrap_or(200).clamp(1, 10_000),
+        });
+    }
+    Ok(out)
+}
+
+fn validate_exfiltration(raw: raw::RawExfiltration) -> Result<Exfiltration, ConfigError> {
+    let mut budgets = Vec::new();
+    for (i, b) in raw.budgets.into_iter().enumerate() {
+        let at = |f: &str| format!("exfiltration.budgets[{i}].{f}");
+        if b.bytes == 0 || b.window_secs == 0 {
+            return Err(ConfigError::at(
+                at("bytes"),
+                "bytes and window_secs must be at least 1",
+            ));
+        }
+        if !matches!(
+            b.per,
+            RawRatePer::Principal | RawRatePer::Tool | RawRatePer::PrincipalTool
+        ) {
+            return Err(ConfigError::at(
+                at("per"),
+                "principal, tool or principal_tool",
+            ));
+        }
+        if budgets.iter().any(|x: &Budget| x.name == b.name) || b.name.is_empty() {
+            return Err(ConfigError::at(at("name"), "names are required and unique"));
+        }
+        budgets.push(Budget {
+            name: b.name,
+            per: b.per,
+            bytes: b.bytes,
+            window: Duration::from_secs(b.window_secs),
+        });
+    }
+    let anomaly = match raw.anomaly {
+        Some(a) if !a.enabled => None,
+        a => {
+            let factor = a.as_ref().and_then(|a| a.factor).unwrap_or(10.0);
+            if !(factor > 1.0 && factor.is_finite()) {
+                return Err(ConfigError::at(
+                    "exfiltration.anomaly.factor",
+                    "must be above 1",
+                ));
+            }
+            Some(Anomaly {
+                factor,
+                min_bytes: a.as_ref().and_then(|a| a.min_bytes).unwrap_or(65536),
+                min_samples: a.as_ref().and_then(|a| a.min_samples).unwrap_or(20),
+            })
+        }
+    };
+    Ok(Exfiltration { budgets, anomaly })
+}
+
+fn validate_rate_limits(raw: RawRateLimits) -> Result<RateLimits, ConfigError> {
+    if let Some(url) = &raw.redis
+        && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+    {
+        return Err(ConfigError::at(
+            "rate_limits.redis",
+            "must be a redis:// or rediss:// URL",
+        ));
+    }
+    let mut rules = Vec::new();
+    let mut names = BTreeSet::new();
+    for (i, r) in raw.rules.into_iter().enumerate() {
+        let at = |f: &str| format!("rate_limits.rules[{i}].{f}");
+        if r.name.is_empty() || !names.insert(r.name.clone()) {
+            return Err(ConfigError::at(at("name"), "names are required and unique"));
+        }
+        if r.requests == 0 || r.per_secs == 0 {
+            return Err(ConfigError::at(
+                at("requests"),
+                "requests and per_secs must be at least 1",
+            ));
+        }
+        let interval = Duration::from_secs(r.per_secs)
+            / u32::try_from(r.requests.min(u64::from(u32::MAX))).unwrap_or(u32::MAX);
+        if interval.is_zero() {
+            return Err(ConfigError::at(
+                at("requests"),
+                "more than a billion requests a second",
+            ));
+        }
+        rules.push(RateRule {
+            name: r.name,
+            per: r.per,
+            interval,
+            burst: r.burst,
+            methods: r.methods,
+            tools: r.tools,
+            servers: r.servers,
+            fail: r.fail,
+        });
+    }
+    if raw.max_in_flight_per_principal == Some(0) {
+        return Err(ConfigError::at(
+            "rate_limits.max_in_flight_per_principal",
+            "must be at least 1",
+        ));
+    }
+    Ok(RateLimits {
+        redis: raw.redis,
+        max_in_flight_per_principal: raw.max_in_flight_per_principal,
+        rules,
+    })
+}
+
+/// Argument `pattern`s must compile: a broken one would refuse every call.
+fn validate_argument_patterns(upstreams: &[UpstreamSpec]) -> Result<(), ConfigError> {
+    for u in upstreams {
+        for (tool, t) in &u.data.tools {
+            for (arg, r) in &t.arguments {
+                let at = format!("upstreams.{}.tools.{tool}.arguments.{arg}", u.name);
+                let patterns = r
+                    .pattern
+                    .iter()
+                    .map(|p| (format!("{at}.pattern"), p))
+                    .chain(r.roles.iter().filter_map(|(role, l)| {
+                        l.pattern
+                            .as_ref()
+                            .map(|p| (format!("{at}.roles.{role}.pattern"), p))
+                    }));
+                for (loc, p) in patterns {
+                    regex::RegexBuilder::new(&format!("^(?:{p})$"))
+                        .size_limit(1 << 20)
+                        .build()
+                        .map_err(|e| ConfigError::at(loc, e.to_string()))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn validate_dlp(
+    raw: raw::RawDlp,
+    authz: Option<&RawAuthorization>,
+    upstreams: &[UpstreamSpec],
+) -> Result<Arc<Dlp>, ConfigError> {
+    let source = format!(
+        "{:?}|{:?}|{:?}",
+        raw.profiles, raw.recognizers, raw.arguments
+    );
+    let recognizers = gatehouse_detect::Recognizers::new(&raw.recognizers)
+        .map_err(|e| ConfigError::at("dlp.recognizers", e.to_string()))?;
+    let mut profiles: BTreeMap<String, Option<gatehouse_detect::Profile>> = BTreeMap::new();
+    profiles.insert(
+        "standard".into(),
+        Some(gatehouse_detect::Profile::standard()),
+    );
+    profiles.insert("none".into(), None);
+    for (name, p) in raw.profiles {
+        if name == "none" {
+            return Err(ConfigError::at("dlp.profiles.none", "`none` is built in"));
+        }
+        if !(0.0..=1.0).contains(&p.min_confidence) {
+            return Err(ConfigError::at(
+                format!("dlp.profiles.{name}.min_confidence"),
+                "must be between 0 and 1",
+            ));
+        }
+        profiles.insert(name, Some(p));
+    }
+    let known = |name: &str, at: String| {
+        if profiles.contains_key(name) {
+            Ok(())
+        } else {
+            Err(ConfigError::at(
+                at,
+                format!("no redaction profile `{name}`"),
+            ))
+        }
+    };
+    if let Some(a) = authz {
+        for (level, c) in &a.classification {
+            if let Some(r) = &c.redaction {
+                known(
+                    r,
+                    format!("authorization.classification.{}.redaction", level.as_str()),
+                )?;
+            }
+        }
+    }
+    for u in upstreams {
+        for (tool, t) in &u.data.tools {
+            if let Some(r) = &t.redaction {
+                known(r, format!("upstreams.{}.tools.{tool}.redaction", u.name))?;
+            }
+        }
+    }
+    let arguments = match raw.arguments.as_deref() {
+        None => Some(gatehouse_detect::Profile::arguments()),
+        Some(name) => {
+            known(name, "dlp.arguments".into())?;
+            profiles.get(name).cloned().flatten()
+        }
+    };
+    Ok(Arc::new(Dlp {
+        recognizers,
+        profiles,
+        arguments,
+        source,
+    }))
+}
+
+/// Bounds on approval times: long enough for a person, short enough to bound what waits.
+const MAX_APPROVAL_SECS: u64 = 7 * 24 * 3600;
+
+fn validate_approvals(raw: raw::RawApprovals) -> Result<ApprovalSettings, ConfigError> {
+    let secs = |field: &str, v: Option<u64>, default: u64, max: u64| {
+        let v = v.unwrap_or(default);
+        if v == 0 || v > max {
+            return Err(ConfigError::at(
+                format!("approvals.{field}"),
+                format!("must be between 1 and {max}"),
+            ));
+        }
+        Ok(Duration::from_secs(v))
+    };
+    let count = raw.count.unwrap_or(1);
+    if !(1..=16).contains(&count) {
+        return Err(ConfigError::at(
+            "approvals.count",
+            "must be between 1 and 16",
+        ));
+    }
+    let approvers = raw.approvers.unwrap_or_else(|| vec!["approver".into()]);
+    if approvers.is_empty() {
+        return Err(ConfigError::at(
+            "approvals.approvers",
+            "at least one role must be able to approve",
+        ));
+    }
+    let mut notify = Vec::new();
+    for (i, w) in raw.notify.into_iter().enumerate() {
+        let at = |f: &str| format!("approvals.notify[{i}].{f}");
+        let url =
+            reqwest::Url::parse(&w.url).map_err(|e| ConfigError::at(at("url"), e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ConfigError::at(at("url"), "must be an http(s) URL"));
+        }
+        notify.push(Webhook {
+            url: w.url,
+            slack: w.format == Some(raw::RawWebhookFormat::Slack),
+            secret: w
+                .secret
+                .as_deref()
+                .map(gatehouse_auth::SecretRef::parse)
+                .transpose()
+                .map_err(|e| ConfigError::at(at("secret"), e))?,
+        });
+    }
+    Ok(ApprovalSettings {
+        default_rule: raw.default_rule.unwrap_or(true),
+        approvers,
+        count,
+        timeout: secs("timeout_secs", raw.timeout_secs, 900, MAX_APPROVAL_SECS)?,
+        use_within: secs(
+            "use_within_secs",
+            raw.use_within_secs,
+            900,
+            MAX_APPROVAL_SECS,
+        )?,
+        hold: secs("hold_secs", raw.hold_secs, 25, 3600)?,
+        progress: secs("progress_secs", raw.progress_secs, 5, 3600)?,
+        max_pending: raw.max_pending.unwrap_or(20).max(1),
+        console_url: raw.console_url,
+        notify,
+        postgres: raw.postgres,
+    })
 }
 
 #[cfg(test)]

@@ -45,6 +45,8 @@ pub struct RawConfig {
     pub auth: Option<RawAuth>,
     /// API keys for services (`gatehouse keys …`).
     pub api_keys: Option<RawApiKeys>,
+    /// Vault for `vault:` secret references.
+    pub vault: Option<RawVault>,
     #[serde(default)]
     pub store: RawStore,
     /// Serve HTTPS (and optionally verify client certificates) instead of plain HTTP.
@@ -60,11 +62,258 @@ pub struct RawConfig {
     pub authorization: Option<super::authz::RawAuthorization>,
     /// The tamper-evident audit record in the store (`store.sqlite`).
     pub audit: Option<RawAudit>,
+    #[serde(default)]
+    pub approvals: RawApprovals,
+    #[serde(default)]
+    pub dlp: RawDlp,
+    #[serde(default)]
+    pub errors: RawErrors,
+    #[serde(default)]
+    pub rate_limits: RawRateLimits,
+    #[serde(default)]
+    pub exfiltration: RawExfiltration,
+    pub icap: Option<RawIcap>,
+    #[serde(default)]
+    pub detection: super::detection::RawDetection,
+    /// Where the SCIM directory and revocations live: the store file by default, or
+    /// PostgreSQL shared by every replica (`postgres: "host=… user=… dbname=…"`).
+    pub directory: Option<RawDirectory>,
+    pub pinning: Option<super::detection::RawPinning>,
+}
+
+/// The directory's backend.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDirectory {
+    /// A PostgreSQL connection string; a deprovisioning or revoke on any replica reaches the
+    /// others within a second.
+    pub postgres: Option<String>,
+}
+
+/// An ICAP server (enterprise DLP, scanner) that sees results and arguments.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawIcap {
+    /// `icap://host[:port]/service`.
+    pub url: String,
+    /// Send results (RESPMOD); default true.
+    pub respmod: Option<bool>,
+    /// Send tool arguments (REQMOD); default false.
+    pub reqmod: Option<bool>,
+    /// Default 3000.
+    pub timeout_ms: Option<u64>,
+    /// Preview bytes (default 4096; 0 sends everything at once).
+    pub preview: Option<usize>,
+    /// When the server cannot be asked: `closed` (default) withholds, `open` passes.
+    pub fail: Option<RawFailMode>,
+    /// Only data of these classification levels (default: all).
+    #[serde(default)]
+    pub levels: Vec<gatehouse_policy::Classification>,
+}
+
+/// Limits on how much data leaves: byte budgets and size anomaly alerts.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawExfiltration {
+    /// Bytes of results per key over a sliding window; once spent, calls are refused.
+    #[serde(default)]
+    pub budgets: Vec<RawBudget>,
+    /// Alert when a result is far above the usual size (on by default; `enabled: false`
+    /// turns it off).
+    pub anomaly: Option<RawAnomaly>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawBudget {
+    pub name: String,
+    /// `principal`, `tool` or `principal_tool`.
+    pub per: RawRatePer,
+    pub bytes: u64,
+    pub window_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAnomaly {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// How many times the usual size counts as anomalous (default 10).
+    pub factor: Option<f64>,
+    /// Results smaller than this are never anomalies (default 65536).
+    pub min_bytes: Option<u64>,
+    /// Results seen before a baseline counts (default 20).
+    pub min_samples: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Request rate limits (GCRA) and in-flight caps.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimits {
+    /// `redis://host:port/db`: limits are global across every gateway sharing it.
+    /// Without it they hold per process.
+    pub redis: Option<String>,
+    /// Calls one principal may have in flight at once (default unlimited; the gateway-wide
+    /// `limits.max_concurrent_requests` still holds).
+    pub max_in_flight_per_principal: Option<usize>,
+    #[serde(default)]
+    pub rules: Vec<RawRateRule>,
+}
+
+/// One limit: `requests` per `per_secs` for each key of `per`, with `burst` extra.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateRule {
+    pub name: String,
+    /// What is counted separately: `principal`, `tool`, `server`, `tenant`, `api_key`,
+    /// `principal_tool`.
+    pub per: RawRatePer,
+    pub requests: u64,
+    pub per_secs: u64,
+    /// Requests allowed at once beyond the steady rate (default 0).
+    #[serde(default)]
+    pub burst: u64,
+    /// JSON-RPC methods counted (default: every request, lists and discovery included).
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Exposed tool names counted (default: any).
+    #[serde(default)]
+    pub tools: Vec<String>,
+    /// Upstreams counted (default: any).
+    #[serde(default)]
+    pub servers: Vec<String>,
+    /// When the shared store is unreachable: `closed` refuses, `open` allows. Default:
+    /// closed for restricted data, open otherwise.
+    pub fail: Option<RawFailMode>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawRatePer {
+    Principal,
+    Tool,
+    Server,
+    Tenant,
+    ApiKey,
+    PrincipalTool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawFailMode {
+    Open,
+    Closed,
+}
+
+/// What clients are told when an upstream fails.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawErrors {
+    /// `scrub` (default): an upstream error or failed tool result that shows internals
+    /// (stack traces, SQL errors, paths, internal hosts, exception names) is replaced by a
+    /// generic message and the correlation id; `strict`: every upstream error message is;
+    /// `pass`: nothing is (debugging only).
+    pub mode: Option<RawErrorMode>,
+    /// Regular expressions: an error message matching one passes untouched (e.g. a tool's
+    /// own validation messages).
+    #[serde(default)]
+    pub pass: Vec<String>,
+    /// JSON-RPC error codes whose upstream errors pass untouched (e.g. `-32602`, a tool's
+    /// own invalid-params answers).
+    #[serde(default)]
+    pub pass_codes: Vec<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawErrorMode {
+    Scrub,
+    Strict,
+    Pass,
+}
+
+/// Data loss prevention on results and outgoing arguments.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDlp {
+    /// Named profiles, referenced by a classification's `redaction` or a tool's. Built in:
+    /// `standard` (secrets block; cards, IBANs, SSNs and national IDs keep their last four;
+    /// the rest masked) and `none`.
+    #[serde(default)]
+    pub profiles: BTreeMap<String, gatehouse_detect::Profile>,
+    /// Recognizers of your own, beside the built-in ones.
+    #[serde(default)]
+    pub recognizers: Vec<gatehouse_detect::CustomRecognizer>,
+    /// The profile for outgoing tool arguments (default: secrets block the call, the rest
+    /// is recorded); `none` turns it off.
+    pub arguments: Option<String>,
+}
+
+/// Human approval of held calls.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawApprovals {
+    /// Calls to tools that are not read-only on confidential or restricted data wait for
+    /// approval (default true). Per tool, `approval: false` exempts one.
+    pub default_rule: Option<bool>,
+    /// Roles any of which an approver must hold (default `[approver]`).
+    pub approvers: Option<Vec<String>>,
+    /// Distinct approvers needed per call (default 1).
+    pub count: Option<u32>,
+    /// Seconds a request waits for its decision before it expires (default 900).
+    pub timeout_secs: Option<u64>,
+    /// Seconds an approved call stays usable by the caller's retry (default 900).
+    pub use_within_secs: Option<u64>,
+    /// Seconds a session-based (2025) call is held open waiting (default 25, under common client
+    /// request timeouts); after that,
+    /// and at once for stateless clients, the call answers "approval pending".
+    pub hold_secs: Option<u64>,
+    /// Seconds between progress notifications to a held call (default 5).
+    pub progress_secs: Option<u64>,
+    /// Most requests one principal may have pending at once (default 20); more are refused,
+    /// so one caller cannot flood the approvers.
+    pub max_pending: Option<u32>,
+    /// Base URL of the console, for links in notifications.
+    pub console_url: Option<String>,
+    /// A PostgreSQL connection string: approvals live there, shared by every replica of
+    /// a cluster (any replica takes a decision; the one holding the call sees it within a
+    /// second). Default: the SQLite store.
+    pub postgres: Option<String>,
+    /// Webhooks told of every new request.
+    #[serde(default)]
+    pub notify: Vec<RawWebhook>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    pub url: String,
+    /// `json` (default; the full request, HMAC-signed) or `slack` (a message with a link).
+    pub format: Option<RawWebhookFormat>,
+    /// HMAC-SHA256 key by reference (`env:NAME`, `file:/path`, `secret:NAME`).
+    pub secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawWebhookFormat {
+    Json,
+    Slack,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAudit {
+    /// The audit record is on by default (in the store); `false` turns it off.
+    pub enabled: Option<bool>,
+    /// A PostgreSQL connection string (`host=… user=… dbname=…` or `postgresql://…`):
+    /// the record goes there instead of the SQLite store, shared by every gateway of a
+    /// cluster. The schema is created and migrated on first use.
+    pub postgres: Option<String>,
     /// Commit every call's event before answering it. Default: only denied calls,
     /// write/execute/delete calls and calls on confidential or restricted data wait; the
     /// rest are committed in the next group without holding the response.
@@ -76,6 +325,81 @@ pub struct RawAudit {
     pub signing_key: Option<String>,
     /// Events between checkpoints, at most (default 1000; a quiet minute also triggers one).
     pub checkpoint_every: Option<u64>,
+    /// Retention: records older than this many days are pruned hourly, per chain up to its
+    /// newest signed checkpoint among them, never past what a sink has not shipped.
+    pub retention_days: Option<u64>,
+    /// Key of the subject index (HMAC of personal identifiers seen in calls), by reference.
+    /// Default: derived from `session.key`; without either there is no subject index.
+    pub subject_key: Option<String>,
+    /// SIEM sinks: each ships every event from the store, at least once, in order per chain.
+    #[serde(default)]
+    pub sinks: Vec<RawSink>,
+}
+
+/// One SIEM destination.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSink {
+    /// Unique; names the sink's cursor in the store (renaming it ships everything again).
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: RawSinkKind,
+    /// syslog: `host:port` (RFC 5424 over TCP, octet counting).
+    pub address: Option<String>,
+    /// syslog: TLS (`ca`; with `client_cert`/`client_key`, mutual TLS); HTTP sinks: the CA
+    /// and client certificate for HTTPS.
+    pub tls: Option<RawUpstreamTls>,
+    /// syslog: the name the server's certificate must carry (default: the address's host).
+    pub server_name: Option<String>,
+    /// syslog and file: `json` (default), `cef` or `leef`.
+    pub format: Option<RawSinkFormat>,
+    /// HTTP sinks: the endpoint.
+    pub url: Option<String>,
+    /// hec: the HEC token; elasticsearch: an API key; otlp: a bearer token; webhook: the
+    /// HMAC key. By reference (`env:`, `file:`, `secret:`).
+    pub token: Option<String>,
+    /// elasticsearch: the index (default `gatehouse-audit`).
+    pub index: Option<String>,
+    /// file: the JSON-lines file (relative to the config file).
+    pub path: Option<String>,
+    /// file: rotate past this size (default 100 MiB), keeping `keep` old files (default 10).
+    pub max_bytes: Option<u64>,
+    pub keep: Option<u32>,
+    /// Events per batch (default 200).
+    pub batch: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawSinkKind {
+    Syslog,
+    Hec,
+    Elasticsearch,
+    Otlp,
+    Webhook,
+    File,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawSinkFormat {
+    Json,
+    Cef,
+    Leef,
+}
+
+/// A HashiCorp Vault-compatible KV engine, for `vault:PATH#FIELD` secret references.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawVault {
+    /// `https://vault.example.com:8200`
+    pub address: String,
+    /// The gateway's Vault token: `env:NAME` or `file:/path` (a file an agent renews).
+    pub token: String,
+    /// Namespace (Vault Enterprise, OpenBao).
+    pub namespace: Option<String>,
+    /// How long a value read is reused (seconds). Default 300.
+    pub cache_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -150,6 +474,9 @@ pub struct RawApiKeys {
     /// Server secret (base64, at least 32 bytes) that keys are hashed under. Changing it
     /// invalidates every key.
     pub pepper: String,
+    /// PostgreSQL connection string: keys live there and every replica (and the CLI) sees
+    /// a creation, rotation or revocation within a second. Default: the store file.
+    pub postgres: Option<String>,
 }
 
 /// Where durable state lives.
@@ -169,6 +496,82 @@ pub struct RawAuth {
     pub resource: String,
     /// Trusted token issuers by short name (the name prefixes subjects in principal ids).
     pub issuers: BTreeMap<String, RawIssuer>,
+    /// Run the authorization-server façade: clients register and sign in at the gateway,
+    /// which sends the user to `login.issuer` and issues its own tokens.
+    pub authorization_server: Option<RawFacade>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawFacade {
+    /// This gateway as an issuer: its public origin, no path. Default: the origin of
+    /// `auth.resource`.
+    pub issuer: Option<String>,
+    /// Where users sign in.
+    pub login: RawLogin,
+    /// Lifetime of the gateway's access tokens (seconds, 300–3600). Default 900.
+    pub access_token_ttl_secs: Option<u64>,
+    /// Lifetime of a sign-in: its refresh tokens rotate but never outlive it (seconds, at
+    /// most 90 days). Default 14 days.
+    pub refresh_token_ttl_secs: Option<u64>,
+    /// Redirect URIs clients may register: exact URIs, or prefixes ending in `*` after a
+    /// path. A loopback entry (`http://127.0.0.1/callback`) without a port admits any port.
+    pub redirect_uris: Vec<String>,
+    /// Most registered clients. Default 1000.
+    pub max_clients: Option<usize>,
+    /// Scopes clients may ask for. Default: the login issuer's `required_scopes`.
+    pub scopes: Option<Vec<String>>,
+    /// PKCS#8 PEM file of the P-256 key that signs gateway tokens; created (mode 0600) on
+    /// first start when missing. Replicas must share it. Default: beside the store file
+    /// (`<store file>.oauth-key.pem`).
+    pub signing_key: Option<String>,
+    /// AES-256-GCM key (32 bytes, base64; `env:`, `file:` or `secret:`) sealing users'
+    /// upstream tokens. Required with `upstreams`.
+    pub token_key: Option<String>,
+    /// PostgreSQL connection string: replicas share clients, sign-ins, refresh tokens and
+    /// users' upstream tokens there. Default: the store file (one host).
+    pub postgres: Option<String>,
+    /// Upstreams (by name under `upstreams`, `streamable_http`) that are called with each
+    /// user's own account: the user connects it once through a consent link, the gateway
+    /// keeps the tokens sealed and refreshes them.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, RawUserOAuth>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawUserOAuth {
+    /// The upstream's authorization server.
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    /// The gateway's client there; its redirect URI is `<issuer>/oauth/upstream/callback`.
+    pub client_id: String,
+    /// `env:`, `file:` or `secret:`; none for a public client (PKCE only).
+    pub client_secret: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// The RFC 8707 resource asked for. Default: the upstream's URL.
+    pub resource: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogin {
+    /// The name of the trusted issuer (under `auth.issuers`) users sign in at; its tokens
+    /// become principals exactly as when presented directly.
+    pub issuer: String,
+    /// The gateway's client at that provider (a confidential web client whose redirect URI
+    /// is `<issuer>/oauth/callback`).
+    pub client_id: String,
+    /// `env:NAME`, `file:/path` or `secret:NAME`.
+    pub client_secret: String,
+    /// Scopes asked of the provider. Default `[openid]` and the offered scopes.
+    pub scopes: Option<Vec<String>>,
+    /// The resource (RFC 8707) asked of the provider. Default `auth.resource`.
+    pub resource: Option<String>,
+    /// Override the endpoints from the provider's discovery document.
+    pub authorization_endpoint: Option<String>,
+    pub token_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]

@@ -143,6 +143,95 @@ fn auth_rules() {
 }
 
 #[test]
+fn the_authorization_server_facade_is_checked() {
+    let facade = |extra: &str| {
+        format!(
+            "{}  authorization_server:\n    login: {{issuer: staff, client_id: gh, client_secret: 'env:S'}}\n{extra}",
+            auth("      required_scopes: [mcp:tools]\n")
+        )
+    };
+    let ok = load(&facade(
+        "    redirect_uris: ['http://127.0.0.1/callback']\n",
+    ))
+    .unwrap();
+    let f = ok.auth.unwrap().facade.unwrap();
+    assert_eq!(
+        f.issuer, "https://gw.example",
+        "default: the resource's origin"
+    );
+    assert_eq!(f.login.issuer, "https://idp.example");
+    assert_eq!(f.scopes, vec!["mcp:tools".to_owned()]);
+    assert_eq!(
+        f.login.scopes,
+        vec!["openid".to_owned(), "mcp:tools".to_owned()]
+    );
+    assert_eq!(f.access_ttl.as_secs(), 900);
+    for (extra, at) in [
+        (
+            "    redirect_uris: []\n",
+            "auth.authorization_server.redirect_uris",
+        ),
+        (
+            "    redirect_uris: ['https://app.example.com*']\n",
+            "auth.authorization_server.redirect_uris[0]",
+        ),
+        (
+            "    redirect_uris: ['http://127.0.0.1/cb']\n    access_token_ttl_secs: 86400\n",
+            "auth.authorization_server.access_token_ttl_secs",
+        ),
+        (
+            "    redirect_uris: ['http://127.0.0.1/cb']\n    issuer: https://gw.example/oauth\n",
+            "auth.authorization_server.issuer",
+        ),
+        (
+            "    redirect_uris: ['http://127.0.0.1/cb']\n    issuer: https://idp.example\n",
+            "auth.authorization_server.issuer",
+        ),
+    ] {
+        assert_eq!(load(&facade(extra)).unwrap_err().location, at, "{extra}");
+    }
+    let e = load(
+        &facade("    redirect_uris: ['http://127.0.0.1/cb']\n")
+            .replace("issuer: staff", "issuer: nobody"),
+    )
+    .unwrap_err();
+    assert_eq!(e.location, "auth.authorization_server.login.issuer");
+    let e =
+        load(&facade("    redirect_uris: ['http://127.0.0.1/cb']\n").replace("'env:S'", "plain"))
+            .unwrap_err();
+    assert_eq!(e.location, "auth.authorization_server.login.client_secret");
+}
+
+#[test]
+fn vault_references_need_a_vault_section_with_a_token_by_reference() {
+    let up = |secret: &str| {
+        format!(
+            "upstreams:\n  t:\n    url: https://t.example/mcp\n    client_credentials:\n      token_url: https://idp.example/token\n      client_id: gh\n      client_secret: \"{secret}\"\n"
+        )
+    };
+    let e = load(&up("vault:secret/data/t#client_secret")).unwrap_err();
+    assert_eq!(e.location, "vault");
+    let vault = "vault:\n  address: https://vault.example:8200\n  token: env:VAULT_TOKEN\n";
+    let ok = load(&format!(
+        "{vault}{}",
+        up("vault:secret/data/t#client_secret")
+    ))
+    .unwrap();
+    assert_eq!(ok.vault.unwrap().cache.as_secs(), 300);
+    for bad in ["vault:secret/../sys#x", "vault:secret/data/t", "vault:#x"] {
+        let e = load(&format!("{vault}{}", up(bad))).unwrap_err();
+        assert_eq!(
+            e.location, "upstreams.t.client_credentials.client_secret",
+            "{bad}"
+        );
+    }
+    let e = load("vault:\n  address: https://v.example\n  token: s.inline-token\n").unwrap_err();
+    assert_eq!(e.location, "vault.token");
+    let e = load("vault:\n  address: not-a-url\n  token: env:T\n").unwrap_err();
+    assert_eq!(e.location, "vault.address");
+}
+
+#[test]
 fn upstream_client_secrets_must_be_references() {
     let yaml = |secret: &str| {
         format!(

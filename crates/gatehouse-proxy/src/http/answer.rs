@@ -40,7 +40,9 @@ pub(super) async fn respond(
     // its client can sign in again with the required strength.
     let oauth = matches!(
         ctx.principal.method,
-        gatehouse_auth::AuthMethod::Jwt { .. } | gatehouse_auth::AuthMethod::Introspection { .. }
+        gatehouse_auth::AuthMethod::Jwt { .. }
+            | gatehouse_auth::AuthMethod::Introspection { .. }
+            | gatehouse_auth::AuthMethod::Gateway { .. }
     );
     let metadata = super::metadata_url(&gw.config(), ctx.scope.as_deref());
     let finish = move |resp: RpcResponse| {
@@ -48,14 +50,29 @@ pub(super) async fn respond(
             Err(e) if oauth => super::step_up_challenge(e, metadata.as_deref()),
             _ => None,
         };
+        // Rate limited: HTTP 429 with Retry-After (seconds, rounded up).
+        let retry_after = match &resp.outcome {
+            Err(e) if e.code == code::RATE_LIMITED => e
+                .data
+                .as_ref()
+                .and_then(|d| d.get("retryAfterMs"))
+                .and_then(serde_json::Value::as_u64)
+                .map(|ms| ms.div_ceil(1000).max(1)),
+            _ => None,
+        };
         let status = match (&resp.outcome, stateless) {
             _ if challenge.is_some() => StatusCode::UNAUTHORIZED,
+            _ if retry_after.is_some() => StatusCode::TOO_MANY_REQUESTS,
             (Err(e), true) => stateless_status(e.code),
             _ => StatusCode::OK,
         };
         let mut r = json_body(status, &resp.into());
         if let Some(c) = challenge {
             r.headers_mut().insert(http::header::WWW_AUTHENTICATE, c);
+        }
+        if let Some(secs) = retry_after {
+            r.headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
         }
         r
     };

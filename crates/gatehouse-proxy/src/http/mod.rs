@@ -77,7 +77,9 @@ pub fn router(gw: Arc<Gateway>, prometheus: Option<PrometheusHandle>) -> Router 
             prometheus,
         })
         .merge(crate::scim::router(gw.clone()))
-        .merge(crate::admin::router(gw))
+        .merge(crate::admin::router(gw.clone()))
+        .merge(crate::oauth::router(gw.clone()))
+        .merge(crate::approval::api::router(gw))
 }
 
 // ---- edge errors ---------------------------------------------------------------------
@@ -468,7 +470,14 @@ async fn post_mcp(
     let (cfg, principal) =
         match edge(&st, scope.as_deref(), &headers, peer.as_ref().map(|p| &p.0)).await {
             Ok(v) => v,
-            Err(r) => return r,
+            // Refused before the body was read: the connection closes after this answer,
+            // and says so, so a client never sends its retry down a connection the server
+            // is about to drop (the OAuth client's 401 → sign in → retry).
+            Err(mut r) => {
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return r;
+            }
         };
     let ctype = header_str(&headers, header::CONTENT_TYPE.as_str()).unwrap_or("");
     if !ctype.to_ascii_lowercase().starts_with("application/json") {
@@ -686,6 +695,7 @@ fn initialize(
         gw.sessions
             .issue_for(version, scope.unwrap_or(""), caps, &principal.id, client);
     tracing::info!(target: "gatehouse::audit", session = %claims.sid, principal = %principal.id, method = principal.method_label(), version = %version, client = %client.chars().take(128).collect::<String>(), "session opened");
+    gw.audit_session_opened(principal, &claims.sid, client);
     metrics::counter!(m::REQUESTS, "method" => method::INITIALIZE, "outcome" => "ok").increment(1);
     let mut resp = json_body(
         StatusCode::OK,

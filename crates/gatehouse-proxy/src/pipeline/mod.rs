@@ -10,7 +10,7 @@
 //! Each stage returns a [`Verdict`]. A stage that cannot decide denies.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use gatehouse_protocol::{
     Id, META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION, Message,
@@ -19,6 +19,7 @@ use gatehouse_protocol::{
 use serde_json::{Map, Value, json};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
+use crate::approval;
 use crate::authorize::{Gate, Named, digest, refusal};
 use crate::catalog::in_scope;
 use crate::config::{Config, VirtualServer};
@@ -33,9 +34,18 @@ use gatehouse_policy::{Action, Classification, Outcome, Verb};
 
 pub use gatehouse_auth::Principal;
 
+mod detect;
+mod hygiene;
+mod inspect;
 mod local;
 mod route;
+mod validate;
 
+pub(crate) use validate::Schemas;
+
+/// Every string in a JSON value, scanned by the pattern stage (with JSON pointers).
+pub use detect::scan as scan_strings;
+pub(crate) use detect::{stage_label, to_audit as detection_record};
 use local::is_filtered_list;
 
 /// A stage's decision.
@@ -43,6 +53,8 @@ use local::is_filtered_list;
 pub enum Verdict {
     Allow,
     Deny(Denial),
+    /// Allowed only once a person approves this exact call (the rule that asks).
+    RequireApproval(&'static str),
 }
 
 /// A refusal: the rule that refused, the reason for the log and audit, and the error the
@@ -325,6 +337,9 @@ struct Trace {
     denied_by: Option<&'static str>,
     unknown_tool: bool,
     upstream_error: Option<UpstreamError>,
+    /// The gateway answered for the upstream (a consent link, a refused caller): its own
+    /// words, not an upstream's, so error hygiene leaves them alone.
+    own_answer: bool,
     /// The policies that decided (allow or deny).
     policies: Vec<String>,
     classification: Option<Classification>,
@@ -333,6 +348,48 @@ struct Trace {
     /// Enhanced audit: SHA-256 of the arguments and of the result.
     args_digest: Option<String>,
     result_digest: Option<String>,
+    /// The approval the call waited for or used.
+    approval: Option<String>,
+    /// Answered "approval pending" instead of running.
+    pending: bool,
+    /// DLP findings on arguments and result: kind → count, and the kinds that blocked.
+    findings: std::collections::BTreeMap<String, usize>,
+    dlp_blocked: Vec<String>,
+    /// An upstream error's detail the client was not shown (bounded, secrets masked).
+    scrubbed: Option<String>,
+    /// Alerts that did not refuse the call: a truncated result, a size anomaly.
+    alerts: Vec<String>,
+    /// Keyed digests of personal identifiers in the arguments or the result.
+    subjects: std::collections::BTreeSet<String>,
+    /// Prompt-injection findings and what was done about them.
+    detections: Vec<gatehouse_audit::Detection>,
+    /// Masked copies the classification keeps (`audit_bodies`).
+    arguments: Option<Value>,
+    result: Option<Value>,
+}
+
+impl Trace {
+    fn note(&mut self, report: &gatehouse_detect::Report) {
+        for (k, n) in &report.found {
+            *self.findings.entry(k.clone()).or_default() += n;
+        }
+        self.dlp_blocked.extend(report.blocked.iter().cloned());
+        self.subjects.extend(report.subjects.iter().cloned());
+    }
+
+    /// `kind=count,…;blocked=kind,…` for the audit line.
+    fn findings_line(&self) -> String {
+        let mut s: Vec<String> = self
+            .findings
+            .iter()
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect();
+        if !self.dlp_blocked.is_empty() {
+            s.push(format!("blocked={}", self.dlp_blocked.join("+")));
+        }
+        s.extend(self.alerts.iter().cloned());
+        s.join(",")
+    }
 }
 
 impl Gateway {
@@ -352,6 +409,7 @@ impl Gateway {
         let mut outcome = self.run(ctx, req, events, &mut trace, correlation).await;
         let status = match &outcome {
             _ if trace.denied_by.is_some() => "denied",
+            Ok(_) if trace.pending => "approval_pending",
             Ok(_) if trace.unknown_tool => "unknown_tool",
             Ok(_) => "ok",
             Err(_) => "error",
@@ -401,8 +459,14 @@ impl Gateway {
                     .as_ref()
                     .map(ToString::to_string)
                     .unwrap_or_default(),
+                approval: trace.approval.clone().unwrap_or_default(),
+                findings: trace.findings_line(),
+                detections: std::mem::take(&mut trace.detections),
+                subjects: trace.subjects.iter().cloned().collect(),
+                arguments: trace.arguments.take(),
+                result: trace.result.take(),
                 latency_us,
-                detail: String::new(),
+                detail: trace.scrubbed.clone().unwrap_or_default(),
             };
             if let Err(e) = writer.record(event, durable).await
                 && durable
@@ -433,6 +497,8 @@ impl Gateway {
             args_digest = trace.args_digest.as_deref().unwrap_or(""),
             result_digest = trace.result_digest.as_deref().unwrap_or(""),
             upstream_error = trace.upstream_error.as_ref().map(ToString::to_string).unwrap_or_default(),
+            approval = trace.approval.as_deref().unwrap_or(""),
+            findings = %trace.findings_line(),
             latency_us,
             "request"
         );
@@ -508,12 +574,18 @@ impl Gateway {
             .filter(|_| decides)
             .map(|a| Gate::new(a, ctx));
         if let Target::Upstream { guard, .. } = &target {
+            if let Some(args) = req.params.as_ref().and_then(|p| p.get("arguments")) {
+                let keep = inspect::controls(&cfg, &guard.target).audit_bodies;
+                trace.arguments = inspect::audit_copy(&cfg, keep, args);
+            }
             trace.classification = Some(guard.target.classification());
             trace.verb = Some(match &guard.target {
                 gatehouse_policy::Target::Tool { verb, .. } => *verb,
                 _ => Verb::Read,
             });
         }
+        // Policies that allow the call only with a person's approval.
+        let mut approval_policies: Option<Vec<String>> = None;
         if let (Some(gate), Target::Upstream { guard, .. }) = (&gate, &target) {
             let args = req
                 .params
@@ -552,15 +624,161 @@ impl Gateway {
                     correlation,
                 );
             }
+            if gate.authz().engine.requires_approval(outcome.policies()) {
+                approval_policies = Some(outcome.policies().to_vec());
+            }
         }
 
         // Stage: validate. Arguments are checked before anything leaves the gateway.
         // Stage: detect. Injection and poisoning patterns over what the tool would receive.
-        for verdict in [validate(&req), detect(&req)] {
-            if let Verdict::Deny(d) = verdict {
-                tracing::info!(rule = d.rule, reason = %d.reason, "request denied");
-                trace.denied_by = Some(d.rule);
-                return Err(d.error);
+        let mut flagged = None;
+        let detection = match &target {
+            Target::Upstream { guard, .. } if req.method == method::TOOLS_CALL => {
+                detect::arguments(
+                    &cfg,
+                    guard.target.classification(),
+                    &guard.name,
+                    req.params.as_ref().and_then(|p| p.get("arguments")),
+                    trace,
+                )
+                .await
+            }
+            _ => Verdict::Allow,
+        };
+        let mut url_hosts = Vec::new();
+        let (schema_check, argument_checks) = match &target {
+            Target::Upstream { guard, .. } if req.method == method::TOOLS_CALL => {
+                let args = req.params.as_ref().and_then(|p| p.get("arguments"));
+                let empty = Value::Object(Map::new());
+                let catalog = self.catalog();
+                (
+                    // The tool's own input schema first, then the gateway's checks.
+                    self.schemas.check(
+                        catalog.tool(&guard.name).map(|e| &e.def),
+                        args.filter(|a| !a.is_null()).unwrap_or(&empty),
+                    ),
+                    validate::arguments(
+                        &cfg,
+                        &guard.target,
+                        args.and_then(Value::as_object),
+                        &ctx.principal.roles,
+                        &mut url_hosts,
+                    ),
+                )
+            }
+            _ => (Verdict::Allow, Verdict::Allow),
+        };
+        for verdict in [validate(&req), schema_check, argument_checks, detection] {
+            match verdict {
+                Verdict::Deny(d) => {
+                    tracing::info!(rule = d.rule, reason = %d.reason, "request denied");
+                    trace.denied_by = Some(d.rule);
+                    return Err(d.error);
+                }
+                Verdict::RequireApproval(rule) => flagged = Some(rule),
+                Verdict::Allow => {}
+            }
+        }
+        // URL arguments naming a host: what the name resolves to.
+        if let Target::Upstream { guard, .. } = &target
+            && !url_hosts.is_empty()
+            && let Verdict::Deny(d) = validate::resolved_hosts(&guard.target, url_hosts).await
+        {
+            tracing::info!(rule = d.rule, reason = %d.reason, "request denied");
+            trace.denied_by = Some(d.rule);
+            return Err(d.error);
+        }
+
+        // Outgoing arguments: a secret an agent pastes into a call is caught before it
+        // leaves (the default profile blocks secrets and records the rest). A masking
+        // profile rewrites what is forwarded.
+        let mut outgoing_args: Option<Value> = None;
+        if req.method == method::TOOLS_CALL
+            && let Some(profile) = &cfg.dlp.arguments
+            && let Some(args) = req.params.as_ref().and_then(|p| p.get("arguments"))
+        {
+            let mut copy = args.clone();
+            let report = gatehouse_detect::walk_indexed(
+                &cfg.dlp.recognizers,
+                profile,
+                &self.dlp_tokens(&ctx.principal.id, ctx.key()),
+                self.subjects.as_ref(),
+                &mut copy,
+            );
+            trace.note(&report);
+            if !report.blocked.is_empty() {
+                trace.denied_by = Some("dlp.arguments");
+                tracing::warn!(target: "gatehouse::audit", %correlation, kinds = %report.blocked.join(","), "call refused: its arguments carry data that may not be sent");
+                return Err(RpcError::new(
+                    code::FORBIDDEN,
+                    format!(
+                        "Forbidden: the arguments carry data that may not be sent ({})",
+                        report.blocked.join(", ")
+                    ),
+                )
+                .with_data(json!({"correlationId": correlation.to_string()})));
+            }
+            if report.redacted > 0 {
+                outgoing_args = Some(copy);
+            }
+        }
+        // The enterprise DLP sees the arguments too (REQMOD), when configured.
+        if req.method == method::TOOLS_CALL
+            && let Some(icap) = cfg.icap.as_ref().filter(|i| i.reqmod)
+            && let Target::Upstream { guard, .. } = &target
+            && icap.covers(guard.target.classification())
+        {
+            let args = outgoing_args
+                .clone()
+                .or_else(|| {
+                    req.params
+                        .as_ref()
+                        .and_then(|p| p.get("arguments"))
+                        .cloned()
+                })
+                .unwrap_or_else(|| json!({}));
+            let body = serde_json::to_vec(&args).unwrap_or_default();
+            let refuse = |trace: &mut Trace, rule: &'static str, msg: &str, c: i64| {
+                trace.denied_by = Some(rule);
+                Err(RpcError::new(c, msg)
+                    .with_data(json!({"correlationId": correlation.to_string()})))
+            };
+            match icap.service.reqmod(&body).await {
+                Ok(crate::icap::Verdict::Unmodified) => {}
+                Ok(crate::icap::Verdict::Modified(new)) => {
+                    match serde_json::from_slice::<Value>(&new) {
+                        Ok(v) if v.is_object() => outgoing_args = Some(v),
+                        _ => {
+                            return refuse(
+                                trace,
+                                "icap.unreadable",
+                                "Forbidden: content inspection returned arguments that cannot be used",
+                                code::FORBIDDEN,
+                            );
+                        }
+                    }
+                }
+                Ok(crate::icap::Verdict::Blocked { .. }) => {
+                    tracing::warn!(target: "gatehouse::audit", %correlation, "call refused by content inspection (ICAP)");
+                    return refuse(
+                        trace,
+                        "icap.block",
+                        "Forbidden: content inspection blocked these arguments",
+                        code::FORBIDDEN,
+                    );
+                }
+                Err(e) if icap.fail_closed => {
+                    tracing::error!(target: "gatehouse::audit", %correlation, error = %e, "content inspection unavailable: call refused");
+                    return refuse(
+                        trace,
+                        "icap.unavailable",
+                        "Content inspection is unavailable; the call is refused",
+                        code::INTERNAL_ERROR,
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(%correlation, error = %e, "content inspection unavailable: call passed (fail open)")
+                }
             }
         }
 
@@ -577,12 +795,67 @@ impl Gateway {
             }
         };
 
-        // Stage: approval. Destructive calls wait for a person (nothing requires it yet).
+        // Per-caller limits: GCRA rules (per principal, tool, server, tenant, API key; in
+        // process or global through Redis) and this principal's calls in flight.
+        let _in_flight = self.rate_limit(&cfg, ctx, &req, trace, correlation).await?;
+
+        // Stage: approval. Calls that change things on sensitive data, and whatever a
+        // policy or detection flags, wait for a person; only an approval of these exact
+        // arguments, used once, lets the call through.
+        if let Target::Upstream {
+            upstream, guard, ..
+        } = &target
+            && req.method == method::TOOLS_CALL
+        {
+            let need = approval::needed(
+                &cfg,
+                route::data_policy(&cfg, upstream),
+                &guard.target,
+                approval_policies.as_deref(),
+            )
+            .or_else(|| {
+                flagged.map(|rule| approval::Need {
+                    reason: format!("detection:{rule}"),
+                    approvers: cfg.approvals.approvers.clone(),
+                    count: cfg.approvals.count,
+                    timeout: cfg.approvals.timeout,
+                })
+            });
+            if let Some(need) = need {
+                let call = approval::Call {
+                    upstream,
+                    tool: &guard.name,
+                    classification: guard.target.classification(),
+                    arguments: req.params.as_ref().and_then(|p| p.get("arguments")),
+                    progress_token: req.meta().and_then(|m| m.get("progressToken")).cloned(),
+                };
+                match self
+                    .approval_gate(ctx, need, call, events.as_ref(), correlation)
+                    .await
+                {
+                    approval::Gate::Proceed(id) => trace.approval = Some(id),
+                    approval::Gate::Answer(answer, rule, id) => {
+                        trace.approval = Some(id).filter(|i| !i.is_empty());
+                        if answer.is_ok() {
+                            trace.pending = true;
+                        } else {
+                            trace.denied_by = Some(rule);
+                        }
+                        return answer;
+                    }
+                }
+            }
+        }
 
         // Stage: upstream call, with the gateway's own connection; the client's credential
         // and envelope never travel further.
         let result = match target {
             Target::Local => self.answer_locally(&cfg, &req, view, gate.as_ref()),
+            // A tool held for review is unknown to the catalog; its caller is told why.
+            Target::UnknownTool(name) if self.pins.held(&name) => Ok(json!({
+                "content": [{"type": "text", "text": format!("Tool {name} is held for review by the gateway's administrators: its definition is new, changed or flagged")}],
+                "isError": true
+            })),
             Target::UnknownTool(name) => Ok(json!({
                 "content": [{"type": "text", "text": format!("Unknown tool: {name}")}],
                 "isError": true
@@ -597,34 +870,34 @@ impl Gateway {
                 guard,
                 ..
             } => {
-                let cap = gate.as_ref().and_then(|g| {
-                    g.authz()
-                        .controls(guard.target.classification())
-                        .max_result_bytes
-                });
+                let mut params = params;
+                if let (Some(args), Some(p)) = (
+                    outgoing_args,
+                    params.as_mut().and_then(Value::as_object_mut),
+                ) {
+                    p.insert("arguments".into(), args);
+                }
                 let mut forwarded = Request {
                     id: req.id.clone(),
                     method: req.method.clone(),
                     params,
                 };
                 strip_envelope(&mut forwarded);
-                let result = self
+                let mut result = self
                     .call_upstream(ctx, &upstream, forwarded, events, trace, correlation)
+                    .await
+                    .map_err(|e| {
+                        if trace.upstream_error.is_some() || trace.own_answer {
+                            e // the gateway's own answer: already generic
+                        } else {
+                            hygiene::upstream_error(&cfg, e, correlation, trace)
+                        }
+                    })?;
+                hygiene::tool_error(&cfg, &mut result, correlation, trace);
+                // Stage: inspect response (size cap, DLP, byte budgets, size anomaly;
+                // pins and poisoning join here).
+                self.inspect(&cfg, ctx, &guard.target, &mut result, trace, correlation)
                     .await?;
-                // Stage: inspect response. The classification's size cap first; pins,
-                // poisoning and DLP join here.
-                if let Some(cap) = cap {
-                    let size = serde_json::to_vec(&result).map_or(usize::MAX, |v| v.len());
-                    if size as u64 > cap {
-                        trace.denied_by = Some("classification.max_result_bytes");
-                        tracing::warn!(target: "gatehouse::audit", %correlation, size, cap, "result over the classification's size cap: withheld");
-                        return Err(RpcError::new(
-                            code::FORBIDDEN,
-                            "Forbidden: the result is larger than this data's classification allows",
-                        )
-                        .with_data(json!({"correlationId": correlation.to_string()})));
-                    }
-                }
                 Ok(result)
             }
         }?;
@@ -662,6 +935,15 @@ impl Gateway {
         let up = self
             .upstream(name)
             .ok_or_else(|| unavailable(correlation))?;
+        // An upstream called with each user's own account gets that user's token, or the
+        // user is asked to connect it (a URL elicitation); never another credential.
+        trace.own_answer = true;
+        let cfg = self.config();
+        let per_user = self.per_user_upstream(&cfg, name, correlation)?;
+        let user = match &per_user {
+            Some(s) => Some(self.user_upstream_token(s, ctx, name, correlation).await?),
+            None => ctx.user_token.clone(),
+        };
         // An upstream that acts for users gets an exchanged user token or no call: falling
         // back to the gateway's own token would lend its rights to whoever asked.
         if up.exchanges_tokens() && ctx.user_token.is_none() {
@@ -672,13 +954,14 @@ impl Gateway {
             )
             .with_data(json!({"correlationId": correlation.to_string()})));
         }
+        trace.own_answer = false;
         let route = events.map(|events| CallRoute {
             events,
             progress_token: req.meta().and_then(|m| m.get("progressToken")).cloned(),
             owner: ctx.key().to_owned(),
             caps: ctx.session.as_ref().map(|s| s.caps).unwrap_or_default(),
         });
-        let timeout = self.config().limits.request_timeout;
+        let timeout = cfg.limits.request_timeout;
         let key = (ctx.key().to_owned(), req.id.clone());
         let (cancel_tx, cancel_rx) = oneshot::channel::<()>();
         let cancellable = ctx.session.is_some();
@@ -695,7 +978,7 @@ impl Gateway {
         let uri = req.param_str("uri").map(str::to_owned);
         let started = Instant::now();
         let outcome = tokio::select! {
-            r = up.call(req, route, timeout, ctx.user_token.as_ref()) => Some(r),
+            r = up.call(req, route, timeout, user.as_ref()) => Some(r),
             // The client sent notifications/cancelled: dropping the call tells the upstream.
             _ = cancel_rx => None,
         };
@@ -720,6 +1003,19 @@ impl Gateway {
                 }
                 resp.outcome
             }
+            Some(Err(UpstreamError::Http(401))) if per_user.is_some() => {
+                // The upstream no longer accepts the user's token (revoked there): forget it
+                // and ask the user to connect again.
+                let s = per_user.as_ref().expect("checked");
+                tracing::warn!(target: "gatehouse::audit", upstream = name, principal = %ctx.principal.id, "the upstream refused the user's token: consent again");
+                s.forget_upstream(&ctx.principal.id, name);
+                trace.own_answer = true;
+                Err(self
+                    .user_upstream_token(s, ctx, name, correlation)
+                    .await
+                    .err()
+                    .unwrap_or_else(|| unavailable(correlation)))
+            }
             Some(Err(e)) => {
                 let kind = match &e {
                     UpstreamError::Timeout => "timeout",
@@ -740,6 +1036,61 @@ impl Gateway {
         }
     }
 
+    /// The authorization server when `name` is called with users' own tokens; an error when
+    /// it is configured so but the server is not running (fail closed).
+    fn per_user_upstream(
+        &self,
+        cfg: &Config,
+        name: &str,
+        correlation: CorrelationId,
+    ) -> Result<Option<Arc<gatehouse_auth::AuthorizationServer>>, RpcError> {
+        let configured = cfg
+            .auth
+            .as_ref()
+            .and_then(|a| a.facade.as_ref())
+            .is_some_and(|f| f.upstreams.iter().any(|u| u.upstream == name));
+        if !configured {
+            return Ok(None);
+        }
+        match self.oauth() {
+            Some(s) if s.connects(name) => Ok(Some(s)),
+            _ => Err(unavailable(correlation)),
+        }
+    }
+
+    /// The caller's own token for upstream `name`, or the error that asks them to connect
+    /// their account (`URL_ELICITATION_REQUIRED` with the consent link).
+    async fn user_upstream_token(
+        &self,
+        s: &gatehouse_auth::AuthorizationServer,
+        ctx: &ClientCtx,
+        name: &str,
+        correlation: CorrelationId,
+    ) -> Result<UserToken, RpcError> {
+        use gatehouse_auth::UpstreamCredential as C;
+        match s.upstream_credential(&ctx.principal, name).await {
+            Ok(C::Token(t)) => UserToken::for_upstream(&t).ok_or_else(|| unavailable(correlation)),
+            Ok(C::Consent { url, id }) => {
+                tracing::info!(target: "gatehouse::audit", upstream = name, principal = %ctx.principal.id, %correlation, "the user must connect an account: consent link issued");
+                let message =
+                    format!("Connect your account at {name} to use this tool, then call it again.");
+                Err(RpcError::new(code::URL_ELICITATION_REQUIRED, message.clone()).with_data(json!({
+                    "elicitations": [{"mode": "url", "elicitationId": id, "url": url, "message": message}],
+                    "correlationId": correlation.to_string(),
+                })))
+            }
+            Ok(C::NotEligible) => Err(RpcError::new(
+                code::INVALID_REQUEST,
+                "This server acts with each user's own account: sign in through the gateway",
+            )
+            .with_data(json!({"correlationId": correlation.to_string()}))),
+            Err(e) => {
+                tracing::warn!(upstream = name, %correlation, error = %e, "user's upstream token unavailable");
+                Err(unavailable(correlation))
+            }
+        }
+    }
+
     /// A client cancelled one of its calls.
     pub fn cancel(&self, ctx: &ClientCtx, request_id: &Id) {
         let key = (ctx.key().to_owned(), request_id.clone());
@@ -751,6 +1102,85 @@ impl Gateway {
         {
             let _ = tx.send(());
         }
+    }
+}
+
+impl Gateway {
+    async fn rate_limit(
+        &self,
+        cfg: &Config,
+        ctx: &ClientCtx,
+        req: &Request,
+        trace: &mut Trace,
+        correlation: CorrelationId,
+    ) -> Result<Option<OwnedSemaphorePermit>, RpcError> {
+        use crate::ratelimit::Refusal;
+        let limits = &cfg.rate_limits;
+        let refused = |trace: &mut Trace, rule: &'static str, name: &str, wait: Duration| {
+            trace.denied_by = Some(rule);
+            tracing::info!(target: "gatehouse::audit", %correlation, rule, limit = name, "request refused by a rate limit");
+            let ms = wait.as_millis().max(1) as u64;
+            RpcError::new(
+                code::RATE_LIMITED,
+                format!("Rate limit exceeded; retry in {ms} ms"),
+            )
+            .with_data(json!({"retryAfterMs": ms, "limit": name, "correlationId": correlation.to_string()}))
+        };
+        if !limits.rules.is_empty() {
+            let facts = crate::ratelimit::Facts {
+                method: &req.method,
+                principal: &ctx.principal.id,
+                tenant: ctx.principal.tenant.as_deref(),
+                api_key: match &ctx.principal.method {
+                    AuthMethod::ApiKey { key_id, .. } => Some(key_id.as_str()),
+                    _ => None,
+                },
+                tool: trace.tool.as_deref(),
+                server: trace.upstream.as_deref(),
+                restricted: trace.classification == Some(Classification::Restricted),
+            };
+            match self.limiter.check(limits, &facts).await {
+                Ok(()) => {}
+                Err(Refusal::Limited { rule, retry_after }) => {
+                    return Err(refused(trace, "rate_limit", &rule, retry_after));
+                }
+                Err(Refusal::Unavailable { rule }) => {
+                    return Err(refused(
+                        trace,
+                        "rate_limit.unavailable",
+                        &rule,
+                        Duration::from_secs(1),
+                    ));
+                }
+                Err(Refusal::InFlight) => {}
+            }
+        }
+        // A byte budget already spent refuses the call before it runs.
+        if !cfg.exfiltration.budgets.is_empty()
+            && let Some(tool) = trace.tool.clone()
+            && let Err(over) = self.exfil.before(
+                &cfg.exfiltration,
+                &crate::exfil::Call {
+                    principal: &ctx.principal.id,
+                    tool: &tool,
+                },
+            )
+        {
+            return Err(refused(
+                trace,
+                "exfiltration.budget",
+                &over.budget,
+                over.retry_after,
+            ));
+        }
+        self.limiter.enter(limits, &ctx.principal.id).map_err(|_| {
+            refused(
+                trace,
+                "rate_limit.in_flight",
+                "max_in_flight_per_principal",
+                Duration::from_secs(1),
+            )
+        })
     }
 }
 
@@ -804,10 +1234,5 @@ fn validate(req: &Request) -> Verdict {
             ));
         }
     }
-    Verdict::Allow
-}
-
-/// Stage: detect. Pattern, classifier and arbitration stages plug in here.
-fn detect(_req: &Request) -> Verdict {
     Verdict::Allow
 }

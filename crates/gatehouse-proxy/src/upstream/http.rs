@@ -165,6 +165,10 @@ impl HttpLink {
             .request(method, self.url.clone())
             .headers(self.headers.clone());
         match (&self.credential, user) {
+            // The user's own token for this upstream (per-user OAuth).
+            (_, Some(UserToken::Upstream(h))) => {
+                rb = rb.header(reqwest::header::AUTHORIZATION, h.clone());
+            }
             // A call for a user: a token for this upstream naming them, or no call at all.
             (Some(c), Some(u)) if c.exchanges() => {
                 let token = c.exchange(u.token()).await.map_err(|e| {
@@ -220,6 +224,8 @@ impl HttpLink {
         {
             // The upstream refused the token: the next call fetches a fresh one.
             match user {
+                // The user's own token was refused: the pipeline forgets it.
+                Some(UserToken::Upstream(_)) => {}
                 Some(u) if c.exchanges() => c.forget_exchanged(u.token()),
                 _ => c.invalidate().await,
             }

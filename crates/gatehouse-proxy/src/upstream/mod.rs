@@ -7,6 +7,7 @@ mod http;
 mod sse;
 mod stdio;
 
+pub(crate) use http::http_client;
 pub use stdio::read_bounded_line;
 
 use std::collections::HashMap;
@@ -323,12 +324,16 @@ impl Shared {
     }
 }
 
-/// The token a user presented, kept only to be exchanged (RFC 8693) for an upstream that
-/// is configured so; it is never sent anywhere else. Its `Debug` hides it.
-/// Holds the request's `Authorization` header itself: keeping it costs a reference count,
-/// not a copy, on every request.
+/// A user's credential for one call. `Client` is the token the user presented, kept only
+/// to be exchanged (RFC 8693) for an upstream configured so, never sent anywhere else; it
+/// holds the request's `Authorization` header itself (a reference count, not a copy).
+/// `Upstream` is the user's own token *for that upstream* (per-user OAuth), sent as is.
+/// `Debug` hides both.
 #[derive(Clone)]
-pub struct UserToken(::http::HeaderValue);
+pub enum UserToken {
+    Client(::http::HeaderValue),
+    Upstream(::http::HeaderValue),
+}
 
 impl std::fmt::Debug for UserToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -339,12 +344,20 @@ impl std::fmt::Debug for UserToken {
 impl UserToken {
     /// From an `Authorization: Bearer …` header; `None` for any other shape.
     pub fn from_authorization(header: &::http::HeaderValue) -> Option<UserToken> {
-        let t = UserToken(header.clone());
+        let t = UserToken::Client(header.clone());
         (!t.token().is_empty()).then_some(t)
     }
 
+    /// A user's token for an upstream; `None` if it cannot be a header.
+    pub fn for_upstream(token: &str) -> Option<UserToken> {
+        let mut v = ::http::HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+        v.set_sensitive(true);
+        Some(UserToken::Upstream(v))
+    }
+
     pub(crate) fn token(&self) -> &str {
-        crate::pipeline::bearer(self.0.to_str().ok()).unwrap_or("")
+        let (UserToken::Client(h) | UserToken::Upstream(h)) = self;
+        crate::pipeline::bearer(h.to_str().ok()).unwrap_or("")
     }
 }
 

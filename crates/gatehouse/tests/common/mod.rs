@@ -3,6 +3,8 @@
 //! processes, and speaks MCP over HTTP for the assertions.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod oauth;
+
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -13,7 +15,9 @@ use gatehouse_proxy::{Config, Gateway};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
 
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -94,6 +98,8 @@ impl Gw {
 
 /// Starts a gateway from YAML (`${VAR}` resolved from the environment) and waits until every
 /// upstream is connected and listed.
+static STORES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 pub async fn start_gateway(yaml: &str) -> Gw {
     let cfg = Config::from_yaml(yaml, &|k| std::env::var(k).ok()).expect("test config is valid");
     start_gateway_with(cfg, true).await
@@ -104,7 +110,19 @@ pub async fn start_gateway_with(cfg: Config, wait_ready: bool) -> Gw {
 }
 
 /// Like [`start_gateway_with`], on a chosen port (when the config must name the URL).
-pub async fn start_gateway_at(cfg: Config, port: u16, wait_ready: bool) -> Gw {
+pub async fn start_gateway_at(mut cfg: Config, port: u16, wait_ready: bool) -> Gw {
+    // A test that names no store gets its own: state (pins, audit, keys) never leaks
+    // between tests through a shared `gatehouse.db` in the working directory.
+    if cfg.store_path == Path::new("gatehouse.db") {
+        let dir = std::env::temp_dir().join(format!(
+            "gatehouse-test-store-{}-{}",
+            std::process::id(),
+            STORES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("test store dir");
+        cfg.store_path = dir.join("gatehouse.db");
+    }
     // GATEHOUSE_TEST_LOG=debug shows the gateway's logs when a test needs explaining.
     if let Ok(level) = std::env::var("GATEHOUSE_TEST_LOG") {
         let _ = tracing_subscriber::fmt()
@@ -406,4 +424,228 @@ pub async fn run_capture(cmd: &mut Command, secs: u64) -> String {
         .expect("command timed out")
         .expect("command runs");
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+// Certificates for TLS tests, made with openssl.
+
+pub async fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .await
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA and a certificate it signs, with the given subject alternative names.
+pub async fn ca(dir: &Path, name: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+    )
+    .await;
+}
+
+pub async fn leaf(dir: &Path, ca: &str, name: &str, san: &str, usage: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ],
+    )
+    .await;
+    std::fs::write(
+        dir.join(format!("{name}.ext")),
+        format!("subjectAltName={san}\nextendedKeyUsage={usage}\nbasicConstraints=CA:FALSE\n"),
+    )
+    .expect("ext");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+            "-out",
+            &format!("{name}.pem"),
+        ],
+    )
+    .await;
+}
+
+// Peers shared by several test files.
+
+/// Runs `gatehouse serve --config CONFIG` (with `env` added) as its own process and waits
+/// until it is ready on `port`; killed when dropped.
+pub async fn serve_config(config: &Path, port: u16, env: &[(&str, &str)]) -> Child {
+    let mut cmd = Command::new(gatehouse_bin());
+    cmd.args(["serve", "--config"]).arg(config);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("serve");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(Instant::now() < deadline, "gateway never ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child
+}
+
+/// A webhook receiver: each POST's signature header and body.
+pub async fn hook_server() -> (u16, mpsc::UnboundedReceiver<(String, Vec<u8>)>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                loop {
+                    let Ok(n) = s.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if buf.len() < i + 4 + len {
+                        continue;
+                    }
+                    let sig = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("gatehouse-signature:"))
+                        .unwrap_or("")
+                        .trim()
+                        .to_owned();
+                    let _ = tx.send((sig, buf[i + 4..i + 4 + len].to_vec()));
+                    let _ = s
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                    return;
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+pub fn signature_verifies(header: &str, body: &[u8], secret: &str) -> bool {
+    let t = header
+        .split(',')
+        .find_map(|p| p.strip_prefix("t="))
+        .unwrap_or("");
+    let v1 = header
+        .split(',')
+        .find_map(|p| p.strip_prefix("v1="))
+        .unwrap_or("");
+    let Some(mac) = (0..v1.len())
+        .step_by(2)
+        .map(|i| {
+            v1.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect::<Option<Vec<u8>>>()
+    else {
+        return false;
+    };
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes());
+    let mut signed = t.as_bytes().to_vec();
+    signed.push(b'.');
+    signed.extend_from_slice(body);
+    aws_lc_rs::hmac::verify(&key, &signed, &mac).is_ok()
+}
+
+pub async fn psql(db: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-tA",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            db,
+            "-c",
+            sql,
+        ])
+        .output()
+        .await
+        .expect("psql (scripts/test installs PostgreSQL)");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }

@@ -1,0 +1,580 @@
+//! Stage 1 of the detection cascade: patterns. Rules are data (`rules/stage1.yaml`, plus the
+//! operator's own files): literal phrases matched with one Aho-Corasick automaton, and
+//! regexes that run only in windows around one of their anchors. Texts are normalised first
+//! (see [`crate::unicode`]); invisible Unicode is a finding of its own, text hidden in tag
+//! characters is decoded and scanned, and base64, hex and URL-encoded blobs that decode to
+//! text are scanned too.
+
+use std::collections::HashSet;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use base64::Engine as _;
+use serde::Deserialize;
+
+use crate::unicode::{self, OddityKind};
+
+/// How bad a finding is; thresholds and actions are set per severity.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// The score a pattern finding carries (patterns are certain of the match, not of
+    /// intent; the score orders them with model scores).
+    pub fn score(self) -> f32 {
+        match self {
+            Severity::Low => 0.3,
+            Severity::Medium => 0.55,
+            Severity::High => 0.8,
+            Severity::Critical => 0.97,
+        }
+    }
+}
+
+/// A stage-1 finding: which rule, how bad, and where in the original text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signal {
+    pub rule: String,
+    pub category: String,
+    pub severity: Severity,
+    pub stage: u8,
+    pub score: f32,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// A rule as written in a rule file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    pub id: String,
+    pub category: String,
+    pub severity: Severity,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub phrases: Vec<String>,
+    #[serde(default)]
+    pub regex: Option<String>,
+    #[serde(default)]
+    pub anchors: Vec<String>,
+    #[serde(default)]
+    pub examples: Examples,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Examples {
+    #[serde(default, rename = "match")]
+    pub matching: Vec<String>,
+    #[serde(default)]
+    pub clean: Vec<String>,
+}
+
+/// A rule file or rule that cannot be used, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RuleError(pub String);
+
+/// The rules Gatehouse ships.
+pub const BUILTIN_RULES: &str = include_str!("../rules/stage1.yaml");
+
+/// Parses a rule file.
+pub fn parse_rules(yaml: &str) -> Result<Vec<RuleSpec>, RuleError> {
+    yaml_serde::from_str(yaml).map_err(|e| RuleError(format!("rule file: {e}")))
+}
+
+struct Rule {
+    id: String,
+    category: String,
+    severity: Severity,
+    regex: Option<regex::bytes::Regex>,
+}
+
+/// What one automaton pattern stands for.
+#[derive(Clone, Copy)]
+enum Hit {
+    Phrase(usize),
+    Anchor(usize),
+}
+
+/// Bytes either side of an anchor a regex match may reach.
+const WINDOW: usize = 400;
+/// Shortest run worth decoding as base64 / hex, and fewest escapes for URL encoding.
+const MIN_BASE64: usize = 24;
+const MIN_HEX: usize = 32;
+const MIN_ESCAPES: usize = 6;
+/// How deep encodings inside encodings are followed.
+const MAX_DEPTH: u8 = 2;
+
+/// The compiled stage-1 engine.
+pub struct Patterns {
+    rules: Vec<Rule>,
+    /// Leftmost-longest over the distinct literals (prefiltered, non-overlapping).
+    automaton: AhoCorasick,
+    /// What each distinct literal stands for: its own rules, and those of every literal
+    /// it contains (`<|system|>` is also an occurrence of the anchor `system`).
+    hits: Vec<Vec<Hit>>,
+    /// Rules whose regex has no anchors: run over every text.
+    unanchored: Vec<usize>,
+}
+
+impl std::fmt::Debug for Patterns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Patterns")
+            .field("rules", &self.rules.len())
+            .finish()
+    }
+}
+
+impl Patterns {
+    /// The shipped rules, less `disabled`, plus `extra`.
+    pub fn new(extra: &[RuleSpec], disabled: &[String]) -> Result<Patterns, RuleError> {
+        let mut specs = parse_rules(BUILTIN_RULES)?;
+        specs.extend(extra.iter().cloned());
+        specs.retain(|s| !disabled.contains(&s.id));
+        Patterns::from_specs(&specs)
+    }
+
+    pub fn from_specs(specs: &[RuleSpec]) -> Result<Patterns, RuleError> {
+        let mut seen = HashSet::new();
+        let mut rules = Vec::with_capacity(specs.len());
+        let mut literals: Vec<String> = Vec::new();
+        let mut hits = Vec::new();
+        let mut unanchored = Vec::new();
+        for (i, s) in specs.iter().enumerate() {
+            if !seen.insert(s.id.clone()) {
+                return Err(RuleError(format!("rule {}: the id is used twice", s.id)));
+            }
+            if s.phrases.is_empty() == s.regex.is_none() {
+                return Err(RuleError(format!(
+                    "rule {}: give either phrases or a regex",
+                    s.id
+                )));
+            }
+            let regex = match &s.regex {
+                Some(r) => Some(
+                    regex::bytes::RegexBuilder::new(r)
+                        .unicode(false)
+                        .size_limit(4 << 20)
+                        .build()
+                        .map_err(|e| RuleError(format!("rule {}: {e}", s.id)))?,
+                ),
+                None => None,
+            };
+            for p in &s.phrases {
+                if p.trim().is_empty() {
+                    return Err(RuleError(format!("rule {}: an empty phrase", s.id)));
+                }
+                literals.push(p.clone());
+                hits.push(Hit::Phrase(i));
+            }
+            if regex.is_some() {
+                if s.anchors.is_empty() {
+                    unanchored.push(i);
+                }
+                for a in &s.anchors {
+                    if a.is_empty() {
+                        return Err(RuleError(format!("rule {}: an empty anchor", s.id)));
+                    }
+                    literals.push(a.clone());
+                    hits.push(Hit::Anchor(i));
+                }
+            }
+            rules.push(Rule {
+                id: s.id.clone(),
+                category: s.category.clone(),
+                severity: s.severity,
+                regex,
+            });
+        }
+        // Distinct literals (ASCII case folded), each with every rule it stands for.
+        let mut distinct: Vec<String> = Vec::new();
+        let mut own: Vec<Vec<Hit>> = Vec::new();
+        for (lit, hit) in literals.iter().zip(hits) {
+            let key = lit.to_ascii_lowercase();
+            match distinct.iter().position(|d| *d == key) {
+                Some(i) => own[i].push(hit),
+                None => {
+                    distinct.push(key);
+                    own.push(vec![hit]);
+                }
+            }
+        }
+        // Leftmost-longest reports one literal per position, so a literal inside a longer
+        // one is reported through the longer one. (A literal that only overlaps another's
+        // end, sharing a few characters, is not: rule regexes need word boundaries there.)
+        let hits: Vec<Vec<Hit>> = distinct
+            .iter()
+            .map(|d| {
+                distinct
+                    .iter()
+                    .zip(&own)
+                    .filter(|(inner, _)| d.contains(inner.as_str()))
+                    .flat_map(|(_, h)| h.iter().copied())
+                    .collect()
+            })
+            .collect();
+        let automaton = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::LeftmostLongest)
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .build(&distinct)
+            .map_err(|e| RuleError(format!("rule set: {e}")))?;
+        Ok(Patterns {
+            rules,
+            automaton,
+            hits,
+            unanchored,
+        })
+    }
+
+    /// Every finding in `text`, spans in `text`'s bytes, ordered by position.
+    pub fn scan(&self, text: &str) -> Vec<Signal> {
+        let mut out = Vec::new();
+        let n = unicode::normalize(text);
+        for o in &n.oddities {
+            let severity = match o.kind {
+                OddityKind::TagCharacters => Severity::Critical,
+                OddityKind::BidiControl | OddityKind::MixedScript => Severity::Medium,
+                OddityKind::ZeroWidth => Severity::Low,
+            };
+            out.push(self.signal_raw(o.kind.rule(), "invisible_unicode", severity, o.start, o.end));
+        }
+        let mut found = Vec::new();
+        self.scan_plain(n.text.as_bytes(), 0, &mut found);
+        for (rule, s, e) in found {
+            let (s, e) = n.original_span(s, e);
+            out.push(self.signal(rule, s, e, None));
+        }
+        // What tag characters hide is scanned as text; its findings point at the tag run.
+        for (hidden, s, e) in &n.hidden {
+            let mut inner = Vec::new();
+            self.scan_plain(hidden.as_bytes(), 0, &mut inner);
+            for (rule, _, _) in inner {
+                out.push(self.signal(rule, *s, *e, Some("unicode.tag_characters")));
+            }
+        }
+        self.scan_encoded(n.text.as_bytes(), 1, &mut |rule, s, e, via| {
+            let (s, e) = n.original_span(s, e);
+            out.push(self.signal(rule, s, e, Some(via)));
+        });
+        out.sort_by_key(|s| (s.start, s.end));
+        out.dedup_by(|a, b| a.rule == b.rule && a.start == b.start);
+        out
+    }
+
+    /// The highest severity in `text`, if any rule fires.
+    pub fn worst(&self, text: &str) -> Option<Severity> {
+        self.scan(text).iter().map(|s| s.severity).max()
+    }
+
+    fn signal_raw(
+        &self,
+        rule: &str,
+        category: &str,
+        severity: Severity,
+        start: usize,
+        end: usize,
+    ) -> Signal {
+        Signal {
+            rule: rule.to_owned(),
+            category: category.to_owned(),
+            severity,
+            stage: 1,
+            score: severity.score(),
+            start,
+            end,
+        }
+    }
+
+    fn signal(&self, rule: usize, start: usize, end: usize, via: Option<&str>) -> Signal {
+        let r = &self.rules[rule];
+        let (id, severity) = match via {
+            // Hiding an instruction is itself a signal: never less than high.
+            Some(v) => (format!("{v}:{}", r.id), r.severity.max(Severity::High)),
+            None => (r.id.clone(), r.severity),
+        };
+        Signal {
+            rule: id,
+            category: r.category.clone(),
+            severity,
+            stage: 1,
+            score: severity.score(),
+            start,
+            end,
+        }
+    }
+
+    /// Rule matches in plain (normalised) bytes, as (rule, start, end) offset by `base`.
+    fn scan_plain(&self, text: &[u8], base: usize, out: &mut Vec<(usize, usize, usize)>) {
+        // Windows per anchored rule: (start, end) merged as they come (hits are in order).
+        let mut windows: Vec<(usize, Vec<(usize, usize)>)> = Vec::new();
+        for m in self.automaton.find_iter(text) {
+            for hit in &self.hits[m.pattern().as_usize()] {
+                match *hit {
+                    Hit::Phrase(r) => out.push((r, base + m.start(), base + m.end())),
+                    Hit::Anchor(r) => {
+                        let s = m.start().saturating_sub(WINDOW);
+                        let e = (m.end() + WINDOW).min(text.len());
+                        match windows.iter_mut().find(|(rule, _)| *rule == r) {
+                            Some((_, ws)) => match ws.last_mut() {
+                                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                                _ => ws.push((s, e)),
+                            },
+                            None => windows.push((r, vec![(s, e)])),
+                        }
+                    }
+                }
+            }
+        }
+        for &r in &self.unanchored {
+            windows.push((r, vec![(0, text.len())]));
+        }
+        for (r, ws) in windows {
+            let Some(re) = &self.rules[r].regex else {
+                continue;
+            };
+            for (s, e) in ws {
+                if let Some(m) = re.find(&text[s..e]) {
+                    out.push((r, base + s + m.start(), base + s + m.end()));
+                }
+            }
+        }
+    }
+
+    /// Blobs that decode to text, scanned as text. `report(rule, start, end, via)`.
+    fn scan_encoded(
+        &self,
+        text: &[u8],
+        depth: u8,
+        report: &mut dyn FnMut(usize, usize, usize, &'static str),
+    ) {
+        if depth > MAX_DEPTH {
+            return;
+        }
+        // Long base64/hex runs. A run of MIN_BASE64 bytes or more must cover the byte at
+        // i + MIN_BASE64 - 1, so only that byte is probed; ordinary words cost a few reads
+        // per MIN_BASE64 bytes.
+        let mut i = 0;
+        while i + MIN_BASE64 <= text.len() {
+            let probe = i + MIN_BASE64 - 1;
+            if !is_b64(text[probe]) {
+                i = probe + 1;
+                continue;
+            }
+            let mut start = probe;
+            while start > i && is_b64(text[start - 1]) {
+                start -= 1;
+            }
+            let mut stop = probe + 1;
+            while stop < text.len() && is_b64(text[stop]) {
+                stop += 1;
+            }
+            if stop - start < MIN_BASE64 {
+                i = stop;
+                continue;
+            }
+            let (mut hex, mut upper, mut lower, mut digit) = (true, false, false, false);
+            for &c in &text[start..stop] {
+                hex &= c.is_ascii_hexdigit();
+                upper |= c.is_ascii_uppercase();
+                lower |= c.is_ascii_lowercase();
+                digit |= c.is_ascii_digit();
+            }
+            let mut end = stop;
+            while end < text.len() && text[end] == b'=' && end - stop < 2 {
+                end += 1;
+            }
+            let run = &text[start..stop];
+            let decoded = if hex && run.len() >= MIN_HEX {
+                decode_hex(run).map(|d| (d, "encoded.hex"))
+            } else if upper && lower && (digit || run.len() >= 40) {
+                decode_b64(run).map(|d| (d, "encoded.base64"))
+            } else {
+                None
+            };
+            if let Some((d, via)) = decoded {
+                self.report_decoded(&d, start, end, via, depth, report);
+            }
+            i = end;
+        }
+        // Tokens with many %XX escapes, decoded whole.
+        let mut next = 0;
+        for i in memchr::memchr_iter(b'%', text) {
+            if i < next || i + 2 >= text.len() {
+                continue;
+            }
+            // Back to the token's start, never before the last token's end (so a text of
+            // many tokens costs one pass, not one per token).
+            let start = text[next..i]
+                .iter()
+                .rposition(|c| c.is_ascii_whitespace() || matches!(*c, b'(' | b')' | b'"'))
+                .map_or(next, |p| next + p + 1);
+            let end = text[i..]
+                .iter()
+                .position(|c| c.is_ascii_whitespace() || *c == b')' || *c == b'"')
+                .map_or(text.len(), |p| i + p);
+            let token = &text[start..end];
+            let escapes = token
+                .windows(3)
+                .filter(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit())
+                .count();
+            if escapes >= MIN_ESCAPES
+                && let Some(d) = decode_percent(token)
+            {
+                self.report_decoded(&d, start, end, "encoded.url", depth, report);
+            }
+            next = end;
+        }
+    }
+
+    fn report_decoded(
+        &self,
+        decoded: &[u8],
+        start: usize,
+        end: usize,
+        via: &'static str,
+        depth: u8,
+        report: &mut dyn FnMut(usize, usize, usize, &'static str),
+    ) {
+        if !mostly_text(decoded) {
+            return;
+        }
+        let Ok(s) = std::str::from_utf8(decoded) else {
+            return;
+        };
+        let n = unicode::normalize(s);
+        let mut inner = Vec::new();
+        self.scan_plain(n.text.as_bytes(), 0, &mut inner);
+        for (rule, _, _) in inner {
+            report(rule, start, end, via);
+        }
+        self.scan_encoded(n.text.as_bytes(), depth + 1, &mut |rule, _, _, _| {
+            report(rule, start, end, via)
+        });
+    }
+
+    /// Runs every rule's examples: `match` must be found by that rule, `clean` must not.
+    /// Returns the failures, for `gatehouse check` and the rule tests.
+    pub fn self_test(&self, specs: &[RuleSpec]) -> Vec<String> {
+        let mut fails = Vec::new();
+        for s in specs {
+            for m in &s.examples.matching {
+                if !self.scan(m).iter().any(|x| x.rule == s.id) {
+                    fails.push(format!("rule {}: misses its example {m:?}", s.id));
+                }
+            }
+            for c in &s.examples.clean {
+                if self.scan(c).iter().any(|x| x.rule == s.id) {
+                    fails.push(format!("rule {}: fires on its clean example {c:?}", s.id));
+                }
+            }
+        }
+        fails
+    }
+}
+
+/// Base64 alphabets (standard and URL-safe), as a table: this runs on every byte.
+const B64_CHARS: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'-' || b == b'_';
+        i += 1;
+    }
+    t
+};
+
+fn is_b64(b: u8) -> bool {
+    B64_CHARS[b as usize]
+}
+
+/// Lenient decoders: padding optional, trailing bits ignored (a blob cut out of text).
+const B64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+const B64_URL: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
+fn decode_b64(run: &[u8]) -> Option<Vec<u8>> {
+    // A length of 1 mod 4 cannot be base64: drop the stray character.
+    let run = &run[..run.len() - usize::from(run.len() % 4 == 1)];
+    let url = run.iter().any(|&b| b == b'-' || b == b'_');
+    if url {
+        B64_URL.decode(run)
+    } else {
+        B64.decode(run)
+    }
+    .ok()
+}
+
+fn decode_hex(run: &[u8]) -> Option<Vec<u8>> {
+    let run = &run[..run.len() - run.len() % 2];
+    let v = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    };
+    run.chunks(2)
+        .map(|p| Some(v(p[0])? << 4 | v(p[1])?))
+        .collect()
+}
+
+fn decode_percent(token: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(token.len());
+    let mut i = 0;
+    while i < token.len() {
+        if token[i] == b'%' && i + 2 < token.len() {
+            let h = std::str::from_utf8(&token[i + 1..i + 3]).ok()?;
+            if let Ok(b) = u8::from_str_radix(h, 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if token[i] == b'+' { b' ' } else { token[i] });
+        i += 1;
+    }
+    Some(out)
+}
+
+/// Decoded bytes that read as text (not a compressed or binary blob).
+fn mostly_text(d: &[u8]) -> bool {
+    if d.len() < 8 {
+        return false;
+    }
+    let printable = d
+        .iter()
+        .filter(|&&b| b.is_ascii_graphic() || b == b' ' || b == b'\n' || b == b'\t' || b >= 0x80)
+        .count();
+    printable * 100 >= d.len() * 90
+}
+
+#[cfg(test)]
+mod tests;

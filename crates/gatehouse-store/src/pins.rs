@@ -1,0 +1,619 @@
+//! Tool and prompt pins: the definition an administrator trusts (by canonical hash), and a
+//! changed or flagged definition waiting for review. What is not approved is not exposed.
+//! The state machine lives in [`PinStore::observe`]; decisions in [`PinStore::decide`].
+
+use std::path::Path;
+use std::sync::{Mutex, PoisonError};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use crate::StoreError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PinStatus {
+    /// The upstream offers the pinned definition: exposed.
+    Approved,
+    /// First sight, waiting for review (review mode, or flagged by detection): hidden.
+    Pending,
+    /// The definition changed after it was pinned: hidden until reviewed.
+    Quarantined,
+    /// An administrator refused the proposed definition: hidden while it is offered.
+    Rejected,
+}
+
+impl PinStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PinStatus::Approved => "approved",
+            PinStatus::Pending => "pending",
+            PinStatus::Quarantined => "quarantined",
+            PinStatus::Rejected => "rejected",
+        }
+    }
+
+    fn parse(s: &str) -> PinStatus {
+        match s {
+            "approved" => PinStatus::Approved,
+            "pending" => PinStatus::Pending,
+            "rejected" => PinStatus::Rejected,
+            // Anything unreadable hides the tool.
+            _ => PinStatus::Quarantined,
+        }
+    }
+}
+
+/// One pin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinRecord {
+    pub upstream: String,
+    /// `tool` or `prompt`.
+    pub kind: String,
+    /// The name on the upstream.
+    pub name: String,
+    pub status: PinStatus,
+    /// The trusted definition's hash and JSON; empty before any approval.
+    pub hash: String,
+    pub definition: String,
+    /// The definition waiting for review, when it differs from the trusted one.
+    pub proposed_hash: String,
+    pub proposed: String,
+    /// Why it waits (`changed`, `first_sight`, detection findings), JSON.
+    pub findings: String,
+    pub first_seen_ms: u64,
+    pub updated_ms: u64,
+    pub decided_by: String,
+    pub reason: String,
+}
+
+/// What observing a definition did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observed {
+    /// Offered as pinned: expose it.
+    Trusted,
+    /// Pinned just now on first sight: expose it.
+    Pinned,
+    /// Newly hidden (first sight under review, a change, or a flagged definition).
+    Held(PinStatus),
+    /// Was already hidden and still is.
+    StillHeld(PinStatus),
+    /// The upstream went back to the pinned definition: exposed again.
+    Restored,
+}
+
+impl Observed {
+    pub fn exposed(self) -> bool {
+        matches!(
+            self,
+            Observed::Trusted | Observed::Pinned | Observed::Restored
+        )
+    }
+}
+
+/// What an observation is about.
+#[derive(Debug, Clone)]
+pub struct Sighting<'a> {
+    pub upstream: &'a str,
+    pub kind: &'a str,
+    pub name: &'a str,
+    pub hash: &'a str,
+    pub definition: &'a str,
+    /// Trust it outright on first sight (when nothing flagged it).
+    pub trust_first_sight: bool,
+    /// Detection findings (JSON) that hold it for review whatever the mode; empty if none.
+    pub flagged: &'a str,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS pins (
+    upstream TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    proposed_hash TEXT NOT NULL,
+    proposed TEXT NOT NULL,
+    findings TEXT NOT NULL,
+    first_seen_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    decided_by TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (upstream, kind, name)
+);
+";
+
+/// Pins in the gateway's SQLite store.
+pub struct PinStore {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for PinStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PinStore")
+    }
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PinRecord> {
+    Ok(PinRecord {
+        upstream: r.get(0)?,
+        kind: r.get(1)?,
+        name: r.get(2)?,
+        status: PinStatus::parse(&r.get::<_, String>(3)?),
+        hash: r.get(4)?,
+        definition: r.get(5)?,
+        proposed_hash: r.get(6)?,
+        proposed: r.get(7)?,
+        findings: r.get(8)?,
+        first_seen_ms: r.get::<_, i64>(9)? as u64,
+        updated_ms: r.get::<_, i64>(10)? as u64,
+        decided_by: r.get(11)?,
+        reason: r.get(12)?,
+    })
+}
+
+const COLUMNS: &str = "upstream, kind, name, status, hash, definition, proposed_hash, proposed, findings, first_seen_ms, updated_ms, decided_by, reason";
+
+/// An administrator's decision.
+#[derive(Debug, Clone, Copy)]
+pub struct PinDecision<'a> {
+    pub approve: bool,
+    /// The proposed hash the administrator reviewed; refused if it changed since.
+    pub expect_hash: Option<&'a str>,
+    pub by: &'a str,
+    pub reason: &'a str,
+}
+
+/// Why a decision could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PinDecideError {
+    #[error("no such pin")]
+    NotFound,
+    #[error("nothing waits for review")]
+    NothingToReview,
+    #[error("the definition changed since it was shown (now {0}); review it again")]
+    Stale(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl PinStore {
+    pub fn open(path: &Path) -> Result<PinStore, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(PinStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// An in-memory store (tests, or a gateway whose store file cannot be opened: nothing
+    /// survives a restart, but changes are still caught while it runs).
+    pub fn memory() -> Result<PinStore, StoreError> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(PinStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn get(
+        &self,
+        upstream: &str,
+        kind: &str,
+        name: &str,
+    ) -> Result<Option<PinRecord>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!(
+                    "SELECT {COLUMNS} FROM pins WHERE upstream = ?1 AND kind = ?2 AND name = ?3"
+                ),
+                params![upstream, kind, name],
+                row,
+            )
+            .optional()?)
+    }
+
+    /// Every pin, or those with `status`.
+    pub fn list(&self, status: Option<PinStatus>) -> Result<Vec<PinRecord>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM pins WHERE ?1 IS NULL OR status = ?1 ORDER BY upstream, kind, name"
+        ))?;
+        let rows = st.query_map(params![status.map(PinStatus::as_str)], row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records that an upstream offers `s` and says whether to expose it.
+    pub fn observe(&self, s: &Sighting<'_>, now_ms: u64) -> Result<Observed, StoreError> {
+        self.observe_all(std::slice::from_ref(s), now_ms).map(|v| {
+            v.into_iter()
+                .next()
+                .unwrap_or(Observed::Held(PinStatus::Quarantined))
+        })
+    }
+
+    /// [`PinStore::observe`] for a whole list, in one transaction (one disk sync).
+    pub fn observe_all(
+        &self,
+        all: &[Sighting<'_>],
+        now_ms: u64,
+    ) -> Result<Vec<Observed>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut out = Vec::with_capacity(all.len());
+        for s in all {
+            out.push(observe_in(&tx, s, now_ms)?);
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// An administrator's decision on what waits for review. `expect_hash`, when given,
+    /// must be the proposed definition's hash (what the administrator saw).
+    pub fn decide(
+        &self,
+        upstream: &str,
+        kind: &str,
+        name: &str,
+        d: &PinDecision<'_>,
+        now_ms: u64,
+    ) -> Result<PinRecord, PinDecideError> {
+        let PinDecision {
+            approve,
+            expect_hash,
+            by,
+            reason,
+        } = *d;
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
+        let p = tx
+            .query_row(
+                &format!(
+                    "SELECT {COLUMNS} FROM pins WHERE upstream = ?1 AND kind = ?2 AND name = ?3"
+                ),
+                params![upstream, kind, name],
+                row,
+            )
+            .optional()
+            .map_err(StoreError::from)?
+            .ok_or(PinDecideError::NotFound)?;
+        if p.proposed_hash.is_empty() {
+            return Err(PinDecideError::NothingToReview);
+        }
+        if let Some(h) = expect_hash
+            && h != p.proposed_hash
+        {
+            return Err(PinDecideError::Stale(p.proposed_hash));
+        }
+        if approve {
+            tx.execute(
+                "UPDATE pins SET status = 'approved', hash = proposed_hash, definition = proposed,
+                   proposed_hash = '', proposed = '', findings = '', updated_ms = ?4, decided_by = ?5, reason = ?6
+                 WHERE upstream = ?1 AND kind = ?2 AND name = ?3",
+                params![upstream, kind, name, now_ms as i64, by, reason],
+            )
+            .map_err(StoreError::from)?;
+        } else {
+            tx.execute(
+                "UPDATE pins SET status = 'rejected', updated_ms = ?4, decided_by = ?5, reason = ?6
+                 WHERE upstream = ?1 AND kind = ?2 AND name = ?3",
+                params![upstream, kind, name, now_ms as i64, by, reason],
+            )
+            .map_err(StoreError::from)?;
+        }
+        let out = tx
+            .query_row(
+                &format!(
+                    "SELECT {COLUMNS} FROM pins WHERE upstream = ?1 AND kind = ?2 AND name = ?3"
+                ),
+                params![upstream, kind, name],
+                row,
+            )
+            .map_err(StoreError::from)?;
+        tx.commit().map_err(StoreError::from)?;
+        Ok(out)
+    }
+}
+
+fn observe_in(
+    tx: &rusqlite::Transaction<'_>,
+    s: &Sighting<'_>,
+    now_ms: u64,
+) -> Result<Observed, StoreError> {
+    let current = tx
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM pins WHERE upstream = ?1 AND kind = ?2 AND name = ?3"),
+            params![s.upstream, s.kind, s.name],
+            row,
+        )
+        .optional()?;
+    let put = |status: PinStatus,
+               hash: &str,
+               def: &str,
+               proposed_hash: &str,
+               proposed: &str,
+               findings: &str,
+               first_seen: u64|
+     -> rusqlite::Result<usize> {
+        tx.execute(
+                "INSERT INTO pins (upstream, kind, name, status, hash, definition, proposed_hash, proposed, findings, first_seen_ms, updated_ms, decided_by, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, '', '')
+                 ON CONFLICT (upstream, kind, name) DO UPDATE SET status = ?4, hash = ?5, definition = ?6,
+                   proposed_hash = ?7, proposed = ?8, findings = ?9, updated_ms = ?11",
+                params![
+                    s.upstream,
+                    s.kind,
+                    s.name,
+                    status.as_str(),
+                    hash,
+                    def,
+                    proposed_hash,
+                    proposed,
+                    findings,
+                    first_seen as i64,
+                    now_ms as i64
+                ],
+            )
+    };
+    let out = match current {
+        None if s.trust_first_sight && s.flagged.is_empty() => {
+            put(
+                PinStatus::Approved,
+                s.hash,
+                s.definition,
+                "",
+                "",
+                "",
+                now_ms,
+            )?;
+            Observed::Pinned
+        }
+        None => {
+            let why = if s.flagged.is_empty() {
+                r#"{"reason":"first_sight"}"#
+            } else {
+                s.flagged
+            };
+            put(
+                PinStatus::Pending,
+                "",
+                "",
+                s.hash,
+                s.definition,
+                why,
+                now_ms,
+            )?;
+            Observed::Held(PinStatus::Pending)
+        }
+        Some(p) if p.hash == s.hash => {
+            if p.status == PinStatus::Approved {
+                if !s.flagged.is_empty() && p.decided_by.is_empty() {
+                    // Trusted on first sight, never reviewed, and detection now holds it
+                    // (stricter settings, new rules): reviewed like a first sighting.
+                    // What an administrator approved stays approved.
+                    put(
+                        PinStatus::Pending,
+                        &p.hash,
+                        &p.definition,
+                        s.hash,
+                        s.definition,
+                        s.flagged,
+                        p.first_seen_ms,
+                    )?;
+                    Observed::Held(PinStatus::Pending)
+                } else {
+                    Observed::Trusted
+                }
+            } else if p.proposed_hash == s.hash {
+                // Held as it is (flagged, or rejected): still held.
+                Observed::StillHeld(p.status)
+            } else {
+                // Back to the trusted definition: whatever was proposed is moot.
+                put(
+                    PinStatus::Approved,
+                    &p.hash,
+                    &p.definition,
+                    "",
+                    "",
+                    "",
+                    p.first_seen_ms,
+                )?;
+                Observed::Restored
+            }
+        }
+        Some(p) if p.proposed_hash == s.hash && p.status != PinStatus::Approved => {
+            Observed::StillHeld(p.status)
+        }
+        Some(p) => {
+            // A definition nobody approved: hidden until reviewed.
+            let status = if p.hash.is_empty() {
+                PinStatus::Pending
+            } else {
+                PinStatus::Quarantined
+            };
+            let why = if !s.flagged.is_empty() {
+                s.flagged.to_owned()
+            } else if p.hash.is_empty() {
+                r#"{"reason":"first_sight"}"#.to_owned()
+            } else {
+                r#"{"reason":"changed"}"#.to_owned()
+            };
+            put(
+                status,
+                &p.hash,
+                &p.definition,
+                s.hash,
+                s.definition,
+                &why,
+                p.first_seen_ms,
+            )?;
+            Observed::Held(status)
+        }
+    };
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn see<'a>(hash: &'a str, def: &'a str, trust: bool, flagged: &'a str) -> Sighting<'a> {
+        Sighting {
+            upstream: "u",
+            kind: "tool",
+            name: "t",
+            hash,
+            definition: def,
+            trust_first_sight: trust,
+            flagged,
+        }
+    }
+
+    fn dec(approve: bool, expect_hash: Option<&str>) -> PinDecision<'_> {
+        PinDecision {
+            approve,
+            expect_hash,
+            by: "admin",
+            reason: "reviewed",
+        }
+    }
+
+    #[test]
+    fn a_change_is_quarantined_until_reviewed_and_a_revert_restores() {
+        let s = PinStore::memory().unwrap_or_else(|e| panic!("{e}"));
+        let ok = |r: Result<Observed, StoreError>| r.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            ok(s.observe(&see("h1", "{1}", true, ""), 1)),
+            Observed::Pinned
+        );
+        assert_eq!(
+            ok(s.observe(&see("h1", "{1}", true, ""), 2)),
+            Observed::Trusted
+        );
+        // Rug pull: hidden, and stays hidden on every later listing.
+        assert_eq!(
+            ok(s.observe(&see("h2", "{2}", true, ""), 3)),
+            Observed::Held(PinStatus::Quarantined)
+        );
+        assert_eq!(
+            ok(s.observe(&see("h2", "{2}", true, ""), 4)),
+            Observed::StillHeld(PinStatus::Quarantined)
+        );
+        let p = s
+            .get("u", "tool", "t")
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("pin"));
+        assert_eq!((p.hash.as_str(), p.proposed_hash.as_str()), ("h1", "h2"));
+        // The administrator saw h2; the upstream changes again to h3: the approval of h2
+        // is refused as stale.
+        assert_eq!(
+            ok(s.observe(&see("h3", "{3}", true, ""), 5)),
+            Observed::Held(PinStatus::Quarantined)
+        );
+        assert!(matches!(
+            s.decide("u", "tool", "t", &dec(true, Some("h2")), 6),
+            Err(PinDecideError::Stale(h)) if h == "h3"
+        ));
+        let p = s
+            .decide("u", "tool", "t", &dec(true, Some("h3")), 7)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((p.status, p.hash.as_str()), (PinStatus::Approved, "h3"));
+        assert_eq!(
+            ok(s.observe(&see("h3", "{3}", true, ""), 8)),
+            Observed::Trusted
+        );
+        // Rejected: stays hidden while offered; going back to the pinned one restores.
+        ok(s.observe(&see("h4", "{4}", true, ""), 9));
+        let p = s
+            .decide("u", "tool", "t", &dec(false, None), 10)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.status, PinStatus::Rejected);
+        assert_eq!(
+            ok(s.observe(&see("h4", "{4}", true, ""), 11)),
+            Observed::StillHeld(PinStatus::Rejected)
+        );
+        assert_eq!(
+            ok(s.observe(&see("h3", "{3}", true, ""), 12)),
+            Observed::Restored
+        );
+        assert!(matches!(
+            s.decide("u", "tool", "t", &dec(true, None), 13),
+            Err(PinDecideError::NothingToReview)
+        ));
+    }
+
+    #[test]
+    fn a_pin_nobody_reviewed_is_held_when_detection_flags_it_later() {
+        let s = PinStore::memory().unwrap_or_else(|e| panic!("{e}"));
+        let ok = |r: Result<Observed, StoreError>| r.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            ok(s.observe(&see("h1", "{1}", true, ""), 1)),
+            Observed::Pinned
+        );
+        let flag = "[\"tool.shadowing\"]";
+        assert_eq!(
+            ok(s.observe(&see("h1", "{1}", true, flag), 2)),
+            Observed::Held(PinStatus::Pending)
+        );
+        assert_eq!(
+            ok(s.observe(&see("h1", "{1}", true, flag), 3)),
+            Observed::StillHeld(PinStatus::Pending)
+        );
+        // Rejected stays rejected while offered.
+        let p = s
+            .decide("u", "tool", "t", &dec(false, Some("h1")), 4)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.status, PinStatus::Rejected);
+        assert_eq!(
+            ok(s.observe(&see("h1", "{1}", true, flag), 5)),
+            Observed::StillHeld(PinStatus::Rejected)
+        );
+        // Once an administrator approves it, it stays trusted however it is flagged.
+        let s = PinStore::memory().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            ok(s.observe(&see("h1", "{1}", true, flag), 1)),
+            Observed::Held(PinStatus::Pending)
+        );
+        s.decide("u", "tool", "t", &dec(true, Some("h1")), 2)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            ok(s.observe(&see("h1", "{1}", true, flag), 3)),
+            Observed::Trusted
+        );
+    }
+
+    #[test]
+    fn review_mode_and_flagged_definitions_wait_on_first_sight() {
+        let s = PinStore::memory().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            s.observe(&see("h1", "{1}", false, ""), 1).ok(),
+            Some(Observed::Held(PinStatus::Pending))
+        );
+        let flagged = PinStore::memory().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            flagged
+                .observe(&see("h1", "{1}", true, "[\"hidden.marker_tags\"]"), 1)
+                .ok(),
+            Some(Observed::Held(PinStatus::Pending))
+        );
+        let p = flagged.list(Some(PinStatus::Pending)).unwrap_or_default();
+        assert_eq!(p.len(), 1);
+        assert!(p[0].findings.contains("marker_tags"));
+        assert!(matches!(
+            flagged.decide("u", "tool", "nope", &dec(true, None), 2),
+            Err(PinDecideError::NotFound)
+        ));
+    }
+}
