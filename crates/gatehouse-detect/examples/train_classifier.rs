@@ -118,6 +118,14 @@ fn labelled_csv(path: &str, text_col: &str, label_col: &str) -> Vec<(String, boo
         .collect()
 }
 
+/// A training setting from the environment (for trying others), or its default.
+fn env_or(name: &str, default: u32) -> u32 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let out = args.first().expect("output path").clone();
@@ -169,7 +177,11 @@ fn main() {
         samples.len(),
         samples.len() - pos
     );
-    let model = train::fit(&samples, 18, 6, 0x6761_7465);
+    let bits = env_or("GATEHOUSE_TRAIN_BITS", 16);
+    let hidden = env_or("GATEHOUSE_TRAIN_HIDDEN", 16) as usize;
+    let epochs = env_or("GATEHOUSE_TRAIN_EPOCHS", 3);
+    println!("2^{bits} buckets, {hidden} hidden units, {epochs} epochs");
+    let model = train::fit(&samples, bits, hidden, epochs, 0x6761_7465);
     let bytes = train::to_bytes(&model);
     std::fs::write(&out, &bytes).unwrap_or_else(|e| panic!("{out}: {e}"));
     println!("wrote {out} ({} bytes)", bytes.len());

@@ -1,6 +1,7 @@
 //! Stage 2 of the detection cascade: a trained prompt-injection classifier, in process and
-//! pure Rust. A logistic regression over hashed features (word unigrams and bigrams,
-//! character trigrams) of the normalised text, with 8-bit weights. Texts are scored in
+//! pure Rust. A small neural network: hashed features of the normalised text (word unigrams
+//! and bigrams, character trigrams) are summed into a dense embedding (an embedding bag, with
+//! 8-bit weights), then one ReLU hidden layer and a logistic output. Texts are scored in
 //! sentence chunks, so one injected sentence in a long benign result still stands out.
 //! The weights are produced by `scripts/train-classifier` from labelled data shipped
 //! inside PyPI packages; the trainer shares [`features`] with inference, so they agree.
@@ -8,9 +9,15 @@
 use crate::unicode;
 
 /// The model Gatehouse ships (`scripts/train-classifier` rebuilds it).
-pub const BUILTIN: &[u8] = include_bytes!("../models/stage2.bin");
+pub const BUILTIN: &[u8] = include_bytes!("../../models/stage2.bin");
 
-const MAGIC: &[u8; 4] = b"GHC1";
+const MAGIC: &[u8; 4] = b"GHC2";
+
+/// Bytes before the embedding table: magic, bits, hidden width, embedding scale.
+const HEADER: usize = 16;
+
+/// Widest hidden layer a model file may ask for.
+const MAX_HIDDEN: usize = 256;
 
 /// A model that cannot be used, and why.
 #[derive(Debug, thiserror::Error)]
@@ -20,15 +27,19 @@ pub struct ModelError(pub String);
 /// A loaded model.
 pub struct Classifier {
     bits: u32,
+    /// Embedding rows: `1 << bits` rows of `hidden` signed bytes, times `scale`.
+    embedding: Vec<i8>,
     scale: f32,
-    bias: f32,
-    weights: Vec<i8>,
+    hidden_bias: Vec<f32>,
+    output: Vec<f32>,
+    output_bias: f32,
 }
 
 impl std::fmt::Debug for Classifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Classifier")
             .field("bits", &self.bits)
+            .field("hidden", &self.output.len())
             .finish()
     }
 }
@@ -121,26 +132,42 @@ impl Classifier {
         Classifier::from_bytes(&b)
     }
 
+    /// A model file: `GHC2`, bits, hidden width `h`, embedding scale (little-endian u32,
+    /// u32, f32), then `h` hidden biases, `h` output weights and the output bias (f32), then
+    /// the embedding table, one signed byte per weight, row by row.
     pub fn from_bytes(b: &[u8]) -> Result<Classifier, ModelError> {
-        if b.len() < 16 || &b[..4] != MAGIC {
-            return Err(ModelError("not a Gatehouse classifier (GHC1)".into()));
+        if b.len() < HEADER || &b[..4] != MAGIC {
+            return Err(ModelError("not a Gatehouse classifier (GHC2)".into()));
         }
         let word = |i: usize| [b[i], b[i + 1], b[i + 2], b[i + 3]];
         let bits = u32::from_le_bytes(word(4));
         if !(10..=24).contains(&bits) {
             return Err(ModelError(format!("unsupported size 2^{bits}")));
         }
-        let scale = f32::from_le_bytes(word(8));
-        let bias = f32::from_le_bytes(word(12));
-        let n = 1usize << bits;
-        if b.len() != 16 + n || !scale.is_finite() || !bias.is_finite() {
+        let hidden = u32::from_le_bytes(word(8)) as usize;
+        if hidden == 0 || hidden > MAX_HIDDEN {
+            return Err(ModelError(format!("unsupported hidden width {hidden}")));
+        }
+        let scale = f32::from_le_bytes(word(12));
+        let dense = (2 * hidden + 1) * 4;
+        let rows = 1usize << bits;
+        if b.len() != HEADER + dense + rows * hidden {
+            return Err(ModelError("truncated or corrupt".into()));
+        }
+        let floats: Vec<f32> = b[HEADER..HEADER + dense]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        if !scale.is_finite() || floats.iter().any(|f| !f.is_finite()) {
             return Err(ModelError("truncated or corrupt".into()));
         }
         Ok(Classifier {
             bits,
+            embedding: b[HEADER + dense..].iter().map(|&x| x as i8).collect(),
             scale,
-            bias,
-            weights: b[16..].iter().map(|&x| x as i8).collect(),
+            hidden_bias: floats[..hidden].to_vec(),
+            output: floats[hidden..2 * hidden].to_vec(),
+            output_bias: floats[2 * hidden],
         })
     }
 
@@ -148,26 +175,40 @@ impl Classifier {
     pub fn score(&self, text: &str) -> f32 {
         let mut f = Vec::new();
         features(text, self.bits, &mut f);
-        self.score_features(&f)
+        self.score_features(&f, &mut Vec::new())
     }
 
-    fn score_features(&self, f: &[u32]) -> f32 {
-        if f.is_empty() {
-            return sigmoid(self.bias);
+    fn score_features(&self, f: &[u32], acc: &mut Vec<i32>) -> f32 {
+        let h = self.output.len();
+        acc.clear();
+        acc.resize(h, 0);
+        for &i in f {
+            let row = &self.embedding[i as usize * h..(i as usize + 1) * h];
+            for (a, &w) in acc.iter_mut().zip(row) {
+                *a += i32::from(w);
+            }
         }
-        let sum: i32 = f.iter().map(|&i| i32::from(self.weights[i as usize])).sum();
-        let norm = 1.0 / (f.len() as f32).sqrt();
-        sigmoid(sum as f32 * self.scale * norm + self.bias)
+        // Averaged by the square root of the count, as in training: long and short texts
+        // land in the same range.
+        let norm = self.scale / (f.len().max(1) as f32).sqrt();
+        let z: f32 = acc
+            .iter()
+            .zip(&self.hidden_bias)
+            .zip(&self.output)
+            .map(|((&a, &b), &w)| (a as f32 * norm + b).max(0.0) * w)
+            .sum();
+        sigmoid(z + self.output_bias)
     }
 
     /// Every chunk of `text` with its score, highest first.
     pub fn scan(&self, text: &str) -> Vec<(usize, usize, f32)> {
         let mut f = Vec::new();
+        let mut acc = Vec::new();
         let mut out: Vec<(usize, usize, f32)> = chunks(text)
             .into_iter()
             .map(|(s, e)| {
                 features(&text[s..e], self.bits, &mut f);
-                (s, e, self.score_features(&f))
+                (s, e, self.score_features(&f, &mut acc))
             })
             .collect();
         out.sort_by(|a, b| b.2.total_cmp(&a.2));
@@ -242,100 +283,7 @@ impl Cascade {
     }
 }
 
-/// Training (used by `examples/train_classifier.rs`): logistic regression by SGD with
-/// class weights and L2, deterministic for a seed; weights quantised to 8 bits.
-pub mod train {
-    use super::{MAGIC, features, sigmoid};
-
-    /// Trained float weights before quantisation.
-    #[derive(Debug)]
-    pub struct Model {
-        pub bits: u32,
-        pub weights: Vec<f32>,
-        pub bias: f32,
-    }
-
-    /// A small deterministic generator for the shuffles.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
-
-    pub fn fit(samples: &[(String, bool)], bits: u32, epochs: u32, seed: u64) -> Model {
-        let n = 1usize << bits;
-        let mut w = vec![0f32; n];
-        let mut bias = 0f32;
-        let feats: Vec<Vec<u32>> = samples
-            .iter()
-            .map(|(t, _)| {
-                let mut f = Vec::new();
-                features(t, bits, &mut f);
-                f
-            })
-            .collect();
-        let pos = samples.iter().filter(|s| s.1).count().max(1) as f32;
-        let neg = (samples.len() as f32 - pos).max(1.0);
-        // Each class weighs half of the total.
-        let (wp, wn) = (
-            samples.len() as f32 / (2.0 * pos),
-            samples.len() as f32 / (2.0 * neg),
-        );
-        let l2 = 1e-6f32;
-        let mut order: Vec<usize> = (0..samples.len()).collect();
-        let mut rng = Rng(seed.max(1));
-        let mut step = 0u64;
-        for _ in 0..epochs {
-            for i in (1..order.len()).rev() {
-                let j = (rng.next() % (i as u64 + 1)) as usize;
-                order.swap(i, j);
-            }
-            for &i in &order {
-                step += 1;
-                let lr = 0.5 / (1.0 + step as f32 / 20_000.0);
-                let f = &feats[i];
-                if f.is_empty() {
-                    continue;
-                }
-                let norm = 1.0 / (f.len() as f32).sqrt();
-                let z: f32 = f.iter().map(|&k| w[k as usize]).sum::<f32>() * norm + bias;
-                let y = if samples[i].1 { 1.0 } else { 0.0 };
-                let g = (sigmoid(z) - y) * if samples[i].1 { wp } else { wn };
-                for &k in f {
-                    let k = k as usize;
-                    w[k] -= lr * (g * norm + l2 * w[k]);
-                }
-                bias -= lr * g * 0.1;
-            }
-        }
-        Model {
-            bits,
-            weights: w,
-            bias,
-        }
-    }
-
-    /// The model file: magic, bits, scale, bias, then one signed byte per bucket.
-    pub fn to_bytes(m: &Model) -> Vec<u8> {
-        let max = m.weights.iter().fold(0f32, |a, w| a.max(w.abs())).max(1e-9);
-        let scale = max / 127.0;
-        let mut out = Vec::with_capacity(16 + m.weights.len());
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&m.bits.to_le_bytes());
-        out.extend_from_slice(&scale.to_le_bytes());
-        out.extend_from_slice(&m.bias.to_le_bytes());
-        out.extend(
-            m.weights
-                .iter()
-                .map(|w| (w / scale).round().clamp(-127.0, 127.0) as i8 as u8),
-        );
-        out
-    }
-}
+pub mod train;
 
 #[cfg(test)]
 mod tests {
@@ -358,6 +306,12 @@ mod tests {
         let mut b = BUILTIN.to_vec();
         b[4] = 40;
         assert!(Classifier::from_bytes(&b).is_err());
+        let mut b = BUILTIN.to_vec();
+        b[8..12].copy_from_slice(&0u32.to_le_bytes());
+        assert!(Classifier::from_bytes(&b).is_err(), "no hidden layer");
+        let mut b = BUILTIN.to_vec();
+        b[16..20].copy_from_slice(&f32::NAN.to_le_bytes());
+        assert!(Classifier::from_bytes(&b).is_err(), "a NaN weight");
     }
 
     #[test]
