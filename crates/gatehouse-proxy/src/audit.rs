@@ -16,10 +16,14 @@ const GROUP: usize = 4096;
 
 type Ack = oneshot::Sender<Result<(), AuditError>>;
 
+/// One queued event. Boxed: the channel allocates all of its slots up front, and an
+/// unboxed event in each of 65,536 slots would cost some 64 MB of memory at start.
+type Queued = (Box<AuditEvent>, Option<Ack>);
+
 /// Handle to the writer thread; cloning shares it.
 #[derive(Clone)]
 pub struct AuditWriter {
-    tx: SyncSender<(AuditEvent, Option<Ack>)>,
+    tx: SyncSender<Queued>,
 }
 
 impl std::fmt::Debug for AuditWriter {
@@ -45,7 +49,7 @@ impl AuditWriter {
 
     /// Queues an event for the next group commit; never waits.
     pub fn queue(&self, event: AuditEvent) {
-        if let Err(TrySendError::Full(_)) = self.tx.try_send((event, None)) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send((Box::new(event), None)) {
             metrics::counter!(crate::metrics::AUDIT_DROPPED).increment(1);
         }
     }
@@ -59,7 +63,7 @@ impl AuditWriter {
         }
         let (ack, done) = oneshot::channel();
         self.tx
-            .try_send((event, Some(ack)))
+            .try_send((Box::new(event), Some(ack)))
             .map_err(|_| AuditError::Unavailable("audit queue full".into()))?;
         done.await
             .unwrap_or_else(|_| Err(AuditError::Unavailable("audit writer stopped".into())))
@@ -135,11 +139,7 @@ impl Pending {
 /// A quiet minute triggers a checkpoint of what was written.
 const CHECKPOINT_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
-fn write_loop(
-    store: &dyn AuditStore,
-    rx: &Receiver<(AuditEvent, Option<Ack>)>,
-    checkpoints: Option<Checkpoints>,
-) {
+fn write_loop(store: &dyn AuditStore, rx: &Receiver<Queued>, checkpoints: Option<Checkpoints>) {
     let mut pending = Pending::default();
     loop {
         let first = match rx.recv_timeout(CHECKPOINT_IDLE) {
@@ -159,7 +159,8 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        let (events, acks): (Vec<AuditEvent>, Vec<Option<Ack>>) = batch.into_iter().unzip();
+        let (events, acks): (Vec<AuditEvent>, Vec<Option<Ack>>) =
+            batch.into_iter().map(|(e, ack)| (*e, ack)).unzip();
         let result = store.append(&events);
         match &result {
             Ok(heads) => {
@@ -186,5 +187,17 @@ fn write_loop(
     // The queue closed (shutdown): sign what was written.
     if let Some(cp) = &checkpoints {
         pending.flush(store, cp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{QUEUE, Queued};
+
+    #[test]
+    fn the_preallocated_queue_stays_small() {
+        // The channel's slots are allocated when the gateway starts, whatever the load.
+        let bytes = QUEUE * std::mem::size_of::<Queued>();
+        assert!(bytes <= 2 << 20, "{bytes} bytes");
     }
 }

@@ -22,7 +22,9 @@ async fn echo_handler(body: axum::body::Bytes) -> axum::response::Response {
             json!({"protocolVersion": "2025-06-18", "capabilities": {"tools": {}}, "serverInfo": {"name": "echo", "version": "1"}})
         }
         "tools/list" => {
-            json!({"tools": [{"name": "echo", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}}]})
+            json!({"tools": [{"name": "echo", "inputSchema": {"type": "object",
+                "properties": {"text": {"type": "string", "maxLength": 1000}, "n": {"type": "integer", "minimum": 0}},
+                "required": ["text"]}, "annotations": {"readOnlyHint": true}}]})
         }
         "tools/call" => {
             let args = msg
@@ -326,15 +328,15 @@ pub(crate) async fn run(calls: usize, conns: usize, secs: u64) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("gatehouse-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     // A gateway from a config file with JWT authentication by the local issuer, plus
-    // `extra` YAML; its token.
-    let jwt_gateway = async |extra: &str| -> Result<Gateway> {
+    // `upstream` YAML for the echo upstream and `extra` YAML at the top; its token.
+    let jwt_gateway = async |upstream: &str, extra: &str| -> Result<Gateway> {
         let port = free_port()?;
         let resource = format!("http://127.0.0.1:{port}/mcp");
         let cfg = dir.join("bench.yaml");
         std::fs::write(
             &cfg,
             format!(
-                "listen: 127.0.0.1:{port}\nlogging: {{level: warn}}\nauth:\n  resource: {resource}\n  issuers:\n    bench:\n      issuer: {}\n      algorithms: [ES256]\n      required_scopes: [mcp:tools]\nupstreams:\n  echo:\n    url: {echo_url}\n{extra}",
+                "listen: 127.0.0.1:{port}\nlogging: {{level: warn}}\nauth:\n  resource: {resource}\n  issuers:\n    bench:\n      issuer: {}\n      algorithms: [ES256]\n      required_scopes: [mcp:tools]\nupstreams:\n  echo:\n{upstream}    url: {echo_url}\n{extra}",
                 issuer.issuer
             ),
         )?;
@@ -346,35 +348,42 @@ pub(crate) async fn run(calls: usize, conns: usize, secs: u64) -> Result<()> {
         )
         .await
     };
-    let mut gw = jwt_gateway("").await?;
-    measure(
-        "gateway, JWT authentication (ES256, verified-token cache)",
-        &mut gw,
-        calls,
-        conns,
-        secs,
-        direct,
-    )
-    .await?;
-
-    // The same with Cedar authorization: 99 role grants of ten tools each (the caller
-    // holds three roles, one of which grants the echo tool) plus the built-in tenant rule.
+    // Cedar authorization: 99 role grants of ten tools each (the caller holds three roles,
+    // one of which grants the echo tool) plus the built-in tenant rule.
     let mut authz = String::from("authorization:\n  roles:\n");
     for i in 0..99 {
         let tools: Vec<String> = (0..10).map(|k| format!("echo.t{i}_{k}")).collect();
         let extra = if i == 1 { ", echo.echo" } else { "" };
         authz.push_str(&format!("    r{i}: [{}{extra}]\n", tools.join(", ")));
     }
-    let mut gw = jwt_gateway(&authz).await?;
-    measure(
-        "gateway, JWT + Cedar authorization (100 policies)",
-        &mut gw,
-        calls,
-        conns,
-        secs,
-        direct,
-    )
-    .await?;
+    // The full pipeline (DESIGN.md §7) adds, on a server classified confidential: the
+    // `standard` DLP profile on the result, a durable audit record (committed before the
+    // answer) with argument and result digests, and a GCRA rate limit; the schema check,
+    // argument detectors and detection on arguments and results run in every gateway.
+    let full = format!(
+        "{authz}rate_limits:\n  rules:\n    - {{name: calls, per: principal, methods: [tools/call], requests: 100000000, per_secs: 1, burst: 1000000}}\n"
+    );
+    let runs = [
+        (
+            "gateway, JWT authentication (ES256, verified-token cache)",
+            "",
+            "",
+        ),
+        (
+            "gateway, JWT + Cedar authorization (100 policies)",
+            "",
+            authz.as_str(),
+        ),
+        (
+            "gateway, full pipeline (JWT, Cedar, schema, detection, DLP, rate limit, durable audit)",
+            "    classification: confidential\n",
+            full.as_str(),
+        ),
+    ];
+    for (label, upstream, extra) in runs {
+        let mut gw = jwt_gateway(upstream, extra).await?;
+        measure(label, &mut gw, calls, conns, secs, direct).await?;
+    }
     let _ = std::fs::remove_dir_all(&dir);
 
     crate::bench_auth::run(calls.min(5000)).await
