@@ -18,15 +18,32 @@ pub enum AuditError {
     Unavailable(String),
 }
 
+/// How far an append must have reached when it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// On the storage medium (fsync or the database's WAL flush): survives `kill -9` and
+    /// power loss. For events someone waits for before answering.
+    Synced,
+    /// Committed and handed to the operating system or database server: survives the
+    /// gateway being killed, not a power cut until the next `Synced` append (the log is
+    /// sequential, so that append makes everything before it durable too). For events
+    /// nobody waits for, which a crash before their group commit would lose anyway.
+    Written,
+}
+
 /// Durable storage of audit events.
 ///
-/// Guarantee: when `append` returns `Ok`, every event passed is committed to durable
-/// storage (it survives `kill -9` and power loss as far as the storage medium does), has
-/// its place in its tenant's chain, and no later event of that chain precedes it.
-/// Events of one call to `append` are committed together or not at all.
+/// Guarantee: when `append` returns `Ok`, every event passed is committed as far as its
+/// [`Durability`] says, has its place in its tenant's chain, and no later event of that
+/// chain precedes it. Events of one call to `append` are committed together or not at
+/// all.
 pub trait AuditStore: Send + Sync {
     /// Appends and commits; returns each touched chain's new head `(chain, seq, hash)`.
-    fn append(&self, events: &[AuditEvent]) -> Result<Vec<(String, u64, String)>, AuditError>;
+    fn append(
+        &self,
+        events: &[AuditEvent],
+        durability: Durability,
+    ) -> Result<Vec<(String, u64, String)>, AuditError>;
     /// Stores signed checkpoints (committed before returning).
     fn checkpoint(&self, checkpoints: &[Checkpoint]) -> Result<(), AuditError>;
     /// A chain's checkpoints, in sequence order.

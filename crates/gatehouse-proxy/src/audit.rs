@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
-use gatehouse_audit::{AuditError, AuditEvent, AuditStore};
+use gatehouse_audit::{AuditError, AuditEvent, AuditStore, Durability};
 use tokio::sync::oneshot;
 
 /// Events waiting for the writer, at most. A full queue makes durable requests fail
@@ -75,7 +75,11 @@ impl AuditWriter {
 pub struct BrokenStore(pub String);
 
 impl AuditStore for BrokenStore {
-    fn append(&self, _: &[AuditEvent]) -> Result<Vec<(String, u64, String)>, AuditError> {
+    fn append(
+        &self,
+        _: &[AuditEvent],
+        _: Durability,
+    ) -> Result<Vec<(String, u64, String)>, AuditError> {
         Err(AuditError::Unavailable(self.0.clone()))
     }
     fn checkpoint(&self, _: &[gatehouse_audit::Checkpoint]) -> Result<(), AuditError> {
@@ -161,7 +165,14 @@ fn write_loop(store: &dyn AuditStore, rx: &Receiver<Queued>, checkpoints: Option
         }
         let (events, acks): (Vec<AuditEvent>, Vec<Option<Ack>>) =
             batch.into_iter().map(|(e, ack)| (*e, ack)).unzip();
-        let result = store.append(&events);
+        // Only a group someone waits for pays the fsync; the others are made durable by
+        // the next synced group (the log is sequential).
+        let durability = if acks.iter().any(Option::is_some) {
+            Durability::Synced
+        } else {
+            Durability::Written
+        };
+        let result = store.append(&events, durability);
         match &result {
             Ok(heads) => {
                 pending.events += events.len() as u64;

@@ -1,12 +1,14 @@
 //! The audit chain in SQLite (WAL, `synchronous=FULL`): each append is one immediate
 //! transaction that reads each chain's head, links the new events to it and commits, so
 //! several processes sharing the file extend the same chains without gaps or forks.
+//! Appends nobody waits for commit with `synchronous=NORMAL` (no fsync; the next synced
+//! commit flushes the WAL and them with it).
 
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
 use gatehouse_audit::{
-    Anchor, AuditError, AuditEvent, AuditStore, Checkpoint, GENESIS, Link, link_hash,
+    Anchor, AuditError, AuditEvent, AuditStore, Checkpoint, Durability, GENESIS, Link, link_hash,
 };
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
@@ -284,58 +286,81 @@ impl SqliteAudit {
     }
 }
 
+/// One append's transaction: links each event to its chain's head and commits.
+fn append_in(
+    conn: &mut Connection,
+    events: &[AuditEvent],
+) -> Result<Vec<(String, u64, String)>, AuditError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(unavailable)?;
+    let mut heads: std::collections::HashMap<String, (u64, String)> =
+        std::collections::HashMap::new();
+    {
+        let mut head_q = tx
+            .prepare_cached(
+                "SELECT seq, hash FROM audit_events WHERE chain = ?1 ORDER BY seq DESC LIMIT 1",
+            )
+            .map_err(unavailable)?;
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO audit_events (chain, seq, prev, hash, time_ms, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .map_err(unavailable)?;
+        for e in events {
+            let chain = e.chain().to_owned();
+            let (seq, prev) = match heads.get(&chain) {
+                Some(h) => h.clone(),
+                None => head_q
+                    .query_row(params![chain], |r| {
+                        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+                    })
+                    .optional()
+                    .map_err(unavailable)?
+                    .unwrap_or((0, GENESIS.to_owned())),
+            };
+            let seq = seq + 1;
+            let body = e.body();
+            let hash = link_hash(&chain, seq, &prev, &body);
+            insert
+                .execute(params![
+                    chain,
+                    seq as i64,
+                    prev,
+                    hash,
+                    e.time_ms as i64,
+                    body
+                ])
+                .map_err(unavailable)?;
+            heads.insert(chain, (seq, hash));
+        }
+    }
+    tx.commit().map_err(unavailable)?;
+    Ok(heads.into_iter().map(|(c, (s, h))| (c, s, h)).collect())
+}
+
 impl AuditStore for SqliteAudit {
-    fn append(&self, events: &[AuditEvent]) -> Result<Vec<(String, u64, String)>, AuditError> {
+    fn append(
+        &self,
+        events: &[AuditEvent],
+        durability: Durability,
+    ) -> Result<Vec<(String, u64, String)>, AuditError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(unavailable)?;
-        let mut heads: std::collections::HashMap<String, (u64, String)> =
-            std::collections::HashMap::new();
-        {
-            let mut head_q = tx
-                .prepare_cached(
-                    "SELECT seq, hash FROM audit_events WHERE chain = ?1 ORDER BY seq DESC LIMIT 1",
-                )
-                .map_err(unavailable)?;
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO audit_events (chain, seq, prev, hash, time_ms, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .map_err(unavailable)?;
-            for e in events {
-                let chain = e.chain().to_owned();
-                let (seq, prev) = match heads.get(&chain) {
-                    Some(h) => h.clone(),
-                    None => head_q
-                        .query_row(params![chain], |r| {
-                            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
-                        })
-                        .optional()
-                        .map_err(unavailable)?
-                        .unwrap_or((0, GENESIS.to_owned())),
-                };
-                let seq = seq + 1;
-                let body = e.body();
-                let hash = link_hash(&chain, seq, &prev, &body);
-                insert
-                    .execute(params![
-                        chain,
-                        seq as i64,
-                        prev,
-                        hash,
-                        e.time_ms as i64,
-                        body
-                    ])
-                    .map_err(unavailable)?;
-                heads.insert(chain, (seq, hash));
-            }
+        if durability == Durability::Synced {
+            return append_in(&mut conn, events);
         }
-        tx.commit().map_err(unavailable)?;
-        Ok(heads.into_iter().map(|(c, (s, h))| (c, s, h)).collect())
+        // Only this transaction skips the fsync: everything else on the connection
+        // (checkpoints, sink cursors, pruning) commits with FULL.
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(unavailable)?;
+        let appended = append_in(&mut conn, events);
+        let restored = conn.pragma_update(None, "synchronous", "FULL");
+        let heads = appended?;
+        restored.map_err(unavailable)?;
+        Ok(heads)
     }
 
     fn checkpoint(&self, checkpoints: &[Checkpoint]) -> Result<(), AuditError> {
@@ -417,7 +442,7 @@ impl AuditStore for SqliteAudit {
 
 #[cfg(test)]
 mod tests {
-    use gatehouse_audit::{AuditEvent, AuditStore, Tamper, verify_chain};
+    use gatehouse_audit::{AuditEvent, AuditStore, Durability, Tamper, verify_chain};
 
     use super::SqliteAudit;
 
@@ -443,7 +468,9 @@ mod tests {
         let signer = Signer::from_seed(&seed).expect("signer");
         // Ten records at times 1..=10; checkpoints at 4 and 8.
         for n in 1..=10 {
-            let heads = s.append(&[event("", n)]).expect("append");
+            let heads = s
+                .append(&[event("", n)], Durability::Synced)
+                .expect("append");
             if n == 4 || n == 8 {
                 let (c, seq, h) = &heads[0];
                 s.checkpoint(&[signer.sign(c, *seq, h, n)])
@@ -502,12 +529,15 @@ mod tests {
         let path = std::env::temp_dir().join(format!("gatehouse-sinkq-{}.db", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let s = SqliteAudit::open(&path).expect("open");
-        s.append(&[
-            event("", 1),
-            event("acme", 2),
-            event("", 3),
-            event("beta", 4),
-        ])
+        s.append(
+            &[
+                event("", 1),
+                event("acme", 2),
+                event("", 3),
+                event("beta", 4),
+            ],
+            Durability::Written,
+        )
         .expect("append");
         let all = s.pending_for("syslog", 100).expect("pending");
         assert_eq!(all.len(), 4);
@@ -523,7 +553,8 @@ mod tests {
         s.advance("syslog", &first).expect("advance");
         assert!(s.pending_for("syslog", 100).expect("pending").is_empty());
         // New events appear after the cursor.
-        s.append(&[event("acme", 5)]).expect("append");
+        s.append(&[event("acme", 5)], Durability::Synced)
+            .expect("append");
         let next = s.pending_for("syslog", 100).expect("pending");
         assert_eq!(
             next.iter()
@@ -541,18 +572,24 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         {
             let s = SqliteAudit::open(&path).expect("open");
-            s.append(&[event("", 1), event("acme", 2), event("", 3)])
-                .expect("append");
+            s.append(
+                &[event("", 1), event("acme", 2), event("", 3)],
+                Durability::Written,
+            )
+            .expect("append");
         }
         let s = SqliteAudit::open(&path).expect("reopen");
-        s.append(&[event("", 4)]).expect("append");
+        s.append(&[event("", 4)], Durability::Synced)
+            .expect("append");
         assert_eq!(s.chains().expect("chains"), ["acme", "default"]);
         let links = s.links("default").expect("links");
         assert_eq!(links.iter().map(|l| l.seq).collect::<Vec<_>>(), [1, 2, 3]);
         assert_eq!(verify_chain(&links).expect("intact").0, 3);
         // A second process sharing the file continues the same chain.
         let other = SqliteAudit::open(&path).expect("second handle");
-        other.append(&[event("", 5)]).expect("append");
+        other
+            .append(&[event("", 5)], Durability::Written)
+            .expect("append");
         assert_eq!(
             verify_chain(&s.links("default").expect("links"))
                 .expect("intact")

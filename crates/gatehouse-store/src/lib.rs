@@ -109,10 +109,11 @@ impl gatehouse_audit::AuditStore for AnyAudit {
     fn append(
         &self,
         events: &[gatehouse_audit::AuditEvent],
+        durability: gatehouse_audit::Durability,
     ) -> Result<Vec<(String, u64, String)>, gatehouse_audit::AuditError> {
         match self {
-            AnyAudit::Sqlite(s) => s.append(events),
-            AnyAudit::Postgres(p) => p.append(events),
+            AnyAudit::Sqlite(s) => s.append(events, durability),
+            AnyAudit::Postgres(p) => p.append(events, durability),
         }
     }
     fn checkpoint(

@@ -8,7 +8,7 @@
 use std::sync::{Mutex, PoisonError};
 
 use gatehouse_audit::{
-    Anchor, AuditError, AuditEvent, AuditStore, Checkpoint, GENESIS, Link, link_hash,
+    Anchor, AuditError, AuditEvent, AuditStore, Checkpoint, Durability, GENESIS, Link, link_hash,
 };
 use postgres::{Client, NoTls};
 
@@ -421,12 +421,20 @@ fn migrate(c: &mut Client) -> Result<(), postgres::Error> {
 }
 
 impl AuditStore for PgAudit {
-    fn append(&self, events: &[AuditEvent]) -> Result<Vec<(String, u64, String)>, AuditError> {
+    fn append(
+        &self,
+        events: &[AuditEvent],
+        durability: Durability,
+    ) -> Result<Vec<(String, u64, String)>, AuditError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
         self.with(|c| {
             let mut tx = c.transaction()?;
+            if durability == Durability::Written {
+                // This transaction only: the server acknowledges before its WAL flush.
+                tx.batch_execute("SET LOCAL synchronous_commit TO OFF")?;
+            }
             let mut heads: std::collections::HashMap<String, (u64, String)> =
                 std::collections::HashMap::new();
             // Lock chains in one order: two gateways appending to the same chains never
@@ -612,7 +620,7 @@ pub(crate) mod tests {
         let (seed, public) = Signer::generate().unwrap();
         let signer = Signer::from_seed(&seed).unwrap();
         for n in 1..=10 {
-            let heads = s.append(&[event("", n)]).unwrap();
+            let heads = s.append(&[event("", n)], Durability::Synced).unwrap();
             if n == 4 || n == 8 {
                 let (c, seq, h) = &heads[0];
                 s.checkpoint(&[signer.sign(c, *seq, h, n)]).unwrap();
@@ -639,7 +647,7 @@ pub(crate) mod tests {
             Ok(2)
         );
         // Appends continue the chain after pruning.
-        s.append(&[event("", 11)]).unwrap();
+        s.append(&[event("", 11)], Durability::Synced).unwrap();
         let links = s.links("default").unwrap();
         assert_eq!(
             verify_chain_from(&links, Some(&anchor)).map(|(n, _)| n),
@@ -657,8 +665,11 @@ pub(crate) mod tests {
                 std::thread::spawn(move || {
                     let s = PgAudit::new(&url);
                     for n in 0..50 {
-                        s.append(&[event("", n), event("acme", n + 100 * t)])
-                            .unwrap();
+                        s.append(
+                            &[event("", n), event("acme", n + 100 * t)],
+                            Durability::Synced,
+                        )
+                        .unwrap();
                     }
                 })
             })
