@@ -13,6 +13,8 @@ use tokio::sync::oneshot;
 const QUEUE: usize = 65_536;
 /// Events committed in one transaction, at most.
 const GROUP: usize = 4096;
+/// How long a group that nobody waits for may wait for more events before it commits.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
 
 type Ack = oneshot::Sender<Result<(), AuditError>>;
 
@@ -159,6 +161,17 @@ fn write_loop(store: &dyn AuditStore, rx: &Receiver<Queued>, checkpoints: Option
         let mut batch = vec![first];
         while batch.len() < GROUP {
             match rx.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
+        }
+        // A group nobody waits for lingers a moment for company: under load one
+        // transaction then carries many events instead of one or two. An event someone
+        // waits for ends the wait at once.
+        let linger_until = std::time::Instant::now() + LINGER;
+        while batch.len() < GROUP && batch.iter().all(|(_, ack)| ack.is_none()) {
+            let left = linger_until.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
                 Ok(e) => batch.push(e),
                 Err(_) => break,
             }
