@@ -557,12 +557,7 @@ async fn replicas_sharing_postgres_take_each_others_decisions() {
     let (a, b) = (free_port(), free_port());
     let dir = workspace(a, hook);
     let db = format!("gatehouse_approvals_e2e_{a}");
-    psql(
-        "postgres",
-        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
-    )
-    .await;
-    psql("postgres", &format!("CREATE DATABASE {db}")).await;
+    fresh_database(&db).await;
     let yaml = std::fs::read_to_string(dir.join("gatehouse.yaml"))
         .expect("config")
         .replace(

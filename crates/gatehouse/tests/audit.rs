@@ -547,12 +547,7 @@ async fn postgres_keeps_every_answered_call_through_kill_9_and_names_tampering()
     let port = free_port();
     let (dir, public) = workspace(port);
     let db = format!("gatehouse_audit_{port}");
-    psql(
-        "postgres",
-        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
-    )
-    .await;
-    psql("postgres", &format!("CREATE DATABASE {db}")).await;
+    fresh_database(&db).await;
     let config = dir.join("gatehouse.yaml");
     let yaml = std::fs::read_to_string(&config).expect("config");
     std::fs::write(

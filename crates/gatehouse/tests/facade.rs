@@ -673,12 +673,7 @@ async fn replicas_share_sign_ins_and_catch_a_refresh_token_replayed_on_another_h
     // replayed on the other revokes the sign-in on both.
     let port = free_port();
     let db = format!("gatehouse_facade_e2e_{port}");
-    psql(
-        "postgres",
-        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
-    )
-    .await;
-    psql("postgres", &format!("CREATE DATABASE {db}")).await;
+    fresh_database(&db).await;
     let resource = format!("http://127.0.0.1:{port}/mcp");
     let idp = Idp::start(free_port(), &resource, "a").await;
     let dir = std::env::temp_dir().join(format!("gatehouse-facade-pg-{port}"));

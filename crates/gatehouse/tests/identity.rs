@@ -1398,12 +1398,7 @@ async fn restricted_data_asks_an_oauth_caller_to_step_up() {
 async fn a_revoke_reaches_replicas_on_other_hosts_through_postgres() {
     let port = free_port();
     let db = format!("gatehouse_directory_e2e_{port}");
-    psql(
-        "postgres",
-        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
-    )
-    .await;
-    psql("postgres", &format!("CREATE DATABASE {db}")).await;
+    fresh_database(&db).await;
     let dir = std::env::temp_dir().join(format!("gatehouse-directory-{port}"));
     std::fs::create_dir_all(&dir).expect("dir");
     let admin_token = "admin-token-for-the-directory-test-0123456789";

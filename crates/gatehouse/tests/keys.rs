@@ -308,12 +308,7 @@ async fn keys_in_postgres_hold_on_every_replica_and_a_revocation_reaches_them() 
     // within about a second.
     let port = free_port();
     let db = format!("gatehouse_keys_e2e_{port}");
-    psql(
-        "postgres",
-        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
-    )
-    .await;
-    psql("postgres", &format!("CREATE DATABASE {db}")).await;
+    fresh_database(&db).await;
     let dir = std::env::temp_dir().join(format!("gatehouse-keys-pg-{port}"));
     std::fs::create_dir_all(&dir).expect("dir");
     let yaml = format!(

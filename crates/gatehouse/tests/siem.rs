@@ -302,12 +302,7 @@ async fn an_outage_and_a_crash_lose_no_event() {
 async fn sinks_ship_from_a_postgres_store() {
     let dir = workdir("pg");
     let db = format!("gatehouse_siem_{}", free_port());
-    psql(
-        "postgres",
-        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
-    )
-    .await;
-    psql("postgres", &format!("CREATE DATABASE {db}")).await;
+    fresh_database(&db).await;
     let file = dir.join("audit.jsonl");
     let yaml = format!(
         "dev_mode: true\nstore: {{sqlite: {store}}}\naudit:\n  postgres: \"host=127.0.0.1 port=5432 user=postgres dbname={db}\"\n  sinks:\n    - {{name: archive, type: file, path: {file}}}\nupstreams:\n  demo:\n    command: {bin}\n    args: [demo-server]\n",

@@ -624,6 +624,17 @@ pub fn signature_verifies(header: &str, body: &[u8], secret: &str) -> bool {
     aws_lc_rs::hmac::verify(&key, &signed, &mac).is_ok()
 }
 
+/// Drops database `db` on the local PostgreSQL if an earlier run left it, and creates it
+/// empty.
+pub async fn fresh_database(db: &str) {
+    psql(
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    )
+    .await;
+    psql("postgres", &format!("CREATE DATABASE {db}")).await;
+}
+
 pub async fn psql(db: &str, sql: &str) -> String {
     let out = Command::new("psql")
         .args([
