@@ -157,6 +157,18 @@ async fn agent_run(port: u16, token: &str, mode: &str, tool: &str, args: Value) 
     last_json(&run_ok(&mut agent(port, token, mode, tool, args), 120).await)
 }
 
+/// One `deploy_service` call by the Python SDK agent, not waiting for a decision.
+async fn deploy_run(port: u16, token: &str, args: Value) -> Value {
+    agent_run(port, token, "auto", "demo__deploy_service", args).await
+}
+
+/// The approval state a held call's answer carries (`pending`, …), or "" when it has none.
+fn approval_status(v: &Value) -> &str {
+    v["result"]["_meta"]["gatehouse/approval"]["status"]
+        .as_str()
+        .unwrap_or("")
+}
+
 fn text(v: &Value) -> String {
     v["result"]["content"][0]["text"]
         .as_str()
@@ -276,7 +288,7 @@ async fn destructive_calls_wait_for_a_person_bound_to_their_exact_arguments() {
 
     // 2. The identical call again needs its own approval: a stateless client is answered
     //    "pending" at once, with a new reference, and nothing runs.
-    let v = agent_run(port, &eng, "auto", "demo__deploy_service", deploy.clone()).await;
+    let v = deploy_run(port, &eng, deploy.clone()).await;
     let second_id = v["result"]["_meta"]["gatehouse/approval"]["id"]
         .as_str()
         .unwrap_or_else(|| panic!("pending answer: {v}"))
@@ -287,16 +299,16 @@ async fn destructive_calls_wait_for_a_person_bound_to_their_exact_arguments() {
     assert!(ok, "{err}");
     // A retry with changed arguments does not ride on that approval.
     let changed = json!({"service": "billing", "version": "6.6.6", "environment": "production"});
-    let v = agent_run(port, &eng, "auto", "demo__deploy_service", changed.clone()).await;
+    let v = deploy_run(port, &eng, changed.clone()).await;
     let third_id = v["result"]["_meta"]["gatehouse/approval"]["id"]
         .as_str()
         .unwrap_or_else(|| panic!("changed arguments must wait: {v}"))
         .to_owned();
     assert_ne!(third_id, second_id);
     // The approved one runs once on retry, and only once.
-    let v = agent_run(port, &eng, "auto", "demo__deploy_service", deploy.clone()).await;
+    let v = deploy_run(port, &eng, deploy.clone()).await;
     assert_eq!(text(&v), "deployed billing 2.0 to production", "{v}");
-    let v = agent_run(port, &eng, "auto", "demo__deploy_service", deploy.clone()).await;
+    let v = deploy_run(port, &eng, deploy.clone()).await;
     assert!(
         v["result"]["_meta"]["gatehouse/approval"]["status"] == "pending",
         "{v}"
@@ -404,14 +416,7 @@ async fn destructive_calls_wait_for_a_person_bound_to_their_exact_arguments() {
 
     // 5. A restart while a request is pending keeps it; a later approval still works.
     let restart_args = json!({"service": "search", "version": "9", "environment": "staging"});
-    let v = agent_run(
-        port,
-        &eng,
-        "auto",
-        "demo__deploy_service",
-        restart_args.clone(),
-    )
-    .await;
+    let v = deploy_run(port, &eng, restart_args.clone()).await;
     let restart_id = v["result"]["_meta"]["gatehouse/approval"]["id"]
         .as_str()
         .unwrap_or_else(|| panic!("pending: {v}"))
@@ -428,7 +433,7 @@ async fn destructive_calls_wait_for_a_person_bound_to_their_exact_arguments() {
     );
     let (ok, _, err) = approvals(port, &boss, &["approve", &restart_id]).await;
     assert!(ok, "{err}");
-    let v = agent_run(port, &eng, "auto", "demo__deploy_service", restart_args).await;
+    let v = deploy_run(port, &eng, restart_args).await;
     assert_eq!(text(&v), "deployed search 9 to staging", "{v}");
 
     // 6. Another replica sharing the store takes the decision; the one holding the call
@@ -471,24 +476,17 @@ async fn destructive_calls_wait_for_a_person_bound_to_their_exact_arguments() {
     //    deploy, the repeat after the one use, one more), a fourth is refused; a retry of a
     //    pending one still joins it.
     for version in ["a"] {
-        let v = agent_run(
+        let v = deploy_run(
             port,
             &eng,
-            "auto",
-            "demo__deploy_service",
             json!({"service": "x", "version": version, "environment": "staging"}),
         )
         .await;
-        assert_eq!(
-            v["result"]["_meta"]["gatehouse/approval"]["status"], "pending",
-            "{v}"
-        );
+        assert_eq!(approval_status(&v), "pending", "{v}");
     }
-    let v = agent_run(
+    let v = deploy_run(
         port,
         &eng,
-        "auto",
-        "demo__deploy_service",
         json!({"service": "x", "version": "c", "environment": "staging"}),
     )
     .await;
@@ -500,18 +498,13 @@ async fn destructive_calls_wait_for_a_person_bound_to_their_exact_arguments() {
             .contains("Too many"),
         "{v}"
     );
-    let v = agent_run(
+    let v = deploy_run(
         port,
         &eng,
-        "auto",
-        "demo__deploy_service",
         json!({"service": "x", "version": "a", "environment": "staging"}),
     )
     .await;
-    assert_eq!(
-        v["result"]["_meta"]["gatehouse/approval"]["status"], "pending",
-        "{v}"
-    );
+    assert_eq!(approval_status(&v), "pending", "{v}");
 
     // Every step is on the record, linked by the reference.
     let steps = approval_events(&dir, &first_id).await;

@@ -239,6 +239,10 @@ impl Reply {
             .as_i64()
             .unwrap_or_else(|| panic!("expected an error, got {}", self.last()))
     }
+    /// The error's message ("" when there is none, so a `contains` check fails).
+    pub fn error_message(&self) -> &str {
+        self.last()["error"]["message"].as_str().unwrap_or("")
+    }
 }
 
 pub async fn read_reply(resp: reqwest::Response) -> Reply {
