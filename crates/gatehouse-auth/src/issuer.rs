@@ -1,6 +1,6 @@
 //! Trusted issuers and the [`Authenticator`] that checks a bearer token against them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -90,8 +90,10 @@ pub struct Authenticator {
     /// The gateway's own tokens, when it runs the authorization-server façade.
     own: Option<std::sync::Arc<crate::facade::OwnTokens>>,
     client: reqwest::Client,
-    /// Verified JWTs by SHA-256 (the token itself is never kept).
-    verified: Mutex<HashMap<[u8; 32], Verified>>,
+    /// Verified JWTs by SHA-256 (the token itself is never kept). Bounded with TinyLFU
+    /// admission: a flood of new tokens cannot flush the ones in steady use. Only verified
+    /// tokens enter.
+    verified: moka::sync::Cache<[u8; 32], std::sync::Arc<Verified>>,
 }
 
 struct Verified {
@@ -109,7 +111,9 @@ struct Verified {
 const OWN: usize = usize::MAX;
 
 /// Most verified tokens remembered at once.
-const VERIFIED_CAP: usize = 10_000;
+const VERIFIED_CAP: u64 = 10_000;
+/// A verified token unused this long is forgotten (its `exp` still bounds every hit).
+const VERIFIED_IDLE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 pub(crate) fn sha256(s: &str) -> [u8; 32] {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
@@ -218,7 +222,10 @@ impl Authenticator {
             issuers,
             own: None,
             client,
-            verified: Mutex::new(HashMap::new()),
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_CAP)
+                .time_to_idle(VERIFIED_IDLE)
+                .build(),
         }
     }
 
@@ -315,8 +322,7 @@ impl Authenticator {
     }
 
     fn cached(&self, digest: &[u8; 32]) -> Option<Principal> {
-        let mut map = lock(&self.verified);
-        let hit = map.get(digest)?;
+        let hit = self.verified.get(digest)?;
         let fresh = now() < hit.exp
             && match (hit.issuer, &self.own, &hit.family) {
                 (OWN, Some(own), Some(f)) => own.family_live(f),
@@ -326,7 +332,7 @@ impl Authenticator {
         if fresh {
             return Some(hit.principal.clone());
         }
-        map.remove(digest);
+        self.verified.invalidate(digest);
         None
     }
 
@@ -339,23 +345,15 @@ impl Authenticator {
         family: Option<String>,
     ) {
         let generation = self.issuers.get(issuer).map_or(0, |i| i.jwks.fetches());
-        let mut map = lock(&self.verified);
-        if map.len() >= VERIFIED_CAP {
-            let t = now();
-            map.retain(|_, v| v.exp > t);
-            if map.len() >= VERIFIED_CAP {
-                map.clear();
-            }
-        }
-        map.insert(
+        self.verified.insert(
             digest,
-            Verified {
+            std::sync::Arc::new(Verified {
                 principal: p.clone(),
                 exp,
                 issuer,
                 generation,
                 family,
-            },
+            }),
         );
     }
 

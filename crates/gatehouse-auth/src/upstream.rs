@@ -102,7 +102,7 @@ pub struct ClientCredentialsConfig {
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 /// Exchanged tokens kept at most; beyond it expired ones go, then all (users re-exchange).
-const MAX_EXCHANGED: usize = 10_000;
+const MAX_EXCHANGED: u64 = 10_000;
 
 #[derive(Deserialize)]
 struct TokenAnswer {
@@ -118,7 +118,7 @@ pub struct ClientCredentials {
     http: reqwest::Client,
     cached: tokio::sync::Mutex<Option<(String, Instant)>>,
     /// Exchanged tokens by SHA-256 of the user's token.
-    exchanged: std::sync::Mutex<std::collections::HashMap<[u8; 32], (String, Instant)>>,
+    exchanged: moka::sync::Cache<[u8; 32], (String, Instant)>,
 }
 
 impl std::fmt::Debug for ClientCredentials {
@@ -145,7 +145,10 @@ impl ClientCredentials {
             secrets,
             http,
             cached: tokio::sync::Mutex::new(None),
-            exchanged: Default::default(),
+            exchanged: moka::sync::Cache::builder()
+                .max_capacity(MAX_EXCHANGED)
+                .time_to_idle(std::time::Duration::from_secs(3600))
+                .build(),
         }
     }
 
@@ -177,10 +180,10 @@ impl ClientCredentials {
     pub async fn exchange(&self, subject: &str) -> Result<String, AuthError> {
         let key = crate::issuer::sha256(subject);
         let now = Instant::now();
-        if let Some((t, until)) = self.exchanged_map().get(&key)
-            && now < *until
+        if let Some((t, until)) = self.exchanged.get(&key)
+            && now < until
         {
-            return Ok(t.clone());
+            return Ok(t);
         }
         let body = format!(
             "grant_type={}&subject_token={}&subject_token_type={}",
@@ -189,28 +192,13 @@ impl ClientCredentials {
             crate::issuer::form_encode(ACCESS_TOKEN_TYPE),
         );
         let (token, until) = self.fetch(body).await?;
-        let mut map = self.exchanged_map();
-        if map.len() >= MAX_EXCHANGED {
-            map.retain(|_, (_, u)| now < *u);
-            if map.len() >= MAX_EXCHANGED {
-                map.clear();
-            }
-        }
-        map.insert(key, (token.clone(), until));
+        self.exchanged.insert(key, (token.clone(), until));
         Ok(token)
     }
 
     /// Forgets the token exchanged for `subject` (the upstream refused it).
     pub fn forget_exchanged(&self, subject: &str) {
-        self.exchanged_map().remove(&crate::issuer::sha256(subject));
-    }
-
-    fn exchanged_map(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<[u8; 32], (String, Instant)>> {
-        self.exchanged
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.exchanged.invalidate(&crate::issuer::sha256(subject));
     }
 
     /// POSTs a grant (with this client's scope and resource) to the token endpoint.

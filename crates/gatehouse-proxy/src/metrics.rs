@@ -53,9 +53,26 @@ pub fn install() -> Option<PrometheusHandle> {
                 )
                 .ok()
                 .and_then(|b| b.install_recorder().ok())
+                .inspect(|h| {
+                    let h = h.clone();
+                    // Histogram samples queue in the recorder until they are folded into
+                    // buckets, which happens on a scrape or an upkeep; without this a
+                    // gateway nobody scrapes keeps every sample (~8 bytes a call) forever.
+                    let _ = std::thread::Builder::new()
+                        .name("metrics-upkeep".into())
+                        .spawn(move || {
+                            loop {
+                                std::thread::sleep(UPKEEP_EVERY);
+                                h.run_upkeep();
+                            }
+                        });
+                })
         })
         .clone()
 }
+
+/// How often queued histogram samples are folded into their buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Bounded label for a method name: known MCP methods as themselves, anything else `other`.
 pub fn method_label(m: &str) -> &'static str {

@@ -278,13 +278,73 @@ async fn measure(
     Ok(())
 }
 
-pub(crate) async fn run(calls: usize, conns: usize, secs: u64) -> Result<()> {
+/// Starts the in-process echo upstream; its URL.
+async fn start_echo() -> Result<String> {
     let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let echo_url = format!("http://{}/mcp", echo.local_addr()?);
     tokio::spawn(async move {
         let app = axum::Router::new().route("/mcp", axum::routing::post(echo_handler));
         let _ = axum::serve(echo, app).await;
     });
+    Ok(echo_url)
+}
+
+/// Cedar authorization: 99 role grants of ten tools each (the caller holds three roles,
+/// one of which grants the echo tool) plus the built-in tenant rule.
+fn role_grants() -> String {
+    let mut authz = String::from("authorization:\n  roles:\n");
+    for i in 0..99 {
+        let tools: Vec<String> = (0..10).map(|k| format!("echo.t{i}_{k}")).collect();
+        let extra = if i == 1 { ", echo.echo" } else { "" };
+        authz.push_str(&format!("    r{i}: [{}{extra}]\n", tools.join(", ")));
+    }
+    authz
+}
+
+/// The full pipeline (DESIGN.md §7) adds, on a server classified confidential: the
+/// `standard` DLP profile on the result, a durable audit record (committed before the
+/// answer) with argument and result digests, and a GCRA rate limit; the schema check,
+/// argument detectors and detection on arguments and results run in every gateway.
+const FULL_UPSTREAM: &str = "    classification: confidential\n";
+
+fn full_pipeline() -> String {
+    format!(
+        "{}rate_limits:\n  rules:\n    - {{name: calls, per: principal, methods: [tools/call], requests: 100000000, per_secs: 1, burst: 1000000}}\n",
+        role_grants()
+    )
+}
+
+/// A gateway from a config file in `dir` with JWT authentication by `issuer`, `upstream`
+/// YAML for the echo upstream and `extra` YAML at the top; it carries its token.
+async fn jwt_gateway(
+    dir: &std::path::Path,
+    issuer: &crate::bench_auth::LocalIssuer,
+    echo_url: &str,
+    upstream: &str,
+    extra: &str,
+) -> Result<Gateway> {
+    let port = free_port()?;
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let cfg = dir.join("bench.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: 127.0.0.1:{port}\nlogging: {{level: warn}}\nstore: {{sqlite: {store}}}\nauth:\n  resource: {resource}\n  issuers:\n    bench:\n      issuer: {}\n      algorithms: [ES256]\n      required_scopes: [mcp:tools]\nupstreams:\n  echo:\n{upstream}    url: {echo_url}\n{extra}",
+            issuer.issuer,
+            store = dir.join(format!("bench-{port}.db")).display(),
+        ),
+    )?;
+    let token = issuer.token(&resource, 1)?;
+    spawn_gateway(
+        port,
+        &["--config".to_owned(), cfg.display().to_string()],
+        Some(token),
+    )
+    .await
+}
+
+pub(crate) async fn run(calls: usize, conns: usize, secs: u64) -> Result<()> {
+    let echo_url = start_echo().await?;
     let client = reqwest::Client::new();
     let target = Arc::new(Target {
         url: echo_url.clone(),
@@ -327,42 +387,8 @@ pub(crate) async fn run(calls: usize, conns: usize, secs: u64) -> Result<()> {
     let issuer = crate::bench_auth::LocalIssuer::start().await?;
     let dir = std::env::temp_dir().join(format!("gatehouse-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    // A gateway from a config file with JWT authentication by the local issuer, plus
-    // `upstream` YAML for the echo upstream and `extra` YAML at the top; its token.
-    let jwt_gateway = async |upstream: &str, extra: &str| -> Result<Gateway> {
-        let port = free_port()?;
-        let resource = format!("http://127.0.0.1:{port}/mcp");
-        let cfg = dir.join("bench.yaml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "listen: 127.0.0.1:{port}\nlogging: {{level: warn}}\nauth:\n  resource: {resource}\n  issuers:\n    bench:\n      issuer: {}\n      algorithms: [ES256]\n      required_scopes: [mcp:tools]\nupstreams:\n  echo:\n{upstream}    url: {echo_url}\n{extra}",
-                issuer.issuer
-            ),
-        )?;
-        let token = issuer.token(&resource, 1)?;
-        spawn_gateway(
-            port,
-            &["--config".to_owned(), cfg.display().to_string()],
-            Some(token),
-        )
-        .await
-    };
-    // Cedar authorization: 99 role grants of ten tools each (the caller holds three roles,
-    // one of which grants the echo tool) plus the built-in tenant rule.
-    let mut authz = String::from("authorization:\n  roles:\n");
-    for i in 0..99 {
-        let tools: Vec<String> = (0..10).map(|k| format!("echo.t{i}_{k}")).collect();
-        let extra = if i == 1 { ", echo.echo" } else { "" };
-        authz.push_str(&format!("    r{i}: [{}{extra}]\n", tools.join(", ")));
-    }
-    // The full pipeline (DESIGN.md §7) adds, on a server classified confidential: the
-    // `standard` DLP profile on the result, a durable audit record (committed before the
-    // answer) with argument and result digests, and a GCRA rate limit; the schema check,
-    // argument detectors and detection on arguments and results run in every gateway.
-    let full = format!(
-        "{authz}rate_limits:\n  rules:\n    - {{name: calls, per: principal, methods: [tools/call], requests: 100000000, per_secs: 1, burst: 1000000}}\n"
-    );
+    let authz = role_grants();
+    let full = full_pipeline();
     let runs = [
         (
             "gateway, JWT authentication (ES256, verified-token cache)",
@@ -376,15 +402,123 @@ pub(crate) async fn run(calls: usize, conns: usize, secs: u64) -> Result<()> {
         ),
         (
             "gateway, full pipeline (JWT, Cedar, schema, detection, DLP, rate limit, durable audit)",
-            "    classification: confidential\n",
+            FULL_UPSTREAM,
             full.as_str(),
         ),
     ];
     for (label, upstream, extra) in runs {
-        let mut gw = jwt_gateway(upstream, extra).await?;
+        let mut gw = jwt_gateway(&dir, &issuer, &echo_url, upstream, extra).await?;
         measure(label, &mut gw, calls, conns, secs, direct).await?;
     }
     let _ = std::fs::remove_dir_all(&dir);
 
     crate::bench_auth::run(calls.min(5000)).await
+}
+
+/// Anonymous and file-backed resident memory of a process, in KiB.
+fn proc_rss_parts_kb(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    Some((field("RssAnon:")?, field("RssFile:")?))
+}
+
+/// `gatehouse bench --soak MINUTES`: the full-pipeline gateway under steady load for
+/// `minutes`, printing its anonymous and file-backed RSS every `every` seconds, then the
+/// drift of anonymous memory after the first two minutes (warm-up) and the least-squares
+/// growth per call over the same window.
+pub(crate) async fn soak(minutes: u64, conns: usize, every: u64) -> Result<()> {
+    let echo_url = start_echo().await?;
+    let issuer = crate::bench_auth::LocalIssuer::start().await?;
+    let dir = std::env::temp_dir().join(format!("gatehouse-soak-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut gw = jwt_gateway(&dir, &issuer, &echo_url, FULL_UPSTREAM, &full_pipeline()).await?;
+    println!(
+        "gatehouse bench --soak: full pipeline (JWT, 100 Cedar grants, rate limit, detection, DLP, durable audit), {conns} connections, {minutes} min"
+    );
+    println!(
+        "{:>6} {:>12} {:>10} {:>12} {:>12}",
+        "s", "calls", "calls/s", "anon MB", "file MB"
+    );
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        let (t, done, stop) = (gw.target.clone(), done.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()?;
+            let mut i = (c as u64) << 32;
+            while !stop.load(Ordering::Relaxed) {
+                call(&client, &t, "echo__echo", i).await?;
+                done.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    let start = Instant::now();
+    let end = start + Duration::from_secs(minutes * 60);
+    let warm_up = Duration::from_secs(120);
+    // (calls, anonymous KiB) after warm-up.
+    let mut samples: Vec<(f64, f64)> = Vec::new();
+    let mut last = (0u64, Instant::now());
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_secs(every)).await;
+        let n = done.load(Ordering::Relaxed);
+        let rate = (n - last.0) as f64 / last.1.elapsed().as_secs_f64();
+        last = (n, Instant::now());
+        let Some((anon, file)) = proc_rss_parts_kb(gw.pid) else {
+            bail!("the gateway exited during the soak");
+        };
+        println!(
+            "{:>6} {n:>12} {rate:>10.0} {:>12.1} {:>12.1}",
+            start.elapsed().as_secs(),
+            anon as f64 / 1024.0,
+            file as f64 / 1024.0
+        );
+        if start.elapsed() >= warm_up {
+            samples.push((n as f64, anon as f64));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await??;
+    }
+    let _ = gw.child.kill().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    if samples.len() < 2 {
+        bail!("the soak must run past its two-minute warm-up");
+    }
+    let first = samples[0].1;
+    let (lo, hi) = samples.iter().fold((f64::MAX, f64::MIN), |(lo, hi), s| {
+        (lo.min(s.1), hi.max(s.1))
+    });
+    let k = samples.len() as f64;
+    let (mx, my) = (
+        samples.iter().map(|s| s.0).sum::<f64>() / k,
+        samples.iter().map(|s| s.1).sum::<f64>() / k,
+    );
+    let (sxy, sxx) = samples.iter().fold((0.0, 0.0), |(sxy, sxx), s| {
+        (sxy + (s.0 - mx) * (s.1 - my), sxx + (s.0 - mx).powi(2))
+    });
+    let slope_bytes = if sxx > 0.0 { sxy / sxx * 1024.0 } else { 0.0 };
+    println!(
+        "after warm-up: anonymous RSS {:.1} MB at first, {:.1}–{:.1} MB ({:+.1}% / {:+.1}%), growth {slope_bytes:.2} bytes per call over {:.0} calls",
+        first / 1024.0,
+        lo / 1024.0,
+        hi / 1024.0,
+        (lo / first - 1.0) * 100.0,
+        (hi / first - 1.0) * 100.0,
+        samples[samples.len() - 1].0 - samples[0].0,
+    );
+    Ok(())
 }

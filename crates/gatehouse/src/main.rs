@@ -153,6 +153,13 @@ enum Command {
         /// Seconds of load for each throughput figure.
         #[arg(long, default_value_t = 5)]
         seconds: u64,
+        /// Instead: a soak of this many minutes through the full pipeline at
+        /// `--connections`, printing the gateway's memory every `--sample` seconds.
+        #[arg(long)]
+        soak: Option<u64>,
+        /// Seconds between memory samples in a soak.
+        #[arg(long, default_value_t = 30)]
+        sample: u64,
     },
 }
 
@@ -332,9 +339,14 @@ fn main() -> Result<()> {
             calls,
             connections,
             seconds,
+            soak,
+            sample,
         } => {
             init_logging(false, "warn");
-            runtime()?.block_on(bench::run(calls, connections, seconds))
+            match soak {
+                Some(minutes) => runtime()?.block_on(bench::soak(minutes, connections, sample)),
+                None => runtime()?.block_on(bench::run(calls, connections, seconds)),
+            }
         }
         Command::Serve {
             config,

@@ -8,18 +8,27 @@ use gatehouse_policy::{Target, Verb};
 use gatehouse_protocol::{RpcError, code};
 use serde_json::{Map, Value, json};
 
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use super::{Denial, Verdict, route};
 use crate::config::{Config, RawArgRule};
 
-/// Compiled input schemas, by a hash of the schema's text: compiled once per tool
-/// definition, recompiled when a server changes it.
-#[derive(Default)]
+/// Compiled input schemas, keyed by the schema's full text (a lookup compares the text, so
+/// no upstream can make its tool be checked against another tool's schema): compiled once
+/// per tool definition, recompiled when a server changes it. Bounded by total text size.
 pub(crate) struct Schemas {
-    compiled: Mutex<HashMap<u64, Result<Arc<jsonschema::Validator>, String>>>,
+    compiled: moka::sync::Cache<Arc<str>, Result<Arc<jsonschema::Validator>, String>>,
+}
+
+impl Default for Schemas {
+    fn default() -> Self {
+        Self {
+            compiled: moka::sync::Cache::builder()
+                .max_capacity(MAX_SCHEMA_BYTES)
+                .weigher(|k: &Arc<str>, _| u32::try_from(k.len()).unwrap_or(u32::MAX))
+                .build(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Schemas {
@@ -28,30 +37,27 @@ impl std::fmt::Debug for Schemas {
     }
 }
 
-/// Most schemas kept; the table is cleared when full.
-const MAX_SCHEMAS: usize = 4096;
+/// Total schema text kept compiled (the compiled form is a small multiple of it).
+const MAX_SCHEMA_BYTES: u64 = 16 * 1024 * 1024;
 
 impl Schemas {
     fn get(&self, schema: &Value) -> Result<Arc<jsonschema::Validator>, String> {
-        let text = schema.to_string();
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        text.hash(&mut h);
-        let key = h.finish();
-        let mut map = self.compiled.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(v) = map.get(&key) {
-            return v.clone();
-        }
-        if map.len() >= MAX_SCHEMAS {
-            map.clear();
-        }
-        // No remote or file references are fetched (the crate's resolvers are not built):
-        // a schema that needs one does not compile.
-        let v = jsonschema::options()
-            .build(schema)
-            .map(Arc::new)
-            .map_err(|e| e.to_string());
-        map.insert(key, v.clone());
-        v
+        let text: Arc<str> = schema.to_string().into();
+        self.compiled.get_with(text, || {
+            // No remote or file references are fetched (the crate's resolvers are not
+            // built): a schema that needs one does not compile. `pattern`s run on the
+            // linear-time regex engine; one that needs backtracking (look-around,
+            // back-references) does not compile either.
+            jsonschema::options()
+                .with_pattern_options(
+                    jsonschema::PatternOptions::regex()
+                        .size_limit(1 << 20)
+                        .dfa_size_limit(1 << 20),
+                )
+                .build(schema)
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        })
     }
 
     /// Checks arguments against a tool's `inputSchema`; a schema that cannot be compiled
@@ -369,6 +375,63 @@ fn collect<'a>(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    fn rule(v: &Verdict) -> Option<&'static str> {
+        match v {
+            Verdict::Deny(d) => Some(d.rule),
+            _ => None,
+        }
+    }
+
+    /// Many tools' schemas in one cache: each call is checked against its own tool's
+    /// schema, looked up by its full text.
+    #[test]
+    fn each_tool_is_checked_against_its_own_schema() {
+        let schemas = Schemas::default();
+        for n in 0..500 {
+            let def = json!({"inputSchema": {"type": "object", "properties": {
+                "x": {"type": "integer", "maximum": n}}, "required": ["x"]}});
+            assert_eq!(rule(&schemas.check(Some(&def), &json!({"x": n}))), None);
+            assert_eq!(
+                rule(&schemas.check(Some(&def), &json!({"x": n + 1}))),
+                Some("validate.schema"),
+                "{n}"
+            );
+        }
+    }
+
+    /// Upstream `pattern`s run on the linear-time engine: one that needs backtracking
+    /// (look-around, a back-reference) cannot be compiled, so the call is refused rather
+    /// than checked by a backtracking engine an upstream could stall.
+    #[test]
+    fn schema_patterns_never_backtrack() {
+        let schemas = Schemas::default();
+        let def = |p: &str| {
+            json!({"inputSchema": {"type": "object", "properties": {
+            "s": {"type": "string", "pattern": p}}}})
+        };
+        for p in ["^(?=(a+)+b)", "^(a)\\1$", "(?<!x)y"] {
+            assert_eq!(
+                rule(&schemas.check(
+                    Some(&def(p)),
+                    &json!({"s": "aaaaaaaaaaaaaaaaaaaaaaaaaaaac"})
+                )),
+                Some("validate.schema_unusable"),
+                "{p}"
+            );
+        }
+        // Linear-time patterns work, including the classic catastrophic one.
+        let evil = def("^(a+)+$");
+        let t = "a".repeat(10_000) + "!";
+        assert_eq!(
+            rule(&schemas.check(Some(&evil), &json!({"s": t}))),
+            Some("validate.schema")
+        );
+        assert_eq!(
+            rule(&schemas.check(Some(&evil), &json!({"s": "aaa"}))),
+            None
+        );
+    }
 
     #[test]
     fn strings_nested_in_objects_are_checked_by_their_own_key() {
