@@ -286,7 +286,8 @@ async fn read_chunked(conn: &mut BufReader<TcpStream>) -> Result<Vec<u8>, IcapEr
             let _ = read_line(conn).await;
             return Ok(out);
         }
-        if out.len() + size > MAX_ANSWER {
+        // A server may send any size: checked, so `ffffffffffffffff` is refused, not wrapped.
+        if out.len().checked_add(size).is_none_or(|n| n > MAX_ANSWER) {
             return Err(protocol("answer too large"));
         }
         let at = out.len();
@@ -299,6 +300,23 @@ async fn read_chunked(conn: &mut BufReader<TcpStream>) -> Result<Vec<u8>, IcapEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A chunk size that overflows the running length is a protocol error, not a panic.
+    #[tokio::test]
+    async fn an_overflowing_chunk_size_is_refused() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let _ = s.write_all(b"4\r\nabcd\r\nffffffffffffffff\r\n").await;
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        });
+        let mut conn = BufReader::new(TcpStream::connect(addr).await.expect("connect"));
+        let r = read_chunked(&mut conn).await;
+        assert!(r.is_err(), "{r:?}");
+    }
 
     #[test]
     fn service_urls_parse() {

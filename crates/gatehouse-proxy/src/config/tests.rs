@@ -5,6 +5,7 @@ fn env(k: &str) -> Option<String> {
         "TOKEN" => Some("s3cret".into()),
         "PATH" => Some("/usr/bin".into()),
         "EVIL" => Some("x\ny: 1".into()),
+        "INJECT" => Some("a', 'https://evil.example\" # } ,".into()),
         _ => None,
     }
 }
@@ -50,12 +51,32 @@ fn env_substitution_and_scrubbed_child_env() {
             .message
             .contains("MISSING")
     );
-    assert!(
-        load("listen: ${EVIL}")
-            .unwrap_err()
-            .message
-            .contains("line break")
-    );
+    // A value is one string wherever it lands: quotes, commas, braces, `#` and line
+    // breaks in it cannot add a key or an item.
+    for value in ["'${INJECT}'", "\"${INJECT}\"", "${INJECT}"] {
+        let yaml = format!(
+            "upstreams:\n  db:\n    command: srv\n    env:\n      API: {value}\n      B: b\n"
+        );
+        let c = load(&yaml).unwrap();
+        let TransportSpec::Stdio { env: vars, .. } = &c.upstreams[0].transport else {
+            panic!()
+        };
+        let inject = crate::config::tests::env("INJECT").unwrap();
+        assert_eq!(
+            vars,
+            &vec![
+                ("PATH".into(), "/usr/bin".into()),
+                ("API".into(), inject),
+                ("B".into(), "b".into())
+            ],
+            "{yaml}"
+        );
+    }
+    let e = load("listen: ${EVIL}").unwrap_err();
+    assert_eq!(e.location, "listen", "{e}");
+    // A mistake elsewhere is still reported at its line in the file as written.
+    let e = load("allowed_origins: ['${TOKEN}']\nupstreams:\n  db:\n    comand: x\n").unwrap_err();
+    assert!(e.location.starts_with("line 4"), "{e}");
     assert_eq!(
         load("allowed_origins: ['https://a$${b}']")
             .unwrap()
