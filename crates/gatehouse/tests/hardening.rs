@@ -90,3 +90,62 @@ async fn the_attack_table_is_refused_by_the_running_gateway() {
         .expect("answered");
     assert!(r.last().get("result").is_some(), "{:?}", r.last());
 }
+
+/// Whether a process is alive (a zombie waiting to be reaped counts as ended).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+async fn read_pid(path: &std::path::Path) -> u32 {
+    for _ in 0..200 {
+        if let Some(pid) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            return pid;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{} never written", path.display());
+}
+
+/// A stdio upstream started through a shell leaves a grandchild (as `npx`, `uvx` and
+/// `sh -c` do) that inherits its stdout. When the child dies, the gateway notices (the
+/// grandchild still holds the pipe open), kills the child's whole process group, and
+/// restarts it: the grandchild, holding the child's environment and secrets, is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_stdio_upstream_leaves_no_orphans() {
+    let dir = std::env::temp_dir().join(format!("gatehouse-orphans-{}", free_port()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let script = format!(
+        "n=$(ls {d} | wc -l); sleep 3600 & echo $! > {d}/grandchild-$n; echo $$ > {d}/child-$n; exec {bin} demo-server",
+        d = dir.display(),
+        bin = gatehouse_bin()
+    );
+    let yaml = format!(
+        "dev_mode: true\nlogging: {{level: warn}}\nupstreams:\n  demo:\n    command: sh\n    args: ['-c', '{script}']\n    inherit_env: [PATH]\n"
+    );
+    let gw = start_gateway(&yaml).await;
+    let grandchild = read_pid(&dir.join("grandchild-0")).await;
+    let child = read_pid(&dir.join("child-0")).await;
+    assert!(alive(grandchild) && alive(child));
+    // The child crashes: the supervisor restarts it, and the old grandchild is gone.
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &child.to_string()])
+        .status();
+    let next = read_pid(&dir.join("grandchild-2")).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while alive(grandchild) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !alive(grandchild),
+        "the first grandchild outlived its parent"
+    );
+    assert!(alive(next), "the new child's grandchild runs");
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&dir);
+}

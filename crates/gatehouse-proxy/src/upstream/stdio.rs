@@ -55,11 +55,38 @@ fn spawn_child(spec: &TransportSpec) -> std::io::Result<Child> {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .kill_on_drop(true)
+        // Its own process group: `npx`, `uvx` and `sh -c` start grandchildren (holding the
+        // child's environment, secrets included) that must end with it.
+        .process_group(0);
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }
     cmd.spawn()
+}
+
+/// Kills a child's whole process group when dropped: on restart, on shutdown, and when
+/// the supervising task is cancelled.
+struct Group(Option<rustix::process::Pid>);
+
+impl Group {
+    fn of(child: &Child) -> Self {
+        Group(
+            child
+                .id()
+                .and_then(|id| i32::try_from(id).ok())
+                .and_then(rustix::process::Pid::from_raw),
+        )
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            // ESRCH (the group is already gone) is the common case.
+            let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+        }
+    }
 }
 
 /// Reads one line of at most `max` bytes. `Ok(None)` at end of stream; an over-long line
@@ -110,6 +137,7 @@ pub(crate) async fn supervise(up: Arc<Upstream>) {
                 continue;
             }
         };
+        let group = Group::of(&child);
         let started = Instant::now();
         let (Some(mut stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
@@ -188,16 +216,25 @@ pub(crate) async fn supervise(up: Arc<Upstream>) {
             }
         };
         tokio::pin!(reader);
+        // The child's exit ends the link too: a grandchild that inherited its stdout would
+        // otherwise keep the pipe open and the dead child unnoticed.
         tokio::select! {
             _ = &mut reader => {}
+            _ = child.wait() => {}
             ok = handshake => {
-                if ok { (&mut reader).await }
+                if ok {
+                    tokio::select! {
+                        _ = &mut reader => {}
+                        _ = child.wait() => {}
+                    }
+                }
             }
         }
         link.tx.store(None);
         writer.abort();
         stderr_task.abort();
         let _ = child.start_kill();
+        drop(group);
         let status = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
         tracing::warn!(upstream = %name, ?status, "upstream process ended");
         up.disconnected();
