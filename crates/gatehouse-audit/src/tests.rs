@@ -152,3 +152,32 @@ fn signed_checkpoints_catch_a_recomputed_chain_and_a_cut_tail() {
         Err(CheckpointError::BadSignature { seq: 3 })
     );
 }
+
+/// A signature has one encoding: `+b` decodes to the same byte as `0b` in a lenient
+/// parser, so a re-encoded signature must not verify.
+#[test]
+fn a_signature_in_a_non_canonical_encoding_is_refused() {
+    let (seed, public) = Signer::generate().expect("key");
+    let signer = Signer::from_seed(&seed).expect("signer");
+    let links = chain(3);
+    // Time stamps change the message: find a signature with a byte below 0x10.
+    let (cp, at) = (1..1000)
+        .find_map(|t| {
+            let cp = signer.sign("default", 3, &links[2].hash, t);
+            let at = (0..cp.signature.len())
+                .step_by(2)
+                .find(|&i| cp.signature.as_bytes()[i] == b'0')?;
+            Some((cp, at))
+        })
+        .expect("a signature with a small byte");
+    assert_eq!(
+        verify_checkpoints(&links, std::slice::from_ref(&cp), &public),
+        Ok(1)
+    );
+    let mut odd = cp.clone();
+    odd.signature.replace_range(at..at + 1, "+");
+    assert!(verify_checkpoints(&links, &[odd], &public).is_err());
+    let mut spaced = cp;
+    spaced.signature = format!(" {}", spaced.signature);
+    assert!(verify_checkpoints(&links, &[spaced], &public).is_err());
+}

@@ -59,17 +59,12 @@ fn random<const N: usize>() -> Result<[u8; N], StoreError> {
 }
 
 fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(b)
 }
 
+/// Exactly two hex digits per byte (no sign): one encoding per stored digest.
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    hex::decode(s).ok()
 }
 
 /// Splits a presented key into its id; `None` if it is not of our form.

@@ -331,7 +331,10 @@ impl AuthorizationServer {
         let body = match &up.client_secret {
             Some(s) => {
                 let secret = s.resolve(self.secrets.as_deref()).map_err(|e| fail(0, e))?;
-                rb = rb.basic_auth(form_encode(&up.client_id), Some(form_encode(&secret)));
+                rb = rb.header(
+                    http::header::AUTHORIZATION,
+                    crate::issuer::client_basic(&up.client_id, &secret),
+                );
                 body
             }
             None => format!("{body}&client_id={}", form_encode(&up.client_id)),

@@ -83,7 +83,10 @@ impl Introspector {
         let unavailable = |e: String| AuthError::Unavailable(e);
         let resp = client
             .post(endpoint)
-            .basic_auth(&trust.client_id, Some(&trust.client_secret))
+            .header(
+                http::header::AUTHORIZATION,
+                crate::issuer::client_basic(&trust.client_id, &trust.client_secret),
+            )
             .header("content-type", "application/x-www-form-urlencoded")
             .body(format!(
                 "token={}&token_type_hint=access_token",

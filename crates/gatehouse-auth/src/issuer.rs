@@ -144,6 +144,50 @@ pub(crate) async fn read_limited(
 }
 
 /// `application/x-www-form-urlencoded` value: everything but unreserved characters escaped.
+/// RFC 6749 §2.3.1 client authentication: the client id and secret, each
+/// `application/x-www-form-urlencoded`, joined by `:`, base64: the `Authorization` value.
+/// The one place Gatehouse writes HTTP Basic for a client; [`client_basic_decode`] reads it.
+pub fn client_basic(id: &str, secret: &str) -> String {
+    use base64::engine::general_purpose::STANDARD;
+    format!(
+        "Basic {}",
+        STANDARD.encode(format!("{}:{}", form_encode(id), form_encode(secret)))
+    )
+}
+
+/// Reads an RFC 6749 §2.3.1 `Authorization` value into the client id and secret (each
+/// form-decoded). `None` when it is not Basic or not well formed.
+pub fn client_basic_decode(header: &str) -> Option<(String, String)> {
+    use base64::engine::general_purpose::STANDARD;
+    let (scheme, b64) = header.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let text = String::from_utf8(STANDARD.decode(b64.trim()).ok()?).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    Some((form_decode(id)?, form_decode(secret)?))
+}
+
+/// `application/x-www-form-urlencoded` decoding of one value (`+` is a space).
+fn form_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let h = s.get(i + 1..i + 3)?;
+                out.push(hex::decode(h).ok()?.first().copied()?);
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
 pub(crate) fn form_encode(v: &str) -> String {
     v.bytes()
         .map(|b| match b {

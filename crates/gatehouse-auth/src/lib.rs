@@ -21,7 +21,10 @@ pub use facade::{
     AuthorizationServer, CutOff, FacadeConfig, FacadeEvent, LoginConfig, OAuthError, Params, Step,
     redirect_allowed, valid_allow_entry,
 };
-pub use issuer::{Algorithm, Authenticator, ClaimMap, IssuerConfig, IssuerTrust};
+pub use issuer::{
+    Algorithm, Authenticator, ClaimMap, IssuerConfig, IssuerTrust, client_basic,
+    client_basic_decode,
+};
 pub use principal::{AuthMethod, KeyLimits, Principal, PrincipalKind};
 pub use secrets::LocalSecrets;
 pub use upstream::{ClientCredentials, ClientCredentialsConfig, SecretRef};

@@ -218,7 +218,10 @@ impl ClientCredentials {
         let resp = self
             .http
             .post(&self.cfg.token_url)
-            .basic_auth(&self.cfg.client_id, Some(secret))
+            .header(
+                http::header::AUTHORIZATION,
+                crate::issuer::client_basic(&self.cfg.client_id, &secret),
+            )
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body)
             .send()

@@ -116,10 +116,7 @@ impl Tokenizer {
         ctx.update(&[0]);
         ctx.update(value.as_bytes());
         let tag = ctx.sign();
-        let hex: String = tag.as_ref()[..4]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hex = hex::encode(&tag.as_ref()[..4]);
         format!("[{kind}:{hex}]")
     }
 }
@@ -151,10 +148,7 @@ impl SubjectKey {
                 .collect()
         };
         let tag = aws_lc_rs::hmac::sign(&self.key, normal.as_bytes());
-        tag.as_ref()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hex::encode(&tag.as_ref()[..16])
     }
 }
 

@@ -56,7 +56,7 @@ impl std::fmt::Debug for Arbiter {
 
 fn digest(s: &str) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(d)
 }
 
 /// The verdict object out of a chat completion.

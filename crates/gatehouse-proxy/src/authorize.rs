@@ -163,7 +163,7 @@ pub(crate) fn refusal(
 pub(crate) fn digest(v: &Value) -> String {
     let bytes = serde_json::to_vec(&canonical(v)).unwrap_or_default();
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes);
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(d)
 }
 
 /// The value with every object's keys in sorted order (maps keep insertion order here).

@@ -10,8 +10,6 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use gatehouse_auth::{AuthorizationServer, FacadeEvent, OAuthError, Params, Step};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
@@ -134,22 +132,9 @@ fn basic(headers: &HeaderMap) -> Result<Option<(String, String)>, Response> {
         })
     };
     let v = v.to_str().map_err(|_| refused())?;
-    let Some((scheme, b64)) = v.split_once(' ') else {
-        return Err(refused());
-    };
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(refused());
-    }
-    let raw = STANDARD.decode(b64.trim()).map_err(|_| refused())?;
-    let text = String::from_utf8(raw).map_err(|_| refused())?;
-    let (id, secret) = text.split_once(':').ok_or_else(refused)?;
-    let decode = |s: &str| -> Result<String, Response> {
-        let pairs: Vec<(String, String)> =
-            serde_urlencoded::from_str(&format!("x={}", s.replace('&', "%26")))
-                .map_err(|_| refused())?;
-        Ok(pairs.into_iter().next().map(|(_, v)| v).unwrap_or_default())
-    };
-    Ok(Some((decode(id)?, decode(secret)?)))
+    gatehouse_auth::client_basic_decode(v)
+        .map(Some)
+        .ok_or_else(refused)
 }
 
 async fn record(gw: &Gateway, e: &FacadeEvent) {
@@ -394,6 +379,8 @@ mod tests {
 
     #[test]
     fn basic_credentials_are_form_decoded() {
+        use base64::Engine;
+        use base64::engine::general_purpose::STANDARD;
         let mut h = HeaderMap::new();
         let v = format!("Basic {}", STANDARD.encode("my%20id:s%3Acret+x"));
         h.insert(header::AUTHORIZATION, v.parse().expect("header"));
@@ -402,5 +389,14 @@ mod tests {
         assert_eq!(secret, "s:cret x");
         h.insert(header::AUTHORIZATION, "Bearer x".parse().expect("header"));
         assert!(basic(&h).is_err());
+        // What Gatehouse sends as a client reads back the same, special characters and all.
+        let sent = gatehouse_auth::client_basic("app:1 &x", "p%ss+w:rd");
+        h.insert(header::AUTHORIZATION, sent.parse().expect("header"));
+        let (id, secret) = basic(&h).ok().flatten().expect("creds");
+        assert_eq!((id.as_str(), secret.as_str()), ("app:1 &x", "p%ss+w:rd"));
+        for bad in ["Basic %%%", "Basic Og", "Basic bXk6JXp6"] {
+            h.insert(header::AUTHORIZATION, bad.parse().expect("header"));
+            assert!(basic(&h).is_err(), "{bad}");
+        }
     }
 }

@@ -419,10 +419,7 @@ pub(crate) async fn delete(
 }
 
 fn new_id() -> String {
-    random_bytes::<16>()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(random_bytes::<16>())
 }
 
 fn group_resource(g: &DirectoryGroup) -> Value {

@@ -132,10 +132,7 @@ impl SessionCodec {
         principal: &str,
         client: &str,
     ) -> (String, SessionClaims) {
-        let sid: String = random_bytes::<16>()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let sid = hex::encode(random_bytes::<16>());
         let claims = SessionClaims {
             sid,
             version,

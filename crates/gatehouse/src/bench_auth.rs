@@ -124,11 +124,10 @@ pub(crate) async fn run(n: usize) -> Result<()> {
 }
 
 fn hex_sha256(s: &str) -> String {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        s.as_bytes(),
+    ))
 }
 
 /// Tokens the gateway's own authorization server issues: minted by the real token endpoint

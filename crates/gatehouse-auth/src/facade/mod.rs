@@ -143,7 +143,7 @@ struct ProviderMeta {
 }
 
 fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(b)
 }
 
 pub(crate) fn digest(s: &str) -> String {
@@ -152,11 +152,19 @@ pub(crate) fn digest(s: &str) -> String {
 
 /// 32 random bytes, base64url: states, codes, refresh tokens, client ids.
 pub(crate) fn random_token() -> String {
+    // Fail closed: a generator that fails issues nothing. The request that needed the
+    // token ends (its task unwinds, the gateway keeps serving) rather than receiving a
+    // predictable credential.
+    token_from(|b| aws_lc_rs::rand::SystemRandom::new().fill(b).is_ok()).unwrap_or_else(|| {
+        tracing::error!("the system random generator failed: no token issued");
+        panic!("the system random generator failed: no token issued")
+    })
+}
+
+/// 32 random bytes, URL-safe base64, from `fill`; `None` when `fill` fails.
+fn token_from(fill: impl FnOnce(&mut [u8]) -> bool) -> Option<String> {
     let mut b = [0u8; 32];
-    // The system generator does not fail on supported platforms; a zero buffer would be
-    // caught by the store's uniqueness, never silently reused.
-    let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut b);
-    URL_SAFE_NO_PAD.encode(b)
+    fill(&mut b).then(|| URL_SAFE_NO_PAD.encode(b))
 }
 
 pub(crate) fn s256(verifier: &str) -> String {
@@ -170,13 +178,9 @@ fn valid_verifier(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
-/// Constant-time equality for secrets' digests.
+/// Constant-time equality for secrets' digests (the vetted comparison).
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
 }
 
 fn is_loopback(host: Option<&str>) -> bool {
@@ -818,7 +822,10 @@ impl AuthorizationServer {
         let resp = self
             .http
             .post(&endpoint)
-            .basic_auth(form_encode(&l.client_id), Some(form_encode(&secret)))
+            .header(
+                http::header::AUTHORIZATION,
+                crate::issuer::client_basic(&l.client_id, &secret),
+            )
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body)
             .send()

@@ -71,3 +71,15 @@ fn redirects_encode_their_parameters() {
         "https://c/cb?x=1&code=a%20b%26c"
     );
 }
+
+/// A failing generator yields no token at all (never the all-zero one).
+#[test]
+fn a_failing_random_generator_issues_no_token() {
+    assert_eq!(super::token_from(|_| false), None);
+    let t = super::token_from(|b| {
+        b.fill(7);
+        true
+    });
+    assert_eq!(t.as_deref().map(str::len), Some(43));
+    assert_ne!(super::random_token(), super::random_token());
+}

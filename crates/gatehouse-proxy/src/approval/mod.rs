@@ -489,7 +489,7 @@ fn expired(id: &str, correlation: CorrelationId) -> Gate {
 }
 
 pub(crate) fn hex(b: &[u8]) -> String {
-    b.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(b)
 }
 
 #[cfg(test)]
