@@ -84,16 +84,31 @@ impl LocalSecrets {
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", self.path.display()))
     }
 
+    /// Writes the whole store: a new file created 0600 (never readable by others, not
+    /// even for a moment), written, synced, then renamed over the old one and the
+    /// directory synced, so a crash leaves either the old store or the new one.
     fn save(&self, map: &BTreeMap<String, String>) -> Result<(), String> {
+        use std::io::Write;
         let tmp = self.path.with_extension("tmp");
         let body = serde_json::to_vec_pretty(map).map_err(|e| e.to_string())?;
-        std::fs::write(&tmp, body).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        let err = |e: std::io::Error| format!("{}: {e}", tmp.display());
+        let _ = std::fs::remove_file(&tmp);
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
         #[cfg(unix)]
         {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600));
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
         }
-        std::fs::rename(&tmp, &self.path).map_err(|e| format!("{}: {e}", self.path.display()))
+        let mut f = opts.open(&tmp).map_err(err)?;
+        f.write_all(&body).map_err(err)?;
+        f.sync_all().map_err(err)?;
+        drop(f);
+        std::fs::rename(&tmp, &self.path).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        }
+        Ok(())
     }
 
     /// Stores (or replaces) a secret.
@@ -191,6 +206,30 @@ mod tests {
         assert!(LocalSecrets::new(&path, "c2hvcnQ=").is_err());
         assert!(s.delete("db").unwrap());
         assert_eq!(s.names().unwrap(), vec!["api".to_owned()]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The store is written through a new 0600 file: a planted `.tmp` (a symlink to a file
+    /// others can read) receives nothing, and the store ends up 0600.
+    #[cfg(unix)]
+    #[test]
+    fn saving_never_writes_through_a_planted_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir =
+            std::env::temp_dir().join(format!("gatehouse-secrets-tmp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("secrets.json");
+        let public = dir.join("public.txt");
+        std::fs::write(&public, "nothing here").unwrap();
+        std::os::unix::fs::symlink(&public, dir.join("secrets.tmp")).unwrap();
+        let s = LocalSecrets::new(&path, &key(1)).unwrap();
+        s.set("db", "hunter2").unwrap();
+        assert_eq!(std::fs::read_to_string(&public).unwrap(), "nothing here");
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_file());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(s.get("db").unwrap(), "hunter2");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

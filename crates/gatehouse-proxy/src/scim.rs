@@ -144,12 +144,13 @@ async fn checked_body(
 }
 
 /// The value of an `attr eq "…"` filter, the only filter provisioning clients need.
+/// Attribute and operator names are case-insensitive (RFC 7644 §3.4.2.2): `USERNAME EQ`
+/// is the same filter.
 fn eq_filter<'a>(filter: &'a str, attr: &str) -> Option<&'a str> {
-    filter
-        .trim()
-        .strip_prefix(attr)?
-        .strip_prefix(" eq ")
-        .map(|v| v.trim().trim_matches('"'))
+    let (name, rest) = filter.trim().split_once(char::is_whitespace)?;
+    let (op, value) = rest.trim_start().split_once(char::is_whitespace)?;
+    (name.eq_ignore_ascii_case(attr) && op.eq_ignore_ascii_case("eq"))
+        .then(|| value.trim().trim_matches('"'))
         .filter(|v| !v.is_empty())
 }
 
@@ -586,13 +587,11 @@ pub(crate) async fn patch_group(
 
 /// The member a `members[value eq "…"]` path names.
 fn member_filter(path: &str) -> Option<&str> {
-    let inner = path.strip_prefix("members[")?.strip_suffix(']')?;
-    let v = inner
-        .trim()
-        .strip_prefix("value eq ")?
-        .trim()
-        .trim_matches('"');
-    (!v.is_empty()).then_some(v)
+    let open = path.find('[')?;
+    if !path[..open].trim().eq_ignore_ascii_case("members") {
+        return None;
+    }
+    eq_filter(path[open + 1..].strip_suffix(']')?, "value")
 }
 
 async fn update_group(
@@ -738,4 +737,32 @@ pub(crate) fn router(gw: Arc<Gateway>) -> axum::Router {
                 .delete(delete_group),
         )
         .with_state(gw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{eq_filter, member_filter};
+
+    /// RFC 7644 §3.4.2.2: attribute names and operators are case-insensitive.
+    #[test]
+    fn filters_read_names_and_operators_in_any_case() {
+        for f in [
+            "userName eq \"ana\"",
+            "USERNAME EQ \"ana\"",
+            "username Eq \"ana\"",
+            "  userName  eq  \"ana\" ",
+        ] {
+            assert_eq!(eq_filter(f, "userName"), Some("ana"), "{f}");
+        }
+        for f in [
+            "userName ne \"ana\"",
+            "displayName eq \"ana\"",
+            "userName eq \"\"",
+        ] {
+            assert_eq!(eq_filter(f, "userName"), None, "{f}");
+        }
+        assert_eq!(member_filter("members[value eq \"u1\"]"), Some("u1"));
+        assert_eq!(member_filter("Members[Value EQ \"u1\"]"), Some("u1"));
+        assert_eq!(member_filter("owners[value eq \"u1\"]"), None);
+    }
 }
