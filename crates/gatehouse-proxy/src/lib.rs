@@ -47,10 +47,15 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> std::io::Res
     match gw.config().tls.clone() {
         Some(tls_settings) => {
             tracing::info!(listen = %gw.config().listen, "serving HTTPS");
+            let limits = tls::ConnectionLimits {
+                max_connections: gw.config().limits.max_connections,
+                drain: gw.config().limits.drain,
+            };
             tls::serve_tls(
                 listener,
                 http::router(gw, prometheus),
                 tls_settings,
+                limits,
                 shutdown_signal(),
             )
             .await

@@ -125,10 +125,15 @@ fn modified(s: &TlsSettings) -> Vec<Option<SystemTime>> {
 }
 
 /// Serves the router over TLS until `shutdown` completes.
+/// Serves HTTPS until `shutdown`: at most `limits.max_connections` connections at once
+/// (accepting pauses while that many are open, so a flood of idle connections cannot
+/// exhaust memory or descriptors), then drains: no new connections, open ones finish
+/// their requests (keep-alive ends after the current one) for up to `limits.drain`.
 pub async fn serve_tls(
     listener: tokio::net::TcpListener,
     router: axum::Router,
     settings: TlsSettings,
+    limits: ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     let cfg = server_config(&settings).map_err(std::io::Error::other)?;
@@ -158,13 +163,26 @@ pub async fn serve_tls(
         }
     });
     let rules = Arc::new(settings.rules);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
+        // A slot first: while every slot is taken, new connections wait in the kernel's
+        // backlog instead of costing a task and a TLS state each.
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            _ = &mut shutdown => break,
+        };
         let (tcp, peer_addr) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
+                    // Out of descriptors: give connections a moment to close.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
@@ -174,7 +192,9 @@ pub async fn serve_tls(
         let acceptor = acceptor.load_full();
         let router = router.clone();
         let rules = rules.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let _slot = slot;
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -199,11 +219,30 @@ pub async fn serve_tls(
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(tls), TowerToHyperService::new(svc));
-            if let Err(e) = conn.await {
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, "connection ended");
             }
         });
     }
     reloader.abort();
+    drop(listener);
+    let open = limits.max_connections - slots.available_permits();
+    tracing::info!(connections = open, "draining HTTPS connections");
+    if tokio::time::timeout(limits.drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "drain time over: {} connections closed with requests in flight",
+            limits.max_connections - slots.available_permits()
+        );
+    }
     Ok(())
+}
+
+/// How many connections the listener holds, and how long it drains.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub drain: Duration,
 }

@@ -76,6 +76,21 @@ fn config(dir: &Path, client_auth: &str) -> gatehouse_proxy::Config {
 
 /// Starts the gateway's HTTPS listener in process; returns `https://127.0.0.1:PORT`.
 async fn start(cfg: gatehouse_proxy::Config) -> (String, std::sync::Arc<gatehouse_proxy::Gateway>) {
+    let (base, gw, _) = start_with(cfg, 4096, std::future::pending()).await;
+    (base, gw)
+}
+
+/// Like [`start`], holding at most `max_connections` and stopping at `shutdown`; the
+/// listener's task is returned too.
+async fn start_with(
+    cfg: gatehouse_proxy::Config,
+    max_connections: usize,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (
+    String,
+    std::sync::Arc<gatehouse_proxy::Gateway>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -83,16 +98,60 @@ async fn start(cfg: gatehouse_proxy::Config) -> (String, std::sync::Arc<gatehous
     let tls = cfg.tls.clone().expect("tls configured");
     let gw = gatehouse_proxy::Gateway::start(cfg);
     let router = gatehouse_proxy::http::router(gw.clone(), None);
-    tokio::spawn(gatehouse_proxy::tls::serve_tls(
+    let served = tokio::spawn(gatehouse_proxy::tls::serve_tls(
         listener,
         router,
         tls,
-        std::future::pending(),
+        gatehouse_proxy::tls::ConnectionLimits {
+            max_connections,
+            drain: Duration::from_secs(5),
+        },
+        shutdown,
     ));
     while !gw.not_ready().is_empty() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    (base, gw)
+    (base, gw, served)
+}
+
+/// Idle connections cannot take the listener over: at the cap, a new client waits until a
+/// connection closes. On shutdown the listener stops accepting and returns once open
+/// connections have drained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_capped_and_shutdown_drains() {
+    let dir = pki().await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (base, _gw, served) = start_with(config(&dir, "optional"), 2, async move {
+        let _ = stopped.await;
+    })
+    .await;
+    let addr = base.trim_start_matches("https://").to_owned();
+    let idle1 = tokio::net::TcpStream::connect(&addr).await.expect("idle 1");
+    let _idle2 = tokio::net::TcpStream::connect(&addr).await.expect("idle 2");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let c = client(&dir, None, false);
+    let waiting = tokio::time::timeout(Duration::from_secs(1), initialize(&c, &base)).await;
+    assert!(
+        waiting.is_err(),
+        "a third connection was served at a cap of two"
+    );
+    drop(idle1);
+    let r = tokio::time::timeout(Duration::from_secs(10), initialize(&c, &base))
+        .await
+        .expect("served once a slot is free")
+        .expect("https");
+    // Served (no client certificate, so refused by authentication: an answer all the same).
+    assert_eq!(r.status(), 401);
+    drop(c);
+    let _ = stop.send(());
+    let done = tokio::time::timeout(Duration::from_secs(15), served)
+        .await
+        .expect("the listener drains and returns");
+    assert!(done.expect("task").is_ok());
+    assert!(
+        tokio::net::TcpStream::connect(&addr).await.is_err(),
+        "still accepting"
+    );
 }
 
 fn client(dir: &Path, identity: Option<&str>, tls12_only: bool) -> reqwest::Client {

@@ -337,6 +337,10 @@ pub struct RuntimeLimits {
     pub request_timeout: Duration,
     pub body_timeout: Duration,
     pub max_concurrent_requests: usize,
+    /// Connections open at once on the HTTPS listener.
+    pub max_connections: usize,
+    /// How long open connections may finish on shutdown.
+    pub drain: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -662,6 +666,8 @@ impl RawConfig {
                 l.max_concurrent_requests,
                 1024,
             )?,
+            max_connections: positive("limits.max_connections", l.max_connections, 4096)?,
+            drain: Duration::from_secs(l.drain_secs.unwrap_or(30)),
         };
         if limits.decode.max_depth > 128 {
             return Err(ConfigError::at("limits.max_json_depth", "at most 128"));

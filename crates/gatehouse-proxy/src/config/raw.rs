@@ -647,6 +647,12 @@ pub struct RawLimits {
     pub body_timeout_secs: Option<u64>,
     /// Requests handled at once across all clients; further ones get 503. Default 1024.
     pub max_concurrent_requests: Option<usize>,
+    /// Client connections open at once on the HTTPS listener; further ones wait to be
+    /// accepted until one closes. Default 4096.
+    pub max_connections: Option<usize>,
+    /// On shutdown, how long open connections may finish their requests (seconds).
+    /// Default 30.
+    pub drain_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
