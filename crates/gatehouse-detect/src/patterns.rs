@@ -251,7 +251,7 @@ impl Patterns {
         let n = unicode::normalize(text);
         for o in &n.oddities {
             let severity = match o.kind {
-                OddityKind::TagCharacters => Severity::Critical,
+                OddityKind::TagCharacters | OddityKind::VariationSelectors => Severity::Critical,
                 OddityKind::BidiControl | OddityKind::MixedScript => Severity::Medium,
                 OddityKind::ZeroWidth => Severity::Low,
             };

@@ -1,8 +1,15 @@
 //! Unicode normaliser for the pattern stage: what a model reads is not always what a person
-//! sees. Removes invisible characters (and reports them), decodes Unicode tag characters
-//! (U+E0000–U+E007F, an invisible copy of ASCII) into the hidden text they carry, folds
-//! fullwidth forms and Cyrillic/Greek look-alikes onto ASCII, and reports words that mix
-//! scripts. Offsets in the normalised text map back to the original.
+//! sees. Removes invisible characters (Unicode's Default_Ignorable_Code_Point set: zero
+//! widths, Hangul fillers, variation selectors…) and reports them; decodes Unicode tag
+//! characters (U+E0000–U+E007F, an invisible copy of ASCII) and runs of variation
+//! selectors (one byte each, the "emoji smuggling" encoding) into the hidden text they
+//! carry; folds compatibility forms (NFKC: fullwidth, mathematical alphanumerics, circled
+//! letters, ligatures) and UTS #39 look-alikes onto ASCII; reports words that mix scripts.
+//! The character data comes from the Unicode crates, not hand-kept tables. Offsets in the
+//! normalised text map back to the original.
+
+use unicode_normalization::UnicodeNormalization;
+use unicode_security::GeneralSecurityProfile;
 
 use std::borrow::Cow;
 
@@ -24,6 +31,9 @@ pub enum OddityKind {
     ZeroWidth,
     /// A word mixing Latin with Cyrillic or Greek letters (homoglyph spoofing).
     MixedScript,
+    /// Variation selectors beyond one emoji presentation selector: bytes smuggled inside
+    /// an emoji or a letter.
+    VariationSelectors,
 }
 
 impl OddityKind {
@@ -33,6 +43,7 @@ impl OddityKind {
             OddityKind::BidiControl => "unicode.bidi_control",
             OddityKind::ZeroWidth => "unicode.zero_width",
             OddityKind::MixedScript => "unicode.mixed_script",
+            OddityKind::VariationSelectors => "unicode.variation_selectors",
         }
     }
 }
@@ -79,57 +90,45 @@ fn is_bidi(c: char) -> bool {
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
-fn is_zero_width(c: char) -> bool {
-    matches!(
-        c,
-        '\u{200B}' | '\u{200C}' | '\u{200D}' | '\u{2060}'
-            ..='\u{2064}' | '\u{FEFF}' | '\u{180E}' | '\u{00AD}'
-    )
+/// Default_Ignorable_Code_Point (zero widths, joiners, Hangul fillers, variation
+/// selectors, the soft hyphen…): rendered as nothing. Such characters are all restricted
+/// in identifiers, and the UTS #39 skeleton drops exactly them.
+fn is_invisible(c: char) -> bool {
+    !c.identifier_allowed()
+        && unicode_security::skeleton(c.encode_utf8(&mut [0; 4]))
+            .next()
+            .is_none()
 }
 
-/// A Cyrillic or Greek letter that looks like an ASCII one.
-fn confusable(c: char) -> Option<char> {
-    Some(match c {
-        'а' | 'α' => 'a',
-        'в' | 'β' => 'b',
-        'с' | 'ϲ' => 'c',
-        'ԁ' => 'd',
-        'е' | 'ε' => 'e',
-        'һ' => 'h',
-        'і' | 'ι' | 'ӏ' => 'i',
-        'ј' => 'j',
-        'к' | 'κ' => 'k',
-        'м' => 'm',
-        'п' | 'η' => 'n',
-        'о' | 'ο' | 'σ' => 'o',
-        'р' | 'ρ' => 'p',
-        'ԛ' => 'q',
-        'г' => 'r',
-        'ѕ' => 's',
-        'т' | 'τ' => 't',
-        'υ' => 'u',
-        'ν' => 'v',
-        'ԝ' | 'ω' => 'w',
-        'х' | 'χ' => 'x',
-        'у' | 'γ' => 'y',
-        'А' | 'Α' => 'A',
-        'В' | 'Β' => 'B',
-        'С' => 'C',
-        'Е' | 'Ε' => 'E',
-        'Н' | 'Η' => 'H',
-        'І' | 'Ι' => 'I',
-        'Ј' => 'J',
-        'К' | 'Κ' => 'K',
-        'М' | 'Μ' => 'M',
-        'О' | 'Ο' => 'O',
-        'Р' | 'Ρ' => 'P',
-        'Ѕ' => 'S',
-        'Т' | 'Τ' => 'T',
-        'Х' | 'Χ' => 'X',
-        'У' | 'Υ' => 'Y',
-        'Ζ' => 'Z',
-        _ => return None,
-    })
+/// The byte a variation selector carries: VS1–VS16 are 0–15, VS17–VS256 are 16–255.
+fn selector_byte(c: char) -> Option<u8> {
+    match c {
+        '\u{FE00}'..='\u{FE0F}' => Some((c as u32 - 0xFE00) as u8),
+        '\u{E0100}'..='\u{E01EF}' => u8::try_from(c as u32 - 0xE0100 + 16).ok(),
+        _ => None,
+    }
+}
+
+/// The ASCII a non-ASCII character stands for, if it stands for one: its NFKC form
+/// (`𝐢` → `i`, `ⓘ` → `i`, `ﬁ` → `fi`, full-width `Ａ` → `A`), else its UTS #39
+/// confusable prototype (Cyrillic `а` → `a`). `None` keeps the character.
+fn fold(c: char) -> Option<String> {
+    use unicode_normalization::{IsNormalized, is_nfkc_quick};
+    let stable = is_nfkc_quick(std::iter::once(c)) == IsNormalized::Yes;
+    if stable && !unicode_security::is_potential_mixed_script_confusable_char(c) {
+        return None;
+    }
+    let nfkc: String = std::iter::once(c).nfkc().collect();
+    if nfkc.is_ascii() && !nfkc.is_empty() {
+        return Some(nfkc);
+    }
+    let skeleton: String = unicode_security::skeleton(&nfkc).collect();
+    (skeleton.is_ascii() && !skeleton.is_empty()).then_some(skeleton)
+}
+
+/// Whether a character is one a Latin look-alike could be made of.
+fn lookalike(c: char) -> bool {
+    unicode_security::is_potential_mixed_script_confusable_char(c)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -176,6 +175,9 @@ pub fn normalize(text: &str) -> Normalized<'_> {
     let mut word_lookalike = false;
     let mut mixed: Vec<(usize, usize)> = Vec::new();
     let mut prev: Option<char> = None;
+    let mut smuggled: Vec<(Vec<u8>, usize, usize)> = Vec::new();
+    // A selector that may be a variation sequence's, until a second one follows.
+    let mut pending: Option<(u8, usize, usize)> = None;
     let bytes = text.as_bytes();
     let mut i = 0;
     while i < text.len() {
@@ -213,6 +215,7 @@ pub fn normalize(text: &str) -> Normalized<'_> {
                     }
                 }
             }
+            pending = None;
             out.push_str(&text[a..b]);
             map.extend(a as u32..b as u32);
             prev = Some(chunk[chunk.len() - 1] as char);
@@ -249,7 +252,32 @@ pub fn normalize(text: &str) -> Normalized<'_> {
             push_oddity(OddityKind::BidiControl, i, end);
             continue;
         }
-        if is_zero_width(c) {
+        if let Some(byte) = selector_byte(c) {
+            // One selector after a non-ASCII character is a variation sequence (`❤️`, a
+            // Japanese name's ideograph variant): how text is written. A second one in a
+            // row, or one after ASCII, carries bytes, the first one's included.
+            let sequence = prev.is_some_and(|p| !p.is_ascii() && selector_byte(p).is_none());
+            prev = Some(c);
+            if sequence {
+                pending = Some((byte, i, end));
+                continue;
+            }
+            if let Some((b0, s0, e0)) = pending.take() {
+                smuggled.push((vec![b0], s0, e0));
+                push_oddity(OddityKind::VariationSelectors, s0, e0);
+            }
+            match smuggled.last_mut() {
+                Some((bytes, _, e)) if *e == i => {
+                    bytes.push(byte);
+                    *e = end;
+                }
+                _ => smuggled.push((vec![byte], i, end)),
+            }
+            push_oddity(OddityKind::VariationSelectors, i, end);
+            continue;
+        }
+        pending = None;
+        if is_invisible(c) {
             // A joiner inside an emoji sequence is how emoji are written, not a trick.
             let emoji_joiner = c == '\u{200D}' && prev.is_some_and(|p| p as u32 >= 0x2600);
             if !emoji_joiner {
@@ -268,9 +296,7 @@ pub fn normalize(text: &str) -> Normalized<'_> {
                 }
                 match s {
                     Script::Latin => word_latin = true,
-                    Script::Cyrillic | Script::Greek if confusable(c).is_some() => {
-                        word_lookalike = true
-                    }
+                    Script::Cyrillic | Script::Greek if lookalike(c) => word_lookalike = true,
                     _ => {}
                 }
             }
@@ -283,15 +309,11 @@ pub fn normalize(text: &str) -> Normalized<'_> {
                 }
             }
         }
-        let folded = if ('\u{FF01}'..='\u{FF5E}').contains(&c) {
-            char::from_u32(c as u32 - 0xFEE0).unwrap_or(c)
-        } else if c == '\u{3000}' || c == '\u{00A0}' || ('\u{2000}'..='\u{200A}').contains(&c) {
-            ' '
-        } else {
-            confusable(c).unwrap_or(c)
-        };
         let at = out.len();
-        out.push(folded);
+        match fold(c) {
+            Some(ascii) => out.push_str(&ascii),
+            None => out.push(c),
+        }
         map.extend(std::iter::repeat_n(i as u32, out.len() - at));
     }
     if let Some(ws) = word_start
@@ -300,6 +322,13 @@ pub fn normalize(text: &str) -> Normalized<'_> {
     {
         mixed.push((ws, text.len()));
     }
+    // Bytes smuggled in variation selectors, read as text (one selector alone is noise).
+    hidden.extend(
+        smuggled
+            .into_iter()
+            .filter(|(b, _, _)| b.len() > 1)
+            .map(|(b, s, e)| (String::from_utf8_lossy(&b).into_owned(), s, e)),
+    );
     for (s, e) in mixed {
         oddities.push(Oddity {
             kind: OddityKind::MixedScript,
@@ -380,5 +409,50 @@ mod tests {
         assert_eq!(n.oddities[0].kind, OddityKind::BidiControl);
         let n = normalize("Привет, мир. Καλημέρα. Grüße 👩\u{200D}💻");
         assert!(n.oddities.is_empty(), "{:?}", n.oddities);
+    }
+
+    /// Characters the old hand-kept tables missed: mathematical alphanumerics, circled
+    /// letters, ligatures, Hangul fillers, and bytes smuggled in variation selectors.
+    #[test]
+    fn compatibility_forms_fillers_and_smuggled_bytes() {
+        let n = normalize("\u{1D422}\u{1D420}\u{1D427}\u{1D428}\u{1D42B}\u{1D41E} previous");
+        assert_eq!(n.text, "ignore previous");
+        assert_eq!(normalize("\u{24D8}gnore \u{FB01}les").text, "ignore files");
+        assert_eq!(normalize("\u{1D5C2}\u{1D5C0}\u{1D5C7}").text, "ign");
+        let filler = normalize("ig\u{3164}nore\u{115F} all");
+        assert_eq!(filler.text, "ignore all");
+        assert!(
+            filler
+                .oddities
+                .iter()
+                .any(|o| o.kind == OddityKind::ZeroWidth)
+        );
+        // "ignore" carried in variation selectors after an emoji (VS17+ for bytes >= 16).
+        let payload: String = "ignore"
+            .bytes()
+            .map(|b| char::from_u32(0xE0100 + u32::from(b) - 16).unwrap_or('?'))
+            .collect();
+        let text = format!("hi \u{1F600}{payload} there");
+        let n = normalize(&text);
+        assert_eq!(n.text, "hi \u{1F600} there");
+        assert!(
+            n.hidden.iter().any(|(h, _, _)| h == "ignore"),
+            "{:?}",
+            n.hidden
+        );
+        assert!(
+            n.oddities
+                .iter()
+                .any(|o| o.kind == OddityKind::VariationSelectors)
+        );
+        // One selector after a symbol or an ideograph is how text is written.
+        for ok in [
+            "I \u{2764}\u{FE0F} it",
+            "\u{845B}\u{E0100}飾区",
+            "\u{263A}\u{FE0E}",
+        ] {
+            let n = normalize(ok);
+            assert!(n.oddities.is_empty() && n.hidden.is_empty(), "{ok}: {n:?}");
+        }
     }
 }
