@@ -12,6 +12,7 @@ mod pg_audit;
 mod pg_directory;
 mod pg_keys;
 mod pg_oauth;
+mod pg_tls;
 mod pins;
 
 pub use approvals::{

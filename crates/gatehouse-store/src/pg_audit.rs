@@ -177,11 +177,22 @@ INSERT INTO gatehouse_api_keys_version (id, version) VALUES (1, 0) ON CONFLICT D
 ",
 ];
 
-/// PostgreSQL-backed [`AuditStore`].
+/// PostgreSQL-backed [`AuditStore`], and the connection pool every PostgreSQL store uses:
+/// up to [`POOL_SIZE`] connections (TLS when the connection string asks for it, see
+/// `pg_tls`), each checked out by one call at a time; a broken one is dropped and the next
+/// call connects anew.
 pub struct PgAudit {
-    url: String,
-    client: Mutex<Option<Client>>,
+    target: Result<crate::pg_tls::Target, String>,
+    idle: Mutex<Vec<Client>>,
+    /// Connections open (idle or checked out), and a wake-up for callers waiting for one.
+    open: Mutex<usize>,
+    freed: std::sync::Condvar,
 }
+
+/// Most connections one store holds.
+pub(crate) const POOL_SIZE: usize = 8;
+/// How long a call waits for a free connection before the store reports itself unavailable.
+const CHECKOUT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl std::fmt::Debug for PgAudit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -207,29 +218,80 @@ impl PgAudit {
     /// Does not connect: the first call does, on its own thread (never an async one).
     pub fn new(url: &str) -> PgAudit {
         PgAudit {
-            url: url.to_owned(),
-            client: Mutex::new(None),
+            target: crate::pg_tls::target(url),
+            idle: Mutex::new(Vec::new()),
+            open: Mutex::new(0),
+            freed: std::sync::Condvar::new(),
         }
     }
 
-    /// Runs `f` with a connected, migrated client; a broken connection is dropped so the
-    /// next call reconnects.
+    /// A connected, migrated client: an idle one, a new one while fewer than
+    /// [`POOL_SIZE`] are open, or the first one freed within [`CHECKOUT_WAIT`].
+    fn checkout(&self) -> Result<Client, AuditError> {
+        loop {
+            if let Some(c) = self
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop()
+            {
+                if !c.is_closed() {
+                    return Ok(c);
+                }
+                self.release_slot();
+                continue;
+            }
+            let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+            if *open < POOL_SIZE {
+                *open += 1;
+                drop(open);
+                return self.connect().inspect_err(|_| self.release_slot());
+            }
+            let (guard, waited) = self
+                .freed
+                .wait_timeout(open, CHECKOUT_WAIT)
+                .unwrap_or_else(PoisonError::into_inner);
+            drop(guard);
+            if waited.timed_out() {
+                return Err(unavailable("PostgreSQL: every pooled connection is busy"));
+            }
+        }
+    }
+
+    fn connect(&self) -> Result<Client, AuditError> {
+        let target = self.target.as_ref().map_err(unavailable)?;
+        let mut c = match &target.tls {
+            Some(tls) => target.config.connect(tls.clone()),
+            None => target.config.connect(NoTls),
+        }
+        .map_err(pg)?;
+        migrate(&mut c).map_err(pg)?;
+        Ok(c)
+    }
+
+    fn release_slot(&self) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        *open = open.saturating_sub(1);
+        self.freed.notify_one();
+    }
+
+    /// Runs `f` with a pooled, connected, migrated client; a broken connection is dropped
+    /// so a later call connects anew.
     pub(crate) fn with<T>(
         &self,
         f: impl FnOnce(&mut Client) -> Result<T, postgres::Error>,
     ) -> Result<T, AuditError> {
-        let mut slot = self.client.lock().unwrap_or_else(PoisonError::into_inner);
-        if slot.as_ref().is_none_or(Client::is_closed) {
-            let mut c = Client::connect(&self.url, NoTls).map_err(pg)?;
-            migrate(&mut c).map_err(pg)?;
-            *slot = Some(c);
-        }
-        let Some(client) = slot.as_mut() else {
-            return Err(unavailable("no connection"));
-        };
-        let out = f(client);
-        if out.is_err() && client.is_closed() {
-            *slot = None;
+        let mut client = self.checkout()?;
+        let out = f(&mut client);
+        if client.is_closed() {
+            drop(client);
+            self.release_slot();
+        } else {
+            self.idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(client);
+            self.freed.notify_one();
         }
         out.map_err(pg)
     }
@@ -601,6 +663,83 @@ pub(crate) mod tests {
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .unwrap();
         format!("host=127.0.0.1 port=5432 user=postgres dbname={name}")
+    }
+
+    /// TLS as the connection string asks: encrypted and verified against `sslrootcert`
+    /// (the Debian PostgreSQL's own certificate, issued to `localhost`); a wrong root or
+    /// a name the certificate does not carry fails closed.
+    #[test]
+    fn tls_connections_are_encrypted_and_verified() {
+        let db = fresh_db("tls");
+        let snakeoil = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+        let local = db.replace("host=127.0.0.1", "host=localhost");
+        for url in [
+            format!("{local} sslmode=verify-full sslrootcert={snakeoil}"),
+            format!(
+                "postgres://postgres@localhost:5432/{}?sslmode=require&sslrootcert={}",
+                db.rsplit('=').next().unwrap(),
+                snakeoil.replace('/', "%2F")
+            ),
+        ] {
+            let s = PgAudit::new(&url);
+            let ssl: bool = s
+                .with(|c| {
+                    c.query_one(
+                        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                        &[],
+                    )
+                    .map(|r| r.get(0))
+                })
+                .unwrap_or_else(|e| panic!("{url}: {e:?}"));
+            assert!(ssl, "{url}");
+        }
+        for url in [
+            format!("{local} sslmode=require sslrootcert=/etc/ssl/certs/ca-certificates.crt"),
+            format!("{db} sslmode=verify-full sslrootcert={snakeoil}"),
+        ] {
+            let s = PgAudit::new(&url);
+            assert!(s.with(|c| c.batch_execute("SELECT 1")).is_err(), "{url}");
+        }
+        assert!(
+            PgAudit::new(&format!("{db} sslrootcert={snakeoil}"))
+                .with(|c| c.batch_execute("SELECT 1"))
+                .is_err(),
+            "a root certificate without TLS is a mistake, not a clear-text connection"
+        );
+    }
+
+    /// Calls run side by side on their own connections (one mutex-guarded connection
+    /// would let only one of them in at a time).
+    #[test]
+    fn calls_share_a_pool_of_connections() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let s = PgAudit::new(&fresh_db("pool"));
+        let inside = AtomicUsize::new(0);
+        let pids: Vec<i32> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    scope.spawn(|| {
+                        s.with(|c| {
+                            inside.fetch_add(1, Ordering::SeqCst);
+                            let deadline =
+                                std::time::Instant::now() + std::time::Duration::from_secs(10);
+                            while inside.load(Ordering::SeqCst) < 4
+                                && std::time::Instant::now() < deadline
+                            {
+                                std::thread::sleep(std::time::Duration::from_millis(5));
+                            }
+                            c.query_one("SELECT pg_backend_pid()", &[])
+                                .map(|r| r.get(0))
+                        })
+                        .unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(inside.load(Ordering::SeqCst), 4);
+        let distinct: std::collections::BTreeSet<i32> = pids.iter().copied().collect();
+        assert_eq!(distinct.len(), 4, "{pids:?}");
     }
 
     fn event(tenant: &str, n: u64) -> AuditEvent {
