@@ -58,6 +58,25 @@ pub enum Refusal {
     InFlight,
 }
 
+/// A Redis client for `url`: `rediss://` is TLS (rustls), verified against `ca` when given
+/// (the system's roots otherwise).
+fn redis_client(url: &str, ca: Option<&std::path::Path>) -> Result<redis::Client, String> {
+    match ca {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                },
+            )
+            .map_err(|e| e.to_string())
+        }
+        None => redis::Client::open(url).map_err(|e| e.to_string()),
+    }
+}
+
 /// The limiter: process-local state, and the Redis connection when configured.
 pub struct Limiter {
     local: Mutex<HashMap<String, Instant>>,
@@ -121,7 +140,16 @@ impl Limiter {
             let tolerance = rule.interval * u32::try_from(rule.burst).unwrap_or(u32::MAX);
             let outcome = match &limits.redis {
                 None => Ok(self.local(&key, rule.interval, tolerance)),
-                Some(url) => self.global(url, &key, rule.interval, tolerance).await,
+                Some(url) => {
+                    self.global(
+                        url,
+                        limits.redis_ca.as_deref(),
+                        &key,
+                        rule.interval,
+                        tolerance,
+                    )
+                    .await
+                }
             };
             match outcome {
                 Ok(None) => {}
@@ -169,6 +197,7 @@ impl Limiter {
     async fn global(
         &self,
         url: &str,
+        ca: Option<&std::path::Path>,
         key: &str,
         interval: Duration,
         tolerance: Duration,
@@ -186,7 +215,7 @@ impl Limiter {
                         return Err("unreachable (recent connect failed)".into());
                     }
                     let connect = async {
-                        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+                        let client = redis_client(url, ca)?;
                         tokio::time::timeout(
                             REDIS_TIMEOUT,
                             redis::aio::ConnectionManager::new(client),

@@ -251,3 +251,94 @@ async fn byte_budgets_stop_a_slow_drain_and_size_anomalies_are_recorded() {
         "the refusal is on record"
     );
 }
+
+/// A Redis with TLS only, started for the test; killed when dropped.
+struct TlsRedis {
+    child: tokio::process::Child,
+    port: u16,
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+async fn tls_redis(dir: &std::path::Path) -> TlsRedis {
+    ca(dir, "redis-ca").await;
+    leaf(dir, "redis-ca", "redis", "IP:127.0.0.1", "serverAuth").await;
+    let port = free_port();
+    let child = tokio::process::Command::new("redis-server")
+        .current_dir(dir)
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            "redis.pem",
+            "--tls-key-file",
+            "redis.key",
+            "--tls-ca-cert-file",
+            "redis-ca.pem",
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .kill_on_drop(true)
+        .spawn()
+        .expect("redis-server");
+    wait_port(port).await;
+    TlsRedis { child, port }
+}
+
+/// Cluster-wide limits over TLS: with the CA that issued the server's certificate, the
+/// shared limit holds; with another CA, the connection is refused and the limit fails
+/// closed (every call refused) rather than falling back to clear text or to no limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_limits_reach_redis_over_verified_tls() {
+    let dir = std::env::temp_dir().join(format!("gatehouse-redis-tls-{}", free_port()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let redis = tls_redis(&dir).await;
+    ca(&dir, "other-ca").await;
+    let http = reqwest::Client::new();
+    let call = json!({"name": "demo__search_files", "arguments": {"query": "vpn"}});
+    for (ca_file, expect_limited) in [("redis-ca.pem", true), ("other-ca.pem", false)] {
+        let port = free_port();
+        let path = dir.join(format!("gatehouse-{port}.yaml"));
+        std::fs::write(
+            &path,
+            config(
+                port,
+                &format!(
+                    "rate_limits:\n  redis: rediss://127.0.0.1:{}/\n  redis_ca: {}\n  rules:\n    - {{name: tls-{port}, per: principal, methods: [tools/call], requests: 1, per_secs: 60, burst: 1, fail: closed}}\n",
+                    redis.port,
+                    dir.join(ca_file).display()
+                ),
+            ),
+        )
+        .expect("config");
+        let _gw = serve_config(&path, port, &[]).await;
+        let mut statuses = Vec::new();
+        let mut last = Value::Null;
+        for _ in 0..3 {
+            let (status, _, body) = post(&http, port, "tools/call", call.clone()).await;
+            statuses.push(status);
+            last = body;
+        }
+        if expect_limited {
+            assert_eq!(statuses, vec![200, 200, 429], "{ca_file}: {last}");
+        } else {
+            // Not even the first call passes (a reachable store would allow it): the store
+            // cannot be reached over verified TLS and the rule fails closed.
+            assert_eq!(statuses, vec![429, 429, 429], "{ca_file}: {last}");
+        }
+    }
+    drop(redis);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -141,6 +141,8 @@ pub struct Anomaly {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RateLimits {
     pub redis: Option<String>,
+    /// The CA for a `rediss://` server's certificate (default: the system's roots).
+    pub redis_ca: Option<PathBuf>,
     pub max_in_flight_per_principal: Option<usize>,
     pub rules: Vec<RateRule>,
 }
@@ -1798,8 +1800,20 @@ fn validate_rate_limits(raw: RawRateLimits) -> Result<RateLimits, ConfigError> {
             "must be at least 1",
         ));
     }
+    if raw.redis_ca.is_some()
+        && !raw
+            .redis
+            .as_deref()
+            .is_some_and(|u| u.starts_with("rediss://"))
+    {
+        return Err(ConfigError::at(
+            "rate_limits.redis_ca",
+            "a CA needs a rediss:// (TLS) URL",
+        ));
+    }
     Ok(RateLimits {
         redis: raw.redis,
+        redis_ca: raw.redis_ca.map(PathBuf::from),
         max_in_flight_per_principal: raw.max_in_flight_per_principal,
         rules,
     })

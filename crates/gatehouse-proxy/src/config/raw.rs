@@ -155,8 +155,11 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct RawRateLimits {
     /// `redis://host:port/db`: limits are global across every gateway sharing it.
-    /// Without it they hold per process.
+    /// Without it they hold per process. `rediss://` connects with TLS (rustls), the
+    /// server's certificate verified against `redis_ca` or the system's roots.
     pub redis: Option<String>,
+    /// A PEM file of the CA that issued the Redis server's certificate (`rediss://` only).
+    pub redis_ca: Option<String>,
     /// Calls one principal may have in flight at once (default unlimited; the gateway-wide
     /// `limits.max_concurrent_requests` still holds).
     pub max_in_flight_per_principal: Option<usize>,
