@@ -100,10 +100,25 @@ fn key(b: &Budget, c: &Call<'_>) -> String {
     format!("{}\u{0}{k}", b.name)
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Exfil {
     windows: Mutex<HashMap<String, Window>>,
-    baselines: Mutex<HashMap<String, Baseline>>,
+    /// Result-size baselines, bounded with TinyLFU admission: a flood of new principals
+    /// or tools cannot flush the baselines in steady use (and with them the anomaly
+    /// alerts an exfiltration would raise).
+    baselines: moka::sync::Cache<String, Baseline>,
+}
+
+impl Default for Exfil {
+    fn default() -> Self {
+        Exfil {
+            windows: Mutex::default(),
+            baselines: moka::sync::Cache::builder()
+                .max_capacity(MAX_KEYS as u64)
+                .time_to_idle(Duration::from_secs(30 * 24 * 3600))
+                .build(),
+        }
+    }
 }
 
 impl Exfil {
@@ -155,22 +170,20 @@ impl Exfil {
     /// principal's for this tool and the tool's overall), if it is.
     pub fn anomaly(&self, cfg: &Exfiltration, c: &Call<'_>, bytes: u64) -> Option<u64> {
         let a = cfg.anomaly.as_ref()?;
-        let mut baselines = self
-            .baselines
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if baselines.len() >= MAX_KEYS {
-            baselines.clear();
-        }
         let mine = format!("pt\u{0}{}\u{0}{}", c.principal, c.tool);
         let tool = format!("t\u{0}{}", c.tool);
-        let m = baselines.get(&mine).copied().unwrap_or_default();
-        let t = baselines.get(&tool).copied().unwrap_or_default();
+        let m = self.baselines.get(&mine).unwrap_or_default();
+        let t = self.baselines.get(&tool).unwrap_or_default();
         let usual = m.mean.max(t.mean);
         let flagged =
             m.samples >= a.min_samples && bytes >= a.min_bytes && bytes as f64 > a.factor * usual;
-        baselines.entry(mine).or_default().add(bytes);
-        baselines.entry(tool).or_default().add(bytes);
+        for k in [mine, tool] {
+            self.baselines.entry(k).and_upsert_with(|old| {
+                let mut b = old.map(|e| e.into_value()).unwrap_or_default();
+                b.add(bytes);
+                b
+            });
+        }
         flagged.then_some(usual as u64)
     }
 }
@@ -250,5 +263,39 @@ mod tests {
             e.anomaly(&c, &tiny, 10);
         }
         assert_eq!(e.anomaly(&c, &tiny, 900), None);
+    }
+
+    /// Baselines used to be cleared when the table filled: new principals (one call each)
+    /// wiped alice's history, and her large result then raised nothing.
+    #[test]
+    fn a_flood_of_new_keys_does_not_wipe_a_baseline_in_use() {
+        let e = Exfil::default();
+        let c = cfg(u64::MAX);
+        let alice = Call {
+            principal: "alice",
+            tool: "db__query",
+        };
+        for _ in 0..10 {
+            e.anomaly(&c, &alice, 500);
+        }
+        // Alice keeps working while new keys arrive until the table is full (two keys per
+        // new call, plus alice's two).
+        for n in 0..MAX_KEYS / 2 {
+            if n % 100 == 0 {
+                e.anomaly(&c, &alice, 500);
+            }
+            let p = format!("p{n}");
+            let t = format!("t{n}");
+            e.anomaly(
+                &c,
+                &Call {
+                    principal: &p,
+                    tool: &t,
+                },
+                500,
+            );
+        }
+        e.baselines.run_pending_tasks();
+        assert!(e.anomaly(&c, &alice, 100_000).is_some());
     }
 }
