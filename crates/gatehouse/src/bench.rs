@@ -108,26 +108,38 @@ async fn latency(
     Ok((percentile(&samples, 0.5), percentile(&samples, 0.99)))
 }
 
+/// A closed loop of calls on `conns` connections until `stop`, counting them in `done`.
+fn load(
+    t: &Arc<Target>,
+    tool: &'static str,
+    conns: usize,
+    done: &Arc<AtomicU64>,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<Result<()>>> {
+    (0..conns)
+        .map(|c| {
+            let (t, done, stop) = (t.clone(), done.clone(), stop.clone());
+            tokio::spawn(async move {
+                // One client per connection: keep-alive, no pooling across workers.
+                let client = reqwest::Client::builder()
+                    .pool_max_idle_per_host(1)
+                    .build()?;
+                let mut i = (c as u64) << 32;
+                while !stop.load(Ordering::Relaxed) {
+                    call(&client, &t, tool, i).await?;
+                    done.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect()
+}
+
 async fn throughput(t: Arc<Target>, tool: &'static str, conns: usize, secs: u64) -> Result<f64> {
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for c in 0..conns {
-        let (t, done, stop) = (t.clone(), done.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            // One client per connection: keep-alive, no pooling across workers.
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(1)
-                .build()?;
-            let mut i = (c as u64) << 32;
-            while !stop.load(Ordering::Relaxed) {
-                call(&client, &t, tool, i).await?;
-                done.fetch_add(1, Ordering::Relaxed);
-                i += 1;
-            }
-            anyhow::Ok(())
-        }));
-    }
+    let tasks = load(&t, tool, conns, &done, &stop);
     let start = Instant::now();
     tokio::time::sleep(Duration::from_secs(secs)).await;
     stop.store(true, Ordering::Relaxed);
@@ -449,22 +461,7 @@ pub(crate) async fn soak(minutes: u64, conns: usize, every: u64) -> Result<()> {
     );
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for c in 0..conns {
-        let (t, done, stop) = (gw.target.clone(), done.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(1)
-                .build()?;
-            let mut i = (c as u64) << 32;
-            while !stop.load(Ordering::Relaxed) {
-                call(&client, &t, "echo__echo", i).await?;
-                done.fetch_add(1, Ordering::Relaxed);
-                i += 1;
-            }
-            anyhow::Ok(())
-        }));
-    }
+    let tasks = load(&gw.target, "echo__echo", conns, &done, &stop);
     let start = Instant::now();
     let end = start + Duration::from_secs(minutes * 60);
     let warm_up = Duration::from_secs(120);
