@@ -8,27 +8,26 @@ use gatehouse_policy::{Target, Verb};
 use gatehouse_protocol::{RpcError, code};
 use serde_json::{Map, Value, json};
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::{Denial, Verdict, route};
 use crate::config::{Config, RawArgRule};
 
 /// Compiled input schemas, keyed by the schema's full text (a lookup compares the text, so
 /// no upstream can make its tool be checked against another tool's schema): compiled once
-/// per tool definition, recompiled when a server changes it. Bounded by total text size.
+/// per tool definition, recompiled when a server changes it. Bounded by total text size;
+/// when full, entries are dropped one at a time until the new one fits. (A plain map: on
+/// every call this lookup is on the request path, and a hit must cost no more than a hash.)
+#[derive(Default)]
 pub(crate) struct Schemas {
-    compiled: moka::sync::Cache<Arc<str>, Result<Arc<jsonschema::Validator>, String>>,
+    compiled: Mutex<SchemaMap>,
 }
 
-impl Default for Schemas {
-    fn default() -> Self {
-        Self {
-            compiled: moka::sync::Cache::builder()
-                .max_capacity(MAX_SCHEMA_BYTES)
-                .weigher(|k: &Arc<str>, _| u32::try_from(k.len()).unwrap_or(u32::MAX))
-                .build(),
-        }
-    }
+#[derive(Default)]
+struct SchemaMap {
+    by_text: HashMap<Arc<str>, Result<Arc<jsonschema::Validator>, String>>,
+    bytes: usize,
 }
 
 impl std::fmt::Debug for Schemas {
@@ -38,26 +37,49 @@ impl std::fmt::Debug for Schemas {
 }
 
 /// Total schema text kept compiled (the compiled form is a small multiple of it).
-const MAX_SCHEMA_BYTES: u64 = 16 * 1024 * 1024;
+const MAX_SCHEMA_BYTES: usize = 16 * 1024 * 1024;
 
 impl Schemas {
     fn get(&self, schema: &Value) -> Result<Arc<jsonschema::Validator>, String> {
-        let text: Arc<str> = schema.to_string().into();
-        self.compiled.get_with(text, || {
-            // No remote or file references are fetched (the crate's resolvers are not
-            // built): a schema that needs one does not compile. `pattern`s run on the
-            // linear-time regex engine; one that needs backtracking (look-around,
-            // back-references) does not compile either.
-            jsonschema::options()
-                .with_pattern_options(
-                    jsonschema::PatternOptions::regex()
-                        .size_limit(1 << 20)
-                        .dfa_size_limit(1 << 20),
-                )
-                .build(schema)
-                .map(Arc::new)
-                .map_err(|e| e.to_string())
-        })
+        let text = schema.to_string();
+        if let Some(v) = self
+            .compiled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .by_text
+            .get(text.as_str())
+        {
+            return v.clone();
+        }
+        // No remote or file references are fetched (the crate's resolvers are not built):
+        // a schema that needs one does not compile. `pattern`s run on the linear-time
+        // regex engine; one that needs backtracking (look-around, back-references) does
+        // not compile either.
+        let v = jsonschema::options()
+            .with_pattern_options(
+                jsonschema::PatternOptions::regex()
+                    .size_limit(1 << 20)
+                    .dfa_size_limit(1 << 20),
+            )
+            .build(schema)
+            .map(Arc::new)
+            .map_err(|e| e.to_string());
+        let mut map = self.compiled.lock().unwrap_or_else(PoisonError::into_inner);
+        while map.bytes + text.len() > MAX_SCHEMA_BYTES {
+            let Some(k) = map.by_text.keys().next().cloned() else {
+                break;
+            };
+            map.by_text.remove(&k);
+            map.bytes -= k.len();
+        }
+        map.bytes += text.len();
+        let text: Arc<str> = text.into();
+        if let Some(old) = map.by_text.insert(text.clone(), v.clone()) {
+            // Compiled twice at once: the first one's bytes are counted already.
+            drop(old);
+            map.bytes -= text.len();
+        }
+        v
     }
 
     /// Checks arguments against a tool's `inputSchema`; a schema that cannot be compiled
