@@ -196,6 +196,31 @@ fn cross_server(
     out
 }
 
+/// What the gateway does with one tool or prompt definition when an upstream lists it
+/// (`gatehouse detect --kind description`): `quarantine`, `flag` or `pass`, and the
+/// findings. `catalogue` is every (server, tool name) listed beside it, for the
+/// cross-server checks; the definition's own server is `upstream`.
+pub fn judge_definition(
+    d: &crate::config::Detection,
+    level: Classification,
+    upstream: &str,
+    def: &Value,
+    catalogue: &[(&str, &str)],
+) -> (&'static str, Vec<(String, Signal)>) {
+    let form = pinned_form(def);
+    let mut found = crate::pipeline::scan_strings(&d.cascade, &form);
+    if let Some(name) = def.get("name").and_then(Value::as_str) {
+        found.extend(cross_server(upstream, name, &form, catalogue));
+    }
+    let worst = found.iter().map(|(_, s)| s.severity).max();
+    let action = match d.descriptions(level).response(worst) {
+        crate::config::Response::Block => "quarantine",
+        crate::config::Response::Pass => "pass",
+        _ => "flag",
+    };
+    (action, found)
+}
+
 /// What the list-time checks found in one definition (`gatehouse scan`).
 #[derive(Debug)]
 pub struct DefinitionReport {

@@ -12,6 +12,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod connect;
 mod demo;
+mod detect;
 mod keys;
 mod pins;
 mod policy;
@@ -112,6 +113,23 @@ enum Command {
         /// Seconds to wait for the server.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
+    },
+    /// Run the detection cascade over JSON lines from stdin (`{"index": …, "text": …}`, or
+    /// `{"index": …, "tool": {…}}` with `--kind description`); one line out per input, in
+    /// order: `{"index", "action", "findings": [{stage, rule, severity, score, start, end, at}]}`.
+    Detect {
+        /// Where the texts sit: the place decides the action.
+        #[arg(long, value_enum, default_value = "result")]
+        kind: detect::Kind,
+        /// Use this config's detection settings (rules, model, thresholds, arbiter).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// The data classification the texts come from (thresholds are per level).
+        #[arg(long, default_value = "internal", value_parser = parse_level)]
+        classification: gatehouse_policy::Classification,
+        /// Worker threads (default: every core).
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Authorization policy: explain a decision, test a table, export for auditors.
     Policy {
@@ -335,6 +353,15 @@ fn main() -> Result<()> {
             demo::run(db, max)
         }
         Command::Connect { url, headers } => runtime()?.block_on(connect::run(url, headers)),
+        Command::Detect {
+            kind,
+            config,
+            classification,
+            threads,
+        } => {
+            init_logging(false, "warn");
+            runtime()?.block_on(detect::run(kind, config, classification, threads))
+        }
         Command::Bench {
             calls,
             connections,
@@ -382,6 +409,13 @@ fn main() -> Result<()> {
                 .context("serving")
         }
     }
+}
+
+fn parse_level(s: &str) -> Result<gatehouse_policy::Classification, String> {
+    gatehouse_policy::Classification::ALL
+        .into_iter()
+        .find(|c| c.as_str() == s)
+        .ok_or_else(|| format!("{s}: expected public, internal, confidential or restricted"))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

@@ -269,6 +269,46 @@ fn rules_line(found: &[(String, Signal)], from: Severity) -> String {
     ids.join(", ")
 }
 
+/// Where a text is judged (`gatehouse detect`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// A string of a tool call's arguments.
+    Argument,
+    /// A string of a tool result the model will read.
+    Result,
+}
+
+/// What the gateway does with `v` in `place` for `tool` at `level`: the action's name
+/// (`pass`, `flag`, `redact`, `withhold`, `block`, `approve`) and every finding, stage 3
+/// included. The same cascade, arbiter and thresholds as the request path.
+pub async fn judge(
+    d: &Detection,
+    place: Place,
+    level: Classification,
+    tool: &str,
+    v: &Value,
+) -> (&'static str, Vec<(String, Signal)>) {
+    let mut found = scan(&d.cascade, v);
+    arbitrate(d, tool, v, &mut found).await;
+    let worst = found.iter().map(|(_, s)| s.severity).max();
+    let action = match place {
+        Place::Argument => match d.arguments(level).response(worst) {
+            Response::Pass => "pass",
+            Response::Block => "block",
+            Response::Approve => "approve",
+            // Arguments are not rewritten: anything else is recorded.
+            Response::Redact | Response::Flag => "flag",
+        },
+        Place::Result => match d.results(level).response(worst) {
+            Response::Pass => "pass",
+            Response::Block => "withhold",
+            Response::Redact => "redact",
+            Response::Approve | Response::Flag => "flag",
+        },
+    };
+    (action, found)
+}
+
 /// Tool arguments, before the call.
 pub(super) async fn arguments(
     cfg: &Config,

@@ -45,6 +45,7 @@ pub(crate) use validate::Schemas;
 
 /// Every string in a JSON value, scanned by the pattern stage (with JSON pointers).
 pub use detect::scan as scan_strings;
+pub use detect::{Place, judge};
 pub(crate) use detect::{stage_label, to_audit as detection_record};
 use local::is_filtered_list;
 
