@@ -3,7 +3,7 @@
 //! each with the action the gateway would take on that text in that place and the findings
 //! behind it. The interface is stable: outside evaluations depend on it.
 
-use std::io::{BufRead as _, Write as _};
+use std::io::{BufRead, Read as _, Write as _};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -87,6 +87,36 @@ async fn one(d: &Detection, kind: Kind, level: Classification, line: &str) -> Va
     json!({"index": index, "action": action, "findings": findings})
 }
 
+/// Longest input line read (a 16 MiB text is far beyond any tool result the gateway passes).
+const MAX_LINE: u64 = 16 << 20;
+
+/// Non-empty lines, each at most [`MAX_LINE`] bytes.
+fn read_lines(input: &mut impl BufRead) -> Result<Vec<String>> {
+    let mut lines = Vec::new();
+    loop {
+        let mut buf = Vec::new();
+        let n = input
+            .by_ref()
+            .take(MAX_LINE + 1)
+            .read_until(b'\n', &mut buf)
+            .context("reading standard input")?;
+        if n == 0 {
+            return Ok(lines);
+        }
+        if buf.len() as u64 > MAX_LINE {
+            bail!(
+                "input line {} is longer than {MAX_LINE} bytes",
+                lines.len() + 1
+            );
+        }
+        let line = String::from_utf8(buf)
+            .with_context(|| format!("input line {} is not UTF-8", lines.len() + 1))?;
+        if !line.trim().is_empty() {
+            lines.push(line);
+        }
+    }
+}
+
 pub(crate) async fn run(
     kind: Kind,
     config: Option<PathBuf>,
@@ -94,12 +124,7 @@ pub(crate) async fn run(
     threads: Option<usize>,
 ) -> Result<()> {
     let d = detection(config.as_ref())?;
-    let lines: Vec<String> = std::io::stdin()
-        .lock()
-        .lines()
-        .collect::<Result<_, _>>()
-        .context("reading standard input")?;
-    let lines: Vec<String> = lines.into_iter().filter(|l| !l.trim().is_empty()).collect();
+    let lines = read_lines(&mut std::io::stdin().lock())?;
     if lines.is_empty() {
         return Ok(());
     }
