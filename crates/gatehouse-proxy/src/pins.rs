@@ -196,6 +196,25 @@ fn cross_server(
     out
 }
 
+/// Every list-time finding in one definition: the cascade over each of its strings, the
+/// definition rules (parameter names, enums, what poisoned definitions say), and for a
+/// tool the checks against the other servers' tools.
+fn definition_findings(
+    cascade: &gatehouse_detect::Cascade,
+    upstream: &str,
+    kind: &str,
+    name: &str,
+    form: &Value,
+    catalogue: &[(&str, &str)],
+) -> Vec<(String, Signal)> {
+    let mut found = crate::pipeline::scan_strings(cascade, form);
+    found.extend(gatehouse_detect::definitions::scan(form));
+    if kind == "tool" && !name.is_empty() {
+        found.extend(cross_server(upstream, name, form, catalogue));
+    }
+    found
+}
+
 /// What the gateway does with one tool or prompt definition when an upstream lists it
 /// (`gatehouse detect --kind description`): `quarantine`, `flag` or `pass`, and the
 /// findings. `catalogue` is every (server, tool name) listed beside it, for the
@@ -208,10 +227,8 @@ pub fn judge_definition(
     catalogue: &[(&str, &str)],
 ) -> (&'static str, Vec<(String, Signal)>) {
     let form = pinned_form(def);
-    let mut found = crate::pipeline::scan_strings(&d.cascade, &form);
-    if let Some(name) = def.get("name").and_then(Value::as_str) {
-        found.extend(cross_server(upstream, name, &form, catalogue));
-    }
+    let name = def.get("name").and_then(Value::as_str).unwrap_or("");
+    let found = definition_findings(&d.cascade, upstream, "tool", name, &form, catalogue);
     let worst = found.iter().map(|(_, s)| s.severity).max();
     let action = match d.descriptions(level).response(worst) {
         crate::config::Response::Block => "quarantine",
@@ -261,10 +278,7 @@ pub fn check_definitions(
             .unwrap_or("")
             .to_owned();
         let form = pinned_form(def);
-        let mut found = crate::pipeline::scan_strings(cascade, &form);
-        if *kind == "tool" {
-            found.extend(cross_server(upstream, &name, &form, &names));
-        }
+        let found = definition_findings(cascade, upstream, kind, &name, &form, &names);
         let findings = found
             .into_iter()
             .map(|(at, s)| {
@@ -354,10 +368,7 @@ impl Gateway {
                         let mut found = Vec::new();
                         let mut act = Act::Pass;
                         if let Some(d) = cfg.detection.as_deref() {
-                            found = crate::pipeline::scan_strings(&d.cascade, &form);
-                            if kind == "tool" {
-                                found.extend(cross_server(up, name, &form, &names));
-                            }
+                            found = definition_findings(&d.cascade, up, kind, name, &form, &names);
                             act = d
                                 .descriptions(level)
                                 .response(found.iter().map(|(_, s)| s.severity).max());

@@ -81,8 +81,193 @@ pub fn features(text: &str, bits: u32, out: &mut Vec<u32>) {
     for t in b.windows(3) {
         out.push(fnv(3, &[t]) & mask);
     }
+    // Character bigrams of scripts written without spaces (Chinese, Japanese): there a
+    // "word" is a whole clause.
+    let wide: Vec<char> = joined.chars().filter(|c| !c.is_ascii()).collect();
+    let mut buf = [0u8; 8];
+    for p in wide.windows(2) {
+        let a = p[0].encode_utf8(&mut buf[..4]).len();
+        let z = p[1].encode_utf8(&mut buf[a..]).len();
+        out.push(fnv(6, &[&buf[..a + z]]) & mask);
+    }
+    for cue in cues(&lower, &words) {
+        out.push(fnv(5, &[cue.as_bytes()]) & mask);
+    }
     out.sort_unstable();
     out.dedup();
+}
+
+/// Words that name the reader as a machine.
+const AI_WORDS: &[&str] = &[
+    "ai",
+    "assistant",
+    "agent",
+    "model",
+    "llm",
+    "claude",
+    "chatgpt",
+    "gpt",
+    "copilot",
+    "gemini",
+    "bot",
+    "chatbot",
+    "ki",
+    "ia",
+    "assistent",
+    "asistente",
+    "assistente",
+    "modelo",
+    "modell",
+    "modèle",
+    "modello",
+    "agente",
+];
+
+/// Verbs that open an order.
+const IMPERATIVES: &[&str] = &[
+    "ignore",
+    "disregard",
+    "forget",
+    "send",
+    "forward",
+    "transfer",
+    "wire",
+    "delete",
+    "remove",
+    "drop",
+    "call",
+    "run",
+    "execute",
+    "invoke",
+    "use",
+    "post",
+    "upload",
+    "share",
+    "invite",
+    "reveal",
+    "print",
+    "tell",
+    "say",
+    "include",
+    "append",
+    "read",
+    "open",
+    "fetch",
+    "grant",
+    "change",
+    "update",
+    "create",
+    "book",
+    "email",
+    "export",
+    "copy",
+    "push",
+    "collect",
+    "pretend",
+    "act",
+    "roleplay",
+    "enter",
+    "switch",
+    "stop",
+    "do",
+    "please",
+    "make",
+    "write",
+    "add",
+    "reply",
+    "respond",
+    "output",
+    "return",
+    "quietly",
+    "secretly",
+    "immediately",
+    "always",
+    "never",
+    "instead",
+    "now",
+    "first",
+    "before",
+    "after",
+    "whenever",
+    "todo",
+    "set",
+    "let",
+    "render",
+    "display",
+    "route",
+    "schedule",
+    "disable",
+];
+
+/// Coarse signals of who a text addresses and what it asks, as extra features: a word
+/// naming the AI, the second person, an order at the start of a line, a destination for
+/// data (URL, e-mail address, account number), a role or format marker, and their pairs.
+/// The network weighs them; alone none decides.
+fn cues(lower: &str, words: &[&str]) -> Vec<&'static str> {
+    let ai = words.iter().any(|w| AI_WORDS.contains(w));
+    let you = words
+        .iter()
+        .any(|w| matches!(*w, "you" | "your" | "yourself"));
+    let imp = lower.lines().any(|l| {
+        let first = l
+            .trim_start_matches(|c: char| !c.is_alphanumeric())
+            .split(|c: char| !c.is_alphanumeric())
+            .next()
+            .unwrap_or("");
+        IMPERATIVES.contains(&first)
+    }) || lower.split(['.', '!', ':', ';']).skip(1).any(|s| {
+        let w = s.split_whitespace().next().unwrap_or("");
+        IMPERATIVES.contains(&w)
+    });
+    let url = lower.contains("http://") || lower.contains("https://") || lower.contains("www.");
+    let mail = lower
+        .split_whitespace()
+        .any(|w| w.contains('@') && w.rsplit('@').next().is_some_and(|d| d.contains('.')));
+    let acct = lower
+        .as_bytes()
+        .windows(12)
+        .any(|w| w.iter().all(u8::is_ascii_digit));
+    let role = [
+        "system:",
+        "<|",
+        "[inst]",
+        "<<sys>>",
+        "###",
+        "user:",
+        "assistant:",
+        "human:",
+        "</",
+        "[system]",
+        "\"role\"",
+        "<system",
+        "<information",
+        "[/",
+        "observation:",
+        "tool output",
+    ]
+    .iter()
+    .any(|m| lower.contains(m));
+    let mut out = Vec::new();
+    for (on, name) in [
+        (ai, "ai"),
+        (you, "you"),
+        (imp, "imp"),
+        (url, "url"),
+        (mail, "mail"),
+        (acct, "acct"),
+        (role, "role"),
+        (ai && imp, "ai+imp"),
+        (ai && you, "ai+you"),
+        (imp && (url || mail || acct), "imp+sink"),
+        (role && imp, "role+imp"),
+        (you && imp, "you+imp"),
+        (ai && (url || mail || acct), "ai+sink"),
+    ] {
+        if on {
+            out.push(name);
+        }
+    }
+    out
 }
 
 fn sigmoid(x: f32) -> f32 {
@@ -227,11 +412,13 @@ pub struct Cascade {
     pub high: f32,
 }
 
-/// Default thresholds: at 0.9 a chunk is recorded (medium); only at 0.995 is it treated as
-/// high (a result's sentence removed). `cargo bench --bench detect` shows why: on real
-/// documentation and code the model is far less sure than on prompts.
-pub const DEFAULT_MEDIUM: f32 = 0.9;
-pub const DEFAULT_HIGH: f32 = 0.995;
+/// Default thresholds, calibrated by `scripts/train-classifier` on the tenth of its corpus
+/// kept apart from fitting (never on the evaluation sets): at 0.7 (about the 5%
+/// false-positive point there) a chunk is recorded (medium); at 0.94 (the 0.5% point, a
+/// margin below the 1% target for texts unlike the corpus) it is high: a result's sentence
+/// removed, a definition held.
+pub const DEFAULT_MEDIUM: f32 = 0.7;
+pub const DEFAULT_HIGH: f32 = 0.94;
 
 /// Texts shorter than this are left to the patterns (identifiers, numbers, names).
 const MIN_CLASSIFIED: usize = 24;

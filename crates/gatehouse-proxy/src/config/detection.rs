@@ -177,9 +177,9 @@ pub struct RawClassifier {
     /// A model file of your own (`scripts/train-classifier` writes one); default: the
     /// model shipped inside the gateway.
     pub model: Option<PathBuf>,
-    /// Default 0.9.
+    /// Default 0.7.
     pub medium: Option<f32>,
-    /// Default 0.995.
+    /// Default 0.94.
     pub high: Option<f32>,
 }
 
