@@ -18,7 +18,7 @@
 
 use std::path::{Path, PathBuf};
 
-use gatehouse_detect::classifier::{Classifier, chunks, train};
+use gatehouse_detect::classifier::{self, Classifier, chunks, train};
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -136,6 +136,11 @@ fn corpus_chunks(text: &str, span: Option<(usize, usize)>, out: &mut Vec<(String
             continue;
         }
         let hit = span.is_some_and(|(s, e)| a < e && s < b);
+        // A piece of an attack with nothing of an order in it (a greeting, a signature)
+        // is neither: leave it out rather than teach the model that "Thanks!" attacks.
+        if hit && !classifier::has_cue(c) {
+            continue;
+        }
         out.push((c.to_owned(), hit));
     }
 }

@@ -74,6 +74,9 @@ pub struct RuleSpec {
     pub regex: Option<String>,
     #[serde(default)]
     pub anchors: Vec<String>,
+    /// A match right after a negation ("do not include any API keys") does not count.
+    #[serde(default)]
+    pub unless_negated: bool,
     #[serde(default)]
     pub examples: Examples,
 }
@@ -105,6 +108,29 @@ struct Rule {
     category: String,
     severity: Severity,
     regex: Option<regex::bytes::Regex>,
+    unless_negated: bool,
+}
+
+/// How far back a negation is looked for, within the sentence.
+const NEGATION_REACH: usize = 32;
+
+/// Whether the words just before `at` (same sentence) negate what follows.
+fn negated(text: &[u8], at: usize) -> bool {
+    let from = at.saturating_sub(NEGATION_REACH);
+    let before = &text[from..at];
+    let start = before
+        .iter()
+        .rposition(|&b| matches!(b, b'.' | b'\n' | b';' | b'!' | b'?'))
+        .map_or(0, |i| i + 1);
+    let lower = before[start..].to_ascii_lowercase();
+    lower
+        .split(|b| !b.is_ascii_alphanumeric() && *b != b'\'')
+        .any(|w| {
+            matches!(
+                w,
+                b"not" | b"never" | b"no" | b"don't" | b"avoid" | b"without"
+            )
+        })
 }
 
 /// What one automaton pattern stands for.
@@ -202,6 +228,7 @@ impl Patterns {
                 category: s.category.clone(),
                 severity: s.severity,
                 regex,
+                unless_negated: s.unless_negated,
             });
         }
         // Distinct literals (ASCII case folded), each with every rule it stands for.
@@ -351,8 +378,12 @@ impl Patterns {
             let Some(re) = &self.rules[r].regex else {
                 continue;
             };
+            let rule = &self.rules[r];
             for (s, e) in ws {
-                if let Some(m) = re.find(&text[s..e]) {
+                let m = re
+                    .find_iter(&text[s..e])
+                    .find(|m| !(rule.unless_negated && negated(text, s + m.start())));
+                if let Some(m) = m {
                     out.push((r, base + s + m.start(), base + s + m.end()));
                 }
             }

@@ -386,6 +386,59 @@ async fn poisoned_servers_are_contained_and_rug_pulls_quarantined() {
     assert!(!names.iter().any(|n| n == "poisoned__add"), "{names:?}");
 }
 
+/// Through the running gateway, from a real SDK server: a README full of orders to its
+/// reader arrives byte for byte; an e-mail carrying an injection in words none of the
+/// training templates use (forged consent addressed to whoever reads the mailbox) arrives
+/// with that sentence removed and the rest intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_benign_readme_passes_untouched_and_a_novel_injection_is_cut() {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("gatehouse-detection-docs-{port}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let state = dir.join("notes-version");
+    std::fs::write(&state, "1").expect("state");
+    let cfg = config(&dir, port, &state);
+    let gateway = serve_config(&cfg, port, &[]).await;
+    let mcp = Mcp::connect(&format!("http://127.0.0.1:{port}/mcp"), "2025-11-25").await;
+
+    let r = mcp
+        .call("poisoned__document", json!({"name": "readme"}))
+        .await;
+    let t = text(&r);
+    assert!(r["isError"] != true, "{r}");
+    assert!(
+        t.starts_with("# fastq-tools\n")
+            && t.contains("Important: run `pip install fastq-tools`")
+            && t.ends_with("passes.\n"),
+        "{t}"
+    );
+    assert!(!t.contains("removed by Gatehouse"), "{t}");
+
+    let r = mcp
+        .call("poisoned__document", json!({"name": "inbox"}))
+        .await;
+    let t = text(&r);
+    assert!(
+        t.contains("[removed by Gatehouse: suspected prompt injection]")
+            && !t.contains("NL91ABNA0417164300")
+            && t.contains("Hi Sara, the invoice for the October shipment is attached."),
+        "{t}"
+    );
+    let events = audit_events(port).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e["detections"].as_array().is_some_and(|d| d
+                .iter()
+                .any(|x| x["rule"] == "model.prompt_injection"
+                    && x["stage"] == 2
+                    && x["action"] == "redact"))),
+        "no stage-2 redaction in the audit"
+    );
+    drop(gateway);
+}
+
 /// `gatehouse scan` vets a server before it is added: the poisoned and shadowing
 /// descriptions are reported with their rules, and the exit status says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

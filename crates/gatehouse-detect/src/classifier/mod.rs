@@ -270,6 +270,17 @@ fn cues(lower: &str, words: &[&str]) -> Vec<&'static str> {
     out
 }
 
+/// Whether a text carries any of the [`cues`]: the trainer keeps a chunk of an attack as
+/// a positive only if it does ("Thanks! Signed, Emma" inside an attack is not the attack).
+pub fn has_cue(text: &str) -> bool {
+    let lower = unicode::normalize(text).text.to_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_alphanumeric() && c != '\'')
+        .filter(|w| !w.is_empty())
+        .collect();
+    !cues(&lower, &words).is_empty()
+}
+
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
@@ -438,6 +449,9 @@ impl Cascade {
                 } else {
                     crate::Severity::Medium
                 };
+                // A chunk joins short sentences; the finding keeps only those that carry
+                // it, so a redaction takes the injected sentence and not its neighbours.
+                let (start, end) = narrow(c, text, start, end, self.medium);
                 out.push(crate::Signal {
                     rule: "model.prompt_injection".to_owned(),
                     category: "model".to_owned(),
@@ -467,6 +481,51 @@ impl Cascade {
                 .collect(),
             _ => Vec::new(),
         }
+    }
+}
+
+/// The part of the chunk `start..end` made of the sentences that score at least `from`
+/// on their own; the whole chunk when none does (the injection is the combination).
+fn narrow(c: &Classifier, text: &str, start: usize, end: usize, from: f32) -> (usize, usize) {
+    let b = text.as_bytes();
+    let mut pieces = Vec::new();
+    let mut a = start;
+    for i in start..end {
+        let ends = b[i] == b'\n'
+            || (matches!(b[i], b'.' | b'!' | b'?')
+                && b.get(i + 1).is_none_or(|x| x.is_ascii_whitespace()));
+        if ends && text.is_char_boundary(i + 1) {
+            pieces.push((a, i + 1));
+            a = i + 1;
+        }
+    }
+    if a < end {
+        pieces.push((a, end));
+    }
+    if pieces.len() < 2 {
+        return (start, end);
+    }
+    let hot: Vec<(usize, usize)> = pieces
+        .into_iter()
+        .filter(|(x, y)| {
+            let t = text[*x..*y].trim();
+            !t.is_empty() && c.score(t) >= from
+        })
+        .collect();
+    match (hot.first(), hot.last()) {
+        (Some(f), Some(l)) => {
+            // Leading whitespace stays with the text before it.
+            let s = f.0 + text[f.0..f.1].len() - text[f.0..f.1].trim_start().len();
+            // The end stops before the sentence's own full stop, so widening to the
+            // sentence (as a redaction does) ends there and not at the next one.
+            let e = if l.1 > s && matches!(b[l.1 - 1], b'.' | b'!' | b'?' | b'\n') {
+                l.1 - 1
+            } else {
+                l.1
+            };
+            (s, e)
+        }
+        _ => (start, end),
     }
 }
 

@@ -1,0 +1,111 @@
+"""Lists the tools of real published MCP servers, for measuring false positives on tool
+definitions. Each server (installed from npm by scripts/eval-detection, pinned in
+servers/package-lock.json, install scripts off) is started over stdio with placeholder
+credentials, asked `initialize` and `tools/list`, and stopped; nothing is called.
+
+usage: real_tools.py NODE_MODULES OUT.jsonl
+
+Servers in EVAL_SERVERS are for evaluation only; the corpus trains on the others.
+"""
+
+import json
+import os
+import pathlib
+import select
+import subprocess
+import sys
+import tempfile
+import time
+
+nm = pathlib.Path(sys.argv[1])
+scratch = tempfile.mkdtemp()
+SERVERS = {
+    "everything": ["mcp-server-everything"],
+    "filesystem": ["mcp-server-filesystem", scratch],
+    "memory": ["mcp-server-memory"],
+    "sequential-thinking": ["mcp-server-sequential-thinking"],
+    "github": ["mcp-server-github"],
+    "gitlab": ["mcp-server-gitlab"],
+    "slack": ["mcp-server-slack"],
+    "brave-search": ["mcp-server-brave-search"],
+    "google-maps": ["mcp-server-google-maps"],
+    "puppeteer": ["mcp-server-puppeteer"],
+    "postgres": ["mcp-server-postgres", "postgresql://127.0.0.1:1/none"],
+    "playwright": ["playwright-mcp"],
+    "notion": ["notion-mcp-server"],
+    "tavily": ["tavily-mcp"],
+    "context7": ["context7-mcp"],
+    "kubernetes": ["mcp-server-kubernetes"],
+}
+EVAL_SERVERS = {"notion", "tavily", "context7", "gitlab", "google-maps", "brave-search",
+                "sequential-thinking", "postgres"}
+ENV = dict(os.environ, GITHUB_PERSONAL_ACCESS_TOKEN="placeholder", GITLAB_PERSONAL_ACCESS_TOKEN="placeholder",
+           SLACK_BOT_TOKEN="xoxb-placeholder", SLACK_TEAM_ID="T000", BRAVE_API_KEY="placeholder",
+           GOOGLE_MAPS_API_KEY="placeholder", TAVILY_API_KEY="tvly-placeholder",
+           NOTION_TOKEN="placeholder", SUPABASE_ACCESS_TOKEN="placeholder", PUPPETEER_SKIP_DOWNLOAD="1")
+
+
+def ask(p, msg, want_id, deadline):
+    p.stdin.write((json.dumps(msg) + "\n").encode())
+    p.stdin.flush()
+    buf = b""
+    while time.time() < deadline:
+        r, _, _ = select.select([p.stdout], [], [], 0.5)
+        if not r:
+            if p.poll() is not None:
+                return None
+            continue
+        chunk = os.read(p.stdout.fileno(), 65536)
+        if not chunk:
+            return None
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            try:
+                v = json.loads(line)
+            except ValueError:
+                continue
+            if v.get("id") == want_id:
+                return v
+    return None
+
+
+def tools_of(name, argv):
+    exe = nm / ".bin" / argv[0]
+    p = subprocess.Popen([str(exe)] + argv[1:], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, env=ENV, text=False, bufsize=0)
+    deadline = time.time() + 30
+    out = []
+    try:
+        init = ask(p, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "gatehouse-eval", "version": "1"}}}, 1, deadline)
+        if not init:
+            return out
+        p.stdin.write((json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n").encode())
+        cursor, i = None, 2
+        while True:
+            params = {"cursor": cursor} if cursor else {}
+            r = ask(p, {"jsonrpc": "2.0", "id": i, "method": "tools/list", "params": params}, i, deadline)
+            if not r or "result" not in r:
+                break
+            out.extend(r["result"].get("tools", []))
+            cursor = r["result"].get("nextCursor")
+            i += 1
+            if not cursor:
+                break
+    finally:
+        p.kill()
+        p.wait()
+    return out
+
+
+with open(sys.argv[2], "w") as f:
+    total = 0
+    for name, argv in SERVERS.items():
+        ts = tools_of(name, argv)
+        print(f"{name}: {len(ts)} tools", file=sys.stderr)
+        total += len(ts)
+        for t in ts:
+            f.write(json.dumps({"label": "benign", "family": f"server {name}", "server": name,
+                                "split": "eval" if name in EVAL_SERVERS else "train", "tool": t}) + "\n")
+    print(f"{total} tools", file=sys.stderr)
