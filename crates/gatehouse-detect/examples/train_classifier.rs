@@ -280,7 +280,7 @@ fn main() {
         let mut benign: Vec<f32> = calib.iter().filter(|x| !x.1).map(|x| top(&x.0)).collect();
         let attacks: Vec<f32> = calib.iter().filter(|x| x.1).map(|x| top(&x.0)).collect();
         benign.sort_by(f32::total_cmp);
-        for fpr in [0.005, 0.01, 0.05] {
+        for fpr in [0.001, 0.005, 0.01, 0.05] {
             let k = ((benign.len() as f64) * (1.0 - fpr)).floor() as usize;
             let t = benign
                 .get(k.min(benign.len().saturating_sub(1)))

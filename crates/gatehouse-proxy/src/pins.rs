@@ -208,6 +208,14 @@ fn definition_findings(
     catalogue: &[(&str, &str)],
 ) -> Vec<(String, Signal)> {
     let mut found = crate::pipeline::scan_strings(cascade, form);
+    // A description is written to instruct the model ("use this tool when…", "you must
+    // call X first"), which is what the classifier learned injections look like: there
+    // its findings are recorded, and the definition rules decide.
+    for (_, s) in found.iter_mut() {
+        if s.stage == 2 {
+            s.severity = s.severity.min(Severity::Medium);
+        }
+    }
     found.extend(gatehouse_detect::definitions::scan(form));
     if kind == "tool" && !name.is_empty() {
         found.extend(cross_server(upstream, name, form, catalogue));

@@ -5,6 +5,7 @@ mod approvals;
 mod audit;
 mod bench;
 mod bench_auth;
+mod bench_detect;
 
 /// mimalloc: glibc malloc's arena locks showed up as contention under load.
 #[global_allocator]
@@ -160,8 +161,19 @@ enum Command {
         #[arg(long = "header", value_name = "NAME=VALUE")]
         headers: Vec<String>,
     },
-    /// Measure added latency and throughput of tools/call through the gateway vs direct.
+    /// Measure added latency and throughput of tools/call through the gateway vs direct;
+    /// `gatehouse bench detect` measures the detection cascade instead.
     Bench {
+        /// `detect`: the cascade's cost per 512-token text and stage, and the share of
+        /// texts that reach its costlier stages.
+        #[arg(value_parser = ["detect"])]
+        what: Option<String>,
+        /// With `detect`: JSON lines with `text` (default: Gatehouse's own documentation).
+        #[arg(long)]
+        texts: Option<PathBuf>,
+        /// With `detect`: use this config's detection settings.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Sequential calls for the latency figures.
         #[arg(long, default_value_t = 5000)]
         calls: usize,
@@ -363,11 +375,18 @@ fn main() -> Result<()> {
             runtime()?.block_on(detect::run(kind, config, classification, threads))
         }
         Command::Bench {
+            what: Some(_),
+            texts,
+            config,
+            ..
+        } => bench_detect::run(texts, config),
+        Command::Bench {
             calls,
             connections,
             seconds,
             soak,
             sample,
+            ..
         } => {
             init_logging(false, "warn");
             match soak {

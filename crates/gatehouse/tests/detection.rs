@@ -388,8 +388,8 @@ async fn poisoned_servers_are_contained_and_rug_pulls_quarantined() {
 
 /// Through the running gateway, from a real SDK server: a README full of orders to its
 /// reader arrives byte for byte; an e-mail carrying an injection in words none of the
-/// training templates use (forged consent addressed to whoever reads the mailbox) arrives
-/// with that sentence removed and the rest intact.
+/// training templates use (forged consent addressed to the assistant reading the mailbox,
+/// which no stage-1 rule matches) arrives with that sentence removed and the rest intact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_benign_readme_passes_untouched_and_a_novel_injection_is_cut() {
     let port = free_port();

@@ -179,7 +179,7 @@ pub struct RawClassifier {
     pub model: Option<PathBuf>,
     /// Default 0.7.
     pub medium: Option<f32>,
-    /// Default 0.94.
+    /// Default 0.996.
     pub high: Option<f32>,
 }
 
