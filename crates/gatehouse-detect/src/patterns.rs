@@ -534,6 +534,48 @@ const B64_CHARS: [bool; 256] = {
     t
 };
 
+/// Base64 and hex runs of `text` that decode to text: (start, end, decoded), for the
+/// classifier to read what the patterns read through `scan_encoded`.
+pub fn decoded_blobs(text: &str) -> Vec<(usize, usize, String)> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if !is_b64(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && is_b64(b[i]) {
+            i += 1;
+        }
+        let run = &b[start..i];
+        let mut end = i;
+        while end < b.len() && b[end] == b'=' && end - i < 2 {
+            end += 1;
+        }
+        if run.len() >= MIN_BASE64 {
+            let hex = run.iter().all(u8::is_ascii_hexdigit);
+            let upper = run.iter().any(u8::is_ascii_uppercase);
+            let lower = run.iter().any(u8::is_ascii_lowercase);
+            let decoded = if hex && run.len() >= MIN_HEX {
+                decode_hex(run)
+            } else if upper && lower {
+                decode_b64(run)
+            } else {
+                None
+            };
+            if let Some(d) = decoded.filter(|d| mostly_text(d))
+                && let Ok(t) = String::from_utf8(d)
+            {
+                out.push((start, end, t));
+            }
+        }
+        i = end.max(i);
+    }
+    out
+}
+
 fn is_b64(b: u8) -> bool {
     B64_CHARS[b as usize]
 }
