@@ -41,7 +41,9 @@ pub struct Arbiter {
     pub api_key: Option<String>,
     pub timeout: Duration,
     http: reqwest::Client,
-    cache: Mutex<(HashMap<String, Verdict>, VecDeque<String>)>,
+    /// Verdicts, and unreadable answers (the model answers the same text the same way at
+    /// temperature 0, so asking again only costs); an unreachable endpoint is not cached.
+    cache: Mutex<(HashMap<String, Result<Verdict, String>>, VecDeque<String>)>,
     cache_size: usize,
 }
 
@@ -73,11 +75,16 @@ fn read_verdict(body: &Value) -> Result<Verdict, ArbiterError> {
         .trim();
     let v: Value = serde_json::from_str(trimmed)
         .map_err(|_| ArbiterError::Unreadable(content.chars().take(80).collect::<String>()))?;
-    let confidence = v["confidence"]
-        .as_f64()
-        .filter(|c| (0.0..=1.0).contains(c))
-        .ok_or_else(|| ArbiterError::Unreadable("confidence missing or out of range".into()))?
-        as f32;
+    // Small models often give the verdict alone: a missing confidence reads as 0.5 (it
+    // only becomes the finding's score); one that is there must be a number in range.
+    let confidence = match v.get("confidence") {
+        None | Some(Value::Null) => 0.5,
+        Some(c) => c
+            .as_f64()
+            .filter(|c| (0.0..=1.0).contains(c))
+            .ok_or_else(|| ArbiterError::Unreadable("confidence out of range".into()))?
+            as f32,
+    };
     match v["verdict"].as_str() {
         Some("injection") => Ok(Verdict::Injection(confidence)),
         Some("benign") => Ok(Verdict::Benign(confidence)),
@@ -126,7 +133,7 @@ impl Arbiter {
             .0
             .get(&key)
         {
-            return Ok(*v);
+            return v.clone().map_err(ArbiterError::Unreadable);
         }
         // Delimiters the text cannot contain: it cannot close them early.
         let fence = format!("TEXT-{}", &key[..16]);
@@ -165,19 +172,25 @@ impl Arbiter {
                 return Err(ArbiterError::Unreadable("answer too large".into()));
             }
         }
-        let v: Value = serde_json::from_slice(&bytes)
-            .map_err(|_| ArbiterError::Unreadable("not JSON".into()))?;
-        let verdict = read_verdict(&v)?;
+        let verdict = match serde_json::from_slice::<Value>(&bytes) {
+            Ok(v) => read_verdict(&v),
+            Err(_) => Err(ArbiterError::Unreadable("not JSON".into())),
+        };
+        let entry = match &verdict {
+            Ok(v) => Ok(*v),
+            Err(ArbiterError::Unreadable(why)) => Err(why.clone()),
+            Err(ArbiterError::Unavailable(_)) => return verdict,
+        };
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         if cache.0.len() >= self.cache_size
             && let Some(old) = cache.1.pop_front()
         {
             cache.0.remove(&old);
         }
-        if cache.0.insert(key.clone(), verdict).is_none() {
+        if cache.0.insert(key.clone(), entry).is_none() {
             cache.1.push_back(key);
         }
-        Ok(verdict)
+        verdict
     }
 }
 
@@ -251,10 +264,21 @@ pub(crate) mod tests {
             a.judge("garbage in").await,
             Err(ArbiterError::Unreadable(_))
         ));
+        // An unreadable answer is remembered too: the same text is not asked again.
+        let before = calls.load(Ordering::SeqCst);
+        assert!(matches!(
+            a.judge("garbage in").await,
+            Err(ArbiterError::Unreadable(_))
+        ));
+        assert_eq!(calls.load(Ordering::SeqCst), before);
         assert!(matches!(
             a.judge("slow answer").await,
             Err(ArbiterError::Unavailable(_))
         ));
+        // An unreachable or slow endpoint is not: the next call asks again.
+        let before = calls.load(Ordering::SeqCst);
+        assert!(a.judge("slow answer").await.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), before + 1);
         let dead = Arbiter::new(
             "http://127.0.0.1:9/v1",
             "m",
@@ -273,10 +297,16 @@ pub(crate) mod tests {
     fn only_the_verdict_object_is_accepted() {
         let wrap = |c: &str| json!({"choices": [{"message": {"content": c}}]});
         assert!(read_verdict(&wrap(r#"{"verdict": "injection", "confidence": 1}"#)).is_ok());
+        // The verdict alone, as small models answer: confidence 0.5.
+        assert_eq!(
+            read_verdict(&wrap(r#"{"verdict": "benign"}"#)).ok(),
+            Some(Verdict::Benign(0.5))
+        );
         for bad in [
             r#"{"verdict": "maybe", "confidence": 0.5}"#,
             r#"{"verdict": "benign", "confidence": 7}"#,
-            r#"{"verdict": "benign"}"#,
+            r#"{"verdict": "benign", "confidence": "high"}"#,
+            r#"{"confidence": 0.9}"#,
             "benign",
         ] {
             assert!(read_verdict(&wrap(bad)).is_err(), "{bad}");

@@ -570,3 +570,112 @@ async fn definitions_are_checked_again_when_detection_settings_change() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// The llama.cpp server (llama-cpp-python, built from its PyPI source by scripts/test) and
+/// the Gemma 3 270M GGUF it serves (assembled from its PyPI chunk packages), both under
+/// `GATEHOUSE_TEST_LLM` (default /var/tmp/gatehouse-llm).
+fn llm_home() -> std::path::PathBuf {
+    let home = std::path::PathBuf::from(
+        std::env::var("GATEHOUSE_TEST_LLM").unwrap_or_else(|_| "/var/tmp/gatehouse-llm".into()),
+    );
+    assert!(
+        home.join("venv/bin/python").exists() && home.join("model.gguf").exists(),
+        "the stage-3 test model is not installed under {}: run scripts/test",
+        home.display()
+    );
+    home
+}
+
+/// Stage 3 against a real model behind a real OpenAI-compatible server: a high-risk tool's
+/// result is asked about (the request reaches the server and the call is answered with
+/// the verdict applied), the verdict is cached (the same text is not asked twice), and
+/// when the server is gone the call is still answered and `llm.unavailable` is recorded
+/// (`fail: flag`). A test of the plumbing, not of the model's judgement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_arbiter_asks_a_real_model_caches_and_fails_as_configured() {
+    let home = llm_home();
+    let port = free_port();
+    let llm_port = free_port();
+    let dir = std::env::temp_dir().join(format!("gatehouse-detection-llm-{port}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let log = dir.join("llm.log");
+    let mut llm = Command::new(home.join("venv/bin/python"))
+        .args([
+            "-m",
+            "llama_cpp.server",
+            "--host",
+            "127.0.0.1",
+            "--n_ctx",
+            "2048",
+            "--n_threads",
+            "2",
+        ])
+        .arg("--port")
+        .arg(llm_port.to_string())
+        .arg("--model")
+        .arg(home.join("model.gguf"))
+        .arg("--model_alias")
+        .arg("gemma")
+        .stdout(std::fs::File::create(&log).expect("log"))
+        .stderr(std::fs::File::create(dir.join("llm.err")).expect("log"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("llama_cpp.server");
+    wait_port(llm_port).await;
+    let state = dir.join("notes-version");
+    std::fs::write(&state, "1").expect("state");
+    let cfg = config(&dir, port, &state);
+    let mut yaml = std::fs::read_to_string(&cfg).expect("config");
+    yaml.push_str(&format!(
+        "detection:\n  arbiter: {{url: 'http://127.0.0.1:{llm_port}/v1', model: gemma, high_risk_tools: [poisoned__document], timeout_ms: 60000, fail: flag, cache: 64}}\n"
+    ));
+    std::fs::write(&cfg, yaml).expect("config");
+    let gateway = serve_config(&cfg, port, &[]).await;
+    let mcp = Mcp::connect(&format!("http://127.0.0.1:{port}/mcp"), "2025-11-25").await;
+    let asked = || {
+        let out = std::fs::read_to_string(&log).unwrap_or_default()
+            + &std::fs::read_to_string(dir.join("llm.err")).unwrap_or_default();
+        out.matches("POST /v1/chat/completions").count()
+    };
+
+    let started = std::time::Instant::now();
+    let r = mcp
+        .call("poisoned__document", json!({"name": "readme"}))
+        .await;
+    println!(
+        "first call through the real arbiter: {:?}",
+        started.elapsed()
+    );
+    assert!(text(&r).contains("fastq-tools"), "{r}");
+    // Asked about each string of the result (the text, and the same text again in
+    // `structuredContent` when the first answer was not yet cached).
+    let first = asked();
+    assert!(
+        (1..=2).contains(&first),
+        "the model was asked {first} times"
+    );
+    // The same text again: the cached verdict, no new request.
+    let r = mcp
+        .call("poisoned__document", json!({"name": "readme"}))
+        .await;
+    assert!(text(&r).contains("fastq-tools"), "{r}");
+    assert_eq!(asked(), first, "a cached verdict is not asked again");
+
+    // The model gone: the call is answered, and the missing verdict recorded.
+    llm.kill().await.expect("stop the model server");
+    let r = mcp
+        .call("poisoned__document", json!({"name": "inbox"}))
+        .await;
+    assert!(text(&r).contains("Hi Sara"), "{r}");
+    let events = audit_events(port).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e["detections"].as_array().is_some_and(|d| d
+                .iter()
+                .any(|x| x["rule"] == "llm.unavailable" && x["stage"] == 3))),
+        "no llm.unavailable in the audit"
+    );
+    drop(gateway);
+}
