@@ -34,6 +34,9 @@ pub enum ArbiterError {
     Unreadable(String),
 }
 
+/// A remembered answer: the verdict, or why the answer could not be read.
+type Cached = Result<Verdict, String>;
+
 /// The configured endpoint with its cache.
 pub struct Arbiter {
     pub url: String,
@@ -43,7 +46,7 @@ pub struct Arbiter {
     http: reqwest::Client,
     /// Verdicts, and unreadable answers (the model answers the same text the same way at
     /// temperature 0, so asking again only costs); an unreachable endpoint is not cached.
-    cache: Mutex<(HashMap<String, Result<Verdict, String>>, VecDeque<String>)>,
+    cache: Mutex<(HashMap<String, Cached>, VecDeque<String>)>,
     cache_size: usize,
 }
 

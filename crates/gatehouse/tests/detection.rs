@@ -90,15 +90,28 @@ fn config(dir: &Path, port: u16, state: &Path) -> std::path::PathBuf {
     path
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn poisoned_servers_are_contained_and_rug_pulls_quarantined() {
+/// A fresh directory, port, notes-version state file ("1") and config for one test.
+fn scratch(
+    tag: &str,
+) -> (
+    u16,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
     let port = free_port();
-    let dir = std::env::temp_dir().join(format!("gatehouse-detection-{port}"));
+    let dir = std::env::temp_dir().join(format!("gatehouse-detection-{tag}-{port}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
     let state = dir.join("notes-version");
     std::fs::write(&state, "1").expect("state");
     let cfg = config(&dir, port, &state);
+    (port, dir, state, cfg)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poisoned_servers_are_contained_and_rug_pulls_quarantined() {
+    let (port, _dir, state, cfg) = scratch("poisoned");
     let gateway = serve_config(&cfg, port, &[]).await;
     let mcp = Mcp::connect(&format!("http://127.0.0.1:{port}/mcp"), "2025-11-25").await;
 
@@ -392,13 +405,7 @@ async fn poisoned_servers_are_contained_and_rug_pulls_quarantined() {
 /// which no stage-1 rule matches) arrives with that sentence removed and the rest intact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_benign_readme_passes_untouched_and_a_novel_injection_is_cut() {
-    let port = free_port();
-    let dir = std::env::temp_dir().join(format!("gatehouse-detection-docs-{port}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
-    let state = dir.join("notes-version");
-    std::fs::write(&state, "1").expect("state");
-    let cfg = config(&dir, port, &state);
+    let (port, _dir, _state, cfg) = scratch("docs");
     let gateway = serve_config(&cfg, port, &[]).await;
     let mcp = Mcp::connect(&format!("http://127.0.0.1:{port}/mcp"), "2025-11-25").await;
 
@@ -594,11 +601,8 @@ fn llm_home() -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_arbiter_asks_a_real_model_caches_and_fails_as_configured() {
     let home = llm_home();
-    let port = free_port();
+    let (port, dir, _state, cfg) = scratch("llm");
     let llm_port = free_port();
-    let dir = std::env::temp_dir().join(format!("gatehouse-detection-llm-{port}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
     let log = dir.join("llm.log");
     let mut llm = Command::new(home.join("venv/bin/python"))
         .args([
@@ -623,9 +627,6 @@ async fn the_arbiter_asks_a_real_model_caches_and_fails_as_configured() {
         .spawn()
         .expect("llama_cpp.server");
     wait_port(llm_port).await;
-    let state = dir.join("notes-version");
-    std::fs::write(&state, "1").expect("state");
-    let cfg = config(&dir, port, &state);
     let mut yaml = std::fs::read_to_string(&cfg).expect("config");
     yaml.push_str(&format!(
         "detection:\n  arbiter: {{url: 'http://127.0.0.1:{llm_port}/v1', model: gemma, high_risk_tools: [poisoned__document], timeout_ms: 60000, fail: flag, cache: 64}}\n"
