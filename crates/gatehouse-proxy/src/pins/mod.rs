@@ -1,7 +1,8 @@
-//! Tool pinning and list-time checks (the checks themselves: `checks.rs`). Every tool and prompt definition an upstream lists is
-//! hashed canonically and checked before it reaches the catalog: poisoned descriptions
-//! (the pattern stage over every string of the definition), cross-server shadowing (a
-//! description naming another server's tools) and look-alike names. A definition that
+//! Tool pinning and list-time checks (the checks themselves live in `checks.rs`). Every
+//! tool and prompt definition an upstream lists is hashed canonically and checked before it
+//! reaches the catalog: poisoned descriptions (the cascade and the definition rules over
+//! every string and parameter name), cross-server shadowing (a description naming another
+//! server's tools) and look-alike names. A definition that
 //! changed after it was pinned, or that detection holds, is hidden and uncallable until an
 //! administrator reviews it (`/admin/v1/pins`, `gatehouse pins`). Every step is audited.
 
