@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
+use crate::json::Text;
 use crate::patterns::parse_rules;
 use crate::{Patterns, Severity, Signal};
 
@@ -27,93 +28,53 @@ pub fn patterns() -> Option<&'static Patterns> {
     .as_ref()
 }
 
-fn rules_scan(s: &str) -> Vec<Signal> {
-    patterns().map(|p| p.scan(s)).unwrap_or_default()
-}
-
 /// Longest identifier a parameter name or enum value may be before it is read as text.
 const MAX_IDENTIFIER_WORDS: usize = 4;
 
+/// Deepest nesting of a definition read.
+const MAX_DEPTH: usize = 32;
+
 /// Findings in one definition (its pinned form), each with the JSON pointer it was found at.
+/// If the shipped rules could not be compiled (the tests below rule that out), every
+/// definition gets a critical finding: the checks fail closed.
 pub fn scan(def: &Value) -> Vec<(String, Signal)> {
     let mut out = Vec::new();
-    walk(def, &mut String::new(), 0, false, &mut out);
+    let Some(rules) = patterns() else {
+        out.push((
+            String::new(),
+            signal("tooldef.rules_unavailable", Severity::Critical, 0),
+        ));
+        return out;
+    };
+    crate::json::visit(def, true, MAX_DEPTH, &mut |at, s, kind| {
+        // Parameter names and enum values are identifiers: a sentence there is text hidden
+        // where no one reads it. Parameter names are read by the rules too.
+        let identifier = match kind {
+            Text::Key { parent } => parent == "properties",
+            Text::Value => at.contains("/enum/"),
+        };
+        if identifier && s.split_whitespace().count() > MAX_IDENTIFIER_WORDS {
+            out.push((
+                at.to_owned(),
+                signal("tooldef.prose_identifier", Severity::Medium, s.len()),
+            ));
+        }
+        if kind == Text::Value || identifier {
+            out.extend(rules.scan(s).into_iter().map(|sig| (at.to_owned(), sig)));
+        }
+    });
     out
 }
 
-fn pointer_push(at: &mut String, key: &str) {
-    at.push('/');
-    at.push_str(&key.replace('~', "~0").replace('/', "~1"));
-}
-
-fn walk(
-    v: &Value,
-    at: &mut String,
-    depth: usize,
-    in_properties: bool,
-    out: &mut Vec<(String, Signal)>,
-) {
-    if depth > 32 {
-        return;
-    }
-    match v {
-        Value::String(s) => {
-            for sig in rules_scan(s) {
-                out.push((at.clone(), sig));
-            }
-        }
-        Value::Array(a) => {
-            for (i, x) in a.iter().enumerate() {
-                let len = at.len();
-                pointer_push(at, &i.to_string());
-                // Enum values are identifiers: a sentence there is text hidden where no
-                // one reads it.
-                if at.contains("/enum/")
-                    && let Value::String(s) = x
-                {
-                    prose_where_identifier(s, at, out);
-                }
-                walk(x, at, depth + 1, false, out);
-                at.truncate(len);
-            }
-        }
-        Value::Object(o) => {
-            for (k, x) in o {
-                if k == "_meta" {
-                    continue;
-                }
-                let len = at.len();
-                pointer_push(at, k);
-                if in_properties {
-                    prose_where_identifier(k, at, out);
-                    for sig in rules_scan(k) {
-                        out.push((at.clone(), sig));
-                    }
-                }
-                walk(x, at, depth + 1, k == "properties", out);
-                at.truncate(len);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// A sentence where an identifier belongs (a parameter name, an enum value).
-fn prose_where_identifier(s: &str, at: &str, out: &mut Vec<(String, Signal)>) {
-    let words = s.split_whitespace().count();
-    if words > MAX_IDENTIFIER_WORDS {
-        out.push((
-            at.to_owned(),
-            Signal {
-                rule: "tooldef.prose_identifier".to_owned(),
-                category: "tool_poisoning".to_owned(),
-                severity: Severity::Medium,
-                stage: 1,
-                score: Severity::Medium.score(),
-                start: 0,
-                end: s.len(),
-            },
-        ));
+fn signal(rule: &str, severity: Severity, end: usize) -> Signal {
+    Signal {
+        rule: rule.to_owned(),
+        category: "tool_poisoning".to_owned(),
+        severity,
+        stage: 1,
+        score: severity.score(),
+        start: 0,
+        end,
     }
 }
 
@@ -128,7 +89,7 @@ mod tests {
         let p = Patterns::from_specs(&specs).unwrap_or_else(|e| panic!("{e}"));
         let failures = p.self_test(&specs);
         assert!(failures.is_empty(), "{failures:#?}");
-        assert!(!rules_scan("read ~/.ssh/id_rsa").is_empty());
+        assert!(patterns().is_some_and(|p| !p.scan("read ~/.ssh/id_rsa").is_empty()));
     }
 
     #[test]

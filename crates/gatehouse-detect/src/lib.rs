@@ -9,6 +9,7 @@ pub mod definitions;
 pub mod dlp;
 pub mod hygiene;
 pub mod inject;
+pub mod json;
 pub mod patterns;
 pub mod redact;
 pub mod unicode;

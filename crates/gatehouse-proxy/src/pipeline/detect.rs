@@ -21,11 +21,11 @@ pub(crate) const REDACTED: &str = "[removed by Gatehouse: suspected prompt injec
 
 /// Every string in `v` with its JSON pointer, scanned.
 pub fn scan(p: &Cascade, v: &Value) -> Vec<(String, Signal)> {
-    let mut all = Vec::new();
-    strings(v, &mut String::new(), 0, &mut all);
-    all.into_iter()
-        .flat_map(|(at, s)| p.scan(s).into_iter().map(move |x| (at.clone(), x)))
-        .collect()
+    let mut out = Vec::new();
+    gatehouse_detect::json::visit(v, false, MAX_DEPTH, &mut |at, s, _| {
+        out.extend(p.scan(s).into_iter().map(|x| (at.to_owned(), x)));
+    });
+    out
 }
 
 /// Replaces the span of each finding at or above `from` (widened to its sentence) in the
@@ -68,37 +68,13 @@ fn redact(v: &mut Value, found: &[(String, Signal)], from: Severity) {
     }
 }
 
-/// Every string in `v` with its JSON pointer. `_meta` is skipped: protocol metadata is not
-/// read by the model.
-fn strings<'v>(v: &'v Value, at: &mut String, depth: usize, out: &mut Vec<(String, &'v str)>) {
-    if depth > MAX_DEPTH {
-        return;
-    }
-    match v {
-        Value::String(s) => out.push((at.clone(), s)),
-        Value::Array(a) => {
-            for (i, x) in a.iter().enumerate() {
-                let len = at.len();
-                at.push('/');
-                at.push_str(&i.to_string());
-                strings(x, at, depth + 1, out);
-                at.truncate(len);
-            }
-        }
-        Value::Object(o) => {
-            for (k, x) in o {
-                if k == "_meta" {
-                    continue;
-                }
-                let len = at.len();
-                at.push('/');
-                at.push_str(&k.replace('~', "~0").replace('/', "~1"));
-                strings(x, at, depth + 1, out);
-                at.truncate(len);
-            }
-        }
-        _ => {}
-    }
+/// Every string in `v` with its JSON pointer (`_meta` skipped), owned.
+fn strings(v: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    gatehouse_detect::json::visit(v, false, MAX_DEPTH, &mut |at, s, _| {
+        out.push((at.to_owned(), s.to_owned()));
+    });
+    out
 }
 
 /// Most texts one message sends to the arbiter.
@@ -112,8 +88,7 @@ async fn arbitrate(d: &Detection, tool: &str, v: &Value, found: &mut Vec<(String
         return;
     };
     let high_risk = a.high_risk_tools.iter().any(|t| t == tool);
-    let mut all = Vec::new();
-    strings(v, &mut String::new(), 0, &mut all);
+    let all = strings(v);
     // (pointer, start, end, score): the spans to ask about, most doubtful first.
     let mut asked: Vec<(String, usize, usize, f32)> = Vec::new();
     for (at, s) in &all {
