@@ -631,21 +631,7 @@ impl Gateway {
         }
 
         // Stage: validate. Arguments are checked before anything leaves the gateway.
-        // Stage: detect. Injection and poisoning patterns over what the tool would receive.
         let mut flagged = None;
-        let detection = match &target {
-            Target::Upstream { guard, .. } if req.method == method::TOOLS_CALL => {
-                detect::arguments(
-                    &cfg,
-                    guard.target.classification(),
-                    &guard.name,
-                    req.params.as_ref().and_then(|p| p.get("arguments")),
-                    trace,
-                )
-                .await
-            }
-            _ => Verdict::Allow,
-        };
         let mut url_hosts = Vec::new();
         let (schema_check, argument_checks) = match &target {
             Target::Upstream { guard, .. } if req.method == method::TOOLS_CALL => {
@@ -669,8 +655,25 @@ impl Gateway {
             }
             _ => (Verdict::Allow, Verdict::Allow),
         };
-        for verdict in [validate(&req), schema_check, argument_checks, detection] {
+        for verdict in [validate(&req), schema_check, argument_checks] {
             match verdict {
+                Verdict::Deny(d) => {
+                    tracing::info!(rule = d.rule, reason = %d.reason, "request denied");
+                    trace.denied_by = Some(d.rule);
+                    return Err(d.error);
+                }
+                Verdict::RequireApproval(rule) => flagged = Some(rule),
+                Verdict::Allow => {}
+            }
+        }
+        // Stage: detect. Injection patterns over what the tool would receive; after the
+        // cheap checks, because it may ask a model.
+        if let Target::Upstream { guard, .. } = &target
+            && req.method == method::TOOLS_CALL
+        {
+            let args = req.params.as_ref().and_then(|p| p.get("arguments"));
+            let classification = guard.target.classification();
+            match detect::arguments(&cfg, classification, &guard.name, args, trace).await {
                 Verdict::Deny(d) => {
                     tracing::info!(rule = d.rule, reason = %d.reason, "request denied");
                     trace.denied_by = Some(d.rule);
