@@ -5,10 +5,12 @@
 
 use gatehouse_detect::{Cascade, Severity, Signal};
 use gatehouse_policy::Classification;
-use gatehouse_protocol::{RpcError, code};
+use gatehouse_protocol::{RpcError, code, method};
 use serde_json::{Value, json};
 
-use super::{Denial, Trace, Verdict};
+use super::chain::Call;
+use super::trace::Trace;
+use super::{Denial, Verdict};
 use crate::config::{Config, Detection, Response};
 use crate::gateway::CorrelationId;
 
@@ -321,6 +323,19 @@ pub(super) async fn arguments(
         Response::Approve => Verdict::RequireApproval("detect.arguments"),
         _ => Verdict::Allow,
     }
+}
+
+/// Stage: detect, over what a called tool would receive.
+pub(super) async fn call_arguments(c: &mut Call<'_>) -> Verdict {
+    let super::Target::Upstream { guard, .. } = &c.target else {
+        return Verdict::Allow;
+    };
+    if c.req.method != method::TOOLS_CALL {
+        return Verdict::Allow;
+    }
+    let args = c.req.params.as_ref().and_then(|p| p.get("arguments"));
+    let level = guard.target.classification();
+    arguments(c.cfg, level, &guard.name, args, c.trace).await
 }
 
 /// What the model will read back: withheld, redacted in place, or recorded.

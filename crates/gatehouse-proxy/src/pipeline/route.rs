@@ -5,7 +5,8 @@ use gatehouse_policy::Action;
 use gatehouse_protocol::{Request, RpcError, code, method};
 use serde_json::{Value, json};
 
-use super::{Guard, Target, View};
+use super::chain::Call;
+use super::{Guard, Target, Verdict, View};
 use crate::authorize::Named;
 use crate::catalog::Catalog;
 use crate::config::Config;
@@ -219,4 +220,48 @@ pub(super) fn data_policy<'c>(
         .iter()
         .find(|u| u.name == upstream)
         .map(|u| &u.data)
+}
+
+/// Stage: scope. The virtual server the caller came through still exists (a reload may
+/// have removed it); what the caller can see and reach is fixed here.
+pub(super) fn scope(c: &mut Call<'_>) -> Verdict {
+    let scope = match &c.ctx.scope {
+        Some(name) => match c.cfg.virtual_servers.get(name) {
+            Some(vs) => Some(vs),
+            None => {
+                return Verdict::Answer(Err(RpcError::new(
+                    code::INVALID_REQUEST,
+                    "this virtual server no longer exists",
+                )));
+            }
+        },
+        None => None,
+    };
+    c.view = View {
+        scope,
+        limits: c.ctx.principal.limits.as_ref(),
+    };
+    Verdict::Allow
+}
+
+/// Stage: route. The exposed name resolved to its upstream first: every later stage
+/// decides about a concrete tool on a concrete server, not a client-chosen string.
+pub(super) fn target(c: &mut Call<'_>) -> Verdict {
+    let target = match c.gw.route(c.cfg, &c.req, c.view) {
+        Ok(t) => t,
+        Err(e) => return Verdict::Answer(Err(e)),
+    };
+    match &target {
+        Target::Upstream { upstream, tool, .. } => {
+            c.trace.upstream = Some(upstream.clone());
+            c.trace.tool.clone_from(tool);
+        }
+        Target::UnknownTool(name) => {
+            c.trace.tool = Some(name.clone());
+            c.trace.unknown_tool = true;
+        }
+        Target::Local | Target::Logging => {}
+    }
+    c.target = target;
+    Verdict::Allow
 }

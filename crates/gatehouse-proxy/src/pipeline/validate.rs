@@ -5,12 +5,13 @@
 
 use gatehouse_detect::inject::{self, ArgKind};
 use gatehouse_policy::{Target, Verb};
-use gatehouse_protocol::{RpcError, code};
+use gatehouse_protocol::{RpcError, code, method};
 use serde_json::{Map, Value, json};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::chain::Call;
 use super::{Denial, Verdict, route};
 use crate::config::{Config, RawArgRule};
 
@@ -318,6 +319,70 @@ pub(super) fn arguments(
         }
     }
     Verdict::Allow
+}
+
+/// Stage: validate the envelope. `tools/call` arguments, when present, is an object.
+pub(super) fn envelope(c: &mut Call<'_>) -> Verdict {
+    if c.req.method == method::TOOLS_CALL
+        && c.arguments()
+            .is_some_and(|a| !a.is_object() && !a.is_null())
+    {
+        return Verdict::Deny(Denial::new(
+            "validate.arguments_object",
+            "tools/call arguments is not an object",
+            RpcError::new(code::INVALID_PARAMS, "params.arguments must be an object"),
+        ));
+    }
+    Verdict::Allow
+}
+
+/// A routed `tools/call`: its guard. Other requests have no arguments to check.
+fn routed_call<'c>(c: &'c Call<'_>) -> Option<&'c super::Guard> {
+    match &c.target {
+        super::Target::Upstream { guard, .. } if c.req.method == method::TOOLS_CALL => Some(guard),
+        _ => None,
+    }
+}
+
+/// Stage: validate against the tool's own input schema.
+pub(super) fn schema(c: &mut Call<'_>) -> Verdict {
+    let Some(guard) = routed_call(c) else {
+        return Verdict::Allow;
+    };
+    let empty = Value::Object(Map::new());
+    let catalog = c.gw.catalog();
+    c.gw.schemas.check(
+        catalog.tool(&guard.name).map(|e| &e.def),
+        c.arguments().filter(|a| !a.is_null()).unwrap_or(&empty),
+    )
+}
+
+/// Stage: the gateway's own argument rules (limits, paths, URLs, SQL, shell, per role).
+pub(super) fn rules(c: &mut Call<'_>) -> Verdict {
+    let Some(guard) = routed_call(c) else {
+        return Verdict::Allow;
+    };
+    let mut hosts = Vec::new();
+    let verdict = arguments(
+        c.cfg,
+        &guard.target,
+        c.arguments().and_then(Value::as_object),
+        &c.ctx.principal.roles,
+        &mut hosts,
+    );
+    c.url_hosts = hosts;
+    verdict
+}
+
+/// Stage: URL arguments naming a host: what the name resolves to.
+pub(super) async fn hosts(c: &mut Call<'_>) -> Verdict {
+    let super::Target::Upstream { guard, .. } = &c.target else {
+        return Verdict::Allow;
+    };
+    if c.url_hosts.is_empty() {
+        return Verdict::Allow;
+    }
+    resolved_hosts(&guard.target, std::mem::take(&mut c.url_hosts)).await
 }
 
 /// Most host names resolved per call.

@@ -1,0 +1,315 @@
+//! Stage: upstream call, with the gateway's own connection (the client's credential and
+//! envelope never travel further), then the response's own stages: error hygiene and
+//! inspection. Requests the gateway answers itself are answered here too.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use gatehouse_protocol::{
+    Id, META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION, Message, Request,
+    RpcError, code, method,
+};
+use serde_json::{Map, Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+use super::chain::Call;
+use super::trace::Trace;
+use super::{ClientCtx, Target, View, hygiene};
+use crate::authorize::digest;
+use crate::config::Config;
+use crate::gateway::{CorrelationId, Gateway};
+use crate::metrics as m;
+use crate::upstream::{CallRoute, UpstreamError, UserToken};
+
+/// Stage: the call itself, and what comes back.
+pub(super) async fn call(c: &mut Call<'_>) -> Result<Value, RpcError> {
+    let (gw, cfg, ctx, correlation) = (c.gw, c.cfg, c.ctx, c.correlation);
+    let target = std::mem::replace(&mut c.target, Target::Local);
+    let result = match target {
+        Target::Local => gw.answer_locally(cfg, &c.req, c.view, c.gate.as_ref()),
+        // A tool held for review is unknown to the catalog; its caller is told why.
+        Target::UnknownTool(name) if gw.pins.held(&name) => Ok(json!({
+            "content": [{"type": "text", "text": format!("Tool {name} is held for review by the gateway's administrators: its definition is new, changed or flagged")}],
+            "isError": true
+        })),
+        Target::UnknownTool(name) => Ok(json!({
+            "content": [{"type": "text", "text": format!("Unknown tool: {name}")}],
+            "isError": true
+        })),
+        Target::Logging => {
+            gw.fan_out_logging(&c.req, c.view).await;
+            Ok(json!({}))
+        }
+        Target::Upstream {
+            upstream,
+            mut params,
+            guard,
+            ..
+        } => {
+            if let (Some(args), Some(p)) = (
+                c.outgoing_args.take(),
+                params.as_mut().and_then(Value::as_object_mut),
+            ) {
+                p.insert("arguments".into(), args);
+            }
+            let mut forwarded = Request {
+                id: c.req.id.clone(),
+                method: c.req.method.clone(),
+                params,
+            };
+            strip_envelope(&mut forwarded);
+            let trace = &mut *c.trace;
+            let mut result = gw
+                .call_upstream(
+                    ctx,
+                    &upstream,
+                    forwarded,
+                    c.events.take(),
+                    trace,
+                    correlation,
+                )
+                .await
+                .map_err(|e| {
+                    if trace.upstream_error.is_some() || trace.own_answer {
+                        e // the gateway's own answer: already generic
+                    } else {
+                        hygiene::upstream_error(cfg, e, correlation, trace)
+                    }
+                })?;
+            hygiene::tool_error(cfg, &mut result, correlation, trace);
+            // Stage: inspect response (size cap, DLP, byte budgets, size anomaly, prompt
+            // injection, content inspection).
+            gw.inspect(cfg, ctx, &guard.target, &mut result, trace, correlation)
+                .await?;
+            Ok(result)
+        }
+    }?;
+    if c.trace.args_digest.is_some() {
+        c.trace.result_digest = Some(digest(&result));
+    }
+    Ok(result)
+}
+
+impl Gateway {
+    async fn fan_out_logging(self: &Arc<Self>, req: &Request, view: View<'_>) {
+        let timeout = self.config().limits.request_timeout;
+        for up in self.upstreams().values() {
+            let wants = up
+                .info()
+                .is_some_and(|i| i.capabilities.get("logging").is_some());
+            if wants && view.allows(up.name(), None) {
+                let mut r = req.clone();
+                strip_envelope(&mut r);
+                if let Err(e) = up.call(r, None, timeout, None).await {
+                    tracing::warn!(upstream = up.name(), error = %e, "logging/setLevel not delivered");
+                }
+            }
+        }
+    }
+
+    async fn call_upstream(
+        self: &Arc<Self>,
+        ctx: &ClientCtx,
+        name: &str,
+        req: Request,
+        events: Option<mpsc::Sender<Message>>,
+        trace: &mut Trace,
+        correlation: CorrelationId,
+    ) -> Result<Value, RpcError> {
+        let up = self
+            .upstream(name)
+            .ok_or_else(|| unavailable(correlation))?;
+        // An upstream called with each user's own account gets that user's token, or the
+        // user is asked to connect it (a URL elicitation); never another credential.
+        trace.own_answer = true;
+        let cfg = self.config();
+        let per_user = self.per_user_upstream(&cfg, name, correlation)?;
+        let user = match &per_user {
+            Some(s) => Some(self.user_upstream_token(s, ctx, name, correlation).await?),
+            None => ctx.user_token.clone(),
+        };
+        // An upstream that acts for users gets an exchanged user token or no call: falling
+        // back to the gateway's own token would lend its rights to whoever asked.
+        if up.exchanges_tokens() && ctx.user_token.is_none() {
+            tracing::warn!(target: "gatehouse::audit", upstream = name, principal = %ctx.principal.id, "call refused: the upstream needs a user token to exchange");
+            return Err(RpcError::new(
+                code::INVALID_REQUEST,
+                "This server acts on behalf of users: sign in with an OAuth token",
+            )
+            .with_data(json!({"correlationId": correlation.to_string()})));
+        }
+        trace.own_answer = false;
+        let route = events.map(|events| CallRoute {
+            events,
+            progress_token: req.meta().and_then(|m| m.get("progressToken")).cloned(),
+            owner: ctx.key().to_owned(),
+            caps: ctx.session.as_ref().map(|s| s.caps).unwrap_or_default(),
+        });
+        let timeout = cfg.limits.request_timeout;
+        let key = (ctx.key().to_owned(), req.id.clone());
+        let (cancel_tx, cancel_rx) = oneshot::channel::<()>();
+        let cancellable = ctx.session.is_some();
+        if cancellable {
+            self.cancellable
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(key.clone(), cancel_tx);
+        }
+        let subscribe = (
+            req.method == method::RESOURCES_SUBSCRIBE,
+            req.method == method::RESOURCES_UNSUBSCRIBE,
+        );
+        let uri = req.param_str("uri").map(str::to_owned);
+        let started = Instant::now();
+        let outcome = tokio::select! {
+            r = up.call(req, route, timeout, user.as_ref()) => Some(r),
+            // The client sent notifications/cancelled: dropping the call tells the upstream.
+            _ = cancel_rx => None,
+        };
+        if cancellable {
+            self.cancellable
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&key);
+        }
+        up.latency.record(started.elapsed().as_secs_f64());
+        match outcome {
+            None => Err(RpcError::new(code::REQUEST_TIMEOUT, "Request cancelled")),
+            Some(Ok(resp)) => {
+                if resp.outcome.is_ok()
+                    && let (Some(sess), Some(uri)) = (&ctx.session, &uri)
+                {
+                    match subscribe {
+                        (true, _) => self.hub.subscribe(&sess.sid, uri),
+                        (_, true) => self.hub.unsubscribe(&sess.sid, uri),
+                        _ => {}
+                    }
+                }
+                resp.outcome
+            }
+            Some(Err(UpstreamError::Http(401))) if per_user.is_some() => {
+                // The upstream no longer accepts the user's token (revoked there): forget it
+                // and ask the user to connect again.
+                let s = per_user.as_ref().expect("checked");
+                tracing::warn!(target: "gatehouse::audit", upstream = name, principal = %ctx.principal.id, "the upstream refused the user's token: consent again");
+                s.forget_upstream(&ctx.principal.id, name);
+                trace.own_answer = true;
+                Err(self
+                    .user_upstream_token(s, ctx, name, correlation)
+                    .await
+                    .err()
+                    .unwrap_or_else(|| unavailable(correlation)))
+            }
+            Some(Err(e)) => {
+                let kind = match &e {
+                    UpstreamError::Timeout => "timeout",
+                    UpstreamError::Unavailable | UpstreamError::Closed => "unavailable",
+                    _ => "transport",
+                };
+                metrics::counter!(m::UPSTREAM_ERRORS, "upstream" => name.to_owned(), "kind" => kind).increment(1);
+                tracing::warn!(upstream = name, %correlation, error = %e, "upstream call failed");
+                trace.upstream_error = Some(e.clone());
+                Err(match e {
+                    UpstreamError::Timeout => {
+                        RpcError::new(code::REQUEST_TIMEOUT, "Upstream timed out")
+                            .with_data(json!({"correlationId": correlation.to_string()}))
+                    }
+                    _ => unavailable(correlation),
+                })
+            }
+        }
+    }
+
+    /// The authorization server when `name` is called with users' own tokens; an error when
+    /// it is configured so but the server is not running (fail closed).
+    fn per_user_upstream(
+        &self,
+        cfg: &Config,
+        name: &str,
+        correlation: CorrelationId,
+    ) -> Result<Option<Arc<gatehouse_auth::AuthorizationServer>>, RpcError> {
+        let configured = cfg
+            .auth
+            .as_ref()
+            .and_then(|a| a.facade.as_ref())
+            .is_some_and(|f| f.upstreams.iter().any(|u| u.upstream == name));
+        if !configured {
+            return Ok(None);
+        }
+        match self.oauth() {
+            Some(s) if s.connects(name) => Ok(Some(s)),
+            _ => Err(unavailable(correlation)),
+        }
+    }
+
+    /// The caller's own token for upstream `name`, or the error that asks them to connect
+    /// their account (`URL_ELICITATION_REQUIRED` with the consent link).
+    async fn user_upstream_token(
+        &self,
+        s: &gatehouse_auth::AuthorizationServer,
+        ctx: &ClientCtx,
+        name: &str,
+        correlation: CorrelationId,
+    ) -> Result<UserToken, RpcError> {
+        use gatehouse_auth::UpstreamCredential as C;
+        match s.upstream_credential(&ctx.principal, name).await {
+            Ok(C::Token(t)) => UserToken::for_upstream(&t).ok_or_else(|| unavailable(correlation)),
+            Ok(C::Consent { url, id }) => {
+                tracing::info!(target: "gatehouse::audit", upstream = name, principal = %ctx.principal.id, %correlation, "the user must connect an account: consent link issued");
+                let message =
+                    format!("Connect your account at {name} to use this tool, then call it again.");
+                Err(RpcError::new(code::URL_ELICITATION_REQUIRED, message.clone()).with_data(json!({
+                    "elicitations": [{"mode": "url", "elicitationId": id, "url": url, "message": message}],
+                    "correlationId": correlation.to_string(),
+                })))
+            }
+            Ok(C::NotEligible) => Err(RpcError::new(
+                code::INVALID_REQUEST,
+                "This server acts with each user's own account: sign in through the gateway",
+            )
+            .with_data(json!({"correlationId": correlation.to_string()}))),
+            Err(e) => {
+                tracing::warn!(upstream = name, %correlation, error = %e, "user's upstream token unavailable");
+                Err(unavailable(correlation))
+            }
+        }
+    }
+
+    /// A client cancelled one of its calls.
+    pub fn cancel(&self, ctx: &ClientCtx, request_id: &Id) {
+        let key = (ctx.key().to_owned(), request_id.clone());
+        if let Some(tx) = self
+            .cancellable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&key)
+        {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn unavailable(correlation: CorrelationId) -> RpcError {
+    RpcError::new(code::CONNECTION_CLOSED, "Upstream unavailable")
+        .with_data(json!({"correlationId": correlation.to_string()}))
+}
+
+/// The 2026-07-28 envelope describes the client's leg; the upstream leg has its own.
+fn strip_envelope(req: &mut Request) {
+    if let Some(meta) = req.meta_mut() {
+        for k in [
+            META_PROTOCOL_VERSION,
+            META_CLIENT_CAPABILITIES,
+            META_CLIENT_INFO,
+        ] {
+            meta.remove(k);
+        }
+    }
+    if let Some(p) = req.params.as_mut().and_then(Value::as_object_mut)
+        && p.get("_meta")
+            .and_then(Value::as_object)
+            .is_some_and(Map::is_empty)
+    {
+        p.remove("_meta");
+    }
+}
