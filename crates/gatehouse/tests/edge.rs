@@ -515,3 +515,79 @@ async fn stateless_headers_must_match_the_body() {
     assert_eq!((r.status, r.error_code()), (StatusCode::NOT_FOUND, -32601));
     still_serves(&gw).await;
 }
+
+/// Legacy HTTP+SSE goes through the same admission as Streamable HTTP: opening its session
+/// writes the chained audit record, and a call on it is recorded under that session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_sse_session_is_audited_like_any_other() {
+    let admin = "admin-token-for-the-edge-tests-0123456789";
+    let dir = std::env::temp_dir().join(format!("gatehouse-edge-legacy-{}", free_port()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("admin.token"), admin).expect("token");
+    let gw = start_gateway(&format!(
+        "dev_mode: true\nstore: {{sqlite: {db}}}\nadmin: {{token: \"file:{tok}\"}}\nupstreams:\n  demo:\n    command: {bin}\n    args: [demo-server]\n",
+        db = dir.join("gatehouse.db").display(),
+        tok = dir.join("admin.token").display(),
+        bin = gatehouse_bin()
+    ))
+    .await;
+    let http = reqwest::Client::new();
+    let mut sse = http
+        .get(format!("{}/sse", gw.base))
+        .send()
+        .await
+        .expect("GET /sse");
+    assert_eq!(sse.status(), StatusCode::OK);
+    let mut seen = String::new();
+    let endpoint = loop {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), sse.chunk())
+            .await
+            .expect("endpoint event in time")
+            .expect("stream")
+            .expect("open stream");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+        if let Some(line) = seen.lines().find(|l| l.starts_with("data: /message")) {
+            break line.trim_start_matches("data: ").to_owned();
+        }
+    };
+    let r = http
+        .post(format!("{}{endpoint}", gw.base))
+        .header("content-type", "application/json")
+        .body(r#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#)
+        .send()
+        .await
+        .expect("POST /message");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (opened, ping) = loop {
+        let body = http
+            .get(format!("{}/admin/v1/audit?limit=1000", gw.base))
+            .bearer_auth(admin)
+            .send()
+            .await
+            .expect("admin API")
+            .text()
+            .await
+            .expect("audit");
+        let events: Vec<Value> = body
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .map(|v| v["event"].clone())
+            .collect();
+        let opened = events
+            .iter()
+            .find(|e| e["method"] == "auth.session_opened")
+            .cloned();
+        let ping = events.iter().find(|e| e["method"] == "ping").cloned();
+        if let (Some(o), Some(p)) = (&opened, &ping) {
+            break (o.clone(), p.clone());
+        }
+        assert!(Instant::now() < deadline, "not audited: {events:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let sid = opened["session"].as_str().unwrap_or("");
+    assert!(!sid.is_empty(), "{opened}");
+    assert_eq!(ping["session"], sid, "{ping}");
+    assert_eq!(ping["status"], "ok", "{ping}");
+}

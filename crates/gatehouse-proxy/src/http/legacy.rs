@@ -13,15 +13,13 @@ use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::{
-    AppState, app_refused, edge, on_client_message, read_messages, reject, session_stream,
-    sse_response,
-};
+use super::admission::{Admitted, Transport, admit, bind, edge, open_session};
+use super::{AppState, app_refused, on_client_message, reject, session_stream, sse_response};
 use std::net::SocketAddr;
 
 use axum::extract::ConnectInfo;
 
-use crate::pipeline::{ClientCtx, bind_session, check_app};
+use crate::pipeline::{ClientCtx, check_app};
 use crate::session::ClientCaps;
 use crate::tls::PeerIdentity;
 use gatehouse_auth::AuthMethod;
@@ -42,13 +40,15 @@ pub(super) async fn legacy_sse(
     if matches!(principal.method, AuthMethod::ApiKey { .. }) {
         return app_refused();
     }
-    let (token, claims) = st.gw.sessions.issue(
+    let (token, claims) = open_session(
+        &st.gw,
         ProtocolVersion::V2024_11_05,
-        scope.as_deref().unwrap_or(""),
+        scope.as_deref(),
         ClientCaps::default(),
-        &principal.id,
+        &principal,
+        "",
+        "sse",
     );
-    tracing::info!(target: "gatehouse::audit", session = %claims.sid, transport = "sse", "session opened");
     let prefix = scope.map(|s| format!("/s/{s}")).unwrap_or_default();
     let endpoint = encode_sse_event(
         None,
@@ -75,11 +75,24 @@ pub(super) async fn legacy_message(
     body: Body,
 ) -> Response {
     let scope = path.map(|p| p.0);
-    let (cfg, principal) =
-        match edge(&st, scope.as_deref(), &headers, peer.as_ref().map(|p| &p.0)).await {
-            Ok(v) => v,
-            Err(r) => return r,
-        };
+    let peer = peer.as_ref().map(|p| &p.0);
+    let Admitted {
+        cfg,
+        principal,
+        decoded,
+    } = match admit(
+        &st,
+        scope.as_deref(),
+        &headers,
+        peer,
+        body,
+        Transport::Legacy,
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
     let Ok(Query(q)) = q else {
         return reject(
             StatusCode::BAD_REQUEST,
@@ -88,19 +101,8 @@ pub(super) async fn legacy_message(
             "sessionId is required",
         );
     };
-    let claims = match bind_session(&st.gw, &q.session_id, scope.as_deref(), &principal) {
+    let claims = match bind(&st.gw, &q.session_id, scope.as_deref(), &principal) {
         Ok(c) => c,
-        Err(_) => {
-            return reject(
-                StatusCode::NOT_FOUND,
-                "session",
-                code::INVALID_REQUEST,
-                "Session not found",
-            );
-        }
-    };
-    let decoded = match read_messages(&cfg, &headers, body).await {
-        Ok(d) => d,
         Err(r) => return r,
     };
     let items = match decoded {

@@ -17,8 +17,8 @@ use futures_util::stream::BoxStream;
 use gatehouse_protocol::{
     DecodeError, Decoded, HEADER_MCP_METHOD, HEADER_MCP_NAME, HEADER_PROTOCOL_VERSION,
     HEADER_SESSION_ID, HeaderMismatch, Id, META_CLIENT_INFO, META_PROTOCOL_VERSION, Message,
-    Notification, ProtocolVersion, Request, Response as RpcResponse, RpcError, code, decode_body,
-    method, stateless_envelope_check,
+    Notification, ProtocolVersion, Request, Response as RpcResponse, RpcError, code, method,
+    stateless_envelope_check,
 };
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -28,13 +28,16 @@ use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::hub::{EventId, STANDALONE};
 use crate::metrics as m;
-use crate::pipeline::{AuthFailure, ClientCtx, Principal, authenticate, bind_session, check_app};
+use crate::pipeline::{AuthFailure, ClientCtx, Principal, check_app};
 use crate::session::ClientCaps;
 use crate::tls::PeerIdentity;
 use gatehouse_auth::AuthError;
 
+mod admission;
 mod answer;
 mod legacy;
+
+use admission::{Admitted, Transport, admit, bind, edge, open_session};
 
 use answer::{respond, session_stream};
 use legacy::{legacy_message, legacy_sse};
@@ -208,67 +211,6 @@ fn accepts(headers: &HeaderMap, mime: &str) -> bool {
     }
 }
 
-/// Origin, scope and authentication: what every route checks before reading a body.
-#[allow(clippy::result_large_err)]
-pub(super) async fn edge(
-    st: &AppState,
-    scope: Option<&str>,
-    headers: &HeaderMap,
-    peer: Option<&PeerIdentity>,
-) -> Result<(Arc<Config>, Arc<Principal>), Response> {
-    let cfg = st.gw.config();
-    if !origin_allowed(&cfg, headers) {
-        return Err(reject(
-            StatusCode::FORBIDDEN,
-            "origin",
-            code::INVALID_REQUEST,
-            "Origin not allowed",
-        ));
-    }
-    if let Some(name) = scope
-        && !cfg.virtual_servers.contains_key(name)
-    {
-        return Err(reject(
-            StatusCode::NOT_FOUND,
-            "no_such_server",
-            code::INVALID_REQUEST,
-            "no such server",
-        ));
-    }
-    match authenticate(
-        &st.gw,
-        &cfg,
-        header_str(headers, header::AUTHORIZATION.as_str()),
-        peer,
-    )
-    .await
-    {
-        Ok(p) => {
-            // A tenant's virtual server serves that tenant's principals only.
-            let owner = scope
-                .and_then(|name| cfg.virtual_servers.get(name))
-                .and_then(|vs| vs.tenant.as_deref());
-            if let Some(t) = owner
-                && p.tenant.as_deref() != Some(t)
-            {
-                tracing::warn!(target: "gatehouse::audit", principal = %p.id, tenant = p.tenant.as_deref().unwrap_or(""), server_tenant = t, scope = scope.unwrap_or(""), "virtual server of another tenant: refused");
-                return Err(reject(
-                    StatusCode::FORBIDDEN,
-                    "tenant",
-                    code::FORBIDDEN,
-                    "Forbidden: this server belongs to another tenant",
-                ));
-            }
-            Ok((cfg, p))
-        }
-        Err(e) => {
-            // Not waited for: a flood of bad credentials must not become a flood of fsyncs.
-            st.gw.audit_auth_failure(&e.to_string(), scope);
-            Err(unauthenticated(&cfg, scope, &e))
-        }
-    }
-}
-
 /// The RFC 9470 challenge for a refusal that asks for a stronger or fresher sign-in:
 /// `Bearer error="insufficient_user_authentication", acr_values="…", max_age=…`.
 fn step_up_challenge(e: &RpcError, metadata: Option<&str>) -> Option<HeaderValue> {
@@ -416,46 +358,6 @@ async fn resource_metadata(State(st): State<AppState>, path: Option<Path<String>
         .into_response()
 }
 
-/// Reads a request body within the limits and decodes it; the error is the answer.
-#[allow(clippy::result_large_err)]
-pub(super) async fn read_messages(
-    cfg: &Config,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Decoded, Response> {
-    let bytes = read_body(cfg, headers, body).await?;
-    decode_body(&bytes, &cfg.limits.decode).map_err(|e| decode_error(&e))
-}
-
-#[allow(clippy::result_large_err)]
-async fn read_body(cfg: &Config, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
-    let limit = cfg.limits.decode.max_body_bytes;
-    let too_large = || {
-        reject(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            code::INVALID_REQUEST,
-            "request body too large",
-        )
-    };
-    if header_str(headers, header::CONTENT_LENGTH.as_str())
-        .and_then(|l| l.parse::<usize>().ok())
-        .is_some_and(|l| l > limit)
-    {
-        return Err(too_large());
-    }
-    match tokio::time::timeout(cfg.limits.body_timeout, axum::body::to_bytes(body, limit)).await {
-        Ok(Ok(b)) => Ok(b),
-        Ok(Err(_)) => Err(too_large()),
-        Err(_) => Err(reject(
-            StatusCode::REQUEST_TIMEOUT,
-            "slow_body",
-            code::INVALID_REQUEST,
-            "request body too slow",
-        )),
-    }
-}
-
 // ---- Streamable HTTP -----------------------------------------------------------------
 
 async fn post_mcp(
@@ -467,37 +369,22 @@ async fn post_mcp(
     body: Body,
 ) -> Response {
     let scope = path.map(|p| p.0);
-    let (cfg, principal) =
-        match edge(&st, scope.as_deref(), &headers, peer.as_ref().map(|p| &p.0)).await {
-            Ok(v) => v,
-            // Refused before the body was read: the connection closes after this answer,
-            // and says so, so a client never sends its retry down a connection the server
-            // is about to drop (the OAuth client's 401 → sign in → retry).
-            Err(mut r) => {
-                r.headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                return r;
-            }
-        };
-    let ctype = header_str(&headers, header::CONTENT_TYPE.as_str()).unwrap_or("");
-    if !ctype.to_ascii_lowercase().starts_with("application/json") {
-        return reject(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "content_type",
-            code::INVALID_REQUEST,
-            "Content-Type must be application/json",
-        );
-    }
-    if !accepts(&headers, "application/json") && !accepts(&headers, "text/event-stream") {
-        return reject(
-            StatusCode::NOT_ACCEPTABLE,
-            "accept",
-            code::INVALID_REQUEST,
-            "Accept must allow application/json or text/event-stream",
-        );
-    }
-    let decoded = match read_messages(&cfg, &headers, body).await {
-        Ok(d) => d,
+    let peer = peer.as_ref().map(|p| &p.0);
+    let Admitted {
+        cfg,
+        principal,
+        decoded,
+    } = match admit(
+        &st,
+        scope.as_deref(),
+        &headers,
+        peer,
+        body,
+        Transport::Streamable,
+    )
+    .await
+    {
+        Ok(a) => a,
         Err(r) => return r,
     };
     let sse_ok = accepts(&headers, "text/event-stream");
@@ -513,7 +400,7 @@ async fn post_mcp(
     let user_token =
         crate::pipeline::user_token(&principal, headers.get(http::header::AUTHORIZATION));
     let ctx = match header_str(&headers, HEADER_SESSION_ID) {
-        Some(token) => match bind_session(&st.gw, token, scope.as_deref(), &principal) {
+        Some(token) => match bind(&st.gw, token, scope.as_deref(), &principal) {
             Ok(claims) => {
                 // Any handshake-era version is accepted on a session (clients and the
                 // conformance suite send older ones); an unknown version is refused.
@@ -537,15 +424,7 @@ async fn post_mcp(
                     source: remote.map(|r| r.0.0.ip()),
                 }
             }
-            Err(e) => {
-                tracing::info!(target: "gatehouse::audit", error = %e, "session refused");
-                return reject(
-                    StatusCode::NOT_FOUND,
-                    "session",
-                    code::INVALID_REQUEST,
-                    "Session not found",
-                );
-            }
+            Err(r) => return r,
         },
         None => {
             let stateless = header_str(&headers, HEADER_PROTOCOL_VERSION)
@@ -691,11 +570,7 @@ fn initialize(
     let caps =
         ClientCaps::from_capabilities(req.params.as_ref().and_then(|p| p.get("capabilities")));
     let client = client_name.unwrap_or("");
-    let (token, claims) =
-        gw.sessions
-            .issue_for(version, scope.unwrap_or(""), caps, &principal.id, client);
-    tracing::info!(target: "gatehouse::audit", session = %claims.sid, principal = %principal.id, method = principal.method_label(), version = %version, client = %client.chars().take(128).collect::<String>(), "session opened");
-    gw.audit_session_opened(principal, &claims.sid, client);
+    let (token, _) = open_session(gw, version, scope, caps, principal, client, "streamable");
     metrics::counter!(m::REQUESTS, "method" => method::INITIALIZE, "outcome" => "ok").increment(1);
     let mut resp = json_body(
         StatusCode::OK,
@@ -774,16 +649,9 @@ async fn get_mcp(
     let Some(token) = header_str(&headers, HEADER_SESSION_ID) else {
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     };
-    let claims = match bind_session(&st.gw, token, scope.as_deref(), &principal) {
+    let claims = match bind(&st.gw, token, scope.as_deref(), &principal) {
         Ok(c) => c,
-        Err(_) => {
-            return reject(
-                StatusCode::NOT_FOUND,
-                "session",
-                code::INVALID_REQUEST,
-                "Session not found",
-            );
-        }
+        Err(r) => return r,
     };
     // A reconnecting client names the last event it saw: that stream (the standalone one
     // or a POST answer cut short) continues from there, with what was missed replayed.
@@ -832,19 +700,14 @@ async fn delete_mcp(
             "Mcp-Session-Id header is required",
         );
     };
-    match bind_session(&st.gw, token, scope.as_deref(), &principal) {
+    match bind(&st.gw, token, scope.as_deref(), &principal) {
         Ok(claims) => {
             st.gw.sessions.revoke(&claims);
             st.gw.hub.forget(&claims.sid);
             tracing::info!(target: "gatehouse::audit", session = %claims.sid, "session terminated by client");
             StatusCode::OK.into_response()
         }
-        Err(_) => reject(
-            StatusCode::NOT_FOUND,
-            "session",
-            code::INVALID_REQUEST,
-            "Session not found",
-        ),
+        Err(r) => r,
     }
 }
 
