@@ -6,7 +6,9 @@
 //! Off unless configured.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use crate::config::ArbiterSettings;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -119,6 +121,31 @@ impl Arbiter {
             cache: Mutex::new((HashMap::new(), VecDeque::new())),
             cache_size,
         })
+    }
+
+    /// The live arbiter for `settings`: one per configuration (its HTTP client and cache),
+    /// built on first use and kept while that configuration is in use. The configuration
+    /// holds only where the endpoint is; the client is made here.
+    pub fn for_settings(settings: &Arc<ArbiterSettings>) -> Result<Arc<Arbiter>, String> {
+        type Live = Vec<(Weak<ArbiterSettings>, Arc<Arbiter>)>;
+        static LIVE: Mutex<Live> = Mutex::new(Vec::new());
+        let mut live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
+        live.retain(|(s, _)| s.strong_count() > 0);
+        if let Some((_, a)) = live
+            .iter()
+            .find(|(s, _)| s.upgrade().is_some_and(|s| Arc::ptr_eq(&s, settings)))
+        {
+            return Ok(a.clone());
+        }
+        let a = Arc::new(Arbiter::new(
+            &settings.url,
+            &settings.model,
+            settings.api_key.clone(),
+            settings.timeout,
+            settings.cache,
+        )?);
+        live.push((Arc::downgrade(settings), a.clone()));
+        Ok(a)
     }
 
     /// The verdict on `text`, from the cache or the endpoint.

@@ -3,8 +3,6 @@
 //! no echo. The server's answer keeps the message (204), replaces it (200 with a new body),
 //! or blocks it (200 with an HTTP error response, as scanners answer a detection).
 
-use std::time::Duration;
-
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -13,35 +11,11 @@ const MAX_ANSWER: usize = 32 * 1024 * 1024;
 /// Longest header line accepted.
 const MAX_LINE: usize = 16 * 1024;
 
-/// Where the service is and how to use it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IcapService {
-    pub host: String,
-    pub port: u16,
-    /// The service path, e.g. `srv_clamav`.
-    pub service: String,
-    pub timeout: Duration,
-    /// Bytes sent as the preview (0: no preview).
-    pub preview: usize,
-}
+pub use crate::config::IcapService;
 
-impl IcapService {
-    /// `icap://host[:port]/service`.
-    pub fn parse(url: &str) -> Result<(String, u16, String), String> {
-        let rest = url
-            .strip_prefix("icap://")
-            .ok_or("must start with icap://")?;
-        let (authority, service) = rest.split_once('/').ok_or("needs a service path")?;
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| "bad port")?),
-            None => (authority, 1344),
-        };
-        if host.is_empty() || service.is_empty() || service.contains(char::is_whitespace) {
-            return Err("needs a host and a service".into());
-        }
-        Ok((host.to_owned(), port, service.to_owned()))
-    }
-}
+/// The client for one configured service (the configuration holds only where it is).
+#[derive(Debug, Clone, Copy)]
+pub struct IcapClient<'a>(pub &'a IcapService);
 
 /// The server's decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +43,7 @@ fn protocol(msg: impl Into<String>) -> IcapError {
     IcapError::Protocol(msg.into())
 }
 
-impl IcapService {
+impl IcapClient<'_> {
     /// RESPMOD: a result (JSON) as the body of an HTTP 200 response.
     pub async fn respmod(&self, body: &[u8]) -> Result<Verdict, IcapError> {
         let req_hdr = "POST /mcp HTTP/1.1\r\nHost: gatehouse\r\n\r\n".to_owned();
@@ -107,7 +81,7 @@ impl IcapService {
         request: bool,
     ) -> Result<Verdict, IcapError> {
         tokio::time::timeout(
-            self.timeout,
+            self.0.timeout,
             self.exchange_inner(method, encapsulated, head, body, request),
         )
         .await
@@ -122,15 +96,15 @@ impl IcapService {
         body: &[u8],
         request: bool,
     ) -> Result<Verdict, IcapError> {
-        let stream = TcpStream::connect((self.host.as_str(), self.port)).await?;
+        let stream = TcpStream::connect((self.0.host.as_str(), self.0.port)).await?;
         stream.set_nodelay(true)?;
         let mut conn = BufReader::new(stream);
-        let preview = (self.preview > 0).then(|| self.preview.min(body.len()));
+        let preview = (self.0.preview > 0).then(|| self.0.preview.min(body.len()));
         let mut msg = format!(
             "{method} icap://{host}:{port}/{service} ICAP/1.0\r\nHost: {host}:{port}\r\nAllow: 204\r\nEncapsulated: {encapsulated}\r\n",
-            host = self.host,
-            port = self.port,
-            service = self.service
+            host = self.0.host,
+            port = self.0.port,
+            service = self.0.service
         )
         .into_bytes();
         if let Some(p) = preview {

@@ -7,7 +7,8 @@ pub mod arbiter;
 pub mod audit;
 mod authorize;
 pub mod catalog;
-pub mod config;
+/// The configuration, validated (its own crate: plain data, no clients).
+pub use gatehouse_config as config;
 pub mod exfil;
 pub mod gateway;
 pub mod http;

@@ -115,9 +115,16 @@ async fn arbitrate(d: &Detection, tool: &str, v: &Value, found: &mut Vec<(String
         })
         .collect();
     // All at once: the added latency is one answer's, bounded by the timeout.
-    let verdicts =
-        futures_util::future::join_all(texts.iter().map(|(_, _, _, text)| a.arbiter.judge(text)))
-            .await;
+    let verdicts = match crate::arbiter::Arbiter::for_settings(a) {
+        Ok(arbiter) => {
+            futures_util::future::join_all(texts.iter().map(|(_, _, _, text)| arbiter.judge(text)))
+                .await
+        }
+        Err(e) => texts
+            .iter()
+            .map(|_| Err(crate::arbiter::ArbiterError::Unavailable(e.clone())))
+            .collect(),
+    };
     for ((at, start, end, _), verdict) in texts.into_iter().zip(verdicts) {
         let signal = |rule: &str, severity: Severity, score: f32| Signal {
             rule: rule.to_owned(),

@@ -120,7 +120,7 @@ impl Gateway {
             .filter(|i| i.respmod && i.covers(target.classification()))
         {
             let body = serde_json::to_vec(result).unwrap_or_default();
-            match icap.service.respmod(&body).await {
+            match crate::icap::IcapClient(&icap.service).respmod(&body).await {
                 Ok(crate::icap::Verdict::Unmodified) => {}
                 Ok(crate::icap::Verdict::Modified(new)) => match serde_json::from_slice(&new) {
                     Ok(v) => {

@@ -76,7 +76,7 @@ pub(super) async fn icap(c: &mut Call<'_>) -> Verdict {
             RpcError::new(code, msg).with_data(json!({"correlationId": correlation.to_string()})),
         ))
     };
-    match icap.service.reqmod(&body).await {
+    match crate::icap::IcapClient(&icap.service).reqmod(&body).await {
         Ok(crate::icap::Verdict::Unmodified) => Verdict::Allow,
         Ok(crate::icap::Verdict::Modified(new)) => match serde_json::from_slice::<Value>(&new) {
             Ok(v) if v.is_object() => {

@@ -61,7 +61,7 @@ fn env_substitution_and_scrubbed_child_env() {
         let TransportSpec::Stdio { env: vars, .. } = &c.upstreams[0].transport else {
             panic!()
         };
-        let inject = crate::config::tests::env("INJECT").unwrap();
+        let inject = crate::tests::env("INJECT").unwrap();
         assert_eq!(
             vars,
             &vec![

@@ -20,7 +20,7 @@ pub use authz::{
     Authorization, DataPolicy, RawApprovalRule, RawArgLimits, RawArgRule, RawAuthorization,
     RawDeniedAs, RawToolApproval, RawToolPolicy,
 };
-pub use detection::{Detection, FirstSight, Pinning, Response, Thresholds};
+pub use detection::{ArbiterSettings, Detection, FirstSight, Pinning, Response, Thresholds};
 pub use raw::{
     RawApiKeys, RawAudit, RawAuth, RawCertRule, RawClaims, RawClientAuth, RawConfig, RawFacade,
     RawFederation, RawIntrospection, RawIssuer, RawLimits, RawLogFormat, RawLogging, RawSession,
@@ -99,10 +99,40 @@ pub struct Config {
     pub directory_postgres: Option<String>,
 }
 
+/// Where an ICAP service is and how to use it (the client is the proxy's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IcapService {
+    pub host: String,
+    pub port: u16,
+    /// The service path, e.g. `srv_clamav`.
+    pub service: String,
+    pub timeout: Duration,
+    /// Bytes sent as the preview (0: no preview).
+    pub preview: usize,
+}
+
+impl IcapService {
+    /// `icap://host[:port]/service`.
+    pub fn parse(url: &str) -> Result<(String, u16, String), String> {
+        let rest = url
+            .strip_prefix("icap://")
+            .ok_or("must start with icap://")?;
+        let (authority, service) = rest.split_once('/').ok_or("needs a service path")?;
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| "bad port")?),
+            None => (authority, 1344),
+        };
+        if host.is_empty() || service.is_empty() || service.contains(char::is_whitespace) {
+            return Err("needs a host and a service".into());
+        }
+        Ok((host.to_owned(), port, service.to_owned()))
+    }
+}
+
 /// The `icap` section, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IcapSettings {
-    pub service: crate::icap::IcapService,
+    pub service: IcapService,
     pub respmod: bool,
     pub reqmod: bool,
     pub fail_closed: bool,
@@ -1072,12 +1102,12 @@ impl RawConfig {
         let icap = match self.icap {
             None => None,
             Some(i) => {
-                let (host, port, service) = crate::icap::IcapService::parse(&i.url)
-                    .map_err(|e| ConfigError::at("icap.url", e))?;
+                let (host, port, service) =
+                    IcapService::parse(&i.url).map_err(|e| ConfigError::at("icap.url", e))?;
                 let timeout =
                     Duration::from_millis(i.timeout_ms.unwrap_or(3000).clamp(10, 600_000));
                 Some(IcapSettings {
-                    service: crate::icap::IcapService {
+                    service: IcapService {
                         host,
                         port,
                         service,

@@ -161,7 +161,13 @@ pub enum RawArbiterFail {
 /// The validated arbiter.
 #[derive(Debug)]
 pub struct ArbiterSettings {
-    pub arbiter: crate::arbiter::Arbiter,
+    /// The OpenAI-compatible base URL, without a trailing slash.
+    pub url: String,
+    pub model: String,
+    pub api_key: Option<String>,
+    pub timeout: std::time::Duration,
+    /// Verdicts kept, by text digest.
+    pub cache: usize,
     pub low: f32,
     pub high_risk_tools: Vec<String>,
     pub fail_block: bool,
@@ -327,16 +333,12 @@ pub(super) fn validate(
             }
             let timeout =
                 std::time::Duration::from_millis(a.timeout_ms.unwrap_or(3000).clamp(100, 60_000));
-            let arbiter = crate::arbiter::Arbiter::new(
-                &a.url,
-                &a.model,
+            Some(Arc::new(ArbiterSettings {
+                url: a.url.trim_end_matches('/').to_owned(),
+                model: a.model.clone(),
                 api_key,
                 timeout,
-                a.cache.unwrap_or(4096).max(1),
-            )
-            .map_err(|e| ConfigError::at(at, e))?;
-            Some(Arc::new(ArbiterSettings {
-                arbiter,
+                cache: a.cache.unwrap_or(4096).max(1),
                 low,
                 high_risk_tools: a.high_risk_tools.clone(),
                 fail_block: a.fail == Some(RawArbiterFail::Block),
