@@ -6,14 +6,12 @@
 // Tests read their own local peers' output: unbounded reads are fine here.
 #![allow(clippy::disallowed_methods)]
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::{free_port, fresh_database, gatehouse_bin, psql, serve_config};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 

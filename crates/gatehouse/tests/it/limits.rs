@@ -5,13 +5,13 @@
 // Tests read their own local peers' output: unbounded reads are fine here.
 #![allow(clippy::disallowed_methods)]
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::{
+    Mcp, ca, free_port, gatehouse_bin, leaf, serve_config, start_gateway, wait_port,
+};
 use serde_json::{Value, json};
 
 /// One stateless request; the HTTP status, `Retry-After`, and the JSON-RPC answer.

@@ -5,12 +5,10 @@
 // Tests read their own local peers' output: unbounded reads are fine here.
 #![allow(clippy::disallowed_methods)]
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::*;
+use crate::common::{Mcp, ca, free_port, gatehouse_bin, leaf, start_gateway_with};
 use reqwest::StatusCode;
 use serde_json::json;
 

@@ -7,9 +7,9 @@
 // Tests read their own local peers' output: unbounded reads are fine here.
 #![allow(clippy::disallowed_methods)]
 
-mod common;
-
-use common::*;
+use crate::common::{
+    Mcp, free_port, gatehouse_bin, peers, psql, python, repo, start_gateway, wait_port,
+};
 use serde_json::{Value, json};
 use tokio::process::Command;
 

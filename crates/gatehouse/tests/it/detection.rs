@@ -3,12 +3,13 @@
 //! injected results and changes a tool after it was trusted; the gateway run as its own
 //! process; administrators reviewing pins with `gatehouse pins`; every step in the audit.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::{
+    Mcp, free_port, gatehouse_bin, python, repo, serve_config, start_gateway, start_gateway_at,
+    wait_port,
+};
 use serde_json::{Value, json};
 use tokio::process::Command;
 

@@ -5,11 +5,12 @@
 // Tests read their own local peers' output: unbounded reads are fine here.
 #![allow(clippy::disallowed_methods)]
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
+use crate::common::{
+    Mcp, everything_http, everything_js, filesystem_js, free_port, gatehouse_bin, last_json, peers,
+    py_http, py_server, python, repo, run_ok, start_gateway, wait_port,
+};
 use serde_json::{Value, json};
 use tokio::process::Command;
 

@@ -7,14 +7,15 @@
 // Tests read their own local peers' output: unbounded reads are fine here.
 #![allow(clippy::disallowed_methods)]
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::{
+    Mcp, ca, free_port, fresh_database, gatehouse_bin, hook_server, leaf, psql, serve_config,
+    signature_verifies, start_gateway, wait_port,
+};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 

@@ -6,9 +6,9 @@
 // Tests read their own local peers' output: unbounded reads are fine here.
 #![allow(clippy::disallowed_methods)]
 
-mod common;
-
-use common::*;
+use crate::common::{
+    filesystem_js, free_port, gatehouse_bin, last_json, python, repo, run_ok, start_gateway,
+};
 use serde_json::{Value, json};
 use tokio::process::Command;
 

@@ -5,12 +5,10 @@
 // Tests read their own local peers' output: unbounded reads are fine here.
 #![allow(clippy::disallowed_methods)]
 
-mod common;
-
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
+use crate::common::{Mcp, free_port, gatehouse_bin, run_ok, wait_port};
 use serde_json::{Value, json};
 use tokio::process::Command;
 

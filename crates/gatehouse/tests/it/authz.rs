@@ -6,13 +6,11 @@
 // Tests read their own local peers' output: unbounded reads are fine here.
 #![allow(clippy::disallowed_methods)]
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::{free_port, gatehouse_bin, last_json, repo, run_ok};
 use serde_json::Value;
 use tokio::process::Command;
 

@@ -5,11 +5,9 @@
 //! benign row reaches the upstream. An SQL argument over the analysed length is refused
 //! with a reason, and one just under it is analysed quickly enough to answer.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::{Mcp, Reply, free_port, gatehouse_bin, repo, start_gateway};
 use serde_json::{Value, json};
 
 /// One demo upstream per argument kind, the search tool's `query` typed as that kind.

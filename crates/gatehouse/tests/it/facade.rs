@@ -6,14 +6,16 @@
 // Tests read their own local peers' output: unbounded reads are fine here.
 #![allow(clippy::disallowed_methods)]
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::oauth::{
+    Idp, admin, assemble, config, connect, init, parts, recording_upstream,
+};
+use crate::common::{
+    Gw, Mcp, free_port, fresh_database, last_json, peers, python, repo, run_ok, start_gateway_at,
+};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use common::oauth::*;
-use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::process::Command;

@@ -6,12 +6,13 @@
 // Tests read their own local peers' output: unbounded reads are fine here.
 #![allow(clippy::disallowed_methods)]
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::process::Stdio;
 
-use common::*;
+use crate::common::{
+    everything_http, free_port, gatehouse_bin, peers, python, repo, run_capture, run_ok,
+    start_gateway, wait_port,
+};
 use tokio::process::Command;
 
 fn node22() -> String {

@@ -4,12 +4,12 @@
 // Tests read their own local peers' output: unbounded reads are fine here.
 #![allow(clippy::disallowed_methods)]
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::*;
+use crate::common::{
+    Mcp, Reply, free_port, fresh_database, gatehouse_bin, psql, run_ok, start_gateway_with,
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::process::Command;

@@ -7,13 +7,14 @@
 // Tests read their own local peers' output: unbounded reads are fine here.
 #![allow(clippy::disallowed_methods)]
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::{
+    free_port, fresh_database, gatehouse_bin, hook_server, last_json, python, repo, run_ok,
+    serve_config, signature_verifies,
+};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 

@@ -4,11 +4,9 @@
 // Tests read their own local peers' output: unbounded reads are fine here.
 #![allow(clippy::disallowed_methods)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::{Gw, Mcp, Reply, free_port, gatehouse_bin, read_reply, start_gateway};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

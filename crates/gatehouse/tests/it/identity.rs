@@ -5,15 +5,18 @@
 // Tests read their own local peers' output: unbounded reads are fine here.
 #![allow(clippy::disallowed_methods)]
 
-mod common;
-
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::common::oauth::{
+    Idp, admin, api, assemble, config, connect, init, parts, recording_upstream, with_token,
+};
+use crate::common::{
+    Gw, Mcp, Reply, free_port, fresh_database, gatehouse_bin, last_json, peers, python, repo,
+    run_ok, start_gateway, start_gateway_at,
+};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use common::oauth::*;
-use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::process::Command;

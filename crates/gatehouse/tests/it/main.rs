@@ -1,0 +1,23 @@
+//! Gatehouse's integration tests, one binary: each module drives the gateway (in process or
+//! as its own process) against real peers started on loopback; `common` is the harness.
+
+mod common;
+
+mod approvals;
+mod audit;
+mod authz;
+mod cli;
+mod conformance;
+mod detection;
+mod dlp;
+mod edge;
+mod facade;
+mod hardening;
+mod identity;
+mod keys;
+mod limits;
+mod peers;
+mod resilience;
+mod siem;
+mod tls;
+mod validation;
