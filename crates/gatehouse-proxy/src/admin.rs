@@ -138,7 +138,7 @@ pub(crate) async fn audit_query(
     axum::extract::Query(q): axum::extract::Query<AuditParams>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = check(&gw, &headers) {
+    if let Err(r) = crate::control_token::admin(&gw, &headers) {
         return r;
     }
     let cfg = gw.config();

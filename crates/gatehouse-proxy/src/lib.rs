@@ -7,6 +7,7 @@ pub mod arbiter;
 pub mod audit;
 mod authorize;
 pub mod catalog;
+mod control_token;
 /// The configuration, validated (its own crate: plain data, no clients).
 pub use gatehouse_config as config;
 pub mod exfil;

@@ -21,8 +21,6 @@ const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const LIST: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 const MAX_BODY: usize = 256 * 1024;
-/// Shortest SCIM/admin token accepted in configuration.
-const MIN_TOKEN_BYTES: usize = 16;
 
 pub(crate) fn scim(status: StatusCode, body: Value) -> Response {
     (
@@ -65,59 +63,32 @@ fn check(gw: &Gateway, headers: &HeaderMap) -> Result<Arc<dyn DirectoryStore>, R
     authorize(gw, headers, |c| c.scim_token.as_ref())
 }
 
-/// A bearer token compared in constant time with a configured secret, read at each request
-/// so rotation needs no restart. An unconfigured surface does not exist (404).
+/// A control surface's bearer token (SCIM's, or the admin's for revocations, which live in
+/// the directory), then the directory store. An unconfigured surface does not exist (404).
 #[allow(clippy::result_large_err)]
 pub(crate) fn authorize(
     gw: &Gateway,
     headers: &HeaderMap,
     which: fn(&crate::config::Config) -> Option<&gatehouse_auth::SecretRef>,
 ) -> Result<Arc<dyn DirectoryStore>, Response> {
-    let not_found = || StatusCode::NOT_FOUND.into_response();
-    let cfg = gw.config();
-    let Some(secret) = which(&cfg) else {
-        return Err(not_found());
-    };
-    let dir = match gw.directory() {
-        Ok(Some(d)) => d,
-        Ok(None) => return Err(not_found()),
-        Err(_) => {
-            return Err(unavailable());
+    use crate::control_token::Refusal;
+    crate::control_token::check(gw, headers, which).map_err(|r| match r {
+        Refusal::NotConfigured => StatusCode::NOT_FOUND.into_response(),
+        Refusal::SecretUnavailable => {
+            error(StatusCode::SERVICE_UNAVAILABLE, "secret unavailable", None)
         }
-    };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .unwrap_or("");
-    let expected = secret
-        .resolve(gw.secrets())
-        .map_err(|_| error(StatusCode::SERVICE_UNAVAILABLE, "secret unavailable", None))?;
-    // A guessable secret would make this door the weakest in the gateway: refuse to use one.
-    if expected.len() < MIN_TOKEN_BYTES {
-        tracing::error!(
-            "the configured SCIM/admin token is shorter than {MIN_TOKEN_BYTES} bytes: refusing every call"
-        );
-        return Err(error(
+        Refusal::TooShort => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "configured token too short",
             None,
-        ));
+        ),
+        Refusal::Wrong => error(StatusCode::UNAUTHORIZED, "unauthorized", None),
+    })?;
+    match gw.directory() {
+        Ok(Some(d)) => Ok(d),
+        Ok(None) => Err(StatusCode::NOT_FOUND.into_response()),
+        Err(_) => Err(unavailable()),
     }
-    let ok = !presented.is_empty()
-        && aws_lc_rs::constant_time::verify_slices_are_equal(
-            presented.as_bytes(),
-            expected.as_bytes(),
-        )
-        .is_ok();
-    if !ok {
-        tracing::warn!(target: "gatehouse::audit", "directory request with a wrong token refused");
-        return Err(error(StatusCode::UNAUTHORIZED, "unauthorized", None));
-    }
-    Ok(dir)
 }
 
 pub(crate) async fn body_json(body: Body) -> Result<Value, Response> {

@@ -340,7 +340,7 @@ fn fail(status: StatusCode, message: &str) -> Response {
 
 #[allow(clippy::result_large_err)]
 fn admin(gw: &Gateway, headers: &HeaderMap) -> Result<(), Response> {
-    crate::scim::authorize(gw, headers, |c| c.admin_token.as_ref()).map(|_| ())
+    crate::control_token::admin(gw, headers)
 }
 
 fn summary(p: &gatehouse_store::PinRecord) -> Value {

@@ -8,6 +8,7 @@ mod audit;
 mod authz;
 mod cli;
 mod conformance;
+mod control;
 mod detection;
 mod dlp;
 mod edge;
