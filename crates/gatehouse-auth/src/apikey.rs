@@ -13,8 +13,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gatehouse_store::{ApiKeyRecord, ApiKeyStore, StoreError};
 
 use crate::error::AuthError;
-use crate::issuer::lock;
 use crate::principal::{AuthMethod, KeyLimits, Principal, PrincipalKind};
+use crate::wire::lock;
 
 pub const KEY_PREFIX: &str = "ghk_";
 const ID_HEX: usize = 12;

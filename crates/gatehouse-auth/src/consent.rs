@@ -19,9 +19,10 @@ use crate::facade::{
     AuthorizationServer, FacadeEvent, LOGIN_TTL, Params, Step, client_redirect, digest,
     random_token, s256,
 };
-use crate::issuer::{Authenticator, form_encode, now, read_limited};
+use crate::issuer::Authenticator;
 use crate::principal::{AuthMethod, Principal};
 use crate::upstream::SecretRef;
+use crate::wire::{form_encode, now, read_limited};
 
 /// How an upstream's own authorization server is reached, for users' tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -333,7 +334,7 @@ impl AuthorizationServer {
                 let secret = s.resolve(self.secrets.as_deref()).map_err(|e| fail(0, e))?;
                 rb = rb.header(
                     http::header::AUTHORIZATION,
-                    crate::issuer::client_basic(&up.client_id, &secret),
+                    crate::wire::client_basic(&up.client_id, &secret),
                 );
                 body
             }

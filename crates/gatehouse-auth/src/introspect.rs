@@ -46,7 +46,7 @@ impl Introspector {
         trust: &IssuerTrust,
         token: &str,
     ) -> Result<Claims, AuthError> {
-        let key = crate::issuer::sha256(token);
+        let key = crate::wire::sha256(token);
         if let Some((claims, until)) = self.active.get(&key)
             && Instant::now() < until
         {
@@ -85,12 +85,12 @@ impl Introspector {
             .post(endpoint)
             .header(
                 http::header::AUTHORIZATION,
-                crate::issuer::client_basic(&trust.client_id, &trust.client_secret),
+                crate::wire::client_basic(&trust.client_id, &trust.client_secret),
             )
             .header("content-type", "application/x-www-form-urlencoded")
             .body(format!(
                 "token={}&token_type_hint=access_token",
-                crate::issuer::form_encode(token)
+                crate::wire::form_encode(token)
             ))
             .send()
             .await
@@ -98,7 +98,7 @@ impl Introspector {
         if !resp.status().is_success() {
             return Err(unavailable(format!("introspection HTTP {}", resp.status())));
         }
-        let body = crate::issuer::read_limited(resp, MAX_BODY).await?;
+        let body = crate::wire::read_limited(resp, MAX_BODY).await?;
         let claims: Claims = serde_json::from_slice(&body)
             .map_err(|e| unavailable(format!("introspection unreadable: {e}")))?;
         if claims.get("active").and_then(Value::as_bool) != Some(true) {

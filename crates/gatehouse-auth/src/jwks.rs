@@ -116,7 +116,7 @@ impl Jwks {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        let body = crate::issuer::get_bounded(client, uri, MAX_JWKS_BYTES).await?;
+        let body = crate::wire::get_bounded(client, uri, MAX_JWKS_BYTES).await?;
         let set: JwkSet = serde_json::from_slice(&body)
             .map_err(|e| AuthError::Unavailable(format!("JWKS unreadable: {e}")))?;
         let mut keys = Vec::new();

@@ -13,6 +13,7 @@ mod principal;
 mod secrets;
 mod upstream;
 mod vault;
+mod wire;
 
 pub use apikey::{ApiKeys, KEY_PREFIX, KeySpec, NewKey};
 pub use consent::{UpstreamCredential, UpstreamOAuth};

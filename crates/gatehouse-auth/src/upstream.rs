@@ -167,7 +167,7 @@ impl ClientCredentials {
         }
         let body = format!(
             "grant_type=client_credentials&client_id={}",
-            crate::issuer::form_encode(&self.cfg.client_id)
+            crate::wire::form_encode(&self.cfg.client_id)
         );
         let (token, until) = self.fetch(body).await?;
         *cached = Some((token.clone(), until));
@@ -178,7 +178,7 @@ impl ClientCredentials {
     /// issuer decides what the user may be given; a refusal is an error, never a fallback
     /// to the gateway's own token.
     pub async fn exchange(&self, subject: &str) -> Result<String, AuthError> {
-        let key = crate::issuer::sha256(subject);
+        let key = crate::wire::sha256(subject);
         let now = Instant::now();
         if let Some((t, until)) = self.exchanged.get(&key)
             && now < until
@@ -187,9 +187,9 @@ impl ClientCredentials {
         }
         let body = format!(
             "grant_type={}&subject_token={}&subject_token_type={}",
-            crate::issuer::form_encode(TOKEN_EXCHANGE),
-            crate::issuer::form_encode(subject),
-            crate::issuer::form_encode(ACCESS_TOKEN_TYPE),
+            crate::wire::form_encode(TOKEN_EXCHANGE),
+            crate::wire::form_encode(subject),
+            crate::wire::form_encode(ACCESS_TOKEN_TYPE),
         );
         let (token, until) = self.fetch(body).await?;
         self.exchanged.insert(key, (token.clone(), until));
@@ -198,7 +198,7 @@ impl ClientCredentials {
 
     /// Forgets the token exchanged for `subject` (the upstream refused it).
     pub fn forget_exchanged(&self, subject: &str) {
-        self.exchanged.invalidate(&crate::issuer::sha256(subject));
+        self.exchanged.invalidate(&crate::wire::sha256(subject));
     }
 
     /// POSTs a grant (with this client's scope and resource) to the token endpoint.
@@ -209,10 +209,10 @@ impl ClientCredentials {
             .resolve(self.secrets.as_deref())
             .map_err(AuthError::Unavailable)?;
         if let Some(s) = &self.cfg.scope {
-            body.push_str(&format!("&scope={}", crate::issuer::form_encode(s)));
+            body.push_str(&format!("&scope={}", crate::wire::form_encode(s)));
         }
         if let Some(r) = &self.cfg.resource {
-            body.push_str(&format!("&resource={}", crate::issuer::form_encode(r)));
+            body.push_str(&format!("&resource={}", crate::wire::form_encode(r)));
         }
         let unavailable = |e: String| AuthError::Unavailable(e);
         let resp = self
@@ -220,7 +220,7 @@ impl ClientCredentials {
             .post(&self.cfg.token_url)
             .header(
                 http::header::AUTHORIZATION,
-                crate::issuer::client_basic(&self.cfg.client_id, &secret),
+                crate::wire::client_basic(&self.cfg.client_id, &secret),
             )
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body)
@@ -233,7 +233,7 @@ impl ClientCredentials {
                 resp.status()
             )));
         }
-        let bytes = crate::issuer::read_limited(resp, 64 * 1024).await?;
+        let bytes = crate::wire::read_limited(resp, 64 * 1024).await?;
         let answer: TokenAnswer = serde_json::from_slice(&bytes)
             .map_err(|e| unavailable(format!("token answer unreadable: {e}")))?;
         // Renew a little before expiry: at most 30 s early, never more than half the lifetime.

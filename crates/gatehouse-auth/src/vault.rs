@@ -120,7 +120,7 @@ impl Vault {
                     }
                     let resp = rb.send().await.map_err(|e| e.without_url().to_string())?;
                     let status = resp.status().as_u16();
-                    let body = crate::issuer::read_limited(resp, MAX_ANSWER)
+                    let body = crate::wire::read_limited(resp, MAX_ANSWER)
                         .await
                         .map_err(|e| e.to_string())?;
                     Ok((status, body))

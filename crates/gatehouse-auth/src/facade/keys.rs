@@ -15,8 +15,8 @@ use serde_json::{Map, Value, json};
 
 use super::{FAMILY_RECHECK, hex};
 use crate::error::AuthError;
-use crate::issuer::sha256;
 use crate::principal::{AuthMethod, Principal, PrincipalKind};
+use crate::wire::sha256;
 
 /// Longest access-token life (and a minute): a revoked sign-in is remembered this long.
 const REVOKED_MEMORY: Duration = Duration::from_secs(3600 + 60);

@@ -15,10 +15,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gatehouse_store::{CodeGrant, OAuthClient, OAuthStore, PendingLogin, StoreError};
 use serde_json::{Value, json};
 
-use crate::issuer::{Authenticator, form_encode, now, read_limited, sha256};
+use crate::issuer::Authenticator;
 use crate::principal::AuthMethod;
 use crate::secrets::LocalSecrets;
 use crate::upstream::SecretRef;
+use crate::wire::{form_encode, now, read_limited, sha256};
 
 mod keys;
 #[cfg(test)]
@@ -824,7 +825,7 @@ impl AuthorizationServer {
             .post(&endpoint)
             .header(
                 http::header::AUTHORIZATION,
-                crate::issuer::client_basic(&l.client_id, &secret),
+                crate::wire::client_basic(&l.client_id, &secret),
             )
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body)

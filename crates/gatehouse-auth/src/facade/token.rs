@@ -8,7 +8,7 @@ use super::{
     AuthorizationServer, CODE_TTL, CutOff, FacadeEvent, LOGIN_TTL, OAuthError, Params, digest,
     random_token, s256, same, valid_verifier,
 };
-use crate::issuer::now;
+use crate::wire::now;
 
 impl AuthorizationServer {
     /// Revokes a sign-in: its refresh tokens in the store, its access tokens here at once.
