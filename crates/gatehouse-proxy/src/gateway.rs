@@ -588,6 +588,17 @@ impl Gateway {
     }
 
     /// Rebuilds and publishes the catalog; tells clients what changed.
+    /// Replaces what upstream `name` lists and rebuilds the catalog (the upstream
+    /// connection does this on every list; tests drive the chain with it directly).
+    #[cfg(test)]
+    pub(crate) fn put_lists(&self, name: &str, lists: crate::catalog::UpstreamLists) {
+        self.lists
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_owned(), lists);
+        self.rebuild_catalog();
+    }
+
     pub(crate) fn rebuild_catalog(&self) {
         let cfg = self.config.load();
         let previous = self.catalog.load_full();

@@ -43,6 +43,8 @@ mod local;
 mod outbound;
 mod policy;
 mod route;
+#[cfg(test)]
+mod tests;
 mod trace;
 mod validate;
 
