@@ -74,6 +74,9 @@ pub struct Config {
     pub vault: Option<gatehouse_auth::VaultSettings>,
     /// The SQLite database (API keys; later audit, approvals, pins).
     pub store_path: PathBuf,
+    /// `store.postgres`: PostgreSQL for every store that names none of its own (a cluster's
+    /// shared state, pins included); `None`: the store file.
+    pub store_postgres: Option<String>,
     pub tls: Option<TlsSettings>,
     /// Enables SCIM: the token the directory's SCIM client must present.
     pub scim_token: Option<gatehouse_auth::SecretRef>,
@@ -97,6 +100,37 @@ pub struct Config {
     pub pinning: Option<Pinning>,
     /// The directory in PostgreSQL (shared by replicas); `None`: the store file.
     pub directory_postgres: Option<String>,
+}
+
+/// The gateway's stores, by what they hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    ApiKeys,
+    Directory,
+    Approvals,
+    OAuth,
+    Pins,
+    Audit,
+}
+
+impl Config {
+    /// The PostgreSQL connection string a store uses: its section's own (`api_keys.postgres`,
+    /// `directory.postgres`, …), else `store.postgres`; `None`: the SQLite store file.
+    pub fn postgres_for(&self, kind: StoreKind) -> Option<&str> {
+        let own = match kind {
+            StoreKind::ApiKeys => self.api_keys_postgres.as_deref(),
+            StoreKind::Directory => self.directory_postgres.as_deref(),
+            StoreKind::Approvals => self.approvals.postgres.as_deref(),
+            StoreKind::OAuth => self
+                .auth
+                .as_ref()
+                .and_then(|a| a.facade.as_ref())
+                .and_then(|f| f.postgres.as_deref()),
+            StoreKind::Audit => self.audit.as_ref().and_then(|a| a.postgres.as_deref()),
+            StoreKind::Pins => None,
+        };
+        own.or(self.store_postgres.as_deref())
+    }
 }
 
 /// Where an ICAP service is and how to use it (the client is the proxy's).
@@ -971,6 +1005,7 @@ impl RawConfig {
                 Some(bytes)
             }
         };
+        let store_postgres = self.store.postgres.clone();
         let store_path = PathBuf::from(
             self.store
                 .sqlite
@@ -1170,6 +1205,7 @@ impl RawConfig {
             api_keys_postgres,
             vault,
             store_path,
+            store_postgres,
             listen,
             dev_mode: self.dev_mode,
             group_roles: self.group_roles,

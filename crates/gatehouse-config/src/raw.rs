@@ -488,6 +488,10 @@ pub struct RawApiKeys {
 pub struct RawStore {
     /// SQLite database file. Default `gatehouse.db`, relative to the config file.
     pub sqlite: Option<String>,
+    /// PostgreSQL (`host=… user=… dbname=…` or a `postgres://` URL) for every store that
+    /// names none of its own: API keys, directory, approvals, the OAuth façade, pins and the
+    /// audit record, shared by every replica of a cluster.
+    pub postgres: Option<String>,
 }
 
 /// The gateway as an OAuth 2.1 resource server.

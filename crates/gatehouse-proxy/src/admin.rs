@@ -182,9 +182,13 @@ pub(crate) async fn audit_query(
         subject,
     };
     let path = cfg.store_path.clone();
-    let postgres = cfg.audit.as_ref().and_then(|a| a.postgres.clone());
+    let postgres = cfg
+        .postgres_for(crate::config::StoreKind::Audit)
+        .map(str::to_owned);
     let rows = tokio::task::spawn_blocking(move || {
-        gatehouse_store::AnyAudit::open(&path, postgres.as_deref()).and_then(|s| s.query(&query))
+        gatehouse_store::Backend::new(&path, postgres.as_deref())
+            .audit()
+            .and_then(|s| s.query(&query))
     })
     .await;
     let Ok(Ok(rows)) = rows else {

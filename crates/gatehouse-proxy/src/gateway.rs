@@ -10,12 +10,12 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use gatehouse_auth::{ApiKeys, Authenticator, AuthorizationServer, LocalSecrets, Principal};
 use gatehouse_protocol::{Id, Message, Notification, ProtocolVersion, Request, method};
-use gatehouse_store::{DirectoryStore, SqliteDirectory, SqliteKeyStore};
+use gatehouse_store::DirectoryStore;
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::catalog::{Catalog, Source, UpstreamLists};
-use crate::config::{Config, UpstreamSpec};
+use crate::config::{Config, StoreKind, UpstreamSpec};
 use crate::hub::Hub;
 use crate::metrics as m;
 use crate::session::{SessionCodec, random_bytes};
@@ -41,6 +41,11 @@ impl std::fmt::Display for CorrelationId {
     }
 }
 
+/// Where the store of `kind` lives, as the configuration says.
+pub(crate) fn store(cfg: &Config, kind: StoreKind) -> gatehouse_store::Backend<'_> {
+    gatehouse_store::Backend::new(&cfg.store_path, cfg.postgres_for(kind))
+}
+
 /// API keys as configured at start (the pepper and store change only on restart).
 enum KeysState {
     Off,
@@ -53,12 +58,8 @@ impl KeysState {
         let Some(pepper) = &cfg.api_key_pepper else {
             return KeysState::Off;
         };
-        if let Some(url) = &cfg.api_keys_postgres {
-            let store = gatehouse_store::PgKeyStore::new(url);
-            return KeysState::Ready(Box::new(ApiKeys::new(pepper, Arc::new(store))));
-        }
-        match SqliteKeyStore::open(&cfg.store_path) {
-            Ok(store) => KeysState::Ready(Box::new(ApiKeys::new(pepper, Arc::new(store)))),
+        match store(cfg, StoreKind::ApiKeys).api_keys() {
+            Ok(store) => KeysState::Ready(Box::new(ApiKeys::new(pepper, store))),
             Err(e) => {
                 tracing::error!(path = %cfg.store_path.display(), error = %e, "API key store unavailable: every API key will be refused");
                 KeysState::Broken(e.to_string())
@@ -81,12 +82,9 @@ fn identity(
     let Some(f) = a.facade.clone() else {
         return (Some(Arc::new(authn)), None);
     };
-    let store: Result<Arc<dyn gatehouse_store::OAuthStore>, String> = match &f.postgres {
-        Some(url) => Ok(Arc::new(gatehouse_store::PgOAuth::new(url))),
-        None => gatehouse_store::SqliteOAuth::open(&cfg.store_path)
-            .map(|s| Arc::new(s) as Arc<dyn gatehouse_store::OAuthStore>)
-            .map_err(|e| e.to_string()),
-    };
+    let store = store(cfg, StoreKind::OAuth)
+        .oauth()
+        .map_err(|e| e.to_string());
     let server = store.and_then(|store| {
         let key = std::path::PathBuf::from(format!("{}.oauth-key.pem", cfg.store_path.display()));
         AuthorizationServer::new(f, &key, store, secrets)
@@ -138,7 +136,8 @@ async fn retention(
         let (path, sinks, postgres) = (path.clone(), sinks.clone(), postgres.clone());
         let cutoff = crate::audit::now_ms().saturating_sub(keep.as_millis() as u64);
         let done = tokio::task::spawn_blocking(move || {
-            gatehouse_store::AnyAudit::open(&path, postgres.as_deref())
+            gatehouse_store::Backend::new(&path, postgres.as_deref())
+                .audit()
                 .and_then(|s| s.prune(cutoff, &sinks))
         })
         .await;
@@ -213,15 +212,11 @@ impl DirectoryState {
         if cfg.scim_token.is_none() && cfg.admin_token.is_none() {
             return DirectoryState::Off;
         }
-        let opened: Result<Arc<dyn DirectoryStore>, gatehouse_store::StoreError> =
-            match &cfg.directory_postgres {
-                Some(url) => gatehouse_store::PgDirectory::open(url).map(|d| Arc::new(d) as _),
-                None => SqliteDirectory::open(&cfg.store_path).map(|d| Arc::new(d) as _),
-            };
+        let opened = store(cfg, StoreKind::Directory).directory();
         match opened {
             Ok(d) => DirectoryState::Ready(d),
             Err(e) => {
-                tracing::error!(path = %cfg.store_path.display(), postgres = cfg.directory_postgres.is_some(), error = %e, "directory store unavailable: every caller will be refused");
+                tracing::error!(path = %cfg.store_path.display(), postgres = cfg.postgres_for(StoreKind::Directory).is_some(), error = %e, "directory store unavailable: every caller will be refused");
                 DirectoryState::Broken(e.to_string())
             }
         }
@@ -314,7 +309,12 @@ impl Gateway {
         tokio::spawn(crate::approval::sweep(Arc::downgrade(&gw)));
         tokio::spawn(purge_oauth(Arc::downgrade(&gw)));
         if let Some(a) = config.audit.as_ref().filter(|a| !a.sinks.is_empty()) {
-            crate::siem::start(&gw, &config.store_path, a.postgres.as_deref(), &a.sinks);
+            crate::siem::start(
+                &gw,
+                &config.store_path,
+                config.postgres_for(StoreKind::Audit),
+                &a.sinks,
+            );
         }
         if let Some(a) = config.audit.as_ref()
             && let Some(keep) = a.retention
@@ -322,7 +322,7 @@ impl Gateway {
             let sinks = a.sinks.iter().map(|s| s.name.clone()).collect();
             tokio::spawn(retention(
                 config.store_path.clone(),
-                a.postgres.clone(),
+                config.postgres_for(StoreKind::Audit).map(str::to_owned),
                 keep,
                 sinks,
             ));
@@ -905,10 +905,7 @@ fn open_audit(config: &Config) -> Option<crate::audit::AuditWriter> {
             })
             .map(Some),
     };
-    let (store, checkpoints) = match (
-        signer,
-        gatehouse_store::AnyAudit::open(&config.store_path, settings.postgres.as_deref()),
-    ) {
+    let (store, checkpoints) = match (signer, store(config, StoreKind::Audit).audit()) {
         (Err(e), _) => (broken(e), None),
         (Ok(_), Err(e)) => (broken(e.to_string()), None),
         (Ok(signer), Ok(s)) => (

@@ -1,10 +1,11 @@
 //! Gatehouse's durable state, behind traits whose docs state their guarantees, with an
 //! in-memory implementation for tests, SQLite (the embedded default) for real use, and
-//! PostgreSQL for a cluster's audit record.
+//! PostgreSQL for a cluster's shared state; [`Backend`] is the one place that picks.
 
 mod approvals;
 mod audit;
 mod directory;
+mod factory;
 mod keys;
 mod oauth;
 mod pg_approvals;
@@ -12,6 +13,7 @@ mod pg_audit;
 mod pg_directory;
 mod pg_keys;
 mod pg_oauth;
+mod pg_pins;
 mod pg_tls;
 mod pins;
 
@@ -22,6 +24,7 @@ pub use audit::{AuditQuery, Pending, SqliteAudit};
 pub use directory::{
     DirectoryGroup, DirectoryStore, DirectoryUser, MemoryDirectory, SqliteDirectory,
 };
+pub use factory::Backend;
 pub use keys::{ApiKeyRecord, ApiKeyStore, MemoryKeyStore, SqliteKeyStore, StoreError};
 pub use oauth::{
     CodeGrant, OAuthClient, OAuthStore, PendingLogin, Redeem, RefreshRecord, SqliteOAuth,
@@ -31,7 +34,10 @@ pub use pg_audit::PgAudit;
 pub use pg_directory::PgDirectory;
 pub use pg_keys::PgKeyStore;
 pub use pg_oauth::PgOAuth;
-pub use pins::{Observed, PinDecideError, PinDecision, PinRecord, PinStatus, PinStore, Sighting};
+pub use pg_pins::PgPins;
+pub use pins::{
+    Observed, PinDecideError, PinDecision, PinRecord, PinStatus, PinStore, Sighting, SqlitePins,
+};
 
 /// The audit store a config names: SQLite (the default) or PostgreSQL.
 pub enum AnyAudit {

@@ -1,6 +1,8 @@
 //! Tool and prompt pins: the definition an administrator trusts (by canonical hash), and a
 //! changed or flagged definition waiting for review. What is not approved is not exposed.
-//! The state machine lives in [`PinStore::observe`]; decisions in [`PinStore::decide`].
+//! The state machine is [`next`] (what a sighting does) and [`decided`] (what a review
+//! does), pure functions both backends share: [`SqlitePins`] here and `PgPins` for a
+//! cluster, behind the [`PinStore`] trait.
 
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
@@ -33,7 +35,7 @@ impl PinStatus {
         }
     }
 
-    fn parse(s: &str) -> PinStatus {
+    pub(crate) fn parse(s: &str) -> PinStatus {
         match s {
             "approved" => PinStatus::Approved,
             "pending" => PinStatus::Pending,
@@ -124,14 +126,48 @@ CREATE TABLE IF NOT EXISTS pins (
 );
 ";
 
+/// Where pins are kept. Every replica of a cluster must see the same pins (otherwise a
+/// rug pull approved on one host is still hidden on another, or one quarantined on one is
+/// exposed on the next), so a cluster uses the PostgreSQL store.
+pub trait PinStore: Send + Sync + std::fmt::Debug {
+    fn get(&self, upstream: &str, kind: &str, name: &str) -> Result<Option<PinRecord>, StoreError>;
+
+    /// Every pin, or those with `status`, ordered by upstream, kind and name.
+    fn list(&self, status: Option<PinStatus>) -> Result<Vec<PinRecord>, StoreError>;
+
+    /// Records that an upstream offers each sighting and says whether to expose it, in one
+    /// transaction (one disk sync), serialised with every other observation and decision.
+    fn observe_all(&self, all: &[Sighting<'_>], now_ms: u64) -> Result<Vec<Observed>, StoreError>;
+
+    /// An administrator's decision on what waits for review. `expect_hash`, when given,
+    /// must be the proposed definition's hash (what the administrator saw).
+    fn decide(
+        &self,
+        upstream: &str,
+        kind: &str,
+        name: &str,
+        d: &PinDecision<'_>,
+        now_ms: u64,
+    ) -> Result<PinRecord, PinDecideError>;
+
+    /// [`PinStore::observe_all`] for one sighting.
+    fn observe(&self, s: &Sighting<'_>, now_ms: u64) -> Result<Observed, StoreError> {
+        self.observe_all(std::slice::from_ref(s), now_ms).map(|v| {
+            v.into_iter()
+                .next()
+                .unwrap_or(Observed::Held(PinStatus::Quarantined))
+        })
+    }
+}
+
 /// Pins in the gateway's SQLite store.
-pub struct PinStore {
+pub struct SqlitePins {
     conn: Mutex<Connection>,
 }
 
-impl std::fmt::Debug for PinStore {
+impl std::fmt::Debug for SqlitePins {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PinStore")
+        f.write_str("SqlitePins")
     }
 }
 
@@ -178,24 +214,24 @@ pub enum PinDecideError {
     Store(#[from] StoreError),
 }
 
-impl PinStore {
-    pub fn open(path: &Path) -> Result<PinStore, StoreError> {
+impl SqlitePins {
+    pub fn open(path: &Path) -> Result<SqlitePins, StoreError> {
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(PinStore {
+        Ok(SqlitePins {
             conn: Mutex::new(conn),
         })
     }
 
     /// An in-memory store (tests, or a gateway whose store file cannot be opened: nothing
     /// survives a restart, but changes are still caught while it runs).
-    pub fn memory() -> Result<PinStore, StoreError> {
+    pub fn memory() -> Result<SqlitePins, StoreError> {
         let conn = Connection::open_in_memory()?;
         conn.execute_batch(SCHEMA)?;
-        Ok(PinStore {
+        Ok(SqlitePins {
             conn: Mutex::new(conn),
         })
     }
@@ -203,27 +239,53 @@ impl PinStore {
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
 
-    pub fn get(
-        &self,
-        upstream: &str,
-        kind: &str,
-        name: &str,
-    ) -> Result<Option<PinRecord>, StoreError> {
-        Ok(self
-            .conn()
-            .query_row(
-                &format!(
-                    "SELECT {COLUMNS} FROM pins WHERE upstream = ?1 AND kind = ?2 AND name = ?3"
-                ),
-                params![upstream, kind, name],
-                row,
-            )
-            .optional()?)
+fn get_in(
+    conn: &Connection,
+    upstream: &str,
+    kind: &str,
+    name: &str,
+) -> rusqlite::Result<Option<PinRecord>> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM pins WHERE upstream = ?1 AND kind = ?2 AND name = ?3"),
+        params![upstream, kind, name],
+        row,
+    )
+    .optional()
+}
+
+fn put_in(conn: &Connection, p: &PinRecord) -> rusqlite::Result<usize> {
+    conn.execute(
+        "INSERT INTO pins (upstream, kind, name, status, hash, definition, proposed_hash, proposed, findings, first_seen_ms, updated_ms, decided_by, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+         ON CONFLICT (upstream, kind, name) DO UPDATE SET status = ?4, hash = ?5, definition = ?6,
+           proposed_hash = ?7, proposed = ?8, findings = ?9, first_seen_ms = ?10, updated_ms = ?11,
+           decided_by = ?12, reason = ?13",
+        params![
+            p.upstream,
+            p.kind,
+            p.name,
+            p.status.as_str(),
+            p.hash,
+            p.definition,
+            p.proposed_hash,
+            p.proposed,
+            p.findings,
+            p.first_seen_ms as i64,
+            p.updated_ms as i64,
+            p.decided_by,
+            p.reason
+        ],
+    )
+}
+
+impl PinStore for SqlitePins {
+    fn get(&self, upstream: &str, kind: &str, name: &str) -> Result<Option<PinRecord>, StoreError> {
+        Ok(get_in(&self.conn(), upstream, kind, name)?)
     }
 
-    /// Every pin, or those with `status`.
-    pub fn list(&self, status: Option<PinStatus>) -> Result<Vec<PinRecord>, StoreError> {
+    fn list(&self, status: Option<PinStatus>) -> Result<Vec<PinRecord>, StoreError> {
         let conn = self.conn();
         let mut st = conn.prepare(&format!(
             "SELECT {COLUMNS} FROM pins WHERE ?1 IS NULL OR status = ?1 ORDER BY upstream, kind, name"
@@ -232,34 +294,23 @@ impl PinStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Records that an upstream offers `s` and says whether to expose it.
-    pub fn observe(&self, s: &Sighting<'_>, now_ms: u64) -> Result<Observed, StoreError> {
-        self.observe_all(std::slice::from_ref(s), now_ms).map(|v| {
-            v.into_iter()
-                .next()
-                .unwrap_or(Observed::Held(PinStatus::Quarantined))
-        })
-    }
-
-    /// [`PinStore::observe`] for a whole list, in one transaction (one disk sync).
-    pub fn observe_all(
-        &self,
-        all: &[Sighting<'_>],
-        now_ms: u64,
-    ) -> Result<Vec<Observed>, StoreError> {
+    fn observe_all(&self, all: &[Sighting<'_>], now_ms: u64) -> Result<Vec<Observed>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut out = Vec::with_capacity(all.len());
         for s in all {
-            out.push(observe_in(&tx, s, now_ms)?);
+            let current = get_in(&tx, s.upstream, s.kind, s.name)?;
+            let (observed, write) = next(current.as_ref(), s, now_ms);
+            if let Some(p) = write {
+                put_in(&tx, &p)?;
+            }
+            out.push(observed);
         }
         tx.commit()?;
         Ok(out)
     }
 
-    /// An administrator's decision on what waits for review. `expect_hash`, when given,
-    /// must be the proposed definition's hash (what the administrator saw).
-    pub fn decide(
+    fn decide(
         &self,
         upstream: &str,
         kind: &str,
@@ -267,108 +318,83 @@ impl PinStore {
         d: &PinDecision<'_>,
         now_ms: u64,
     ) -> Result<PinRecord, PinDecideError> {
-        let PinDecision {
-            approve,
-            expect_hash,
-            by,
-            reason,
-        } = *d;
         let mut conn = self.conn();
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(StoreError::from)?;
-        let p = tx
-            .query_row(
-                &format!(
-                    "SELECT {COLUMNS} FROM pins WHERE upstream = ?1 AND kind = ?2 AND name = ?3"
-                ),
-                params![upstream, kind, name],
-                row,
-            )
-            .optional()
+        let p = get_in(&tx, upstream, kind, name)
             .map_err(StoreError::from)?
             .ok_or(PinDecideError::NotFound)?;
-        if p.proposed_hash.is_empty() {
-            return Err(PinDecideError::NothingToReview);
-        }
-        if let Some(h) = expect_hash
-            && h != p.proposed_hash
-        {
-            return Err(PinDecideError::Stale(p.proposed_hash));
-        }
-        if approve {
-            tx.execute(
-                "UPDATE pins SET status = 'approved', hash = proposed_hash, definition = proposed,
-                   proposed_hash = '', proposed = '', findings = '', updated_ms = ?4, decided_by = ?5, reason = ?6
-                 WHERE upstream = ?1 AND kind = ?2 AND name = ?3",
-                params![upstream, kind, name, now_ms as i64, by, reason],
-            )
-            .map_err(StoreError::from)?;
-        } else {
-            tx.execute(
-                "UPDATE pins SET status = 'rejected', updated_ms = ?4, decided_by = ?5, reason = ?6
-                 WHERE upstream = ?1 AND kind = ?2 AND name = ?3",
-                params![upstream, kind, name, now_ms as i64, by, reason],
-            )
-            .map_err(StoreError::from)?;
-        }
-        let out = tx
-            .query_row(
-                &format!(
-                    "SELECT {COLUMNS} FROM pins WHERE upstream = ?1 AND kind = ?2 AND name = ?3"
-                ),
-                params![upstream, kind, name],
-                row,
-            )
-            .map_err(StoreError::from)?;
+        let out = decided(p, d, now_ms)?;
+        put_in(&tx, &out).map_err(StoreError::from)?;
         tx.commit().map_err(StoreError::from)?;
         Ok(out)
     }
 }
 
-fn observe_in(
-    tx: &rusqlite::Transaction<'_>,
+/// What a review does to `p`: approve (the proposed definition becomes the trusted one) or
+/// reject (held while it is offered). Refused when nothing waits or the administrator saw
+/// another definition than the one waiting now.
+pub(crate) fn decided(
+    mut p: PinRecord,
+    d: &PinDecision<'_>,
+    now_ms: u64,
+) -> Result<PinRecord, PinDecideError> {
+    if p.proposed_hash.is_empty() {
+        return Err(PinDecideError::NothingToReview);
+    }
+    if let Some(h) = d.expect_hash
+        && h != p.proposed_hash
+    {
+        return Err(PinDecideError::Stale(p.proposed_hash));
+    }
+    if d.approve {
+        p.status = PinStatus::Approved;
+        p.hash = std::mem::take(&mut p.proposed_hash);
+        p.definition = std::mem::take(&mut p.proposed);
+        p.findings.clear();
+    } else {
+        p.status = PinStatus::Rejected;
+    }
+    p.updated_ms = now_ms;
+    p.decided_by = d.by.to_owned();
+    p.reason = d.reason.to_owned();
+    Ok(p)
+}
+
+/// What a sighting does, given the pin as it is: whether to expose the definition, and the
+/// record to write (none when nothing changes).
+pub(crate) fn next(
+    current: Option<&PinRecord>,
     s: &Sighting<'_>,
     now_ms: u64,
-) -> Result<Observed, StoreError> {
-    let current = tx
-        .query_row(
-            &format!("SELECT {COLUMNS} FROM pins WHERE upstream = ?1 AND kind = ?2 AND name = ?3"),
-            params![s.upstream, s.kind, s.name],
-            row,
-        )
-        .optional()?;
+) -> (Observed, Option<PinRecord>) {
+    // The record as written: decisions (who, why) kept from the current one.
     let put = |status: PinStatus,
                hash: &str,
                def: &str,
                proposed_hash: &str,
                proposed: &str,
                findings: &str,
-               first_seen: u64|
-     -> rusqlite::Result<usize> {
-        tx.execute(
-                "INSERT INTO pins (upstream, kind, name, status, hash, definition, proposed_hash, proposed, findings, first_seen_ms, updated_ms, decided_by, reason)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, '', '')
-                 ON CONFLICT (upstream, kind, name) DO UPDATE SET status = ?4, hash = ?5, definition = ?6,
-                   proposed_hash = ?7, proposed = ?8, findings = ?9, updated_ms = ?11",
-                params![
-                    s.upstream,
-                    s.kind,
-                    s.name,
-                    status.as_str(),
-                    hash,
-                    def,
-                    proposed_hash,
-                    proposed,
-                    findings,
-                    first_seen as i64,
-                    now_ms as i64
-                ],
-            )
+               first_seen: u64| PinRecord {
+        upstream: s.upstream.to_owned(),
+        kind: s.kind.to_owned(),
+        name: s.name.to_owned(),
+        status,
+        hash: hash.to_owned(),
+        definition: def.to_owned(),
+        proposed_hash: proposed_hash.to_owned(),
+        proposed: proposed.to_owned(),
+        findings: findings.to_owned(),
+        first_seen_ms: first_seen,
+        updated_ms: now_ms,
+        decided_by: current.map(|p| p.decided_by.clone()).unwrap_or_default(),
+        reason: current.map(|p| p.reason.clone()).unwrap_or_default(),
     };
-    let out = match current {
-        None if s.trust_first_sight && s.flagged.is_empty() => {
-            put(
+    match current {
+        None if s.trust_first_sight && s.flagged.is_empty() => (
+            Observed::Pinned,
+            Some(put(
                 PinStatus::Approved,
                 s.hash,
                 s.definition,
@@ -376,25 +402,26 @@ fn observe_in(
                 "",
                 "",
                 now_ms,
-            )?;
-            Observed::Pinned
-        }
+            )),
+        ),
         None => {
             let why = if s.flagged.is_empty() {
                 r#"{"reason":"first_sight"}"#
             } else {
                 s.flagged
             };
-            put(
-                PinStatus::Pending,
-                "",
-                "",
-                s.hash,
-                s.definition,
-                why,
-                now_ms,
-            )?;
-            Observed::Held(PinStatus::Pending)
+            (
+                Observed::Held(PinStatus::Pending),
+                Some(put(
+                    PinStatus::Pending,
+                    "",
+                    "",
+                    s.hash,
+                    s.definition,
+                    why,
+                    now_ms,
+                )),
+            )
         }
         Some(p) if p.hash == s.hash => {
             if p.status == PinStatus::Approved {
@@ -402,38 +429,42 @@ fn observe_in(
                     // Trusted on first sight, never reviewed, and detection now holds it
                     // (stricter settings, new rules): reviewed like a first sighting.
                     // What an administrator approved stays approved.
-                    put(
-                        PinStatus::Pending,
-                        &p.hash,
-                        &p.definition,
-                        s.hash,
-                        s.definition,
-                        s.flagged,
-                        p.first_seen_ms,
-                    )?;
-                    Observed::Held(PinStatus::Pending)
+                    (
+                        Observed::Held(PinStatus::Pending),
+                        Some(put(
+                            PinStatus::Pending,
+                            &p.hash,
+                            &p.definition,
+                            s.hash,
+                            s.definition,
+                            s.flagged,
+                            p.first_seen_ms,
+                        )),
+                    )
                 } else {
-                    Observed::Trusted
+                    (Observed::Trusted, None)
                 }
             } else if p.proposed_hash == s.hash {
                 // Held as it is (flagged, or rejected): still held.
-                Observed::StillHeld(p.status)
+                (Observed::StillHeld(p.status), None)
             } else {
                 // Back to the trusted definition: whatever was proposed is moot.
-                put(
-                    PinStatus::Approved,
-                    &p.hash,
-                    &p.definition,
-                    "",
-                    "",
-                    "",
-                    p.first_seen_ms,
-                )?;
-                Observed::Restored
+                (
+                    Observed::Restored,
+                    Some(put(
+                        PinStatus::Approved,
+                        &p.hash,
+                        &p.definition,
+                        "",
+                        "",
+                        "",
+                        p.first_seen_ms,
+                    )),
+                )
             }
         }
         Some(p) if p.proposed_hash == s.hash && p.status != PinStatus::Approved => {
-            Observed::StillHeld(p.status)
+            (Observed::StillHeld(p.status), None)
         }
         Some(p) => {
             // A definition nobody approved: hidden until reviewed.
@@ -449,19 +480,20 @@ fn observe_in(
             } else {
                 r#"{"reason":"changed"}"#.to_owned()
             };
-            put(
-                status,
-                &p.hash,
-                &p.definition,
-                s.hash,
-                s.definition,
-                &why,
-                p.first_seen_ms,
-            )?;
-            Observed::Held(status)
+            (
+                Observed::Held(status),
+                Some(put(
+                    status,
+                    &p.hash,
+                    &p.definition,
+                    s.hash,
+                    s.definition,
+                    &why,
+                    p.first_seen_ms,
+                )),
+            )
         }
-    };
-    Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -489,9 +521,51 @@ mod tests {
         }
     }
 
+    type Make<'a> = &'a dyn Fn() -> Box<dyn PinStore>;
+
+    fn sqlite() -> Box<dyn PinStore> {
+        Box::new(SqlitePins::memory().unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    fn postgres() -> Box<dyn PinStore> {
+        Box::new(crate::PgPins::new(&crate::pg_audit::tests::fresh_db(
+            "pins",
+        )))
+    }
+
+    // Each scenario runs on both backends: the state machine is shared, the storage is not.
     #[test]
     fn a_change_is_quarantined_until_reviewed_and_a_revert_restores() {
-        let s = PinStore::memory().unwrap_or_else(|e| panic!("{e}"));
+        change_quarantined(&sqlite);
+    }
+
+    #[test]
+    fn a_change_is_quarantined_until_reviewed_and_a_revert_restores_in_postgres() {
+        change_quarantined(&postgres);
+    }
+
+    #[test]
+    fn a_pin_nobody_reviewed_is_held_when_detection_flags_it_later() {
+        flagged_later(&sqlite);
+    }
+
+    #[test]
+    fn a_pin_nobody_reviewed_is_held_when_detection_flags_it_later_in_postgres() {
+        flagged_later(&postgres);
+    }
+
+    #[test]
+    fn review_mode_and_flagged_definitions_wait_on_first_sight() {
+        first_sight(&sqlite);
+    }
+
+    #[test]
+    fn review_mode_and_flagged_definitions_wait_on_first_sight_in_postgres() {
+        first_sight(&postgres);
+    }
+
+    fn change_quarantined(mk: Make<'_>) {
+        let s = mk();
         let ok = |r: Result<Observed, StoreError>| r.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             ok(s.observe(&see("h1", "{1}", true, ""), 1)),
@@ -554,9 +628,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn a_pin_nobody_reviewed_is_held_when_detection_flags_it_later() {
-        let s = PinStore::memory().unwrap_or_else(|e| panic!("{e}"));
+    fn flagged_later(mk: Make<'_>) {
+        let s = mk();
         let ok = |r: Result<Observed, StoreError>| r.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             ok(s.observe(&see("h1", "{1}", true, ""), 1)),
@@ -581,7 +654,8 @@ mod tests {
             Observed::StillHeld(PinStatus::Rejected)
         );
         // Once an administrator approves it, it stays trusted however it is flagged.
-        let s = PinStore::memory().unwrap_or_else(|e| panic!("{e}"));
+        drop(s);
+        let s = mk();
         assert_eq!(
             ok(s.observe(&see("h1", "{1}", true, flag), 1)),
             Observed::Held(PinStatus::Pending)
@@ -594,14 +668,14 @@ mod tests {
         );
     }
 
-    #[test]
-    fn review_mode_and_flagged_definitions_wait_on_first_sight() {
-        let s = PinStore::memory().unwrap_or_else(|e| panic!("{e}"));
+    fn first_sight(mk: Make<'_>) {
+        let s = mk();
         assert_eq!(
             s.observe(&see("h1", "{1}", false, ""), 1).ok(),
             Some(Observed::Held(PinStatus::Pending))
         );
-        let flagged = PinStore::memory().unwrap_or_else(|e| panic!("{e}"));
+        drop(s);
+        let flagged = mk();
         assert_eq!(
             flagged
                 .observe(&see("h1", "{1}", true, "[\"hidden.marker_tags\"]"), 1)

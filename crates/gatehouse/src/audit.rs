@@ -198,7 +198,7 @@ pub(crate) fn run(config: Option<&Path>, cmd: AuditCommand) -> Result<()> {
     }
     let config = config.context("--config is required")?;
     let cfg = Config::load(config).map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
-    let postgres = cfg.audit.as_ref().and_then(|a| a.postgres.as_deref());
+    let postgres = cfg.postgres_for(gatehouse_proxy::config::StoreKind::Audit);
     match cmd {
         AuditCommand::Verify { public_key } => {
             let public_key = public_key

@@ -1,14 +1,12 @@
 //! `gatehouse keys`: create, list, revoke and rotate API keys in the configured store.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use gatehouse_auth::{ApiKeys, KeySpec};
 use gatehouse_proxy::Config;
-use gatehouse_store::SqliteKeyStore;
 
 #[derive(Subcommand)]
 pub(crate) enum KeysCommand {
@@ -85,13 +83,12 @@ pub(crate) fn run(config: &Path, cmd: KeysCommand) -> Result<()> {
         .api_key_pepper
         .as_ref()
         .context("the config has no api_keys section")?;
-    let store: Arc<dyn gatehouse_store::ApiKeyStore> = match &cfg.api_keys_postgres {
-        Some(url) => Arc::new(gatehouse_store::PgKeyStore::new(url)),
-        None => Arc::new(
-            SqliteKeyStore::open(&cfg.store_path)
-                .with_context(|| format!("opening {}", cfg.store_path.display()))?,
-        ),
-    };
+    let store = gatehouse_store::Backend::new(
+        &cfg.store_path,
+        cfg.postgres_for(gatehouse_proxy::config::StoreKind::ApiKeys),
+    )
+    .api_keys()
+    .with_context(|| format!("opening the key store ({})", cfg.store_path.display()))?;
     let keys = ApiKeys::new(pepper, store);
     let known: Vec<&str> = cfg.upstreams.iter().map(|u| u.name.as_str()).collect();
     match cmd {

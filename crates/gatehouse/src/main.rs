@@ -236,6 +236,7 @@ fn dev_config(listen: Option<String>, upstreams: &[String], demo: bool) -> Resul
                     .display()
                     .to_string(),
             ),
+            postgres: None,
         };
         if which("npx").is_some() {
             raw.upstreams.insert(

@@ -38,6 +38,7 @@ pub(crate) async fn run(target: &str, json_out: bool, timeout: Duration) -> Resu
     };
     raw.store = gatehouse_proxy::config::RawStore {
         sqlite: Some(dir.join("scan.db").display().to_string()),
+        postgres: None,
     };
     raw.upstreams
         .insert("scanned".into(), crate::raw_upstream(target)?);

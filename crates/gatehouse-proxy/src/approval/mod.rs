@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use gatehouse_audit::{AuditEvent, EventKind};
 use gatehouse_policy::{Classification, Target, Verb};
 use gatehouse_protocol::{Message, Notification, RpcError, code, method};
-use gatehouse_store::{ApprovalRecord, ApprovalStatus, ApprovalStore, SqliteApprovals};
+use gatehouse_store::{ApprovalRecord, ApprovalStatus, ApprovalStore};
 use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, mpsc};
 
@@ -107,10 +107,8 @@ impl std::fmt::Debug for Approvals {
 
 impl Approvals {
     pub(crate) fn open(cfg: &Config) -> Approvals {
-        let store = match &cfg.approvals.postgres {
-            Some(url) => Ok(Arc::new(gatehouse_store::PgApprovals::new(url)) as Arc<dyn ApprovalStore>),
-            None => SqliteApprovals::open(&cfg.store_path).map(|s| Arc::new(s) as Arc<dyn ApprovalStore>),
-        }
+        let store = crate::gateway::store(cfg, crate::config::StoreKind::Approvals)
+            .approvals()
             .map_err(|e| {
                 tracing::error!(path = %cfg.store_path.display(), error = %e, "approval store unavailable: calls that need approval will be refused");
                 e.to_string()

@@ -15,7 +15,9 @@ use axum::response::{IntoResponse, Response};
 use gatehouse_audit::{AuditEvent, EventKind};
 use gatehouse_detect::Signal;
 use gatehouse_policy::Classification;
-use gatehouse_store::{Observed, PinDecideError, PinDecision, PinStatus, PinStore, Sighting};
+use gatehouse_store::{
+    Observed, PinDecideError, PinDecision, PinStatus, PinStore, Sighting, SqlitePins,
+};
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -35,24 +37,26 @@ type Key = (String, &'static str, String);
 /// hash per definition and nothing more).
 pub(crate) struct Pins {
     /// `None` only if not even an in-memory store could be opened: everything is hidden.
-    store: Option<Arc<PinStore>>,
+    store: Option<Arc<dyn PinStore>>,
     seen: Mutex<HashMap<Key, (String, bool)>>,
     /// Exposed names of the tools held back at the last check, so a call to one is told why.
     held: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Pins {
-    /// The store file's pins; in memory (nothing survives a restart) if it cannot be opened.
+    /// The configured pin store (the store file, or PostgreSQL shared by a cluster); in
+    /// memory (nothing survives a restart) if it cannot be opened.
     pub(crate) fn open(cfg: &Config) -> Pins {
-        let store = PinStore::open(&cfg.store_path).or_else(|e| {
-            tracing::error!(path = %cfg.store_path.display(), error = %e, "pin store unavailable: pins are kept in memory until restart");
-            PinStore::memory()
-        });
+        let store = crate::gateway::store(cfg, crate::config::StoreKind::Pins)
+            .pins()
+            .or_else(|e| {
+                tracing::error!(path = %cfg.store_path.display(), error = %e, "pin store unavailable: pins are kept in memory until restart");
+                SqlitePins::memory().map(|s| Arc::new(s) as Arc<dyn PinStore>)
+            });
         Pins {
             store: store
                 .inspect_err(|e| tracing::error!(error = %e, "no pin store at all: every pinned definition is hidden"))
-                .ok()
-                .map(Arc::new),
+                .ok(),
             seen: Mutex::new(HashMap::new()),
             held: Mutex::new(Default::default()),
         }

@@ -175,6 +175,25 @@ CREATE TABLE IF NOT EXISTS gatehouse_api_keys_version (
 );
 INSERT INTO gatehouse_api_keys_version (id, version) VALUES (1, 0) ON CONFLICT DO NOTHING;
 ",
+    // v7: tool and prompt pins shared by replicas (see pg_pins.rs).
+    "
+CREATE TABLE IF NOT EXISTS gatehouse_pins (
+    upstream TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    proposed_hash TEXT NOT NULL,
+    proposed TEXT NOT NULL,
+    findings TEXT NOT NULL,
+    first_seen_ms BIGINT NOT NULL,
+    updated_ms BIGINT NOT NULL,
+    decided_by TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (upstream, kind, name)
+);
+",
 ];
 
 /// PostgreSQL-backed [`AuditStore`], and the connection pool every PostgreSQL store uses:
@@ -193,6 +212,20 @@ pub struct PgAudit {
 pub(crate) const POOL_SIZE: usize = 8;
 /// How long a call waits for a free connection before the store reports itself unavailable.
 const CHECKOUT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Drop for PgAudit {
+    /// The synchronous client cannot be dropped on an async worker (it shuts down a runtime
+    /// of its own), and a store's last owner may be one (a gateway dropped by its last
+    /// connection task): idle connections are closed on a thread of their own.
+    fn drop(&mut self) {
+        let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(PoisonError::into_inner));
+        if !idle.is_empty() {
+            let _ = std::thread::Builder::new()
+                .name("gatehouse-pg-close".into())
+                .spawn(move || drop(idle));
+        }
+    }
+}
 
 impl std::fmt::Debug for PgAudit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

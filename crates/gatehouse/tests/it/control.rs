@@ -10,7 +10,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::common::{free_port, gatehouse_bin, start_gateway};
+use crate::common::{free_port, fresh_database, gatehouse_bin, python, repo, start_gateway};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_answers_while_the_directory_is_down() {
@@ -64,4 +64,73 @@ async fn the_admin_api_answers_while_the_directory_is_down() {
         .await
         .expect("revocation status");
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// Two replicas sharing `store.postgres` share their pins: a tool one of them held for
+/// review shows as held on the other, and an administrator's approval on one is what the
+/// other sees. (Pins in each host's own file would let a tool quarantined on one replica be
+/// exposed by the next.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sharing_postgres_share_their_pins() {
+    let admin = "admin-token-for-the-control-tests-0123456789";
+    let db = format!("gatehouse_it_pins_{}", std::process::id());
+    fresh_database(&db).await;
+    let dir = std::env::temp_dir().join(format!("gatehouse-control-pins-{}", free_port()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("admin.token"), admin).expect("token");
+    let state = dir.join("notes-version");
+    std::fs::write(&state, "1").expect("state");
+    let replica = |name: &str| {
+        format!(
+            "dev_mode: true\nstore: {{sqlite: {sqlite}, postgres: 'host=127.0.0.1 port=5432 user=postgres dbname={db}'}}\nadmin: {{token: \"file:{tok}\"}}\nupstreams:\n  poisoned:\n    command: {py}\n    args: ['{server}', '{state}']\n",
+            sqlite = dir.join(format!("{name}.db")).display(),
+            tok = dir.join("admin.token").display(),
+            py = python(),
+            server = repo().join("testdata/servers/poisoned_server.py").display(),
+            state = state.display(),
+        )
+    };
+    let a = start_gateway(&replica("a")).await;
+    let b = start_gateway(&replica("b")).await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client");
+    let pin = |base: &str| {
+        let (http, base) = (http.clone(), base.to_owned());
+        async move {
+            let r = http
+                .get(format!("{base}/admin/v1/pins"))
+                .bearer_auth(admin)
+                .send()
+                .await
+                .expect("pins");
+            assert_eq!(r.status(), StatusCode::OK);
+            let v: Value = r.json().await.expect("json");
+            v["pins"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| p["name"] == "add")
+                .cloned()
+                .unwrap_or(Value::Null)
+        }
+    };
+    let held = pin(&b.base).await;
+    assert_eq!(held["status"], "pending", "{held}");
+    let proposed = held["proposed_hash"].as_str().unwrap_or("").to_owned();
+    let r = http
+        .post(format!(
+            "{}/admin/v1/pins/poisoned/tool/add/approve",
+            a.base
+        ))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({"hash": proposed, "reason": "reviewed on replica a"}))
+        .send()
+        .await
+        .expect("approve");
+    assert_eq!(r.status(), StatusCode::OK);
+    let seen = pin(&b.base).await;
+    assert_eq!(seen["status"], "approved", "{seen}");
+    assert_eq!(seen["reason"], "reviewed on replica a", "{seen}");
 }

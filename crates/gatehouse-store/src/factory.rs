@@ -1,0 +1,75 @@
+//! The one place that picks each store's backend: PostgreSQL when a connection string is
+//! given (the state a cluster's replicas share), otherwise the SQLite file (the embedded
+//! default). Every caller opens its stores through a [`Backend`].
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::{
+    AnyAudit, ApiKeyStore, ApprovalStore, DirectoryStore, OAuthStore, PgApprovals, PgDirectory,
+    PgKeyStore, PgOAuth, PgPins, PinStore, SqliteApprovals, SqliteDirectory, SqliteKeyStore,
+    SqliteOAuth, SqlitePins, StoreError,
+};
+
+/// Where one store lives.
+#[derive(Debug, Clone, Copy)]
+pub struct Backend<'a> {
+    /// The SQLite file, used when `postgres` is `None`.
+    pub sqlite: &'a Path,
+    /// A PostgreSQL connection string; the stores connect on first use.
+    pub postgres: Option<&'a str>,
+}
+
+impl<'a> Backend<'a> {
+    pub fn new(sqlite: &'a Path, postgres: Option<&'a str>) -> Backend<'a> {
+        Backend { sqlite, postgres }
+    }
+
+    /// `postgres` or `sqlite`, for logs and errors.
+    pub fn kind(&self) -> &'static str {
+        if self.postgres.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+    }
+
+    pub fn api_keys(&self) -> Result<Arc<dyn ApiKeyStore>, StoreError> {
+        Ok(match self.postgres {
+            Some(url) => Arc::new(PgKeyStore::new(url)),
+            None => Arc::new(SqliteKeyStore::open(self.sqlite)?),
+        })
+    }
+
+    pub fn directory(&self) -> Result<Arc<dyn DirectoryStore>, StoreError> {
+        Ok(match self.postgres {
+            Some(url) => Arc::new(PgDirectory::open(url)?),
+            None => Arc::new(SqliteDirectory::open(self.sqlite)?),
+        })
+    }
+
+    pub fn approvals(&self) -> Result<Arc<dyn ApprovalStore>, StoreError> {
+        Ok(match self.postgres {
+            Some(url) => Arc::new(PgApprovals::new(url)),
+            None => Arc::new(SqliteApprovals::open(self.sqlite)?),
+        })
+    }
+
+    pub fn oauth(&self) -> Result<Arc<dyn OAuthStore>, StoreError> {
+        Ok(match self.postgres {
+            Some(url) => Arc::new(PgOAuth::new(url)),
+            None => Arc::new(SqliteOAuth::open(self.sqlite)?),
+        })
+    }
+
+    pub fn pins(&self) -> Result<Arc<dyn PinStore>, StoreError> {
+        Ok(match self.postgres {
+            Some(url) => Arc::new(PgPins::new(url)),
+            None => Arc::new(SqlitePins::open(self.sqlite)?),
+        })
+    }
+
+    pub fn audit(&self) -> Result<AnyAudit, gatehouse_audit::AuditError> {
+        AnyAudit::open(self.sqlite, self.postgres)
+    }
+}
