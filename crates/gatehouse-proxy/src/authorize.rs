@@ -13,7 +13,7 @@ use gatehouse_auth::{AuthMethod, Principal, PrincipalKind};
 
 /// The principal as policies see it. In development mode the anonymous caller holds the
 /// configured `anonymous_roles`.
-pub(crate) fn subject_of(p: &Principal, authz: &Authorization) -> Subject {
+pub fn subject_of(p: &Principal, authz: &Authorization) -> Subject {
     let roles = match p.method {
         AuthMethod::DevMode => authz.anonymous_roles.clone(),
         _ => p.roles.clone(),

@@ -243,9 +243,9 @@ pub struct Gateway {
     directory: DirectoryState,
     /// The audit writer, when `audit` is configured (opened at start; a change needs a
     /// restart).
-    pub(crate) audit: Option<crate::audit::AuditWriter>,
+    pub audit: Option<crate::audit::AuditWriter>,
     /// Held calls and their approvals (the store file; opened at start).
-    pub(crate) approvals: crate::approval::Approvals,
+    pub approvals: crate::approval::Approvals,
     /// Rate limits and per-principal in-flight caps.
     pub(crate) limiter: crate::ratelimit::Limiter,
     /// Byte budgets and result-size baselines.
@@ -253,7 +253,7 @@ pub struct Gateway {
     /// Tools' compiled input schemas.
     pub(crate) schemas: crate::pipeline::Schemas,
     /// Tool and prompt pins, and what the list-time checks last decided.
-    pub(crate) pins: crate::pins::Pins,
+    pub pins: crate::pins::Pins,
     /// The encrypted local secret store, when configured and its master key readable.
     secrets: Option<Arc<LocalSecrets>>,
     anonymous: Arc<Principal>,
@@ -308,14 +308,6 @@ impl Gateway {
         tokio::spawn(event_loop(Arc::downgrade(&gw), rx));
         tokio::spawn(crate::approval::sweep(Arc::downgrade(&gw)));
         tokio::spawn(purge_oauth(Arc::downgrade(&gw)));
-        if let Some(a) = config.audit.as_ref().filter(|a| !a.sinks.is_empty()) {
-            crate::siem::start(
-                &gw,
-                &config.store_path,
-                config.postgres_for(StoreKind::Audit),
-                &a.sinks,
-            );
-        }
         if let Some(a) = config.audit.as_ref()
             && let Some(keep) = a.retention
         {
@@ -599,7 +591,7 @@ impl Gateway {
         self.rebuild_catalog();
     }
 
-    pub(crate) fn rebuild_catalog(&self) {
+    pub fn rebuild_catalog(&self) {
         let cfg = self.config.load();
         let previous = self.catalog.load_full();
         let lists = self.lists.lock().unwrap_or_else(PoisonError::into_inner);

@@ -1,13 +1,11 @@
 //! Gatehouse's proxy: client-facing transports, upstream connections, federation, sessions
 //! and the request pipeline. The only library crate that knows all the others.
 
-mod admin;
 pub mod approval;
 pub mod arbiter;
 pub mod audit;
-mod authorize;
+pub mod authorize;
 pub mod catalog;
-mod control_token;
 /// The configuration, validated (its own crate: plain data, no clients).
 pub use gatehouse_config as config;
 pub mod exfil;
@@ -16,14 +14,11 @@ pub mod http;
 pub mod hub;
 pub mod icap;
 pub mod metrics;
-mod oauth;
 pub mod pins;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod reload;
-mod scim;
 pub mod session;
-pub mod siem;
 pub mod tls;
 pub mod upstream;
 
@@ -31,14 +26,25 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use config::{Config, ConfigError};
+
+/// What a server attaches beside the request path: started once with the gateway, it
+/// returns the routes to serve with the MCP ones.
+pub type Control = fn(&Arc<Gateway>) -> axum::Router;
 pub use gateway::Gateway;
 
 /// Runs the gateway until ctrl-c / SIGTERM, then drains. `config_path`, when given, is
 /// watched and reloaded on change.
-pub async fn serve(config: Config, config_path: Option<PathBuf>) -> std::io::Result<()> {
+/// `control` starts what runs beside the request path and returns its routes (the admin,
+/// approvals, SCIM and OAuth endpoints: `gatehouse_control::start`).
+pub async fn serve(
+    config: Config,
+    config_path: Option<PathBuf>,
+    control: Control,
+) -> std::io::Result<()> {
     let prometheus = metrics::install();
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let gw = Gateway::start(config);
+    let extra = control(&gw);
     gw.audit_note(
         gatehouse_audit::EventKind::Lifecycle,
         "gateway started",
@@ -55,14 +61,14 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> std::io::Res
             };
             tls::serve_tls(
                 listener,
-                http::router(gw, prometheus),
+                http::router(gw, prometheus).merge(extra),
                 tls_settings,
                 limits,
                 shutdown_signal(),
             )
             .await
         }
-        None => serve_on(listener, gw, prometheus).await,
+        None => serve_on(listener, gw, prometheus, extra).await,
     }
 }
 
@@ -71,8 +77,9 @@ pub async fn serve_on(
     listener: tokio::net::TcpListener,
     gw: Arc<Gateway>,
     prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    extra: axum::Router,
 ) -> std::io::Result<()> {
-    let app = http::router(gw, prometheus);
+    let app = http::router(gw, prometheus).merge(extra);
     // Small JSON-RPC answers must not wait for Nagle's algorithm.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);

@@ -84,7 +84,7 @@ pub struct SessionCodec {
     revoked: Mutex<HashMap<String, u64>>,
 }
 
-pub(crate) fn now_secs() -> u64 {
+pub fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -67,7 +67,7 @@ pub(crate) async fn run(t: Target, cmd: ApprovalsCommand) -> Result<()> {
         .build()?;
     let send = |req: reqwest::RequestBuilder| {
         req.bearer_auth(&t.token)
-            .header(gatehouse_proxy::approval::api::APP_HEADER, &t.app)
+            .header(gatehouse_control::APP_HEADER, &t.app)
             .send()
     };
     let (resp, print_json) = match &cmd {

@@ -425,7 +425,7 @@ fn main() -> Result<()> {
                 quickstart::banner(&cfg, &keys);
             }
             runtime()?
-                .block_on(gatehouse_proxy::serve(cfg, path))
+                .block_on(gatehouse_proxy::serve(cfg, path, gatehouse_control::start))
                 .context("serving")
         }
     }

@@ -17,11 +17,10 @@ use crate::config::{Config, DataPolicy, RawToolApproval};
 use crate::gateway::{CorrelationId, Gateway};
 use crate::pipeline::ClientCtx;
 
-pub mod api;
 mod notify;
 mod render;
 
-pub(crate) use notify::signature as notify_signature;
+pub use notify::signature as notify_signature;
 
 /// How often a held call re-reads its request: decisions made by another process sharing
 /// the store arrive this way (this process's own decisions wake it at once).
@@ -93,7 +92,7 @@ pub(crate) fn needed(
 }
 
 /// The approval store and the in-process wake-ups of held calls.
-pub(crate) struct Approvals {
+pub struct Approvals {
     store: Result<Arc<dyn ApprovalStore>, String>,
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
     pub(crate) http: reqwest::Client,
@@ -124,7 +123,7 @@ impl Approvals {
         }
     }
 
-    pub(crate) fn store(&self) -> Result<Arc<dyn ApprovalStore>, String> {
+    pub fn store(&self) -> Result<Arc<dyn ApprovalStore>, String> {
         self.store.clone()
     }
 
@@ -148,7 +147,7 @@ impl Approvals {
     }
 
     /// Wakes the calls held on `id` (a decision or expiry happened here).
-    pub(crate) fn wake(&self, id: &str) {
+    pub fn wake(&self, id: &str) {
         if let Some(n) = self
             .waiters
             .lock()
@@ -407,7 +406,7 @@ impl Gateway {
 
     /// One step of an approval, on the record, linked to the call by its correlation id.
     /// Committed before the step takes effect; without an audit writer it is only logged.
-    pub(crate) async fn audit_approval(
+    pub async fn audit_approval(
         &self,
         step: &str,
         rec: &ApprovalRecord,

@@ -80,7 +80,7 @@ pub(crate) fn payload(rec: &ApprovalRecord, link: Option<&str>, slack: bool) -> 
 }
 
 /// `t=UNIX,v1=HEX(HMAC-SHA256(secret, "UNIX.BODY"))`.
-pub(crate) fn signature(secret: &[u8], unix: u64, body: &[u8]) -> String {
+pub fn signature(secret: &[u8], unix: u64, body: &[u8]) -> String {
     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
     let mut ctx = aws_lc_rs::hmac::Context::with_key(&key);
     ctx.update(unix.to_string().as_bytes());

@@ -75,14 +75,7 @@ pub fn router(gw: Arc<Gateway>, prometheus: Option<PrometheusHandle>) -> Router 
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
-        .with_state(AppState {
-            gw: gw.clone(),
-            prometheus,
-        })
-        .merge(crate::scim::router(gw.clone()))
-        .merge(crate::admin::router(gw.clone()))
-        .merge(crate::oauth::router(gw.clone()))
-        .merge(crate::approval::api::router(gw))
+        .with_state(AppState { gw, prometheus })
 }
 
 // ---- edge errors ---------------------------------------------------------------------

@@ -9,17 +9,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use axum::body::Body;
-use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Response};
 use gatehouse_audit::{AuditEvent, EventKind};
 use gatehouse_detect::Signal;
 use gatehouse_policy::Classification;
-use gatehouse_store::{
-    Observed, PinDecideError, PinDecision, PinStatus, PinStore, Sighting, SqlitePins,
-};
-use http::{HeaderMap, StatusCode};
-use serde::Deserialize;
+use gatehouse_store::{Observed, PinStore, Sighting, SqlitePins};
 use serde_json::{Value, json};
 
 use crate::catalog::UpstreamLists;
@@ -35,9 +28,9 @@ type Key = (String, &'static str, String);
 
 /// The pin store and what was last decided per definition (so an unchanged list costs a
 /// hash per definition and nothing more).
-pub(crate) struct Pins {
+pub struct Pins {
     /// `None` only if not even an in-memory store could be opened: everything is hidden.
-    store: Option<Arc<dyn PinStore>>,
+    pub store: Option<Arc<dyn PinStore>>,
     seen: Mutex<HashMap<Key, (String, bool)>>,
     /// Exposed names of the tools held back at the last check, so a call to one is told why.
     held: Mutex<std::collections::HashSet<String>>,
@@ -70,7 +63,7 @@ impl Pins {
             .contains(exposed)
     }
 
-    pub(crate) fn forget(&self) {
+    pub fn forget(&self) {
         self.seen
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -325,212 +318,4 @@ impl Gateway {
             });
         }
     }
-}
-
-// ---- Administrator API ----
-
-fn reply(status: StatusCode, body: Value) -> Response {
-    (
-        status,
-        [(http::header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
-fn fail(status: StatusCode, message: &str) -> Response {
-    reply(status, json!({"error": message, "status": status.as_u16()}))
-}
-
-#[allow(clippy::result_large_err)]
-fn admin(gw: &Gateway, headers: &HeaderMap) -> Result<(), Response> {
-    crate::control_token::admin(gw, headers)
-}
-
-fn summary(p: &gatehouse_store::PinRecord) -> Value {
-    json!({
-        "upstream": p.upstream,
-        "kind": p.kind,
-        "name": p.name,
-        "status": p.status.as_str(),
-        "hash": p.hash,
-        "proposed_hash": p.proposed_hash,
-        "findings": serde_json::from_str::<Value>(&p.findings).unwrap_or(Value::Null),
-        "first_seen_ms": p.first_seen_ms,
-        "updated_ms": p.updated_ms,
-        "decided_by": p.decided_by,
-        "reason": p.reason,
-    })
-}
-
-#[derive(Debug, Deserialize)]
-pub(crate) struct ListParams {
-    status: Option<String>,
-}
-
-/// `GET /admin/v1/pins?status=pending|quarantined|rejected|approved|held`: pins, without
-/// their definitions (`held`: everything hidden).
-pub(crate) async fn list(
-    State(gw): State<Arc<Gateway>>,
-    Query(q): Query<ListParams>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(r) = admin(&gw, &headers) {
-        return r;
-    }
-    let status = match q.status.as_deref() {
-        None | Some("all") | Some("held") => None,
-        Some("approved") => Some(PinStatus::Approved),
-        Some("pending") => Some(PinStatus::Pending),
-        Some("quarantined") => Some(PinStatus::Quarantined),
-        Some("rejected") => Some(PinStatus::Rejected),
-        Some(_) => return fail(StatusCode::BAD_REQUEST, "unknown status"),
-    };
-    let held = q.status.as_deref() == Some("held");
-    let Some(store) = gw.pins.store.clone() else {
-        return fail(StatusCode::SERVICE_UNAVAILABLE, "pin store unavailable");
-    };
-    match tokio::task::spawn_blocking(move || store.list(status)).await {
-        Ok(Ok(pins)) => reply(
-            StatusCode::OK,
-            json!({"pins": pins
-                .iter()
-                .filter(|p| !held || p.status != PinStatus::Approved)
-                .map(summary)
-                .collect::<Vec<_>>()}),
-        ),
-        _ => fail(StatusCode::SERVICE_UNAVAILABLE, "pin store unavailable"),
-    }
-}
-
-/// `GET /admin/v1/pins/{upstream}/{kind}/{name}`: one pin with the trusted and the
-/// proposed definitions, for review.
-pub(crate) async fn show(
-    State(gw): State<Arc<Gateway>>,
-    Path((upstream, kind, name)): Path<(String, String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(r) = admin(&gw, &headers) {
-        return r;
-    }
-    let Some(store) = gw.pins.store.clone() else {
-        return fail(StatusCode::SERVICE_UNAVAILABLE, "pin store unavailable");
-    };
-    match tokio::task::spawn_blocking(move || store.get(&upstream, &kind, &name)).await {
-        Ok(Ok(Some(p))) => {
-            let mut v = summary(&p);
-            let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
-            v["definition"] = parse(&p.definition);
-            v["proposed"] = parse(&p.proposed);
-            reply(StatusCode::OK, v)
-        }
-        Ok(Ok(None)) => fail(StatusCode::NOT_FOUND, "no such pin"),
-        _ => fail(StatusCode::SERVICE_UNAVAILABLE, "pin store unavailable"),
-    }
-}
-
-/// Longest reason kept.
-const MAX_REASON: usize = 1000;
-
-async fn decide(
-    gw: Arc<Gateway>,
-    (upstream, kind, name): (String, String, String),
-    headers: HeaderMap,
-    body: Body,
-    approve: bool,
-) -> Response {
-    if let Err(r) = admin(&gw, &headers) {
-        return r;
-    }
-    let v = match crate::scim::body_json(body).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let text = |k: &str| {
-        v.get(k)
-            .and_then(Value::as_str)
-            .map(|s| s.chars().take(MAX_REASON).collect::<String>())
-    };
-    let (hash, reason) = (text("hash"), text("reason").unwrap_or_default());
-    let by = text("by")
-        .filter(|b| !b.is_empty())
-        .unwrap_or_else(|| "admin".to_owned());
-    if !approve && reason.trim().is_empty() {
-        return fail(StatusCode::BAD_REQUEST, "a rejection needs a reason");
-    }
-    let Some(store) = gw.pins.store.clone() else {
-        return fail(StatusCode::SERVICE_UNAVAILABLE, "pin store unavailable");
-    };
-    let (u, k, n) = (upstream.clone(), kind.clone(), name.clone());
-    let (b, r) = (by.clone(), reason.clone());
-    let decided = tokio::task::spawn_blocking(move || {
-        store.decide(
-            &u,
-            &k,
-            &n,
-            &PinDecision {
-                approve,
-                expect_hash: hash.as_deref(),
-                by: &b,
-                reason: &r,
-            },
-            crate::audit::now_ms(),
-        )
-    })
-    .await;
-    let rec = match decided {
-        Ok(Ok(rec)) => rec,
-        Ok(Err(PinDecideError::NotFound)) => return fail(StatusCode::NOT_FOUND, "no such pin"),
-        Ok(Err(e @ (PinDecideError::NothingToReview | PinDecideError::Stale(_)))) => {
-            return fail(StatusCode::CONFLICT, &e.to_string());
-        }
-        _ => return fail(StatusCode::SERVICE_UNAVAILABLE, "pin store unavailable"),
-    };
-    let what = if approve {
-        "pin.approved"
-    } else {
-        "pin.rejected"
-    };
-    tracing::warn!(target: "gatehouse::audit", upstream, kind, name, by, reason, "{what}");
-    if let Some(w) = &gw.audit {
-        let event = AuditEvent {
-            v: gatehouse_audit::SCHEMA_VERSION,
-            kind: Some(EventKind::Pin),
-            time_ms: crate::audit::now_ms(),
-            method: what.to_owned(),
-            target: name.clone(),
-            upstream: upstream.clone(),
-            principal: by.clone(),
-            status: rec.status.as_str().to_owned(),
-            detail: json!({"kind": kind, "hash": rec.hash, "reason": reason}).to_string(),
-            ..Default::default()
-        };
-        if let Err(e) = w.record(event, true).await {
-            tracing::error!(target: "gatehouse::audit", error = %e, "pin decision audit record not committed");
-        }
-    }
-    // Re-vet with the decision and tell clients the lists changed.
-    gw.pins.forget();
-    gw.rebuild_catalog();
-    reply(StatusCode::OK, summary(&rec))
-}
-
-/// `POST /admin/v1/pins/{upstream}/{kind}/{name}/approve {"hash": "…", "reason": "…"}`.
-pub(crate) async fn approve(
-    State(gw): State<Arc<Gateway>>,
-    Path(p): Path<(String, String, String)>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    decide(gw, p, headers, body, true).await
-}
-
-/// `POST /admin/v1/pins/{upstream}/{kind}/{name}/reject {"reason": "…"}`.
-pub(crate) async fn reject(
-    State(gw): State<Arc<Gateway>>,
-    Path(p): Path<(String, String, String)>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    decide(gw, p, headers, body, false).await
 }

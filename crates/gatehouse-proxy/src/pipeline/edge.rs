@@ -22,7 +22,7 @@ pub enum AuthFailure {
 }
 
 /// The token of an `Authorization: Bearer …` header (scheme case-insensitive).
-pub(crate) fn bearer(authorization: Option<&str>) -> Result<&str, AuthError> {
+pub fn bearer(authorization: Option<&str>) -> Result<&str, AuthError> {
     let value = authorization.ok_or(AuthError::Missing)?;
     let (scheme, token) = value.split_once(' ').ok_or(AuthError::Malformed)?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {

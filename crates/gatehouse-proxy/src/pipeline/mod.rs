@@ -48,7 +48,7 @@ mod tests;
 mod trace;
 mod validate;
 
-pub(crate) use edge::bearer;
+pub use edge::bearer;
 pub use edge::{AuthFailure, authenticate, bind_session, check_app};
 pub(crate) use validate::Schemas;
 

@@ -45,7 +45,7 @@ pub(crate) async fn own_token(
 
 /// The HTTP client for one upstream. `None` when its TLS settings cannot be used: that
 /// upstream then fails every call rather than fall back to weaker verification.
-pub(crate) fn http_client(tls: Option<&UpstreamTls>) -> Option<reqwest::Client> {
+pub fn http_client(tls: Option<&UpstreamTls>) -> Option<reqwest::Client> {
     let builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(90))

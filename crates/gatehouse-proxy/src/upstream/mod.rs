@@ -7,7 +7,7 @@ mod http;
 mod sse;
 mod stdio;
 
-pub(crate) use http::http_client;
+pub use http::http_client;
 pub use stdio::read_bounded_line;
 
 use std::collections::HashMap;

@@ -95,7 +95,8 @@ async fn start_with(
     let base = format!("https://{}", listener.local_addr().expect("addr"));
     let tls = cfg.tls.clone().expect("tls configured");
     let gw = gatehouse_proxy::Gateway::start(cfg);
-    let router = gatehouse_proxy::http::router(gw.clone(), None);
+    let router = gatehouse_proxy::http::router(gw.clone(), None)
+        .merge(gatehouse_control::routes(gw.clone()));
     let served = tokio::spawn(gatehouse_proxy::tls::serve_tls(
         listener,
         router,

@@ -135,7 +135,13 @@ pub async fn start_gateway_at(mut cfg: Config, port: u16, wait_ready: bool) -> G
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let gw = Gateway::start(cfg);
-    tokio::spawn(gatehouse_proxy::serve_on(listener, gw.clone(), None));
+    let control = gatehouse_control::start(&gw);
+    tokio::spawn(gatehouse_proxy::serve_on(
+        listener,
+        gw.clone(),
+        None,
+        control,
+    ));
     if wait_ready {
         let deadline = Instant::now() + Duration::from_secs(90);
         while !gw.not_ready().is_empty() {

@@ -4,7 +4,7 @@
 
 use http::{HeaderMap, header};
 
-use crate::gateway::Gateway;
+use gatehouse_proxy::gateway::Gateway;
 
 /// Shortest admin or SCIM token accepted in configuration.
 pub(crate) const MIN_TOKEN_BYTES: usize = 16;
@@ -27,14 +27,14 @@ pub(crate) enum Refusal {
 pub(crate) fn check(
     gw: &Gateway,
     headers: &HeaderMap,
-    which: fn(&crate::config::Config) -> Option<&gatehouse_auth::SecretRef>,
+    which: fn(&gatehouse_proxy::config::Config) -> Option<&gatehouse_auth::SecretRef>,
 ) -> Result<(), Refusal> {
     let cfg = gw.config();
     let secret = which(&cfg).ok_or(Refusal::NotConfigured)?;
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| crate::pipeline::bearer(Some(v)).ok())
+        .and_then(|v| gatehouse_proxy::pipeline::bearer(Some(v)).ok())
         .unwrap_or("");
     let expected = secret
         .resolve(gw.secrets())

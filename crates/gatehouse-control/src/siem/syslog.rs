@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{Failure, format};
-use crate::config::{RawSinkFormat, SinkKind};
+use gatehouse_proxy::config::{RawSinkFormat, SinkKind};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,7 +33,7 @@ pub(super) struct Syslog {
     conn: Option<Box<dyn Stream>>,
 }
 
-fn tls_config(tls: &crate::config::UpstreamTls) -> Result<rustls::ClientConfig, String> {
+fn tls_config(tls: &gatehouse_proxy::config::UpstreamTls) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     let ca = tls
         .ca_pem

@@ -10,9 +10,9 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
-use crate::gateway::Gateway;
 use crate::scim::{authorize, body_json, error, scim, unavailable};
-use crate::session::now_secs;
+use gatehouse_proxy::gateway::Gateway;
+use gatehouse_proxy::session::now_secs;
 
 /// Longest subject accepted; principal subjects are far shorter.
 const MAX_SUBJECT: usize = 512;
@@ -138,7 +138,7 @@ pub(crate) async fn audit_query(
     axum::extract::Query(q): axum::extract::Query<AuditParams>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = crate::control_token::admin(&gw, &headers) {
+    if let Err(r) = crate::token::admin(&gw, &headers) {
         return r;
     }
     let cfg = gw.config();
@@ -147,7 +147,7 @@ pub(crate) async fn audit_query(
     }
     let subject = match q.subject.as_deref() {
         None => None,
-        Some(v) => match crate::gateway::subject_key(&cfg) {
+        Some(v) => match gatehouse_proxy::gateway::subject_key(&cfg) {
             Some(k) => Some(k.digest(v)),
             None => {
                 return error(
@@ -183,7 +183,7 @@ pub(crate) async fn audit_query(
     };
     let path = cfg.store_path.clone();
     let postgres = cfg
-        .postgres_for(crate::config::StoreKind::Audit)
+        .postgres_for(gatehouse_proxy::config::StoreKind::Audit)
         .map(str::to_owned);
     let rows = tokio::task::spawn_blocking(move || {
         gatehouse_store::Backend::new(&path, postgres.as_deref())

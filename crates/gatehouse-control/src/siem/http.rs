@@ -6,8 +6,8 @@ use gatehouse_store::Pending;
 use serde_json::{Value, json};
 
 use super::{Failure, format};
-use crate::config::{RawSinkKind, SinkKind};
-use crate::gateway::Gateway;
+use gatehouse_proxy::config::{RawSinkKind, SinkKind};
+use gatehouse_proxy::gateway::Gateway;
 
 pub(super) struct HttpSink {
     kind: RawSinkKind,
@@ -29,7 +29,8 @@ impl HttpSink {
         else {
             return Err("not an HTTP sink".into());
         };
-        let client = crate::upstream::http_client(tls.as_ref()).ok_or("TLS settings unusable")?;
+        let client =
+            gatehouse_proxy::upstream::http_client(tls.as_ref()).ok_or("TLS settings unusable")?;
         Ok(HttpSink {
             kind: *kind,
             url: url.clone(),
@@ -123,9 +124,9 @@ impl HttpSink {
             }
             (RawSinkKind::Otlp, Some(t)) => req = req.bearer_auth(t),
             (RawSinkKind::Webhook, Some(t)) => {
-                let sig = crate::approval::notify_signature(
+                let sig = gatehouse_proxy::approval::notify_signature(
                     t.as_bytes(),
-                    crate::session::now_secs(),
+                    gatehouse_proxy::session::now_secs(),
                     &body,
                 );
                 req = req.header("gatehouse-signature", sig);

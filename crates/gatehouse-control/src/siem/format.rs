@@ -4,10 +4,10 @@
 use gatehouse_store::Pending;
 use serde_json::{Map, Value, json};
 
-use crate::config::RawSinkFormat;
+use gatehouse_proxy::config::RawSinkFormat;
 
 /// The event with its place in the chain, as every JSON sink sends it.
-pub(crate) fn json_event(p: &Pending) -> Value {
+pub fn json_event(p: &Pending) -> Value {
     let mut event: Value = serde_json::from_str(&p.body).unwrap_or_else(|_| json!({}));
     if let Some(o) = event.as_object_mut() {
         o.insert("chain".into(), json!(p.chain));
@@ -43,7 +43,7 @@ fn cef_value(s: &str) -> String {
 }
 
 /// ArcSight CEF: `CEF:0|Gatehouse|Gatehouse|VERSION|ID|NAME|SEV|ext`.
-pub(crate) fn cef(p: &Pending) -> String {
+pub fn cef(p: &Pending) -> String {
     let v = json_event(p);
     let e = v.as_object().cloned().unwrap_or_default();
     let id = format!("{}:{}", field(&e, "kind"), field(&e, "method"));
@@ -90,7 +90,7 @@ fn leef_value(s: &str) -> String {
 }
 
 /// IBM QRadar LEEF 2.0 with `^` as the delimiter.
-pub(crate) fn leef(p: &Pending) -> String {
+pub fn leef(p: &Pending) -> String {
     let v = json_event(p);
     let e = v.as_object().cloned().unwrap_or_default();
     let attrs = [
@@ -128,7 +128,7 @@ pub(crate) fn leef(p: &Pending) -> String {
     )
 }
 
-pub(crate) fn body(p: &Pending, format: RawSinkFormat) -> String {
+pub fn body(p: &Pending, format: RawSinkFormat) -> String {
     match format {
         RawSinkFormat::Json => json_event(p).to_string(),
         RawSinkFormat::Cef => cef(p),
@@ -177,7 +177,7 @@ fn sd_value(s: &str) -> String {
 
 /// One RFC 5424 message: facility `log audit` (13), severity notice or warning,
 /// MSGID the event's method, structured data with the chain position, then the body.
-pub(crate) fn syslog(p: &Pending, format: RawSinkFormat, host: &str) -> String {
+pub fn syslog(p: &Pending, format: RawSinkFormat, host: &str) -> String {
     let v = json_event(p);
     let e = v.as_object().cloned().unwrap_or_default();
     let sev = if severity(&e) >= 7 { 4 } else { 5 };

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use gatehouse_store::{AnyAudit, Pending};
 
-use crate::config::{SinkKind, SinkSpec};
-use crate::gateway::Gateway;
-use crate::metrics as m;
+use gatehouse_proxy::config::{SinkKind, SinkSpec};
+use gatehouse_proxy::gateway::Gateway;
+use gatehouse_proxy::metrics as m;
 
 mod file;
-pub(crate) mod format;
+pub mod format;
 mod http;
 mod syslog;
 
@@ -25,7 +25,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Why a batch was not delivered.
 #[derive(Debug)]
-pub(crate) enum Failure {
+pub enum Failure {
     /// Try again later (network, 5xx, 429).
     Transient(String),
     /// The destination refuses these events for good (4xx): dead-letter them.
@@ -50,12 +50,7 @@ impl Sender {
 }
 
 /// Starts one shipping task per sink.
-pub(crate) fn start(
-    gw: &Arc<Gateway>,
-    store_path: &Path,
-    postgres: Option<&str>,
-    sinks: &[SinkSpec],
-) {
+pub fn start(gw: &Arc<Gateway>, store_path: &Path, postgres: Option<&str>, sinks: &[SinkSpec]) {
     for spec in sinks {
         let store = match AnyAudit::open(store_path, postgres) {
             Ok(s) => Arc::new(s),

@@ -13,8 +13,8 @@ use http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::gateway::Gateway;
-use crate::session::{now_secs, random_bytes};
+use gatehouse_proxy::gateway::Gateway;
+use gatehouse_proxy::session::{now_secs, random_bytes};
 
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
@@ -69,10 +69,10 @@ fn check(gw: &Gateway, headers: &HeaderMap) -> Result<Arc<dyn DirectoryStore>, R
 pub(crate) fn authorize(
     gw: &Gateway,
     headers: &HeaderMap,
-    which: fn(&crate::config::Config) -> Option<&gatehouse_auth::SecretRef>,
+    which: fn(&gatehouse_proxy::config::Config) -> Option<&gatehouse_auth::SecretRef>,
 ) -> Result<Arc<dyn DirectoryStore>, Response> {
-    use crate::control_token::Refusal;
-    crate::control_token::check(gw, headers, which).map_err(|r| match r {
+    use crate::token::Refusal;
+    crate::token::check(gw, headers, which).map_err(|r| match r {
         Refusal::NotConfigured => StatusCode::NOT_FOUND.into_response(),
         Refusal::SecretUnavailable => {
             error(StatusCode::SERVICE_UNAVAILABLE, "secret unavailable", None)

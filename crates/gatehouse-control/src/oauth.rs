@@ -14,7 +14,7 @@ use gatehouse_auth::{AuthorizationServer, FacadeEvent, OAuthError, Params, Step}
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 
-use crate::gateway::Gateway;
+use gatehouse_proxy::gateway::Gateway;
 
 /// Largest registration or token request body.
 const MAX_BODY: usize = 16 * 1024;
@@ -139,7 +139,7 @@ fn basic(headers: &HeaderMap) -> Result<Option<(String, String)>, Response> {
 
 async fn record(gw: &Gateway, e: &FacadeEvent) {
     gw.audit_oauth(e).await;
-    let m = crate::metrics::OAUTH_EVENTS;
+    let m = gatehouse_proxy::metrics::OAUTH_EVENTS;
     metrics::counter!(m, "event" => e.what).increment(1);
 }
 

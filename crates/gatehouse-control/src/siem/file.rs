@@ -7,7 +7,7 @@ use gatehouse_store::Pending;
 use tokio::io::AsyncWriteExt;
 
 use super::{Failure, format};
-use crate::config::{RawSinkFormat, SinkKind};
+use gatehouse_proxy::config::{RawSinkFormat, SinkKind};
 
 pub(super) struct JsonLines {
     path: PathBuf,
