@@ -10,10 +10,12 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
-use crate::scim::{authorize, body_json, error, scim, unavailable};
+use crate::scim::{authorize, error, scim, unavailable};
 use gatehouse_proxy::gateway::Gateway;
 use gatehouse_proxy::session::now_secs;
 
+/// Largest revocation body accepted.
+const MAX_BODY: usize = 16 * 1024;
 /// Longest subject accepted; principal subjects are far shorter.
 const MAX_SUBJECT: usize = 512;
 
@@ -40,9 +42,9 @@ pub(crate) async fn revoke(
         Ok(d) => d,
         Err(r) => return r,
     };
-    let v = match body_json(body).await {
+    let v = match crate::body::json(&gw, &headers, body, MAX_BODY).await {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(f) => return error(f.status(), f.message(), None),
     };
     let Some(subject) = v
         .get("subject")

@@ -251,8 +251,8 @@ async fn decide(
         Ok(p) => p,
         Err(r) => return r,
     };
-    let reason = match axum::body::to_bytes(body, MAX_BODY).await {
-        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
+    let reason = match crate::body::bytes(&gw, &headers, body, MAX_BODY).await {
+        Err(f) => return error(f.status(), f.message()),
         Ok(b) if b.is_empty() => String::new(),
         Ok(b) => match serde_json::from_slice::<Value>(&b) {
             Ok(v) => v

@@ -9,6 +9,7 @@ use gatehouse_proxy::gateway::Gateway;
 
 mod admin;
 mod approvals;
+mod body;
 pub use approvals::APP_HEADER;
 mod oauth;
 mod pins;

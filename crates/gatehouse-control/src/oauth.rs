@@ -101,20 +101,15 @@ fn params(raw: &[u8]) -> Result<Params, &'static str> {
     Ok(out)
 }
 
-async fn read_body(body: Body) -> Result<Vec<u8>, Response> {
-    match tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        axum::body::to_bytes(body, MAX_BODY),
-    )
-    .await
-    {
-        Ok(Ok(b)) => Ok(b.to_vec()),
-        Ok(Err(_)) => Err(oauth_error(&OAuthError {
+async fn read_body(gw: &Gateway, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Response> {
+    match crate::body::bytes(gw, headers, body, MAX_BODY).await {
+        Ok(b) => Ok(b.to_vec()),
+        Err(crate::body::Failure::TooSlow) => Err(bad_request("the body did not arrive in time")),
+        Err(_) => Err(oauth_error(&OAuthError {
             status: 413,
             code: "invalid_request",
             description: "the body is too large".into(),
         })),
-        Err(_) => Err(bad_request("the body did not arrive in time")),
     }
 }
 
@@ -169,7 +164,7 @@ async fn register(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body
     if !json_type {
         return bad_request("the body must be application/json");
     }
-    let raw = match read_body(body).await {
+    let raw = match read_body(&gw, &headers, body).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -285,6 +280,7 @@ fn browser_step(
 
 /// Reads a form body and the client's Basic credentials.
 async fn form(
+    gw: &Gateway,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(Params, Option<(String, String)>), Response> {
@@ -301,7 +297,7 @@ async fn form(
         ));
     }
     let creds = basic(headers)?;
-    let raw = read_body(body).await?;
+    let raw = read_body(gw, headers, body).await?;
     let p = params(&raw).map_err(bad_request)?;
     Ok((p, creds))
 }
@@ -311,7 +307,7 @@ async fn token(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -
         Ok(s) => s,
         Err(r) => return r,
     };
-    let (p, creds) = match form(&headers, body).await {
+    let (p, creds) = match form(&gw, &headers, body).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -348,7 +344,7 @@ async fn revoke(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) 
         Ok(s) => s,
         Err(r) => return r,
     };
-    let (p, creds) = match form(&headers, body).await {
+    let (p, creds) = match form(&gw, &headers, body).await {
         Ok(x) => x,
         Err(r) => return r,
     };

@@ -115,6 +115,8 @@ pub(crate) async fn show(
 
 /// Longest reason kept.
 const MAX_REASON: usize = 1000;
+/// Largest decision body accepted.
+const MAX_BODY: usize = 64 * 1024;
 
 async fn decide(
     gw: Arc<Gateway>,
@@ -126,9 +128,9 @@ async fn decide(
     if let Err(r) = admin(&gw, &headers) {
         return r;
     }
-    let v = match crate::scim::body_json(body).await {
+    let v = match crate::body::json(&gw, &headers, body, MAX_BODY).await {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(f) => return fail(f.status(), f.message()),
     };
     let text = |k: &str| {
         v.get(k)

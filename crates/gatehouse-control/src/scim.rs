@@ -91,17 +91,14 @@ pub(crate) fn authorize(
     }
 }
 
-pub(crate) async fn body_json(body: Body) -> Result<Value, Response> {
-    let bytes = axum::body::to_bytes(body, MAX_BODY)
+/// A SCIM request's JSON body, or the SCIM error saying why not.
+async fn body_json(gw: &Gateway, headers: &HeaderMap, body: Body) -> Result<Value, Response> {
+    crate::body::json(gw, headers, body, MAX_BODY)
         .await
-        .map_err(|_| error(StatusCode::PAYLOAD_TOO_LARGE, "body too large", None))?;
-    serde_json::from_slice(&bytes).map_err(|_| {
-        error(
-            StatusCode::BAD_REQUEST,
-            "body is not JSON",
-            Some("invalidSyntax"),
-        )
-    })
+        .map_err(|f| {
+            let scim_type = (f == crate::body::Failure::NotJson).then_some("invalidSyntax");
+            error(f.status(), f.message(), scim_type)
+        })
 }
 
 /// An authorized SCIM call's store and JSON body.
@@ -111,7 +108,7 @@ async fn checked_body(
     body: Body,
 ) -> Result<(Arc<dyn DirectoryStore>, Value), Response> {
     let dir = check(gw, headers)?;
-    Ok((dir, body_json(body).await?))
+    Ok((dir, body_json(gw, headers, body).await?))
 }
 
 /// The value of an `attr eq "…"` filter, the only filter provisioning clients need.

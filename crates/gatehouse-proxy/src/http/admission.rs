@@ -188,28 +188,50 @@ async fn read_messages(cfg: &Config, headers: &HeaderMap, body: Body) -> Result<
 #[allow(clippy::result_large_err)]
 async fn read_body(cfg: &Config, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
     let limit = cfg.limits.decode.max_body_bytes;
-    let too_large = || {
-        reject(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            code::INVALID_REQUEST,
-            "request body too large",
-        )
-    };
+    read_bounded(headers, body, limit, cfg.limits.body_timeout)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge => reject(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                code::INVALID_REQUEST,
+                "request body too large",
+            ),
+            BodyError::TooSlow => reject(
+                StatusCode::REQUEST_TIMEOUT,
+                "slow_body",
+                code::INVALID_REQUEST,
+                "request body too slow",
+            ),
+        })
+}
+
+/// Why a request body was not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyError {
+    /// Over the limit (said by `Content-Length`, or found while reading).
+    TooLarge,
+    /// Not all there within the time allowed (a slow sender holding a connection).
+    TooSlow,
+}
+
+/// Reads a request body within `limit` bytes and `timeout`: the one body reader of every
+/// route, the MCP edge's and the control surfaces' alike (each answers in its own shape).
+pub async fn read_bounded(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, BodyError> {
     if header_str(headers, header::CONTENT_LENGTH.as_str())
         .and_then(|l| l.parse::<usize>().ok())
         .is_some_and(|l| l > limit)
     {
-        return Err(too_large());
+        return Err(BodyError::TooLarge);
     }
-    match tokio::time::timeout(cfg.limits.body_timeout, axum::body::to_bytes(body, limit)).await {
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
         Ok(Ok(b)) => Ok(b),
-        Ok(Err(_)) => Err(too_large()),
-        Err(_) => Err(reject(
-            StatusCode::REQUEST_TIMEOUT,
-            "slow_body",
-            code::INVALID_REQUEST,
-            "request body too slow",
-        )),
+        Ok(Err(_)) => Err(BodyError::TooLarge),
+        Err(_) => Err(BodyError::TooSlow),
     }
 }

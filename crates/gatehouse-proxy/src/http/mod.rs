@@ -34,6 +34,7 @@ use crate::tls::PeerIdentity;
 use gatehouse_auth::AuthError;
 
 mod admission;
+pub use admission::{BodyError, read_bounded};
 mod answer;
 mod legacy;
 

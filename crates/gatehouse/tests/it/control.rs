@@ -134,3 +134,36 @@ async fn replicas_sharing_postgres_share_their_pins() {
     assert_eq!(seen["status"], "approved", "{seen}");
     assert_eq!(seen["reason"], "reviewed on replica a", "{seen}");
 }
+
+/// Control endpoints read bodies with the edge's reader: a sender that never finishes its
+/// body is answered 408 after `limits.body_timeout_secs`, not waited on forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_body_to_a_control_endpoint_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let admin = "admin-token-for-the-control-tests-0123456789";
+    let dir = std::env::temp_dir().join(format!("gatehouse-control-slow-{}", free_port()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("admin.token"), admin).expect("token");
+    let gw = start_gateway(&format!(
+        "dev_mode: true\nstore: {{sqlite: {db}}}\nadmin: {{token: \"file:{tok}\"}}\nlimits: {{body_timeout_secs: 1}}\nupstreams:\n  demo:\n    command: {bin}\n    args: [demo-server]\n",
+        db = dir.join("gatehouse.db").display(),
+        tok = dir.join("admin.token").display(),
+        bin = gatehouse_bin()
+    ))
+    .await;
+    let addr = gw.base.trim_start_matches("http://").to_owned();
+    let mut conn = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /admin/v1/revocations HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {admin}\r\nContent-Type: application/json\r\nContent-Length: 64\r\n\r\n{{\"subject\":"
+    );
+    conn.write_all(head.as_bytes()).await.expect("send");
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut answer))
+        .await
+        .expect("answered before the test's own deadline")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
