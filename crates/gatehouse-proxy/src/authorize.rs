@@ -3,7 +3,7 @@
 //! the answers a refused caller gets.
 
 use gatehouse_policy::{Action, Outcome, Prepared, Situation, Subject, Target};
-use gatehouse_protocol::{RpcError, code};
+use gatehouse_protocol::RpcError;
 use serde_json::{Map, Value, json};
 
 use crate::config::{Authorization, RawDeniedAs};
@@ -126,34 +126,29 @@ pub(crate) fn refusal(
 ) -> Result<Value, RpcError> {
     let cid = correlation.to_string();
     match outcome {
-        Outcome::StepUp { needed, .. } => Err(RpcError::new(
-            code::FORBIDDEN,
+        Outcome::StepUp { needed, .. } => Err(crate::refusal::forbidden_with(
             "Forbidden: this call needs a stronger or more recent sign-in",
-        )
-        .with_data(json!({
+            json!({
             "correlationId": cid,
             "stepUp": {
                 "error": "insufficient_user_authentication",
                 "acr_values": needed.acr_values,
                 "max_age": needed.max_age,
             }
-        }))),
+            }),
+        )),
         _ if denied_as == RawDeniedAs::NotFound => match named {
             Named::Tool => Ok(json!({
                 "content": [{"type": "text", "text": format!("Unknown tool: {name}")}],
                 "isError": true
             })),
-            Named::Prompt => Err(RpcError::new(
-                code::INVALID_PARAMS,
-                format!("Unknown prompt: {name}"),
-            )),
-            Named::Resource => Err(
-                RpcError::new(code::RESOURCE_NOT_FOUND, "Resource not found")
-                    .with_data(json!({"uri": name})),
-            ),
+            Named::Prompt => Err(crate::refusal::unknown_prompt(name)),
+            Named::Resource => Err(crate::refusal::resource_not_found(Some(name))),
         },
-        _ => Err(RpcError::new(code::FORBIDDEN, "Forbidden by policy")
-            .with_data(json!({"correlationId": cid}))),
+        _ => Err(crate::refusal::forbidden(
+            "Forbidden by policy",
+            correlation,
+        )),
     }
 }
 

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod pins;
 pub mod pipeline;
 pub mod ratelimit;
+pub mod refusal;
 pub mod reload;
 pub mod session;
 pub mod tls;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use gatehouse_audit::{AuditEvent, EventKind};
 use gatehouse_policy::{Classification, Target, Verb};
-use gatehouse_protocol::{Message, Notification, RpcError, code, method};
+use gatehouse_protocol::{Message, Notification, RpcError, method};
 use gatehouse_store::{ApprovalRecord, ApprovalStatus, ApprovalStore};
 use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, mpsc};
@@ -202,11 +202,10 @@ impl Gateway {
         let unavailable = |e: String| {
             tracing::error!(target: "gatehouse::audit", %correlation, error = %e, "approval store unavailable: call refused");
             Gate::Answer(
-                Err(RpcError::new(
-                    code::INTERNAL_ERROR,
+                Err(crate::refusal::internal(
                     "This call needs a person's approval, and approvals are unavailable",
-                )
-                .with_data(json!({"correlationId": correlation.to_string()}))),
+                    correlation,
+                )),
                 "approval.unavailable",
                 String::new(),
             )
@@ -241,11 +240,10 @@ impl Gateway {
                     Ok(n) if n >= u64::from(cfg.approvals.max_pending) => {
                         tracing::warn!(target: "gatehouse::audit", %correlation, principal = %principal, pending = n, "approval request refused: too many pending");
                         return Gate::Answer(
-                            Err(RpcError::new(
-                                code::FORBIDDEN,
+                            Err(crate::refusal::forbidden_with(
                                 "Too many calls are already waiting for approval; wait for their decisions",
-                            )
-                            .with_data(json!({"pending": n, "correlationId": correlation.to_string()}))),
+                                json!({"pending": n, "correlationId": correlation.to_string()}),
+                            )),
                             "approval.max_pending",
                             String::new(),
                         );
@@ -323,14 +321,13 @@ impl Gateway {
                         .map(|d| d.reason.clone())
                         .unwrap_or_default();
                     break Gate::Answer(
-                        Err(RpcError::new(
-                            code::FORBIDDEN,
+                        Err(crate::refusal::forbidden_with(
                             format!("Denied by an approver: {reason}"),
-                        )
-                        .with_data(json!({
-                            "approval": id, "status": "denied", "reason": reason,
-                            "correlationId": correlation.to_string()
-                        }))),
+                            json!({
+                                "approval": id, "status": "denied", "reason": reason,
+                                "correlationId": correlation.to_string()
+                            }),
+                        )),
                         "approval.denied",
                         id.clone(),
                     );
@@ -473,13 +470,12 @@ fn pending(rec: &ApprovalRecord, rule: &'static str) -> Gate {
 
 fn expired(id: &str, correlation: CorrelationId) -> Gate {
     Gate::Answer(
-        Err(
-            RpcError::new(code::FORBIDDEN, "Denied: nobody approved this call in time").with_data(
-                json!({
-                    "approval": id, "status": "expired", "correlationId": correlation.to_string()
-                }),
-            ),
-        ),
+        Err(crate::refusal::forbidden_with(
+            "Denied: nobody approved this call in time",
+            json!({
+                "approval": id, "status": "expired", "correlationId": correlation.to_string()
+            }),
+        )),
         "approval.expired",
         id.to_owned(),
     )

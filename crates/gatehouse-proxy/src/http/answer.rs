@@ -17,13 +17,11 @@ use axum::body::Bytes;
 use axum::response::Response;
 use futures_util::StreamExt;
 use futures_util::stream::{self, BoxStream};
-use gatehouse_protocol::{
-    Id, Message, Request, Response as RpcResponse, RpcError, code, encode_sse_event,
-};
+use gatehouse_protocol::{Id, Message, Request, Response as RpcResponse, encode_sse_event};
 use http::StatusCode;
 use tokio::sync::mpsc;
 
-use super::{json_body, sse_response, stateless_status};
+use super::{json_body, sse_response};
 use crate::gateway::Gateway;
 use crate::hub::{Event, EventId};
 use crate::pipeline::ClientCtx;
@@ -51,20 +49,15 @@ pub(super) async fn respond(
             _ => None,
         };
         // Rate limited: HTTP 429 with Retry-After (seconds, rounded up).
-        let retry_after = match &resp.outcome {
-            Err(e) if e.code == code::RATE_LIMITED => e
-                .data
-                .as_ref()
-                .and_then(|d| d.get("retryAfterMs"))
-                .and_then(serde_json::Value::as_u64)
-                .map(|ms| ms.div_ceil(1000).max(1)),
-            _ => None,
-        };
-        let status = match (&resp.outcome, stateless) {
+        let retry_after = resp
+            .outcome
+            .as_ref()
+            .err()
+            .and_then(crate::refusal::retry_after_secs);
+        let status = match &resp.outcome {
             _ if challenge.is_some() => StatusCode::UNAUTHORIZED,
-            _ if retry_after.is_some() => StatusCode::TOO_MANY_REQUESTS,
-            (Err(e), true) => stateless_status(e.code),
-            _ => StatusCode::OK,
+            Err(e) => crate::refusal::http_status(e, stateless),
+            Ok(_) => StatusCode::OK,
         };
         let mut r = json_body(status, &resp.into());
         if let Some(c) = challenge {
@@ -152,7 +145,7 @@ async fn detached(
     gw.hub.push(&sid, number, first);
     // The select above returns when the call completes, so it is still running here.
     let Some(mut call) = call.into_inner() else {
-        let err = RpcError::new(code::INTERNAL_ERROR, "call ended without an answer");
+        let err = crate::refusal::internal_bare("call ended without an answer");
         return json_body(
             StatusCode::INTERNAL_SERVER_ERROR,
             &RpcResponse::err(Id::Null, err).into(),

@@ -16,8 +16,8 @@ use axum::routing::{get, post};
 use futures_util::stream::BoxStream;
 use gatehouse_protocol::{
     DecodeError, Decoded, HEADER_MCP_METHOD, HEADER_MCP_NAME, HEADER_PROTOCOL_VERSION,
-    HEADER_SESSION_ID, HeaderMismatch, Id, META_CLIENT_INFO, META_PROTOCOL_VERSION, Message,
-    Notification, ProtocolVersion, Request, Response as RpcResponse, RpcError, code, method,
+    HEADER_SESSION_ID, Id, META_CLIENT_INFO, META_PROTOCOL_VERSION, Message, Notification,
+    ProtocolVersion, Request, Response as RpcResponse, RpcError, code, method,
     stateless_envelope_check,
 };
 use http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -108,21 +108,7 @@ pub(super) fn reject(
         status = status.as_u16(),
         "request rejected at the edge"
     );
-    rpc_error(status, Id::Null, RpcError::new(code, message))
-}
-
-/// HTTP status for a JSON-RPC error on the stateless (2026-07-28) path.
-fn stateless_status(code_: i64) -> StatusCode {
-    match code_ {
-        code::PARSE_ERROR
-        | code::INVALID_REQUEST
-        | code::INVALID_PARAMS
-        | code::HEADER_MISMATCH
-        | code::MISSING_REQUIRED_CLIENT_CAPABILITY
-        | code::UNSUPPORTED_PROTOCOL_VERSION => StatusCode::BAD_REQUEST,
-        code::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
-        _ => StatusCode::OK,
-    }
+    rpc_error(status, Id::Null, crate::refusal::edge(code, message))
 }
 
 pub(super) fn decode_error(e: &DecodeError) -> Response {
@@ -293,11 +279,7 @@ fn unauthenticated(cfg: &Config, scope: Option<&str>, e: &AuthFailure) -> Respon
         StatusCode::SERVICE_UNAVAILABLE => "Identity provider unavailable",
         _ => "Unauthorized",
     };
-    let mut r = rpc_error(
-        status,
-        Id::Null,
-        RpcError::new(code::INVALID_REQUEST, message),
-    );
+    let mut r = rpc_error(status, Id::Null, crate::refusal::invalid_request(message));
     if let Ok(v) = HeaderValue::from_str(&challenge) {
         r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
@@ -314,10 +296,7 @@ pub(super) fn app_refused() -> Response {
     rpc_error(
         StatusCode::FORBIDDEN,
         Id::Null,
-        RpcError::new(
-            code::INVALID_REQUEST,
-            "Forbidden: this API key belongs to another application",
-        ),
+        crate::refusal::invalid_request("Forbidden: this API key belongs to another application"),
     )
 }
 
@@ -457,7 +436,7 @@ async fn post_mcp(
     match decoded {
         Decoded::Single(Err((id, e))) => rpc_error(
             if ctx.session.is_none() {
-                stateless_status(e.code)
+                crate::refusal::http_status(&e, true)
             } else {
                 StatusCode::BAD_REQUEST
             },
@@ -481,10 +460,10 @@ async fn post_mcp(
                     header_str(&headers, HEADER_MCP_NAME),
                 );
                 if let Err(mismatch) = checked {
-                    let err = envelope_error(&mismatch);
+                    let err = crate::refusal::envelope(&mismatch);
                     metrics::counter!(m::REJECTED, "reason" => "envelope").increment(1);
                     tracing::info!(target: "gatehouse::audit", reason = %mismatch, "stateless request refused");
-                    return rpc_error(stateless_status(err.code), req.id, err);
+                    return rpc_error(crate::refusal::http_status(&err, true), req.id, err);
                 }
             }
             respond(st.gw.clone(), ctx, req, sse_ok).await
@@ -532,15 +511,6 @@ async fn post_mcp(
             )
                 .into_response()
         }
-    }
-}
-
-fn envelope_error(m: &HeaderMismatch) -> RpcError {
-    match m {
-        HeaderMismatch::MissingEnvelope => RpcError::new(code::INVALID_PARAMS, m.to_string()),
-        HeaderMismatch::UnsupportedVersion { requested } => RpcError::new(code::UNSUPPORTED_PROTOCOL_VERSION, "Unsupported protocol version")
-            .with_data(json!({"supported": [ProtocolVersion::LATEST_STATELESS.as_str()], "requested": requested})),
-        _ => RpcError::new(code::HEADER_MISMATCH, m.to_string()),
     }
 }
 

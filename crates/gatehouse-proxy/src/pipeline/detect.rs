@@ -5,8 +5,8 @@
 
 use gatehouse_detect::{Cascade, Severity, Signal};
 use gatehouse_policy::Classification;
-use gatehouse_protocol::{RpcError, code, method};
-use serde_json::{Value, json};
+use gatehouse_protocol::{RpcError, method};
+use serde_json::Value;
 
 use super::chain::Call;
 use super::trace::Trace;
@@ -319,12 +319,9 @@ pub(super) async fn arguments(
             Verdict::Deny(Denial::new(
                 "detect.arguments",
                 format!("arguments carry suspected prompt injection: {ids}"),
-                RpcError::new(
-                    code::INVALID_PARAMS,
-                    format!(
-                        "Invalid params: the arguments carry instructions aimed at an AI model ({ids})"
-                    ),
-                ),
+                crate::refusal::invalid_params(format!(
+                    "Invalid params: the arguments carry instructions aimed at an AI model ({ids})"
+                )),
             ))
         }
         Response::Approve => Verdict::RequireApproval("detect.arguments"),
@@ -368,11 +365,12 @@ pub(super) async fn response(
             let ids = rules_line(&found, t.block.unwrap_or(Severity::Critical));
             trace.denied_by = Some("detect.result");
             tracing::warn!(target: "gatehouse::audit", %correlation, rules = %ids, "result withheld: suspected prompt injection");
-            Err(RpcError::new(
-                code::FORBIDDEN,
-                format!("Forbidden: the result carries instructions aimed at an AI model and was withheld ({ids})"),
-            )
-            .with_data(json!({"correlationId": correlation.to_string()})))
+            Err(crate::refusal::forbidden(
+                format!(
+                    "Forbidden: the result carries instructions aimed at an AI model and was withheld ({ids})"
+                ),
+                correlation,
+            ))
         }
         Response::Redact => {
             let from = t.redact.unwrap_or(Severity::High);
@@ -388,6 +386,7 @@ pub(super) async fn response(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn spans_are_replaced_and_metadata_is_skipped() {

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use gatehouse_protocol::{
     Id, META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION, Message, Request,
-    RpcError, code, method,
+    RpcError, method,
 };
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot};
@@ -19,6 +19,7 @@ use crate::authorize::digest;
 use crate::config::Config;
 use crate::gateway::{CorrelationId, Gateway};
 use crate::metrics as m;
+use crate::refusal::{self, unavailable};
 use crate::upstream::{CallRoute, UpstreamError, UserToken};
 
 /// Stage: the call itself, and what comes back.
@@ -132,11 +133,10 @@ impl Gateway {
         // back to the gateway's own token would lend its rights to whoever asked.
         if up.exchanges_tokens() && ctx.user_token.is_none() {
             tracing::warn!(target: "gatehouse::audit", upstream = name, principal = %ctx.principal.id, "call refused: the upstream needs a user token to exchange");
-            return Err(RpcError::new(
-                code::INVALID_REQUEST,
+            return Err(refusal::invalid_request_at(
                 "This server acts on behalf of users: sign in with an OAuth token",
-            )
-            .with_data(json!({"correlationId": correlation.to_string()})));
+                correlation,
+            ));
         }
         trace.own_answer = false;
         let route = events.map(|events| CallRoute {
@@ -174,7 +174,7 @@ impl Gateway {
         }
         up.latency.record(started.elapsed().as_secs_f64());
         match outcome {
-            None => Err(RpcError::new(code::REQUEST_TIMEOUT, "Request cancelled")),
+            None => Err(refusal::cancelled()),
             Some(Ok(resp)) => {
                 if resp.outcome.is_ok()
                     && let (Some(sess), Some(uri)) = (&ctx.session, &uri)
@@ -210,10 +210,7 @@ impl Gateway {
                 tracing::warn!(upstream = name, %correlation, error = %e, "upstream call failed");
                 trace.upstream_error = Some(e.clone());
                 Err(match e {
-                    UpstreamError::Timeout => {
-                        RpcError::new(code::REQUEST_TIMEOUT, "Upstream timed out")
-                            .with_data(json!({"correlationId": correlation.to_string()}))
-                    }
+                    UpstreamError::Timeout => refusal::upstream_timeout(correlation),
                     _ => unavailable(correlation),
                 })
             }
@@ -258,16 +255,12 @@ impl Gateway {
                 tracing::info!(target: "gatehouse::audit", upstream = name, principal = %ctx.principal.id, %correlation, "the user must connect an account: consent link issued");
                 let message =
                     format!("Connect your account at {name} to use this tool, then call it again.");
-                Err(RpcError::new(code::URL_ELICITATION_REQUIRED, message.clone()).with_data(json!({
-                    "elicitations": [{"mode": "url", "elicitationId": id, "url": url, "message": message}],
-                    "correlationId": correlation.to_string(),
-                })))
+                Err(refusal::connect_account(message, &id, &url, correlation))
             }
-            Ok(C::NotEligible) => Err(RpcError::new(
-                code::INVALID_REQUEST,
+            Ok(C::NotEligible) => Err(refusal::invalid_request_at(
                 "This server acts with each user's own account: sign in through the gateway",
-            )
-            .with_data(json!({"correlationId": correlation.to_string()}))),
+                correlation,
+            )),
             Err(e) => {
                 tracing::warn!(upstream = name, %correlation, error = %e, "user's upstream token unavailable");
                 Err(unavailable(correlation))
@@ -287,11 +280,6 @@ impl Gateway {
             let _ = tx.send(());
         }
     }
-}
-
-fn unavailable(correlation: CorrelationId) -> RpcError {
-    RpcError::new(code::CONNECTION_CLOSED, "Upstream unavailable")
-        .with_data(json!({"correlationId": correlation.to_string()}))
 }
 
 /// The 2026-07-28 envelope describes the client's leg; the upstream leg has its own.

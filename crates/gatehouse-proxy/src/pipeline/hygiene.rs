@@ -73,8 +73,7 @@ pub(super) fn upstream_error(
     } else {
         code::INTERNAL_ERROR
     };
-    RpcError::new(code, "The upstream server could not complete this request")
-        .with_data(json!({"correlationId": correlation.to_string()}))
+    crate::refusal::upstream_failed(code, correlation)
 }
 
 /// A tool result with `isError: true` whose text shows internals: replaced whole.

@@ -4,7 +4,7 @@
 //! size anomaly alert. Every step is recorded in the call's trace for the audit.
 
 use gatehouse_policy::{Controls, Target};
-use gatehouse_protocol::{RpcError, code};
+use gatehouse_protocol::RpcError;
 use serde_json::{Value, json};
 
 use super::{ClientCtx, Trace, route};
@@ -75,8 +75,7 @@ pub(super) fn audit_copy(
 }
 
 fn withheld(message: &str, correlation: CorrelationId) -> RpcError {
-    RpcError::new(code::FORBIDDEN, message)
-        .with_data(json!({"correlationId": correlation.to_string()}))
+    crate::refusal::forbidden(message, correlation)
 }
 
 fn size_of(v: &Value) -> u64 {
@@ -146,11 +145,10 @@ impl Gateway {
                 Err(e) if icap.fail_closed => {
                     trace.denied_by = Some("icap.unavailable");
                     tracing::error!(target: "gatehouse::audit", %correlation, error = %e, "content inspection unavailable: result withheld");
-                    return Err(RpcError::new(
-                        code::INTERNAL_ERROR,
+                    return Err(crate::refusal::internal(
                         "Content inspection is unavailable; the result is withheld",
-                    )
-                    .with_data(json!({"correlationId": correlation.to_string()})));
+                        correlation,
+                    ));
                 }
                 Err(e) => {
                     trace.alerts.push("icap=unavailable".into());
@@ -215,15 +213,12 @@ impl Gateway {
         {
             trace.denied_by = Some("exfiltration.budget");
             tracing::warn!(target: "gatehouse::audit", %correlation, budget = %over.budget, "result withheld: it would overspend a byte budget");
-            return Err(RpcError::new(
-                code::RATE_LIMITED,
+            return Err(crate::refusal::rate_limited(
                 format!("Byte budget `{}` spent; retry later", over.budget),
-            )
-            .with_data(json!({
-                "retryAfterMs": over.retry_after.as_millis() as u64,
-                "limit": over.budget,
-                "correlationId": correlation.to_string()
-            })));
+                &over.budget,
+                over.retry_after,
+                correlation,
+            ));
         }
         Ok(())
     }

@@ -7,13 +7,12 @@ use std::time::Duration;
 
 use gatehouse_auth::AuthMethod;
 use gatehouse_policy::Classification;
-use gatehouse_protocol::{RpcError, code};
-use serde_json::json;
 
 use super::chain::Call;
 use super::{Denial, Verdict};
 use crate::gateway::CorrelationId;
 use crate::ratelimit::Refusal;
+use crate::refusal;
 
 /// Stage: the gateway's own capacity.
 pub(super) fn capacity(c: &mut Call<'_>) -> Verdict {
@@ -25,11 +24,7 @@ pub(super) fn capacity(c: &mut Call<'_>) -> Verdict {
         Err(_) => Verdict::Deny(Denial::new(
             "limits.max_concurrent_requests",
             "the gateway is at capacity",
-            RpcError::new(
-                code::INTERNAL_ERROR,
-                "gateway is at capacity; retry shortly",
-            )
-            .with_data(json!({"retryAfterMs": 1000})),
+            refusal::at_capacity(),
         )),
     }
 }
@@ -40,12 +35,11 @@ fn refused(correlation: CorrelationId, rule: &'static str, name: &str, wait: Dur
     Verdict::Deny(Denial::new(
         rule,
         format!("limit {name}"),
-        RpcError::new(
-            code::RATE_LIMITED,
+        refusal::rate_limited(
             format!("Rate limit exceeded; retry in {ms} ms"),
-        )
-        .with_data(
-            json!({"retryAfterMs": ms, "limit": name, "correlationId": correlation.to_string()}),
+            name,
+            wait,
+            correlation,
         ),
     ))
 }

@@ -2,7 +2,7 @@
 //! caller's scope, key limits and the authorization decision, paginated.
 
 use gatehouse_policy::Action;
-use gatehouse_protocol::{ProtocolVersion, Request, RpcError, code, method};
+use gatehouse_protocol::{ProtocolVersion, Request, RpcError, method};
 use serde_json::{Map, Value, json};
 
 use super::View;
@@ -81,8 +81,7 @@ impl Gateway {
             method::PING => Ok(json!({})),
             method::INITIALIZE => {
                 // A second initialize inside a session, or one sent statelessly.
-                Err(RpcError::new(
-                    code::INVALID_REQUEST,
+                Err(crate::refusal::invalid_request(
                     "initialize is only valid as the first request of a session",
                 ))
             }
@@ -100,7 +99,7 @@ impl Gateway {
             method::RESOURCES_TEMPLATES_LIST => {
                 resources(&cat.templates, "uriTemplate", "resourceTemplates")
             }
-            _ => Err(RpcError::new(code::METHOD_NOT_FOUND, "Method not found")),
+            _ => Err(crate::refusal::method_not_found("Method not found")),
         }
     }
 }
@@ -126,7 +125,7 @@ fn paginate(items: Vec<&Value>, cursor: Option<&str>, field: &str) -> Result<Val
             .strip_prefix("gh:")
             .and_then(|n| n.parse::<usize>().ok())
             .filter(|&n| n <= items.len())
-            .ok_or_else(|| RpcError::new(code::INVALID_PARAMS, "invalid cursor"))?,
+            .ok_or_else(|| crate::refusal::invalid_params("invalid cursor"))?,
     };
     let end = (start + PAGE_SIZE).min(items.len());
     let mut out = Map::new();

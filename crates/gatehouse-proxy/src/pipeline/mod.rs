@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use gatehouse_protocol::{Message, ProtocolVersion, Request, Response, RpcError, code, method};
+use gatehouse_protocol::{Message, ProtocolVersion, Request, Response, RpcError, method};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -239,11 +239,10 @@ impl Gateway {
                 && durable
             {
                 tracing::error!(target: "gatehouse::audit", %correlation, error = %e, "audit record not committed: answer withheld");
-                outcome = Err(RpcError::new(
-                    code::INTERNAL_ERROR,
+                outcome = Err(crate::refusal::internal(
                     "The audit record of this call could not be written; its result is withheld",
-                )
-                .with_data(json!({"correlationId": correlation.to_string()})));
+                    correlation,
+                ));
             }
         }
         trace.log(&finished);

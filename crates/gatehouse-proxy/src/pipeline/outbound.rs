@@ -2,11 +2,13 @@
 //! call is caught before it leaves; a masking profile rewrites what is forwarded), then the
 //! enterprise DLP over ICAP (REQMOD), when configured.
 
-use gatehouse_protocol::{RpcError, code, method};
+use gatehouse_protocol::{RpcError, method};
 use serde_json::{Value, json};
 
 use super::chain::Call;
 use super::{Denial, Target, Verdict};
+use crate::gateway::CorrelationId;
+use crate::refusal;
 
 /// Stage: DLP on outgoing arguments. Blocked kinds refuse the call; masked ones are
 /// forwarded masked.
@@ -32,14 +34,13 @@ pub(super) fn dlp(c: &mut Call<'_>) -> Verdict {
         return Verdict::Deny(Denial::new(
             "dlp.arguments",
             format!("arguments carry {kinds}"),
-            RpcError::new(
-                code::FORBIDDEN,
+            crate::refusal::forbidden(
                 format!(
                     "Forbidden: the arguments carry data that may not be sent ({})",
                     report.blocked.join(", ")
                 ),
-            )
-            .with_data(json!({"correlationId": c.correlation.to_string()})),
+                c.correlation,
+            ),
         ));
     }
     if report.redacted > 0 {
@@ -69,11 +70,11 @@ pub(super) async fn icap(c: &mut Call<'_>) -> Verdict {
         .unwrap_or_else(|| json!({}));
     let body = serde_json::to_vec(&args).unwrap_or_default();
     let correlation = c.correlation;
-    let refuse = |rule: &'static str, msg: &str, code: i64| {
+    let refuse = |rule: &'static str, msg: &str, error: fn(String, CorrelationId) -> RpcError| {
         Verdict::Deny(Denial::new(
             rule,
             msg.to_owned(),
-            RpcError::new(code, msg).with_data(json!({"correlationId": correlation.to_string()})),
+            error(msg.to_owned(), correlation),
         ))
     };
     match crate::icap::IcapClient(&icap.service).reqmod(&body).await {
@@ -86,7 +87,7 @@ pub(super) async fn icap(c: &mut Call<'_>) -> Verdict {
             _ => refuse(
                 "icap.unreadable",
                 "Forbidden: content inspection returned arguments that cannot be used",
-                code::FORBIDDEN,
+                refusal::forbidden,
             ),
         },
         Ok(crate::icap::Verdict::Blocked { .. }) => {
@@ -94,7 +95,7 @@ pub(super) async fn icap(c: &mut Call<'_>) -> Verdict {
             refuse(
                 "icap.block",
                 "Forbidden: content inspection blocked these arguments",
-                code::FORBIDDEN,
+                refusal::forbidden,
             )
         }
         Err(e) if icap.fail_closed => {
@@ -102,7 +103,7 @@ pub(super) async fn icap(c: &mut Call<'_>) -> Verdict {
             refuse(
                 "icap.unavailable",
                 "Content inspection is unavailable; the call is refused",
-                code::INTERNAL_ERROR,
+                refusal::internal,
             )
         }
         Err(e) => {

@@ -2,7 +2,7 @@
 //! facts authorization decides on.
 
 use gatehouse_policy::Action;
-use gatehouse_protocol::{Request, RpcError, code, method};
+use gatehouse_protocol::{Request, RpcError, method};
 use serde_json::{Value, json};
 
 use super::chain::Call;
@@ -11,6 +11,7 @@ use crate::authorize::Named;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::gateway::Gateway;
+use crate::refusal;
 
 impl Gateway {
     pub(super) fn route(
@@ -20,12 +21,8 @@ impl Gateway {
         view: View<'_>,
     ) -> Result<Target, RpcError> {
         let cat = self.catalog();
-        let data = |upstream: &str| {
-            data_policy(cfg, upstream)
-                .ok_or_else(|| RpcError::new(code::CONNECTION_CLOSED, "Upstream unavailable"))
-        };
-        let missing =
-            |what: &str| RpcError::new(code::INVALID_PARAMS, format!("missing params.{what}"));
+        let data = |upstream: &str| data_policy(cfg, upstream).ok_or_else(refusal::upstream_gone);
+        let missing = refusal::missing_param;
         let renamed = |original: &str| {
             let mut p = req.params.clone().unwrap_or_else(|| json!({}));
             p["name"] = Value::String(original.to_owned());
@@ -70,9 +67,7 @@ impl Gateway {
                 let e = cat
                     .prompt(name)
                     .filter(|e| view.allows(&e.upstream, None))
-                    .ok_or_else(|| {
-                        RpcError::new(code::INVALID_PARAMS, format!("Unknown prompt: {name}"))
-                    })?;
+                    .ok_or_else(|| refusal::unknown_prompt(name))?;
                 Ok(Target::Upstream {
                     upstream: e.upstream.clone(),
                     params: renamed(&e.original),
@@ -89,10 +84,9 @@ impl Gateway {
             | method::RESOURCES_SUBSCRIBE
             | method::RESOURCES_UNSUBSCRIBE => {
                 let uri = req.param_str("uri").ok_or_else(|| missing("uri"))?;
-                let up = self.resource_owner(&cat, uri, view).ok_or_else(|| {
-                    RpcError::new(code::RESOURCE_NOT_FOUND, "Resource not found")
-                        .with_data(json!({"uri": uri}))
-                })?;
+                let up = self
+                    .resource_owner(&cat, uri, view)
+                    .ok_or_else(|| refusal::resource_not_found(Some(uri)))?;
                 let action = if req.method == method::RESOURCES_READ {
                     Action::ReadResource
                 } else {
@@ -126,12 +120,7 @@ impl Gateway {
                             let e = cat
                                 .prompt(name)
                                 .filter(|e| view.allows(&e.upstream, None))
-                                .ok_or_else(|| {
-                                    RpcError::new(
-                                        code::INVALID_PARAMS,
-                                        format!("Unknown prompt: {name}"),
-                                    )
-                                })?;
+                                .ok_or_else(|| refusal::unknown_prompt(name))?;
                             let mut p = req.params.clone().unwrap_or_default();
                             p["ref"]["name"] = Value::String(e.original.clone());
                             let target =
@@ -149,9 +138,9 @@ impl Gateway {
                                 .get("uri")
                                 .and_then(Value::as_str)
                                 .ok_or_else(|| missing("ref.uri"))?;
-                            let up = self.resource_owner(&cat, uri, view).ok_or_else(|| {
-                                RpcError::new(code::RESOURCE_NOT_FOUND, "Resource not found")
-                            })?;
+                            let up = self
+                                .resource_owner(&cat, uri, view)
+                                .ok_or_else(|| refusal::resource_not_found(None))?;
                             let target = data(&up)?.resource(&up, uri);
                             (
                                 up,
@@ -162,8 +151,7 @@ impl Gateway {
                             )
                         }
                         _ => {
-                            return Err(RpcError::new(
-                                code::INVALID_PARAMS,
+                            return Err(refusal::invalid_params(
                                 "ref.type must be ref/prompt or ref/resource",
                             ));
                         }
@@ -180,7 +168,7 @@ impl Gateway {
                     }),
                 })
             }
-            _ => Err(RpcError::new(code::METHOD_NOT_FOUND, "Method not found")),
+            _ => Err(refusal::method_not_found("Method not found")),
         }
     }
 
@@ -229,8 +217,7 @@ pub(super) fn scope(c: &mut Call<'_>) -> Verdict {
         Some(name) => match c.cfg.virtual_servers.get(name) {
             Some(vs) => Some(vs),
             None => {
-                return Verdict::Answer(Err(RpcError::new(
-                    code::INVALID_REQUEST,
+                return Verdict::Answer(Err(refusal::invalid_request(
                     "this virtual server no longer exists",
                 )));
             }

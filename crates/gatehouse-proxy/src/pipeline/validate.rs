@@ -5,7 +5,7 @@
 
 use gatehouse_detect::inject::{self, ArgKind};
 use gatehouse_policy::{Target, Verb};
-use gatehouse_protocol::{RpcError, code, method};
+use gatehouse_protocol::method;
 use serde_json::{Map, Value, json};
 
 use std::collections::HashMap;
@@ -96,8 +96,7 @@ impl Schemas {
                 return Verdict::Deny(Denial::new(
                     "validate.schema_unusable",
                     format!("input schema unusable: {e}"),
-                    RpcError::new(
-                        code::INVALID_PARAMS,
+                    crate::refusal::invalid_params(
                         "Invalid arguments: the tool's input schema cannot be checked",
                     ),
                 ));
@@ -117,11 +116,8 @@ impl Schemas {
                 Verdict::Deny(Denial::new(
                     "validate.schema",
                     format!("argument `{field}`: {msg}"),
-                    RpcError::new(
-                        code::INVALID_PARAMS,
-                        format!("Invalid arguments: `{field}` {msg}"),
-                    )
-                    .with_data(json!({"argument": field, "rule": "validate.schema"})),
+                    crate::refusal::invalid_params(format!("Invalid arguments: `{field}` {msg}"))
+                        .with_data(json!({"argument": field, "rule": "validate.schema"})),
                 ))
             }
         }
@@ -136,11 +132,7 @@ fn refuse(rule: &'static str, arg: &str, why: &str, detail: Option<&str>) -> Ver
     Verdict::Deny(Denial::new(
         rule,
         format!("argument `{arg}`: {why}"),
-        RpcError::new(
-            code::INVALID_PARAMS,
-            format!("Invalid arguments: `{arg}` {why}"),
-        )
-        .with_data(data),
+        crate::refusal::invalid_params(format!("Invalid arguments: `{arg}` {why}")).with_data(data),
     ))
 }
 
@@ -330,7 +322,7 @@ pub(super) fn envelope(c: &mut Call<'_>) -> Verdict {
         return Verdict::Deny(Denial::new(
             "validate.arguments_object",
             "tools/call arguments is not an object",
-            RpcError::new(code::INVALID_PARAMS, "params.arguments must be an object"),
+            crate::refusal::invalid_params("params.arguments must be an object"),
         ));
     }
     Verdict::Allow

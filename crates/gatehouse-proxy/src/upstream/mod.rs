@@ -273,10 +273,7 @@ impl Shared {
                     return Some(
                         Response::err(
                             req.id,
-                            RpcError::new(
-                                code::INTERNAL_ERROR,
-                                "no client can answer this request",
-                            ),
+                            crate::refusal::internal_bare("no client can answer this request"),
                         )
                         .into(),
                     );
@@ -291,8 +288,7 @@ impl Shared {
                     return Some(
                         Response::err(
                             req.id,
-                            RpcError::new(
-                                code::METHOD_NOT_FOUND,
+                            crate::refusal::method_not_found(
                                 "the client does not support this request",
                             ),
                         )
@@ -313,7 +309,7 @@ impl Shared {
                     return Some(
                         Response::err(
                             original,
-                            RpcError::new(code::INTERNAL_ERROR, "client stream is gone"),
+                            crate::refusal::internal_bare("client stream is gone"),
                         )
                         .into(),
                     );
