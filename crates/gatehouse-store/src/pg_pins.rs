@@ -8,7 +8,8 @@ use postgres::{GenericClient, Row};
 use crate::StoreError;
 use crate::pg_audit::PgAudit;
 use crate::pins::{
-    Observed, PinDecideError, PinDecision, PinRecord, PinStatus, PinStore, Sighting, decided, next,
+    Observed, PinDecideError, PinDecision, PinRecord, PinStatus, PinStore, Sighting, decided,
+    observe_each,
 };
 
 /// The advisory lock every pin transaction holds.
@@ -121,16 +122,14 @@ impl PinStore for PgPins {
         self.with(|c| {
             let mut tx = c.transaction()?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PINS_LOCK])?;
-            let mut out = Vec::with_capacity(all.len());
-            for s in all {
-                let current = get_in(&mut tx, s.upstream, s.kind, s.name)?;
-                let (observed, write) = next(current.as_ref(), s, now_ms);
-                if let Some(p) = write {
-                    put_in(&mut tx, &p)?;
-                }
-                out.push(observed);
-            }
-            tx.commit()?;
+            let tx = std::cell::RefCell::new(tx);
+            let out = observe_each(
+                all,
+                now_ms,
+                |s| get_in(&mut *tx.borrow_mut(), s.upstream, s.kind, s.name),
+                |p| put_in(&mut *tx.borrow_mut(), p).map(drop),
+            )?;
+            tx.into_inner().commit()?;
             Ok(out)
         })
     }

@@ -297,15 +297,12 @@ impl PinStore for SqlitePins {
     fn observe_all(&self, all: &[Sighting<'_>], now_ms: u64) -> Result<Vec<Observed>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let mut out = Vec::with_capacity(all.len());
-        for s in all {
-            let current = get_in(&tx, s.upstream, s.kind, s.name)?;
-            let (observed, write) = next(current.as_ref(), s, now_ms);
-            if let Some(p) = write {
-                put_in(&tx, &p)?;
-            }
-            out.push(observed);
-        }
+        let out = observe_each(
+            all,
+            now_ms,
+            |s| get_in(&tx, s.upstream, s.kind, s.name),
+            |p| put_in(&tx, p).map(drop),
+        )?;
         tx.commit()?;
         Ok(out)
     }
@@ -330,6 +327,26 @@ impl PinStore for SqlitePins {
         tx.commit().map_err(StoreError::from)?;
         Ok(out)
     }
+}
+
+/// Observes each sighting in turn: reads the pin (`get`), runs [`next`], writes what it
+/// says (`put`). Each backend supplies its reads and writes inside its own transaction.
+pub(crate) fn observe_each<E>(
+    all: &[Sighting<'_>],
+    now_ms: u64,
+    mut get: impl FnMut(&Sighting<'_>) -> Result<Option<PinRecord>, E>,
+    mut put: impl FnMut(&PinRecord) -> Result<(), E>,
+) -> Result<Vec<Observed>, E> {
+    let mut out = Vec::with_capacity(all.len());
+    for s in all {
+        let current = get(s)?;
+        let (observed, write) = next(current.as_ref(), s, now_ms);
+        if let Some(p) = write {
+            put(&p)?;
+        }
+        out.push(observed);
+    }
+    Ok(out)
 }
 
 /// What a review does to `p`: approve (the proposed definition becomes the trusted one) or
