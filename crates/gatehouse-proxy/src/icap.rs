@@ -151,7 +151,7 @@ fn chunk(out: &mut Vec<u8>, data: &[u8]) {
 
 async fn read_line(conn: &mut BufReader<TcpStream>) -> Result<String, IcapError> {
     let mut line = Vec::new();
-    match crate::upstream::read_bounded_line(conn, &mut line, MAX_LINE).await {
+    match crate::line::read_bounded_line(conn, &mut line, MAX_LINE).await {
         Ok(Some(())) => Ok(String::from_utf8_lossy(&line).trim_end().to_owned()),
         Ok(None) => Err(protocol("connection closed")),
         Err(_) => Err(protocol("header line too long")),

@@ -6,6 +6,7 @@ pub mod arbiter;
 pub mod audit;
 pub mod authorize;
 pub mod catalog;
+pub mod correlation;
 /// The configuration, validated (its own crate: plain data, no clients).
 pub use gatehouse_config as config;
 pub mod exfil;
@@ -13,6 +14,7 @@ pub mod gateway;
 pub mod http;
 pub mod hub;
 pub mod icap;
+pub mod line;
 pub mod metrics;
 pub mod pins;
 pub mod pipeline;

@@ -9,7 +9,7 @@ use gatehouse_protocol::{RpcError, code};
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::gateway::CorrelationId;
+use crate::correlation::CorrelationId;
 
 fn cid(c: CorrelationId) -> Value {
     json!({"correlationId": c.to_string()})

@@ -27,19 +27,7 @@ const MAX_LIST_ITEMS: usize = 10_000;
 /// Most bytes (as JSON) kept of one list of one upstream.
 const MAX_LIST_BYTES: usize = 8 * 1024 * 1024;
 
-/// Ties a client's error to the log and audit lines about it. Formatted only when used:
-/// `{process prefix}-{sequence}`, unique across replicas with high probability.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CorrelationId {
-    prefix: u32,
-    n: u64,
-}
-
-impl std::fmt::Display for CorrelationId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:08x}-{}", self.prefix, self.n)
-    }
-}
+pub use crate::correlation::CorrelationId;
 
 mod state;
 pub(crate) use state::store;
@@ -228,10 +216,10 @@ impl Gateway {
 
     /// A fresh id tying a client's answer to the log lines about it.
     pub fn correlation_id(&self) -> CorrelationId {
-        CorrelationId {
-            prefix: self.correlation_prefix,
-            n: self.next_correlation.fetch_add(1, Ordering::Relaxed),
-        }
+        CorrelationId::new(
+            self.correlation_prefix,
+            self.next_correlation.fetch_add(1, Ordering::Relaxed),
+        )
     }
 
     /// Swaps in a new config (hot reload). Upstreams whose spec changed are restarted; the

@@ -7,8 +7,8 @@ mod http;
 mod sse;
 mod stdio;
 
+pub use crate::line::read_bounded_line;
 pub use http::http_client;
-pub use stdio::read_bounded_line;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

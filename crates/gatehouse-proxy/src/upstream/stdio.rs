@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use gatehouse_protocol::{Limits, Message, decode_message_bytes};
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 use super::{Backoff, Link, Upstream, UpstreamError, UpstreamEvent};
 use crate::config::TransportSpec;
+use crate::line::read_bounded_line;
 
 pub(crate) struct StdioLink {
     tx: ArcSwapOption<mpsc::Sender<Bytes>>,
@@ -85,40 +86,6 @@ impl Drop for Group {
         if let Some(pgid) = self.0.take() {
             // ESRCH (the group is already gone) is the common case.
             let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
-        }
-    }
-}
-
-/// Reads one line of at most `max` bytes. `Ok(None)` at end of stream; an over-long line
-/// is an error (the child is then restarted rather than buffered without bound).
-pub async fn read_bounded_line<R: AsyncBufRead + Unpin>(
-    r: &mut R,
-    buf: &mut Vec<u8>,
-    max: usize,
-) -> std::io::Result<Option<()>> {
-    buf.clear();
-    loop {
-        let chunk = r.fill_buf().await?;
-        if chunk.is_empty() {
-            return Ok(if buf.is_empty() { None } else { Some(()) });
-        }
-        match chunk.iter().position(|&b| b == b'\n') {
-            Some(i) => {
-                buf.extend_from_slice(&chunk[..i]);
-                r.consume(i + 1);
-                if buf.len() > max {
-                    return Err(std::io::Error::other("line exceeds the limit"));
-                }
-                return Ok(Some(()));
-            }
-            None => {
-                let len = chunk.len();
-                buf.extend_from_slice(chunk);
-                r.consume(len);
-                if buf.len() > max {
-                    return Err(std::io::Error::other("line exceeds the limit"));
-                }
-            }
         }
     }
 }
