@@ -43,7 +43,7 @@ pub(super) struct Call<'a> {
     /// Arguments rewritten for the upstream (masked by DLP or by content inspection).
     pub(super) outgoing_args: Option<Value>,
     /// Held until the call ends: the gateway's and the caller's in-flight slots.
-    pub(super) permits: Vec<OwnedSemaphorePermit>,
+    pub(super) permits: [Option<OwnedSemaphorePermit>; 2],
 }
 
 impl Call<'_> {

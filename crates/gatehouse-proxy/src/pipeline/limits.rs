@@ -18,7 +18,7 @@ use crate::refusal;
 pub(super) fn capacity(c: &mut Call<'_>) -> Verdict {
     match c.gw.concurrency.load_full().try_acquire_owned() {
         Ok(p) => {
-            c.permits.push(p);
+            c.permits[0] = Some(p);
             Verdict::Allow
         }
         Err(_) => Verdict::Deny(Denial::new(
@@ -96,7 +96,7 @@ pub(super) async fn caller(c: &mut Call<'_>) -> Verdict {
     }
     match c.gw.limiter.enter(limits, &ctx.principal.id) {
         Ok(permit) => {
-            c.permits.extend(permit);
+            c.permits[1] = permit;
             Verdict::Allow
         }
         Err(_) => refused(

@@ -205,7 +205,7 @@ impl Gateway {
             flagged: None,
             url_hosts: Vec::new(),
             outgoing_args: None,
-            permits: Vec::new(),
+            permits: [None, None],
         };
         let mut outcome = chain::chain(&mut call).await;
         drop(call);

@@ -91,7 +91,7 @@ async fn call(gw: &Arc<Gateway>, tool: &str, args: Value) -> (Result<Value, RpcE
         flagged: None,
         url_hosts: Vec::new(),
         outgoing_args: None,
-        permits: Vec::new(),
+        permits: [None, None],
     };
     let result = chain::chain(&mut c).await;
     drop(c);
