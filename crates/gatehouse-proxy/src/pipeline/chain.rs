@@ -46,7 +46,39 @@ pub(super) struct Call<'a> {
     pub(super) permits: [Option<OwnedSemaphorePermit>; 2],
 }
 
-impl Call<'_> {
+impl<'a> Call<'a> {
+    /// A request about to enter the chain: nothing found out yet.
+    pub(super) fn new(
+        gw: &'a Arc<Gateway>,
+        cfg: &'a Config,
+        ctx: &'a ClientCtx,
+        req: Request,
+        events: Option<mpsc::Sender<Message>>,
+        trace: &'a mut Trace,
+        correlation: CorrelationId,
+    ) -> Call<'a> {
+        Call {
+            gw,
+            cfg,
+            ctx,
+            req,
+            events,
+            trace,
+            correlation,
+            view: View {
+                scope: None,
+                limits: None,
+            },
+            target: Target::Local,
+            gate: None,
+            approval_policies: None,
+            flagged: None,
+            url_hosts: Vec::new(),
+            outgoing_args: None,
+            permits: [None, None],
+        }
+    }
+
     /// `params.arguments` of the request, if any.
     pub(super) fn arguments(&self) -> Option<&Value> {
         self.req.params.as_ref().and_then(|p| p.get("arguments"))

@@ -187,26 +187,7 @@ impl Gateway {
         let id = req.id.clone();
         let mut trace = Trace::default();
         let cfg = self.config();
-        let mut call = chain::Call {
-            gw: self,
-            cfg: &cfg,
-            ctx,
-            req,
-            events,
-            trace: &mut trace,
-            correlation,
-            view: View {
-                scope: None,
-                limits: None,
-            },
-            target: Target::Local,
-            gate: None,
-            approval_policies: None,
-            flagged: None,
-            url_hosts: Vec::new(),
-            outgoing_args: None,
-            permits: [None, None],
-        };
+        let mut call = chain::Call::new(self, &cfg, ctx, req, events, &mut trace, correlation);
         let mut outcome = chain::chain(&mut call).await;
         drop(call);
         let status = match &outcome {

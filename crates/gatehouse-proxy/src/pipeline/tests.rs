@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::chain::{self, Call};
 use super::trace::Trace;
-use super::{ClientCtx, Target, View};
+use super::ClientCtx;
 use crate::catalog::UpstreamLists;
 use crate::config::Config;
 use crate::gateway::Gateway;
@@ -69,30 +69,12 @@ async fn call(gw: &Arc<Gateway>, tool: &str, args: Value) -> (Result<Value, RpcE
     };
     let cfg = gw.config();
     let mut trace = Trace::default();
-    let mut c = Call {
-        gw,
-        cfg: &cfg,
-        ctx: &ctx,
-        req: Request {
-            id: Id::Str("chain-test".into()),
-            method: "tools/call".into(),
-            params: Some(json!({"name": tool, "arguments": args})),
-        },
-        events: None,
-        trace: &mut trace,
-        correlation: gw.correlation_id(),
-        view: View {
-            scope: None,
-            limits: None,
-        },
-        target: Target::Local,
-        gate: None,
-        approval_policies: None,
-        flagged: None,
-        url_hosts: Vec::new(),
-        outgoing_args: None,
-        permits: [None, None],
+    let req = Request {
+        id: Id::Str("chain-test".into()),
+        method: "tools/call".into(),
+        params: Some(json!({"name": tool, "arguments": args})),
     };
+    let mut c = Call::new(gw, &cfg, &ctx, req, None, &mut trace, gw.correlation_id());
     let result = chain::chain(&mut c).await;
     drop(c);
     (result, trace)
