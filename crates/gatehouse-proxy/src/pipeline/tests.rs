@@ -8,9 +8,9 @@ use std::sync::Arc;
 use gatehouse_protocol::{Id, ProtocolVersion, Request, RpcError, code};
 use serde_json::{Value, json};
 
+use super::ClientCtx;
 use super::chain::{self, Call};
 use super::trace::Trace;
-use super::ClientCtx;
 use crate::catalog::UpstreamLists;
 use crate::config::Config;
 use crate::gateway::Gateway;
