@@ -1,9 +1,13 @@
 //! The audit writer: one thread that commits events in groups (group commit), so many
-//! concurrent requests share one fsync. A request whose event must be durable waits for
-//! its group's commit; others are queued and never wait.
+//! concurrent requests share one fsync. A request whose event must be durable wakes the
+//! writer and waits for its group's commit; other events are queued without waking it,
+//! and are committed with the next group: when a durable event arrives, when
+//! [`GROUP_AT`] events are waiting, or [`LINGER`] after the first of them. At low load
+//! that is one wake-up and one transaction per [`LINGER`], not per event; under load the
+//! groups fill up and commit back to back.
 
-use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use gatehouse_audit::{AuditError, AuditEvent, AuditStore, Durability};
 use tokio::sync::oneshot;
@@ -13,19 +17,119 @@ use tokio::sync::oneshot;
 const QUEUE: usize = 65_536;
 /// Events committed in one transaction, at most.
 const GROUP: usize = 4096;
-/// How long a group that nobody waits for may wait for more events before it commits.
-const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+/// Waiting events that wake the writer without a durable one among them.
+const GROUP_AT: usize = 256;
+/// How long an event nobody waits for may wait for its group. Lost on a crash: such an
+/// event was never promised to be durable (the durable ones are committed before their
+/// answer).
+const LINGER: Duration = Duration::from_millis(20);
 
 type Ack = oneshot::Sender<Result<(), AuditError>>;
 
-/// One queued event. Boxed: the channel allocates all of its slots up front, and an
-/// unboxed event in each of 65,536 slots would cost some 64 MB of memory at start.
-type Queued = (Box<AuditEvent>, Option<Ack>);
+/// One queued event, and who waits for its commit.
+type Queued = (AuditEvent, Option<Ack>);
+
+/// What the request path and the writer thread share.
+#[derive(Default)]
+struct Queue {
+    state: Mutex<Waiting>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct Waiting {
+    events: Vec<Queued>,
+    /// Someone waits for a commit: the writer goes at once.
+    urgent: bool,
+    /// When the oldest waiting event arrived.
+    since: Option<Instant>,
+    /// Every handle is gone: the writer commits what is left and ends.
+    closed: bool,
+}
+
+impl Queue {
+    /// Adds an event; `false` when the queue is full.
+    fn push(&self, event: AuditEvent, ack: Option<Ack>) -> bool {
+        let mut w = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if w.events.len() >= QUEUE {
+            return false;
+        }
+        let urgent = ack.is_some();
+        w.events.push((event, ack));
+        if w.since.is_none() {
+            w.since = Some(Instant::now());
+        }
+        // Wake the writer only when it has something to do now: an event someone waits
+        // for, or a full group. A lone event is picked up by the writer's timed wait.
+        let first = w.events.len() == 1;
+        let wake = (urgent && !w.urgent) || w.events.len() == GROUP_AT || first;
+        w.urgent |= urgent;
+        drop(w);
+        if wake {
+            self.wake.notify_one();
+        }
+        true
+    }
+
+    /// Waits for a group to commit; `None` once closed and drained.
+    fn next_group(&self, idle: Duration) -> Option<Vec<Queued>> {
+        let mut w = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if w.events.is_empty() {
+                if w.closed {
+                    return None;
+                }
+                let (g, timeout) = self
+                    .wake
+                    .wait_timeout(w, idle)
+                    .unwrap_or_else(PoisonError::into_inner);
+                w = g;
+                if timeout.timed_out() && w.events.is_empty() {
+                    return Some(Vec::new()); // a quiet spell: the caller checkpoints
+                }
+                continue;
+            }
+            let due = w.since.map_or(Instant::now(), |s| s + LINGER);
+            let now = Instant::now();
+            if w.urgent || w.closed || w.events.len() >= GROUP_AT || now >= due {
+                let take = w.events.len().min(GROUP);
+                let group: Vec<Queued> = if take == w.events.len() {
+                    std::mem::take(&mut w.events)
+                } else {
+                    w.events.drain(..take).collect()
+                };
+                w.urgent = w.events.iter().any(|(_, a)| a.is_some());
+                w.since = (!w.events.is_empty()).then(Instant::now);
+                return Some(group);
+            }
+            // One timed wait per group, not per event.
+            w = self
+                .wake
+                .wait_timeout(w, due - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+/// Closes the queue when the last handle goes, so the writer commits and ends.
+struct Handle(Arc<Queue>);
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.0
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .closed = true;
+        self.0.wake.notify_one();
+    }
+}
 
 /// Handle to the writer thread; cloning shares it.
 #[derive(Clone)]
 pub struct AuditWriter {
-    tx: SyncSender<Queued>,
+    queue: Arc<Handle>,
 }
 
 impl std::fmt::Debug for AuditWriter {
@@ -38,20 +142,28 @@ impl AuditWriter {
     /// Starts the writer thread over `store`; with `checkpoints`, chain heads are signed
     /// every `every` events and after a quiet minute.
     pub fn start(store: Arc<dyn AuditStore>, checkpoints: Option<Checkpoints>) -> AuditWriter {
-        let (tx, rx) = sync_channel(QUEUE);
+        let queue = Arc::new(Queue::default());
+        let q = queue.clone();
         let spawned = std::thread::Builder::new()
             .name("gatehouse-audit".into())
-            .spawn(move || write_loop(&*store, &rx, checkpoints));
+            .spawn(move || write_loop(&*store, &q, checkpoints));
         if let Err(e) = spawned {
             // Without the thread every durable request fails closed (its ack is dropped).
             tracing::error!(error = %e, "audit writer did not start");
+            queue
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .closed = true;
         }
-        AuditWriter { tx }
+        AuditWriter {
+            queue: Arc::new(Handle(queue)),
+        }
     }
 
     /// Queues an event for the next group commit; never waits.
     pub fn queue(&self, event: AuditEvent) {
-        if let Err(TrySendError::Full(_)) = self.tx.try_send((Box::new(event), None)) {
+        if !self.queue.0.push(event, None) {
             metrics::counter!(crate::metrics::AUDIT_DROPPED).increment(1);
         }
     }
@@ -64,9 +176,9 @@ impl AuditWriter {
             return Ok(());
         }
         let (ack, done) = oneshot::channel();
-        self.tx
-            .try_send((Box::new(event), Some(ack)))
-            .map_err(|_| AuditError::Unavailable("audit queue full".into()))?;
+        if !self.queue.0.push(event, Some(ack)) {
+            return Err(AuditError::Unavailable("audit queue full".into()));
+        }
         done.await
             .unwrap_or_else(|_| Err(AuditError::Unavailable("audit writer stopped".into())))
     }
@@ -145,39 +257,16 @@ impl Pending {
 /// A quiet minute triggers a checkpoint of what was written.
 const CHECKPOINT_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
-fn write_loop(store: &dyn AuditStore, rx: &Receiver<Queued>, checkpoints: Option<Checkpoints>) {
+fn write_loop(store: &dyn AuditStore, queue: &Queue, checkpoints: Option<Checkpoints>) {
     let mut pending = Pending::default();
-    loop {
-        let first = match rx.recv_timeout(CHECKPOINT_IDLE) {
-            Ok(e) => e,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                if let Some(cp) = &checkpoints {
-                    pending.flush(store, cp);
-                }
-                continue;
+    while let Some(batch) = queue.next_group(CHECKPOINT_IDLE) {
+        if batch.is_empty() {
+            if let Some(cp) = &checkpoints {
+                pending.flush(store, cp);
             }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-        };
-        let mut batch = vec![first];
-        while batch.len() < GROUP {
-            match rx.try_recv() {
-                Ok(e) => batch.push(e),
-                Err(_) => break,
-            }
+            continue;
         }
-        // A group nobody waits for lingers a moment for company: under load one
-        // transaction then carries many events instead of one or two. An event someone
-        // waits for ends the wait at once.
-        let linger_until = std::time::Instant::now() + LINGER;
-        while batch.len() < GROUP && batch.iter().all(|(_, ack)| ack.is_none()) {
-            let left = linger_until.saturating_duration_since(std::time::Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(e) => batch.push(e),
-                Err(_) => break,
-            }
-        }
-        let (events, acks): (Vec<AuditEvent>, Vec<Option<Ack>>) =
-            batch.into_iter().map(|(e, ack)| (*e, ack)).unzip();
+        let (events, acks): (Vec<AuditEvent>, Vec<Option<Ack>>) = batch.into_iter().unzip();
         // Only a group someone waits for pays the fsync; the others are made durable by
         // the next synced group (the log is sequential).
         let durability = if acks.iter().any(Option::is_some) {
@@ -216,12 +305,44 @@ fn write_loop(store: &dyn AuditStore, rx: &Receiver<Queued>, checkpoints: Option
 
 #[cfg(test)]
 mod tests {
-    use super::{QUEUE, Queued};
+    use super::*;
+
+    fn event(n: u64) -> AuditEvent {
+        AuditEvent {
+            method: format!("m{n}"),
+            ..Default::default()
+        }
+    }
 
     #[test]
-    fn the_preallocated_queue_stays_small() {
-        // The channel's slots are allocated when the gateway starts, whatever the load.
-        let bytes = QUEUE * std::mem::size_of::<Queued>();
-        assert!(bytes <= 2 << 20, "{bytes} bytes");
+    fn a_lone_event_waits_for_company_and_a_durable_one_does_not() {
+        let q = Queue::default();
+        assert!(q.push(event(1), None));
+        let t = Instant::now();
+        let group = q.next_group(Duration::from_secs(5)).unwrap();
+        assert_eq!(group.len(), 1);
+        assert!(t.elapsed() >= LINGER / 2, "{:?}", t.elapsed());
+        let (ack, _done) = oneshot::channel();
+        assert!(q.push(event(2), None));
+        assert!(q.push(event(3), Some(ack)));
+        let t = Instant::now();
+        assert_eq!(q.next_group(Duration::from_secs(5)).unwrap().len(), 2);
+        assert!(t.elapsed() < LINGER, "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn a_full_queue_refuses_and_a_closed_one_drains_then_ends() {
+        let q = Queue::default();
+        for n in 0..QUEUE as u64 {
+            assert!(q.push(event(n), None));
+        }
+        assert!(!q.push(event(0), None));
+        q.state.lock().unwrap().closed = true;
+        let mut seen = 0;
+        while let Some(g) = q.next_group(Duration::from_secs(5)) {
+            assert!(!g.is_empty() && g.len() <= GROUP);
+            seen += g.len();
+        }
+        assert_eq!(seen, QUEUE);
     }
 }
