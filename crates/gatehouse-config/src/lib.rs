@@ -417,6 +417,8 @@ pub struct RuntimeLimits {
     pub max_connections: usize,
     /// How long open connections may finish on shutdown.
     pub drain: Duration,
+    /// Request worker threads (`None`: one per CPU).
+    pub workers: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

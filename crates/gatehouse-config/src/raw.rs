@@ -660,6 +660,9 @@ pub struct RawLimits {
     /// On shutdown, how long open connections may finish their requests (seconds).
     /// Default 30.
     pub drain_secs: Option<u64>,
+    /// Request worker threads, each serving its own connections start to end (plain HTTP
+    /// listener). Default: one per CPU the process may use; at most 64.
+    pub workers: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]

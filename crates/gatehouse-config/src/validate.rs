@@ -69,6 +69,11 @@ impl RawConfig {
             )?,
             max_connections: positive("limits.max_connections", l.max_connections, 4096)?,
             drain: Duration::from_secs(l.drain_secs.unwrap_or(30)),
+            workers: match l.workers {
+                None => None,
+                Some(n @ 1..=64) => Some(n),
+                Some(_) => return Err(ConfigError::at("limits.workers", "1 to 64")),
+            },
         };
         if limits.decode.max_depth > 128 {
             return Err(ConfigError::at("limits.max_json_depth", "at most 128"));

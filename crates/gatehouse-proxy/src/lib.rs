@@ -24,6 +24,7 @@ pub mod reload;
 pub mod session;
 pub mod tls;
 pub mod upstream;
+pub mod worker;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,7 +46,14 @@ pub async fn serve(
     control: Control,
 ) -> std::io::Result<()> {
     let prometheus = metrics::install();
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    // Bound before anything starts, so a taken port fails the start.
+    let listeners = match config.tls.clone() {
+        Some(tls) => Listeners::Tls(tokio::net::TcpListener::bind(config.listen).await?, tls),
+        None => {
+            let workers = worker::count(config.limits.workers);
+            Listeners::Workers(worker::bind(config.listen, workers)?)
+        }
+    };
     let gw = Gateway::start(config);
     let extra = control(&gw);
     gw.audit_note(
@@ -55,8 +63,8 @@ pub async fn serve(
     )
     .await;
     let _watch = config_path.map(|p| reload::watch(p, gw.clone()));
-    match gw.config().tls.clone() {
-        Some(tls_settings) => {
+    match listeners {
+        Listeners::Tls(listener, tls_settings) => {
             tracing::info!(listen = %gw.config().listen, "serving HTTPS");
             let limits = tls::ConnectionLimits {
                 max_connections: gw.config().limits.max_connections,
@@ -71,8 +79,17 @@ pub async fn serve(
             )
             .await
         }
-        None => serve_on(listener, gw, prometheus, extra).await,
+        Listeners::Workers(listeners) => {
+            let router = http::router(gw, prometheus).merge(extra);
+            worker::serve(listeners, router, shutdown_signal()).await
+        }
     }
+}
+
+/// Where `serve` listens: one listener for HTTPS, one per worker for plain HTTP.
+enum Listeners {
+    Tls(tokio::net::TcpListener, config::TlsSettings),
+    Workers(Vec<std::net::TcpListener>),
 }
 
 /// Serves on an already-bound listener (tests bind port 0 first).
@@ -82,7 +99,20 @@ pub async fn serve_on(
     prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
     extra: axum::Router,
 ) -> std::io::Result<()> {
-    let app = http::router(gw, prometheus).merge(extra);
+    serve_until(
+        listener,
+        http::router(gw, prometheus).merge(extra),
+        shutdown_signal(),
+    )
+    .await
+}
+
+/// Serves `app` on `listener` until `stop` fires, then drains.
+pub(crate) async fn serve_until(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     // Small JSON-RPC answers must not wait for Nagle's algorithm.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
@@ -92,7 +122,7 @@ pub async fn serve_on(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown(stop)
     .await
 }
 

@@ -18,8 +18,37 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
 use super::{Backoff, Link, Shared, Upstream, UpstreamError, UpstreamEvent, UserToken};
 
+/// One HTTP client (so one connection pool) per request worker, and one shared by every
+/// other thread. hyper drives a pooled connection from a task on the runtime that opened
+/// it: a worker that used another worker's connection would hand every call to that
+/// thread and back (see `crate::worker`).
+pub(crate) struct Clients {
+    tls: Option<UpstreamTls>,
+    slots: Box<[std::sync::OnceLock<Option<reqwest::Client>>]>,
+}
+
+impl Clients {
+    pub(crate) fn new(tls: Option<&UpstreamTls>) -> Clients {
+        let clients = Clients {
+            tls: tls.cloned(),
+            slots: (0..=crate::worker::MAX)
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
+        };
+        // Built now, so unusable TLS settings are reported at start.
+        let _ = clients.get();
+        clients
+    }
+
+    /// This thread's client; `None` when the TLS settings are unusable.
+    pub(crate) fn get(&self) -> &Option<reqwest::Client> {
+        let slot = crate::worker::index().min(self.slots.len() - 1);
+        self.slots[slot].get_or_init(|| http_client(self.tls.as_ref()))
+    }
+}
+
 pub(crate) struct HttpLink {
-    client: Option<reqwest::Client>,
+    clients: Clients,
     /// Parsed once: parsing per request showed up in profiles.
     url: reqwest::Url,
     headers: HeaderMap,
@@ -131,7 +160,7 @@ impl HttpLink {
         secrets: Option<Arc<gatehouse_auth::LocalSecrets>>,
     ) -> Self {
         Self {
-            client: http_client(tls),
+            clients: Clients::new(tls),
             url: url.clone(),
             headers: header_map(headers),
             session: ArcSwapOption::empty(),
@@ -161,7 +190,7 @@ impl HttpLink {
         method: reqwest::Method,
         user: Option<&UserToken>,
     ) -> Result<reqwest::RequestBuilder, UpstreamError> {
-        let mut rb = usable(&self.client)?
+        let mut rb = usable(self.clients.get())?
             .request(method, self.url.clone())
             .headers(self.headers.clone());
         match (&self.credential, user) {
