@@ -202,6 +202,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
 }
 
 const COLUMNS: &str = "id, hash, principal, app, tenant, roles, servers, tools, created_at, expires_at, revoked_at, last_used_at, rotated_from";
+const GET_KEY: &str = "SELECT id, hash, principal, app, tenant, roles, servers, tools, created_at, expires_at, revoked_at, last_used_at, rotated_from FROM api_keys WHERE id = ?1";
 
 impl ApiKeyStore for SqliteKeyStore {
     fn insert(&self, k: &ApiKeyRecord) -> Result<(), StoreError> {
@@ -235,14 +236,11 @@ impl ApiKeyStore for SqliteKeyStore {
     }
 
     fn get(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        Ok(self
-            .conn()
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM api_keys WHERE id = ?1"),
-                [id],
-                row,
-            )
-            .optional()?)
+        // Every authenticated request reads its key (a revocation acts on the next call):
+        // the statement is compiled once per connection, not per request.
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(GET_KEY)?;
+        Ok(stmt.query_row([id], row).optional()?)
     }
 
     fn list(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
@@ -282,6 +280,11 @@ impl ApiKeyStore for SqliteKeyStore {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn the_cached_lookup_reads_every_column() {
+        assert!(GET_KEY.contains(COLUMNS));
+    }
 
     pub(crate) fn rec(id: &str) -> ApiKeyRecord {
         ApiKeyRecord {
