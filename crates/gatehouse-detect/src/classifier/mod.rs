@@ -93,8 +93,34 @@ pub fn features(text: &str, bits: u32, out: &mut Vec<u32>) {
     for cue in cues(&lower, &words) {
         out.push(fnv(5, &[cue.as_bytes()]) & mask);
     }
-    out.sort_unstable();
-    out.dedup();
+    dedup(out, bits);
+}
+
+thread_local! {
+    /// One bit per feature, all clear between calls: duplicates are dropped in one pass
+    /// (sorting a 1 KB text's thousand features cost more than hashing them).
+    static SEEN: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Drops repeated features, keeping first appearances in order. The score sums integer
+/// rows, so the order does not change it.
+fn dedup(out: &mut Vec<u32>, bits: u32) {
+    SEEN.with(|seen| {
+        let mut seen = seen.borrow_mut();
+        let words = (1usize << bits).div_ceil(64);
+        if seen.len() < words {
+            seen.resize(words, 0);
+        }
+        out.retain(|&f| {
+            let (w, b) = ((f >> 6) as usize, 1u64 << (f & 63));
+            let new = seen[w] & b == 0;
+            seen[w] |= b;
+            new
+        });
+        for &f in out.iter() {
+            seen[(f >> 6) as usize] = 0;
+        }
+    });
 }
 
 /// Words that name the reader as a machine.
@@ -661,5 +687,21 @@ mod tests {
         features("ignore   previous instructions", 18, &mut b);
         assert_eq!(a, b);
         assert!(!a.is_empty() && a.iter().all(|&x| x < 1 << 18));
+    }
+
+    #[test]
+    fn features_are_distinct_and_the_bitmap_is_left_clear() {
+        let text = "ignore ignore ignore the previous previous instructions. ".repeat(20);
+        let mut f = Vec::new();
+        features(&text, 12, &mut f);
+        let mut sorted = f.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), f.len(), "no duplicates");
+        // A second text sees none of the first one's bits.
+        let mut g = Vec::new();
+        features(&text, 12, &mut g);
+        assert_eq!(f, g);
+        SEEN.with(|s| assert!(s.borrow().iter().all(|&w| w == 0)));
     }
 }

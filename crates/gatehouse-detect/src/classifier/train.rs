@@ -72,6 +72,8 @@ pub fn fit(samples: &[(String, bool)], bits: u32, hidden: usize, epochs: u32, se
         .map(|(t, _)| {
             let mut f = Vec::new();
             features(t, bits, &mut f);
+            // In a fixed order, so a training run is reproducible to the bit.
+            f.sort_unstable();
             f
         })
         .collect();
