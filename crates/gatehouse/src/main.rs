@@ -198,6 +198,8 @@ fn init_logging(json: bool, level: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colours only for a person at a terminal: a log file or collector gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -292,6 +294,12 @@ fn which(cmd: &str) -> Option<PathBuf> {
 }
 
 fn main() -> Result<()> {
+    // No transparent huge pages: mimalloc asks for them, and on a gateway whose heap is
+    // mostly small short-lived buffers they held about 40 MB of resident memory for no
+    // measurable CPU gain (docs/benchmarks.md). Inherited by stdio upstreams we start.
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        eprintln!("gatehouse: transparent huge pages left on: {e}");
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => match Config::load(&config) {
