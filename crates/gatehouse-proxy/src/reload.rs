@@ -1,12 +1,9 @@
-//! Config hot reload: watch the file, validate the new text fully, swap atomically. A bad
+//! Config hot reload: poll the file, validate the new text fully, swap atomically. A bad
 //! edit is logged and the running config keeps serving.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-
-use notify::{RecommendedWatcher, RecursiveMode, Watcher};
-use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::gateway::Gateway;
@@ -26,34 +23,34 @@ fn fingerprint(path: &std::path::Path, cfg: Option<&Config>) -> Option<Vec<u8>> 
     Some(v)
 }
 
-/// Starts watching; the watcher lives as long as the returned value.
-pub fn watch(path: PathBuf, gw: Arc<Gateway>) -> Option<RecommendedWatcher> {
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        if ev.is_ok() {
-            let _ = tx.send(());
-        }
-    })
-    .map_err(|e| tracing::error!(error = %e, "config watch unavailable"))
-    .ok()?;
-    // Watch the directory: editors replace files by rename, which a file watch would miss.
-    let dir = path.parent().map(|p| {
-        if p.as_os_str().is_empty() {
-            PathBuf::from(".")
-        } else {
-            p.to_path_buf()
-        }
-    })?;
-    watcher
-        .watch(&dir, RecursiveMode::NonRecursive)
-        .map_err(|e| tracing::error!(error = %e, "config watch unavailable"))
-        .ok()?;
-    tokio::spawn(async move {
+/// How often the config file (and the policy files it names) is read for changes.
+const POLL: Duration = Duration::from_secs(1);
+
+/// The running watch; dropping it stops watching.
+pub struct Watch(tokio::task::JoinHandle<()>);
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Starts watching `path`. The file is read once a second rather than watched through
+/// inotify: a directory watch woke the gateway on every write to every file beside the
+/// config (a SQLite store there meant a wake-up per audited call), and polling also sees
+/// policy files elsewhere and the symlink swaps of a Kubernetes ConfigMap.
+pub fn watch(path: PathBuf, gw: Arc<Gateway>) -> Option<Watch> {
+    let task = tokio::spawn(async move {
         let mut last = fingerprint(&path, Some(&gw.config()));
-        while rx.recv().await.is_some() {
-            // Let a burst of events from one save settle.
+        let mut tick = tokio::time::interval(POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if fingerprint(&path, Some(&gw.config())) == last {
+                continue;
+            }
+            // Let a save in progress settle.
             tokio::time::sleep(Duration::from_millis(200)).await;
-            while rx.try_recv().is_ok() {}
             let now = fingerprint(&path, Some(&gw.config()));
             if now == last {
                 continue;
@@ -98,5 +95,5 @@ pub fn watch(path: PathBuf, gw: Arc<Gateway>) -> Option<RecommendedWatcher> {
             }
         }
     });
-    Some(watcher)
+    Some(Watch(task))
 }
