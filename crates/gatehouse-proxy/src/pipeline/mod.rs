@@ -208,6 +208,7 @@ impl Gateway {
             status,
             latency_us: started.elapsed().as_micros() as u64,
         };
+        let unremarkable = trace.unremarkable(self.audit.is_some());
         if let Some(writer) = &self.audit {
             let durable = cfg.audit.as_ref().is_some_and(|a| a.durable_all)
                 || status == "denied"
@@ -226,7 +227,7 @@ impl Gateway {
                 ));
             }
         }
-        trace.log(&finished);
+        trace.log(&finished, unremarkable);
         metrics::counter!(m::REQUESTS, "method" => method_label, "outcome" => status).increment(1);
         match outcome {
             Ok(mut result) => {

@@ -20,7 +20,8 @@ const APP: &str = "gatehouse-ts-test";
 fn config(port: u16, analyst_tools: &str) -> String {
     format!(
         r#"listen: 127.0.0.1:{port}
-logging: {{format: json}}
+# Every call's log line, allowed ones included (those are at debug when the store has them).
+logging: {{format: json, level: "info,gatehouse::audit=debug"}}
 api_keys: {{pepper: "{PEPPER}"}}
 store: {{sqlite: keys.db}}
 upstreams:
