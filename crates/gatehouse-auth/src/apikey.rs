@@ -44,6 +44,9 @@ pub struct ApiKeys {
     pepper: hmac::Key,
     store: Arc<dyn ApiKeyStore>,
     touched: Mutex<HashMap<String, Instant>>,
+    /// Last-use writes go to a thread of their own: a write may wait for the store's
+    /// lock (behind an audit commit's fsync), and a request worker must never wait.
+    toucher: Option<std::sync::mpsc::Sender<(String, u64)>>,
 }
 
 impl std::fmt::Debug for ApiKeys {
@@ -85,10 +88,24 @@ fn key_id(key: &str) -> Option<&str> {
 impl ApiKeys {
     /// `pepper` must be at least 32 bytes (config validation checks).
     pub fn new(pepper: &[u8], store: Arc<dyn ApiKeyStore>) -> ApiKeys {
+        let (tx, rx) = std::sync::mpsc::channel::<(String, u64)>();
+        let writer = store.clone();
+        let spawned = std::thread::Builder::new()
+            .name("gatehouse-keys".into())
+            .spawn(move || {
+                // Ends when the `ApiKeys` (the sender) goes.
+                for (id, at) in rx {
+                    if let Err(e) = writer.touch(&id, at) {
+                        tracing::warn!(key = %id, error = %e, "could not record API key use");
+                    }
+                }
+            });
         ApiKeys {
             pepper: hmac::Key::new(hmac::HMAC_SHA256, pepper),
             store,
             touched: Mutex::new(HashMap::new()),
+            // Without the thread, last use is simply not recorded (it decides nothing).
+            toucher: spawned.ok().map(|_| tx),
         }
     }
 
@@ -211,8 +228,8 @@ impl ApiKeys {
             }
             due
         };
-        if due && let Err(e) = self.store.touch(id, now) {
-            tracing::warn!(key = id, error = %e, "could not record API key use");
+        if due && let Some(tx) = &self.toucher {
+            let _ = tx.send((id.to_owned(), now));
         }
     }
 }
@@ -258,6 +275,19 @@ mod tests {
             }
         );
         assert_eq!(p.limits.unwrap().servers, ["db"]);
+        // Last use is written by the key thread, shortly after.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while k
+            .store()
+            .get(&new.record.id)
+            .unwrap()
+            .unwrap()
+            .last_used_at
+            .is_none()
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         assert_eq!(
             k.store().get(&new.record.id).unwrap().unwrap().last_used_at,
             Some(1001)

@@ -124,7 +124,10 @@ impl ApiKeyStore for MemoryKeyStore {
 
 /// SQLite, the embedded default. WAL mode, so the CLI and the gateway share the file.
 pub struct SqliteKeyStore {
+    /// Writes.
     conn: Mutex<Connection>,
+    /// Lookups on the request path.
+    reader: Mutex<Connection>,
 }
 
 impl std::fmt::Debug for SqliteKeyStore {
@@ -173,9 +176,19 @@ impl SqliteKeyStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        // Reads (every authenticated request) on a connection of their own: in WAL mode
+        // they never wait for a writer, and a write waiting for the lock (behind an audit
+        // commit in the same file) holds only the writing connection.
+        let reader = Connection::open(path)?;
+        reader.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(SqliteKeyStore {
             conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
         })
+    }
+
+    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -238,7 +251,7 @@ impl ApiKeyStore for SqliteKeyStore {
     fn get(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
         // Every authenticated request reads its key (a revocation acts on the next call):
         // the statement is compiled once per connection, not per request.
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(GET_KEY)?;
         Ok(stmt.query_row([id], row).optional()?)
     }
