@@ -51,7 +51,8 @@ impl Queue {
     /// Adds an event; `false` when the queue is full.
     fn push(&self, event: AuditEvent, ack: Option<Ack>) -> bool {
         let mut w = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if w.events.len() >= QUEUE {
+        // Closed: no writer will ever commit it (it did not start, or it stopped).
+        if w.closed || w.events.len() >= QUEUE {
             return false;
         }
         let urgent = ack.is_some();
@@ -257,7 +258,20 @@ impl Pending {
 /// A quiet minute triggers a checkpoint of what was written.
 const CHECKPOINT_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Closes the queue when the writer ends, normally or by a panic: waiting events are
+/// dropped with their acks, so durable requests fail closed instead of waiting forever.
+struct Stopped<'a>(&'a Queue);
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        let mut w = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
+        w.closed = true;
+        w.events.clear();
+    }
+}
+
 fn write_loop(store: &dyn AuditStore, queue: &Queue, checkpoints: Option<Checkpoints>) {
+    let _stopped = Stopped(queue);
     let mut pending = Pending::default();
     while let Some(batch) = queue.next_group(CHECKPOINT_IDLE) {
         if batch.is_empty() {
@@ -328,6 +342,45 @@ mod tests {
         let t = Instant::now();
         assert_eq!(q.next_group(Duration::from_secs(5)).unwrap().len(), 2);
         assert!(t.elapsed() < LINGER, "{:?}", t.elapsed());
+    }
+
+    /// A store whose append panics: the writer thread dies mid-group.
+    struct Panicking;
+
+    impl AuditStore for Panicking {
+        fn append(
+            &self,
+            _: &[AuditEvent],
+            _: Durability,
+        ) -> Result<Vec<(String, u64, String)>, AuditError> {
+            panic!("disk on fire")
+        }
+        fn checkpoint(&self, _: &[gatehouse_audit::Checkpoint]) -> Result<(), AuditError> {
+            Ok(())
+        }
+        fn checkpoints(&self, _: &str) -> Result<Vec<gatehouse_audit::Checkpoint>, AuditError> {
+            Ok(Vec::new())
+        }
+        fn links(&self, _: &str) -> Result<Vec<gatehouse_audit::Link>, AuditError> {
+            Ok(Vec::new())
+        }
+        fn chains(&self) -> Result<Vec<String>, AuditError> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test]
+    async fn durable_records_fail_closed_when_the_writer_dies() {
+        let w = AuditWriter::start(Arc::new(Panicking), None);
+        let first = tokio::time::timeout(Duration::from_secs(10), w.record(event(1), true))
+            .await
+            .expect("answered, not left waiting");
+        assert!(first.is_err(), "{first:?}");
+        // And every later one at once.
+        let later = tokio::time::timeout(Duration::from_secs(10), w.record(event(2), true))
+            .await
+            .expect("answered, not left waiting");
+        assert!(later.is_err(), "{later:?}");
     }
 
     #[test]
