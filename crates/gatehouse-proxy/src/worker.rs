@@ -70,17 +70,25 @@ pub async fn serve(
             .name(format!("gatehouse-w{}", i + 1))
             .spawn(move || -> std::io::Result<()> {
                 INDEX.with(|c| c.set(i + 1));
-                let rt = tokio::runtime::Builder::new_current_thread()
+                let served = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
-                    .build()?;
-                rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener)?;
-                    let mut rx = rx;
-                    let stopped = async move {
-                        let _ = rx.wait_for(|s| *s).await;
-                    };
-                    crate::serve_until(listener, router, stopped).await
-                })
+                    .build()
+                    .and_then(|rt| {
+                        rt.block_on(async move {
+                            let listener = tokio::net::TcpListener::from_std(listener)?;
+                            let mut rx = rx;
+                            let stopped = async move {
+                                let _ = rx.wait_for(|s| *s).await;
+                            };
+                            crate::serve_until(listener, router, stopped).await
+                        })
+                    });
+                // Said at once: the others keep serving, and the kernel stops sending
+                // this listener connections once it is closed.
+                if let Err(e) = &served {
+                    tracing::error!(worker = i + 1, error = %e, "request worker stopped");
+                }
+                served
             })?;
         threads.push(thread);
     }
