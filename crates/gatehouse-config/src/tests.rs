@@ -123,6 +123,17 @@ fn remote_bind_needs_opt_in_and_never_in_dev_mode() {
 }
 
 #[test]
+fn request_workers_are_bounded() {
+    assert_eq!(load("listen: 127.0.0.1:8080").unwrap().limits.workers, None);
+    let four = load("listen: 127.0.0.1:8080\nlimits: {workers: 4}").unwrap();
+    assert_eq!(four.limits.workers, Some(4));
+    for n in [0, 65] {
+        let e = load(&format!("listen: 127.0.0.1:8080\nlimits: {{workers: {n}}}")).unwrap_err();
+        assert_eq!(e.location, "limits.workers", "{n}");
+    }
+}
+
+#[test]
 fn schema_lists_top_level_fields() {
     let s = super::json_schema();
     let props = s["properties"].as_object().unwrap();

@@ -35,7 +35,8 @@ pub fn count(configured: Option<usize>) -> usize {
 }
 
 /// Binds `n` listeners sharing `addr` (`SO_REUSEPORT`), before any worker starts, so a
-/// taken port fails the start. A port of 0 is chosen once and shared.
+/// taken port fails the start. A port of 0 is chosen once and shared. Call it inside a
+/// runtime: tokio's socket type registers each listener until `into_std` hands it over.
 pub fn bind(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
     let mut out = Vec::with_capacity(n);
     let mut addr = addr;
@@ -112,5 +113,31 @@ pub async fn serve(
     match joined {
         Ok(Some(e)) => Err(e),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // `bind` goes through tokio's socket type, so it runs where `serve` does: in a runtime.
+    #[tokio::test]
+    async fn every_worker_listens_on_the_one_port_chosen() {
+        let listeners = bind("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+        assert_eq!(addrs.len(), 3);
+        assert!(
+            addrs.iter().all(|a| *a == addrs[0] && a.port() != 0),
+            "{addrs:?}"
+        );
+        // A socket without SO_REUSEPORT cannot take the port from them.
+        assert!(std::net::TcpListener::bind(addrs[0]).is_err());
+    }
+
+    #[test]
+    fn worker_counts_stay_within_bounds() {
+        assert_eq!(count(Some(3)), 3);
+        assert_eq!(count(Some(1000)), MAX);
+        assert!((1..=MAX).contains(&count(None)));
     }
 }
