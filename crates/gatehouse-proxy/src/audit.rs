@@ -60,8 +60,9 @@ impl Queue {
         if w.since.is_none() {
             w.since = Some(Instant::now());
         }
-        // Wake the writer only when it has something to do now: an event someone waits
-        // for, or a full group. A lone event is picked up by the writer's timed wait.
+        // Wake the writer only when it has something to do: an event someone waits for,
+        // a full group, or the first event of a group (which starts the group's one timed
+        // wait). Events in between wake nobody.
         let first = w.events.len() == 1;
         let wake = (urgent && !w.urgent) || w.events.len() == GROUP_AT || first;
         w.urgent |= urgent;
