@@ -321,6 +321,8 @@ pub struct Webhook {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditSettings {
     pub durable_all: bool,
+    /// Records someone waits for are fsynced before the answer.
+    pub fsync: bool,
     /// Signs checkpoints of chain heads.
     pub signing_key: Option<gatehouse_auth::SecretRef>,
     pub checkpoint_every: u64,

@@ -322,6 +322,11 @@ pub struct RawAudit {
     /// rest are committed in the next group without holding the response.
     #[serde(default)]
     pub durable_all: bool,
+    /// A record someone waits for is flushed to the disk (fsync) before the answer.
+    /// Default true; `false` keeps it committed before the answer (it survives the gateway
+    /// being killed) but a power cut may lose the last ones. Development mode (no config
+    /// file) runs with `false`.
+    pub fsync: Option<bool>,
     /// Ed25519 key (base64 of its 32-byte seed, `gatehouse audit keygen`) that signs
     /// checkpoints of every chain's head, by reference: `env:NAME`, `file:/path` or
     /// `secret:NAME`. Without it there are no checkpoints.

@@ -308,6 +308,7 @@ impl RawConfig {
                 a if a.enabled == Some(false) => None,
                 a => Some(AuditSettings {
                     durable_all: a.durable_all,
+                    fsync: a.fsync.unwrap_or(true),
                     signing_key: a
                         .signing_key
                         .as_deref()

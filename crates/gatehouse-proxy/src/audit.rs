@@ -5,7 +5,13 @@
 //! [`GROUP_AT`] events are waiting, or [`LINGER`] after the first of them. At low load
 //! that is one wake-up and one transaction per [`LINGER`], not per event; under load the
 //! groups fill up and commit back to back.
+//!
+//! A group someone waits for is synced (fsync) before the wait ends, unless the operator
+//! turned that off (`audit.fsync: false`, development mode's default): it is then
+//! committed (it survives the gateway being killed) and reaches the disk with the store's
+//! next sync.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -34,6 +40,8 @@ type Queued = (AuditEvent, Option<Ack>);
 struct Queue {
     state: Mutex<Waiting>,
     wake: Condvar,
+    /// Groups someone waits for are fsynced (`audit.fsync`).
+    fsync: AtomicBool,
 }
 
 #[derive(Default)]
@@ -143,8 +151,13 @@ impl std::fmt::Debug for AuditWriter {
 impl AuditWriter {
     /// Starts the writer thread over `store`; with `checkpoints`, chain heads are signed
     /// every `every` events and after a quiet minute.
-    pub fn start(store: Arc<dyn AuditStore>, checkpoints: Option<Checkpoints>) -> AuditWriter {
+    pub fn start(
+        store: Arc<dyn AuditStore>,
+        checkpoints: Option<Checkpoints>,
+        fsync: bool,
+    ) -> AuditWriter {
         let queue = Arc::new(Queue::default());
+        queue.fsync.store(fsync, Ordering::Relaxed);
         let q = queue.clone();
         let spawned = std::thread::Builder::new()
             .name("gatehouse-audit".into())
@@ -161,6 +174,11 @@ impl AuditWriter {
         AuditWriter {
             queue: Arc::new(Handle(queue)),
         }
+    }
+
+    /// Whether groups someone waits for are fsynced (a config reload may change it).
+    pub fn set_fsync(&self, fsync: bool) {
+        self.queue.0.fsync.store(fsync, Ordering::Relaxed);
     }
 
     /// Queues an event for the next group commit; never waits.
@@ -284,7 +302,8 @@ fn write_loop(store: &dyn AuditStore, queue: &Queue, checkpoints: Option<Checkpo
         let (events, acks): (Vec<AuditEvent>, Vec<Option<Ack>>) = batch.into_iter().unzip();
         // Only a group someone waits for pays the fsync; the others are made durable by
         // the next synced group (the log is sequential).
-        let durability = if acks.iter().any(Option::is_some) {
+        let durability = if queue.fsync.load(Ordering::Relaxed) && acks.iter().any(Option::is_some)
+        {
             Durability::Synced
         } else {
             Durability::Written
@@ -372,7 +391,7 @@ mod tests {
 
     #[tokio::test]
     async fn durable_records_fail_closed_when_the_writer_dies() {
-        let w = AuditWriter::start(Arc::new(Panicking), None);
+        let w = AuditWriter::start(Arc::new(Panicking), None, true);
         let first = tokio::time::timeout(Duration::from_secs(10), w.record(event(1), true))
             .await
             .expect("answered, not left waiting");
@@ -382,6 +401,47 @@ mod tests {
             .await
             .expect("answered, not left waiting");
         assert!(later.is_err(), "{later:?}");
+    }
+
+    /// A store that remembers how far each append had to go.
+    #[derive(Default)]
+    struct Recording(Mutex<Vec<Durability>>);
+
+    impl AuditStore for Recording {
+        fn append(
+            &self,
+            _: &[AuditEvent],
+            d: Durability,
+        ) -> Result<Vec<(String, u64, String)>, AuditError> {
+            self.0.lock().unwrap().push(d);
+            Ok(Vec::new())
+        }
+        fn checkpoint(&self, _: &[gatehouse_audit::Checkpoint]) -> Result<(), AuditError> {
+            Ok(())
+        }
+        fn checkpoints(&self, _: &str) -> Result<Vec<gatehouse_audit::Checkpoint>, AuditError> {
+            Ok(Vec::new())
+        }
+        fn links(&self, _: &str) -> Result<Vec<gatehouse_audit::Link>, AuditError> {
+            Ok(Vec::new())
+        }
+        fn chains(&self) -> Result<Vec<String>, AuditError> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_waited_for_record_is_synced_unless_fsync_is_off() {
+        let store = Arc::new(Recording::default());
+        let w = AuditWriter::start(store.clone(), None, true);
+        w.record(event(1), true).await.unwrap();
+        w.set_fsync(false);
+        // Still answered only once committed, but without the fsync.
+        w.record(event(2), true).await.unwrap();
+        w.set_fsync(true);
+        w.record(event(3), true).await.unwrap();
+        use Durability::{Synced, Written};
+        assert_eq!(*store.0.lock().unwrap(), [Synced, Written, Synced]);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! transaction that reads each chain's head, links the new events to it and commits, so
 //! several processes sharing the file extend the same chains without gaps or forks.
 //! Appends nobody waits for commit with `synchronous=NORMAL` (no fsync; the next synced
-//! commit flushes the WAL and them with it).
+//! commit flushes the WAL and them with it). The pragma is set only when the level
+//! changes, so a run of unsynced appends costs no extra statement each.
 
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
@@ -14,7 +15,37 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 /// SQLite-backed [`AuditStore`].
 pub struct SqliteAudit {
-    conn: Mutex<Connection>,
+    conn: Mutex<Conn>,
+}
+
+/// The connection and the `synchronous` level it is at.
+struct Conn {
+    db: Connection,
+    /// `synchronous=NORMAL` (no fsync per commit) is set; FULL otherwise.
+    normal: bool,
+}
+
+impl Conn {
+    /// The connection, its `synchronous` level set for `d` (one PRAGMA, only on change).
+    /// Every write goes through here: only [`Durability::Written`] appends run at NORMAL.
+    fn at(&mut self, d: Durability) -> Result<&mut Connection, AuditError> {
+        let normal = d == Durability::Written;
+        if self.normal != normal {
+            let level = if normal { "NORMAL" } else { "FULL" };
+            self.db
+                .pragma_update(None, "synchronous", level)
+                .map_err(unavailable)?;
+            self.normal = normal;
+        }
+        Ok(&mut self.db)
+    }
+}
+
+impl std::ops::Deref for Conn {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.db
+    }
 }
 
 fn unavailable(e: rusqlite::Error) -> AuditError {
@@ -64,7 +95,10 @@ impl SqliteAudit {
         )
         .map_err(unavailable)?;
         Ok(SqliteAudit {
-            conn: Mutex::new(conn),
+            conn: Mutex::new(Conn {
+                db: conn,
+                normal: false,
+            }),
         })
     }
 }
@@ -142,6 +176,7 @@ impl SqliteAudit {
     ) -> Result<Vec<(String, u64)>, AuditError> {
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         let tx = conn
+            .at(Durability::Synced)?
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(unavailable)?;
         let chains: Vec<String> = {
@@ -221,7 +256,10 @@ impl SqliteAudit {
             *h = (*h).max(p.seq);
         }
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        let tx = conn.transaction().map_err(unavailable)?;
+        let tx = conn
+            .at(Durability::Synced)?
+            .transaction()
+            .map_err(unavailable)?;
         for (chain, seq) in heads {
             tx.execute(
                 "INSERT INTO audit_sink_cursors (sink, chain, seq) VALUES (?1, ?2, ?3)
@@ -349,23 +387,15 @@ impl AuditStore for SqliteAudit {
             return Ok(Vec::new());
         }
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        if durability == Durability::Synced {
-            return append_in(&mut conn, events);
-        }
-        // Only this transaction skips the fsync: everything else on the connection
-        // (checkpoints, sink cursors, pruning) commits with FULL.
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(unavailable)?;
-        let appended = append_in(&mut conn, events);
-        let restored = conn.pragma_update(None, "synchronous", "FULL");
-        let heads = appended?;
-        restored.map_err(unavailable)?;
-        Ok(heads)
+        append_in(conn.at(durability)?, events)
     }
 
     fn checkpoint(&self, checkpoints: &[Checkpoint]) -> Result<(), AuditError> {
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        let tx = conn.transaction().map_err(unavailable)?;
+        let tx = conn
+            .at(Durability::Synced)?
+            .transaction()
+            .map_err(unavailable)?;
         for c in checkpoints {
             tx.execute(
                 "INSERT OR REPLACE INTO audit_checkpoints (chain, seq, hash, time_ms, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -522,6 +552,36 @@ mod tests {
             s.prune(100, &[]).expect("prune").is_empty(),
             "no newer checkpoint below the head"
         );
+    }
+
+    #[test]
+    fn only_unsynced_appends_run_without_fsync_and_the_level_is_set_on_change_only() {
+        let path = std::env::temp_dir().join(format!("gatehouse-sync-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let s = SqliteAudit::open(&path).unwrap();
+        let level = |s: &SqliteAudit| -> i64 {
+            let c = s.conn.lock().unwrap();
+            c.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap()
+        };
+        assert_eq!(level(&s), 2, "FULL at open");
+        s.append(&[event("", 1)], Durability::Written).unwrap();
+        assert_eq!(level(&s), 1, "NORMAL for an unsynced append");
+        s.append(&[event("", 2)], Durability::Written).unwrap();
+        assert_eq!(level(&s), 1);
+        // Every other write is synced, whatever ran before it.
+        s.checkpoint(&[]).unwrap();
+        assert_eq!(level(&s), 2, "FULL again for a checkpoint");
+        s.append(&[event("", 3)], Durability::Written).unwrap();
+        s.advance("siem", &[]).unwrap();
+        assert_eq!(level(&s), 2, "FULL for a sink cursor");
+        s.append(&[event("", 4)], Durability::Written).unwrap();
+        s.append(&[event("", 5)], Durability::Synced).unwrap();
+        assert_eq!(level(&s), 2);
+        let chains = s.chains().unwrap();
+        let stored: usize = chains.iter().map(|c| s.links(c).unwrap().len()).sum();
+        assert_eq!(stored, 5);
+        drop(s);
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

@@ -103,6 +103,7 @@ pub(crate) async fn bench(events: u64, concurrency: u64, postgres: Option<String
             signer,
             every: 1000,
         }),
+        true,
     );
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();

@@ -213,6 +213,12 @@ fn dev_config(listen: Option<String>, upstreams: &[String], demo: bool) -> Resul
     let mut raw = RawConfig {
         listen,
         dev_mode: true,
+        // The record is committed before each answer but not fsynced: development mode
+        // trades power-cut durability for latency (one fsync per write call otherwise).
+        audit: Some(gatehouse_proxy::config::RawAudit {
+            fsync: Some(false),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     if demo {

@@ -88,6 +88,7 @@ pub(crate) fn banner(cfg: &Config, keys: &[(&str, String)]) {
   Upstreams        {ups}
   Legacy SSE       http://{listen}/sse
   Health           http://{listen}/healthz  /readyz  /metrics
+  Audit record     {audit}
 
   Claude Desktop (claude_desktop_config.json, stdio bridge):
     {{"mcpServers": {{"gatehouse": {{"command": "gatehouse", "args": ["connect", "{url}"]}}}}}}
@@ -105,6 +106,15 @@ pub(crate) fn banner(cfg: &Config, keys: &[(&str, String)]) {
             names.join(", ")
         },
         listen = cfg.listen,
+        audit = match &cfg.audit {
+            None => "off".to_owned(),
+            Some(a) if a.fsync => format!("{} (synced before answers)", cfg.store_path.display()),
+            // Development mode's default: a power cut may lose the last records.
+            Some(_) => format!(
+                "{} (committed before answers, not fsynced: audit.fsync)",
+                cfg.store_path.display()
+            ),
+        },
     );
     if keys.is_empty() {
         return;

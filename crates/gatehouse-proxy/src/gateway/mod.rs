@@ -244,6 +244,9 @@ impl Gateway {
         }
         // Changed detection or pinning settings: every definition is checked again.
         let recheck = new.detection != old.detection || new.pinning != old.pinning;
+        if let Some(w) = &self.audit {
+            w.set_fsync(new.audit.as_ref().is_none_or(|a| a.fsync));
+        }
         self.apply_upstreams(&new.upstreams);
         self.config.store(Arc::new(new));
         if recheck {

@@ -236,5 +236,9 @@ pub(super) fn open_audit(config: &Config) -> Option<crate::audit::AuditWriter> {
             }),
         ),
     };
-    Some(crate::audit::AuditWriter::start(store, checkpoints))
+    Some(crate::audit::AuditWriter::start(
+        store,
+        checkpoints,
+        settings.fsync,
+    ))
 }
