@@ -1,6 +1,10 @@
 //! `gatehouse bench`: added latency and throughput of `tools/call` through the gateway,
 //! measured beside direct calls to the same upstream in one run. The upstream is a minimal
 //! Streamable HTTP echo server in this process; the gateway runs as a child process.
+//! Its first rows are the reference harness's (`../shared/bench/run`): a 1 KB call of a
+//! tool without annotations, direct, through `serve --upstream` and through the
+//! production config (API key, 100 Cedar grants, a rate limit, default controls); with
+//! `--max-cpu` it fails when either gateway's CPU per call exceeds its bound (the CI guard).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,9 +26,13 @@ async fn echo_handler(body: axum::body::Bytes) -> axum::response::Response {
             json!({"protocolVersion": "2025-06-18", "capabilities": {"tools": {}}, "serverInfo": {"name": "echo", "version": "1"}})
         }
         "tools/list" => {
+            // `echo_any` is the reference harness's tool: no annotations (so a write, and
+            // its record durable), a plain string argument.
             json!({"tools": [{"name": "echo", "inputSchema": {"type": "object",
                 "properties": {"text": {"type": "string", "maxLength": 1000}, "n": {"type": "integer", "minimum": 0}},
-                "required": ["text"]}, "annotations": {"readOnlyHint": true}}]})
+                "required": ["text"]}, "annotations": {"readOnlyHint": true}},
+                {"name": "echo_any", "inputSchema": {"type": "object",
+                "properties": {"text": {"type": "string"}}}}]})
         }
         "tools/call" => {
             let args = msg
@@ -50,14 +58,24 @@ struct Target {
     bearer: Option<String>,
 }
 
-fn call_body(i: u64) -> Vec<u8> {
+/// The reference harness's argument: 1 KB of text.
+fn kilobyte() -> String {
+    "abcdefghijklmnop".repeat(64)
+}
+
+fn call_body(tool: &str, i: u64) -> Vec<u8> {
+    let arguments = if tool.ends_with("echo_any") {
+        json!({"text": kilobyte()})
+    } else {
+        json!({"text": "hello from the benchmark", "n": i})
+    };
     serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": i, "method": "tools/call",
-        "params": {"name": "TOOL", "arguments": {"text": "hello from the benchmark", "n": i}}}))
+        "params": {"name": tool, "arguments": arguments}}))
     .unwrap_or_default()
 }
 
 async fn call(client: &reqwest::Client, t: &Target, tool: &str, i: u64) -> Result<()> {
-    let body = String::from_utf8(call_body(i))?.replace("TOOL", tool);
+    let body = call_body(tool, i);
     let mut rb = client
         .post(&t.url)
         .header("content-type", "application/json")
@@ -245,21 +263,40 @@ struct Direct {
     rate: f64,
 }
 
+/// One gateway's figures, as the reference harness prints them.
+struct Row {
+    added_p50_us: f64,
+    added_p99_us: f64,
+    share: f64,
+    cpu_us: Option<f64>,
+    rss_mb: Option<f64>,
+}
+
 /// Latency and throughput through one gateway, with its CPU and memory.
 async fn measure(
     label: &str,
     gw: &mut Gateway,
-    calls: usize,
-    conns: usize,
-    secs: u64,
+    tool: &'static str,
+    (calls, conns, secs): (usize, usize, u64),
     direct: Direct,
-) -> Result<()> {
+) -> Result<Row> {
     let client = reqwest::Client::new();
-    let (g50, g99) = latency(&client, &gw.target, "echo__echo", calls).await?;
+    let (g50, g99) = latency(&client, &gw.target, tool, calls).await?;
     let cpu0 = proc_cpu_ticks(gw.pid);
     let started = Instant::now();
-    let gt = throughput(gw.target.clone(), "echo__echo", conns, secs).await?;
+    let gt = throughput(gw.target.clone(), tool, conns, secs).await?;
     let cpu1 = proc_cpu_ticks(gw.pid);
+    let total_calls = gt * started.elapsed().as_secs_f64();
+    let row = Row {
+        added_p50_us: (g50.as_secs_f64() - direct.p50.as_secs_f64()) * 1e6,
+        added_p99_us: (g99.as_secs_f64() - direct.p99.as_secs_f64()) * 1e6,
+        share: gt / direct.rate,
+        // Clock ticks are 1/100 s on Linux.
+        cpu_us: cpu0
+            .zip(cpu1)
+            .map(|(a, b)| (b - a) as f64 * 10_000.0 / total_calls.max(1.0)),
+        rss_mb: proc_rss_kb(gw.pid).map(|kb| kb as f64 / 1024.0),
+    };
     println!("{label}");
     println!(
         "  latency     p50 {:>8.1} µs   p99 {:>8.1} µs",
@@ -268,26 +305,134 @@ async fn measure(
     );
     println!(
         "  added       p50 {:>8.1} µs   p99 {:>8.1} µs",
-        (g50.as_secs_f64() - direct.p50.as_secs_f64()) * 1e6,
-        (g99.as_secs_f64() - direct.p99.as_secs_f64()) * 1e6
+        row.added_p50_us, row.added_p99_us
     );
     println!(
         "  throughput  {gt:>10.0} calls/s   ratio {:.2}x of direct",
-        gt / direct.rate
+        row.share
     );
-    if let (Some(a), Some(b)) = (cpu0, cpu1) {
-        // Clock ticks are 1/100 s on Linux.
-        let total_calls = gt * started.elapsed().as_secs_f64();
-        println!(
-            "  gateway CPU {:>10.1} µs per call",
-            (b - a) as f64 * 10_000.0 / total_calls.max(1.0)
-        );
+    if let Some(cpu) = row.cpu_us {
+        println!("  gateway CPU {cpu:>10.1} µs per call");
     }
-    if let Some(kb) = proc_rss_kb(gw.pid) {
-        println!("  gateway RSS {:>10.1} MB after load", kb as f64 / 1024.0);
+    if let Some(mb) = row.rss_mb {
+        println!("  gateway RSS {mb:>10.1} MB after load");
     }
     let _ = gw.child.kill().await;
-    Ok(())
+    Ok(row)
+}
+
+/// Direct calls: latency sequentially, then throughput on `conns` connections.
+async fn direct(
+    url: &str,
+    tool: &'static str,
+    (calls, conns, secs): (usize, usize, u64),
+) -> Result<Direct> {
+    let target = Arc::new(Target {
+        url: url.to_owned(),
+        session: None,
+        bearer: None,
+    });
+    let (p50, p99) = latency(&reqwest::Client::new(), &target, tool, calls).await?;
+    let rate = throughput(target, tool, conns, secs).await?;
+    println!("direct ({tool})");
+    println!(
+        "  latency     p50 {:>8.1} µs   p99 {:>8.1} µs",
+        p50.as_secs_f64() * 1e6,
+        p99.as_secs_f64() * 1e6
+    );
+    println!("  throughput  {rate:>10.0} calls/s");
+    Ok(Direct { p50, p99, rate })
+}
+
+/// The reference harness's production config: API keys, 100 Cedar role grants, a rate
+/// limit, and every default control; returns the gateway with a key for role `r1`.
+async fn production_gateway(dir: &std::path::Path, echo_url: &str) -> Result<Gateway> {
+    let port = free_port()?;
+    let cfg = dir.join("production.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: 127.0.0.1:{port}\napi_keys: {{pepper: \"{pepper}\"}}\nstore: {{sqlite: {store}}}\nupstreams:\n  echo: {{url: \"{echo_url}\"}}\n{grants}rate_limits:\n  rules:\n    - {{name: calls, per: principal, methods: [tools/call], requests: 100000000, per_secs: 1, burst: 1000000}}\n",
+            pepper = crate::quickstart::random_pepper()?,
+            store = dir.join("production.db").display(),
+            grants = role_grants(),
+        ),
+    )?;
+    let out = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["keys", "--config"])
+        .arg(&cfg)
+        .args(["create", "--principal", "bench", "--app", "bench"])
+        .args(["--roles", "r1", "--expires", "1d"])
+        .output()
+        .await
+        .context("creating the benchmark's API key")?;
+    if !out.status.success() {
+        bail!(
+            "gatehouse keys create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let key = String::from_utf8(out.stdout)?.trim().to_owned();
+    spawn_gateway(
+        port,
+        &["--config".to_owned(), cfg.display().to_string()],
+        Some(key),
+    )
+    .await
+}
+
+/// The reference harness's three rows: direct, `serve --upstream`, production config.
+/// Returns the two gateway rows.
+async fn harness_rows(
+    echo_url: &str,
+    dir: &std::path::Path,
+    load: (usize, usize, u64),
+) -> Result<[Row; 2]> {
+    let direct = direct(echo_url, "echo_any", load).await?;
+    let port = free_port()?;
+    let args = [
+        "--listen".to_owned(),
+        format!("127.0.0.1:{port}"),
+        "--upstream".to_owned(),
+        format!("echo={echo_url}"),
+    ];
+    let mut gw = spawn_gateway(port, &args, None).await?;
+    let bare = measure(
+        "gateway, serve --upstream (no config)",
+        &mut gw,
+        "echo__echo_any",
+        load,
+        direct,
+    )
+    .await?;
+    let mut gw = production_gateway(dir, echo_url).await?;
+    let production = measure(
+        "gateway, production config (API key, 100 Cedar grants, rate limit, default controls)",
+        &mut gw,
+        "echo__echo_any",
+        load,
+        direct,
+    )
+    .await?;
+    println!(
+        "\nreference rows (1 KB tools/call, c=1 latency, c={} throughput):",
+        load.1
+    );
+    println!(
+        "{:<11} {:>10} {:>10} {:>11} {:>9} {:>7}",
+        "gateway", "added p50", "added p99", "share", "CPU/call", "RSS"
+    );
+    for (name, r) in [("no-config", &bare), ("production", &production)] {
+        println!(
+            "{name:<11} {:>7.0} µs {:>7.0} µs {:>10.2}x {:>6} µs {:>4} MB",
+            r.added_p50_us,
+            r.added_p99_us,
+            r.share,
+            r.cpu_us.map_or("-".to_owned(), |c| format!("{c:.0}")),
+            r.rss_mb.map_or("-".to_owned(), |m| format!("{m:.0}")),
+        );
+    }
+    Ok([bare, production])
 }
 
 /// Starts the in-process echo upstream; its URL.
@@ -307,7 +452,11 @@ fn role_grants() -> String {
     let mut authz = String::from("authorization:\n  roles:\n");
     for i in 0..99 {
         let tools: Vec<String> = (0..10).map(|k| format!("echo.t{i}_{k}")).collect();
-        let extra = if i == 1 { ", echo.echo" } else { "" };
+        let extra = if i == 1 {
+            ", echo.echo, echo.echo_any"
+        } else {
+            ""
+        };
         authz.push_str(&format!("    r{i}: [{}{extra}]\n", tools.join(", ")));
     }
     authz
@@ -355,28 +504,35 @@ async fn jwt_gateway(
     .await
 }
 
-pub(crate) async fn run(calls: usize, conns: usize, secs: u64) -> Result<()> {
-    let echo_url = start_echo().await?;
-    let client = reqwest::Client::new();
-    let target = Arc::new(Target {
-        url: echo_url.clone(),
-        session: None,
-        bearer: None,
-    });
-    println!(
-        "gatehouse bench: tools/call, keep-alive HTTP/1.1 on loopback, {calls} sequential calls, {conns} connections for {secs} s"
-    );
-    let (p50, p99) = latency(&client, &target, "echo", calls).await?;
-    let rate = throughput(target, "echo", conns, secs).await?;
-    println!("direct");
-    println!(
-        "  latency     p50 {:>8.1} µs   p99 {:>8.1} µs",
-        p50.as_secs_f64() * 1e6,
-        p99.as_secs_f64() * 1e6
-    );
-    println!("  throughput  {rate:>10.0} calls/s");
-    let direct = Direct { p50, p99, rate };
+/// What `gatehouse bench` runs beyond the reference rows, and the CI guard's bounds.
+pub(crate) struct Options {
+    pub calls: usize,
+    pub conns: usize,
+    pub secs: u64,
+    /// Only the reference harness's rows.
+    pub reference_only: bool,
+    /// Fail when CPU per call (µs) exceeds these: (no config, production).
+    pub max_cpu: Option<(f64, f64)>,
+}
 
+pub(crate) async fn run(o: Options) -> Result<()> {
+    let load = (o.calls, o.conns, o.secs);
+    let echo_url = start_echo().await?;
+    println!(
+        "gatehouse bench: tools/call, keep-alive HTTP/1.1 on loopback, {} sequential calls, {} connections for {} s",
+        o.calls, o.conns, o.secs
+    );
+    let dir = std::env::temp_dir().join(format!("gatehouse-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let guarded = harness_rows(&echo_url, &dir, load)
+        .await
+        .and_then(|[bare, production]| guard(o.max_cpu, &bare, &production));
+    if o.reference_only || guarded.is_err() {
+        let _ = std::fs::remove_dir_all(&dir);
+        return guarded;
+    }
+    println!();
+    let direct = direct(&echo_url, "echo", load).await?;
     let port = free_port()?;
     let args = [
         "--listen".to_owned(),
@@ -388,17 +544,14 @@ pub(crate) async fn run(calls: usize, conns: usize, secs: u64) -> Result<()> {
     measure(
         "gateway, development mode (no controls)",
         &mut gw,
-        calls,
-        conns,
-        secs,
+        "echo__echo",
+        load,
         direct,
     )
     .await?;
 
     // The same with JWT authentication (ES256, keys from a local issuer).
     let issuer = crate::bench_auth::LocalIssuer::start().await?;
-    let dir = std::env::temp_dir().join(format!("gatehouse-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
     let authz = role_grants();
     let full = full_pipeline();
     let runs = [
@@ -420,11 +573,33 @@ pub(crate) async fn run(calls: usize, conns: usize, secs: u64) -> Result<()> {
     ];
     for (label, upstream, extra) in runs {
         let mut gw = jwt_gateway(&dir, &issuer, &echo_url, upstream, extra).await?;
-        measure(label, &mut gw, calls, conns, secs, direct).await?;
+        measure(label, &mut gw, "echo__echo", load, direct).await?;
     }
     let _ = std::fs::remove_dir_all(&dir);
+    crate::bench_auth::run(o.calls.min(5000)).await
+}
 
-    crate::bench_auth::run(calls.min(5000)).await
+/// The CI guard: each reference row's CPU per call within its bound (printed either way).
+fn guard(max: Option<(f64, f64)>, bare: &Row, production: &Row) -> Result<()> {
+    let Some((max_bare, max_production)) = max else {
+        return Ok(());
+    };
+    let mut over = Vec::new();
+    for (name, row, max) in [
+        ("no-config", bare, max_bare),
+        ("production", production, max_production),
+    ] {
+        match row.cpu_us {
+            None => over.push(format!("{name}: CPU per call unreadable")),
+            Some(c) if c > max => over.push(format!("{name} {c:.0} µs > {max:.0} µs")),
+            Some(c) => println!("guard: {name} {c:.0} µs CPU per call, within {max:.0} µs"),
+        }
+    }
+    if over.is_empty() {
+        Ok(())
+    } else {
+        bail!("gateway CPU per call over its bound: {}", over.join("; "))
+    }
 }
 
 /// Anonymous and file-backed resident memory of a process, in KiB.

@@ -190,6 +190,13 @@ enum Command {
         /// Seconds between memory samples in a soak.
         #[arg(long, default_value_t = 30)]
         sample: u64,
+        /// Only the reference harness's rows (direct, no config, production config).
+        #[arg(long)]
+        reference: bool,
+        /// Fail when the reference rows' gateway CPU per call exceeds these bounds in µs,
+        /// `NO_CONFIG,PRODUCTION` (the CI regression guard).
+        #[arg(long, value_name = "NO_CONFIG,PRODUCTION", value_parser = parse_bounds)]
+        max_cpu: Option<(f64, f64)>,
     },
 }
 
@@ -401,12 +408,20 @@ fn main() -> Result<()> {
             seconds,
             soak,
             sample,
+            reference,
+            max_cpu,
             ..
         } => {
             init_logging(false, "warn");
             match soak {
                 Some(minutes) => runtime()?.block_on(bench::soak(minutes, connections, sample)),
-                None => runtime()?.block_on(bench::run(calls, connections, seconds)),
+                None => runtime()?.block_on(bench::run(bench::Options {
+                    calls,
+                    conns: connections,
+                    secs: seconds,
+                    reference_only: reference,
+                    max_cpu,
+                })),
             }
         }
         Command::Serve {
@@ -443,6 +458,21 @@ fn main() -> Result<()> {
                 .context("serving")
         }
     }
+}
+
+/// `A,B` in µs, both positive.
+fn parse_bounds(s: &str) -> Result<(f64, f64), String> {
+    let (a, b) = s
+        .split_once(',')
+        .ok_or("two bounds in µs: NO_CONFIG,PRODUCTION")?;
+    let num = |x: &str| -> Result<f64, String> {
+        x.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| *v > 0.0)
+            .ok_or_else(|| format!("`{x}` is not a positive number of µs"))
+    };
+    Ok((num(a)?, num(b)?))
 }
 
 fn parse_level(s: &str) -> Result<gatehouse_policy::Classification, String> {
