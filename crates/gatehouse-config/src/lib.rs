@@ -98,6 +98,8 @@ pub struct Config {
     pub authorization: Option<Arc<Authorization>>,
     /// The audit record, when configured: whether every call waits for its commit.
     pub audit: Option<AuditSettings>,
+    /// OpenTelemetry export, when configured (read at start).
+    pub traces: Option<TracesSettings>,
     pub approvals: ApprovalSettings,
     pub dlp: Arc<Dlp>,
     pub errors: ErrorSettings,
@@ -331,6 +333,16 @@ pub struct AuditSettings {
     pub retention: Option<Duration>,
     /// PostgreSQL instead of the SQLite store.
     pub postgres: Option<String>,
+}
+
+/// OpenTelemetry export, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracesSettings {
+    pub endpoint: String,
+    pub service_name: String,
+    /// Share of new traces kept, 0 to 1.
+    pub sample: f64,
+    pub headers: Vec<(String, String)>,
 }
 
 /// One SIEM sink, validated.

@@ -62,6 +62,8 @@ pub struct RawConfig {
     pub authorization: Option<super::authz::RawAuthorization>,
     /// The tamper-evident audit record in the store (`store.sqlite`).
     pub audit: Option<RawAudit>,
+    /// OpenTelemetry traces over OTLP/HTTP (protobuf).
+    pub traces: Option<RawTraces>,
     #[serde(default)]
     pub approvals: RawApprovals,
     #[serde(default)]
@@ -783,6 +785,22 @@ pub struct RawVirtualServer {
     /// The tenant this virtual server belongs to: principals of other tenants are refused
     /// at its endpoint.
     pub tenant: Option<String>,
+}
+
+/// Where and how spans are exported.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTraces {
+    /// The collector's OTLP/HTTP traces URL, e.g. `http://otel-collector:4318/v1/traces`.
+    pub endpoint: String,
+    /// `service.name` of the spans. Default `gatehouse`.
+    pub service_name: Option<String>,
+    /// Share of new traces kept, 0 to 1 (default 1). A client's `traceparent` decides for
+    /// its own trace.
+    pub sample: Option<f64>,
+    /// Headers sent to the collector (an API key: use `${VAR}`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]

@@ -16,6 +16,7 @@ pub mod hub;
 pub mod icap;
 pub mod line;
 pub mod metrics;
+pub mod otel;
 pub mod pins;
 pub mod pipeline;
 pub mod ratelimit;

@@ -36,6 +36,8 @@ pub const SINK_SHIPPED: &str = "gatehouse_audit_sink_shipped_total";
 pub const SINK_FAILURES: &str = "gatehouse_audit_sink_failures_total";
 /// Audit events a SIEM sink refused for good, written to its dead-letter file.
 pub const SINK_DEAD_LETTERED: &str = "gatehouse_audit_sink_dead_lettered_total";
+/// Spans not delivered to the OpenTelemetry collector (queue full, collector down).
+pub const TRACES_DROPPED: &str = "gatehouse_traces_dropped_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 

@@ -77,6 +77,8 @@ pub struct Gateway {
     dlp_secret: [u8; 32],
     /// Keys the audit's subject index; `None`: no index.
     pub(crate) subjects: Option<gatehouse_detect::SubjectKey>,
+    /// OpenTelemetry spans, when `traces` is configured (read at start).
+    pub(crate) tracer: Option<Arc<crate::otel::Tracer>>,
 }
 
 impl Gateway {
@@ -117,7 +119,14 @@ impl Gateway {
             correlation_prefix: u32::from_be_bytes(random_bytes::<4>()),
             dlp_secret: dlp_secret(&key),
             subjects: subject_key(&config),
+            tracer: config
+                .traces
+                .clone()
+                .map(|t| Arc::new(crate::otel::Tracer::new(t))),
         });
+        if let Some(t) = &gw.tracer {
+            tokio::spawn(crate::otel::Tracer::export(Arc::downgrade(t)));
+        }
         gw.apply_upstreams(&config.upstreams);
         tokio::spawn(event_loop(Arc::downgrade(&gw), rx));
         tokio::spawn(crate::approval::sweep(Arc::downgrade(&gw)));
@@ -231,6 +240,9 @@ impl Gateway {
         }
         if new.session_key != old.session_key {
             tracing::warn!("session key changes take effect on restart only");
+        }
+        if new.traces != old.traces {
+            tracing::warn!("traces changes take effect on restart only");
         }
         if new.auth != old.auth {
             // Key caches start empty with new settings; tokens verify again on first use.

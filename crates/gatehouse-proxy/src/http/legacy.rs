@@ -122,6 +122,10 @@ pub(super) async fn legacy_message(
         // Legacy sessions open before initialize: the client's name is not known here.
         client: None,
         source: remote.map(|r| r.0.0.ip()),
+        traceparent: headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::otel::Parent::parse),
     };
     for item in items {
         match item {

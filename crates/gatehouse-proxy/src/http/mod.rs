@@ -372,6 +372,7 @@ async fn post_mcp(
 
     let user_token =
         crate::pipeline::user_token(&principal, headers.get(http::header::AUTHORIZATION));
+    let traceparent = header_str(&headers, "traceparent").and_then(crate::otel::Parent::parse);
     let ctx = match header_str(&headers, HEADER_SESSION_ID) {
         Some(token) => match bind(&st.gw, token, scope.as_deref(), &principal) {
             Ok(claims) => {
@@ -395,6 +396,7 @@ async fn post_mcp(
                     session: Some(claims),
                     scope,
                     source: remote.map(|r| r.0.0.ip()),
+                    traceparent,
                 }
             }
             Err(r) => return r,
@@ -429,6 +431,7 @@ async fn post_mcp(
                 scope,
                 client,
                 source: remote.map(|r| r.0.0.ip()),
+                traceparent,
             }
         }
     };

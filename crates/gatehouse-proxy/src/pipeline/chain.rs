@@ -86,9 +86,15 @@ impl<'a> Call<'a> {
 }
 
 /// Acts on one stage's verdict: go on, remember who asked for a person, or end the request.
+/// A traced request gets a span per stage, named after the stage's function.
 macro_rules! stage {
     ($c:ident, $verdict:expr) => {
-        match $verdict {
+        let started = $c.trace.spans.as_ref().map(|_| crate::otel::now_ns());
+        let verdict = $verdict;
+        if let (Some(t0), Some(spans)) = (started, $c.trace.spans.as_mut()) {
+            stage_span(spans, stringify!($verdict), t0, &verdict);
+        }
+        match verdict {
             Verdict::Allow => {}
             Verdict::RequireApproval(rule) => $c.flagged = Some(rule),
             Verdict::Deny(d) => {
@@ -99,6 +105,30 @@ macro_rules! stage {
             Verdict::Answer(answer) => return answer,
         }
     };
+}
+
+/// One stage's span: `route.scope` from `route::scope(c)`, with what it decided.
+fn stage_span(spans: &mut crate::otel::Spans, call: &str, started: u64, verdict: &Verdict) {
+    use crate::otel::Attr;
+    let name = call
+        .split('(')
+        .next()
+        .unwrap_or(call)
+        .replace(' ', "")
+        .replace("::", ".");
+    let mut attrs = vec![("gatehouse.stage", Attr::from(name.as_str()))];
+    let mut error = None;
+    match verdict {
+        Verdict::Allow => {}
+        Verdict::RequireApproval(rule) => attrs.push(("gatehouse.approval_rule", (*rule).into())),
+        Verdict::Deny(d) => {
+            attrs.push(("gatehouse.rule", d.rule.into()));
+            error = Some(d.reason.to_string());
+        }
+        Verdict::Answer(_) => attrs.push(("gatehouse.answered", Attr::Bool(true))),
+    }
+    let id = spans.new_id();
+    spans.child(name, crate::otel::Kind::Internal, started, id, attrs, error);
 }
 
 /// Every stage after the edge, cheapest first: nothing costly (a model, a DNS lookup, an

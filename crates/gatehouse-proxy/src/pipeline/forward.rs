@@ -112,7 +112,7 @@ impl Gateway {
         self: &Arc<Self>,
         ctx: &ClientCtx,
         name: &str,
-        req: Request,
+        mut req: Request,
         events: Option<mpsc::Sender<Message>>,
         trace: &mut Trace,
         correlation: CorrelationId,
@@ -160,6 +160,7 @@ impl Gateway {
             req.method == method::RESOURCES_UNSUBSCRIBE,
         );
         let uri = req.param_str("uri").map(str::to_owned);
+        let client_span = trace.spans.as_ref().map(|s| start_client_span(s, &mut req));
         let started = Instant::now();
         let outcome = tokio::select! {
             r = up.call(req, route, timeout, user.as_ref()) => Some(r),
@@ -173,6 +174,18 @@ impl Gateway {
                 .remove(&key);
         }
         up.latency.record(started.elapsed().as_secs_f64());
+        if let (Some(span), Some(spans)) = (client_span, trace.spans.as_mut()) {
+            let error = match &outcome {
+                None => Some("cancelled by the client".to_owned()),
+                Some(Err(e)) => Some(e.to_string()),
+                Some(Ok(r)) => r
+                    .outcome
+                    .as_ref()
+                    .err()
+                    .map(|e| e.message.chars().take(200).collect()),
+            };
+            span.finish(spans, name, error);
+        }
         match outcome {
             None => Err(refusal::cancelled()),
             Some(Ok(resp)) => {
@@ -299,5 +312,63 @@ fn strip_envelope(req: &mut Request) {
             .is_some_and(Map::is_empty)
     {
         p.remove("_meta");
+    }
+}
+
+/// The upstream call's span while it runs: its id, when it started, what it calls.
+struct ClientSpan {
+    id: [u8; 8],
+    started: u64,
+    method: String,
+    tool: Option<String>,
+}
+
+/// Starts the upstream call's span and hands its context on in `params._meta.traceparent`
+/// (an HTTP upstream also gets it as the `traceparent` header).
+fn start_client_span(spans: &crate::otel::Spans, req: &mut Request) -> ClientSpan {
+    let id = spans.new_id();
+    let tp = crate::otel::traceparent(&spans.trace_id, &id);
+    if let Some(p) = req
+        .params
+        .get_or_insert_with(|| serde_json::json!({}))
+        .as_object_mut()
+        && let Some(meta) = p
+            .entry("_meta")
+            .or_insert_with(|| serde_json::json!({}))
+            .as_object_mut()
+    {
+        meta.insert("traceparent".into(), Value::String(tp));
+    }
+    ClientSpan {
+        id,
+        started: crate::otel::now_ns(),
+        method: req.method.clone(),
+        tool: req.param_str("name").map(str::to_owned),
+    }
+}
+
+impl ClientSpan {
+    fn finish(self, spans: &mut crate::otel::Spans, upstream: &str, error: Option<String>) {
+        use crate::otel::Attr;
+        let mut attrs = vec![
+            ("mcp.method.name", Attr::from(self.method.as_str())),
+            ("gatehouse.upstream", Attr::from(upstream)),
+        ];
+        let name = match &self.tool {
+            Some(t) if self.method == "tools/call" => {
+                attrs.push(("gen_ai.operation.name", "execute_tool".into()));
+                attrs.push(("gen_ai.tool.name", t.as_str().into()));
+                format!("{} {t}", self.method)
+            }
+            _ => self.method.clone(),
+        };
+        spans.child(
+            name,
+            crate::otel::Kind::Client,
+            self.started,
+            self.id,
+            attrs,
+            error,
+        );
     }
 }

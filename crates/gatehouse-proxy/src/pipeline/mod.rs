@@ -104,6 +104,8 @@ pub struct ClientCtx {
     /// The caller's bearer token when it is an OAuth token (JWT or introspected), only for
     /// upstreams that exchange it (RFC 8693); never forwarded as is.
     pub user_token: Option<UserToken>,
+    /// The client's W3C trace context (`traceparent` header), when it sent a valid one.
+    pub traceparent: Option<crate::otel::Parent>,
 }
 
 /// The token to keep for exchange: an OAuth access token the caller authenticated with.
@@ -186,6 +188,20 @@ impl Gateway {
         let method_label = m::method_label(&req.method);
         let id = req.id.clone();
         let mut trace = Trace::default();
+        // Traced: the request's span, under the client's trace context (header or `_meta`).
+        let mut named = None;
+        if let Some(t) = &self.tracer {
+            let parent = ctx.traceparent.or_else(|| {
+                req.meta()
+                    .and_then(|m| m.get("traceparent"))
+                    .and_then(Value::as_str)
+                    .and_then(crate::otel::Parent::parse)
+            });
+            trace.spans = t.start(parent);
+            if trace.spans.is_some() {
+                named = Some((req.method.clone(), req.param_str("name").map(str::to_owned)));
+            }
+        }
         let cfg = self.config();
         let mut call = chain::Call::new(self, &cfg, ctx, req, events, &mut trace, correlation);
         let mut outcome = chain::chain(&mut call).await;
@@ -228,6 +244,13 @@ impl Gateway {
             }
         }
         trace.log(&finished, unremarkable);
+        if let (Some(t), Some(spans), Some((method, name))) =
+            (&self.tracer, trace.spans.take(), named)
+        {
+            let (span_name, attrs, error) =
+                server_span(ctx, &id, &method, name, &trace, &finished, &outcome);
+            t.finish(spans, span_name, attrs, error);
+        }
         metrics::counter!(m::REQUESTS, "method" => method_label, "outcome" => status).increment(1);
         match outcome {
             Ok(mut result) => {
@@ -259,4 +282,68 @@ fn cacheable(m: &str) -> bool {
             | method::RESOURCES_READ
             | method::DISCOVER
     )
+}
+
+/// The request's own span: its name and attributes (OpenTelemetry's MCP and GenAI
+/// semantic conventions, and Gatehouse's own), and its error when it failed.
+fn server_span(
+    ctx: &ClientCtx,
+    id: &gatehouse_protocol::Id,
+    method: &str,
+    name: Option<String>,
+    trace: &Trace,
+    finished: &trace::Finished<'_>,
+    outcome: &Result<Value, RpcError>,
+) -> (
+    String,
+    Vec<(&'static str, crate::otel::Attr)>,
+    Option<String>,
+) {
+    use crate::otel::Attr;
+    let mut attrs: Vec<(&'static str, Attr)> = vec![
+        ("mcp.method.name", method.into()),
+        ("mcp.protocol.version", ctx.version.as_str().into()),
+        ("jsonrpc.protocol.version", "2.0".into()),
+        ("network.protocol.name", "http".into()),
+        (
+            "gatehouse.correlation_id",
+            finished.correlation.to_string().into(),
+        ),
+        ("gatehouse.outcome", finished.status.into()),
+    ];
+    match id {
+        gatehouse_protocol::Id::Num(n) => attrs.push(("jsonrpc.request.id", n.to_string().into())),
+        gatehouse_protocol::Id::Str(s) => attrs.push(("jsonrpc.request.id", s.as_str().into())),
+        gatehouse_protocol::Id::Null => {}
+    }
+    let span_name = match (&name, method) {
+        (Some(tool), "tools/call") => {
+            attrs.push(("gen_ai.operation.name", "execute_tool".into()));
+            attrs.push(("gen_ai.tool.name", tool.as_str().into()));
+            format!("{method} {tool}")
+        }
+        (Some(n), "prompts/get") => {
+            attrs.push(("gen_ai.prompt.name", n.as_str().into()));
+            format!("{method} {n}")
+        }
+        _ => method.to_owned(),
+    };
+    if let Some(up) = &trace.upstream {
+        attrs.push(("gatehouse.upstream", up.as_str().into()));
+    }
+    if let Some(rule) = trace.denied_by {
+        attrs.push(("gatehouse.rule", rule.into()));
+    }
+    let error = match outcome {
+        Ok(_) if finished.status == "denied" => {
+            Some(format!("denied: {}", trace.denied_by.unwrap_or("")))
+        }
+        Ok(_) => None,
+        Err(e) => {
+            attrs.push(("rpc.jsonrpc.error_code", Attr::Int(e.code)));
+            attrs.push(("error.type", e.code.to_string().into()));
+            Some(e.message.chars().take(200).collect())
+        }
+    };
+    (span_name, attrs, error)
 }

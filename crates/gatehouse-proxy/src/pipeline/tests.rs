@@ -66,6 +66,7 @@ async fn call(gw: &Arc<Gateway>, tool: &str, args: Value) -> (Result<Value, RpcE
         client: None,
         source: None,
         user_token: None,
+        traceparent: None,
     };
     let cfg = gw.config();
     let mut trace = Trace::default();

@@ -46,6 +46,8 @@ pub(super) struct Trace {
     /// Masked copies the classification keeps (`audit_bodies`).
     pub(super) arguments: Option<Value>,
     pub(super) result: Option<Value>,
+    /// OpenTelemetry spans of this request, when traced and sampled.
+    pub(super) spans: Option<crate::otel::Spans>,
 }
 
 impl Trace {

@@ -233,6 +233,13 @@ impl HttpLink {
         for (k, v) in routing_headers(msg) {
             rb = rb.header(k, v);
         }
+        // The trace context the call carries in `_meta`, as W3C propagation has it for HTTP.
+        if let Message::Request(r) = msg
+            && let Some(tp) = r.meta().and_then(|m| m.get("traceparent")?.as_str())
+            && crate::otel::Parent::parse(tp).is_some()
+        {
+            rb = rb.header("traceparent", tp);
+        }
         let resp = rb
             .body(msg.to_bytes())
             .send()

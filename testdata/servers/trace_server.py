@@ -1,0 +1,30 @@
+"""An MCP server (official Python SDK, MCPServer) that reports the W3C trace context each
+call arrived with: the `traceparent` HTTP header and `params._meta.traceparent`. Used by the
+tracing tests to see what the gateway hands on to upstreams.
+
+usage: trace_server.py [stdio | http PORT]
+"""
+
+import json
+import sys
+
+from mcp.server.mcpserver import Context, MCPServer
+
+server = MCPServer("gatehouse-trace-peer")
+
+
+@server.tool(annotations={"readOnlyHint": True})
+def trace_context(ctx: Context) -> str:
+    """The trace context of this call, as JSON: {"meta": …, "header": …}."""
+    rc = ctx.request_context
+    meta = (rc.meta or {}).get("traceparent")
+    headers = getattr(rc.request, "headers", None)
+    header = headers.get("traceparent") if headers is not None else None
+    return json.dumps({"meta": meta, "header": header})
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "http":
+        server.run(transport="streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+    else:
+        server.run()
