@@ -56,6 +56,12 @@ enum Command {
         #[arg(long)]
         demo: bool,
     },
+    /// Probe a running gateway's health endpoint: exit 0 when it answers 2xx within two
+    /// seconds, 1 otherwise (a container health check that needs no shell or curl).
+    Health {
+        #[arg(default_value = "http://127.0.0.1:8080/healthz")]
+        url: String,
+    },
     /// Validate a config file offline; prints the first problem with its location.
     Check { config: PathBuf },
     /// Print the config file's JSON Schema.
@@ -298,6 +304,24 @@ pub(crate) fn raw_upstream(target: &str) -> Result<RawUpstream> {
     )
 }
 
+/// `gatehouse health`: one GET, two seconds at most.
+async fn health(url: &str) -> Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()?;
+    let status = client
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("{url}: no answer"))?
+        .status();
+    if !status.is_success() {
+        bail!("{url}: HTTP {status}");
+    }
+    println!("{url}: {status}");
+    Ok(())
+}
+
 fn which(cmd: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|p| {
         std::env::split_paths(&p)
@@ -315,6 +339,7 @@ fn main() -> Result<()> {
     }
     let cli = Cli::parse();
     match cli.command {
+        Command::Health { url } => runtime()?.block_on(health(&url)),
         Command::Check { config } => match Config::load(&config) {
             Ok(c) => {
                 println!(
