@@ -194,15 +194,14 @@ impl Limiter {
         None
     }
 
-    async fn global(
+    /// The shared connection to Redis at `url`, made on first use; after a failed connect
+    /// none is tried for a second.
+    async fn connection(
         &self,
         url: &str,
         ca: Option<&std::path::Path>,
-        key: &str,
-        interval: Duration,
-        tolerance: Duration,
-    ) -> Result<Option<Duration>, String> {
-        let mut conn = {
+    ) -> Result<redis::aio::ConnectionManager, String> {
+        let conn = {
             let mut slot = self.redis.lock().await;
             match slot.as_ref() {
                 Some((u, c)) if u == url => c.clone(),
@@ -241,6 +240,29 @@ impl Limiter {
                 }
             }
         };
+        Ok(conn)
+    }
+
+    /// Whether Redis at `url` answers a PING (readiness), on the limiter's connection.
+    pub async fn redis_ready(&self, url: &str, ca: Option<&std::path::Path>) -> Result<(), String> {
+        let mut conn = self.connection(url, ca).await?;
+        let pong: String =
+            tokio::time::timeout(REDIS_TIMEOUT, redis::cmd("PING").query_async(&mut conn))
+                .await
+                .map_err(|_| "timed out".to_owned())?
+                .map_err(|e| e.to_string())?;
+        (pong == "PONG").then_some(()).ok_or(pong)
+    }
+
+    async fn global(
+        &self,
+        url: &str,
+        ca: Option<&std::path::Path>,
+        key: &str,
+        interval: Duration,
+        tolerance: Duration,
+    ) -> Result<Option<Duration>, String> {
+        let mut conn = self.connection(url, ca).await?;
         let mut inv = self.script.key(format!("gatehouse:rl:{key}"));
         inv.arg(interval.as_micros() as u64)
             .arg(tolerance.as_micros() as u64);

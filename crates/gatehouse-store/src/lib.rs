@@ -15,6 +15,7 @@ mod pg_keys;
 mod pg_oauth;
 mod pg_pins;
 mod pg_tls;
+pub use pg_tls::ping as ping_postgres;
 mod pins;
 
 pub use approvals::{

@@ -207,3 +207,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream for Stream<S> {
         ChannelBinding::none()
     }
 }
+
+/// Whether the PostgreSQL server at `url` answers a query within `timeout` (readiness).
+/// Opens and closes a connection of its own; blocking, so never on an async worker.
+pub fn ping(url: &str, timeout: std::time::Duration) -> Result<(), String> {
+    let mut target = target(url)?;
+    target.config.connect_timeout(timeout);
+    let mut client = match &target.tls {
+        Some(tls) => target.config.connect(tls.clone()),
+        None => target.config.connect(postgres::NoTls),
+    }
+    .map_err(|e| e.to_string())?;
+    client
+        .simple_query("SELECT 1")
+        .map(drop)
+        .map_err(|e| e.to_string())
+}

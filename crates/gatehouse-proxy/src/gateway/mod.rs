@@ -79,7 +79,13 @@ pub struct Gateway {
     pub(crate) subjects: Option<gatehouse_detect::SubjectKey>,
     /// OpenTelemetry spans, when `traces` is configured (read at start).
     pub(crate) tracer: Option<Arc<crate::otel::Tracer>>,
+    /// The last readiness check of shared state (Redis, PostgreSQL): when, and what failed.
+    dependencies: Mutex<Option<(std::time::Instant, Vec<&'static str>)>>,
 }
+
+/// How long a readiness check of Redis and PostgreSQL stands: probes and load balancers ask
+/// often, and each PostgreSQL check opens a connection.
+const DEPENDENCIES_TTL: Duration = Duration::from_secs(2);
 
 impl Gateway {
     /// Builds the gateway and starts connecting every upstream.
@@ -119,6 +125,7 @@ impl Gateway {
             correlation_prefix: u32::from_be_bytes(random_bytes::<4>()),
             dlp_secret: dlp_secret(&key),
             subjects: subject_key(&config),
+            dependencies: Mutex::new(None),
             tracer: config
                 .traces
                 .clone()
@@ -305,6 +312,62 @@ impl Gateway {
     }
 
     /// Names of configured upstreams that are not connected and listed yet.
+    /// The shared state this gateway uses that does not answer now: `redis` (global rate
+    /// limits) and `postgres` (any store). Empty without either configured.
+    pub async fn dependencies_down(&self) -> Vec<&'static str> {
+        if let Some((at, down)) = &*self
+            .dependencies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            && at.elapsed() < DEPENDENCIES_TTL
+        {
+            return down.clone();
+        }
+        let cfg = self.config();
+        let mut down = Vec::new();
+        if let Some(url) = &cfg.rate_limits.redis
+            && let Err(e) = self
+                .limiter
+                .redis_ready(url, cfg.rate_limits.redis_ca.as_deref())
+                .await
+        {
+            tracing::warn!(error = %e, "not ready: Redis does not answer");
+            down.push("redis");
+        }
+        let mut urls: Vec<String> = [
+            StoreKind::ApiKeys,
+            StoreKind::Directory,
+            StoreKind::Approvals,
+            StoreKind::OAuth,
+            StoreKind::Pins,
+            StoreKind::Audit,
+        ]
+        .into_iter()
+        .filter_map(|k| cfg.postgres_for(k).map(str::to_owned))
+        .collect();
+        urls.sort();
+        urls.dedup();
+        for url in urls {
+            // The PostgreSQL client blocks: never on a request worker.
+            let ping = tokio::task::spawn_blocking(move || {
+                gatehouse_store::ping_postgres(&url, Duration::from_secs(2))
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+            if let Err(e) = ping {
+                tracing::warn!(error = %e, "not ready: PostgreSQL does not answer");
+                down.push("postgres");
+                break;
+            }
+        }
+        *self
+            .dependencies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) =
+            Some((std::time::Instant::now(), down.clone()));
+        down
+    }
+
     pub fn not_ready(&self) -> Vec<String> {
         let lists = self.lists.lock().unwrap_or_else(PoisonError::into_inner);
         self.upstreams

@@ -682,7 +682,9 @@ async fn delete_mcp(
 
 async fn readyz(State(st): State<AppState>) -> Response {
     let waiting = st.gw.not_ready();
-    let status = if waiting.is_empty() {
+    let unavailable = st.gw.dependencies_down().await;
+    let ready = waiting.is_empty() && unavailable.is_empty();
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -690,7 +692,7 @@ async fn readyz(State(st): State<AppState>) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
-        json!({"ready": waiting.is_empty(), "waiting": waiting}).to_string(),
+        json!({"ready": ready, "waiting": waiting, "unavailable": unavailable}).to_string(),
     )
         .into_response()
 }

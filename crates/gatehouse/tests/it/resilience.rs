@@ -687,3 +687,55 @@ async fn a_hostile_upstream_cannot_grow_the_catalog_without_bound() {
     // And the gateway still answers.
     c.request("ping", json!({})).await.result();
 }
+
+/// `/readyz` answers 503 naming Redis and PostgreSQL when they do not answer (so a load
+/// balancer stops sending calls that would fail closed), and 200 when they do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_names_shared_state_that_does_not_answer() {
+    crate::common::fresh_database("gatehouse_ready").await;
+    let dead = free_port();
+    let config = |redis: String, pg: String| {
+        gatehouse_proxy::Config::from_yaml(
+            &format!(
+                "dev_mode: true\naudit: {{postgres: \"{pg}\"}}\nrate_limits:\n  redis: {redis}\n  rules:\n    - {{name: calls, per: principal, methods: [tools/call], requests: 100, per_secs: 1}}\n"
+            ),
+            &|_| None,
+        )
+        .expect("config")
+    };
+    let up = start_gateway_with(
+        config(
+            "redis://127.0.0.1:6379/0".into(),
+            "host=127.0.0.1 user=postgres dbname=gatehouse_ready".into(),
+        ),
+        false,
+    )
+    .await;
+    let r = reqwest::get(format!("{}/readyz", up.base))
+        .await
+        .expect("readyz");
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["unavailable"], json!([]));
+
+    let down = start_gateway_with(
+        config(
+            format!("redis://127.0.0.1:{dead}/0"),
+            format!("host=127.0.0.1 port={dead} user=postgres dbname=gatehouse_ready"),
+        ),
+        false,
+    )
+    .await;
+    let r = reqwest::get(format!("{}/readyz", down.base))
+        .await
+        .expect("readyz");
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["unavailable"], json!(["redis", "postgres"]));
+    assert_eq!(body["ready"], false);
+    // Alive all the same: liveness is not readiness.
+    let health = reqwest::get(format!("{}/healthz", down.base))
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), StatusCode::OK);
+}
