@@ -364,16 +364,23 @@ mod tests {
         assert!(t.elapsed() < LINGER, "{:?}", t.elapsed());
     }
 
-    /// A store whose append panics: the writer thread dies mid-group.
-    struct Panicking;
+    /// A store for the writer's tests: it remembers how far each append had to go, or
+    /// (`panics`) its append panics and the writer thread dies mid-group.
+    #[derive(Default)]
+    struct Fake {
+        panics: bool,
+        seen: Mutex<Vec<Durability>>,
+    }
 
-    impl AuditStore for Panicking {
+    impl AuditStore for Fake {
         fn append(
             &self,
             _: &[AuditEvent],
-            _: Durability,
+            d: Durability,
         ) -> Result<Vec<(String, u64, String)>, AuditError> {
-            panic!("disk on fire")
+            assert!(!self.panics, "disk on fire");
+            self.seen.lock().unwrap().push(d);
+            Ok(Vec::new())
         }
         fn checkpoint(&self, _: &[gatehouse_audit::Checkpoint]) -> Result<(), AuditError> {
             Ok(())
@@ -391,7 +398,11 @@ mod tests {
 
     #[tokio::test]
     async fn durable_records_fail_closed_when_the_writer_dies() {
-        let w = AuditWriter::start(Arc::new(Panicking), None, true);
+        let panicking = Fake {
+            panics: true,
+            ..Fake::default()
+        };
+        let w = AuditWriter::start(Arc::new(panicking), None, true);
         let first = tokio::time::timeout(Duration::from_secs(10), w.record(event(1), true))
             .await
             .expect("answered, not left waiting");
@@ -403,36 +414,9 @@ mod tests {
         assert!(later.is_err(), "{later:?}");
     }
 
-    /// A store that remembers how far each append had to go.
-    #[derive(Default)]
-    struct Recording(Mutex<Vec<Durability>>);
-
-    impl AuditStore for Recording {
-        fn append(
-            &self,
-            _: &[AuditEvent],
-            d: Durability,
-        ) -> Result<Vec<(String, u64, String)>, AuditError> {
-            self.0.lock().unwrap().push(d);
-            Ok(Vec::new())
-        }
-        fn checkpoint(&self, _: &[gatehouse_audit::Checkpoint]) -> Result<(), AuditError> {
-            Ok(())
-        }
-        fn checkpoints(&self, _: &str) -> Result<Vec<gatehouse_audit::Checkpoint>, AuditError> {
-            Ok(Vec::new())
-        }
-        fn links(&self, _: &str) -> Result<Vec<gatehouse_audit::Link>, AuditError> {
-            Ok(Vec::new())
-        }
-        fn chains(&self) -> Result<Vec<String>, AuditError> {
-            Ok(Vec::new())
-        }
-    }
-
     #[tokio::test]
     async fn a_waited_for_record_is_synced_unless_fsync_is_off() {
-        let store = Arc::new(Recording::default());
+        let store = Arc::new(Fake::default());
         let w = AuditWriter::start(store.clone(), None, true);
         w.record(event(1), true).await.unwrap();
         w.set_fsync(false);
@@ -441,7 +425,7 @@ mod tests {
         w.set_fsync(true);
         w.record(event(3), true).await.unwrap();
         use Durability::{Synced, Written};
-        assert_eq!(*store.0.lock().unwrap(), [Synced, Written, Synced]);
+        assert_eq!(*store.seen.lock().unwrap(), [Synced, Written, Synced]);
     }
 
     #[test]

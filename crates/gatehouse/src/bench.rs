@@ -344,6 +344,18 @@ async fn direct(
     Ok(Direct { p50, p99, rate })
 }
 
+/// `gatehouse serve --upstream echo=…`: development mode, no config file.
+async fn dev_gateway(echo_url: &str) -> Result<Gateway> {
+    let port = free_port()?;
+    let args = [
+        "--listen".to_owned(),
+        format!("127.0.0.1:{port}"),
+        "--upstream".to_owned(),
+        format!("echo={echo_url}"),
+    ];
+    spawn_gateway(port, &args, None).await
+}
+
 /// The reference harness's production config: API keys, 100 Cedar role grants, a rate
 /// limit, and every default control; returns the gateway with a key for role `r1`.
 async fn production_gateway(dir: &std::path::Path, echo_url: &str) -> Result<Gateway> {
@@ -389,14 +401,7 @@ async fn harness_rows(
     load: (usize, usize, u64),
 ) -> Result<[Row; 2]> {
     let direct = direct(echo_url, "echo_any", load).await?;
-    let port = free_port()?;
-    let args = [
-        "--listen".to_owned(),
-        format!("127.0.0.1:{port}"),
-        "--upstream".to_owned(),
-        format!("echo={echo_url}"),
-    ];
-    let mut gw = spawn_gateway(port, &args, None).await?;
+    let mut gw = dev_gateway(echo_url).await?;
     let bare = measure(
         "gateway, serve --upstream (no config)",
         &mut gw,
@@ -533,14 +538,7 @@ pub(crate) async fn run(o: Options) -> Result<()> {
     }
     println!();
     let direct = direct(&echo_url, "echo", load).await?;
-    let port = free_port()?;
-    let args = [
-        "--listen".to_owned(),
-        format!("127.0.0.1:{port}"),
-        "--upstream".to_owned(),
-        format!("echo={echo_url}"),
-    ];
-    let mut gw = spawn_gateway(port, &args, None).await?;
+    let mut gw = dev_gateway(&echo_url).await?;
     measure(
         "gateway, development mode (no controls)",
         &mut gw,
