@@ -532,6 +532,8 @@ pub async fn leaf(dir: &Path, ca: &str, name: &str, san: &str, usage: &str) {
 
 /// Runs `gatehouse serve --config CONFIG` (with `env` added) as its own process and waits
 /// until it is ready on `port`; killed when dropped.
+// Reads the gateway's own small readiness answer: an unbounded read is fine here.
+#[allow(clippy::disallowed_methods)]
 pub async fn serve_config(config: &Path, port: u16, env: &[(&str, &str)]) -> Child {
     let mut cmd = Command::new(gatehouse_bin());
     cmd.args(["serve", "--config"]).arg(config);
