@@ -3,6 +3,7 @@
 
 mod identity;
 mod load;
+mod observability;
 mod protection;
 mod raw;
 use identity::{validate_auth, validate_tls, validate_vault};
@@ -34,8 +35,8 @@ pub use detection::{ArbiterSettings, Detection, FirstSight, Pinning, Response, T
 pub use raw::{
     RawApiKeys, RawAudit, RawAuth, RawCertRule, RawClaims, RawClientAuth, RawConfig, RawFacade,
     RawFederation, RawIntrospection, RawIssuer, RawLimits, RawLogFormat, RawLogging, RawSession,
-    RawStore, RawTls, RawTransportKind, RawUpstream, RawUpstreamTls, RawUserOAuth, RawVault,
-    RawVirtualServer,
+    RawStore, RawTls, RawTraces, RawTransportKind, RawUpstream, RawUpstreamTls, RawUserOAuth,
+    RawVault, RawVirtualServer,
 };
 pub use raw::{
     RawDlp, RawErrorMode, RawErrors, RawFailMode, RawRateLimits, RawRatePer, RawRateRule,

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+pub use crate::observability::{RawLogFormat, RawLogging, RawTraces};
+
 /// Top level of `gatehouse.yaml`.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -785,36 +787,4 @@ pub struct RawVirtualServer {
     /// The tenant this virtual server belongs to: principals of other tenants are refused
     /// at its endpoint.
     pub tenant: Option<String>,
-}
-
-/// Where and how spans are exported.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawTraces {
-    /// The collector's OTLP/HTTP traces URL, e.g. `http://otel-collector:4318/v1/traces`.
-    pub endpoint: String,
-    /// `service.name` of the spans. Default `gatehouse`.
-    pub service_name: Option<String>,
-    /// Share of new traces kept, 0 to 1 (default 1). A client's `traceparent` decides for
-    /// its own trace.
-    pub sample: Option<f64>,
-    /// Headers sent to the collector (an API key: use `${VAR}`).
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawLogging {
-    /// `text` (default) or `json`.
-    pub format: Option<RawLogFormat>,
-    /// A tracing filter such as `info` or `gatehouse_proxy=debug`. Default `info`.
-    pub level: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RawLogFormat {
-    Text,
-    Json,
 }

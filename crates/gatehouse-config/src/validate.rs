@@ -2,7 +2,7 @@
 //! each larger section in its own module (upstreams, identity, protection, authz, detection).
 
 use super::*;
-use crate::raw::RawTraces;
+use crate::observability::validate_traces;
 
 impl RawConfig {
     /// Checks everything that can be checked offline and builds the runtime config.
@@ -364,37 +364,4 @@ impl RawConfig {
             log_level: self.logging.level.unwrap_or_else(|| "info".to_owned()),
         })
     }
-}
-
-/// `traces`: an http(s) endpoint, a sample share within 0..=1, valid header names.
-fn validate_traces(t: RawTraces) -> Result<TracesSettings, ConfigError> {
-    match reqwest::Url::parse(&t.endpoint) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-        _ => {
-            return Err(ConfigError::at(
-                "traces.endpoint",
-                "an http:// or https:// URL, e.g. http://otel-collector:4318/v1/traces",
-            ));
-        }
-    }
-    let sample = t.sample.unwrap_or(1.0);
-    if !(0.0..=1.0).contains(&sample) {
-        return Err(ConfigError::at("traces.sample", "a share from 0 to 1"));
-    }
-    for (k, v) in &t.headers {
-        if http::HeaderName::from_bytes(k.as_bytes()).is_err()
-            || http::HeaderValue::from_str(v).is_err()
-        {
-            return Err(ConfigError::at(
-                format!("traces.headers.{k}"),
-                "not a valid HTTP header",
-            ));
-        }
-    }
-    Ok(TracesSettings {
-        endpoint: t.endpoint,
-        service_name: t.service_name.unwrap_or_else(|| "gatehouse".to_owned()),
-        sample,
-        headers: t.headers.into_iter().collect(),
-    })
 }

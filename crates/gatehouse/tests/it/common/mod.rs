@@ -76,7 +76,29 @@ pub fn py_server() -> String {
         .to_string()
 }
 
+/// A port nothing listens on, for a peer or gateway the test starts next. Chosen below the
+/// kernel's ephemeral range: a port the kernel hands out for `bind(0)` can be taken by any
+/// outgoing connection before the test binds it (a rare `AddrInUse` seen in CI), one below
+/// the range only by another listener.
 pub fn free_port() -> u16 {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768)
+        .clamp(12_000, 61_000);
+    let span = u32::from(low - 10_000);
+    // Tests run as processes of their own: start from the pid and the clock, then walk.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut at = std::process::id().wrapping_mul(7919) ^ nanos;
+    for _ in 0..span {
+        at = at.wrapping_add(1);
+        let port = 10_000 + (at % span) as u16;
+        if StdListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     StdListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
