@@ -199,7 +199,12 @@ impl Gateway {
             });
             trace.spans = t.start(parent);
             if trace.spans.is_some() {
-                named = Some((req.method.clone(), req.param_str("name").map(str::to_owned)));
+                // The client's words, bounded: a span is no place for a megabyte of name.
+                let bounded = |s: &str, n: usize| s.chars().take(n).collect::<String>();
+                named = Some((
+                    bounded(&req.method, 64),
+                    req.param_str("name").map(|n| bounded(n, 128)),
+                ));
             }
         }
         let cfg = self.config();
