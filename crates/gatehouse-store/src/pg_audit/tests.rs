@@ -242,3 +242,53 @@ fn gateways_sharing_postgres_extend_one_chain_and_tampering_is_named() {
         .unwrap();
     assert_eq!(rows.len(), 5);
 }
+
+/// An upgrade: a database the previous release left (schema one version behind, records
+/// in its chain) is migrated in place on first use; the old records still verify and new
+/// ones extend the same chain.
+#[test]
+fn a_database_at_the_previous_schema_version_is_upgraded_in_place() {
+    let db = fresh_db("upgrade");
+    let previous = MIGRATIONS.len() - 1;
+    let mut c = Client::connect(&db, NoTls).expect("connect");
+    // The previous release's migrator: its migrations, each recorded.
+    c.batch_execute("CREATE TABLE gatehouse_schema_migrations (version INT PRIMARY KEY)")
+        .unwrap();
+    for (i, m) in MIGRATIONS[..previous].iter().enumerate() {
+        c.batch_execute(m).unwrap();
+        c.execute(
+            "INSERT INTO gatehouse_schema_migrations (version) VALUES ($1)",
+            &[&(i as i32 + 1)],
+        )
+        .unwrap();
+    }
+    // Two records it wrote, linked as every release links them.
+    let mut prev = GENESIS.to_owned();
+    let chain = event("", 1).chain().to_owned();
+    for seq in 1..=2u64 {
+        let body = event("", seq).body();
+        let hash = link_hash(&chain, seq, &prev, &body);
+        c.execute(
+            "INSERT INTO gatehouse_audit_events (chain, seq, prev, hash, time_ms, body) VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&chain, &(seq as i64), &prev, &hash, &(seq as i64), &body],
+        )
+        .unwrap();
+        prev = hash;
+    }
+    drop(c);
+
+    // This release opens it: migrated to the latest version, history intact, chain extended.
+    let s = PgAudit::new(&db);
+    s.append(&[event("", 3)], Durability::Synced)
+        .expect("append after upgrade");
+    let version: i32 = s
+        .with(|c| {
+            c.query_one("SELECT max(version) FROM gatehouse_schema_migrations", &[])
+                .map(|r| r.get(0))
+        })
+        .unwrap();
+    assert_eq!(version as usize, MIGRATIONS.len());
+    let links = s.links(&chain).unwrap();
+    assert_eq!(links.len(), 3);
+    assert_eq!(verify_chain(&links).map(|(n, _)| n), Ok(3));
+}
