@@ -80,7 +80,9 @@ pub struct Gateway {
     /// OpenTelemetry spans, when `traces` is configured (read at start).
     pub(crate) tracer: Option<Arc<crate::otel::Tracer>>,
     /// The last readiness check of shared state (Redis, PostgreSQL): when, and what failed.
-    dependencies: Mutex<Option<(std::time::Instant, Vec<&'static str>)>>,
+    /// Held across a check, so probes arriving meanwhile wait for its answer instead of
+    /// each opening a connection of their own (`/readyz` needs no credentials).
+    dependencies: tokio::sync::Mutex<Option<(std::time::Instant, Vec<&'static str>)>>,
 }
 
 /// How long a readiness check of Redis and PostgreSQL stands: probes and load balancers ask
@@ -125,7 +127,7 @@ impl Gateway {
             correlation_prefix: u32::from_be_bytes(random_bytes::<4>()),
             dlp_secret: dlp_secret(&key),
             subjects: subject_key(&config),
-            dependencies: Mutex::new(None),
+            dependencies: tokio::sync::Mutex::new(None),
             tracer: config
                 .traces
                 .clone()
@@ -315,10 +317,8 @@ impl Gateway {
     /// The shared state this gateway uses that does not answer now: `redis` (global rate
     /// limits) and `postgres` (any store). Empty without either configured.
     pub async fn dependencies_down(&self) -> Vec<&'static str> {
-        if let Some((at, down)) = &*self
-            .dependencies
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        let mut last = self.dependencies.lock().await;
+        if let Some((at, down)) = &*last
             && at.elapsed() < DEPENDENCIES_TTL
         {
             return down.clone();
@@ -360,11 +360,7 @@ impl Gateway {
                 break;
             }
         }
-        *self
-            .dependencies
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) =
-            Some((std::time::Instant::now(), down.clone()));
+        *last = Some((std::time::Instant::now(), down.clone()));
         down
     }
 

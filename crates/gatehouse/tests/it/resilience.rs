@@ -733,6 +733,15 @@ async fn readiness_names_shared_state_that_does_not_answer() {
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["unavailable"], json!(["redis", "postgres"]));
     assert_eq!(body["ready"], false);
+    // Probes at once share one check, and none of them is told "ready" meanwhile.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let probes = (0..16).map(|_| {
+        let url = format!("{}/readyz", down.base);
+        tokio::spawn(async move { reqwest::get(url).await.expect("readyz").status() })
+    });
+    for p in probes.collect::<Vec<_>>() {
+        assert_eq!(p.await.expect("probe"), StatusCode::SERVICE_UNAVAILABLE);
+    }
     // Alive all the same: liveness is not readiness.
     let health = reqwest::get(format!("{}/healthz", down.base))
         .await
