@@ -175,14 +175,16 @@ impl Gateway {
         }
         up.latency.record(started.elapsed().as_secs_f64());
         if let (Some(span), Some(spans)) = (client_span, trace.spans.as_mut()) {
+            // Kinds and codes only: an upstream's own error words (stack traces, SQL, paths)
+            // reach no client and no collector unscrubbed.
             let error = match &outcome {
                 None => Some("cancelled by the client".to_owned()),
-                Some(Err(e)) => Some(e.to_string()),
+                Some(Err(e)) => Some(format!("upstream {}", e.kind())),
                 Some(Ok(r)) => r
                     .outcome
                     .as_ref()
                     .err()
-                    .map(|e| e.message.chars().take(200).collect()),
+                    .map(|e| format!("JSON-RPC error {}", e.code)),
             };
             span.finish(spans, name, error);
         }
@@ -214,11 +216,7 @@ impl Gateway {
                     .unwrap_or_else(|| unavailable(correlation)))
             }
             Some(Err(e)) => {
-                let kind = match &e {
-                    UpstreamError::Timeout => "timeout",
-                    UpstreamError::Unavailable | UpstreamError::Closed => "unavailable",
-                    _ => "transport",
-                };
+                let kind = e.kind();
                 metrics::counter!(m::UPSTREAM_ERRORS, "upstream" => name.to_owned(), "kind" => kind).increment(1);
                 tracing::warn!(upstream = name, %correlation, error = %e, "upstream call failed");
                 trace.upstream_error = Some(e.clone());

@@ -60,6 +60,17 @@ pub enum UpstreamError {
     Transport(String),
 }
 
+impl UpstreamError {
+    /// The failure's kind for metrics and spans, without the upstream's own words.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Timeout => "timeout",
+            UpstreamError::Unavailable | UpstreamError::Closed => "unavailable",
+            _ => "transport",
+        }
+    }
+}
+
 /// Something an upstream did that the gateway as a whole must react to.
 #[derive(Debug)]
 pub enum UpstreamEvent {
