@@ -34,9 +34,9 @@ pub use authz::{
 pub use detection::{ArbiterSettings, Detection, FirstSight, Pinning, Response, Thresholds};
 pub use raw::{
     RawApiKeys, RawAudit, RawAuth, RawCertRule, RawClaims, RawClientAuth, RawConfig, RawFacade,
-    RawFederation, RawIntrospection, RawIssuer, RawLimits, RawLogFormat, RawLogging, RawSession,
-    RawStore, RawTls, RawTraces, RawTransportKind, RawUpstream, RawUpstreamTls, RawUserOAuth,
-    RawVault, RawVirtualServer,
+    RawFederation, RawFleet, RawIntrospection, RawIssuer, RawLimits, RawLogFormat, RawLogging,
+    RawSession, RawStore, RawTls, RawTraces, RawTransportKind, RawUpstream, RawUpstreamTls,
+    RawUserOAuth, RawVault, RawVirtualServer,
 };
 pub use raw::{
     RawDlp, RawErrorMode, RawErrors, RawFailMode, RawRateLimits, RawRatePer, RawRateRule,
@@ -101,6 +101,8 @@ pub struct Config {
     pub audit: Option<AuditSettings>,
     /// OpenTelemetry export, when configured (read at start).
     pub traces: Option<TracesSettings>,
+    /// The channel replicas share, when configured (read at start).
+    pub fleet: Option<FleetSettings>,
     pub approvals: ApprovalSettings,
     pub dlp: Arc<Dlp>,
     pub errors: ErrorSettings,
@@ -344,6 +346,14 @@ pub struct TracesSettings {
     /// Share of new traces kept, 0 to 1.
     pub sample: f64,
     pub headers: Vec<(String, String)>,
+}
+
+/// The fleet channel, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetSettings {
+    pub redis: String,
+    pub redis_ca: Option<PathBuf>,
+    pub channel: String,
 }
 
 /// One SIEM sink, validated.

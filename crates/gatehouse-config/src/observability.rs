@@ -1,11 +1,11 @@
-//! Logging and traces as the YAML file writes them, and the validation of `traces`.
+//! Logging, traces and the fleet channel as the YAML file writes them, and their validation.
 
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::{ConfigError, TracesSettings};
+use crate::{ConfigError, FleetSettings, TracesSettings};
 
 /// Where and how spans are exported.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -69,5 +69,57 @@ pub(crate) fn validate_traces(t: RawTraces) -> Result<TracesSettings, ConfigErro
         service_name: t.service_name.unwrap_or_else(|| "gatehouse".to_owned()),
         sample,
         headers: t.headers.into_iter().collect(),
+    })
+}
+
+/// Replicas sharing one Redis channel for what one must hand to another.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawFleet {
+    /// `redis://host:port/db` or `rediss://` (TLS, verified against `redis_ca` or the
+    /// system's roots).
+    pub redis: String,
+    /// A PEM file of the CA that issued the Redis server's certificate (`rediss://` only).
+    pub redis_ca: Option<String>,
+    /// The pub/sub channel; replicas of one deployment share it. Default `gatehouse:fleet`.
+    pub channel: Option<String>,
+}
+
+/// `fleet`: a redis URL, a CA only with TLS, a channel name of printable ASCII.
+pub(crate) fn validate_fleet(
+    f: RawFleet,
+    has_session_key: bool,
+) -> Result<FleetSettings, ConfigError> {
+    if !(f.redis.starts_with("redis://") || f.redis.starts_with("rediss://")) {
+        return Err(ConfigError::at(
+            "fleet.redis",
+            "must be a redis:// or rediss:// URL",
+        ));
+    }
+    if f.redis_ca.is_some() && !f.redis.starts_with("rediss://") {
+        return Err(ConfigError::at(
+            "fleet.redis_ca",
+            "a CA needs a rediss:// (TLS) URL",
+        ));
+    }
+    // Replicas open each other's sessions and sign what they send each other with keys
+    // derived from the shared session key: without one, nothing could be shared.
+    if !has_session_key {
+        return Err(ConfigError::at(
+            "fleet",
+            "replicas need a shared session.key (base64 of 32 random bytes)",
+        ));
+    }
+    let channel = f.channel.unwrap_or_else(|| "gatehouse:fleet".to_owned());
+    if channel.is_empty() || channel.len() > 128 || !channel.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::at(
+            "fleet.channel",
+            "1 to 128 printable ASCII characters",
+        ));
+    }
+    Ok(FleetSettings {
+        redis: f.redis,
+        redis_ca: f.redis_ca.map(std::path::PathBuf::from),
+        channel,
     })
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-pub use crate::observability::{RawLogFormat, RawLogging, RawTraces};
+pub use crate::observability::{RawFleet, RawLogFormat, RawLogging, RawTraces};
 
 /// Top level of `gatehouse.yaml`.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -66,6 +66,9 @@ pub struct RawConfig {
     pub audit: Option<RawAudit>,
     /// OpenTelemetry traces over OTLP/HTTP (protobuf).
     pub traces: Option<RawTraces>,
+    /// Several replicas behind one address: the Redis channel that carries server-to-client
+    /// messages, cancellations, answers, session ends and approval decisions between them.
+    pub fleet: Option<RawFleet>,
     #[serde(default)]
     pub approvals: RawApprovals,
     #[serde(default)]

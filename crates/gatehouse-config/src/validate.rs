@@ -2,7 +2,7 @@
 //! each larger section in its own module (upstreams, identity, protection, authz, detection).
 
 use super::*;
-use crate::observability::validate_traces;
+use crate::observability::{validate_fleet, validate_traces};
 
 impl RawConfig {
     /// Checks everything that can be checked offline and builds the runtime config.
@@ -298,8 +298,13 @@ impl RawConfig {
             None => None,
             Some(t) => Some(validate_traces(t)?),
         };
+        let fleet = match self.fleet {
+            None => None,
+            Some(f) => Some(validate_fleet(f, session_key.is_some())?),
+        };
         Ok(Config {
             traces,
+            fleet,
             directory_postgres: self.directory.and_then(|d| d.postgres),
             detection,
             pinning,

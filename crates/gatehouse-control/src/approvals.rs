@@ -369,7 +369,7 @@ async fn decide(
     {
         tracing::error!(target: "gatehouse::audit", approval = %rec.id, error = %e, "approval decision not audited");
     }
-    gw.approvals.wake(&rec.id);
+    gw.approval_decided(&rec.id);
     reply(StatusCode::OK, json!(rec))
 }
 

@@ -269,17 +269,14 @@ impl Hub {
         }
     }
 
-    pub fn to_subscribers(&self, uri: &str, msg: &Message) {
-        let sids: Vec<String> = self
-            .subscriptions
+    /// The sessions subscribed here to `uri`.
+    pub fn subscribers(&self, uri: &str) -> Vec<String> {
+        self.subscriptions
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(uri)
             .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default();
-        for sid in sids {
-            self.send(&sid, msg.clone());
-        }
+            .unwrap_or_default()
     }
 }
 

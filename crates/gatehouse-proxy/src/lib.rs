@@ -10,6 +10,7 @@ pub mod correlation;
 /// The configuration, validated (its own crate: plain data, no clients).
 pub use gatehouse_config as config;
 pub mod exfil;
+pub mod fleet;
 pub mod gateway;
 pub mod http;
 pub mod hub;

@@ -60,7 +60,10 @@ pub enum Refusal {
 
 /// A Redis client for `url`: `rediss://` is TLS (rustls), verified against `ca` when given
 /// (the system's roots otherwise).
-fn redis_client(url: &str, ca: Option<&std::path::Path>) -> Result<redis::Client, String> {
+pub(crate) fn redis_client(
+    url: &str,
+    ca: Option<&std::path::Path>,
+) -> Result<redis::Client, String> {
     match ca {
         Some(path) => {
             let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;

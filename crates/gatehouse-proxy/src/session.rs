@@ -212,11 +212,18 @@ impl SessionCodec {
 
     /// Terminates a session (client DELETE). Remembered until it would have expired anyway.
     pub fn revoke(&self, claims: &SessionClaims) {
+        self.revoke_id(&claims.sid, claims.issued);
+    }
+
+    /// Terminates session `sid` issued at `issued` (another replica saw the DELETE).
+    pub fn revoke_id(&self, sid: &str, issued: u64) {
         let mut map = self.revoked.lock().unwrap_or_else(PoisonError::into_inner);
         let now = now_secs();
         let ttl = self.ttl.as_secs();
         map.retain(|_, issued| now.saturating_sub(*issued) <= ttl);
-        map.insert(claims.sid.clone(), claims.issued);
+        if now.saturating_sub(issued) <= ttl {
+            map.insert(sid.to_owned(), issued);
+        }
     }
 }
 

@@ -29,6 +29,7 @@ const MAX_LIST_BYTES: usize = 8 * 1024 * 1024;
 
 pub use crate::correlation::CorrelationId;
 
+mod replicas;
 mod state;
 pub(crate) use state::store;
 pub use state::subject_key;
@@ -45,6 +46,10 @@ pub struct Gateway {
     pub(crate) sessions: SessionCodec,
     pub(crate) hub: Hub,
     pub(crate) server_requests: Arc<ServerRequests>,
+    /// This process's name among replicas (random per start).
+    replica: String,
+    /// The channel shared with other replicas, when `fleet` is configured (joined at start).
+    pub(crate) fleet: std::sync::OnceLock<crate::fleet::Fleet>,
     events: mpsc::UnboundedSender<UpstreamEvent>,
     pub(crate) concurrency: ArcSwap<Semaphore>,
     /// Calls a client may still cancel: (session id, client request id) → abort signal.
@@ -97,6 +102,7 @@ impl Gateway {
             random_bytes::<32>()
         });
         let (tx, rx) = mpsc::unbounded_channel();
+        let replica = hex::encode(random_bytes::<6>());
         let (authn, oauth) = identity(&config, open_secrets(&config));
         let gw = Arc::new(Gateway {
             sessions: SessionCodec::new(key, config.session_ttl),
@@ -108,7 +114,9 @@ impl Gateway {
             lists: Mutex::new(BTreeMap::new()),
             catalog: ArcSwap::from_pointee(Catalog::default()),
             hub: Hub::default(),
-            server_requests: Arc::new(ServerRequests::default()),
+            server_requests: Arc::new(ServerRequests::new(&replica)),
+            replica: replica.clone(),
+            fleet: std::sync::OnceLock::new(),
             events: tx,
             cancellable: Mutex::new(HashMap::new()),
             next_correlation: AtomicU64::new(1),
@@ -135,6 +143,15 @@ impl Gateway {
         });
         if let Some(t) = &gw.tracer {
             tokio::spawn(crate::otel::Tracer::export(Arc::downgrade(t)));
+        }
+        if let Some(f) = &config.fleet {
+            match crate::fleet::Fleet::start(f, &key, &gw.replica, Arc::downgrade(&gw)) {
+                Ok(fleet) => {
+                    let _ = gw.fleet.set(fleet);
+                }
+                // Readiness reports `redis` for as long as the fleet is not joined.
+                Err(e) => tracing::error!(error = %e, "fleet: cannot use the Redis channel"),
+            }
         }
         gw.apply_upstreams(&config.upstreams);
         tokio::spawn(event_loop(Arc::downgrade(&gw), rx));
@@ -325,6 +342,10 @@ impl Gateway {
         }
         let cfg = self.config();
         let mut down = Vec::new();
+        if cfg.fleet.is_some() && !self.fleet.get().is_some_and(|f| f.subscribed()) {
+            tracing::warn!("not ready: not subscribed to the fleet channel in Redis");
+            down.push("redis");
+        }
         if let Some(url) = &cfg.rate_limits.redis
             && let Err(e) = self
                 .limiter
@@ -332,7 +353,9 @@ impl Gateway {
                 .await
         {
             tracing::warn!(error = %e, "not ready: Redis does not answer");
-            down.push("redis");
+            if !down.contains(&"redis") {
+                down.push("redis");
+            }
         }
         let mut urls: Vec<String> = [
             StoreKind::ApiKeys,
@@ -648,8 +671,9 @@ async fn event_loop(gw: std::sync::Weak<Gateway>, mut rx: mpsc::UnboundedReceive
                             .and_then(Value::as_str)
                         {
                             let uri = uri.to_owned();
-                            gw.hub
-                                .to_subscribers(&uri, &Message::Notification(notification));
+                            for sid in gw.hub.subscribers(&uri) {
+                                gw.deliver(&sid, Message::Notification(notification.clone()));
+                            }
                         }
                         continue;
                     }
@@ -658,6 +682,7 @@ async fn event_loop(gw: std::sync::Weak<Gateway>, mut rx: mpsc::UnboundedReceive
                         continue;
                     }
                 };
+                gw.lists_changed(&upstream, kinds);
                 let g = gw.clone();
                 tokio::spawn(async move { g.refresh_lists(&upstream, kinds).await });
             }

@@ -142,7 +142,7 @@ pub(super) async fn legacy_message(
                 let (_, result) = st
                     .gw
                     .initialize_result(req.param_str("protocolVersion"), vs);
-                st.gw.hub.send(&sid, RpcResponse::ok(req.id, result).into());
+                st.gw.deliver(&sid, RpcResponse::ok(req.id, result).into());
             }
             Ok(Message::Request(req)) => {
                 let gw = st.gw.clone();
@@ -154,17 +154,17 @@ pub(super) async fn legacy_message(
                     let fwd_sid = sid.clone();
                     let forward = tokio::spawn(async move {
                         while let Some(m) = rx.recv().await {
-                            fwd_gw.hub.send(&fwd_sid, m);
+                            fwd_gw.deliver(&fwd_sid, m);
                         }
                     });
                     let resp = gw.handle_request(&ctx, req, Some(tx)).await;
                     let _ = forward.await;
-                    gw.hub.send(&sid, resp.into());
+                    gw.deliver(&sid, resp.into());
                 });
             }
             Ok(other) => on_client_message(&st.gw, &ctx, other),
             Err((id, e)) => {
-                st.gw.hub.send(&sid, RpcResponse::err(id, e).into());
+                st.gw.deliver(&sid, RpcResponse::err(id, e).into());
             }
         }
     }

@@ -568,8 +568,9 @@ pub(super) fn on_client_message(gw: &Arc<Gateway>, ctx: &ClientCtx, msg: Message
                     .as_ref()
                     .and_then(|p| p.get("requestId"))
                     .and_then(Id::from_value)
+                    && !ctx.key().is_empty()
                 {
-                    gw.cancel(ctx, &id);
+                    gw.cancel_anywhere(ctx.key(), &id);
                 }
             }
             method::ROOTS_LIST_CHANGED => {
@@ -581,15 +582,7 @@ pub(super) fn on_client_message(gw: &Arc<Gateway>, ctx: &ClientCtx, msg: Message
             }
             _ => tracing::debug!(method = %n.method, "client notification consumed"),
         },
-        Message::Response(mut resp) => match gw.server_requests.take(&resp.id, ctx.key()) {
-            Some((upstream, original)) => {
-                resp.id = original;
-                if let Some(up) = gw.upstream(&upstream) {
-                    tokio::spawn(async move { up.send(resp.into()).await });
-                }
-            }
-            None => tracing::info!(id = ?resp.id, "client answered a request it was not sent"),
-        },
+        Message::Response(resp) => gw.client_answered(ctx.key(), resp),
         Message::Request(_) => {}
     }
 }
@@ -669,8 +662,7 @@ async fn delete_mcp(
     };
     match bind(&st.gw, token, scope.as_deref(), &principal) {
         Ok(claims) => {
-            st.gw.sessions.revoke(&claims);
-            st.gw.hub.forget(&claims.sid);
+            st.gw.end_session(&claims);
             tracing::info!(target: "gatehouse::audit", session = %claims.sid, "session terminated by client");
             StatusCode::OK.into_response()
         }

@@ -279,16 +279,20 @@ impl Gateway {
         }
     }
 
-    /// A client cancelled one of its calls.
-    pub fn cancel(&self, ctx: &ClientCtx, request_id: &Id) {
-        let key = (ctx.key().to_owned(), request_id.clone());
-        if let Some(tx) = self
+    /// A client cancelled one of its calls: stops it if it runs here.
+    pub(crate) fn cancel_here(&self, owner: &str, request_id: &Id) -> bool {
+        let key = (owner.to_owned(), request_id.clone());
+        match self
             .cancellable
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&key)
         {
-            let _ = tx.send(());
+            Some(tx) => {
+                let _ = tx.send(());
+                true
+            }
+            None => false,
         }
     }
 }

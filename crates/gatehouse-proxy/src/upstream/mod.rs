@@ -117,9 +117,12 @@ impl UpstreamInfo {
 }
 
 /// Server-to-client requests waiting for a client's answer, across all upstreams. Client
-/// answers carry the gateway's id; this maps it back to the upstream and its own id.
+/// answers carry the gateway's id; this maps it back to the upstream and its own id. The id
+/// names this replica (`gatehouse-{replica}-{n}`), so an answer that reaches another replica
+/// can be handed back to this one.
 #[derive(Debug, Default)]
 pub struct ServerRequests {
+    replica: String,
     next: AtomicU64,
     map: Mutex<HashMap<String, Waiting>>,
 }
@@ -136,8 +139,28 @@ const SERVER_REQUEST_CAP: usize = 4096;
 const SERVER_REQUEST_TTL: Duration = Duration::from_secs(600);
 
 impl ServerRequests {
+    pub fn new(replica: &str) -> ServerRequests {
+        ServerRequests {
+            replica: replica.to_owned(),
+            ..ServerRequests::default()
+        }
+    }
+
+    /// The replica that sent server request `id`, when it is one of Gatehouse's and not
+    /// this replica's.
+    pub fn elsewhere<'a>(&self, id: &'a Id) -> Option<&'a str> {
+        let Id::Str(key) = id else { return None };
+        let (replica, n) = key.strip_prefix("gatehouse-")?.rsplit_once('-')?;
+        (replica != self.replica && !replica.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .then_some(replica)
+    }
+
     fn insert(&self, upstream: &str, id: Id, owner: &str) -> String {
-        let key = format!("gatehouse-{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let key = format!(
+            "gatehouse-{}-{}",
+            self.replica,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        );
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         if map.len() >= SERVER_REQUEST_CAP {
             map.retain(|_, w| w.at.elapsed() < SERVER_REQUEST_TTL);
