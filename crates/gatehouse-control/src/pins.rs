@@ -196,8 +196,7 @@ async fn decide(
         }
     }
     // Re-vet with the decision and tell clients the lists changed.
-    gw.pins.forget();
-    gw.rebuild_catalog();
+    gw.pins_decided();
     reply(StatusCode::OK, summary(&rec))
 }
 

@@ -1,7 +1,8 @@
 //! Replicas that share streams: one Redis pub/sub channel carries what a replica must hand
 //! to another — a message for a client whose stream another replica holds, a client's
 //! answer to a server request another replica sent, a cancellation of a call running
-//! elsewhere, a terminated session, an approval decision, an upstream's changed lists.
+//! elsewhere, a terminated session, an approval or pin decision, an upstream's changed
+//! lists.
 //!
 //! Every envelope is signed with a key derived from the shared `session.key` and carries
 //! its sender and a sequence number: whoever can write to Redis but lacks the key cannot
@@ -51,6 +52,8 @@ pub enum FleetMsg {
     SessionEnded { sid: String, issued: u64 },
     /// Approval request `id` was decided: calls held on it re-read it now.
     Approval { id: String },
+    /// A pin was decided: re-vet the lists against the pin store.
+    Pins,
     /// An upstream announced changed lists: refresh them from it.
     Lists {
         upstream: String,
@@ -66,6 +69,7 @@ impl FleetMsg {
             FleetMsg::Cancel { .. } => "cancel",
             FleetMsg::SessionEnded { .. } => "session_ended",
             FleetMsg::Approval { .. } => "approval",
+            FleetMsg::Pins => "pins",
             FleetMsg::Lists { .. } => "lists",
         }
     }
@@ -83,6 +87,7 @@ impl FleetMsg {
             }
             FleetMsg::SessionEnded { sid, issued } => json!({"sid": sid, "issued": issued}),
             FleetMsg::Approval { id } => json!({"id": id}),
+            FleetMsg::Pins => json!({}),
             FleetMsg::Lists { upstream, kinds } => json!({"upstream": upstream, "kinds": kinds}),
         };
         v["kind"] = Value::String(self.kind().to_owned());
@@ -114,6 +119,7 @@ impl FleetMsg {
                 issued: v.get("issued")?.as_u64()?,
             },
             "approval" => FleetMsg::Approval { id: s("id")? },
+            "pins" => FleetMsg::Pins,
             "lists" => FleetMsg::Lists {
                 upstream: s("upstream")?,
                 kinds: v
@@ -404,6 +410,7 @@ mod tests {
                 issued: 42,
             },
             FleetMsg::Approval { id: "ap1".into() },
+            FleetMsg::Pins,
             FleetMsg::Lists {
                 upstream: "db".into(),
                 kinds: vec!["tools".into()],

@@ -86,6 +86,16 @@ impl Gateway {
         }
     }
 
+    /// A pin was decided here: every replica re-vets its lists against the pin store (shared
+    /// in PostgreSQL) and tells its clients what changed.
+    pub fn pins_decided(&self) {
+        self.pins.forget();
+        self.rebuild_catalog();
+        if let Some(fleet) = self.fleet.get() {
+            fleet.publish(FleetMsg::Pins);
+        }
+    }
+
     /// An upstream said its lists changed: the other replicas refresh theirs from it too
     /// (their own connection to it may never hear the news).
     pub(crate) fn lists_changed(&self, upstream: &str, kinds: &[&str]) {
@@ -121,6 +131,10 @@ impl Gateway {
                 self.hub.forget(&sid);
             }
             FleetMsg::Approval { id } => self.approvals.wake(&id),
+            FleetMsg::Pins => {
+                self.pins.forget();
+                self.rebuild_catalog();
+            }
             FleetMsg::Lists { upstream, kinds } => {
                 const KNOWN: [&str; 4] = ["tools", "prompts", "resources", "templates"];
                 let kinds: Vec<&'static str> = KNOWN

@@ -16,6 +16,7 @@ mod directory;
 mod dlp;
 mod edge;
 mod facade;
+mod fleet;
 mod hardening;
 mod identity;
 mod keys;

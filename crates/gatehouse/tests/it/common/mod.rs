@@ -706,3 +706,12 @@ pub fn base64_decode(s: &str) -> Vec<u8> {
         .decode(s)
         .expect("base64")
 }
+
+/// A whole response body as text (test peers' answers are small).
+pub async fn read_text(mut resp: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while let Some(c) = resp.chunk().await.expect("body") {
+        body.extend_from_slice(&c);
+    }
+    String::from_utf8_lossy(&body).into_owned()
+}
