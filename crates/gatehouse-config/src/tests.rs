@@ -342,3 +342,27 @@ fn secret_store_references_need_the_store() {
     let self_ref = "secrets:\n  file: s.json\n  master_key: \"secret:m\"\n";
     assert_eq!(load(self_ref).unwrap_err().location, "secrets.master_key");
 }
+
+#[test]
+fn a_fleet_needs_a_redis_url_and_the_shared_session_key() {
+    let key = "session: {key: 'QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY='}\n";
+    let c = load(&format!("{key}fleet: {{redis: 'redis://127.0.0.1:6379/'}}")).unwrap();
+    let f = c.fleet.expect("fleet");
+    assert_eq!(f.channel, "gatehouse:fleet");
+    for (yaml, location) in [
+        // Without a shared key replicas can neither open each other's sessions nor sign.
+        ("fleet: {redis: 'redis://h/'}".to_owned(), "fleet"),
+        (format!("{key}fleet: {{redis: 'http://h/'}}"), "fleet.redis"),
+        (
+            format!("{key}fleet: {{redis: 'redis://h/', redis_ca: ca.pem}}"),
+            "fleet.redis_ca",
+        ),
+        (
+            format!("{key}fleet: {{redis: 'redis://h/', channel: 'two words'}}"),
+            "fleet.channel",
+        ),
+    ] {
+        let e = load(&yaml).unwrap_err();
+        assert_eq!(e.location, location, "{yaml}: {e}");
+    }
+}

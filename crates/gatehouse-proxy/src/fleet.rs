@@ -451,4 +451,17 @@ mod tests {
         assert_eq!(b.open(&late, 1_000 + MAX_AGE_MS + 1), Err("stale"));
         assert_eq!(b.open(b"nonsense", 0), Err("malformed"));
     }
+
+    #[test]
+    fn an_answer_names_the_replica_that_sent_its_request() {
+        let here = crate::upstream::ServerRequests::new("aa11");
+        let id = |s: &str| Id::Str(s.to_owned());
+        assert_eq!(here.elsewhere(&id("gatehouse-bb22-3")), Some("bb22"));
+        // Its own, an id from before replicas were named, and anyone else's ids.
+        assert_eq!(here.elsewhere(&id("gatehouse-aa11-3")), None);
+        assert_eq!(here.elsewhere(&id("gatehouse-3")), None);
+        assert_eq!(here.elsewhere(&id("gatehouse-bb22-x")), None);
+        assert_eq!(here.elsewhere(&id("client-1")), None);
+        assert_eq!(here.elsewhere(&Id::Num(3.into())), None);
+    }
 }
