@@ -2,14 +2,15 @@
 //! `kubectl kustomize` (every resource present, hardened pods, probes on the gateway's own
 //! endpoints, selectors that match, and a config the gateway accepts and refuses to start
 //! without its secrets), the systemd unit checked by `systemd-analyze`, and the container
-//! health check that needs no shell.
+//! image: its build steps read from the Containerfile, and a real image built offline by
+//! buildah and run.
 
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
 
 use crate::common::{gatehouse_bin, run_ok};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::process::Command;
 
 fn deploy() -> PathBuf {
@@ -382,4 +383,99 @@ async fn the_image_runs_the_binary_as_nonroot_with_no_shell_and_a_health_check_t
     let _ = gw.kill().await;
     let _ = gw.wait().await;
     assert!(!probe(format!("http://127.0.0.1:{port}/healthz")).await);
+}
+
+/// `buildah …`, its stdout, or a failure with its stderr.
+fn buildah(args: &[&str]) -> Result<String, String> {
+    let out = StdCommand::new("buildah")
+        .args(args)
+        .output()
+        .map_err(|e| format!("buildah: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// A real image, built offline by buildah from the binary under test (no base image to
+/// pull): its configuration is the hardened one, the binary runs inside it with only the
+/// libraries the image carries, the health check answers from inside, and there is no shell.
+#[tokio::test]
+async fn an_image_built_by_buildah_runs_the_gateway_as_nonroot_without_a_shell() {
+    let tag = format!("localhost/gatehouse-test:{}", std::process::id());
+    let ctx = std::env::temp_dir().join(format!("gatehouse-image-{}", std::process::id()));
+    let made = StdCommand::new(deploy().join("container/prebuilt.sh"))
+        .arg(gatehouse_bin())
+        .arg(&ctx)
+        .output()
+        .expect("prebuilt.sh");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let ctx_s = ctx.display().to_string();
+    buildah(&["bud", "--format", "docker", "-q", "-t", &tag, &ctx_s])
+        .expect("buildah bud (scripts/test installs buildah)");
+    let _ = std::fs::remove_dir_all(&ctx);
+
+    let inspect: Value =
+        serde_json::from_str(&buildah(&["inspect", "--type", "image", &tag]).expect("inspect"))
+            .expect("inspect json");
+    let cfg = &inspect["Docker"]["config"];
+    assert_eq!(cfg["User"], "65532:65532", "{cfg}");
+    assert_eq!(
+        cfg["Entrypoint"],
+        json!(["/usr/local/bin/gatehouse"]),
+        "{cfg}"
+    );
+    assert_eq!(
+        cfg["Healthcheck"]["Test"],
+        json!([
+            "CMD",
+            "/usr/local/bin/gatehouse",
+            "health",
+            "http://127.0.0.1:8080/healthz"
+        ]),
+        "{cfg}"
+    );
+    assert!(cfg["Volumes"].get("/var/lib/gatehouse").is_some(), "{cfg}");
+
+    // A gateway on the host; the image's binary probes it (chroot isolation shares the
+    // network: this sandbox cannot create namespaces).
+    let port = crate::common::free_port();
+    let mut gw = Command::new(gatehouse_bin())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("gateway");
+    crate::common::wait_port(port).await;
+    let ctr = buildah(&["from", "-q", &tag]).expect("from");
+    let run = |argv: &[&str]| {
+        let mut args = vec!["run", "--isolation", "chroot", ctr.as_str(), "--"];
+        args.extend_from_slice(argv);
+        buildah(&args)
+    };
+    let healthy = run(&[
+        "/usr/local/bin/gatehouse",
+        "health",
+        &format!("http://127.0.0.1:{port}/healthz"),
+    ]);
+    let version = run(&["/usr/local/bin/gatehouse", "--version"]);
+    let shell = run(&["/bin/sh", "-c", "true"]);
+    let _ = gw.kill().await;
+    let _ = gw.wait().await;
+    let dead = run(&[
+        "/usr/local/bin/gatehouse",
+        "health",
+        &format!("http://127.0.0.1:{port}/healthz"),
+    ]);
+    let _ = buildah(&["rm", &ctr]);
+    let _ = buildah(&["rmi", "-f", &tag]);
+    assert!(healthy.is_ok(), "{healthy:?}");
+    assert!(version.is_ok_and(|v| v.starts_with("gatehouse ")));
+    assert!(shell.is_err(), "the image has a shell");
+    assert!(dead.is_err(), "the health check passed with nobody there");
 }
