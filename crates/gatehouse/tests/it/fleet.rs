@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-use crate::common::oauth::connect;
+use crate::common::Mcp;
+use crate::common::oauth::{connect, with_token};
 use crate::common::{
     free_port, fresh_database, gatehouse_bin, last_json, peers, python, repo, run_ok, wait_port,
 };
@@ -363,7 +364,66 @@ async fn three_replicas_behind_haproxy_share_streams_decisions_revocations_and_l
     }
     assert_eq!(allowed, 3, "three replicas kept three separate limits");
 
-    // 5. kill -9 of a replica mid-load: TypeScript SDK sessions carry on through the others,
+    // 5. A cancellation sent through one replica stops the call running on another, and a
+    //    session ended through one is refused by the others.
+    let canceller = f.key("canceller", "t", "agent").await;
+    let running = connect(&f.url(1), &canceller).await;
+    let mut elsewhere = with_token(&Mcp::new(&f.url(2)), &canceller);
+    elsewhere.session = running.session.clone();
+    let slow = {
+        let running = running.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let r = running
+                .post(json!({"jsonrpc": "2.0", "id": 777, "method": "tools/call",
+                    "params": {"name": "fl__slow", "arguments": {"seconds": 30}}}))
+                .await;
+            (started.elapsed(), r)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    elsewhere
+        .notify("notifications/cancelled", Some(json!({"requestId": 777})))
+        .await;
+    let (took, r) = tokio::time::timeout(Duration::from_secs(20), slow)
+        .await
+        .expect("the cancelled call ended")
+        .expect("task");
+    assert!(took < Duration::from_secs(15), "{took:?}: {:?}", r.messages);
+    assert!(
+        r.messages.iter().all(|m| m.get("result").is_none()),
+        "{:?}",
+        r.messages
+    );
+    assert!(
+        f.metric(1, "gatehouse_fleet_received_total", "kind=\"cancel\"")
+            .await
+            >= 1.0
+    );
+    let session = running.session.clone().expect("session");
+    let ended = elsewhere
+        .http
+        .delete(&elsewhere.url)
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", &elsewhere.version)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(ended.status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = running
+        .request(
+            "tools/call",
+            json!({"name": "fl__echo", "arguments": {"text": "hi"}}),
+        )
+        .await;
+    assert_eq!(
+        r.status, 404,
+        "an ended session still works on another replica: {:?}",
+        r.messages
+    );
+
+    // 6. kill -9 of a replica mid-load: TypeScript SDK sessions carry on through the others,
     //    every acknowledged call has its audit record, and the chain verifies.
     let load = f.key("load", APP, "agent").await;
     let mut clients = Vec::new();
