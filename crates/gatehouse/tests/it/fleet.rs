@@ -568,3 +568,92 @@ async fn pending_id(port: u16, token: &str) -> String {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Reads a legacy SSE stream until a `data:` line holds a JSON message with id `id`.
+async fn sse_answer(stream: &mut reqwest::Response, seen: &mut String, id: u64) -> Value {
+    loop {
+        if let Some(v) = seen
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .find(|v| v["id"] == id)
+        {
+            return v;
+        }
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no answer to {id} on the stream: {seen}"))
+            .expect("stream")
+            .expect("open stream");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+/// Legacy HTTP+SSE behind a balancer without sticky sessions: one replica holds the event
+/// stream, the POSTs land on another, and every answer crosses to the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_sse_answers_reach_the_stream_held_by_another_replica() {
+    let yaml = format!(
+        "dev_mode: true\nsession: {{key: '{SESSION_KEY}'}}\nfleet: {{redis: 'redis://127.0.0.1:6379/', channel: 'gatehouse:fleet-legacy-{}'}}\nupstreams:\n  demo:\n    command: {}\n    args: [demo-server]\n",
+        free_port(),
+        gatehouse_bin()
+    );
+    let a = crate::common::start_gateway(&yaml).await;
+    let b = crate::common::start_gateway(&yaml).await;
+    for base in [&a.base, &b.base] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while reqwest::get(format!("{base}/readyz"))
+            .await
+            .map(|r| r.status() != 200)
+            .unwrap_or(true)
+        {
+            assert!(Instant::now() < deadline, "{base} never subscribed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let http = reqwest::Client::new();
+    let mut stream = http
+        .get(format!("{}/sse", a.base))
+        .send()
+        .await
+        .expect("GET /sse");
+    assert_eq!(stream.status(), 200);
+    let mut seen = String::new();
+    let endpoint = loop {
+        if let Some(line) = seen.lines().find(|l| l.starts_with("data: /message")) {
+            break line.trim_start_matches("data: ").to_owned();
+        }
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
+            .await
+            .expect("endpoint event in time")
+            .expect("stream")
+            .expect("open stream");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    };
+    let post = |body: Value| {
+        http.post(format!("{}{endpoint}", b.base))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    let r = post(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "legacy", "version": "1"}}}))
+    .await
+    .expect("POST initialize");
+    assert_eq!(r.status(), 202);
+    let init = sse_answer(&mut stream, &mut seen, 1).await;
+    assert_eq!(init["result"]["protocolVersion"], "2024-11-05", "{init}");
+    let r = post(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "demo__search_files", "arguments": {"query": "rollback"}}}))
+    .await
+    .expect("POST tools/call");
+    assert_eq!(r.status(), 202);
+    let call = sse_answer(&mut stream, &mut seen, 2).await;
+    assert!(
+        call["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("deploy.md"),
+        "{call}"
+    );
+}
