@@ -52,6 +52,21 @@ pub enum RawDeniedAs {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawToolPolicy {
+    /// The name clients see instead of the upstream's (namespaced like any other). Policies,
+    /// pins and the audit keep the upstream's name (`server.tool`).
+    pub name: Option<String>,
+    /// The title clients see instead of the upstream's.
+    pub title: Option<String>,
+    /// The description clients see instead of the upstream's: what is pinned and scanned.
+    pub description: Option<String>,
+    /// Annotations set over the upstream's (`title`, `readOnlyHint`, `destructiveHint`,
+    /// `idempotentHint`, `openWorldHint`); they decide the verb class like the upstream's.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, Value>,
+    /// Parameters hidden from clients and sent with these values on every call, e.g.
+    /// `{database: analytics}`. A caller that sets one is refused.
+    #[serde(default)]
+    pub fixed: BTreeMap<String, Value>,
     /// The verb class, instead of the one the tool's annotations imply.
     pub verb: Option<Verb>,
     pub classification: Option<Classification>,

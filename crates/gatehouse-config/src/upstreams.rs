@@ -260,9 +260,62 @@ pub(super) fn upstream_tls(
     Ok(tls)
 }
 
-/// Argument `pattern`s must compile: a broken one would refuse every call.
+/// Argument `pattern`s must compile: a broken one would refuse every call. Overrides name
+/// what clients can send and see: a name of tool-name characters, known annotations.
 pub(super) fn validate_argument_patterns(upstreams: &[UpstreamSpec]) -> Result<(), ConfigError> {
     for u in upstreams {
+        let mut renamed = std::collections::BTreeMap::new();
+        for (tool, t) in &u.data.tools {
+            let at = format!("upstreams.{}.tools.{tool}", u.name);
+            if let Some(n) = &t.name {
+                let ok = !n.is_empty()
+                    && n.len() <= 128
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+                if !ok {
+                    return Err(ConfigError::at(
+                        format!("{at}.name"),
+                        "1 to 128 of A-Z, a-z, 0-9, `_`, `-`, `.`",
+                    ));
+                }
+                // Two tools of one upstream under one name: clients could reach only one.
+                let unchanged = u.data.tools.keys().any(|k| k == n && k != tool)
+                    && u.data.tools.get(n).is_none_or(|o| o.name.is_none());
+                if let Some(other) = renamed.insert(n.clone(), tool.clone()) {
+                    return Err(ConfigError::at(
+                        format!("{at}.name"),
+                        format!("`{other}` is already renamed to `{n}`"),
+                    ));
+                }
+                if unchanged {
+                    return Err(ConfigError::at(
+                        format!("{at}.name"),
+                        format!("`{n}` is another tool of this upstream"),
+                    ));
+                }
+            }
+            for (k, v) in &t.annotations {
+                let ok = match k.as_str() {
+                    "title" => v.is_string(),
+                    "readOnlyHint" | "destructiveHint" | "idempotentHint" | "openWorldHint" => {
+                        v.is_boolean()
+                    }
+                    _ => false,
+                };
+                if !ok {
+                    return Err(ConfigError::at(
+                        format!("{at}.annotations.{k}"),
+                        "title (a string) or readOnlyHint, destructiveHint, idempotentHint, openWorldHint (true or false)",
+                    ));
+                }
+            }
+            if let Some(arg) = t.fixed.keys().find(|a| t.arguments.contains_key(*a)) {
+                return Err(ConfigError::at(
+                    format!("{at}.fixed.{arg}"),
+                    "a fixed parameter cannot also have argument rules: callers never send it",
+                ));
+            }
+        }
         for (tool, t) in &u.data.tools {
             for (arg, r) in &t.arguments {
                 let at = format!("upstreams.{}.tools.{tool}.arguments.{arg}", u.name);

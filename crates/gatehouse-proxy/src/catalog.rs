@@ -59,6 +59,8 @@ pub struct Source<'a> {
     pub upstream: &'a str,
     pub namespace: Option<&'a str>,
     pub lists: &'a UpstreamLists,
+    /// Tools renamed in config: upstream name → the name clients see (before namespacing).
+    pub renames: &'a BTreeMap<String, String>,
 }
 
 pub(crate) fn exposed_name(ns: Option<&str>, sep: &str, name: &str) -> String {
@@ -96,7 +98,11 @@ impl Catalog {
                     let Some(name) = def.get("name").and_then(Value::as_str) else {
                         continue;
                     };
-                    let exposed = exposed_name(s.namespace, sep, name);
+                    let shown = match kind {
+                        "tool" => s.renames.get(name).map_or(name, String::as_str),
+                        _ => name,
+                    };
+                    let exposed = exposed_name(s.namespace, sep, shown);
                     let mut def = def.clone();
                     if let Some(o) = def.as_object_mut() {
                         o.insert("name".into(), Value::String(exposed.clone()));
@@ -216,5 +222,6 @@ pub fn in_scope(scope: Option<&VirtualServer>, upstream: &str, tool: Option<&str
     }
 }
 
+pub(crate) mod overrides;
 #[cfg(test)]
 mod tests;

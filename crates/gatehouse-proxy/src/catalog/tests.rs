@@ -3,6 +3,8 @@ use serde_json::json;
 use super::{Catalog, Source, UpstreamLists, in_scope};
 use crate::config::VirtualServer;
 
+static NONE: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+
 fn lists(tools: &[&str]) -> UpstreamLists {
     UpstreamLists {
         tools: tools
@@ -22,11 +24,13 @@ fn namespaces_and_routes_back_keeping_unknown_fields() {
             upstream: "db",
             namespace: Some("db"),
             lists: &a,
+            renames: &NONE,
         },
         Source {
             upstream: "files",
             namespace: Some("files"),
             lists: &b,
+            renames: &NONE,
         },
     ];
     let (cat, coll) = Catalog::build(&src, "__", &Catalog::default());
@@ -50,11 +54,13 @@ fn unprefixed_collision_keeps_the_incumbent_even_when_it_comes_later() {
             upstream: "a",
             namespace: None,
             lists: &a,
+            renames: &NONE,
         },
         Source {
             upstream: "b",
             namespace: None,
             lists: &b,
+            renames: &NONE,
         },
     ];
     let (cat, _) = Catalog::build(&first, "__", &Catalog::default());
@@ -65,11 +71,13 @@ fn unprefixed_collision_keeps_the_incumbent_even_when_it_comes_later() {
             upstream: "b",
             namespace: None,
             lists: &b2,
+            renames: &NONE,
         },
         Source {
             upstream: "a",
             namespace: None,
             lists: &a,
+            renames: &NONE,
         },
     ];
     let (cat2, coll) = Catalog::build(&second, "__", &cat);
@@ -96,11 +104,13 @@ fn resources_route_by_uri_then_template_prefix() {
             upstream: "f",
             namespace: Some("f"),
             lists: &l,
+            renames: &NONE,
         },
         Source {
             upstream: "g",
             namespace: Some("g"),
             lists: &m,
+            renames: &NONE,
         },
     ];
     let (cat, _) = Catalog::build(&src, "__", &Catalog::default());

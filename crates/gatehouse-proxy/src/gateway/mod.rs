@@ -14,7 +14,7 @@ use gatehouse_store::DirectoryStore;
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::catalog::{Catalog, Source, UpstreamLists};
+use crate::catalog::{Catalog, Source, UpstreamLists, overrides};
 use crate::config::{Config, StoreKind, UpstreamSpec};
 use crate::hub::Hub;
 use crate::metrics as m;
@@ -505,18 +505,39 @@ impl Gateway {
     pub fn rebuild_catalog(&self) {
         let cfg = self.config.load();
         let previous = self.catalog.load_full();
-        let lists = self.lists.lock().unwrap_or_else(PoisonError::into_inner);
+        let raw = self.lists.lock().unwrap_or_else(PoisonError::into_inner);
+        // Overrides first: what clients would see is what is pinned and checked.
+        let shaped: BTreeMap<String, UpstreamLists> = raw
+            .iter()
+            .map(|(name, l)| {
+                let tools = cfg.upstreams.iter().find(|u| &u.name == name);
+                let l = match tools {
+                    Some(u) => overrides::apply(l, &u.data.tools).into_owned(),
+                    None => l.clone(),
+                };
+                (name.clone(), l)
+            })
+            .collect();
+        // `raw` stays locked until the catalog is published: rebuilds run one at a time and
+        // readiness (which reads the lists) never sees lists whose catalog is not out yet.
         // Pins and list-time checks: what is held for review never reaches the catalog.
-        let (lists, pin_events) = self.vet_lists(&cfg, &lists);
+        let (lists, pin_events) = self.vet_lists(&cfg, &shaped);
         self.audit_later(pin_events);
+        let renames: Vec<BTreeMap<String, String>> = cfg
+            .upstreams
+            .iter()
+            .map(|s| overrides::renames(&s.data.tools))
+            .collect();
         let sources: Vec<Source<'_>> = cfg
             .upstreams
             .iter()
-            .filter_map(|s| {
+            .zip(&renames)
+            .filter_map(|(s, renames)| {
                 lists.get(&s.name).map(|l| Source {
                     upstream: &s.name,
                     namespace: s.namespace.as_deref(),
                     lists: l,
+                    renames,
                 })
             })
             .collect();

@@ -53,6 +53,23 @@ pub(super) async fn call(c: &mut Call<'_>) -> Result<Value, RpcError> {
             ) {
                 p.insert("arguments".into(), args);
             }
+            // Parameters the gateway fixes (config `fixed`): the caller could not send them.
+            if c.req.method == method::TOOLS_CALL
+                && let Some(fixed) = super::validate::fixed_params(cfg, &guard.target)
+                && let Some(p) = params.as_mut().and_then(Value::as_object_mut)
+            {
+                let args = p
+                    .entry("arguments")
+                    .or_insert_with(|| Value::Object(serde_json::Map::new()));
+                if !args.is_object() {
+                    *args = Value::Object(serde_json::Map::new());
+                }
+                if let Some(a) = args.as_object_mut() {
+                    for (k, v) in fixed {
+                        a.insert(k.clone(), v.clone());
+                    }
+                }
+            }
             let mut forwarded = Request {
                 id: c.req.id.clone(),
                 method: c.req.method.clone(),

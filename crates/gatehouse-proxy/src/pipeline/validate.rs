@@ -342,11 +342,38 @@ pub(super) fn schema(c: &mut Call<'_>) -> Verdict {
         return Verdict::Allow;
     };
     let empty = Value::Object(Map::new());
+    if let Some(args) = c.arguments().and_then(Value::as_object)
+        && let Some(fixed) = fixed_params(c.cfg, &guard.target)
+        && let Some(arg) = args.keys().find(|a| fixed.contains_key(*a))
+    {
+        tracing::warn!(target: "gatehouse::audit", tool = %guard.name, argument = %arg, "argument refused: the gateway fixes its value");
+        return refuse(
+            "arguments.fixed",
+            arg,
+            "is set by the gateway and cannot be sent",
+            None,
+        );
+    }
     let catalog = c.gw.catalog();
     c.gw.schemas.check(
         catalog.tool(&guard.name).map(|e| &e.def),
         c.arguments().filter(|a| !a.is_null()).unwrap_or(&empty),
     )
+}
+
+/// The parameters the gateway sets on a tool's calls (config `fixed`), if any.
+pub(super) fn fixed_params<'c>(
+    cfg: &'c Config,
+    target: &Target,
+) -> Option<&'c std::collections::BTreeMap<String, Value>> {
+    let Target::Tool {
+        server, original, ..
+    } = target
+    else {
+        return None;
+    };
+    let fixed = &route::data_policy(cfg, server)?.tools.get(original)?.fixed;
+    (!fixed.is_empty()).then_some(fixed)
 }
 
 /// Stage: the gateway's own argument rules (limits, paths, URLs, SQL, shell, per role).

@@ -21,6 +21,7 @@ mod hardening;
 mod identity;
 mod keys;
 mod limits;
+mod overrides;
 mod peers;
 mod resilience;
 mod siem;
