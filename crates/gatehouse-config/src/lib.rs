@@ -74,6 +74,8 @@ pub struct Config {
     pub separator: String,
     pub upstreams: Vec<UpstreamSpec>,
     pub virtual_servers: BTreeMap<String, VirtualServer>,
+    /// `/mcp` lists meta-tools (search, describe, call) instead of every tool.
+    pub tool_search: bool,
     pub log_json: bool,
     pub log_level: String,
     pub auth: Option<AuthSettings>,
@@ -525,6 +527,8 @@ pub struct VirtualServer {
     pub tools: Option<BTreeSet<String>>,
     /// Only this tenant's principals may use it.
     pub tenant: Option<String>,
+    /// Meta-tools instead of the tool list; `None`: as the gateway's `tool_search`.
+    pub tool_search: Option<bool>,
 }
 
 const DEFAULT_INHERIT: [&str; 4] = ["PATH", "HOME", "LANG", "TMPDIR"];

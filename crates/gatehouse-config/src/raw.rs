@@ -41,6 +41,9 @@ pub struct RawConfig {
     /// Named subsets served at `/s/{name}/mcp`.
     #[serde(default)]
     pub virtual_servers: BTreeMap<String, RawVirtualServer>,
+    /// `true`: `/mcp` lists three meta-tools (search, describe, call) instead of every tool,
+    /// for agents facing hundreds of tools. Virtual servers decide for themselves.
+    pub tool_search: Option<bool>,
     #[serde(default)]
     pub logging: RawLogging,
     /// Who may call: OAuth 2.1 access tokens from trusted issuers.
@@ -790,4 +793,7 @@ pub struct RawVirtualServer {
     /// The tenant this virtual server belongs to: principals of other tenants are refused
     /// at its endpoint.
     pub tenant: Option<String>,
+    /// Lists the search, describe and call meta-tools instead of every tool (default: the
+    /// gateway's `tool_search`).
+    pub tool_search: Option<bool>,
 }

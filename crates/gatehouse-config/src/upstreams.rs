@@ -218,6 +218,7 @@ pub(super) fn validate_virtual_servers(
                 upstreams: v.upstreams.into_iter().collect(),
                 tools: v.tools.map(|t| t.into_iter().collect()),
                 tenant: v.tenant.filter(|t| !t.is_empty()),
+                tool_search: v.tool_search,
             },
         );
     }

@@ -365,6 +365,7 @@ impl RawConfig {
             separator,
             upstreams,
             virtual_servers,
+            tool_search: self.tool_search.unwrap_or(false),
             log_json: self.logging.format == Some(RawLogFormat::Json),
             log_level: self.logging.level.unwrap_or_else(|| "info".to_owned()),
         })

@@ -123,6 +123,7 @@ fn resources_route_by_uri_then_template_prefix() {
 #[test]
 fn virtual_server_scope_filters_upstreams_and_tools() {
     let vs = VirtualServer {
+        tool_search: None,
         name: "v".into(),
         upstreams: ["db".to_owned()].into(),
         tools: Some(["db__read".to_owned()].into()),

@@ -11,7 +11,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use super::trace::Trace;
 use super::{
     ClientCtx, Target, Verdict, View, detect, forward, hold, limits, outbound, policy, route,
-    validate,
+    search, validate,
 };
 use crate::authorize::Gate;
 use crate::config::Config;
@@ -135,6 +135,7 @@ fn stage_span(spans: &mut crate::otel::Spans, call: &str, started: u64, verdict:
 /// ICAP server, the upstream) runs for a request an earlier check refuses.
 pub(super) async fn chain(c: &mut Call<'_>) -> Result<Value, RpcError> {
     stage!(c, route::scope(c)); // the virtual server still exists; the caller's view
+    stage!(c, search::unwrap(c)); // a call through the call meta-tool: the tool it names
     stage!(c, route::target(c)); // exposed name → upstream and tool, within the view
     stage!(c, policy::authorize(c)); // policies (default deny), step-up, approval policies
     stage!(c, validate::envelope(c)); // tools/call arguments is an object

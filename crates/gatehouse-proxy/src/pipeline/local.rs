@@ -93,7 +93,27 @@ impl Gateway {
                 "ttlMs": 0,
                 "_meta": {"io.modelcontextprotocol/serverInfo": self.server_info()},
             })),
+            method::TOOLS_LIST if super::search::on(cfg, &view) => Ok(super::search::list()),
             method::TOOLS_LIST => named(&cat.tools, Action::CallTool, "tools"),
+            method::TOOLS_CALL => {
+                // Routed here only for the search and describe meta-tools.
+                let which = super::search::meta(req.param_str("name"))
+                    .ok_or_else(|| crate::refusal::method_not_found("Method not found"))?;
+                let visible: Vec<&Entry> = cat
+                    .tools
+                    .iter()
+                    .filter(|e| view.allows(&e.upstream, Some(e.exposed.as_str())))
+                    .filter(|e| {
+                        shows(
+                            Action::CallTool,
+                            &|d| d.tool(&e.upstream, &e.original, &e.exposed, &e.def),
+                            &e.upstream,
+                        )
+                    })
+                    .collect();
+                let args = req.params.as_ref().and_then(|p| p.get("arguments"));
+                Ok(super::search::answer(which, args, &visible))
+            }
             method::PROMPTS_LIST => named(&cat.prompts, Action::GetPrompt, "prompts"),
             method::RESOURCES_LIST => resources(&cat.resources, "uri", "resources"),
             method::RESOURCES_TEMPLATES_LIST => {

@@ -43,6 +43,7 @@ mod local;
 mod outbound;
 mod policy;
 mod route;
+mod search;
 #[cfg(test)]
 mod tests;
 mod trace;

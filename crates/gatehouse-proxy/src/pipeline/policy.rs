@@ -12,7 +12,11 @@ use crate::authorize::{Gate, digest, refusal};
 
 pub(super) fn authorize(c: &mut Call<'_>) -> Verdict {
     // Built only for what it decides: routed calls and the lists it filters.
-    let decides = matches!(c.target, Target::Upstream { .. }) || is_filtered_list(&c.req.method);
+    let decides = matches!(c.target, Target::Upstream { .. })
+        || is_filtered_list(&c.req.method)
+        // Tool search's meta-tools answer over what the same decision shows.
+        || (c.req.method == gatehouse_protocol::method::TOOLS_CALL
+            && matches!(c.target, Target::Local));
     c.gate = c
         .cfg
         .authorization

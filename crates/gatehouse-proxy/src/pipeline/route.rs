@@ -39,6 +39,14 @@ impl Gateway {
             method::LOGGING_SET_LEVEL => Ok(Target::Logging),
             method::TOOLS_CALL => {
                 let name = req.param_str("name").ok_or_else(|| missing("name"))?;
+                // Search and describe are answered here, over what the caller can see.
+                if matches!(
+                    super::search::meta(Some(name)),
+                    Some(super::search::SEARCH | super::search::DESCRIBE)
+                ) && super::search::on(cfg, &view)
+                {
+                    return Ok(Target::Local);
+                }
                 let Some(e) = cat
                     .tool(name)
                     .filter(|e| view.allows(&e.upstream, Some(&e.exposed)))

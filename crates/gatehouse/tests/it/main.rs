@@ -24,6 +24,7 @@ mod limits;
 mod overrides;
 mod peers;
 mod resilience;
+mod search;
 mod siem;
 mod tls;
 mod traces;
