@@ -1,6 +1,7 @@
 """An MCP server (official Python SDK, MCPServer) that reports the W3C trace context each
-call arrived with: the `traceparent` HTTP header and `params._meta.traceparent`. Used by the
-tracing tests to see what the gateway hands on to upstreams.
+call arrived with (the `traceparent` HTTP header and `params._meta.traceparent`) and every
+header of a call. Used by the tracing and header tests to see what the gateway hands on to
+upstreams.
 
 usage: trace_server.py [stdio | http PORT]
 """
@@ -21,6 +22,13 @@ def trace_context(ctx: Context) -> str:
     headers = getattr(rc.request, "headers", None)
     header = headers.get("traceparent") if headers is not None else None
     return json.dumps({"meta": meta, "header": header})
+
+
+@server.tool(annotations={"readOnlyHint": True})
+def request_headers(ctx: Context) -> str:
+    """Every HTTP header this call arrived with, as JSON pairs (names lowercase)."""
+    headers = getattr(ctx.request_context.request, "headers", None)
+    return json.dumps([[k.lower(), v] for k, v in headers.items()] if headers is not None else [])
 
 
 if __name__ == "__main__":

@@ -456,6 +456,48 @@ pub struct UpstreamSpec {
     pub transport: TransportSpec,
     /// Classification, tenant and per-tool overrides for authorization.
     pub data: DataPolicy,
+    /// Client headers passed on to this (HTTP) upstream, lowercase.
+    pub forward_headers: Vec<String>,
+}
+
+/// Headers a client's request never passes on to an upstream, whatever the config says:
+/// credentials and cookies, hop-by-hop and framing headers, addressing, and the headers
+/// MCP, tracing and Gatehouse set themselves.
+pub fn never_forwarded(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    matches!(
+        n.as_str(),
+        "authorization"
+            | "proxy-authorization"
+            | "cookie"
+            | "set-cookie"
+            | "host"
+            | "content-length"
+            | "content-type"
+            | "content-encoding"
+            | "accept"
+            | "accept-encoding"
+            | "connection"
+            | "keep-alive"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "expect"
+            | "forwarded"
+            | "origin"
+            | "last-event-id"
+            | "traceparent"
+            | "tracestate"
+            | "baggage"
+            | "dpop"
+    ) || n.starts_with("mcp-")
+        || n.starts_with("x-forwarded-")
+        || n.starts_with("x-real-ip")
+        || n.starts_with("gatehouse-")
+        || n.starts_with("x-gatehouse-")
+        || n.starts_with("proxy-")
+        || n.starts_with("sec-")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -719,6 +719,11 @@ pub struct RawUpstream {
     /// Extra HTTP headers sent to an HTTP upstream (e.g. its own credential).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Client request headers passed on to this HTTP upstream, by name (e.g.
+    /// `x-tenant-id`). Credentials, cookies, hop-by-hop and MCP's or Gatehouse's own
+    /// headers never are: such a name is refused.
+    #[serde(default)]
+    pub forward_headers: Vec<String>,
     /// TLS towards an HTTPS upstream: pin its CA and/or present a client certificate.
     pub tls: Option<RawUpstreamTls>,
     /// The gateway's own OAuth client credentials for an HTTP upstream (never the client's

@@ -173,11 +173,31 @@ pub(super) fn validate_upstreams(
             }
             _ => return Err(ConfigError::at(at, "set exactly one of command and url")),
         };
+        let mut forward_headers = Vec::new();
+        for h in &u.forward_headers {
+            let loc = format!("{at}.forward_headers");
+            if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                return Err(ConfigError::at(loc, format!("`{h}` is not a header name")));
+            }
+            if crate::never_forwarded(h) {
+                return Err(ConfigError::at(
+                    loc,
+                    format!(
+                        "`{h}` is never passed on (credentials, cookies, hop-by-hop, MCP's and the gateway's own headers)"
+                    ),
+                ));
+            }
+            if matches!(transport, TransportSpec::Stdio { .. }) {
+                return Err(ConfigError::at(loc, "only HTTP upstreams receive headers"));
+            }
+            forward_headers.push(h.to_ascii_lowercase());
+        }
         upstreams.push(UpstreamSpec {
             name,
             namespace,
             transport,
             data,
+            forward_headers,
         });
     }
     Ok(upstreams)

@@ -19,7 +19,7 @@ use crate::config::{Config, StoreKind, UpstreamSpec};
 use crate::hub::Hub;
 use crate::metrics as m;
 use crate::session::{SessionCodec, random_bytes};
-use crate::upstream::{ServerRequests, Upstream, UpstreamEvent};
+use crate::upstream::{Caller, ServerRequests, Upstream, UpstreamEvent};
 
 /// Most pages read from one upstream list, and most items kept, per refresh.
 const MAX_LIST_PAGES: usize = 100;
@@ -431,7 +431,12 @@ impl Gateway {
             for _ in 0..MAX_LIST_PAGES {
                 let params = cursor.take().map(|c| json!({ "cursor": c }));
                 let resp = match up
-                    .call(Request::new(0, meth, params), None, timeout, None)
+                    .call(
+                        Request::new(0, meth, params),
+                        None,
+                        timeout,
+                        Caller::default(),
+                    )
                     .await
                 {
                     Ok(r) => r,

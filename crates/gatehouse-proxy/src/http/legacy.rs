@@ -126,6 +126,7 @@ pub(super) async fn legacy_message(
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
             .and_then(crate::otel::Parent::parse),
+        forwarded: crate::pipeline::forwardable(&st.gw.config(), &headers),
     };
     for item in items {
         match item {

@@ -397,6 +397,7 @@ async fn post_mcp(
                     scope,
                     source: remote.map(|r| r.0.0.ip()),
                     traceparent,
+                    forwarded: crate::pipeline::forwardable(&cfg, &headers),
                 }
             }
             Err(r) => return r,
@@ -432,6 +433,7 @@ async fn post_mcp(
                 client,
                 source: remote.map(|r| r.0.0.ip()),
                 traceparent,
+                forwarded: crate::pipeline::forwardable(&cfg, &headers),
             }
         }
     };

@@ -118,7 +118,10 @@ impl Gateway {
             if wants && view.allows(up.name(), None) {
                 let mut r = req.clone();
                 strip_envelope(&mut r);
-                if let Err(e) = up.call(r, None, timeout, None).await {
+                if let Err(e) = up
+                    .call(r, None, timeout, crate::upstream::Caller::default())
+                    .await
+                {
                     tracing::warn!(upstream = up.name(), error = %e, "logging/setLevel not delivered");
                 }
             }
@@ -178,9 +181,28 @@ impl Gateway {
         );
         let uri = req.param_str("uri").map(str::to_owned);
         let client_span = trace.spans.as_ref().map(|s| start_client_span(s, &mut req));
+        // The client headers this upstream is configured to receive, and nothing else.
+        let headers: Vec<(http::HeaderName, http::HeaderValue)> = match cfg
+            .upstreams
+            .iter()
+            .find(|u| u.name == name)
+            .map(|u| &u.forward_headers)
+        {
+            Some(names) if !names.is_empty() => ctx
+                .forwarded
+                .iter()
+                .filter(|(k, _)| names.iter().any(|n| n == k.as_str()))
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        };
+        let caller = crate::upstream::Caller {
+            user: user.as_ref(),
+            headers: &headers,
+        };
         let started = Instant::now();
         let outcome = tokio::select! {
-            r = up.call(req, route, timeout, user.as_ref()) => Some(r),
+            r = up.call(req, route, timeout, caller) => Some(r),
             // The client sent notifications/cancelled: dropping the call tells the upstream.
             _ = cancel_rx => None,
         };

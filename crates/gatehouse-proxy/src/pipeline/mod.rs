@@ -107,6 +107,30 @@ pub struct ClientCtx {
     pub user_token: Option<UserToken>,
     /// The client's W3C trace context (`traceparent` header), when it sent a valid one.
     pub traceparent: Option<crate::otel::Parent>,
+    /// The client's headers some upstream is configured to receive (`forward_headers`);
+    /// empty when none is.
+    pub forwarded: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+/// The client's headers that some upstream's `forward_headers` names and that may ever be
+/// passed on; nothing is copied when no upstream forwards any.
+pub fn forwardable(
+    cfg: &crate::config::Config,
+    headers: &http::HeaderMap,
+) -> Vec<(http::HeaderName, http::HeaderValue)> {
+    if cfg.upstreams.iter().all(|u| u.forward_headers.is_empty()) {
+        return Vec::new();
+    }
+    headers
+        .iter()
+        .filter(|(k, _)| {
+            cfg.upstreams
+                .iter()
+                .any(|u| u.forward_headers.iter().any(|f| f == k.as_str()))
+                && !gatehouse_config::never_forwarded(k.as_str())
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// The token to keep for exchange: an OAuth access token the caller authenticated with.

@@ -67,6 +67,7 @@ async fn call(gw: &Arc<Gateway>, tool: &str, args: Value) -> (Result<Value, RpcE
         source: None,
         user_token: None,
         traceparent: None,
+        forwarded: Vec::new(),
     };
     let cfg = gw.config();
     let mut trace = Trace::default();

@@ -223,13 +223,20 @@ impl HttpLink {
     async fn post(
         &self,
         msg: &Message,
-        user: Option<&UserToken>,
+        caller: super::Caller<'_>,
     ) -> Result<reqwest::Response, UpstreamError> {
         let mut rb = self
-            .request(reqwest::Method::POST, user)
+            .request(reqwest::Method::POST, caller.user)
             .await?
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, "application/json, text/event-stream");
+        // The client headers configured for this upstream; checked again here, so no
+        // credential or protocol header is ever passed on, whatever reached this far.
+        for (k, v) in caller.headers {
+            if !gatehouse_config::never_forwarded(k.as_str()) {
+                rb = rb.header(k, v);
+            }
+        }
         for (k, v) in routing_headers(msg) {
             rb = rb.header(k, v);
         }
@@ -259,7 +266,7 @@ impl HttpLink {
             && let Some(c) = &self.credential
         {
             // The upstream refused the token: the next call fetches a fresh one.
-            match user {
+            match caller.user {
                 // The user's own token was refused: the pipeline forgets it.
                 Some(UserToken::Upstream(_)) => {}
                 Some(u) if c.exchanges() => c.forget_exchanged(u.token()),
@@ -284,9 +291,9 @@ impl HttpLink {
         shared: &Shared,
         n: u64,
         req: Request,
-        user: Option<&UserToken>,
+        caller: super::Caller<'_>,
     ) -> Result<(), UpstreamError> {
-        let resp = self.post(&Message::Request(req), user).await?;
+        let resp = self.post(&Message::Request(req), caller).await?;
         let accepted = self.pump(shared, resp, Some(n)).await?;
         // 202: the response comes later on the GET stream; the caller's timeout bounds it.
         if shared.is_pending(n) && !accepted {
@@ -301,7 +308,7 @@ impl HttpLink {
         shared: &Shared,
         msg: &Message,
     ) -> Result<(), UpstreamError> {
-        let resp = self.post(msg, None).await?;
+        let resp = self.post(msg, super::Caller::default()).await?;
         self.pump(shared, resp, None).await.map(drop)
     }
 

@@ -116,6 +116,14 @@ impl UpstreamInfo {
     }
 }
 
+/// Who a call is made for, as far as an HTTP upstream's request shows it: the user's token
+/// (per-user OAuth or token exchange) and the client headers this upstream receives.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Caller<'a> {
+    pub user: Option<&'a UserToken>,
+    pub headers: &'a [(::http::HeaderName, ::http::HeaderValue)],
+}
+
 /// Server-to-client requests waiting for a client's answer, across all upstreams. Client
 /// answers carry the gateway's id; this maps it back to the upstream and its own id. The id
 /// names this replica (`gatehouse-{replica}-{n}`), so an answer that reaches another replica
@@ -403,11 +411,11 @@ impl Link {
         shared: &Shared,
         n: u64,
         req: Request,
-        user: Option<&UserToken>,
+        caller: Caller<'_>,
     ) -> Result<(), UpstreamError> {
         match self {
             Link::Stdio(l) => l.send(&Message::Request(req)).await,
-            Link::Http(l) => l.send_request(shared, n, req, user).await,
+            Link::Http(l) => l.send_request(shared, n, req, caller).await,
             Link::Sse(l) => l.send(&Message::Request(req)).await,
         }
     }
@@ -535,20 +543,20 @@ impl Upstream {
         req: Request,
         route: Option<CallRoute>,
         timeout: Duration,
-        user: Option<&UserToken>,
+        caller: Caller<'_>,
     ) -> Result<Response, UpstreamError> {
         // Only an HTTP upstream can forget our session; keep a copy for the retry there only.
         let Link::Http(_) = &self.link else {
-            return self.call_once(req, route, timeout, user).await;
+            return self.call_once(req, route, timeout, caller).await;
         };
         match self
-            .call_once(req.clone(), route.clone(), timeout, user)
+            .call_once(req.clone(), route.clone(), timeout, caller)
             .await
         {
             Err(UpstreamError::SessionExpired) => {
                 // The upstream restarted and forgot us: handshake again, retry once.
                 self.handshake().await?;
-                self.call_once(req, route, timeout, user).await
+                self.call_once(req, route, timeout, caller).await
             }
             other => other,
         }
@@ -567,7 +575,7 @@ impl Upstream {
         mut req: Request,
         route: Option<CallRoute>,
         timeout: Duration,
-        user: Option<&UserToken>,
+        caller: Caller<'_>,
     ) -> Result<Response, UpstreamError> {
         let n = self.shared.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let client_id = std::mem::replace(&mut req.id, Id::from(n));
@@ -587,7 +595,7 @@ impl Upstream {
             armed: true,
         };
         let outcome = tokio::time::timeout(timeout, async {
-            self.link.send_request(&self.shared, n, req, user).await?;
+            self.link.send_request(&self.shared, n, req, caller).await?;
             rx.await.map_err(|_| UpstreamError::Closed)
         })
         .await;
@@ -623,7 +631,7 @@ impl Upstream {
             })),
         );
         let resp = self
-            .call_once(req, None, self.handshake_timeout, None)
+            .call_once(req, None, self.handshake_timeout, Caller::default())
             .await?;
         let info = match resp.outcome {
             Ok(result) => {
@@ -674,7 +682,7 @@ impl Upstream {
                 Request::new(0, method::DISCOVER, Some(json!({}))),
                 None,
                 self.handshake_timeout,
-                None,
+                Caller::default(),
             )
             .await?;
         let result = resp.outcome.map_err(|e| {

@@ -22,6 +22,7 @@ mod identity;
 mod keys;
 mod limits;
 mod overrides;
+mod passthrough;
 mod peers;
 mod resilience;
 mod search;
