@@ -3,6 +3,8 @@
 // registers itself (dynamic client registration) and runs authorization code + PKCE; the
 // provider's login and consent pages (oidc-provider development interactions) are answered
 // over HTTP here. usage: node ts_oauth_client.mjs URL TOOL ARGS_JSON
+// GATEHOUSE_CLIENT_METADATA_URL names the client by its metadata document instead of
+// registering it (Client ID Metadata Documents).
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { UnauthorizedError } from "@modelcontextprotocol/sdk/client/auth.js";
@@ -51,6 +53,7 @@ async function authorize(start) {
 
 const store = {};
 const provider = {
+  clientMetadataUrl: process.env.GATEHOUSE_CLIENT_METADATA_URL,
   get redirectUrl() {
     return REDIRECT;
   },
@@ -96,5 +99,5 @@ const connect = async () => {
 const client = await connect();
 const result = await client.callTool({ name: tool, arguments: JSON.parse(argsJson) });
 const payload = JSON.parse(Buffer.from(store.tokens.access_token.split(".")[1], "base64url").toString());
-console.log(JSON.stringify({ result, aud: payload.aud, sub: payload.sub, iss: payload.iss }));
+console.log(JSON.stringify({ result, aud: payload.aud, sub: payload.sub, iss: payload.iss, client_id: store.client?.client_id }));
 await client.close();

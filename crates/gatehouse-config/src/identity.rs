@@ -330,7 +330,40 @@ pub(super) fn validate_facade(
             upstreams,
         )?);
     }
+    let client_metadata = match f.client_metadata {
+        Some(c) if c.enabled == Some(false) => None,
+        c => {
+            let c = c.unwrap_or_default();
+            let at = format!("{AT}.client_metadata");
+            let cache = c.cache_secs.unwrap_or(300);
+            if !(1..=86_400).contains(&cache) {
+                return Err(ConfigError::at(format!("{at}.cache_secs"), "1 to 86400"));
+            }
+            let ca_pem = match &c.ca {
+                None => None,
+                Some(p) => {
+                    let pem = std::fs::read(p)
+                        .map_err(|e| ConfigError::at(format!("{at}.ca"), format!("{p}: {e}")))?;
+                    reqwest::Certificate::from_pem_bundle(&pem)
+                        .ok()
+                        .filter(|c| !c.is_empty())
+                        .ok_or_else(|| {
+                            ConfigError::at(format!("{at}.ca"), "no PEM certificate in it")
+                        })?;
+                    Some(pem)
+                }
+            };
+            Some(gatehouse_auth::ClientMetadataConfig {
+                hosts: c.hosts,
+                private_hosts: c.private_hosts,
+                ca_pem,
+                cache: Duration::from_secs(cache),
+            })
+        }
+    };
     Ok(gatehouse_auth::FacadeConfig {
+        client_metadata,
+        registrations_per_hour: f.registrations_per_hour.unwrap_or(20),
         issuer,
         audience: resource.to_owned(),
         resources,

@@ -558,6 +558,32 @@ pub struct RawFacade {
     /// keeps the tokens sealed and refreshes them.
     #[serde(default)]
     pub upstreams: BTreeMap<String, RawUserOAuth>,
+    /// Client ids that are HTTPS URLs of client metadata documents (the registration MCP's
+    /// 2025-11-25 and later specifications prefer). On by default; `{enabled: false}` turns
+    /// it off.
+    pub client_metadata: Option<RawClientMetadata>,
+    /// Dynamic registrations one address may make per hour (default 20; 0: no limit).
+    pub registrations_per_hour: Option<u32>,
+}
+
+/// How metadata-document client ids are fetched.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientMetadata {
+    /// Default true.
+    pub enabled: Option<bool>,
+    /// Accept documents only from these hosts (default: any host with public addresses).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Hosts whose documents may be on private or loopback addresses (an internal client
+    /// registry). Every other host must resolve to public addresses only.
+    #[serde(default)]
+    pub private_hosts: Vec<String>,
+    /// A PEM file of extra CA certificates trusted when fetching documents.
+    pub ca: Option<String>,
+    /// Seconds a fetched document is used before it is fetched again (default 300, at most
+    /// 86400).
+    pub cache_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]

@@ -20,17 +20,57 @@ use gatehouse_proxy::gateway::Gateway;
 const MAX_BODY: usize = 16 * 1024;
 
 pub(crate) fn router(gw: Arc<Gateway>) -> axum::Router {
+    // What a browser-based client calls from its own origin: metadata, keys, registration,
+    // token and revocation. None of them rides on cookies or ambient credentials, so any
+    // origin may read the answers. The sign-in pages (authorize, callbacks, consent) are
+    // navigations, not cross-origin reads: no CORS there.
+    let cors = axum::Router::new()
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(metadata).options(preflight),
+        )
+        .route("/oauth/jwks", get(jwks).options(preflight))
+        .route("/oauth/register", post(register).options(preflight))
+        .route("/oauth/token", post(token).options(preflight))
+        .route("/oauth/revoke", post(revoke).options(preflight))
+        .layer(axum::middleware::map_response(allow_any_origin));
     axum::Router::new()
-        .route("/.well-known/oauth-authorization-server", get(metadata))
-        .route("/oauth/jwks", get(jwks))
-        .route("/oauth/register", post(register))
+        .merge(cors)
         .route("/oauth/authorize", get(authorize))
         .route("/oauth/callback", get(callback))
-        .route("/oauth/token", post(token))
-        .route("/oauth/revoke", post(revoke))
         .route("/oauth/connect", get(connect))
         .route("/oauth/upstream/callback", get(upstream_callback))
         .with_state(gw)
+}
+
+/// CORS for the façade's machine endpoints: any origin, no credentials.
+async fn allow_any_origin(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("www-authenticate"),
+    );
+    r
+}
+
+/// A CORS preflight: the methods and headers a browser client needs, cached for a day.
+async fn preflight() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [
+            (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, OPTIONS"),
+            (
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                "authorization, content-type, mcp-protocol-version",
+            ),
+            (header::ACCESS_CONTROL_MAX_AGE, "86400"),
+        ],
+    )
+        .into_response()
 }
 
 /// The façade, or the answer when there is none: 404 when not configured, 503 when
@@ -152,11 +192,28 @@ async fn jwks(State(gw): State<Arc<Gateway>>) -> Response {
     }
 }
 
-async fn register(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
+async fn register(
+    State(gw): State<Arc<Gateway>>,
+    remote: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let s = match server(&gw) {
         Ok(s) => s,
         Err(r) => return r,
     };
+    let source = remote.map(|r| r.0.0.ip());
+    if !s.registration_allowed(source) {
+        tracing::warn!(target: "gatehouse::audit", source = ?source, "client registration refused: too many from this address");
+        let mut r = oauth_error(&OAuthError {
+            status: 429,
+            code: "invalid_request",
+            description: "too many registrations from this address; try again later".into(),
+        });
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("3600"));
+        return r;
+    }
     let json_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

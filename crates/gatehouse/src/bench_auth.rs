@@ -166,6 +166,8 @@ async fn gateway_tokens(n: usize) -> Result<()> {
         token_key: None,
         upstreams: Vec::new(),
         postgres: None,
+        client_metadata: None,
+        registrations_per_hour: 0,
     };
     let server = AuthorizationServer::new(cfg, &dir.join("key.pem"), store.clone(), None)
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -3,6 +3,7 @@
 //! URIs, authorization code with PKCE (S256 only), the user's sign-in delegated to the
 //! enterprise identity provider, and the gateway's own short-lived access tokens (ES256 JWTs)
 //! with rotating refresh tokens. A replayed refresh token or code revokes its whole family.
+//! Clients may instead be named by the URL of their metadata document (`cimd`).
 //! Clients only ever hold gateway tokens; the provider's token never leaves the gateway.
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,8 +22,10 @@ use crate::secrets::LocalSecrets;
 use crate::upstream::SecretRef;
 use crate::wire::{form_encode, now, read_limited, sha256};
 
+mod cimd;
 mod keys;
 mod register;
+pub use cimd::ClientMetadataConfig;
 pub use register::{redirect_allowed, valid_allow_entry};
 #[cfg(test)]
 mod tests;
@@ -74,6 +77,10 @@ pub struct FacadeConfig {
     pub upstreams: Vec<crate::consent::UpstreamOAuth>,
     /// PostgreSQL for the façade's state (shared by replicas); `None`: the store file.
     pub postgres: Option<String>,
+    /// Client ids that are URLs of metadata documents; `None`: registration only.
+    pub client_metadata: Option<ClientMetadataConfig>,
+    /// Dynamic registrations one address may make per hour.
+    pub registrations_per_hour: u32,
 }
 
 /// How long a login may take at the provider, and how long a code lives.
@@ -199,6 +206,10 @@ pub struct AuthorizationServer {
     /// One refresh of a user's upstream token at a time.
     pub(crate) refreshing: tokio::sync::Mutex<()>,
     provider: tokio::sync::Mutex<Option<(ProviderMeta, Instant)>>,
+    /// Metadata documents fetched lately.
+    documents: Mutex<cimd::DocumentCache>,
+    /// Registrations per address in the current hour.
+    registrations: Mutex<HashMap<std::net::IpAddr, (u32, Instant)>>,
 }
 
 impl std::fmt::Debug for AuthorizationServer {
@@ -255,6 +266,8 @@ impl AuthorizationServer {
             sealer,
             refreshing: tokio::sync::Mutex::new(()),
             provider: tokio::sync::Mutex::new(None),
+            documents: Mutex::new(cimd::DocumentCache::default()),
+            registrations: Mutex::new(HashMap::new()),
         })
     }
 
@@ -287,7 +300,35 @@ impl AuthorizationServer {
             "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
             "scopes_supported": self.cfg.scopes,
             "authorization_response_iss_parameter_supported": true,
+            "client_id_metadata_document_supported": self.cfg.client_metadata.is_some(),
         })
+    }
+
+    /// Whether `ip` may register another client this hour (dynamic registration is open to
+    /// anyone: one address cannot fill the client table).
+    pub fn registration_allowed(&self, ip: Option<std::net::IpAddr>) -> bool {
+        let Some(ip) = ip else { return true };
+        let limit = self.cfg.registrations_per_hour;
+        if limit == 0 {
+            return true;
+        }
+        let mut m = self
+            .registrations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let hour = Duration::from_secs(3600);
+        if m.len() > 10_000 {
+            m.retain(|_, (_, since)| since.elapsed() < hour);
+        }
+        let e = m.entry(ip).or_insert((0, Instant::now()));
+        if e.1.elapsed() >= hour {
+            *e = (0, Instant::now());
+        }
+        if e.0 >= limit {
+            return false;
+        }
+        e.0 += 1;
+        true
     }
 
     pub fn jwks(&self) -> Value {
@@ -345,12 +386,26 @@ impl AuthorizationServer {
         let Some(client_id) = get("client_id") else {
             return Step::Page(400, "client_id is required.".into());
         };
-        let client = match self.store.client(client_id) {
-            Ok(Some(c)) => c,
-            Ok(None) => return Step::Page(400, "Unknown client.".into()),
-            Err(e) => {
-                tracing::error!(error = %e, "oauth store");
-                return Step::Page(503, "Try again later.".into());
+        let client = if cimd::is_document_id(client_id) {
+            // A client named by its metadata document: fetched, fenced and checked.
+            match self.document_client(client_id).await {
+                Ok(c) => c,
+                Err(why) => {
+                    tracing::warn!(target: "gatehouse::audit", client_id = %client_id.chars().take(256).collect::<String>(), reason = %why, "client metadata document refused");
+                    return Step::Page(
+                        400,
+                        format!("The client's metadata document was refused: {why}."),
+                    );
+                }
+            }
+        } else {
+            match self.store.client(client_id) {
+                Ok(Some(c)) => c,
+                Ok(None) => return Step::Page(400, "Unknown client.".into()),
+                Err(e) => {
+                    tracing::error!(error = %e, "oauth store");
+                    return Step::Page(503, "Try again later.".into());
+                }
             }
         };
         // The redirect URI is checked before anything is sent to it: never an open redirect.

@@ -38,6 +38,22 @@ impl AuthorizationServer {
                 }
             }
         };
+        // A metadata-document client is public: its codes and refresh tokens are bound to
+        // its URL and the code to its PKCE challenge, checked at /authorize against the
+        // document; no secret can authenticate it.
+        if super::cimd::is_document_id(&id) && self.cfg.client_metadata.is_some() {
+            return match (secret, method) {
+                (None, "none") => Ok(OAuthClient {
+                    client_id: id,
+                    name: None,
+                    redirect_uris: Vec::new(),
+                    auth_method: "none".into(),
+                    secret_hash: None,
+                    created_at: 0,
+                }),
+                _ => Err(invalid()),
+            };
+        }
         let client = self
             .store
             .client(&id)

@@ -25,6 +25,11 @@ const FACADE_ADMIN: &str = "admin-token-for-the-facade-test-0123456789";
 /// A gateway that runs the authorization-server façade: clients register and sign in at
 /// the gateway, which sends the user to the IdP and issues its own tokens.
 async fn facade_setup() -> (Idp, Gw, std::path::PathBuf) {
+    facade_setup_with("").await
+}
+
+/// [`facade_setup`] with more lines in the `authorization_server` section.
+async fn facade_setup_with(extra: &str) -> (Idp, Gw, std::path::PathBuf) {
     let gw_port = free_port();
     let resource = format!("http://127.0.0.1:{gw_port}/mcp");
     let idp = Idp::start(free_port(), &resource, "a").await;
@@ -35,7 +40,7 @@ async fn facade_setup() -> (Idp, Gw, std::path::PathBuf) {
     std::fs::write(dir.join("admin-token"), FACADE_ADMIN).expect("admin token");
     let store = dir.join("gatehouse.db");
     let facade = format!(
-        "  authorization_server:\n    redirect_uris: [\"http://127.0.0.1/callback\", \"http://127.0.0.1/cb\"]\n    access_token_ttl_secs: 300\n    login: {{issuer: idp, client_id: gatehouse, client_secret: \"file:{}\"}}\nstore: {{sqlite: {}}}\naudit: {{durable_all: true}}\nadmin: {{token: \"file:{}\"}}\nvirtual_servers:\n",
+        "  authorization_server:\n{extra}    redirect_uris: [\"http://127.0.0.1/callback\", \"http://127.0.0.1/cb\"]\n    access_token_ttl_secs: 300\n    login: {{issuer: idp, client_id: gatehouse, client_secret: \"file:{}\"}}\nstore: {{sqlite: {}}}\naudit: {{durable_all: true}}\nadmin: {{token: \"file:{}\"}}\nvirtual_servers:\n",
         dir.join("idp-secret").display(),
         store.display(),
         dir.join("admin-token").display()
@@ -753,5 +758,243 @@ async fn replicas_share_sign_ins_and_catch_a_refresh_token_replayed_on_another_h
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert_eq!(init(&a.mcp(), &at1).await.status, StatusCode::UNAUTHORIZED);
+    drop(idp);
+}
+
+/// Serves `dir` over HTTPS on `port` with a certificate for localhost from `ca`.
+async fn https_documents(dir: &std::path::Path, port: u16) -> tokio::process::Child {
+    crate::common::ca(dir, "docs-ca").await;
+    crate::common::leaf(
+        dir,
+        "docs-ca",
+        "docs",
+        "DNS:localhost,IP:127.0.0.1",
+        "serverAuth",
+    )
+    .await;
+    let child = Command::new(python())
+        .arg(repo().join("testdata/servers/https_static.py"))
+        .arg(port.to_string())
+        .arg(dir.join("docs.pem"))
+        .arg(dir.join("docs.key"))
+        .arg(dir.join("www"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("https server");
+    crate::common::wait_port(port).await;
+    child
+}
+
+/// Clients named by their metadata document (CIMD): the TypeScript SDK signs in with a URL
+/// as its client id and never registers; the fetch is fenced against server-side request
+/// forgery, a document that does not name itself or carries a secret is refused, and so is
+/// a redirect it does not list. Registration is limited per address, and the machine
+/// endpoints answer browsers of any origin while the sign-in pages do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_named_by_a_metadata_document_sign_in_and_forged_ones_are_refused() {
+    let docs_port = free_port();
+    let dir = std::env::temp_dir().join(format!("gatehouse-cimd-{docs_port}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("www/clients")).expect("dir");
+    let base = format!("https://localhost:{docs_port}/clients");
+    let write = |name: &str, doc: Value| {
+        std::fs::write(dir.join("www/clients").join(name), doc.to_string()).expect("doc");
+    };
+    write(
+        "ts.json",
+        json!({"client_id": format!("{base}/ts.json"), "client_name": "CIMD test client",
+            "redirect_uris": ["http://127.0.0.1:9998/callback"], "grant_types": ["authorization_code"],
+            "response_types": ["code"], "token_endpoint_auth_method": "none"}),
+    );
+    write(
+        "liar.json",
+        json!({"client_id": format!("{base}/ts.json"), "redirect_uris": ["http://127.0.0.1:9998/callback"]}),
+    );
+    write(
+        "secret.json",
+        json!({"client_id": format!("{base}/secret.json"), "client_secret": "s",
+            "redirect_uris": ["http://127.0.0.1:9998/callback"]}),
+    );
+    write(
+        "elsewhere.json",
+        json!({"client_id": format!("{base}/elsewhere.json"), "redirect_uris": ["https://evil.example/cb"]}),
+    );
+    let _docs = https_documents(&dir, docs_port).await;
+    let (idp, gw, store) = facade_setup_with(&format!(
+        "    registrations_per_hour: 3\n    client_metadata: {{private_hosts: [localhost], ca: \"{}\", cache_secs: 60}}\n",
+        dir.join("docs-ca.pem").display()
+    ))
+    .await;
+    let meta: Value = reqwest::get(format!(
+        "{}/.well-known/oauth-authorization-server",
+        gw.base
+    ))
+    .await
+    .expect("metadata")
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(
+        meta["client_id_metadata_document_supported"], true,
+        "{meta}"
+    );
+
+    // The SDK names itself by its document and completes the sign-in; nothing registered.
+    let out = run_ok(
+        Command::new("node")
+            .arg(peers().join("ts_oauth_client.mjs"))
+            .args([&gw.mcp(), "demo__search_files", r#"{"query":"vpn"}"#])
+            .env("GATEHOUSE_CLIENT_METADATA_URL", format!("{base}/ts.json")),
+        120,
+    )
+    .await;
+    let v = last_json(&out);
+    assert_eq!(v["client_id"], format!("{base}/ts.json"), "{v}");
+    assert_eq!(v["iss"], gw.base.as_str(), "{v}");
+    assert!(
+        v["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("vpn.md"),
+        "{v}"
+    );
+    let methods = audit_methods(&store);
+    assert!(
+        !methods.iter().any(|m| m == "auth.client_registered"),
+        "{methods:?}"
+    );
+    assert!(
+        methods.iter().any(|m| m == "auth.token_issued"),
+        "{methods:?}"
+    );
+
+    // Attacks on the fetch and the document: each refused before anyone is redirected.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let authorize = |client_id: String, redirect: &str| {
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}/oauth/authorize", gw.base),
+            &[
+                ("client_id", client_id.as_str()),
+                ("redirect_uri", redirect),
+                ("response_type", "code"),
+                (
+                    "code_challenge",
+                    "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+                ),
+                ("code_challenge_method", "S256"),
+            ],
+        )
+        .expect("url");
+        let http = http.clone();
+        async move {
+            let r = http.get(url).send().await.expect("authorize");
+            (r.status(), r.text().await.unwrap_or_default())
+        }
+    };
+    let cb = "http://127.0.0.1:9998/callback";
+    for (client_id, redirect, why) in [
+        // The same document by address: loopback is only allowed under its named host.
+        (
+            format!("https://127.0.0.1:{docs_port}/clients/ts.json"),
+            cb,
+            "internal address",
+        ),
+        (
+            "https://169.254.169.254/latest/meta-data/iam".to_owned(),
+            cb,
+            "internal address",
+        ),
+        (
+            "https://[::ffff:a00:1]/client.json".to_owned(),
+            cb,
+            "internal address",
+        ),
+        (format!("{base}/liar.json"), cb, "not its own URL"),
+        (format!("{base}/secret.json"), cb, "client_secret"),
+        (
+            format!("{base}/elsewhere.json"),
+            "https://evil.example/cb",
+            "not allowed here",
+        ),
+        (format!("{base}/missing.json"), cb, "HTTP 404"),
+        (
+            format!("{base}/ts.json"),
+            "http://127.0.0.1:9998/other",
+            "not one this client registered",
+        ),
+        (
+            format!("http://localhost:{docs_port}/clients/ts.json"),
+            cb,
+            "Unknown client",
+        ),
+    ] {
+        let (status, page) = authorize(client_id.clone(), redirect).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{client_id}: {page}");
+        assert!(page.contains(why), "{client_id}: {page}");
+    }
+    // A document client is public: a secret never authenticates it at the token endpoint.
+    let (status, body) = form_post(
+        &format!("{}/oauth/token", gw.base),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", "x"),
+            ("code_verifier", &"v".repeat(43)),
+            ("client_id", &format!("{base}/ts.json")),
+            ("client_secret", "guess"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+
+    // Registration: three per address per hour here, then 429.
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let r = http
+            .post(format!("{}/oauth/register", gw.base))
+            .json(&json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"}))
+            .send()
+            .await
+            .expect("register");
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [201, 201, 201, 429]);
+
+    // CORS: the machine endpoints answer any origin; the sign-in page does not.
+    let pre = http
+        .request(reqwest::Method::OPTIONS, format!("{}/oauth/token", gw.base))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .expect("preflight");
+    assert_eq!(pre.status(), StatusCode::NO_CONTENT);
+    assert_eq!(pre.headers()["access-control-allow-origin"], "*");
+    assert!(
+        pre.headers()
+            .get("access-control-allow-credentials")
+            .is_none()
+    );
+    let meta = http
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            gw.base
+        ))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .expect("metadata");
+    assert_eq!(meta.headers()["access-control-allow-origin"], "*");
+    let page = http
+        .get(format!("{}/oauth/authorize?client_id=x", gw.base))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .expect("authorize");
+    assert!(page.headers().get("access-control-allow-origin").is_none());
     drop(idp);
 }
