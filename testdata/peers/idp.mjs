@@ -6,9 +6,15 @@
 // it again with another tag rotates the keys. Users log in through the development
 // login form (any name) for authorization code + PKCE. The gateway's client
 // (gatehouse-upstream) may also exchange a user's JWT for an upstream token (RFC 8693).
-import { generateKeyPairSync } from "node:crypto";
+// Enterprise-managed authorization: the agent client (mcp-agent) exchanges a user's ID
+// token for an identity assertion authorization grant (ID-JAG, draft-ietf-oauth-identity-
+// assertion-authz-grant) addressed to another authorization server; the client's id there
+// comes from the JSON map in the file $ID_JAG_CLIENT_MAP ({"mcp-agent": "…"}), read per
+// request, as an IdP admin would configure it.
+import { generateKeyPairSync, randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
 import Provider, { errors } from "oidc-provider";
-import { createLocalJWKSet, jwtVerify } from "jose";
+import { SignJWT, createLocalJWKSet, importJWK, jwtVerify } from "jose";
 
 const [port, tag = "a"] = process.argv.slice(2);
 const resource = process.env.GATEWAY_RESOURCE;
@@ -19,6 +25,8 @@ Object.assign(ec, { kid: `ec-${tag}`, alg: "ES256", use: "sig" });
 
 const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token";
+const ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token";
+const ID_JAG_TYPE = "urn:ietf:params:oauth:token-type:id-jag";
 const publicKey = ({ d, p, q, dp, dq, qi, ...pub }) => pub;
 const ownKeys = createLocalJWKSet({ keys: [publicKey(rsa), publicKey(ec)] });
 
@@ -58,6 +66,15 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
       client_secret: "gatehouse-secret",
       grant_types: ["authorization_code"],
       redirect_uris: [`${new URL(resource).origin}/oauth/callback`],
+      response_types: ["code"],
+      token_endpoint_auth_method: "client_secret_basic",
+    },
+    // An enterprise's agent: users sign in to it (an ID token), and it asks for ID-JAGs.
+    {
+      client_id: "mcp-agent",
+      client_secret: "agent-secret",
+      grant_types: ["authorization_code", TOKEN_EXCHANGE],
+      redirect_uris: ["http://127.0.0.1:9997/callback"],
       response_types: ["code"],
       token_endpoint_auth_method: "client_secret_basic",
     },
@@ -112,6 +129,9 @@ provider.registerGrantType(
   TOKEN_EXCHANGE,
   async (ctx) => {
     const { params, client } = ctx.oidc;
+    if (params.requested_token_type === ID_JAG_TYPE) {
+      return idJag(ctx);
+    }
     if (params.subject_token_type !== ACCESS_TOKEN_TYPE) {
       throw new errors.InvalidRequest("unsupported subject_token_type");
     }
@@ -151,4 +171,40 @@ provider.registerGrantType(
   },
   ["subject_token", "subject_token_type", "resource", "audience", "scope", "requested_token_type"],
 );
+// An ID-JAG for the user of a valid ID token this provider issued to the requesting
+// client, addressed to `audience` (another authorization server), short-lived, naming the
+// client's id there. `audience` "wrong" in tests is simply passed through: the receiving
+// server must refuse what is not addressed to it.
+async function idJag(ctx) {
+  const { params, client } = ctx.oidc;
+  if (params.subject_token_type !== ID_TOKEN_TYPE) throw new errors.InvalidRequest("subject_token_type must be id_token");
+  if (!params.audience) throw new errors.InvalidRequest("audience is required");
+  let claims;
+  try {
+    ({ payload: claims } = await jwtVerify(params.subject_token, ownKeys, { issuer: provider.issuer, audience: client.clientId }));
+  } catch {
+    throw new errors.InvalidGrant("subject_token is not a valid ID token for this client");
+  }
+  const map = process.env.ID_JAG_CLIENT_MAP ? JSON.parse(readFileSync(process.env.ID_JAG_CLIENT_MAP, "utf8")) : {};
+  const clientIdThere = map[client.clientId];
+  if (!clientIdThere) throw new errors.InvalidClient("this client may not reach that server");
+  const now = Math.floor(Date.now() / 1000);
+  const jag = await new SignJWT({
+    client_id: clientIdThere,
+    jti: randomUUID(),
+    scope: "mcp:tools",
+    resource: params.resource,
+    tid: "acme",
+    groups: ["analyst"],
+  })
+    .setProtectedHeader({ alg: "RS256", kid: rsa.kid, typ: "oauth-id-jag+jwt" })
+    .setIssuer(provider.issuer)
+    .setSubject(claims.sub)
+    .setAudience(params.audience)
+    .setIssuedAt(now)
+    .setExpirationTime(now + 120)
+    .sign(await importJWK(rsa, "RS256"));
+  ctx.body = { access_token: jag, issued_token_type: ID_JAG_TYPE, token_type: "N_A", expires_in: 120 };
+}
+
 provider.listen(Number(port), "127.0.0.1", () => console.error(`idp listening on ${port}`));

@@ -8,47 +8,15 @@
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { UnauthorizedError } from "@modelcontextprotocol/sdk/client/auth.js";
+import { signIn } from "./idp_login.mjs";
 
 const [url, tool, argsJson] = process.argv.slice(2);
 const REDIRECT = "http://127.0.0.1:9998/callback";
 let code;
 
-/** Plays the user at the provider's pages, keeping its cookies. */
+/** Plays the user at the provider's pages. */
 async function authorize(start) {
-  const jar = new Map();
-  const cookies = () => [...jar].map(([k, v]) => `${k}=${v}`).join("; ");
-  const keep = (res) => {
-    for (const c of res.headers.getSetCookie()) {
-      const [pair] = c.split(";");
-      const i = pair.indexOf("=");
-      jar.set(pair.slice(0, i), pair.slice(i + 1));
-    }
-  };
-  let next = start.toString();
-  for (let i = 0; i < 12; i++) {
-    if (next.startsWith(REDIRECT)) {
-      code = new URL(next).searchParams.get("code");
-      return;
-    }
-    let res = await fetch(next, { redirect: "manual", headers: { cookie: cookies() } });
-    keep(res);
-    if (res.status === 302 || res.status === 303) {
-      next = new URL(res.headers.get("location"), next).toString();
-      continue;
-    }
-    const page = await res.text();
-    const action = new URL(page.match(/<form[^>]*action="([^"]+)"/)[1], next).toString();
-    const prompt = page.match(/name="prompt" value="([^"]+)"/)[1];
-    const form = new URLSearchParams({ prompt });
-    if (prompt === "login") {
-      form.set("login", "bob");
-      form.set("password", "any");
-    }
-    res = await fetch(action, { method: "POST", body: form, redirect: "manual", headers: { cookie: cookies() } });
-    keep(res);
-    next = new URL(res.headers.get("location"), action).toString();
-  }
-  throw new Error("authorization did not complete");
+  code = await signIn(start, REDIRECT, "bob");
 }
 
 const store = {};

@@ -125,7 +125,7 @@ fn peek_payload(token: &str) -> Option<Map<String, Value>> {
     serde_json::from_slice(&bytes).ok()
 }
 
-fn strings(v: Option<&Value>) -> Vec<String> {
+pub(crate) fn strings(v: Option<&Value>) -> Vec<String> {
     match v {
         Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
         Some(Value::Array(a)) => a
@@ -298,6 +298,86 @@ impl Authenticator {
 
     /// Verifies a JWT; returns the principal, the token's `exp` and the issuer's index.
     async fn jwt(&self, token: &str) -> Result<(Principal, u64, usize), AuthError> {
+        let (claims, index) = self.verified_claims(token, None).await?;
+        let cfg = &self.issuers[index].cfg;
+        let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+        let p = principal(
+            cfg,
+            &claims,
+            AuthMethod::Jwt {
+                issuer: cfg.issuer.clone(),
+            },
+        )?;
+        Ok((p, exp, index))
+    }
+
+    /// Verifies an identity assertion authorization grant (ID-JAG): a JWT of type
+    /// `oauth-id-jag+jwt` from one of `issuers` (their `iss`), addressed to `audience` (the
+    /// façade's issuer), short-lived, with a `jti` and the `client_id` it was issued to.
+    /// Returns the principal it names and its claims.
+    pub async fn verify_id_jag(
+        &self,
+        token: &str,
+        audience: &str,
+        issuers: &[String],
+    ) -> Result<(Principal, Map<String, Value>), AuthError> {
+        if token.is_empty() || token.len() > 16 * 1024 || !token.is_ascii() {
+            return Err(AuthError::Malformed);
+        }
+        let header = decode_header(token).map_err(|_| AuthError::Malformed)?;
+        if !header
+            .typ
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("oauth-id-jag+jwt"))
+        {
+            return Err(AuthError::Invalid("not an ID-JAG (typ)".into()));
+        }
+        let iss = peek_payload(token)
+            .and_then(|c| c.get("iss").and_then(Value::as_str).map(str::to_owned))
+            .ok_or(AuthError::UnknownIssuer)?;
+        if !issuers.contains(&iss) {
+            return Err(AuthError::UnknownIssuer);
+        }
+        let (claims, index) = self
+            .verified_claims(token, Some(&[audience.to_owned()]))
+            .await?;
+        let int = |k: &str| claims.get(k).and_then(Value::as_u64);
+        let (Some(iat), Some(exp)) = (int("iat"), int("exp")) else {
+            return Err(AuthError::Invalid("iat and exp are required".into()));
+        };
+        // A grant is for immediate use: at most five minutes of life.
+        if exp.saturating_sub(iat) > 300 {
+            return Err(AuthError::Invalid(
+                "the grant lives longer than 5 minutes".into(),
+            ));
+        }
+        for k in ["jti", "client_id", "sub"] {
+            if claims
+                .get(k)
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                return Err(AuthError::Invalid(format!("{k} is required")));
+            }
+        }
+        let cfg = &self.issuers[index].cfg;
+        let p = principal(
+            cfg,
+            &claims,
+            AuthMethod::Jwt {
+                issuer: cfg.issuer.clone(),
+            },
+        )?;
+        Ok((p, claims))
+    }
+
+    /// A JWT's claims once its issuer, algorithm, signature, time claims and audience (the
+    /// issuer's own audiences, or `audiences`) are verified; with the issuer's index.
+    async fn verified_claims(
+        &self,
+        token: &str,
+        audiences: Option<&[String]>,
+    ) -> Result<(Map<String, Value>, usize), AuthError> {
         let header = decode_header(token).map_err(|e| {
             // An algorithm the library does not know (`none` among them) lands here.
             let alg = peek_header_alg(token).unwrap_or_default();
@@ -339,7 +419,7 @@ impl Authenticator {
         v.leeway = cfg.skew.as_secs();
         v.validate_nbf = true;
         v.set_issuer(&[&cfg.issuer]);
-        v.set_audience(&cfg.audiences);
+        v.set_audience(audiences.unwrap_or(&cfg.audiences));
         v.set_required_spec_claims(&["exp", "iss", "aud"]);
         let data = decode::<Map<String, Value>>(token, &key, &v).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
@@ -362,15 +442,7 @@ impl Authenticator {
         {
             return Err(AuthError::NotYetValid);
         }
-        let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
-        let p = principal(
-            cfg,
-            &claims,
-            AuthMethod::Jwt {
-                issuer: cfg.issuer.clone(),
-            },
-        )?;
-        Ok((p, exp, index))
+        Ok((claims, index))
     }
 
     async fn opaque(&self, token: &str) -> Result<Principal, AuthError> {

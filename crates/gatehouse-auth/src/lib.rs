@@ -19,8 +19,8 @@ pub use apikey::{ApiKeys, KEY_PREFIX, KeySpec, NewKey};
 pub use consent::{UpstreamCredential, UpstreamOAuth};
 pub use error::AuthError;
 pub use facade::{
-    AuthorizationServer, ClientMetadataConfig, CutOff, FacadeConfig, FacadeEvent, LoginConfig,
-    OAuthError, Params, Step, redirect_allowed, valid_allow_entry,
+    AuthorizationServer, ClientMetadataConfig, CutOff, FacadeConfig, FacadeEvent, JWT_BEARER,
+    LoginConfig, OAuthError, Params, Step, redirect_allowed, valid_allow_entry,
 };
 pub use issuer::{
     Algorithm, Authenticator, ClaimMap, IssuerConfig, IssuerTrust, client_basic,

@@ -361,8 +361,19 @@ pub(super) fn validate_facade(
             })
         }
     };
+    let mut id_jag_issuers = Vec::new();
+    for name in f.id_jag.map(|j| j.issuers).unwrap_or_default() {
+        let i = issuers.iter().find(|i| i.name == name).ok_or_else(|| {
+            ConfigError::at(
+                format!("{AT}.id_jag.issuers"),
+                format!("`{name}` is not a name under auth.issuers"),
+            )
+        })?;
+        id_jag_issuers.push(i.issuer.clone());
+    }
     Ok(gatehouse_auth::FacadeConfig {
         client_metadata,
+        id_jag_issuers,
         registrations_per_hour: f.registrations_per_hour.unwrap_or(20),
         issuer,
         audience: resource.to_owned(),

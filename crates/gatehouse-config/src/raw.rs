@@ -564,6 +564,17 @@ pub struct RawFacade {
     pub client_metadata: Option<RawClientMetadata>,
     /// Dynamic registrations one address may make per hour (default 20; 0: no limit).
     pub registrations_per_hour: Option<u32>,
+    /// Enterprise-managed authorization: identity assertion authorization grants (ID-JAG)
+    /// from these issuers (names under `auth.issuers`) are exchanged at the token endpoint
+    /// for gateway tokens, with no sign-in page.
+    pub id_jag: Option<RawIdJag>,
+}
+
+/// Which enterprise IdPs may vouch for users and clients with an ID-JAG.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdJag {
+    pub issuers: Vec<String>,
 }
 
 /// How metadata-document client ids are fetched.

@@ -379,9 +379,27 @@ async fn token(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -
             Err(e) => Err(e.clone()),
         }
     };
-    let Ok((outcome, event)) =
+    let outcome = if p.get("grant_type").map(String::as_str) == Some(gatehouse_auth::JWT_BEARER) {
+        // An ID-JAG: its signature and claims are checked first (the issuer's keys may have
+        // to be fetched), then the grant itself on a blocking thread (it touches the store).
+        let (Some(authn), false) = (gw.authenticator(), s.id_jag_issuers().is_empty()) else {
+            return oauth_error(&OAuthError {
+                status: 400,
+                code: "unsupported_grant_type",
+                description: "authorization_code or refresh_token".into(),
+            });
+        };
+        let Some(assertion) = p.get("assertion").cloned() else {
+            return bad_request("assertion is required");
+        };
+        let verified = authn
+            .verify_id_jag(&assertion, s.issuer(), s.id_jag_issuers())
+            .await;
+        tokio::task::spawn_blocking(move || s.assertion_grant(&p, creds, verified, &cut_off)).await
+    } else {
         tokio::task::spawn_blocking(move || s.token(&p, creds, &cut_off)).await
-    else {
+    };
+    let Ok((outcome, event)) = outcome else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
     if let Some(e) = &event {

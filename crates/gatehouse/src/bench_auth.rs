@@ -168,6 +168,7 @@ async fn gateway_tokens(n: usize) -> Result<()> {
         postgres: None,
         client_metadata: None,
         registrations_per_hour: 0,
+        id_jag_issuers: Vec::new(),
     };
     let server = AuthorizationServer::new(cfg, &dir.join("key.pem"), store.clone(), None)
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -81,7 +81,13 @@ pub struct FacadeConfig {
     pub client_metadata: Option<ClientMetadataConfig>,
     /// Dynamic registrations one address may make per hour.
     pub registrations_per_hour: u32,
+    /// Issuers (`iss`) whose identity assertion authorization grants (ID-JAG) the token
+    /// endpoint accepts; empty: none.
+    pub id_jag_issuers: Vec<String>,
 }
+
+/// RFC 7523's grant type, which carries an ID-JAG.
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 /// How long a login may take at the provider, and how long a code lives.
 pub(crate) const LOGIN_TTL: u64 = 600;
@@ -275,6 +281,11 @@ impl AuthorizationServer {
         &self.cfg.issuer
     }
 
+    /// Issuers whose ID-JAGs the token endpoint accepts.
+    pub fn id_jag_issuers(&self) -> &[String] {
+        &self.cfg.id_jag_issuers
+    }
+
     pub(crate) fn own_tokens(&self) -> Arc<OwnTokens> {
         self.own.clone()
     }
@@ -294,7 +305,11 @@ impl AuthorizationServer {
             "jwks_uri": self.url("/oauth/jwks"),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
-            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "grant_types_supported": if self.cfg.id_jag_issuers.is_empty() {
+                json!(["authorization_code", "refresh_token"])
+            } else {
+                json!(["authorization_code", "refresh_token", JWT_BEARER])
+            },
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
             "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],

