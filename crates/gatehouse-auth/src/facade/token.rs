@@ -431,7 +431,9 @@ impl AuthorizationServer {
         {
             return refuse("the assertion is for another resource", &claims);
         }
-        // Once only: the grant's issuer and jti, kept until the grant expires.
+        // Once only: the grant's issuer and jti, kept an hour past the grant's expiry (longer
+        // than any clock skew its issuer is allowed), so a replay is refused while the grant
+        // could still verify.
         let iss = grant.get("iss").and_then(Value::as_str).unwrap_or_default();
         let jti = grant.get("jti").and_then(Value::as_str).unwrap_or_default();
         let exp = grant.get("exp").and_then(Value::as_u64).unwrap_or_default();
@@ -444,7 +446,7 @@ impl AuthorizationServer {
             scope: String::new(),
             resource: String::new(),
             family: String::new(),
-            created_at: exp,
+            created_at: exp.saturating_add(3600),
         };
         if self.store.put_code(&key, &marker).is_err() {
             return match self.store.redeem_code(&key, 0, now()) {

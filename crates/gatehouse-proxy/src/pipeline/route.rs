@@ -255,6 +255,10 @@ pub(super) fn target(c: &mut Call<'_>) -> Verdict {
             c.trace.tool = Some(name.clone());
             c.trace.unknown_tool = true;
         }
+        // Tool search's search and describe: recorded under the meta-tool's name.
+        Target::Local if c.req.method == gatehouse_protocol::method::TOOLS_CALL => {
+            c.trace.tool = c.req.param_str("name").map(str::to_owned);
+        }
         Target::Local | Target::Logging => {}
     }
     c.target = target;
