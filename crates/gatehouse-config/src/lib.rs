@@ -460,6 +460,27 @@ pub struct UpstreamSpec {
     pub forward_headers: Vec<String>,
 }
 
+/// A command upstream's confinement, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxSpec {
+    pub read: Vec<PathBuf>,
+    pub write: Vec<PathBuf>,
+    pub network: SandboxNetwork,
+    pub memory_mb: u64,
+    pub cpu_secs: Option<u64>,
+    pub processes: u64,
+    pub file_size_mb: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SandboxNetwork {
+    /// A network namespace of its own: no interface, not even loopback.
+    None,
+    Host,
+    /// TCP connections to these ports only.
+    Connect(Vec<u16>),
+}
+
 /// Headers a client's request never passes on to an upstream, whatever the config says:
 /// credentials and cookies, hop-by-hop and framing headers, addressing, and the headers
 /// MCP, tracing and Gatehouse set themselves.
@@ -507,6 +528,8 @@ pub enum TransportSpec {
         args: Vec<String>,
         env: Vec<(String, String)>,
         cwd: Option<PathBuf>,
+        /// Confinement; `None`: the child runs with the gateway's rights.
+        sandbox: Option<SandboxSpec>,
     },
     StreamableHttp {
         url: reqwest::Url,

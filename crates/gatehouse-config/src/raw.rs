@@ -749,6 +749,10 @@ pub struct RawUpstream {
     pub inherit_env: Option<Vec<String>>,
     /// Working directory of the child.
     pub cwd: Option<String>,
+    /// Confines a command upstream: the paths it may read and write, its network, and
+    /// limits on memory, CPU, processes and file size (Landlock, seccomp, namespaces,
+    /// rlimits). A profile this kernel cannot enforce stops the server from starting.
+    pub sandbox: Option<RawSandbox>,
     /// Upstream endpoint for `streamable_http` (`…/mcp`) or `sse` (`…/sse`).
     pub url: Option<String>,
     /// `streamable_http` (default for `url`) or `sse` (legacy HTTP+SSE).
@@ -838,4 +842,42 @@ pub struct RawVirtualServer {
     /// Lists the search, describe and call meta-tools instead of every tool (default: the
     /// gateway's `tool_search`).
     pub tool_search: Option<bool>,
+}
+
+/// A command upstream's confinement.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSandbox {
+    /// Absolute paths it may read (and execute) beneath, besides the system's libraries
+    /// and certificates.
+    #[serde(default)]
+    pub read: Vec<String>,
+    /// Absolute paths it may read and write beneath.
+    #[serde(default)]
+    pub write: Vec<String>,
+    /// `none` (default: a network namespace of its own, no interface up), `host`, or
+    /// `{connect: [ports]}` (TCP connections to these ports only, no listening).
+    pub network: Option<RawSandboxNetwork>,
+    /// Private writable memory, MiB (default 1024).
+    pub memory_mb: Option<u64>,
+    /// CPU seconds (default: none).
+    pub cpu_secs: Option<u64>,
+    /// Processes and threads it may run at once (default 64).
+    pub processes: Option<u64>,
+    /// Largest file it may write, MiB (default 256).
+    pub file_size_mb: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawSandboxNetwork {
+    Mode(RawNetworkMode),
+    Connect { connect: Vec<u16> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawNetworkMode {
+    None,
+    Host,
 }

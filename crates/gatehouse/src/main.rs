@@ -331,6 +331,20 @@ fn which(cmd: &str) -> Option<PathBuf> {
 }
 
 fn main() -> Result<()> {
+    // A confined stdio upstream starts here, before anything else runs (one thread):
+    // `gatehouse __sandbox PROFILE -- COMMAND ARGS…` confines itself and executes COMMAND.
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some(gatehouse_proxy::upstream::sandbox::LAUNCHER) {
+        let (Some(profile), Some("--"), Some(command)) =
+            (argv.get(2), argv.get(3).map(String::as_str), argv.get(4))
+        else {
+            eprintln!("gatehouse: usage: __sandbox PROFILE -- COMMAND [ARGS…]");
+            std::process::exit(126);
+        };
+        let why = gatehouse_proxy::upstream::sandbox::exec_confined(profile, command, &argv[5..]);
+        eprintln!("gatehouse: {why}");
+        std::process::exit(126);
+    }
     // No transparent huge pages: mimalloc asks for them, and on a gateway whose heap is
     // mostly small short-lived buffers they held about 40 MB of resident memory for no
     // measurable CPU gain (docs/benchmarks.md). Inherited by stdio upstreams we start.
@@ -356,6 +370,33 @@ fn main() -> Result<()> {
                     eprintln!(
                         "warning: no `authorization` section: every authenticated caller may call every tool in its scope"
                     );
+                }
+                // Each command upstream's confinement, and whether this kernel enforces it.
+                for u in &c.upstreams {
+                    let gatehouse_proxy::config::TransportSpec::Stdio { sandbox, .. } =
+                        &u.transport
+                    else {
+                        continue;
+                    };
+                    match sandbox {
+                        Some(s) => {
+                            println!(
+                                "  {}: sandboxed: {}",
+                                u.name,
+                                gatehouse_proxy::upstream::sandbox::describe(s)
+                            );
+                            if let Err(e) = gatehouse_proxy::upstream::sandbox::enforceable(s) {
+                                eprintln!(
+                                    "warning: {}: this kernel cannot enforce the sandbox ({e}): the server will not start",
+                                    u.name
+                                );
+                            }
+                        }
+                        None => println!(
+                            "  {}: not sandboxed (it runs with the gateway's own rights)",
+                            u.name
+                        ),
+                    }
                 }
                 Ok(())
             }

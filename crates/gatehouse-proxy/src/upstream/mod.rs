@@ -4,6 +4,7 @@
 //! each upstream on its own, whatever version the clients speak.
 
 mod http;
+pub mod sandbox;
 mod sse;
 mod stdio;
 

@@ -45,13 +45,26 @@ fn spawn_child(spec: &TransportSpec) -> std::io::Result<Child> {
         args,
         env,
         cwd,
+        sandbox,
     } = spec
     else {
         return Err(std::io::Error::other("not a stdio upstream"));
     };
-    let mut cmd = Command::new(command);
-    cmd.args(args)
-        .env_clear()
+    // Confined: started through the gateway's own binary, which confines itself and then
+    // runs the server (see `sandbox`).
+    let mut cmd = match sandbox {
+        Some(s) => {
+            let mut c = Command::new(std::env::current_exe()?);
+            c.args(super::sandbox::launcher_args(s, command, args));
+            c
+        }
+        None => {
+            let mut c = Command::new(command);
+            c.args(args);
+            c
+        }
+    };
+    cmd.env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -105,6 +118,7 @@ pub(crate) async fn supervise(up: Arc<Upstream>) {
             }
         };
         let group = Group::of(&child);
+        let pid = child.id();
         let started = Instant::now();
         let (Some(mut stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
@@ -204,6 +218,15 @@ pub(crate) async fn supervise(up: Arc<Upstream>) {
         drop(group);
         let status = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
         tracing::warn!(upstream = %name, ?status, "upstream process ended");
+        if let (
+            Some(pid),
+            TransportSpec::Stdio {
+                sandbox: Some(_), ..
+            },
+        ) = (pid, &up.spec.transport)
+        {
+            super::sandbox::forget_server(pid);
+        }
         up.disconnected();
         if started.elapsed() > Duration::from_secs(60) {
             backoff.reset();

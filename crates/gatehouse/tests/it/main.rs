@@ -25,6 +25,7 @@ mod overrides;
 mod passthrough;
 mod peers;
 mod resilience;
+mod sandbox;
 mod search;
 mod siem;
 mod tls;

@@ -136,7 +136,8 @@ async fn injections_are_refused_with_invalid_params_and_benign_calls_pass() {
     let v = agent(&url, "demo__deploy_service", json!({"service": "a"})).await;
     assert_eq!(v["error"]["data"]["rule"], "validate.schema", "{v}");
 
-    // An operator's limit.
+    // An operator's limit: written into the schema `tools/list` shows (`maxItems`), so the
+    // schema check refuses what exceeds it.
     let v = agent(
         &url,
         "demo__read_database",
@@ -144,7 +145,14 @@ async fn injections_are_refused_with_invalid_params_and_benign_calls_pass() {
     )
     .await;
     assert_eq!(v["error"]["code"], -32602, "{v}");
-    assert_eq!(v["error"]["data"]["rule"], "validate.constraint", "{v}");
+    assert_eq!(
+        (
+            v["error"]["data"]["argument"].as_str(),
+            v["error"]["data"]["rule"].as_str()
+        ),
+        (Some("params"), Some("validate.schema")),
+        "{v}"
+    );
 }
 
 /// SSRF through a URL argument, sent by the official Python SDK client to a real server's
