@@ -14,6 +14,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod connect;
 mod demo;
 mod detect;
+mod discover;
 mod keys;
 mod pins;
 mod policy;
@@ -107,6 +108,26 @@ enum Command {
         token: String,
         #[command(subcommand)]
         command: pins::PinsCommand,
+    },
+    /// Inventory the MCP servers this machine's clients use (Claude Desktop and Code, Cursor,
+    /// VS Code, Windsurf, Zed, Continue, Cline, Codex CLI, Gemini CLI) and flag those that do
+    /// not go through the gateway, with their risks. Read-only.
+    Discover {
+        /// The home directory to read (default: $HOME).
+        #[arg(long)]
+        home: Option<std::path::PathBuf>,
+        /// Project directories whose own configs to read (default: the current one).
+        #[arg(long = "project")]
+        projects: Vec<std::path::PathBuf>,
+        /// The gateway's MCP URL: servers reached through it are managed.
+        #[arg(long)]
+        gateway: Option<String>,
+        /// Remote hosts servers may be reached at directly.
+        #[arg(long = "allow-host")]
+        allow_hosts: Vec<String>,
+        /// Print the JSON report (for fleet collection).
+        #[arg(long)]
+        json: bool,
     },
     /// Vet an MCP server before adding it: list its tools, prompts and resources and run
     /// the checks the gateway runs before exposing them (poisoned descriptions, hidden
@@ -424,6 +445,13 @@ fn main() -> Result<()> {
             command,
         )),
         Command::Audit { config, command } => audit::run(config.as_deref(), command),
+        Command::Discover {
+            home,
+            projects,
+            gateway,
+            allow_hosts,
+            json,
+        } => discover::run(home, projects, gateway, allow_hosts, json),
         Command::Scan {
             target,
             json,

@@ -13,6 +13,7 @@ mod credentials;
 mod deploy;
 mod detection;
 mod directory;
+mod discover;
 mod dlp;
 mod edge;
 mod facade;

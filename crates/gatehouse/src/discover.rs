@@ -1,0 +1,599 @@
+//! `gatehouse discover`: the MCP servers a machine's clients are configured to use, read from
+//! each client's own configuration files, with the ones that do not go through the gateway
+//! flagged and their risks noted (packages that run whatever version the registry serves,
+//! secrets written into the configuration, remote endpoints off the allowlist). Read-only;
+//! the JSON report is what fleet collection sends to the admin API.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde_json::{Map, Value, json};
+
+/// How a client writes its server list.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// `{KEY: {name: entry}}` at a JSON path (JSON with comments allowed).
+    JsonMap(&'static [&'static str]),
+    /// `~/.claude.json`: `mcpServers` and each project's `mcpServers`.
+    ClaudeCodeUser,
+    /// Continue's YAML: `mcpServers: [{name, …}]`.
+    YamlList,
+    /// Continue's older JSON: `experimental.modelContextProtocolServers: [{transport}]`.
+    ContinueJson,
+    /// Codex CLI's TOML: `[mcp_servers.NAME]`.
+    CodexToml,
+}
+
+/// Where each client keeps its servers: (client, path under home or project, shape).
+const HOME: &[(&str, &str, Shape)] = &[
+    (
+        "Claude Desktop",
+        ".config/Claude/claude_desktop_config.json",
+        Shape::JsonMap(&["mcpServers"]),
+    ),
+    (
+        "Claude Desktop",
+        "Library/Application Support/Claude/claude_desktop_config.json",
+        Shape::JsonMap(&["mcpServers"]),
+    ),
+    ("Claude Code", ".claude.json", Shape::ClaudeCodeUser),
+    (
+        "Cursor",
+        ".cursor/mcp.json",
+        Shape::JsonMap(&["mcpServers"]),
+    ),
+    (
+        "VS Code",
+        ".config/Code/User/mcp.json",
+        Shape::JsonMap(&["servers"]),
+    ),
+    (
+        "VS Code",
+        ".config/Code/User/settings.json",
+        Shape::JsonMap(&["mcp", "servers"]),
+    ),
+    (
+        "VS Code",
+        "Library/Application Support/Code/User/mcp.json",
+        Shape::JsonMap(&["servers"]),
+    ),
+    (
+        "Windsurf",
+        ".codeium/windsurf/mcp_config.json",
+        Shape::JsonMap(&["mcpServers"]),
+    ),
+    (
+        "Zed",
+        ".config/zed/settings.json",
+        Shape::JsonMap(&["context_servers"]),
+    ),
+    ("Continue", ".continue/config.yaml", Shape::YamlList),
+    ("Continue", ".continue/config.json", Shape::ContinueJson),
+    (
+        "Cline",
+        ".config/Code/User/globalStorage/saoudrizwan.claude-dev/settings/cline_mcp_settings.json",
+        Shape::JsonMap(&["mcpServers"]),
+    ),
+    ("Codex CLI", ".codex/config.toml", Shape::CodexToml),
+    (
+        "Gemini CLI",
+        ".gemini/settings.json",
+        Shape::JsonMap(&["mcpServers"]),
+    ),
+];
+
+const PROJECT: &[(&str, &str, Shape)] = &[
+    ("Claude Code", ".mcp.json", Shape::JsonMap(&["mcpServers"])),
+    (
+        "Cursor",
+        ".cursor/mcp.json",
+        Shape::JsonMap(&["mcpServers"]),
+    ),
+    ("VS Code", ".vscode/mcp.json", Shape::JsonMap(&["servers"])),
+    (
+        "Gemini CLI",
+        ".gemini/settings.json",
+        Shape::JsonMap(&["mcpServers"]),
+    ),
+];
+
+/// One server a client is configured with.
+#[derive(Debug, Clone)]
+struct Found {
+    client: &'static str,
+    file: PathBuf,
+    name: String,
+    entry: Value,
+}
+
+/// JSON with comments and trailing commas (VS Code's and Zed's settings) as plain JSON.
+fn strip_jsonc(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(s.len());
+    let (mut i, mut in_str) = (0, false);
+    while i < b.len() {
+        let c = b[i];
+        if in_str {
+            out.push(c);
+            if c == b'\\' && i + 1 < b.len() {
+                out.push(b[i + 1]);
+                i += 2;
+                continue;
+            }
+            if c == b'"' {
+                in_str = false;
+            }
+            i += 1;
+            continue;
+        }
+        match (c, b.get(i + 1)) {
+            (b'"', _) => {
+                in_str = true;
+                out.push(b'"');
+                i += 1;
+            }
+            (b'/', Some(b'/')) => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            (b'/', Some(b'*')) => {
+                i += 2;
+                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 2;
+            }
+            (b',', _) => {
+                // A comma before a closing bracket is dropped.
+                let next = b[i + 1..].iter().find(|x| !x.is_ascii_whitespace());
+                if !matches!(next, Some(b'}' | b']')) {
+                    out.push(b',');
+                }
+                i += 1;
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+fn map_entries(client: &'static str, file: &Path, map: Option<&Value>) -> Vec<Found> {
+    map.and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(name, entry)| Found {
+                    client,
+                    file: file.to_path_buf(),
+                    name: name.clone(),
+                    entry: entry.clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The servers one configuration file lists; `Err` when it exists but cannot be read.
+fn read_file(client: &'static str, file: &Path, shape: Shape) -> Result<Vec<Found>, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| e.to_string())?;
+    let json = || -> Result<Value, String> {
+        serde_json::from_str(&strip_jsonc(&text)).map_err(|e| e.to_string())
+    };
+    Ok(match shape {
+        Shape::JsonMap(path) => {
+            let v = json()?;
+            let mut at = Some(&v);
+            for k in path {
+                at = at.and_then(|x| x.get(*k));
+            }
+            map_entries(client, file, at)
+        }
+        Shape::ClaudeCodeUser => {
+            let v = json()?;
+            let mut out = map_entries(client, file, v.get("mcpServers"));
+            if let Some(projects) = v.get("projects").and_then(Value::as_object) {
+                for p in projects.values() {
+                    out.extend(map_entries(client, file, p.get("mcpServers")));
+                }
+            }
+            out
+        }
+        Shape::YamlList => {
+            let v: Value = yaml_serde::from_str(&text).map_err(|e| e.to_string())?;
+            v.get("mcpServers")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .map(|e| Found {
+                            client,
+                            file: file.to_path_buf(),
+                            name: e["name"].as_str().unwrap_or("(unnamed)").to_owned(),
+                            entry: e.clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        }
+        Shape::ContinueJson => {
+            let v = json()?;
+            v.pointer("/experimental/modelContextProtocolServers")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .enumerate()
+                        .map(|(i, e)| Found {
+                            client,
+                            file: file.to_path_buf(),
+                            name: e["name"]
+                                .as_str()
+                                .map_or_else(|| format!("server-{i}"), str::to_owned),
+                            entry: e.get("transport").cloned().unwrap_or(Value::Null),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        }
+        Shape::CodexToml => {
+            let t: toml::Table = toml::from_str(&text).map_err(|e| e.to_string())?;
+            let v = serde_json::to_value(t).map_err(|e| e.to_string())?;
+            map_entries(client, file, v.get("mcp_servers"))
+        }
+    })
+}
+
+/// An entry's command, arguments, environment, URL and headers, whatever the client's
+/// spelling (Zed nests the command; Windsurf says `serverUrl`, Gemini `httpUrl`).
+struct Server {
+    command: Option<String>,
+    args: Vec<String>,
+    env: Map<String, Value>,
+    url: Option<String>,
+    headers: Map<String, Value>,
+}
+
+fn normalise(e: &Value) -> Server {
+    let strs = |v: Option<&Value>| -> Vec<String> {
+        v.and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let obj = |v: Option<&Value>| v.and_then(Value::as_object).cloned().unwrap_or_default();
+    let (command, args, env) = match e.get("command") {
+        Some(Value::Object(c)) => (
+            c.get("path").and_then(Value::as_str).map(str::to_owned),
+            strs(c.get("args")),
+            obj(c.get("env")),
+        ),
+        Some(Value::String(c)) => (Some(c.clone()), strs(e.get("args")), obj(e.get("env"))),
+        _ => (None, Vec::new(), obj(e.get("env"))),
+    };
+    let url = ["url", "serverUrl", "httpUrl"]
+        .iter()
+        .find_map(|k| e.get(*k).and_then(Value::as_str))
+        .map(str::to_owned);
+    Server {
+        command,
+        args,
+        env,
+        url,
+        headers: obj(e.get("headers")),
+    }
+}
+
+/// Whether a package spec names an exact version (`name@1.2.3`, `@scope/name@1.2.3`,
+/// `name==1.2.3`).
+fn pinned(spec: &str) -> bool {
+    let version = if let Some((_, v)) = spec.split_once("==") {
+        v
+    } else {
+        match spec.rfind('@') {
+            Some(0) | None => return false,
+            Some(i) => &spec[i + 1..],
+        }
+    };
+    let parts: Vec<&str> = version
+        .split(['-', '+'])
+        .next()
+        .unwrap_or("")
+        .split('.')
+        .collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The package a runner command starts, when the command is one (`npx`, `uvx`, …).
+fn runner_package(command: &str, args: &[String]) -> Option<String> {
+    let base = Path::new(command).file_name()?.to_str()?;
+    let rest: Vec<&str> = match base {
+        "npx" | "bunx" | "uvx" => args.iter().map(String::as_str).collect(),
+        "pnpm" | "yarn" if args.first().is_some_and(|a| a == "dlx") => {
+            args[1..].iter().map(String::as_str).collect()
+        }
+        "pipx" if args.first().is_some_and(|a| a == "run") => {
+            args[1..].iter().map(String::as_str).collect()
+        }
+        "uv" if args.len() > 1 && args[0] == "tool" && args[1] == "run" => {
+            args[2..].iter().map(String::as_str).collect()
+        }
+        "npm" if args.first().is_some_and(|a| a == "exec") => {
+            args[1..].iter().map(String::as_str).collect()
+        }
+        _ => return None,
+    };
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
+        if let Some(p) = a.strip_prefix("--package=") {
+            return Some(p.to_owned());
+        }
+        if *a == "-p" || *a == "--package" || *a == "--from" {
+            return it.next().map(|p| (*p).to_owned());
+        }
+        if !a.starts_with('-') {
+            return Some((*a).to_owned());
+        }
+    }
+    None
+}
+
+fn secret_name(k: &str) -> bool {
+    let k = k.to_ascii_uppercase().replace('-', "_");
+    [
+        "TOKEN",
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "API_KEY",
+        "APIKEY",
+        "PRIVATE_KEY",
+        "CREDENTIAL",
+        "AUTH",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
+}
+
+/// A value written into the file, not a reference to one kept elsewhere.
+fn literal(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| {
+        !s.is_empty() && !s.starts_with("${") && !s.starts_with("$env:") && !s.starts_with("env:")
+    })
+}
+
+/// What one server entry risks, and whether it goes through the gateway.
+fn assess(s: &Server, gateway: Option<&str>, allow_hosts: &[String]) -> (bool, Vec<String>) {
+    let via_gateway = match (&s.url, &s.command, gateway) {
+        (Some(u), _, Some(g)) => u.trim_end_matches('/').starts_with(g.trim_end_matches('/')),
+        (None, Some(c), Some(g)) => {
+            Path::new(c).file_name().is_some_and(|f| f == "gatehouse")
+                && s.args.first().is_some_and(|a| a == "connect")
+                && s.args
+                    .get(1)
+                    .is_some_and(|u| u.starts_with(g.trim_end_matches('/')))
+        }
+        _ => false,
+    };
+    let mut risks = Vec::new();
+    if !via_gateway {
+        risks.push("does not go through the gateway".to_owned());
+    }
+    if let Some(c) = &s.command
+        && let Some(pkg) = runner_package(c, &s.args)
+        && !pinned(&pkg)
+    {
+        risks.push(format!(
+            "unpinned package `{pkg}`: runs whatever version the registry serves at each start"
+        ));
+    }
+    for (k, v) in &s.env {
+        if secret_name(k) && literal(v) {
+            risks.push(format!(
+                "secret in environment variable {k}, written into the file"
+            ));
+        }
+    }
+    for (k, v) in &s.headers {
+        if (k.eq_ignore_ascii_case("authorization") || secret_name(k)) && literal(v) {
+            risks.push(format!("credential in header {k}, written into the file"));
+        }
+    }
+    if let Some(u) = &s.url
+        && !via_gateway
+        && let Ok(parsed) = reqwest::Url::parse(u)
+    {
+        let host = parsed.host_str().unwrap_or_default().to_owned();
+        let local = matches!(host.as_str(), "127.0.0.1" | "localhost" | "[::1]" | "::1");
+        if !local && !allow_hosts.iter().any(|h| h.eq_ignore_ascii_case(&host)) {
+            risks.push(format!("remote endpoint {host} is not on the allowlist"));
+        }
+        if parsed.scheme() == "http" && !local {
+            risks.push("plain http to a remote endpoint".to_owned());
+        }
+    }
+    (via_gateway, risks)
+}
+
+/// The report for one machine.
+pub(crate) fn report(
+    home: &Path,
+    projects: &[PathBuf],
+    gateway: Option<&str>,
+    allow_hosts: &[String],
+) -> Value {
+    let mut files = Vec::new();
+    let mut unreadable = Vec::new();
+    let mut found = Vec::new();
+    let places = HOME
+        .iter()
+        .map(|(c, p, s)| (*c, home.join(p), *s))
+        .chain(
+            projects
+                .iter()
+                .flat_map(|proj| PROJECT.iter().map(move |(c, p, s)| (*c, proj.join(p), *s))),
+        )
+        .chain(projects.iter().flat_map(|proj| {
+            std::fs::read_dir(proj.join(".continue/mcpServers"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .map(|p| ("Continue", p, Shape::YamlList))
+                .collect::<Vec<_>>()
+        }));
+    for (client, path, shape) in places {
+        if !path.is_file() {
+            continue;
+        }
+        match read_file(client, &path, shape) {
+            Ok(f) => {
+                files.push(json!({"client": client, "file": path}));
+                found.extend(f);
+            }
+            Err(e) => unreadable.push(json!({"client": client, "file": path, "error": e})),
+        }
+    }
+    let servers: Vec<Value> = found
+        .iter()
+        .map(|f| {
+            let s = normalise(&f.entry);
+            let (managed, risks) = assess(&s, gateway, allow_hosts);
+            let mut v = json!({
+                "client": f.client,
+                "file": f.file,
+                "name": f.name,
+                "transport": if s.url.is_some() { "http" } else { "stdio" },
+                "managed": managed,
+                "risks": risks,
+            });
+            match (&s.url, &s.command) {
+                (Some(u), _) => v["url"] = json!(u),
+                (None, Some(c)) => {
+                    v["command"] = json!(c);
+                    v["args"] = json!(s.args);
+                }
+                _ => {}
+            }
+            // Names of variables only: the report never carries their values.
+            v["env"] = json!(s.env.keys().collect::<Vec<_>>());
+            v
+        })
+        .collect();
+    let unmanaged = servers.iter().filter(|s| s["managed"] == false).count();
+    json!({
+        "host": std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default(),
+        "gateway": gateway,
+        "files": files,
+        "unreadable": unreadable,
+        "servers": servers,
+        "unmanaged": unmanaged,
+    })
+}
+
+/// `gatehouse discover`.
+pub(crate) fn run(
+    home: Option<PathBuf>,
+    projects: Vec<PathBuf>,
+    gateway: Option<String>,
+    allow_hosts: Vec<String>,
+    json_out: bool,
+) -> Result<()> {
+    let home = home
+        .or_else(|| std::env::var_os("HOME").map(PathBuf::from))
+        .ok_or_else(|| anyhow::anyhow!("no home directory: pass --home"))?;
+    let projects = if projects.is_empty() {
+        vec![std::env::current_dir()?]
+    } else {
+        projects
+    };
+    let r = report(&home, &projects, gateway.as_deref(), &allow_hosts);
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    let servers = r["servers"].as_array().cloned().unwrap_or_default();
+    println!(
+        "{} MCP servers in {} client configuration files; {} do not go through the gateway",
+        servers.len(),
+        r["files"].as_array().map_or(0, Vec::len),
+        r["unmanaged"]
+    );
+    for s in &servers {
+        let target = s["url"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| s["command"].as_str().unwrap_or("").to_owned());
+        println!(
+            "{} {} / {} ({target})",
+            if s["managed"] == true { "ok  " } else { "RISK" },
+            s["client"].as_str().unwrap_or(""),
+            s["name"].as_str().unwrap_or(""),
+        );
+        for risk in s["risks"].as_array().into_iter().flatten() {
+            println!("       - {}", risk.as_str().unwrap_or(""));
+        }
+    }
+    for u in r["unreadable"].as_array().into_iter().flatten() {
+        eprintln!(
+            "warning: {} could not be read: {}",
+            u["file"].as_str().unwrap_or(""),
+            u["error"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_pinned_only_when_exact() {
+        for p in [
+            "pkg@1.2.3",
+            "@scope/pkg@10.0.1",
+            "pkg==2.0.0",
+            "pkg@1.2.3-beta.1",
+        ] {
+            assert!(pinned(p), "{p}");
+        }
+        for p in [
+            "pkg",
+            "@scope/pkg",
+            "pkg@latest",
+            "pkg@^1.2.3",
+            "pkg@1.x",
+            "pkg>=1.0",
+            "pkg@1.2",
+        ] {
+            assert!(!pinned(p), "{p}");
+        }
+        let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            runner_package("npx", &args(&["-y", "@x/server@1.0.0", "/srv"])).as_deref(),
+            Some("@x/server@1.0.0")
+        );
+        assert_eq!(
+            runner_package("/usr/bin/uvx", &args(&["--from", "mcp-x==1.2.3", "mcp-x"])).as_deref(),
+            Some("mcp-x==1.2.3")
+        );
+        assert_eq!(runner_package("node", &args(&["server.js"])), None);
+    }
+
+    #[test]
+    fn comments_and_trailing_commas_are_dropped_but_strings_kept() {
+        let s = "{\n // a comment\n \"a\": \"http://x//y\", /* block */ \"b\": [1, 2,],\n}";
+        let v: Value = serde_json::from_str(&strip_jsonc(s)).expect("json");
+        assert_eq!(v, json!({"a": "http://x//y", "b": [1, 2]}));
+    }
+}

@@ -1,0 +1,227 @@
+//! `gatehouse discover` against configuration files written for the test in each client's
+//! documented format (Claude Desktop, Claude Code user and project, Cursor, VS Code user
+//! and workspace, Windsurf, Zed, Continue YAML, JSON and project blocks, Cline, Codex CLI,
+//! Gemini CLI): every server found, the ones through the gateway told apart, the risks
+//! named, and no secret value copied into the report.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use tokio::process::Command;
+
+use crate::common::{free_port, gatehouse_bin};
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().expect("parent")).expect("dir");
+    std::fs::write(p, text).expect("fixture");
+}
+
+fn fixtures(home: &Path, project: &Path) {
+    write(
+        home,
+        ".config/Claude/claude_desktop_config.json",
+        r#"{"mcpServers": {
+            "filesystem": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem", "/home/me"]},
+            "gw": {"command": "gatehouse", "args": ["connect", "http://127.0.0.1:8080/mcp"]}}}"#,
+    );
+    write(
+        home,
+        ".claude.json",
+        r#"{"numStartups": 3, "mcpServers": {
+            "github": {"type": "stdio", "command": "npx", "args": ["-y", "@modelcontextprotocol/server-github@2025.4.8"],
+                       "env": {"GITHUB_PERSONAL_ACCESS_TOKEN": "ghp_literal_secret_value"}}},
+          "projects": {"/work/app": {"mcpServers": {"sentry": {"type": "http", "url": "https://mcp.sentry.dev/mcp"}}}}}"#,
+    );
+    write(
+        project,
+        ".mcp.json",
+        r#"{"mcpServers": {"db": {"type": "stdio", "command": "uvx", "args": ["mcp-server-postgres"], "env": {"DATABASE_URL": "${DATABASE_URL}"}}}}"#,
+    );
+    write(
+        home,
+        ".cursor/mcp.json",
+        r#"{"mcpServers": {"via-gateway": {"url": "http://127.0.0.1:8080/mcp"}}}"#,
+    );
+    write(
+        project,
+        ".cursor/mcp.json",
+        r#"{"mcpServers": {"linear": {"url": "https://mcp.linear.app/sse", "headers": {"Authorization": "Bearer lin_literal_secret"}}}}"#,
+    );
+    write(
+        home,
+        ".config/Code/User/mcp.json",
+        "{\n  // Playwright, from the marketplace\n  \"servers\": {\"playwright\": {\"type\": \"stdio\", \"command\": \"npx\", \"args\": [\"@playwright/mcp@latest\"],},},\n  \"inputs\": []\n}",
+    );
+    write(
+        project,
+        ".vscode/mcp.json",
+        r#"{"servers": {"copilot": {"type": "http", "url": "https://api.githubcopilot.com/mcp/"}}}"#,
+    );
+    write(
+        home,
+        ".codeium/windsurf/mcp_config.json",
+        r#"{"mcpServers": {"remote": {"serverUrl": "http://mcp.internal.example/mcp"}}}"#,
+    );
+    write(
+        home,
+        ".config/zed/settings.json",
+        "{\n  \"theme\": \"One Dark\",\n  /* servers */\n  \"context_servers\": {\n    \"zed-fs\": {\"command\": {\"path\": \"npx\", \"args\": [\"-y\", \"some-mcp@1.0.0\"], \"env\": {}}},\n    \"zed-new\": {\"command\": \"node\", \"args\": [\"/opt/x.js\"]}\n  }\n}",
+    );
+    write(
+        home,
+        ".continue/config.yaml",
+        "name: assistant\nversion: 0.0.1\nmcpServers:\n  - name: sqlite\n    command: uvx\n    args: [mcp-server-sqlite==2025.1.1, --db-path, /tmp/x.db]\n",
+    );
+    write(
+        home,
+        ".continue/config.json",
+        r#"{"experimental": {"modelContextProtocolServers": [{"transport": {"type": "stdio", "command": "npx", "args": ["-y", "mcp-everything"]}}]}}"#,
+    );
+    write(
+        project,
+        ".continue/mcpServers/browser.yaml",
+        "name: Browser\nversion: 0.0.1\nschema: v1\nmcpServers:\n  - name: browser\n    command: npx\n    args: [\"@browsermcp/mcp@0.1.3\"]\n",
+    );
+    write(
+        home,
+        ".config/Code/User/globalStorage/saoudrizwan.claude-dev/settings/cline_mcp_settings.json",
+        r#"{"mcpServers": {"weather": {"command": "node", "args": ["/w.js"], "env": {"API_KEY": "abc123literal"}, "disabled": false, "autoApprove": []}}}"#,
+    );
+    write(
+        home,
+        ".codex/config.toml",
+        "model = \"o4\"\n\n[mcp_servers.docs]\ncommand = \"npx\"\nargs = [\"-y\", \"docs-mcp\"]\nenv = { \"DOCS_TOKEN\" = \"t0ken_literal\" }\n",
+    );
+    write(
+        home,
+        ".gemini/settings.json",
+        r#"{"mcpServers": {"gem": {"httpUrl": "https://gem.example/mcp", "headers": {"X-Api-Key": "k_literal"}}}}"#,
+    );
+    write(
+        project,
+        ".gemini/settings.json",
+        r#"{"mcpServers": {"local": {"command": "python", "args": ["server.py"], "cwd": "./x"}}}"#,
+    );
+}
+
+#[tokio::test]
+async fn every_clients_servers_are_found_and_their_risks_named() {
+    let root = std::env::temp_dir().join(format!("gatehouse-discover-{}", free_port()));
+    let _ = std::fs::remove_dir_all(&root);
+    let (home, project) = (root.join("home"), root.join("project"));
+    fixtures(&home, &project);
+    let out = Command::new(gatehouse_bin())
+        .arg("discover")
+        .arg("--home")
+        .arg(&home)
+        .arg("--project")
+        .arg(&project)
+        .args([
+            "--gateway",
+            "http://127.0.0.1:8080/mcp",
+            "--allow-host",
+            "api.githubcopilot.com",
+            "--json",
+        ])
+        .output()
+        .await
+        .expect("discover");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let raw = String::from_utf8_lossy(&out.stdout).into_owned();
+    for secret in [
+        "ghp_literal_secret_value",
+        "lin_literal_secret",
+        "abc123literal",
+        "t0ken_literal",
+        "k_literal",
+    ] {
+        assert!(!raw.contains(secret), "the report carries {secret}");
+    }
+    let r: Value = serde_json::from_str(&raw).expect("json");
+    let servers = r["servers"].as_array().expect("servers");
+    let by = |name: &str| -> &Value {
+        servers
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not found: {r:#}"))
+    };
+    let risks = |name: &str| -> String { by(name)["risks"].to_string() };
+    let mut clients: Vec<&str> = servers
+        .iter()
+        .filter_map(|s| s["client"].as_str())
+        .collect();
+    clients.sort();
+    clients.dedup();
+    assert_eq!(
+        clients,
+        [
+            "Claude Code",
+            "Claude Desktop",
+            "Cline",
+            "Codex CLI",
+            "Continue",
+            "Cursor",
+            "Gemini CLI",
+            "VS Code",
+            "Windsurf",
+            "Zed"
+        ]
+    );
+    assert_eq!(servers.len(), 19, "{r:#}");
+    assert_eq!(r["unmanaged"], 17);
+
+    // Through the gateway: a URL to it, or its stdio bridge.
+    assert_eq!(by("gw")["managed"], true);
+    assert_eq!(by("via-gateway")["managed"], true);
+    assert_eq!(by("via-gateway")["risks"], json!([]));
+    // Packages that run whatever the registry serves.
+    for name in ["filesystem", "db", "playwright", "server-0", "docs"] {
+        assert!(
+            risks(name).contains("unpinned package"),
+            "{name}: {}",
+            risks(name)
+        );
+    }
+    for name in ["github", "zed-fs", "sqlite", "browser"] {
+        assert!(!risks(name).contains("unpinned"), "{name}: {}", risks(name));
+    }
+    // Secrets written into files; a reference to a variable is not one.
+    assert!(risks("github").contains("GITHUB_PERSONAL_ACCESS_TOKEN"));
+    assert!(risks("weather").contains("API_KEY"));
+    assert!(risks("docs").contains("DOCS_TOKEN"));
+    assert!(!risks("db").contains("DATABASE_URL"));
+    assert!(risks("linear").contains("credential in header Authorization"));
+    assert!(risks("gem").contains("credential in header X-Api-Key"));
+    // Remote endpoints: off the allowlist, plain http; the allowlisted one is only unmanaged.
+    assert!(risks("sentry").contains("mcp.sentry.dev is not on the allowlist"));
+    assert!(risks("remote").contains("plain http"));
+    assert!(!risks("copilot").contains("allowlist"));
+    assert!(risks("copilot").contains("does not go through the gateway"));
+    assert_eq!(by("zed-new")["command"], "node");
+    assert_eq!(by("gem")["transport"], "http");
+
+    // The text report names them too.
+    let out = Command::new(gatehouse_bin())
+        .arg("discover")
+        .arg("--home")
+        .arg(&home)
+        .arg("--project")
+        .arg(&project)
+        .args(["--gateway", "http://127.0.0.1:8080/mcp"])
+        .output()
+        .await
+        .expect("discover");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "19 MCP servers in 16 client configuration files; 17 do not go through the gateway"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("RISK Codex CLI / docs"), "{text}");
+}
