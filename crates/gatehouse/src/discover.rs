@@ -500,6 +500,109 @@ pub(crate) fn report(
     })
 }
 
+/// Ports named as `HOST:PORT,PORT,LOW-HIGH` (at most 1024 of them).
+fn probe_targets(spec: &str) -> Result<(String, Vec<u16>)> {
+    let (host, ports) = spec
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow::anyhow!("--probe HOST:PORTS, e.g. 127.0.0.1:3000-3010,8080"))?;
+    let mut out = Vec::new();
+    for part in ports.split(',') {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        let (lo, hi): (u16, u16) = (lo.trim().parse()?, hi.trim().parse()?);
+        anyhow::ensure!(lo <= hi, "port range {part} is backwards");
+        out.extend(lo..=hi);
+        anyhow::ensure!(out.len() <= 1024, "at most 1024 ports per probe");
+    }
+    Ok((host.trim_matches(['[', ']']).to_owned(), out))
+}
+
+/// What answers MCP on `host` among `ports`: a Streamable HTTP `initialize` at `/mcp` (and
+/// at `/`), else a legacy SSE endpoint at `/sse`. Connection attempts are short; nothing
+/// but the handshake is sent.
+pub(crate) async fn probe(spec: &str) -> Result<Value> {
+    let (host, ports) = probe_targets(spec)?;
+    let http = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_millis(500))
+        .timeout(std::time::Duration::from_secs(3))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "gatehouse-discover", "version": env!("CARGO_PKG_VERSION")}}});
+    let mut found = Vec::new();
+    for port in ports {
+        let base = if host.contains(':') {
+            format!("http://[{host}]:{port}")
+        } else {
+            format!("http://{host}:{port}")
+        };
+        for path in ["/mcp", "/"] {
+            let Ok(mut resp) = http
+                .post(format!("{base}{path}"))
+                .header("accept", "application/json, text/event-stream")
+                .json(&init)
+                .send()
+                .await
+            else {
+                break; // nothing listens: no other path either
+            };
+            let status = resp.status().as_u16();
+            let mut body = Vec::new();
+            while let Ok(Some(c)) = resp.chunk().await {
+                body.extend_from_slice(&c);
+                if body.len() > 64 * 1024 || body.windows(2).any(|w| w == b"\n\n") {
+                    break;
+                }
+            }
+            let text = String::from_utf8_lossy(&body);
+            // JSON, or the first SSE event's data.
+            let msg = serde_json::from_str::<Value>(&text).ok().or_else(|| {
+                text.lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .find_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            });
+            let result = msg.as_ref().and_then(|m| m.get("result"));
+            if let Some(r) = result {
+                found.push(json!({
+                    "endpoint": format!("{base}{path}"),
+                    "transport": "streamable_http",
+                    "protocolVersion": r["protocolVersion"],
+                    "serverInfo": r["serverInfo"],
+                    "gateway": r["serverInfo"]["name"] == "gatehouse",
+                }));
+                break;
+            }
+            if status == 401 || status == 403 {
+                found.push(
+                    json!({"endpoint": format!("{base}{path}"), "transport": "streamable_http",
+                    "authentication": "required", "status": status}),
+                );
+                break;
+            }
+        }
+        if found
+            .last()
+            .is_some_and(|f| f["endpoint"].as_str().is_some_and(|e| e.starts_with(&base)))
+        {
+            continue;
+        }
+        if let Ok(resp) = http
+            .get(format!("{base}/sse"))
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            && resp
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|c| c.starts_with("text/event-stream"))
+        {
+            found.push(json!({"endpoint": format!("{base}/sse"), "transport": "sse"}));
+        }
+    }
+    Ok(json!({"host": host, "endpoints": found}))
+}
+
 /// `gatehouse discover`.
 pub(crate) fn run(
     home: Option<PathBuf>,

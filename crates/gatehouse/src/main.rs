@@ -128,6 +128,10 @@ enum Command {
         /// Print the JSON report (for fleet collection).
         #[arg(long)]
         json: bool,
+        /// Instead: fingerprint MCP endpoints listening at `HOST:PORTS` (`127.0.0.1:3000-3010,8080`)
+        /// by their answer to `initialize`.
+        #[arg(long)]
+        probe: Option<String>,
     },
     /// Vet an MCP server before adding it: list its tools, prompts and resources and run
     /// the checks the gateway runs before exposing them (poisoned descriptions, hidden
@@ -451,7 +455,15 @@ fn main() -> Result<()> {
             gateway,
             allow_hosts,
             json,
-        } => discover::run(home, projects, gateway, allow_hosts, json),
+            probe,
+        } => match probe {
+            Some(spec) => {
+                let r = runtime()?.block_on(discover::probe(&spec))?;
+                println!("{}", serde_json::to_string_pretty(&r)?);
+                Ok(())
+            }
+            None => discover::run(home, projects, gateway, allow_hosts, json),
+        },
         Command::Scan {
             target,
             json,

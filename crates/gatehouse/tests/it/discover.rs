@@ -225,3 +225,72 @@ async fn every_clients_servers_are_found_and_their_risks_named() {
     );
     assert!(text.contains("RISK Codex CLI / docs"), "{text}");
 }
+
+/// `--probe` on loopback: the gateway and a Python SDK server are fingerprinted by their
+/// answer to `initialize`; a closed port and a web server that is not MCP are not listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probing_loopback_ports_finds_mcp_servers_by_their_handshake() {
+    let gw = crate::common::start_gateway(&format!(
+        "dev_mode: true\nupstreams:\n  demo:\n    command: {}\n    args: [demo-server]\n",
+        gatehouse_bin()
+    ))
+    .await;
+    let gw_port: u16 = gw
+        .base
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let py = free_port();
+    let _server = Command::new(crate::common::python())
+        .arg(crate::common::repo().join("testdata/servers/trace_server.py"))
+        .args(["http", &py.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python server");
+    crate::common::wait_port(py).await;
+    // A web server that is not MCP.
+    let web = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let web_port = web.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let app =
+            axum::Router::new().fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "no") });
+        let _ = axum::serve(web, app).await;
+    });
+    let closed = free_port();
+    let out = Command::new(gatehouse_bin())
+        .args([
+            "discover",
+            "--probe",
+            &format!("127.0.0.1:{gw_port},{py},{web_port},{closed}"),
+        ])
+        .output()
+        .await
+        .expect("probe");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let endpoints = v["endpoints"].as_array().expect("endpoints");
+    assert_eq!(endpoints.len(), 2, "{v:#}");
+    let at = |port: u16| {
+        endpoints
+            .iter()
+            .find(|e| {
+                e["endpoint"]
+                    .as_str()
+                    .is_some_and(|u| u.contains(&format!(":{port}/")))
+            })
+            .unwrap_or_else(|| panic!("{port}: {v:#}"))
+    };
+    assert_eq!(at(gw_port)["gateway"], true);
+    assert_eq!(at(py)["serverInfo"]["name"], "gatehouse-trace-peer");
+    assert_eq!(at(py)["gateway"], false);
+    assert!(at(py)["protocolVersion"].is_string());
+}
