@@ -221,6 +221,10 @@ pub(crate) fn router(gw: Arc<Gateway>) -> axum::Router {
     axum::Router::new()
         .route("/admin/v1/revocations", post(revoke))
         .route("/admin/v1/audit", get(audit_query))
+        .route(
+            "/admin/v1/inventory",
+            get(crate::inventory::list).post(crate::inventory::report),
+        )
         .route("/admin/v1/pins", get(crate::pins::list))
         .route(
             "/admin/v1/pins/{upstream}/{kind}/{name}",

@@ -10,6 +10,7 @@ use gatehouse_proxy::gateway::Gateway;
 mod admin;
 mod approvals;
 mod body;
+mod inventory;
 pub use approvals::APP_HEADER;
 mod oauth;
 mod pins;

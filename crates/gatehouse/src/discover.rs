@@ -603,14 +603,32 @@ pub(crate) async fn probe(spec: &str) -> Result<Value> {
     Ok(json!({"host": host, "endpoints": found}))
 }
 
-/// `gatehouse discover`.
+/// Sends a report to a gateway's admin API.
+pub(crate) async fn send(base: &str, token: &str, report: &Value) -> Result<()> {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/admin/v1/inventory", base.trim_end_matches('/')))
+        .bearer_auth(token)
+        .json(report)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("sending the report: {}", e.without_url()))?;
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "the gateway refused the report: HTTP {}",
+        resp.status().as_u16()
+    );
+    eprintln!("report sent to {base}");
+    Ok(())
+}
+
+/// `gatehouse discover`: prints the report and returns it.
 pub(crate) fn run(
     home: Option<PathBuf>,
     projects: Vec<PathBuf>,
     gateway: Option<String>,
     allow_hosts: Vec<String>,
     json_out: bool,
-) -> Result<()> {
+) -> Result<Value> {
     let home = home
         .or_else(|| std::env::var_os("HOME").map(PathBuf::from))
         .ok_or_else(|| anyhow::anyhow!("no home directory: pass --home"))?;
@@ -622,7 +640,7 @@ pub(crate) fn run(
     let r = report(&home, &projects, gateway.as_deref(), &allow_hosts);
     if json_out {
         println!("{}", serde_json::to_string_pretty(&r)?);
-        return Ok(());
+        return Ok(r);
     }
     let servers = r["servers"].as_array().cloned().unwrap_or_default();
     println!(
@@ -653,7 +671,7 @@ pub(crate) fn run(
             u["error"].as_str().unwrap_or("")
         );
     }
-    Ok(())
+    Ok(r)
 }
 
 #[cfg(test)]

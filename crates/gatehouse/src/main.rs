@@ -132,6 +132,12 @@ enum Command {
         /// by their answer to `initialize`.
         #[arg(long)]
         probe: Option<String>,
+        /// Also send the report to this gateway's admin API (`POST /admin/v1/inventory`).
+        #[arg(long)]
+        report_to: Option<String>,
+        /// The gateway's `admin_token`, for `--report-to`.
+        #[arg(long, env = "GATEHOUSE_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// Vet an MCP server before adding it: list its tools, prompts and resources and run
     /// the checks the gateway runs before exposing them (poisoned descriptions, hidden
@@ -456,13 +462,26 @@ fn main() -> Result<()> {
             allow_hosts,
             json,
             probe,
+            report_to,
+            token,
         } => match probe {
             Some(spec) => {
                 let r = runtime()?.block_on(discover::probe(&spec))?;
                 println!("{}", serde_json::to_string_pretty(&r)?);
                 Ok(())
             }
-            None => discover::run(home, projects, gateway, allow_hosts, json),
+            None => {
+                let report = discover::run(home, projects, gateway, allow_hosts, json)?;
+                match report_to {
+                    Some(url) => {
+                        let token = token.ok_or_else(|| {
+                            anyhow::anyhow!("--report-to needs the admin token (--token or GATEHOUSE_ADMIN_TOKEN)")
+                        })?;
+                        runtime()?.block_on(discover::send(&url, &token, &report))
+                    }
+                    None => Ok(()),
+                }
+            }
         },
         Command::Scan {
             target,

@@ -294,3 +294,79 @@ async fn probing_loopback_ports_finds_mcp_servers_by_their_handshake() {
     assert_eq!(at(py)["gateway"], false);
     assert!(at(py)["protocolVersion"].is_string());
 }
+
+/// A machine's report reaches the admin API (`--report-to`): the gateway keeps the latest
+/// per machine, lists its unmanaged servers, audits the arrival, and refuses a report
+/// without the admin token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_reach_the_admin_api_and_unmanaged_servers_are_listed_per_machine() {
+    let root = std::env::temp_dir().join(format!("gatehouse-inventory-{}", free_port()));
+    let _ = std::fs::remove_dir_all(&root);
+    let (home, project) = (root.join("home"), root.join("project"));
+    fixtures(&home, &project);
+    let admin = "admin-token-for-the-inventory-test-0123456789";
+    std::fs::write(root.join("admin.token"), admin).expect("token");
+    let gw = crate::common::start_gateway(&format!(
+        "dev_mode: true\nstore: {{sqlite: {db}}}\naudit: {{}}\nadmin: {{token: \"file:{tok}\"}}\nupstreams:\n  demo:\n    command: {bin}\n    args: [demo-server]\n",
+        db = root.join("gatehouse.db").display(),
+        tok = root.join("admin.token").display(),
+        bin = gatehouse_bin()
+    ))
+    .await;
+    let run = |token: &str| {
+        let mut cmd = Command::new(gatehouse_bin());
+        cmd.arg("discover")
+            .arg("--home")
+            .arg(&home)
+            .arg("--project")
+            .arg(&project)
+            .args(["--gateway", "http://127.0.0.1:8080/mcp", "--json"])
+            .args(["--report-to", &gw.base, "--token", token]);
+        cmd
+    };
+    let out = run("wrong-token").output().await.expect("discover");
+    assert!(
+        !out.status.success(),
+        "a report without the admin token was accepted"
+    );
+    let out = run(admin).output().await.expect("discover");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let v: Value = reqwest::Client::new()
+        .get(format!("{}/admin/v1/inventory", gw.base))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .expect("inventory")
+        .json()
+        .await
+        .expect("json");
+    let machine = &v["machines"][0];
+    assert_eq!(machine["servers"], 19, "{v:#}");
+    let unmanaged = machine["unmanaged"].as_array().expect("unmanaged");
+    assert_eq!(unmanaged.len(), 17);
+    assert!(
+        unmanaged
+            .iter()
+            .any(|s| s["name"] == "docs" && s["client"] == "Codex CLI")
+    );
+    assert!(unmanaged.iter().all(|s| s["name"] != "gw"));
+    let records = reqwest::Client::new()
+        .get(format!("{}/admin/v1/audit?limit=1000", gw.base))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .expect("audit")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        records.contains("inventory.reported")
+            && records.contains("19 MCP servers, 17 not through the gateway"),
+        "{records}"
+    );
+}
