@@ -60,14 +60,14 @@ pub(crate) async fn report(
     let now = gatehouse_proxy::audit::now_ms();
     {
         let mut reports = REPORTS.lock().unwrap_or_else(PoisonError::into_inner);
-        if reports.len() >= MAX_MACHINES && !reports.contains_key(&host) {
-            if let Some(oldest) = reports
+        if reports.len() >= MAX_MACHINES
+            && !reports.contains_key(&host)
+            && let Some(oldest) = reports
                 .iter()
                 .min_by_key(|(_, (at, _))| *at)
                 .map(|(h, _)| h.clone())
-            {
-                reports.remove(&oldest);
-            }
+        {
+            reports.remove(&oldest);
         }
         reports.insert(host.clone(), (now, v));
     }

@@ -336,15 +336,18 @@ async fn reports_reach_the_admin_api_and_unmanaged_servers_are_listed_per_machin
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let v: Value = reqwest::Client::new()
-        .get(format!("{}/admin/v1/inventory", gw.base))
-        .bearer_auth(admin)
-        .send()
-        .await
-        .expect("inventory")
-        .json()
-        .await
-        .expect("json");
+    let v: Value = serde_json::from_str(
+        &crate::common::read_text(
+            reqwest::Client::new()
+                .get(format!("{}/admin/v1/inventory", gw.base))
+                .bearer_auth(admin)
+                .send()
+                .await
+                .expect("inventory"),
+        )
+        .await,
+    )
+    .expect("json");
     let machine = &v["machines"][0];
     assert_eq!(machine["servers"], 19, "{v:#}");
     let unmanaged = machine["unmanaged"].as_array().expect("unmanaged");
@@ -355,15 +358,15 @@ async fn reports_reach_the_admin_api_and_unmanaged_servers_are_listed_per_machin
             .any(|s| s["name"] == "docs" && s["client"] == "Codex CLI")
     );
     assert!(unmanaged.iter().all(|s| s["name"] != "gw"));
-    let records = reqwest::Client::new()
-        .get(format!("{}/admin/v1/audit?limit=1000", gw.base))
-        .bearer_auth(admin)
-        .send()
-        .await
-        .expect("audit")
-        .text()
-        .await
-        .expect("text");
+    let records = crate::common::read_text(
+        reqwest::Client::new()
+            .get(format!("{}/admin/v1/audit?limit=1000", gw.base))
+            .bearer_auth(admin)
+            .send()
+            .await
+            .expect("audit"),
+    )
+    .await;
     assert!(
         records.contains("inventory.reported")
             && records.contains("19 MCP servers, 17 not through the gateway"),
