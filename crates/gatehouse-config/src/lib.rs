@@ -4,6 +4,7 @@
 mod identity;
 mod load;
 mod observability;
+pub mod packages;
 mod protection;
 mod raw;
 use identity::{validate_auth, validate_tls, validate_vault};

@@ -366,3 +366,42 @@ fn a_fleet_needs_a_redis_url_and_the_shared_session_key() {
         assert_eq!(e.location, location, "{yaml}: {e}");
     }
 }
+
+#[test]
+fn package_runners_must_name_an_exact_version() {
+    for (cmd, args, hint) in [
+        (
+            "npx",
+            "[-y, '@modelcontextprotocol/server-filesystem', /srv]",
+            "@modelcontextprotocol/server-filesystem@X.Y.Z",
+        ),
+        ("npx", "[-y, 'pkg@latest']", "pkg@X.Y.Z"),
+        ("npx", "[-y, 'pkg@^1.2.0']", "pkg@X.Y.Z"),
+        ("uvx", "[mcp-server-sqlite]", "mcp-server-sqlite==X.Y.Z"),
+        ("/usr/bin/bunx", "[some-mcp]", "some-mcp@X.Y.Z"),
+        ("pnpm", "[dlx, other-mcp]", "other-mcp@X.Y.Z"),
+    ] {
+        let e = load(&format!(
+            "upstreams:\n  u:\n    command: {cmd}\n    args: {args}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.location, "upstreams.u.args", "{cmd} {args}: {e}");
+        assert!(
+            e.message.contains("not pinned") && e.message.contains(hint),
+            "{e}"
+        );
+    }
+    for (cmd, args) in [
+        (
+            "npx",
+            "[-y, '@modelcontextprotocol/server-filesystem@2026.8.31', /srv]",
+        ),
+        ("uvx", "['mcp-server-sqlite==2025.1.1']"),
+        ("node", "[server.js]"),
+    ] {
+        load(&format!(
+            "upstreams:\n  u:\n    command: {cmd}\n    args: {args}\n"
+        ))
+        .unwrap_or_else(|e| panic!("{cmd} {args}: {e}"));
+    }
+}

@@ -77,6 +77,18 @@ pub(super) fn validate_upstreams(
                     }
                 }
                 envs.extend(u.env);
+                // A package runner must name the exact version it runs.
+                if let Some(pkg) = crate::packages::runner_package(&command, &u.args)
+                    && !crate::packages::pinned(&pkg)
+                {
+                    return Err(ConfigError::at(
+                        format!("{at}.args"),
+                        format!(
+                            "`{pkg}` is not pinned: {command} would run whatever version the registry serves at each start; name an exact version, {}",
+                            crate::packages::pin_hint(&command, &pkg)
+                        ),
+                    ));
+                }
                 let sandbox = match u.sandbox {
                     None => None,
                     Some(s) => Some(sandbox(&format!("{at}.sandbox"), s)?),

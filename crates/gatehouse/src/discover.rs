@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use gatehouse_proxy::config::packages::{pinned, runner_package};
 use serde_json::{Map, Value, json};
 
 /// How a client writes its server list.
@@ -285,63 +286,6 @@ fn normalise(e: &Value) -> Server {
         url,
         headers: obj(e.get("headers")),
     }
-}
-
-/// Whether a package spec names an exact version (`name@1.2.3`, `@scope/name@1.2.3`,
-/// `name==1.2.3`).
-fn pinned(spec: &str) -> bool {
-    let version = if let Some((_, v)) = spec.split_once("==") {
-        v
-    } else {
-        match spec.rfind('@') {
-            Some(0) | None => return false,
-            Some(i) => &spec[i + 1..],
-        }
-    };
-    let parts: Vec<&str> = version
-        .split(['-', '+'])
-        .next()
-        .unwrap_or("")
-        .split('.')
-        .collect();
-    parts.len() == 3
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// The package a runner command starts, when the command is one (`npx`, `uvx`, …).
-fn runner_package(command: &str, args: &[String]) -> Option<String> {
-    let base = Path::new(command).file_name()?.to_str()?;
-    let rest: Vec<&str> = match base {
-        "npx" | "bunx" | "uvx" => args.iter().map(String::as_str).collect(),
-        "pnpm" | "yarn" if args.first().is_some_and(|a| a == "dlx") => {
-            args[1..].iter().map(String::as_str).collect()
-        }
-        "pipx" if args.first().is_some_and(|a| a == "run") => {
-            args[1..].iter().map(String::as_str).collect()
-        }
-        "uv" if args.len() > 1 && args[0] == "tool" && args[1] == "run" => {
-            args[2..].iter().map(String::as_str).collect()
-        }
-        "npm" if args.first().is_some_and(|a| a == "exec") => {
-            args[1..].iter().map(String::as_str).collect()
-        }
-        _ => return None,
-    };
-    let mut it = rest.iter();
-    while let Some(a) = it.next() {
-        if let Some(p) = a.strip_prefix("--package=") {
-            return Some(p.to_owned());
-        }
-        if *a == "-p" || *a == "--package" || *a == "--from" {
-            return it.next().map(|p| (*p).to_owned());
-        }
-        if !a.starts_with('-') {
-            return Some((*a).to_owned());
-        }
-    }
-    None
 }
 
 fn secret_name(k: &str) -> bool {
@@ -677,39 +621,6 @@ pub(crate) fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn versions_are_pinned_only_when_exact() {
-        for p in [
-            "pkg@1.2.3",
-            "@scope/pkg@10.0.1",
-            "pkg==2.0.0",
-            "pkg@1.2.3-beta.1",
-        ] {
-            assert!(pinned(p), "{p}");
-        }
-        for p in [
-            "pkg",
-            "@scope/pkg",
-            "pkg@latest",
-            "pkg@^1.2.3",
-            "pkg@1.x",
-            "pkg>=1.0",
-            "pkg@1.2",
-        ] {
-            assert!(!pinned(p), "{p}");
-        }
-        let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-        assert_eq!(
-            runner_package("npx", &args(&["-y", "@x/server@1.0.0", "/srv"])).as_deref(),
-            Some("@x/server@1.0.0")
-        );
-        assert_eq!(
-            runner_package("/usr/bin/uvx", &args(&["--from", "mcp-x==1.2.3", "mcp-x"])).as_deref(),
-            Some("mcp-x==1.2.3")
-        );
-        assert_eq!(runner_package("node", &args(&["server.js"])), None);
-    }
 
     #[test]
     fn comments_and_trailing_commas_are_dropped_but_strings_kept() {

@@ -297,7 +297,8 @@ fn dev_config(listen: Option<String>, upstreams: &[String], demo: bool) -> Resul
                     command: Some("npx".into()),
                     args: vec![
                         "-y".into(),
-                        "@modelcontextprotocol/server-everything".into(),
+                        // Pinned: the version the test suite runs.
+                        "@modelcontextprotocol/server-everything@2026.8.31".into(),
                     ],
                     ..Default::default()
                 },
