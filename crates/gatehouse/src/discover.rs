@@ -365,6 +365,118 @@ fn assess(s: &Server, gateway: Option<&str>, allow_hosts: &[String]) -> (bool, V
     (via_gateway, risks)
 }
 
+/// `--fix`: in each client file that lists servers as a JSON map, the servers that bypass
+/// the gateway are replaced by one entry that reaches it (`gatehouse connect GATEWAY`, the
+/// stdio bridge every client supports). Dry run unless `apply`; applying keeps the original
+/// beside it (`FILE.gatehouse-backup`, written once) and writes valid JSON. Files with
+/// comments (which a rewrite would lose), YAML and TOML are listed for a manual change.
+/// Returns the plan, and the `upstreams` the gateway needs for the servers moved behind it.
+pub(crate) fn fix(home: &Path, projects: &[PathBuf], gateway: &str, apply: bool) -> Result<Value> {
+    let places = HOME.iter().map(|(c, p, s)| (*c, home.join(p), *s)).chain(
+        projects
+            .iter()
+            .flat_map(|proj| PROJECT.iter().map(move |(c, p, s)| (*c, proj.join(p), *s))),
+    );
+    let mut changes = Vec::new();
+    let mut manual = Vec::new();
+    let mut upstreams = Map::new();
+    for (client, path, shape) in places {
+        if !path.is_file() {
+            continue;
+        }
+        let keys: &[&str] = match shape {
+            Shape::JsonMap(k) => k,
+            Shape::ClaudeCodeUser => &["mcpServers"],
+            _ => {
+                if read_file(client, &path, shape).is_ok_and(|f| {
+                    f.iter()
+                        .any(|s| !assess(&normalise(&s.entry), Some(gateway), &[]).0)
+                }) {
+                    manual.push(json!({"client": client, "file": path, "why": "YAML or TOML: change it by hand"}));
+                }
+                continue;
+            }
+        };
+        let text = std::fs::read_to_string(&path)?;
+        let Ok(mut doc) = serde_json::from_str::<Value>(&text) else {
+            if serde_json::from_str::<Value>(&strip_jsonc(&text)).is_ok() {
+                manual.push(json!({"client": client, "file": path, "why": "it has comments a rewrite would lose: change it by hand"}));
+            }
+            continue;
+        };
+        let mut pointers = vec![keys.iter().fold(String::new(), |p, k| format!("{p}/{k}"))];
+        if matches!(shape, Shape::ClaudeCodeUser)
+            && let Some(projects) = doc.get("projects").and_then(Value::as_object)
+        {
+            // Each project's own servers, by JSON pointer (`~` and `/` escaped).
+            pointers.extend(projects.keys().map(|k| {
+                format!(
+                    "/projects/{}/mcpServers",
+                    k.replace('~', "~0").replace('/', "~1")
+                )
+            }));
+        }
+        let vscode = keys == ["servers"] || keys == ["mcp", "servers"];
+        let mut bypassing: Vec<String> = Vec::new();
+        for pointer in &pointers {
+            let Some(map) = doc.pointer_mut(pointer).and_then(Value::as_object_mut) else {
+                continue;
+            };
+            let here: Vec<String> = map
+                .iter()
+                .filter(|(_, e)| !assess(&normalise(e), Some(gateway), &[]).0)
+                .map(|(n, _)| n.clone())
+                .collect();
+            if here.is_empty() {
+                continue;
+            }
+            for name in &here {
+                if let Some(e) = map.remove(name) {
+                    let s = normalise(&e);
+                    // The gateway's upstream for it; secrets become references to fill in.
+                    let env: Map<String, Value> = s
+                        .env
+                        .keys()
+                        .map(|k| (k.clone(), Value::String(format!("${{{k}}}"))))
+                        .collect();
+                    let up = match (&s.url, &s.command) {
+                        (Some(u), _) => json!({"url": u}),
+                        (None, Some(c)) => json!({"command": c, "args": s.args, "env": env}),
+                        _ => continue,
+                    };
+                    upstreams.insert(name.clone(), up);
+                }
+            }
+            let bridge = if vscode {
+                json!({"type": "stdio", "command": "gatehouse", "args": ["connect", gateway]})
+            } else {
+                json!({"command": "gatehouse", "args": ["connect", gateway]})
+            };
+            map.entry("gatehouse").or_insert(bridge);
+            bypassing.extend(here);
+        }
+        if bypassing.is_empty() {
+            continue;
+        }
+        let mut change = json!({"client": client, "file": path, "moved": bypassing});
+        if apply {
+            let backup = PathBuf::from(format!("{}.gatehouse-backup", path.display()));
+            if !backup.exists() {
+                std::fs::copy(&path, &backup)?;
+            }
+            std::fs::write(&path, serde_json::to_string_pretty(&doc)? + "\n")?;
+            change["backup"] = json!(backup);
+        }
+        changes.push(change);
+    }
+    Ok(json!({
+        "applied": apply,
+        "changes": changes,
+        "manual": manual,
+        "gateway_upstreams": upstreams,
+    }))
+}
+
 /// The report for one machine.
 pub(crate) fn report(
     home: &Path,

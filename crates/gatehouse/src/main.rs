@@ -132,6 +132,13 @@ enum Command {
         /// by their answer to `initialize`.
         #[arg(long)]
         probe: Option<String>,
+        /// Instead: plan (and with `--apply`, make) the changes that send every client's
+        /// servers through the gateway (`--gateway` required).
+        #[arg(long)]
+        fix: bool,
+        /// With `--fix`: write the changes (the originals are kept as `FILE.gatehouse-backup`).
+        #[arg(long)]
+        apply: bool,
         /// Also send the report to this gateway's admin API (`POST /admin/v1/inventory`).
         #[arg(long)]
         report_to: Option<String>,
@@ -465,7 +472,28 @@ fn main() -> Result<()> {
             probe,
             report_to,
             token,
+            fix,
+            apply,
         } => match probe {
+            None if fix => {
+                let gateway = gateway.ok_or_else(|| {
+                    anyhow::anyhow!("--fix needs --gateway URL: where clients should go")
+                })?;
+                let home = home
+                    .or_else(|| std::env::var_os("HOME").map(std::path::PathBuf::from))
+                    .ok_or_else(|| anyhow::anyhow!("no home directory: pass --home"))?;
+                let projects = if projects.is_empty() {
+                    vec![std::env::current_dir()?]
+                } else {
+                    projects
+                };
+                let plan = discover::fix(&home, &projects, &gateway, apply)?;
+                println!("{}", serde_json::to_string_pretty(&plan)?);
+                if !apply && plan["changes"].as_array().is_some_and(|c| !c.is_empty()) {
+                    eprintln!("dry run: nothing written; --apply makes these changes");
+                }
+                Ok(())
+            }
             Some(spec) => {
                 let r = runtime()?.block_on(discover::probe(&spec))?;
                 println!("{}", serde_json::to_string_pretty(&r)?);

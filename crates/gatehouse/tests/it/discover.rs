@@ -373,3 +373,123 @@ async fn reports_reach_the_admin_api_and_unmanaged_servers_are_listed_per_machin
         "{records}"
     );
 }
+
+/// `--fix`: a dry run writes nothing; applying moves every bypassing server of the JSON
+/// configs behind the gateway (valid JSON, a backup kept, the gateway's upstreams listed
+/// with secrets as references), leaves commented and YAML/TOML files to the operator, and a
+/// second run changes nothing.
+#[tokio::test]
+async fn fix_sends_clients_through_the_gateway_once_and_keeps_backups() {
+    let root = std::env::temp_dir().join(format!("gatehouse-fix-{}", free_port()));
+    let _ = std::fs::remove_dir_all(&root);
+    let (home, project) = (root.join("home"), root.join("project"));
+    fixtures(&home, &project);
+    let gateway = "https://mcp.example.com/mcp";
+    let run = |extra: &[&str]| {
+        let mut cmd = Command::new(gatehouse_bin());
+        cmd.arg("discover")
+            .arg("--home")
+            .arg(&home)
+            .arg("--project")
+            .arg(&project)
+            .args(["--gateway", gateway, "--fix"])
+            .args(extra);
+        cmd
+    };
+    let cursor = project.join(".cursor/mcp.json");
+    let before = std::fs::read_to_string(&cursor).expect("cursor");
+    let out = run(&[]).output().await.expect("dry run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: Value = serde_json::from_slice(&out.stdout).expect("plan");
+    assert_eq!(plan["applied"], false);
+    assert_eq!(
+        std::fs::read_to_string(&cursor).expect("cursor"),
+        before,
+        "a dry run wrote"
+    );
+
+    let out = run(&["--apply"]).output().await.expect("apply");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: Value = serde_json::from_slice(&out.stdout).expect("plan");
+    let changed: Vec<String> = plan["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| c["client"].as_str().unwrap_or("").to_owned())
+        .collect();
+    for client in [
+        "Claude Desktop",
+        "Claude Code",
+        "Cursor",
+        "VS Code",
+        "Windsurf",
+        "Cline",
+        "Gemini CLI",
+    ] {
+        assert!(changed.iter().any(|c| c == client), "{client}: {plan:#}");
+    }
+    let plan_files: Vec<Value> = plan["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| c["file"].clone())
+        .collect();
+    let manual: Vec<&str> = plan["manual"]
+        .as_array()
+        .expect("manual")
+        .iter()
+        .filter_map(|m| m["client"].as_str())
+        .collect();
+    for client in ["Zed", "Continue", "Codex CLI"] {
+        assert!(manual.contains(&client), "{client}: {plan:#}");
+    }
+    // The gateway's side: each moved server, secrets as references.
+    let ups = &plan["gateway_upstreams"];
+    assert_eq!(
+        ups["github"]["env"]["GITHUB_PERSONAL_ACCESS_TOKEN"],
+        "${GITHUB_PERSONAL_ACCESS_TOKEN}"
+    );
+    assert_eq!(ups["linear"]["url"], "https://mcp.linear.app/sse");
+    // The client file: valid JSON, only the bridge, the original kept.
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&cursor).expect("cursor"))
+        .expect("valid JSON");
+    assert_eq!(v["mcpServers"].as_object().map(|m| m.len()), Some(1), "{v}");
+    assert_eq!(
+        v["mcpServers"]["gatehouse"]["args"],
+        json!(["connect", gateway])
+    );
+    assert_eq!(
+        std::fs::read_to_string(format!("{}.gatehouse-backup", cursor.display())).expect("backup"),
+        before
+    );
+    // Every fixed client now reaches its servers through the gateway only.
+    let out = Command::new(gatehouse_bin())
+        .arg("discover")
+        .arg("--home")
+        .arg(&home)
+        .arg("--project")
+        .arg(&project)
+        .args(["--gateway", gateway, "--json"])
+        .output()
+        .await
+        .expect("discover");
+    let r: Value = serde_json::from_slice(&out.stdout).expect("report");
+    let files: Vec<Value> = plan_files.clone();
+    for s in r["servers"].as_array().expect("servers") {
+        if files.contains(&s["file"]) {
+            assert_eq!(s["managed"], true, "{s}");
+        }
+    }
+    // Idempotent.
+    let out = run(&["--apply"]).output().await.expect("again");
+    let plan: Value = serde_json::from_slice(&out.stdout).expect("plan");
+    assert_eq!(plan["changes"], json!([]), "{plan:#}");
+}
