@@ -19,6 +19,7 @@ mod keys;
 mod pins;
 mod policy;
 mod quickstart;
+mod sbom;
 mod scan;
 mod secrets;
 
@@ -145,6 +146,12 @@ enum Command {
         /// The gateway's `admin_token`, for `--report-to`.
         #[arg(long, env = "GATEHOUSE_ADMIN_TOKEN", hide_env_values = true)]
         token: Option<String>,
+    },
+    /// Print a CycloneDX 1.5 bill of materials of the MCP servers a config runs (components,
+    /// with package URLs for npm and PyPI packages) and reaches (services).
+    Sbom {
+        /// The config file.
+        config: std::path::PathBuf,
     },
     /// Vet an MCP server before adding it: list its tools, prompts and resources and run
     /// the checks the gateway runs before exposing them (poisoned descriptions, hidden
@@ -453,6 +460,7 @@ fn main() -> Result<()> {
         }
         Command::Keys { config, command } => keys::run(&config, command),
         Command::Policy { command } => policy::run(command),
+        Command::Sbom { config } => sbom::run(&config),
         Command::Approvals {
             url,
             token,

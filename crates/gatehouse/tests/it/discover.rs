@@ -493,3 +493,57 @@ async fn fix_sends_clients_through_the_gateway_once_and_keeps_backups() {
     let plan: Value = serde_json::from_slice(&out.stdout).expect("plan");
     assert_eq!(plan["changes"], json!([]), "{plan:#}");
 }
+
+/// `gatehouse sbom`: a CycloneDX document listing every configured server — packages with
+/// their package URLs, other commands as applications, HTTP upstreams as services.
+#[tokio::test]
+async fn the_sbom_lists_every_configured_server() {
+    let dir = std::env::temp_dir().join(format!("gatehouse-sbom-{}", free_port()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cfg = dir.join("gatehouse.yaml");
+    std::fs::write(
+        &cfg,
+        "upstreams:\n  files:\n    command: npx\n    args: [-y, '@modelcontextprotocol/server-filesystem@2026.8.31', /srv]\n    sandbox: {read: [/tmp]}\n  sqlite:\n    command: uvx\n    args: ['mcp-server-sqlite==2025.1.1']\n  demo:\n    command: gatehouse\n    args: [demo-server]\n  tickets:\n    url: https://tickets.internal.example/mcp\n",
+    )
+    .expect("config");
+    let out = Command::new(gatehouse_bin())
+        .arg("sbom")
+        .arg(&cfg)
+        .output()
+        .await
+        .expect("sbom");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["bomFormat"], "CycloneDX");
+    assert_eq!(v["specVersion"], "1.5");
+    let comp = |r: &str| {
+        v["components"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["bom-ref"] == r))
+            .cloned()
+            .unwrap_or_else(|| panic!("{r}: {v:#}"))
+    };
+    assert_eq!(
+        comp("upstream:files")["purl"],
+        "pkg:npm/%40modelcontextprotocol/server-filesystem@2026.8.31"
+    );
+    assert_eq!(comp("upstream:files")["version"], "2026.8.31");
+    assert!(
+        comp("upstream:files")["properties"]
+            .to_string()
+            .contains(r#""name":"gatehouse:sandboxed","value":"true""#)
+    );
+    assert_eq!(
+        comp("upstream:sqlite")["purl"],
+        "pkg:pypi/mcp-server-sqlite@2025.1.1"
+    );
+    assert_eq!(comp("upstream:demo")["name"], "gatehouse");
+    assert_eq!(
+        v["services"][0]["endpoints"][0],
+        "https://tickets.internal.example/mcp"
+    );
+}
