@@ -17,6 +17,7 @@ mod discover;
 mod dlp;
 mod edge;
 mod facade;
+mod facade_grants;
 mod fleet;
 mod hardening;
 mod identity;
