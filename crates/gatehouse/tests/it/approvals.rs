@@ -63,27 +63,7 @@ approvals:
 }
 
 async fn create_key(dir: &Path, principal: &str, roles: &str) -> String {
-    let out = Command::new(gatehouse_bin())
-        .args(["keys", "--config"])
-        .arg(dir.join("gatehouse.yaml"))
-        .args([
-            "create",
-            "--principal",
-            principal,
-            "--app",
-            APP,
-            "--roles",
-            roles,
-        ])
-        .output()
-        .await
-        .expect("keys");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    crate::common::create_key(&dir.join("gatehouse.yaml"), principal, APP, roles).await
 }
 
 async fn serve(dir: &Path, port: u16) -> Child {
@@ -96,20 +76,7 @@ async fn serve_with(config: &Path, port: u16) -> Child {
 
 /// `gatehouse approvals …` as the holder of `token`: (success, stdout, stderr).
 async fn approvals(port: u16, token: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(gatehouse_bin())
-        .arg("approvals")
-        .args(["--url", &format!("http://127.0.0.1:{port}")])
-        .args(["--app", APP])
-        .env("GATEHOUSE_TOKEN", token)
-        .args(args)
-        .output()
-        .await
-        .expect("approvals");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::common::approvals_cli(port, token, APP, args).await
 }
 
 /// The pending requests `token` may decide.

@@ -62,29 +62,10 @@ impl Fleet {
     }
 
     async fn key(&self, principal: &str, app: &str, roles: &str) -> String {
-        let out = Command::new(gatehouse_bin())
-            .args(["keys", "--config"])
-            .arg(self.config(0))
-            .args([
-                "create",
-                "--principal",
-                principal,
-                "--app",
-                app,
-                "--roles",
-                roles,
-            ])
-            .output()
-            .await
-            .expect("keys");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let key = crate::common::create_key(&self.config(0), principal, app, roles).await;
         // Replicas re-read the key store at most a second after it changes.
         tokio::time::sleep(Duration::from_millis(1_200)).await;
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        key
     }
 
     /// A counter of replica `i`, summed over the label sets that contain `labels`.
@@ -536,22 +517,8 @@ fn report_load(calls: &[Value], killed_at: u64, back_at: u64) {
     );
 }
 
-/// `gatehouse approvals …` as the holder of `token`: (success, stdout, stderr).
 async fn approvals(port: u16, token: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(gatehouse_bin())
-        .arg("approvals")
-        .args(["--url", &format!("http://127.0.0.1:{port}")])
-        .args(["--app", APP])
-        .env("GATEHOUSE_TOKEN", token)
-        .args(args)
-        .output()
-        .await
-        .expect("approvals");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::common::approvals_cli(port, token, APP, args).await
 }
 
 /// The id of the one pending request, once there is one.

@@ -238,20 +238,12 @@ async fn an_override_that_clients_could_not_use_is_refused_at_load() {
             "upstreams.demo.tools.a.fixed.db",
         ),
     ] {
-        let path = dir.join("gatehouse.yaml");
-        std::fs::write(
-            &path,
-            format!("upstreams:\n  demo:\n    command: x\n    tools:\n      {tools}\n"),
+        let err = crate::common::check_config(
+            &dir,
+            &format!("upstreams:\n  demo:\n    command: x\n    tools:\n      {tools}\n"),
         )
-        .expect("config");
-        let out = Command::new(gatehouse_bin())
-            .arg("check")
-            .arg(&path)
-            .output()
-            .await
-            .expect("check");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{tools}");
+        .await
+        .expect_err(tools);
         assert!(err.contains(location), "{tools}: {err}");
     }
 }

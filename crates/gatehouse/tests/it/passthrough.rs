@@ -177,34 +177,19 @@ async fn headers_that_may_never_pass_are_refused_at_load() {
         "traceparent",
         "not a header",
     ] {
-        let path = dir.join("gatehouse.yaml");
-        std::fs::write(
-            &path,
-            format!("upstreams:\n  u:\n    url: http://127.0.0.1:1/mcp\n    forward_headers: ['{name}']\n"),
+        let err = crate::common::check_config(
+            &dir,
+            &format!("upstreams:\n  u:\n    url: http://127.0.0.1:1/mcp\n    forward_headers: ['{name}']\n"),
         )
-        .expect("config");
-        let out = Command::new(gatehouse_bin())
-            .arg("check")
-            .arg(&path)
-            .output()
-            .await
-            .expect("check");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{name} accepted");
+        .await
+        .expect_err(name);
         assert!(err.contains("upstreams.u.forward_headers"), "{name}: {err}");
     }
     // And a stdio upstream has no headers to receive.
-    let path = dir.join("gatehouse.yaml");
-    std::fs::write(
-        &path,
+    crate::common::check_config(
+        &dir,
         "upstreams:\n  u:\n    command: x\n    forward_headers: [x-tenant-id]\n",
     )
-    .expect("config");
-    let out = Command::new(gatehouse_bin())
-        .arg("check")
-        .arg(&path)
-        .output()
-        .await
-        .expect("check");
-    assert!(!out.status.success());
+    .await
+    .expect_err("a stdio upstream with forward_headers");
 }

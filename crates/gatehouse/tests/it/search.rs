@@ -62,27 +62,7 @@ upstreams:
 }
 
 async fn key(dir: &Path, principal: &str, roles: &str) -> String {
-    let out = Command::new(gatehouse_bin())
-        .args(["keys", "--config"])
-        .arg(dir.join("gatehouse.yaml"))
-        .args([
-            "create",
-            "--principal",
-            principal,
-            "--app",
-            APP,
-            "--roles",
-            roles,
-        ])
-        .output()
-        .await
-        .expect("keys");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    crate::common::create_key(&dir.join("gatehouse.yaml"), principal, APP, roles).await
 }
 
 async fn sdk(port: u16, token: &str, query: &str, args: Value) -> Value {

@@ -715,3 +715,69 @@ pub async fn read_text(mut resp: reqwest::Response) -> String {
     }
     String::from_utf8_lossy(&body).into_owned()
 }
+
+/// `gatehouse check` on this YAML (written to a file in `dir`): `Err(stderr)` when refused.
+pub async fn check_config(dir: &Path, yaml: &str) -> Result<String, String> {
+    let path = dir.join("gatehouse.yaml");
+    std::fs::write(&path, yaml).expect("config");
+    let out = Command::new(gatehouse_bin())
+        .arg("check")
+        .arg(&path)
+        .output()
+        .await
+        .expect("check");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// A new API key from `gatehouse keys create` against `config`; the key itself.
+pub async fn create_key(config: &Path, principal: &str, app: &str, roles: &str) -> String {
+    let out = Command::new(gatehouse_bin())
+        .args(["keys", "--config"])
+        .arg(config)
+        .args([
+            "create",
+            "--principal",
+            principal,
+            "--app",
+            app,
+            "--roles",
+            roles,
+        ])
+        .output()
+        .await
+        .expect("keys");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// `gatehouse approvals …` at `port` as the holder of `token` for `app`: (success, stdout,
+/// stderr).
+pub async fn approvals_cli(
+    port: u16,
+    token: &str,
+    app: &str,
+    args: &[&str],
+) -> (bool, String, String) {
+    let out = Command::new(gatehouse_bin())
+        .arg("approvals")
+        .args(["--url", &format!("http://127.0.0.1:{port}")])
+        .args(["--app", app])
+        .env("GATEHOUSE_TOKEN", token)
+        .args(args)
+        .output()
+        .await
+        .expect("approvals");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
