@@ -3,6 +3,8 @@
 //! and `vault`.
 
 use super::*;
+use schemars::JsonSchema;
+use serde::Deserialize;
 
 pub(super) fn validate_tls(t: RawTls) -> Result<TlsSettings, ConfigError> {
     let allow_tls12 = match t.min_version.as_deref() {
@@ -457,4 +459,47 @@ pub(super) fn user_oauth(
         scopes: u.scopes,
         resource: u.resource.unwrap_or(url),
     })
+}
+
+/// Which enterprise IdPs may vouch for users and clients with an ID-JAG.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdJag {
+    pub issuers: Vec<String>,
+}
+
+/// How metadata-document client ids are fetched.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientMetadata {
+    /// Default true.
+    pub enabled: Option<bool>,
+    /// Accept documents only from these hosts (default: any host with public addresses).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Hosts whose documents may be on private or loopback addresses (an internal client
+    /// registry). Every other host must resolve to public addresses only.
+    #[serde(default)]
+    pub private_hosts: Vec<String>,
+    /// A PEM file of extra CA certificates trusted when fetching documents.
+    pub ca: Option<String>,
+    /// Seconds a fetched document is used before it is fetched again (default 300, at most
+    /// 86400).
+    pub cache_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawUserOAuth {
+    /// The upstream's authorization server.
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    /// The gateway's client there; its redirect URI is `<issuer>/oauth/upstream/callback`.
+    pub client_id: String,
+    /// `env:`, `file:` or `secret:`; none for a public client (PKCE only).
+    pub client_secret: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// The RFC 8707 resource asked for. Default: the upstream's URL.
+    pub resource: Option<String>,
 }

@@ -7,6 +7,7 @@ mod observability;
 pub mod packages;
 mod protection;
 mod raw;
+mod sandbox;
 use identity::{validate_auth, validate_tls, validate_vault};
 use protection::{
     validate_approvals, validate_dlp, validate_exfiltration, validate_rate_limits, validate_sinks,
@@ -34,10 +35,10 @@ pub use authz::{
 };
 pub use detection::{ArbiterSettings, Detection, FirstSight, Pinning, Response, Thresholds};
 pub use raw::{
-    RawApiKeys, RawAudit, RawAuth, RawCertRule, RawClaims, RawClientAuth, RawConfig, RawFacade,
-    RawFederation, RawFleet, RawIntrospection, RawIssuer, RawLimits, RawLogFormat, RawLogging,
-    RawSession, RawStore, RawTls, RawTraces, RawTransportKind, RawUpstream, RawUpstreamTls,
-    RawUserOAuth, RawVault, RawVirtualServer,
+    RawApiKeys, RawAudit, RawAuth, RawCertRule, RawClaims, RawClientAuth, RawClientMetadata,
+    RawConfig, RawFacade, RawFederation, RawFleet, RawIdJag, RawIntrospection, RawIssuer,
+    RawLimits, RawLogFormat, RawLogging, RawSession, RawStore, RawTls, RawTraces, RawTransportKind,
+    RawUpstream, RawUpstreamTls, RawUserOAuth, RawVault, RawVirtualServer,
 };
 pub use raw::{
     RawDlp, RawErrorMode, RawErrors, RawFailMode, RawRateLimits, RawRatePer, RawRateRule,

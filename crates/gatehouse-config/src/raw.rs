@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+pub use crate::identity::{RawClientMetadata, RawIdJag, RawUserOAuth};
+
 pub use crate::observability::{RawFleet, RawLogFormat, RawLogging, RawTraces};
 
 /// Top level of `gatehouse.yaml`.
@@ -570,49 +572,6 @@ pub struct RawFacade {
     pub id_jag: Option<RawIdJag>,
 }
 
-/// Which enterprise IdPs may vouch for users and clients with an ID-JAG.
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawIdJag {
-    pub issuers: Vec<String>,
-}
-
-/// How metadata-document client ids are fetched.
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawClientMetadata {
-    /// Default true.
-    pub enabled: Option<bool>,
-    /// Accept documents only from these hosts (default: any host with public addresses).
-    #[serde(default)]
-    pub hosts: Vec<String>,
-    /// Hosts whose documents may be on private or loopback addresses (an internal client
-    /// registry). Every other host must resolve to public addresses only.
-    #[serde(default)]
-    pub private_hosts: Vec<String>,
-    /// A PEM file of extra CA certificates trusted when fetching documents.
-    pub ca: Option<String>,
-    /// Seconds a fetched document is used before it is fetched again (default 300, at most
-    /// 86400).
-    pub cache_secs: Option<u64>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawUserOAuth {
-    /// The upstream's authorization server.
-    pub authorization_endpoint: String,
-    pub token_endpoint: String,
-    /// The gateway's client there; its redirect URI is `<issuer>/oauth/upstream/callback`.
-    pub client_id: String,
-    /// `env:`, `file:` or `secret:`; none for a public client (PKCE only).
-    pub client_secret: Option<String>,
-    #[serde(default)]
-    pub scopes: Vec<String>,
-    /// The RFC 8707 resource asked for. Default: the upstream's URL.
-    pub resource: Option<String>,
-}
-
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLogin {
@@ -752,7 +711,7 @@ pub struct RawUpstream {
     /// Confines a command upstream: the paths it may read and write, its network, and
     /// limits on memory, CPU, processes and file size (Landlock, seccomp, namespaces,
     /// rlimits). A profile this kernel cannot enforce stops the server from starting.
-    pub sandbox: Option<RawSandbox>,
+    pub sandbox: Option<crate::sandbox::RawSandbox>,
     /// Upstream endpoint for `streamable_http` (`…/mcp`) or `sse` (`…/sse`).
     pub url: Option<String>,
     /// `streamable_http` (default for `url`) or `sse` (legacy HTTP+SSE).
@@ -842,42 +801,4 @@ pub struct RawVirtualServer {
     /// Lists the search, describe and call meta-tools instead of every tool (default: the
     /// gateway's `tool_search`).
     pub tool_search: Option<bool>,
-}
-
-/// A command upstream's confinement.
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawSandbox {
-    /// Absolute paths it may read (and execute) beneath, besides the system's libraries
-    /// and certificates.
-    #[serde(default)]
-    pub read: Vec<String>,
-    /// Absolute paths it may read and write beneath.
-    #[serde(default)]
-    pub write: Vec<String>,
-    /// `none` (default: a network namespace of its own, no interface up), `host`, or
-    /// `{connect: [ports]}` (TCP connections to these ports only, no listening).
-    pub network: Option<RawSandboxNetwork>,
-    /// Private writable memory, MiB (default 1024).
-    pub memory_mb: Option<u64>,
-    /// CPU seconds (default: none).
-    pub cpu_secs: Option<u64>,
-    /// Processes and threads it may run at once (default 64).
-    pub processes: Option<u64>,
-    /// Largest file it may write, MiB (default 256).
-    pub file_size_mb: Option<u64>,
-}
-
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(untagged)]
-pub enum RawSandboxNetwork {
-    Mode(RawNetworkMode),
-    Connect { connect: Vec<u16> },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RawNetworkMode {
-    None,
-    Host,
 }

@@ -91,7 +91,7 @@ pub(super) fn validate_upstreams(
                 }
                 let sandbox = match u.sandbox {
                     None => None,
-                    Some(s) => Some(sandbox(&format!("{at}.sandbox"), s)?),
+                    Some(s) => Some(crate::sandbox::sandbox(&format!("{at}.sandbox"), s)?),
                 };
                 TransportSpec::Stdio {
                     command,
@@ -377,67 +377,4 @@ pub(super) fn validate_argument_patterns(upstreams: &[UpstreamSpec]) -> Result<(
         }
     }
     Ok(())
-}
-
-/// A sandbox profile: absolute paths, sane limits.
-fn sandbox(at: &str, s: raw::RawSandbox) -> Result<crate::SandboxSpec, ConfigError> {
-    let paths = |field: &str, v: Vec<String>| -> Result<Vec<PathBuf>, ConfigError> {
-        v.into_iter()
-            .map(|p| {
-                let path = PathBuf::from(&p);
-                if !path.is_absolute() || p.split('/').any(|c| c == "..") {
-                    return Err(ConfigError::at(
-                        format!("{at}.{field}"),
-                        format!("`{p}` must be an absolute path without `..`"),
-                    ));
-                }
-                if path == std::path::Path::new("/") {
-                    return Err(ConfigError::at(
-                        format!("{at}.{field}"),
-                        "`/` would grant everything",
-                    ));
-                }
-                Ok(path)
-            })
-            .collect()
-    };
-    let network = match s.network {
-        None | Some(raw::RawSandboxNetwork::Mode(raw::RawNetworkMode::None)) => {
-            crate::SandboxNetwork::None
-        }
-        Some(raw::RawSandboxNetwork::Mode(raw::RawNetworkMode::Host)) => {
-            crate::SandboxNetwork::Host
-        }
-        Some(raw::RawSandboxNetwork::Connect { connect }) => {
-            if connect.is_empty() || connect.contains(&0) {
-                return Err(ConfigError::at(
-                    format!("{at}.network.connect"),
-                    "name the TCP ports (1-65535) it may connect to",
-                ));
-            }
-            crate::SandboxNetwork::Connect(connect)
-        }
-    };
-    let bounded =
-        |field: &str, v: Option<u64>, default: u64, max: u64| -> Result<u64, ConfigError> {
-            match v.unwrap_or(default) {
-                n @ 1.. if n <= max => Ok(n),
-                _ => Err(ConfigError::at(
-                    format!("{at}.{field}"),
-                    format!("1 to {max}"),
-                )),
-            }
-        };
-    Ok(crate::SandboxSpec {
-        read: paths("read", s.read)?,
-        write: paths("write", s.write)?,
-        network,
-        memory_mb: bounded("memory_mb", s.memory_mb, 1024, 1 << 20)?,
-        cpu_secs: match s.cpu_secs {
-            None => None,
-            Some(n) => Some(bounded("cpu_secs", Some(n), 0, 1 << 32)?),
-        },
-        processes: bounded("processes", s.processes, 64, 1 << 16)?,
-        file_size_mb: bounded("file_size_mb", s.file_size_mb, 256, 1 << 20)?,
-    })
 }
