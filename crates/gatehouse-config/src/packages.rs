@@ -61,6 +61,43 @@ pub fn runner_package(command: &str, args: &[String]) -> Option<String> {
     None
 }
 
+/// A package as `(ecosystem, name, version)`: `npm` for the Node runners, `pypi` for the
+/// Python ones.
+pub fn identify(command: &str, spec: &str) -> Option<(&'static str, String, String)> {
+    let base = Path::new(command).file_name()?.to_str()?;
+    let eco = match base {
+        "uvx" | "uv" | "pipx" => "pypi",
+        _ => "npm",
+    };
+    let (name, version) = match spec.split_once("==") {
+        Some((n, v)) => (n, v),
+        None => {
+            let i = spec.rfind('@').filter(|i| *i > 0)?;
+            (&spec[..i], &spec[i + 1..])
+        }
+    };
+    let name = if eco == "pypi" {
+        name.to_ascii_lowercase().replace('_', "-")
+    } else {
+        name.to_owned()
+    };
+    Some((eco, name, version.to_owned()))
+}
+
+/// Parses an `approved_servers` entry (`npm:NAME@VERSION`, `pypi:NAME==VERSION`).
+pub fn approved_entry(e: &str) -> Option<(&'static str, String, String)> {
+    let (eco, spec) = e.split_once(':')?;
+    let command = match eco {
+        "npm" => "npx",
+        "pypi" => "uvx",
+        _ => return None,
+    };
+    if !pinned(spec) {
+        return None;
+    }
+    identify(command, spec)
+}
+
 /// The pinned line to suggest for an unpinned package.
 pub fn pin_hint(command: &str, spec: &str) -> String {
     let base = Path::new(command)
@@ -79,6 +116,41 @@ pub fn pin_hint(command: &str, spec: &str) -> String {
             "`{name}@X.Y.Z` (the version you vetted; `npm view {name} version` prints the latest)"
         ),
     }
+}
+
+/// With `approved_servers` set, every package a command upstream runs must be one of them.
+pub(crate) fn check_approved(
+    upstreams: &[crate::UpstreamSpec],
+    approved: &[String],
+) -> Result<(), crate::ConfigError> {
+    let mut list = Vec::new();
+    for (i, e) in approved.iter().enumerate() {
+        list.push(approved_entry(e).ok_or_else(|| {
+            crate::ConfigError::at(
+                format!("approved_servers[{i}]"),
+                format!("`{e}`: npm:NAME@X.Y.Z or pypi:NAME==X.Y.Z"),
+            )
+        })?);
+    }
+    if list.is_empty() {
+        return Ok(());
+    }
+    for u in upstreams {
+        let crate::TransportSpec::Stdio { command, args, .. } = &u.transport else {
+            continue;
+        };
+        let Some(spec) = runner_package(command, args) else {
+            continue;
+        };
+        let id = identify(command, &spec);
+        if !id.as_ref().is_some_and(|id| list.contains(id)) {
+            return Err(crate::ConfigError::at(
+                format!("upstreams.{}.args", u.name),
+                format!("`{spec}` is not on approved_servers"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -46,6 +46,10 @@ pub struct RawConfig {
     /// `true`: `/mcp` lists three meta-tools (search, describe, call) instead of every tool,
     /// for agents facing hundreds of tools. Virtual servers decide for themselves.
     pub tool_search: Option<bool>,
+    /// Packages command upstreams may run, exactly: `npm:NAME@VERSION`,
+    /// `pypi:NAME==VERSION`. When set, any other package is refused at load.
+    #[serde(default)]
+    pub approved_servers: Vec<String>,
     #[serde(default)]
     pub logging: RawLogging,
     /// Who may call: OAuth 2.1 access tokens from trusted issuers.

@@ -405,3 +405,29 @@ fn package_runners_must_name_an_exact_version() {
         .unwrap_or_else(|e| panic!("{cmd} {args}: {e}"));
     }
 }
+
+#[test]
+fn with_approved_servers_only_those_packages_run() {
+    let approved = "approved_servers: ['npm:@modelcontextprotocol/server-filesystem@2026.8.31', 'pypi:mcp-server-sqlite==2025.1.1']\n";
+    let ok = format!(
+        "{approved}upstreams:\n  fs:\n    command: npx\n    args: [-y, '@modelcontextprotocol/server-filesystem@2026.8.31', /srv]\n  db:\n    command: uvx\n    args: ['mcp_server_sqlite==2025.1.1']\n  own:\n    command: node\n    args: [server.js]\n"
+    );
+    load(&ok).unwrap_or_else(|e| panic!("{e}"));
+    for (cmd, args) in [
+        (
+            "npx",
+            "[-y, '@modelcontextprotocol/server-filesystem@2026.8.30']",
+        ),
+        ("npx", "[-y, 'other-server@1.0.0']"),
+        ("uvx", "['mcp-server-sqlite==2025.1.2']"),
+    ] {
+        let e = load(&format!(
+            "{approved}upstreams:\n  u:\n    command: {cmd}\n    args: {args}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.location, "upstreams.u.args", "{e}");
+        assert!(e.message.contains("not on approved_servers"), "{e}");
+    }
+    let e = load("approved_servers: ['npm:pkg']\n").unwrap_err();
+    assert_eq!(e.location, "approved_servers[0]");
+}

@@ -110,6 +110,7 @@ impl RawConfig {
         }
 
         let upstreams = validate_upstreams(self.upstreams, base, &separator, env)?;
+        crate::packages::check_approved(&upstreams, &self.approved_servers)?;
         let virtual_servers = validate_virtual_servers(self.virtual_servers, &upstreams)?;
 
         let auth = match self.auth {
