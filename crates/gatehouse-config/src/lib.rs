@@ -532,6 +532,8 @@ pub enum TransportSpec {
         cwd: Option<PathBuf>,
         /// Confinement; `None`: the child runs with the gateway's rights.
         sandbox: Option<SandboxSpec>,
+        /// The package a runner starts and the hash it must have at its registry.
+        package: Option<packages::PinnedPackage>,
     },
     StreamableHttp {
         url: reqwest::Url,

@@ -63,7 +63,7 @@ pub fn runner_package(command: &str, args: &[String]) -> Option<String> {
 
 /// A package as `(ecosystem, name, version)`: `npm` for the Node runners, `pypi` for the
 /// Python ones.
-pub fn identify(command: &str, spec: &str) -> Option<(&'static str, String, String)> {
+pub fn identify(command: &str, spec: &str) -> Option<PackageId> {
     let base = Path::new(command).file_name()?.to_str()?;
     let eco = match base {
         "uvx" | "uv" | "pipx" => "pypi",
@@ -84,8 +84,69 @@ pub fn identify(command: &str, spec: &str) -> Option<(&'static str, String, Stri
     Some((eco, name, version.to_owned()))
 }
 
-/// Parses an `approved_servers` entry (`npm:NAME@VERSION`, `pypi:NAME==VERSION`).
-pub fn approved_entry(e: &str) -> Option<(&'static str, String, String)> {
+/// A runner's package, pinned: what it is and the hash its registry must report for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinnedPackage {
+    /// `npm` or `pypi`.
+    pub ecosystem: &'static str,
+    pub name: String,
+    pub version: String,
+    /// npm: `sha512-<base64>` (`dist.integrity`); PyPI: `sha256:<hex>` of one release file.
+    pub integrity: String,
+}
+
+/// Checks a package's pinned hash: present, and in the ecosystem's form.
+pub fn pinned_package(
+    command: &str,
+    spec: &str,
+    integrity: Option<&str>,
+) -> Result<PinnedPackage, String> {
+    let (ecosystem, name, version) =
+        identify(command, spec).ok_or_else(|| format!("`{spec}` names no package version"))?;
+    let Some(integrity) = integrity else {
+        return Err(match ecosystem {
+            "npm" => format!(
+                "pin its hash too: integrity: sha512-… (`npm view {name}@{version} dist.integrity` prints it)"
+            ),
+            _ => format!(
+                "pin its hash too: integrity: sha256:… (a file's sha256 from https://pypi.org/pypi/{name}/{version}/json)"
+            ),
+        });
+    };
+    let ok = match ecosystem {
+        "npm" => integrity.strip_prefix("sha512-").is_some_and(|b| {
+            b.len() == 88
+                && b.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='))
+        }),
+        _ => integrity
+            .strip_prefix("sha256:")
+            .is_some_and(|h| h.len() == 64 && h.bytes().all(|c| c.is_ascii_hexdigit())),
+    };
+    if !ok {
+        return Err(match ecosystem {
+            "npm" => "an npm integrity is `sha512-` and 88 base64 characters".to_owned(),
+            _ => "a PyPI hash is `sha256:` and 64 hex digits".to_owned(),
+        });
+    }
+    Ok(PinnedPackage {
+        ecosystem,
+        name,
+        version,
+        integrity: integrity.to_owned(),
+    })
+}
+
+/// A package as `(ecosystem, name, version)`.
+pub type PackageId = (&'static str, String, String);
+
+/// Parses an `approved_servers` entry (`npm:NAME@VERSION`, `pypi:NAME==VERSION`, either
+/// optionally followed by `#HASH`): the package, and the hash when one is named.
+pub fn approved_entry(e: &str) -> Option<(PackageId, Option<String>)> {
+    let (e, hash) = match e.split_once('#') {
+        Some((e, h)) => (e, Some(h.to_owned())),
+        None => (e, None),
+    };
     let (eco, spec) = e.split_once(':')?;
     let command = match eco {
         "npm" => "npx",
@@ -95,7 +156,7 @@ pub fn approved_entry(e: &str) -> Option<(&'static str, String, String)> {
     if !pinned(spec) {
         return None;
     }
-    identify(command, spec)
+    Some((identify(command, spec)?, hash))
 }
 
 /// The pinned line to suggest for an unpinned package.
@@ -128,7 +189,7 @@ pub(crate) fn check_approved(
         list.push(approved_entry(e).ok_or_else(|| {
             crate::ConfigError::at(
                 format!("approved_servers[{i}]"),
-                format!("`{e}`: npm:NAME@X.Y.Z or pypi:NAME==X.Y.Z"),
+                format!("`{e}`: npm:NAME@X.Y.Z or pypi:NAME==X.Y.Z, optionally #HASH"),
             )
         })?);
     }
@@ -136,14 +197,24 @@ pub(crate) fn check_approved(
         return Ok(());
     }
     for u in upstreams {
-        let crate::TransportSpec::Stdio { command, args, .. } = &u.transport else {
+        let crate::TransportSpec::Stdio {
+            command,
+            args,
+            package,
+            ..
+        } = &u.transport
+        else {
             continue;
         };
         let Some(spec) = runner_package(command, args) else {
             continue;
         };
         let id = identify(command, &spec);
-        if !id.as_ref().is_some_and(|id| list.contains(id)) {
+        let hash = package.as_ref().map(|p| p.integrity.as_str());
+        let approved = list.iter().any(|(entry, pinned_hash)| {
+            Some(entry) == id.as_ref() && pinned_hash.as_deref().is_none_or(|h| Some(h) == hash)
+        });
+        if !approved {
             return Err(crate::ConfigError::at(
                 format!("upstreams.{}.args", u.name),
                 format!("`{spec}` is not on approved_servers"),

@@ -716,6 +716,10 @@ pub struct RawUpstream {
     /// limits on memory, CPU, processes and file size (Landlock, seccomp, namespaces,
     /// rlimits). A profile this kernel cannot enforce stops the server from starting.
     pub sandbox: Option<crate::sandbox::RawSandbox>,
+    /// The hash of the package a runner (`npx`, `uvx`, …) starts: npm's `dist.integrity`
+    /// (`sha512-…`) or a PyPI file's `sha256:…`. Required for such packages; checked against
+    /// the registry before every start.
+    pub integrity: Option<String>,
     /// Upstream endpoint for `streamable_http` (`…/mcp`) or `sse` (`…/sse`).
     pub url: Option<String>,
     /// `streamable_http` (default for `url`) or `sse` (legacy HTTP+SSE).

@@ -368,7 +368,7 @@ fn a_fleet_needs_a_redis_url_and_the_shared_session_key() {
 }
 
 #[test]
-fn package_runners_must_name_an_exact_version() {
+fn package_runners_must_name_an_exact_version_and_its_hash() {
     for (cmd, args, hint) in [
         (
             "npx",
@@ -391,38 +391,79 @@ fn package_runners_must_name_an_exact_version() {
             "{e}"
         );
     }
-    for (cmd, args) in [
+    let fs = "sha512-kKaFkyAh6oipvc9+EAbJ552JafnMnOq5nzmzWkp1jJdBhTAAGpmIpWihUG1+rfNhmEFM98gUZDdCHCDD4v6a7Q==";
+    let py = "sha256:abababababababababababababababababababababababababababababababab";
+    for (cmd, args, integrity) in [
         (
             "npx",
             "[-y, '@modelcontextprotocol/server-filesystem@2026.8.31', /srv]",
+            format!("\n    integrity: '{fs}'"),
         ),
-        ("uvx", "['mcp-server-sqlite==2025.1.1']"),
-        ("node", "[server.js]"),
+        (
+            "uvx",
+            "['mcp-server-sqlite==2025.1.1']",
+            format!("\n    integrity: '{py}'"),
+        ),
+        ("node", "[server.js]", String::new()),
     ] {
         load(&format!(
-            "upstreams:\n  u:\n    command: {cmd}\n    args: {args}\n"
+            "upstreams:\n  u:\n    command: {cmd}\n    args: {args}{integrity}\n"
         ))
         .unwrap_or_else(|e| panic!("{cmd} {args}: {e}"));
+    }
+    // Pinned without its hash, a malformed hash, a hash on a plain command.
+    for (yaml, words) in [
+        (
+            "command: npx\n    args: [-y, 'pkg@1.2.3']".to_owned(),
+            "npm view pkg@1.2.3 dist.integrity",
+        ),
+        (
+            "command: uvx\n    args: ['pkg==1.2.3']".to_owned(),
+            "pypi.org/pypi/pkg/1.2.3/json",
+        ),
+        (
+            "command: npx\n    args: [-y, 'pkg@1.2.3']\n    integrity: sha1-abc".to_owned(),
+            "sha512-",
+        ),
+        (
+            format!("command: node\n    args: [s.js]\n    integrity: '{fs}'"),
+            "runner",
+        ),
+    ] {
+        let e = load(&format!("upstreams:\n  u:\n    {yaml}\n")).unwrap_err();
+        assert_eq!(e.location, "upstreams.u.integrity", "{yaml}: {e}");
+        assert!(e.message.contains(words), "{yaml}: {e}");
     }
 }
 
 #[test]
 fn with_approved_servers_only_those_packages_run() {
-    let approved = "approved_servers: ['npm:@modelcontextprotocol/server-filesystem@2026.8.31', 'pypi:mcp-server-sqlite==2025.1.1']\n";
+    let fs = "sha512-kKaFkyAh6oipvc9+EAbJ552JafnMnOq5nzmzWkp1jJdBhTAAGpmIpWihUG1+rfNhmEFM98gUZDdCHCDD4v6a7Q==";
+    let py = "sha256:abababababababababababababababababababababababababababababababab";
+    let approved = format!(
+        "approved_servers: ['npm:@modelcontextprotocol/server-filesystem@2026.8.31#{fs}', 'pypi:mcp-server-sqlite==2025.1.1']\n"
+    );
     let ok = format!(
-        "{approved}upstreams:\n  fs:\n    command: npx\n    args: [-y, '@modelcontextprotocol/server-filesystem@2026.8.31', /srv]\n  db:\n    command: uvx\n    args: ['mcp_server_sqlite==2025.1.1']\n  own:\n    command: node\n    args: [server.js]\n"
+        "{approved}upstreams:\n  fs:\n    command: npx\n    args: [-y, '@modelcontextprotocol/server-filesystem@2026.8.31', /srv]\n    integrity: '{fs}'\n  db:\n    command: uvx\n    args: ['mcp_server_sqlite==2025.1.1']\n    integrity: '{py}'\n  own:\n    command: node\n    args: [server.js]\n"
     );
     load(&ok).unwrap_or_else(|e| panic!("{e}"));
-    for (cmd, args) in [
+    for (cmd, args, integrity) in [
         (
             "npx",
             "[-y, '@modelcontextprotocol/server-filesystem@2026.8.30']",
+            fs,
         ),
-        ("npx", "[-y, 'other-server@1.0.0']"),
-        ("uvx", "['mcp-server-sqlite==2025.1.2']"),
+        ("npx", "[-y, 'other-server@1.0.0']", fs),
+        ("uvx", "['mcp-server-sqlite==2025.1.2']", py),
+        // The approved version with another hash than the approved one.
+        (
+            "npx",
+            "[-y, '@modelcontextprotocol/server-filesystem@2026.8.31']",
+            "sha512-5U3OZh8Xq0Li4nA26l6uNvV9/1suMDuWSn+NjLZIhzinhMY6N3A4DCrxVecBGPf2PsNFKTEv5krxGPRwzxc7jQ==",
+        ),
     ] {
         let e = load(&format!(
-            "{approved}upstreams:\n  u:\n    command: {cmd}\n    args: {args}\n"
+            "{approved}upstreams:\n  u:\n    command: {cmd}\n    args: {args}\n    integrity: '{integrity}'\n"
         ))
         .unwrap_err();
         assert_eq!(e.location, "upstreams.u.args", "{e}");

@@ -77,18 +77,29 @@ pub(super) fn validate_upstreams(
                     }
                 }
                 envs.extend(u.env);
-                // A package runner must name the exact version it runs.
-                if let Some(pkg) = crate::packages::runner_package(&command, &u.args)
-                    && !crate::packages::pinned(&pkg)
-                {
-                    return Err(ConfigError::at(
-                        format!("{at}.args"),
-                        format!(
-                            "`{pkg}` is not pinned: {command} would run whatever version the registry serves at each start; name an exact version, {}",
-                            crate::packages::pin_hint(&command, &pkg)
-                        ),
-                    ));
-                }
+                // A package runner must name the exact version it runs, and its hash.
+                let package = match crate::packages::runner_package(&command, &u.args) {
+                    Some(pkg) if !crate::packages::pinned(&pkg) => {
+                        return Err(ConfigError::at(
+                            format!("{at}.args"),
+                            format!(
+                                "`{pkg}` is not pinned: {command} would run whatever version the registry serves at each start; name an exact version, {}",
+                                crate::packages::pin_hint(&command, &pkg)
+                            ),
+                        ));
+                    }
+                    Some(pkg) => Some(
+                        crate::packages::pinned_package(&command, &pkg, u.integrity.as_deref())
+                            .map_err(|m| ConfigError::at(format!("{at}.integrity"), m))?,
+                    ),
+                    None if u.integrity.is_some() => {
+                        return Err(ConfigError::at(
+                            format!("{at}.integrity"),
+                            "integrity applies to a package a runner (npx, uvx, …) starts",
+                        ));
+                    }
+                    None => None,
+                };
                 let sandbox = match u.sandbox {
                     None => None,
                     Some(s) => Some(crate::sandbox::sandbox(&format!("{at}.sandbox"), s)?),
@@ -99,6 +110,7 @@ pub(super) fn validate_upstreams(
                     env: envs,
                     cwd: u.cwd.map(PathBuf::from),
                     sandbox,
+                    package,
                 }
             }
             (None, Some(url)) => {

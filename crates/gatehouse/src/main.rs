@@ -311,9 +311,10 @@ fn dev_config(listen: Option<String>, upstreams: &[String], demo: bool) -> Resul
                     command: Some("npx".into()),
                     args: vec![
                         "-y".into(),
-                        // Pinned: the version the test suite runs.
+                        // Pinned: the version the test suite runs, and its hash.
                         "@modelcontextprotocol/server-everything@2026.8.31".into(),
                     ],
+                    integrity: Some("sha512-5U3OZh8Xq0Li4nA26l6uNvV9/1suMDuWSn+NjLZIhzinhMY6N3A4DCrxVecBGPf2PsNFKTEv5krxGPRwzxc7jQ==".into()),
                     ..Default::default()
                 },
             );

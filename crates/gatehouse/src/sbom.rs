@@ -43,6 +43,7 @@ pub(crate) fn bom(cfg: &Config) -> Value {
                 command,
                 args,
                 sandbox,
+                package,
                 ..
             } => {
                 let runner = std::path::Path::new(command)
@@ -61,6 +62,9 @@ pub(crate) fn bom(cfg: &Config) -> Value {
                             "name": name, "purl": purl, "properties": props});
                         if let Some(v) = version {
                             c["version"] = json!(v);
+                        }
+                        if let Some(h) = package.as_ref().and_then(|p| hash(&p.integrity)) {
+                            c["hashes"] = json!([h]);
                         }
                         c
                     }
@@ -95,6 +99,17 @@ pub(crate) fn bom(cfg: &Config) -> Value {
         "components": components,
         "services": services,
     })
+}
+
+/// A pinned hash as CycloneDX writes it: the algorithm and the digest in hex.
+fn hash(integrity: &str) -> Option<Value> {
+    use base64::Engine;
+    if let Some(b) = integrity.strip_prefix("sha512-") {
+        let raw = base64::engine::general_purpose::STANDARD.decode(b).ok()?;
+        return Some(json!({"alg": "SHA-512", "content": hex::encode(raw)}));
+    }
+    let h = integrity.strip_prefix("sha256:")?;
+    Some(json!({"alg": "SHA-256", "content": h.to_ascii_lowercase()}))
 }
 
 /// Now, as RFC 3339 UTC.

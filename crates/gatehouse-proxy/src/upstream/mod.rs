@@ -4,6 +4,7 @@
 //! each upstream on its own, whatever version the clients speak.
 
 mod http;
+mod registry;
 pub mod sandbox;
 mod server_requests;
 mod sse;

@@ -46,6 +46,7 @@ fn spawn_child(spec: &TransportSpec) -> std::io::Result<Child> {
         env,
         cwd,
         sandbox,
+        ..
     } = spec
     else {
         return Err(std::io::Error::other("not a stdio upstream"));
@@ -109,6 +110,18 @@ pub(crate) async fn supervise(up: Arc<Upstream>) {
     let mut backoff = Backoff::new();
     let name = up.spec.name.clone();
     loop {
+        // A pinned package is checked against its registry before every start.
+        if let TransportSpec::Stdio {
+            package: Some(p),
+            env,
+            ..
+        } = &up.spec.transport
+            && let Err(e) = super::registry::verify(p, env).await
+        {
+            tracing::error!(target: "gatehouse::audit", upstream = %name, error = %e, "package not verified: the server is not started");
+            backoff.wait().await;
+            continue;
+        }
         let mut child = match spawn_child(&up.spec.transport) {
             Ok(c) => c,
             Err(e) => {

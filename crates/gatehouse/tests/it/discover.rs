@@ -503,7 +503,7 @@ async fn the_sbom_lists_every_configured_server() {
     let cfg = dir.join("gatehouse.yaml");
     std::fs::write(
         &cfg,
-        "upstreams:\n  files:\n    command: npx\n    args: [-y, '@modelcontextprotocol/server-filesystem@2026.8.31', /srv]\n    sandbox: {read: [/tmp]}\n  sqlite:\n    command: uvx\n    args: ['mcp-server-sqlite==2025.1.1']\n  demo:\n    command: gatehouse\n    args: [demo-server]\n  tickets:\n    url: https://tickets.internal.example/mcp\n",
+        "upstreams:\n  files:\n    command: npx\n    args: [-y, '@modelcontextprotocol/server-filesystem@2026.8.31', /srv]\n    integrity: 'sha512-kKaFkyAh6oipvc9+EAbJ552JafnMnOq5nzmzWkp1jJdBhTAAGpmIpWihUG1+rfNhmEFM98gUZDdCHCDD4v6a7Q=='\n    sandbox: {read: [/tmp]}\n  sqlite:\n    command: uvx\n    args: ['mcp-server-sqlite==2025.1.1']\n    integrity: 'sha256:abababababababababababababababababababababababababababababababab'\n  demo:\n    command: gatehouse\n    args: [demo-server]\n  tickets:\n    url: https://tickets.internal.example/mcp\n",
     )
     .expect("config");
     let out = Command::new(gatehouse_bin())
@@ -532,6 +532,13 @@ async fn the_sbom_lists_every_configured_server() {
         "pkg:npm/%40modelcontextprotocol/server-filesystem@2026.8.31"
     );
     assert_eq!(comp("upstream:files")["version"], "2026.8.31");
+    assert_eq!(comp("upstream:files")["hashes"][0]["alg"], "SHA-512");
+    assert_eq!(
+        comp("upstream:files")["hashes"][0]["content"]
+            .as_str()
+            .map(str::len),
+        Some(128)
+    );
     assert!(
         comp("upstream:files")["properties"]
             .to_string()

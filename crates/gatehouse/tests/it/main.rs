@@ -24,6 +24,7 @@ mod identity;
 mod keys;
 mod limits;
 mod overrides;
+mod packages;
 mod passthrough;
 mod peers;
 mod resilience;

@@ -1,0 +1,95 @@
+//! A pinned package checked against its registry before a runner starts it: npm's
+//! `dist.integrity` for that exact version must equal the pinned one (npm then checks the
+//! tarball it downloads against that same value), or one of a PyPI release's files must
+//! have the pinned sha256. Anything else — a different hash, an unknown version, a
+//! registry that does not answer — and the server is not started.
+
+use std::time::Duration;
+
+use gatehouse_config::packages::PinnedPackage;
+use serde_json::Value;
+
+/// Largest registry answer read.
+const MAX_ANSWER: usize = 8 << 20;
+
+/// The npm registry the runner will use: the child's own setting, else npm's default.
+fn npm_registry(env: &[(String, String)]) -> String {
+    env.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("npm_config_registry"))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| "https://registry.npmjs.org/".to_owned())
+}
+
+async fn fetch(url: &str) -> Result<Value, String> {
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(20))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut resp = http
+        .get(url)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| format!("the registry did not answer: {}", e.without_url()))?;
+    if !resp.status().is_success() {
+        return Err(format!(
+            "the registry answered HTTP {}",
+            resp.status().as_u16()
+        ));
+    }
+    let mut body = Vec::new();
+    while let Some(c) = resp.chunk().await.map_err(|e| e.to_string())? {
+        body.extend_from_slice(&c);
+        if body.len() > MAX_ANSWER {
+            return Err("the registry's answer is too large".into());
+        }
+    }
+    serde_json::from_slice(&body).map_err(|_| "the registry's answer is not JSON".into())
+}
+
+/// Checks `p` against its registry (`env` is the child's environment).
+pub(crate) async fn verify(p: &PinnedPackage, env: &[(String, String)]) -> Result<(), String> {
+    match p.ecosystem {
+        "npm" => {
+            let base = npm_registry(env);
+            // A scoped name keeps its `@` and encodes its `/`.
+            let url = format!(
+                "{}/{}/{}",
+                base.trim_end_matches('/'),
+                p.name.replace('/', "%2f"),
+                p.version
+            );
+            let v = fetch(&url).await?;
+            let found = v
+                .pointer("/dist/integrity")
+                .and_then(Value::as_str)
+                .ok_or("the registry reports no integrity for it")?;
+            if found != p.integrity {
+                return Err(format!(
+                    "{}@{} has integrity {found} at the registry, not the pinned {}",
+                    p.name, p.version, p.integrity
+                ));
+            }
+            Ok(())
+        }
+        _ => {
+            let url = format!("https://pypi.org/pypi/{}/{}/json", p.name, p.version);
+            let v = fetch(&url).await?;
+            let want = p.integrity.trim_start_matches("sha256:");
+            let listed = v["urls"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.pointer("/digests/sha256").and_then(Value::as_str));
+            if listed.into_iter().any(|h| h.eq_ignore_ascii_case(want)) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "no file of {}=={} has the pinned sha256",
+                    p.name, p.version
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Pinned packages against a registry (an npm registry served by the test, used by the real
+//! `npx`): a package whose registry integrity matches the pin starts and serves; a pin the
+//! registry contradicts never starts; a tarball tampered with after publication is refused by
+//! npm's own check against that integrity, so that server never starts either.
+
+use std::sync::Arc;
+
+use aws_lc_rs::digest;
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::common::{Mcp, free_port};
+
+/// A package a runner can start: a dependency-free stdio MCP server with one tool.
+const SERVER_JS: &str = r#"#!/usr/bin/env node
+const rl = require("readline").createInterface({ input: process.stdin });
+const send = (m) => process.stdout.write(JSON.stringify(m) + "\n");
+rl.on("line", (line) => {
+  let m;
+  try { m = JSON.parse(line); } catch { return; }
+  if (m.id === undefined) return;
+  if (m.method === "initialize") {
+    send({ jsonrpc: "2.0", id: m.id, result: { protocolVersion: m.params.protocolVersion,
+      capabilities: { tools: {} }, serverInfo: { name: "pinned", version: "1.0.0" } } });
+  } else if (m.method === "tools/list") {
+    send({ jsonrpc: "2.0", id: m.id, result: { tools: [{ name: "hello", description: "Says hello.",
+      inputSchema: { type: "object" }, annotations: { readOnlyHint: true } }] } });
+  } else if (m.method === "tools/call") {
+    send({ jsonrpc: "2.0", id: m.id, result: { content: [{ type: "text", text: "hello from the pinned package" }] } });
+  } else {
+    send({ jsonrpc: "2.0", id: m.id, error: { code: -32601, message: "Method not found" } });
+  }
+});
+"#;
+
+/// The package's tarball as npm publishes it (`package/…`), built with tar.
+fn tarball(dir: &std::path::Path, name: &str) -> Vec<u8> {
+    let pkg = dir.join(format!("{name}-src/package"));
+    std::fs::create_dir_all(&pkg).expect("dir");
+    std::fs::write(
+        pkg.join("package.json"),
+        json!({"name": name, "version": "1.0.0", "bin": {name: "server.js"}}).to_string(),
+    )
+    .expect("package.json");
+    std::fs::write(pkg.join("server.js"), SERVER_JS).expect("server.js");
+    let out = dir.join(format!("{name}.tgz"));
+    let status = std::process::Command::new("tar")
+        .arg("czf")
+        .arg(&out)
+        .arg("-C")
+        .arg(dir.join(format!("{name}-src")))
+        .arg("package")
+        .status()
+        .expect("tar");
+    assert!(status.success());
+    std::fs::read(out).expect("tgz")
+}
+
+fn integrity(bytes: &[u8]) -> String {
+    let d = digest::digest(&digest::SHA512, bytes);
+    format!(
+        "sha512-{}",
+        base64::engine::general_purpose::STANDARD.encode(d.as_ref())
+    )
+}
+
+/// One package the registry serves: its metadata's integrity, and the bytes it hands out.
+struct Published {
+    integrity: String,
+    served: Vec<u8>,
+}
+
+/// A minimal npm registry: packuments, version documents and tarballs.
+async fn registry(packages: Vec<(String, Published)>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let base = format!("http://127.0.0.1:{port}");
+    let packages = Arc::new(packages);
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let packages = packages.clone();
+        let base = base.clone();
+        async move {
+            let path = uri.path().trim_start_matches('/').to_owned();
+            for (name, p) in packages.iter() {
+                let version = json!({"name": name, "version": "1.0.0", "bin": {name.as_str(): "server.js"},
+                    "dist": {"tarball": format!("{base}/{name}/-/{name}-1.0.0.tgz"), "integrity": p.integrity}});
+                if path == *name {
+                    let doc = json!({"name": name, "dist-tags": {"latest": "1.0.0"}, "versions": {"1.0.0": version}});
+                    return axum::response::IntoResponse::into_response((
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        doc.to_string(),
+                    ));
+                }
+                if path == format!("{name}/1.0.0") {
+                    return axum::response::IntoResponse::into_response((
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        version.to_string(),
+                    ));
+                }
+                if path == format!("{name}/-/{name}-1.0.0.tgz") {
+                    return axum::response::IntoResponse::into_response(p.served.clone());
+                }
+            }
+            axum::response::IntoResponse::into_response(axum::http::StatusCode::NOT_FOUND)
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_package_starts_only_when_its_registry_and_its_bytes_match_the_pin() {
+    let tag = free_port();
+    let dir = std::env::temp_dir().join(format!("gatehouse-packages-{tag}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (good, tampered) = (format!("gh-pinned-{tag}"), format!("gh-tampered-{tag}"));
+    let good_tgz = tarball(&dir, &good);
+    let tampered_tgz = tarball(&dir, &tampered);
+    let good_integrity = integrity(&good_tgz);
+    let tampered_integrity = integrity(&tampered_tgz);
+    // The tampered package's registry metadata still carries the published integrity; the
+    // bytes it serves were changed afterwards.
+    let mut altered = tampered_tgz.clone();
+    let n = altered.len();
+    altered[n - 20] ^= 0xff;
+    let port = registry(vec![
+        (
+            good.clone(),
+            Published {
+                integrity: good_integrity.clone(),
+                served: good_tgz,
+            },
+        ),
+        (
+            tampered.clone(),
+            Published {
+                integrity: tampered_integrity.clone(),
+                served: altered,
+            },
+        ),
+    ])
+    .await;
+    let other = integrity(b"some other package");
+    let upstream = |name: &str, pin: &str| {
+        format!(
+            "  {short}:\n    command: npx\n    args: [-y, '{name}@1.0.0']\n    integrity: '{pin}'\n    env: {{npm_config_registry: 'http://127.0.0.1:{port}/', npm_config_cache: '{cache}', npm_config_update_notifier: 'false', npm_config_audit: 'false', npm_config_fund: 'false'}}\n",
+            short = if name == good && pin == good_integrity {
+                "good"
+            } else if name == good {
+                "contradicted"
+            } else {
+                "tampered"
+            },
+            cache = dir.join("npm-cache").display(),
+        )
+    };
+    let yaml = format!(
+        "dev_mode: true\nupstreams:\n{}{}{}",
+        upstream(&good, &good_integrity),
+        upstream(&good, &other),
+        upstream(&tampered, &tampered_integrity),
+    );
+    let cfg =
+        gatehouse_proxy::Config::from_yaml(&yaml, &|k| std::env::var(k).ok()).expect("config");
+    let gw = crate::common::start_gateway_with(cfg, false).await;
+    let c = Mcp::connect(&gw.mcp(), "2025-11-25").await;
+
+    // The matching package starts and serves.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let tools = c.list("tools/list", "tools").await;
+        if tools.iter().any(|t| t["name"] == "good__hello") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pinned package never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let v = c.call("good__hello", json!({})).await;
+    assert_eq!(v["content"][0]["text"], "hello from the pinned package");
+
+    // A few more seconds: the contradicted and the tampered ones never come up.
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    let tools: Vec<Value> = c.list("tools/list", "tools").await;
+    assert!(
+        tools.iter().all(|t| !t["name"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("contradicted__")
+            && !t["name"].as_str().unwrap_or("").starts_with("tampered__")),
+        "{tools:?}"
+    );
+    let waiting = gw.gw.not_ready();
+    assert!(
+        waiting.contains(&"contradicted".to_owned()) && waiting.contains(&"tampered".to_owned()),
+        "{waiting:?}"
+    );
+    assert!(!waiting.contains(&"good".to_owned()));
+}
