@@ -12,6 +12,7 @@ use identity::{validate_auth, validate_tls, validate_vault};
 use protection::{
     validate_approvals, validate_dlp, validate_exfiltration, validate_rate_limits, validate_sinks,
 };
+pub use sandbox::{RawNetworkMode, RawSandbox, RawSandboxNetwork};
 use upstreams::{validate_argument_patterns, validate_upstreams, validate_virtual_servers};
 mod upstreams;
 mod validate;

@@ -158,7 +158,15 @@ enum Command {
     /// Unicode, shadowing). Exits 1 if anything would be quarantined.
     Scan {
         /// A Streamable HTTP URL, or a command line that starts a stdio server.
-        target: String,
+        #[arg(required_unless_present = "package")]
+        target: Option<String>,
+        /// Instead: fetch and verify a package (`npm:NAME@X.Y.Z`, `pypi:NAME==X.Y.Z`) and vet
+        /// it running in the sandbox; prints the pinned config lines.
+        #[arg(long, conflicts_with = "target")]
+        package: Option<String>,
+        /// The registry for `--package` (default: the public npm registry or PyPI).
+        #[arg(long, requires = "package")]
+        registry: Option<String>,
         /// Print JSON instead of a report.
         #[arg(long)]
         json: bool,
@@ -523,11 +531,19 @@ fn main() -> Result<()> {
         },
         Command::Scan {
             target,
+            package,
+            registry,
             json,
             timeout,
         } => {
-            let code = runtime()?.block_on(scan::run(
-                &target,
+            let rt = runtime()?;
+            let upstream = match (&package, &target) {
+                (Some(p), _) => rt.block_on(scan::package_upstream(p, registry.as_deref()))?,
+                (None, Some(t)) => raw_upstream(t)?,
+                (None, None) => bail!("name a server to scan, or --package"),
+            };
+            let code = rt.block_on(scan::run(
+                upstream,
                 json,
                 std::time::Duration::from_secs(timeout),
             ))?;

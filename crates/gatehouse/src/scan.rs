@@ -26,7 +26,124 @@ fn bar(label: &str, done: usize, total: usize) {
     let _ = std::io::stderr().flush();
 }
 
-pub(crate) async fn run(target: &str, json_out: bool, timeout: Duration) -> Result<i32> {
+/// `--package npm:NAME@VERSION` (or `pypi:NAME==VERSION`): the package's hash from its
+/// registry, and the upstream that runs it confined — its runner with only the network it
+/// needs to fetch it (TCP to the registry's port), a scratch cache as its one writable
+/// directory — checked against that hash before it starts, like any pinned upstream.
+pub(crate) async fn package_upstream(
+    spec: &str,
+    registry: Option<&str>,
+) -> Result<gatehouse_proxy::config::RawUpstream> {
+    use gatehouse_proxy::config::{RawSandbox, RawSandboxNetwork, RawUpstream};
+    let (eco, pkg) = spec
+        .split_once(':')
+        .context("--package npm:NAME@VERSION or pypi:NAME==VERSION")?;
+    let (runner, registry) = match eco {
+        "npm" => (
+            "npx",
+            registry.unwrap_or("https://registry.npmjs.org/").to_owned(),
+        ),
+        "pypi" => ("uvx", registry.unwrap_or("https://pypi.org/").to_owned()),
+        _ => bail!("--package npm:NAME@VERSION or pypi:NAME==VERSION"),
+    };
+    anyhow::ensure!(
+        gatehouse_proxy::config::packages::pinned(pkg),
+        "`{pkg}`: name an exact version (npm:NAME@X.Y.Z, pypi:NAME==X.Y.Z)"
+    );
+    let (_, name, version) = gatehouse_proxy::config::packages::identify(runner, pkg)
+        .context("a package name and version")?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()?;
+    let meta_url = match eco {
+        "npm" => format!(
+            "{}/{}/{version}",
+            registry.trim_end_matches('/'),
+            name.replace('/', "%2f")
+        ),
+        _ => format!(
+            "{}/pypi/{name}/{version}/json",
+            registry.trim_end_matches('/')
+        ),
+    };
+    let mut resp = http
+        .get(&meta_url)
+        .send()
+        .await
+        .with_context(|| format!("{meta_url}: no answer"))?;
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "{meta_url}: HTTP {}",
+        resp.status()
+    );
+    let mut body = Vec::new();
+    while let Some(c) = resp.chunk().await? {
+        body.extend_from_slice(&c);
+        anyhow::ensure!(body.len() <= 8 << 20, "{meta_url}: answer too large");
+    }
+    let meta: serde_json::Value = serde_json::from_slice(&body).context("registry answer")?;
+    let integrity = match eco {
+        "npm" => meta
+            .pointer("/dist/integrity")
+            .and_then(serde_json::Value::as_str)
+            .context("the registry reports no integrity")?
+            .to_owned(),
+        _ => format!(
+            "sha256:{}",
+            meta["urls"][0]["digests"]["sha256"]
+                .as_str()
+                .context("the registry lists no file")?
+        ),
+    };
+    let port = reqwest::Url::parse(&registry)?
+        .port_or_known_default()
+        .context("registry port")?;
+    let cache = std::env::temp_dir().join(format!("gatehouse-scan-cache-{}", std::process::id()));
+    std::fs::create_dir_all(&cache)?;
+    let mut env = std::collections::BTreeMap::new();
+    // Its one writable place serves as temporary directory too.
+    env.insert("TMPDIR".to_owned(), cache.display().to_string());
+    if eco == "npm" {
+        env.insert("npm_config_registry".to_owned(), registry.clone());
+        env.insert("npm_config_cache".to_owned(), cache.display().to_string());
+        env.insert("npm_config_userconfig".to_owned(), "/dev/null".to_owned());
+        env.insert("npm_config_update_notifier".to_owned(), "false".to_owned());
+    } else {
+        env.insert("UV_CACHE_DIR".to_owned(), cache.display().to_string());
+    }
+    let line = match eco {
+        "npm" => format!("{name}@{version}"),
+        _ => format!("{name}=={version}"),
+    };
+    eprintln!(
+        "{spec}: pin it as\n    command: {runner}\n    args: [{}'{line}']\n    integrity: \"{integrity}\"",
+        if eco == "npm" { "-y, " } else { "" }
+    );
+    Ok(RawUpstream {
+        command: Some(runner.to_owned()),
+        args: if eco == "npm" {
+            vec!["-y".into(), line]
+        } else {
+            vec![line]
+        },
+        env,
+        integrity: Some(integrity),
+        sandbox: Some(RawSandbox {
+            write: vec![cache.display().to_string()],
+            network: Some(RawSandboxNetwork::Connect {
+                connect: vec![port],
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+pub(crate) async fn run(
+    upstream: gatehouse_proxy::config::RawUpstream,
+    json_out: bool,
+    timeout: Duration,
+) -> Result<i32> {
     // Progress only where a person watches.
     let json_out_or_quiet = json_out || !std::io::stderr().is_terminal();
     let dir = std::env::temp_dir().join(format!("gatehouse-scan-{}", std::process::id()));
@@ -40,8 +157,16 @@ pub(crate) async fn run(target: &str, json_out: bool, timeout: Duration) -> Resu
         sqlite: Some(dir.join("scan.db").display().to_string()),
         postgres: None,
     };
-    raw.upstreams
-        .insert("scanned".into(), crate::raw_upstream(target)?);
+    // What was scanned, as the report names it: the URL, or the command line.
+    let target = match (&upstream.url, &upstream.command) {
+        (Some(u), _) => u.clone(),
+        (None, Some(c)) => std::iter::once(c.as_str())
+            .chain(upstream.args.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    };
+    raw.upstreams.insert("scanned".into(), upstream);
     let cfg = raw
         .validate(&|k| std::env::var(k).ok())
         .map_err(|e| anyhow::anyhow!("{e}"))
