@@ -1,8 +1,10 @@
 //! A pinned package checked against its registry before a runner starts it: npm's
 //! `dist.integrity` for that exact version must equal the pinned one (npm then checks the
-//! tarball it downloads against that same value), or one of a PyPI release's files must
-//! have the pinned sha256. Anything else — a different hash, an unknown version, a
-//! registry that does not answer — and the server is not started.
+//! tarball it downloads against that same value) and, where the registry signs it
+//! (`dist.signatures`), one signature must verify with the registry's published keys; or one
+//! of a PyPI release's files must have the pinned sha256. Anything else — a different hash,
+//! a signature that does not verify, an unknown version, a registry that does not answer —
+//! and the server is not started.
 
 use std::time::Duration;
 
@@ -48,6 +50,45 @@ async fn fetch(url: &str) -> Result<Value, String> {
     serde_json::from_slice(&body).map_err(|_| "the registry's answer is not JSON".into())
 }
 
+/// The DER prefix of a P-256 public key's SubjectPublicKeyInfo: what precedes the 65-byte
+/// uncompressed point in the registry's `key` field.
+const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+/// Whether one `dist.signatures` entry verifies over `message` with the key the registry
+/// publishes under its `keyid` (ECDSA P-256, SHA-256, ASN.1 signature).
+fn signature_verifies(keys: &Value, sig: &Value, message: &[u8]) -> bool {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1, UnparsedPublicKey};
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (Some(keyid), Some(s)) = (
+        sig.get("keyid").and_then(Value::as_str),
+        sig.get("sig").and_then(Value::as_str),
+    ) else {
+        return false;
+    };
+    let Some(key) = keys["keys"].as_array().and_then(|k| {
+        k.iter()
+            .find(|k| k.get("keyid").and_then(Value::as_str) == Some(keyid))
+    }) else {
+        return false;
+    };
+    let spki = key
+        .get("key")
+        .and_then(Value::as_str)
+        .and_then(|k| b64.decode(k).ok());
+    let point = match spki {
+        Some(d) if d.len() == 91 && d[..26] == P256_SPKI_PREFIX => d[26..].to_vec(),
+        _ => return false,
+    };
+    let Ok(sig) = b64.decode(s) else { return false };
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, point)
+        .verify(message, &sig)
+        .is_ok()
+}
+
 /// Checks `p` against its registry (`env` is the child's environment).
 pub(crate) async fn verify(p: &PinnedPackage, env: &[(String, String)]) -> Result<(), String> {
     match p.ecosystem {
@@ -71,7 +112,26 @@ pub(crate) async fn verify(p: &PinnedPackage, env: &[(String, String)]) -> Resul
                     p.name, p.version, p.integrity
                 ));
             }
-            Ok(())
+            match v.pointer("/dist/signatures").and_then(Value::as_array) {
+                Some(sigs) if !sigs.is_empty() => {
+                    let keys =
+                        fetch(&format!("{}/-/npm/v1/keys", base.trim_end_matches('/'))).await?;
+                    let message = format!("{}@{}:{}", p.name, p.version, p.integrity);
+                    if sigs
+                        .iter()
+                        .any(|s| signature_verifies(&keys, s, message.as_bytes()))
+                    {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "no registry signature of {}@{} verifies with the registry's keys",
+                            p.name, p.version
+                        ))
+                    }
+                }
+                // Unsigned (a private registry): the pinned integrity alone.
+                _ => Ok(()),
+            }
         }
         _ => {
             let url = format!("https://pypi.org/pypi/{}/{}/json", p.name, p.version);

@@ -1,7 +1,8 @@
 //! Pinned packages against a registry (an npm registry served by the test, used by the real
-//! `npx`): a package whose registry integrity matches the pin starts and serves; a pin the
-//! registry contradicts never starts; a tarball tampered with after publication is refused by
-//! npm's own check against that integrity, so that server never starts either.
+//! `npx`): a package whose registry integrity matches the pin starts and serves, and so does
+//! one whose registry signature verifies; a pin the registry contradicts, a signature that
+//! does not verify, and a tarball tampered with after publication (refused by npm's own
+//! check against that integrity) never start.
 
 use std::sync::Arc;
 
@@ -64,28 +65,60 @@ fn integrity(bytes: &[u8]) -> String {
     )
 }
 
-/// One package the registry serves: its metadata's integrity, and the bytes it hands out.
+/// One package the registry serves: its metadata's integrity and signatures, and the bytes
+/// it hands out.
 struct Published {
     integrity: String,
     served: Vec<u8>,
+    signatures: Value,
+}
+
+/// The registry's signing key: its published form (`/-/npm/v1/keys`) and a signer.
+fn registry_key(keyid: &str) -> (Value, aws_lc_rs::signature::EcdsaKeyPair) {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
+    let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).expect("key");
+    let mut spki = vec![
+        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
+        0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+    ];
+    spki.extend_from_slice(pair.public_key().as_ref());
+    let published = json!({"keyid": keyid, "keytype": "ecdsa-sha2-nistp256", "scheme": "ecdsa-sha2-nistp256",
+        "key": base64::engine::general_purpose::STANDARD.encode(spki)});
+    (published, pair)
+}
+
+/// The registry's signature of `NAME@VERSION:INTEGRITY`.
+fn sign(pair: &aws_lc_rs::signature::EcdsaKeyPair, keyid: &str, message: &str) -> Value {
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let sig = pair.sign(&rng, message.as_bytes()).expect("sign");
+    json!([{"keyid": keyid, "sig": base64::engine::general_purpose::STANDARD.encode(sig.as_ref())}])
 }
 
 /// A minimal npm registry: packuments, version documents and tarballs.
-async fn registry(packages: Vec<(String, Published)>) -> u16 {
+async fn registry(packages: Vec<(String, Published)>, keys: Value) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let base = format!("http://127.0.0.1:{port}");
     let packages = Arc::new(packages);
+    let keys = Arc::new(keys);
     let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
         let packages = packages.clone();
+        let keys = (*keys).clone();
         let base = base.clone();
         async move {
             let path = uri.path().trim_start_matches('/').to_owned();
+            if path == "-/npm/v1/keys" {
+                return axum::response::IntoResponse::into_response((
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    json!({"keys": keys}).to_string(),
+                ));
+            }
             for (name, p) in packages.iter() {
                 let version = json!({"name": name, "version": "1.0.0", "bin": {name.as_str(): "server.js"},
-                    "dist": {"tarball": format!("{base}/{name}/-/{name}-1.0.0.tgz"), "integrity": p.integrity}});
+                    "dist": {"tarball": format!("{base}/{name}/-/{name}-1.0.0.tgz"), "integrity": p.integrity,
+                        "signatures": p.signatures}});
                 if path == *name {
                     let doc = json!({"name": name, "dist-tags": {"latest": "1.0.0"}, "versions": {"1.0.0": version}});
                     return axum::response::IntoResponse::into_response((
@@ -126,22 +159,58 @@ async fn a_package_starts_only_when_its_registry_and_its_bytes_match_the_pin() {
     let mut altered = tampered_tgz.clone();
     let n = altered.len();
     altered[n - 20] ^= 0xff;
-    let port = registry(vec![
-        (
-            good.clone(),
-            Published {
-                integrity: good_integrity.clone(),
-                served: good_tgz,
-            },
-        ),
-        (
-            tampered.clone(),
-            Published {
-                integrity: tampered_integrity.clone(),
-                served: altered,
-            },
-        ),
-    ])
+    let (signed, forged) = (format!("gh-signed-{tag}"), format!("gh-forged-{tag}"));
+    let signed_tgz = tarball(&dir, &signed);
+    let forged_tgz = tarball(&dir, &forged);
+    let (signed_integrity, forged_integrity) = (integrity(&signed_tgz), integrity(&forged_tgz));
+    let (key, pair) = registry_key("SHA256:test-registry-key");
+    // A signature by a key the registry does not publish.
+    let (_, stranger) = registry_key("SHA256:test-registry-key");
+    let port = registry(
+        vec![
+            (
+                good.clone(),
+                Published {
+                    integrity: good_integrity.clone(),
+                    served: good_tgz,
+                    signatures: Value::Null,
+                },
+            ),
+            (
+                tampered.clone(),
+                Published {
+                    integrity: tampered_integrity.clone(),
+                    served: altered,
+                    signatures: Value::Null,
+                },
+            ),
+            (
+                signed.clone(),
+                Published {
+                    integrity: signed_integrity.clone(),
+                    served: signed_tgz,
+                    signatures: sign(
+                        &pair,
+                        "SHA256:test-registry-key",
+                        &format!("{signed}@1.0.0:{signed_integrity}"),
+                    ),
+                },
+            ),
+            (
+                forged.clone(),
+                Published {
+                    integrity: forged_integrity.clone(),
+                    served: forged_tgz,
+                    signatures: sign(
+                        &stranger,
+                        "SHA256:test-registry-key",
+                        &format!("{forged}@1.0.0:{forged_integrity}"),
+                    ),
+                },
+            ),
+        ],
+        json!([key]),
+    )
     .await;
     let other = integrity(b"some other package");
     let upstream = |name: &str, pin: &str| {
@@ -151,6 +220,10 @@ async fn a_package_starts_only_when_its_registry_and_its_bytes_match_the_pin() {
                 "good"
             } else if name == good {
                 "contradicted"
+            } else if name == signed {
+                "signed"
+            } else if name == forged {
+                "forged"
             } else {
                 "tampered"
             },
@@ -158,10 +231,12 @@ async fn a_package_starts_only_when_its_registry_and_its_bytes_match_the_pin() {
         )
     };
     let yaml = format!(
-        "dev_mode: true\nupstreams:\n{}{}{}",
+        "dev_mode: true\nupstreams:\n{}{}{}{}{}",
         upstream(&good, &good_integrity),
         upstream(&good, &other),
         upstream(&tampered, &tampered_integrity),
+        upstream(&signed, &signed_integrity),
+        upstream(&forged, &forged_integrity),
     );
     let cfg =
         gatehouse_proxy::Config::from_yaml(&yaml, &|k| std::env::var(k).ok()).expect("config");
@@ -172,7 +247,9 @@ async fn a_package_starts_only_when_its_registry_and_its_bytes_match_the_pin() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
     loop {
         let tools = c.list("tools/list", "tools").await;
-        if tools.iter().any(|t| t["name"] == "good__hello") {
+        if tools.iter().any(|t| t["name"] == "good__hello")
+            && tools.iter().any(|t| t["name"] == "signed__hello")
+        {
             break;
         }
         assert!(
@@ -196,11 +273,13 @@ async fn a_package_starts_only_when_its_registry_and_its_bytes_match_the_pin() {
         "{tools:?}"
     );
     let waiting = gw.gw.not_ready();
-    assert!(
-        waiting.contains(&"contradicted".to_owned()) && waiting.contains(&"tampered".to_owned()),
-        "{waiting:?}"
-    );
-    assert!(!waiting.contains(&"good".to_owned()));
+    for refused in ["contradicted", "tampered", "forged"] {
+        assert!(
+            waiting.contains(&refused.to_owned()),
+            "{refused}: {waiting:?}"
+        );
+    }
+    assert!(!waiting.contains(&"good".to_owned()) && !waiting.contains(&"signed".to_owned()));
 }
 
 /// `gatehouse scan --package`: the package's hash comes from its registry, the pinned config
@@ -219,22 +298,27 @@ async fn scan_fetches_verifies_and_vets_a_package_in_the_sandbox() {
     let mut altered = bad_tgz.clone();
     let n = altered.len();
     altered[n - 20] ^= 0xff;
-    let port = registry(vec![
-        (
-            good.clone(),
-            Published {
-                integrity: good_integrity.clone(),
-                served: good_tgz,
-            },
-        ),
-        (
-            tampered.clone(),
-            Published {
-                integrity: integrity(&bad_tgz),
-                served: altered,
-            },
-        ),
-    ])
+    let port = registry(
+        vec![
+            (
+                good.clone(),
+                Published {
+                    integrity: good_integrity.clone(),
+                    served: good_tgz,
+                    signatures: Value::Null,
+                },
+            ),
+            (
+                tampered.clone(),
+                Published {
+                    integrity: integrity(&bad_tgz),
+                    served: altered,
+                    signatures: Value::Null,
+                },
+            ),
+        ],
+        json!([]),
+    )
     .await;
     let scan = |name: &str, timeout: &str| {
         let mut cmd = tokio::process::Command::new(crate::common::gatehouse_bin());
