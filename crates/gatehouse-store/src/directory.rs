@@ -359,7 +359,9 @@ fn i(v: u64) -> i64 {
 impl DirectoryStore for SqliteDirectory {
     fn put(&self, u: &DirectoryUser) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        // Immediate: a read-then-write transaction must hold the write lock from its start,
+        // or a concurrent writer (the audit) makes its upgrade fail at once, busy timeout or not.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let old = tx
             .query_row("SELECT id, user_name, external_id, active, updated_at FROM directory_users WHERE id = ?1", [&u.id], row)
             .optional()?;
@@ -405,7 +407,8 @@ impl DirectoryStore for SqliteDirectory {
 
     fn delete(&self, id: &str, at: u64) -> Result<bool, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        // Immediate, as in `put`.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let user = tx
             .query_row("SELECT id, user_name, external_id, active, updated_at FROM directory_users WHERE id = ?1", [id], row)
             .optional()?;
@@ -450,7 +453,8 @@ impl DirectoryStore for SqliteDirectory {
 
     fn put_group(&self, g: &DirectoryGroup) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        // Immediate, as in `put`.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT INTO directory_groups (id, display_name, external_id) VALUES (?1, ?2, ?3)
              ON CONFLICT(id) DO UPDATE SET display_name = ?2, external_id = ?3",
