@@ -2,16 +2,10 @@
 // signs in at the identity provider as USER and answers its consent page, until a page that
 // is not the provider's (the gateway's outcome). usage: node consent.mjs URL USER
 // Prints {status, url, body} of that last page.
+import { cookieJar } from "./idp_login.mjs";
+
 const [start, user] = process.argv.slice(2);
-const jar = new Map();
-const cookies = () => [...jar].map(([k, v]) => `${k}=${v}`).join("; ");
-const keep = (res) => {
-  for (const c of res.headers.getSetCookie()) {
-    const [pair] = c.split(";");
-    const i = pair.indexOf("=");
-    jar.set(pair.slice(0, i), pair.slice(i + 1));
-  }
-};
+const { cookies, keep } = cookieJar();
 let next = start;
 for (let i = 0; i < 20; i++) {
   let res = await fetch(next, { redirect: "manual", headers: { cookie: cookies() } });

@@ -5,6 +5,7 @@
 // MODE `code` prints {client_id, redirect_uri, code, verifier}; `tokens` also redeems the
 // code and prints the token response under `tokens`. USER (default carol) signs in.
 import { createHash, randomBytes } from "node:crypto";
+import { cookieJar } from "./idp_login.mjs";
 
 const [origin, mode = "tokens", user = "carol"] = process.argv.slice(2);
 const REDIRECT = "http://127.0.0.1:9997/cb";
@@ -42,15 +43,7 @@ for (const [k, v] of Object.entries({
 }
 
 // Plays the user, keeping the provider's cookies.
-const jar = new Map();
-const cookies = () => [...jar].map(([k, v]) => `${k}=${v}`).join("; ");
-const keep = (res) => {
-  for (const c of res.headers.getSetCookie()) {
-    const [pair] = c.split(";");
-    const i = pair.indexOf("=");
-    jar.set(pair.slice(0, i), pair.slice(i + 1));
-  }
-};
+const { cookies, keep } = cookieJar();
 let next = start.toString();
 let code;
 for (let i = 0; i < 12 && !code; i++) {

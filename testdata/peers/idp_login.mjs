@@ -1,7 +1,8 @@
 // Plays a user at the test OpenID provider's development login and consent pages, keeping
 // its cookies, from an authorization URL until the redirect to `redirectPrefix`; returns the
 // authorization code. Shared by the OAuth test clients.
-export async function signIn(start, redirectPrefix, user = "bob") {
+/** A browser's cookie jar: `cookies()` for a request's header, `keep(res)` after each answer. */
+export function cookieJar() {
   const jar = new Map();
   const cookies = () => [...jar].map(([k, v]) => `${k}=${v}`).join("; ");
   const keep = (res) => {
@@ -11,6 +12,11 @@ export async function signIn(start, redirectPrefix, user = "bob") {
       jar.set(pair.slice(0, i), pair.slice(i + 1));
     }
   };
+  return { cookies, keep };
+}
+
+export async function signIn(start, redirectPrefix, user = "bob") {
+  const { cookies, keep } = cookieJar();
   let next = start.toString();
   for (let i = 0; i < 12; i++) {
     if (next.startsWith(redirectPrefix)) {

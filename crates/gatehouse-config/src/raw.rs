@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-pub use crate::identity::{RawClientMetadata, RawIdJag, RawUserOAuth};
+pub use crate::identity::{RawClientMetadata, RawFacade, RawIdJag, RawUserOAuth};
 
 pub use crate::observability::{RawFleet, RawLogFormat, RawLogging, RawTraces};
 
@@ -527,73 +527,6 @@ pub struct RawAuth {
     /// Run the authorization-server façade: clients register and sign in at the gateway,
     /// which sends the user to `login.issuer` and issues its own tokens.
     pub authorization_server: Option<RawFacade>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawFacade {
-    /// This gateway as an issuer: its public origin, no path. Default: the origin of
-    /// `auth.resource`.
-    pub issuer: Option<String>,
-    /// Where users sign in.
-    pub login: RawLogin,
-    /// Lifetime of the gateway's access tokens (seconds, 300–3600). Default 900.
-    pub access_token_ttl_secs: Option<u64>,
-    /// Lifetime of a sign-in: its refresh tokens rotate but never outlive it (seconds, at
-    /// most 90 days). Default 14 days.
-    pub refresh_token_ttl_secs: Option<u64>,
-    /// Redirect URIs clients may register: exact URIs, or prefixes ending in `*` after a
-    /// path. A loopback entry (`http://127.0.0.1/callback`) without a port admits any port.
-    pub redirect_uris: Vec<String>,
-    /// Most registered clients. Default 1000.
-    pub max_clients: Option<usize>,
-    /// Scopes clients may ask for. Default: the login issuer's `required_scopes`.
-    pub scopes: Option<Vec<String>>,
-    /// PKCS#8 PEM file of the P-256 key that signs gateway tokens; created (mode 0600) on
-    /// first start when missing. Replicas must share it. Default: beside the store file
-    /// (`<store file>.oauth-key.pem`).
-    pub signing_key: Option<String>,
-    /// AES-256-GCM key (32 bytes, base64; `env:`, `file:` or `secret:`) sealing users'
-    /// upstream tokens. Required with `upstreams`.
-    pub token_key: Option<String>,
-    /// PostgreSQL connection string: replicas share clients, sign-ins, refresh tokens and
-    /// users' upstream tokens there. Default: the store file (one host).
-    pub postgres: Option<String>,
-    /// Upstreams (by name under `upstreams`, `streamable_http`) that are called with each
-    /// user's own account: the user connects it once through a consent link, the gateway
-    /// keeps the tokens sealed and refreshes them.
-    #[serde(default)]
-    pub upstreams: BTreeMap<String, RawUserOAuth>,
-    /// Client ids that are HTTPS URLs of client metadata documents (the registration MCP's
-    /// 2025-11-25 and later specifications prefer). On by default; `{enabled: false}` turns
-    /// it off.
-    pub client_metadata: Option<RawClientMetadata>,
-    /// Dynamic registrations one address may make per hour (default 20; 0: no limit).
-    pub registrations_per_hour: Option<u32>,
-    /// Enterprise-managed authorization: identity assertion authorization grants (ID-JAG)
-    /// from these issuers (names under `auth.issuers`) are exchanged at the token endpoint
-    /// for gateway tokens, with no sign-in page.
-    pub id_jag: Option<RawIdJag>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawLogin {
-    /// The name of the trusted issuer (under `auth.issuers`) users sign in at; its tokens
-    /// become principals exactly as when presented directly.
-    pub issuer: String,
-    /// The gateway's client at that provider (a confidential web client whose redirect URI
-    /// is `<issuer>/oauth/callback`).
-    pub client_id: String,
-    /// `env:NAME`, `file:/path` or `secret:NAME`.
-    pub client_secret: String,
-    /// Scopes asked of the provider. Default `[openid]` and the offered scopes.
-    pub scopes: Option<Vec<String>>,
-    /// The resource (RFC 8707) asked of the provider. Default `auth.resource`.
-    pub resource: Option<String>,
-    /// Override the endpoints from the provider's discovery document.
-    pub authorization_endpoint: Option<String>,
-    pub token_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
