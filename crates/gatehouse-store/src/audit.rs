@@ -72,6 +72,14 @@ impl SqliteAudit {
                 body TEXT NOT NULL,
                 PRIMARY KEY (chain, seq)
             ) WITHOUT ROWID;
+            -- The explorer's filters and pages (newest first) stay indexed at a million rows.
+            CREATE INDEX IF NOT EXISTS audit_events_time ON audit_events (time_ms, chain, seq);
+            CREATE INDEX IF NOT EXISTS audit_events_principal
+                ON audit_events (json_extract(body, '$.principal'), time_ms);
+            CREATE INDEX IF NOT EXISTS audit_events_target
+                ON audit_events (json_extract(body, '$.target'), time_ms);
+            CREATE INDEX IF NOT EXISTS audit_events_status
+                ON audit_events (json_extract(body, '$.status'), time_ms);
             CREATE TABLE IF NOT EXISTS audit_anchors (
                 chain TEXT PRIMARY KEY,
                 seq INTEGER NOT NULL,
@@ -285,40 +293,126 @@ pub struct AuditQuery {
     pub limit: u64,
     /// A subject digest: only events whose arguments or result involved that person.
     pub subject: Option<String>,
+    /// Newest first instead of oldest first (the console's explorer pages backwards).
+    pub newest_first: bool,
+    /// Keyset cursor: only records strictly before (newest first) or after (oldest first)
+    /// this `(time_ms, chain, seq)`, so a page costs the same at the millionth record.
+    pub cursor: Option<(u64, String, u64)>,
+}
+
+/// One bound value of a built query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum QueryParam {
+    Text(String),
+    Int(i64),
+}
+
+/// The SQL dialect a query is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl AuditQuery {
+    /// `SELECT chain, seq, body, time_ms …` with only the filters set, so each one can use
+    /// its index (a `?1 IS NULL OR …` filter never does), and the parameters in order.
+    pub(crate) fn sql(&self, table: &str, d: Dialect) -> (String, Vec<QueryParam>) {
+        let mut params = Vec::new();
+        let mut clauses: Vec<String> = Vec::new();
+        let bind = |p: QueryParam, params: &mut Vec<QueryParam>| -> String {
+            params.push(p);
+            match d {
+                Dialect::Sqlite => format!("?{}", params.len()),
+                Dialect::Postgres => format!("${}", params.len()),
+            }
+        };
+        let field = |name: &str| match d {
+            Dialect::Sqlite => format!("json_extract(body, '$.{name}')"),
+            Dialect::Postgres => format!("(body::jsonb ->> '{name}')"),
+        };
+        if let Some(t) = &self.tenant {
+            clauses.push(format!(
+                "chain = {}",
+                bind(QueryParam::Text(t.clone()), &mut params)
+            ));
+        }
+        for (name, v) in [
+            ("principal", &self.principal),
+            ("target", &self.target),
+            ("status", &self.status),
+        ] {
+            if let Some(v) = v {
+                let b = bind(QueryParam::Text(v.clone()), &mut params);
+                clauses.push(format!("{} = {b}", field(name)));
+            }
+        }
+        if let Some(t) = self.since_ms {
+            clauses.push(format!(
+                "time_ms >= {}",
+                bind(QueryParam::Int(t as i64), &mut params)
+            ));
+        }
+        if let Some(t) = self.until_ms {
+            clauses.push(format!(
+                "time_ms <= {}",
+                bind(QueryParam::Int(t as i64), &mut params)
+            ));
+        }
+        if let Some(s) = &self.subject {
+            let b = bind(QueryParam::Text(s.clone()), &mut params);
+            clauses.push(match d {
+                Dialect::Sqlite => format!(
+                    "EXISTS (SELECT 1 FROM json_each(body, '$.subjects') WHERE json_each.value = {b})"
+                ),
+                Dialect::Postgres => format!("(body::jsonb -> 'subjects') ? {b}"),
+            });
+        }
+        if let Some((t, chain, seq)) = &self.cursor {
+            let t = bind(QueryParam::Int(*t as i64), &mut params);
+            let c = bind(QueryParam::Text(chain.clone()), &mut params);
+            let s = bind(QueryParam::Int(*seq as i64), &mut params);
+            let op = if self.newest_first { "<" } else { ">" };
+            clauses.push(format!("(time_ms, chain, seq) {op} ({t}, {c}, {s})"));
+        }
+        let order = if self.newest_first {
+            "time_ms DESC, chain DESC, seq DESC"
+        } else {
+            "time_ms, chain, seq"
+        };
+        let limit = bind(
+            QueryParam::Int(self.limit.min(i64::MAX as u64) as i64),
+            &mut params,
+        );
+        let filter = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", clauses.join(" AND "))
+        };
+        (
+            format!("SELECT chain, seq, body FROM {table}{filter} ORDER BY {order} LIMIT {limit}"),
+            params,
+        )
+    }
 }
 
 impl SqliteAudit {
     /// Records matching `q`, oldest first: `(chain, seq, body)`.
     pub fn query(&self, q: &AuditQuery) -> Result<Vec<(String, u64, String)>, AuditError> {
         let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut stmt = conn
-            .prepare(
-                "SELECT chain, seq, body FROM audit_events
-                 WHERE (?1 IS NULL OR chain = ?1)
-                   AND (?2 IS NULL OR json_extract(body, '$.principal') = ?2)
-                   AND (?3 IS NULL OR json_extract(body, '$.target') = ?3)
-                   AND (?4 IS NULL OR json_extract(body, '$.status') = ?4)
-                   AND (?5 IS NULL OR time_ms >= ?5)
-                   AND (?6 IS NULL OR time_ms <= ?6)
-                   AND (?8 IS NULL OR EXISTS (
-                        SELECT 1 FROM json_each(body, '$.subjects') WHERE json_each.value = ?8))
-                 ORDER BY time_ms, chain, seq LIMIT ?7",
-            )
-            .map_err(unavailable)?;
+        let (sql, params) = q.sql("audit_events", Dialect::Sqlite);
+        let mut stmt = conn.prepare_cached(&sql).map_err(unavailable)?;
+        let values: Vec<rusqlite::types::Value> = params
+            .into_iter()
+            .map(|p| match p {
+                QueryParam::Text(t) => rusqlite::types::Value::Text(t),
+                QueryParam::Int(i) => rusqlite::types::Value::Integer(i),
+            })
+            .collect();
         let rows = stmt
-            .query_map(
-                params![
-                    q.tenant,
-                    q.principal,
-                    q.target,
-                    q.status,
-                    q.since_ms.map(|t| t as i64),
-                    q.until_ms.map(|t| t as i64),
-                    q.limit as i64,
-                    q.subject
-                ],
-                |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?)),
-            )
+            .query_map(rusqlite::params_from_iter(values.iter()), |r| {
+                Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?))
+            })
             .map_err(unavailable)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
     }
@@ -552,6 +646,67 @@ mod tests {
             s.prune(100, &[]).expect("prune").is_empty(),
             "no newer checkpoint below the head"
         );
+    }
+
+    #[test]
+    fn pages_newest_first_by_cursor_and_filters_use_their_index() {
+        let path = std::env::temp_dir().join(format!("gatehouse-page-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let s = SqliteAudit::open(&path).expect("open");
+        for n in 1..=25 {
+            let mut e = event("", n);
+            e.principal = if n % 5 == 0 { "corp/alice" } else { "corp/bob" }.into();
+            s.append(&[e], Durability::Written).expect("append");
+        }
+        let mut q = super::AuditQuery {
+            limit: 10,
+            newest_first: true,
+            ..Default::default()
+        };
+        let mut seen = Vec::new();
+        loop {
+            let page = s.query(&q).expect("query");
+            let Some(last) = page.last() else { break };
+            let body: serde_json::Value = serde_json::from_str(&last.2).expect("json");
+            q.cursor = Some((
+                body["time_ms"].as_u64().expect("time"),
+                last.0.clone(),
+                last.1,
+            ));
+            seen.extend(page.iter().map(|r| r.1));
+        }
+        // Three pages, every record once, newest first.
+        assert_eq!(seen, (1..=25).rev().collect::<Vec<u64>>());
+        q = super::AuditQuery {
+            principal: Some("corp/alice".into()),
+            limit: 100,
+            ..Default::default()
+        };
+        let alice: Vec<u64> = s.query(&q).expect("query").iter().map(|r| r.1).collect();
+        assert_eq!(alice, [5, 10, 15, 20, 25]);
+        // The filter reaches its expression index rather than scanning every record.
+        let (sql, params) = q.sql("audit_events", super::Dialect::Sqlite);
+        let conn = s.conn.lock().expect("lock");
+        let plan: Vec<String> = conn
+            .db
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("plan")
+            .query_map(
+                rusqlite::params_from_iter(params.iter().map(|p| match p {
+                    super::QueryParam::Text(t) => rusqlite::types::Value::Text(t.clone()),
+                    super::QueryParam::Int(i) => rusqlite::types::Value::Integer(*i),
+                })),
+                |r| r.get::<_, String>(3),
+            )
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("plan rows");
+        assert!(
+            plan.iter().any(|l| l.contains("audit_events_principal")),
+            "{plan:?}"
+        );
+        drop(conn);
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use gatehouse_audit::{
 };
 use postgres::{Client, NoTls};
 
-use crate::audit::AuditQuery;
+use crate::audit::{AuditQuery, Dialect, QueryParam};
 
 /// Schema migrations, applied in order once each.
 const MIGRATIONS: &[&str] = &[
@@ -194,6 +194,16 @@ CREATE TABLE IF NOT EXISTS gatehouse_pins (
     PRIMARY KEY (upstream, kind, name)
 );
 ",
+    // v8: the console's audit explorer: filters and newest-first pages stay indexed.
+    "
+CREATE INDEX IF NOT EXISTS gatehouse_audit_events_page ON gatehouse_audit_events (time_ms, chain, seq);
+CREATE INDEX IF NOT EXISTS gatehouse_audit_events_principal
+    ON gatehouse_audit_events ((body::jsonb ->> 'principal'), time_ms);
+CREATE INDEX IF NOT EXISTS gatehouse_audit_events_target
+    ON gatehouse_audit_events ((body::jsonb ->> 'target'), time_ms);
+CREATE INDEX IF NOT EXISTS gatehouse_audit_events_status
+    ON gatehouse_audit_events ((body::jsonb ->> 'status'), time_ms);
+",
 ];
 
 /// PostgreSQL-backed [`AuditStore`], and the connection pool every PostgreSQL store uses:
@@ -350,28 +360,20 @@ impl PgAudit {
 
     /// Records matching `q`, oldest first: `(chain, seq, body)` (as `SqliteAudit::query`).
     pub fn query(&self, q: &AuditQuery) -> Result<Vec<(String, u64, String)>, AuditError> {
+        let (sql, params) = q.sql("gatehouse_audit_events", Dialect::Postgres);
         self.with(|c| {
-            let rows = c.query(
-                "SELECT chain, seq, body FROM gatehouse_audit_events
-                 WHERE ($1::text IS NULL OR chain = $1)
-                   AND ($2::text IS NULL OR body::jsonb ->> 'principal' = $2)
-                   AND ($3::text IS NULL OR body::jsonb ->> 'target' = $3)
-                   AND ($4::text IS NULL OR body::jsonb ->> 'status' = $4)
-                   AND ($5::bigint IS NULL OR time_ms >= $5)
-                   AND ($6::bigint IS NULL OR time_ms <= $6)
-                   AND ($8::text IS NULL OR (body::jsonb -> 'subjects') ? $8)
-                 ORDER BY time_ms, chain, seq LIMIT $7",
-                &[
-                    &q.tenant,
-                    &q.principal,
-                    &q.target,
-                    &q.status,
-                    &q.since_ms.map(|t| t as i64),
-                    &q.until_ms.map(|t| t as i64),
-                    &(q.limit as i64),
-                    &q.subject,
-                ],
-            )?;
+            let values: Vec<Box<dyn postgres::types::ToSql + Sync>> = params
+                .into_iter()
+                .map(|p| -> Box<dyn postgres::types::ToSql + Sync> {
+                    match p {
+                        QueryParam::Text(t) => Box::new(t),
+                        QueryParam::Int(i) => Box::new(i),
+                    }
+                })
+                .collect();
+            let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                values.iter().map(|v| v.as_ref()).collect();
+            let rows = c.query(&sql, &refs)?;
             Ok(rows
                 .iter()
                 .map(|r| (r.get(0), r.get::<_, i64>(1) as u64, r.get(2)))
