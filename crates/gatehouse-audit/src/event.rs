@@ -66,6 +66,12 @@ pub struct AuditEvent {
     pub rule: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<String>,
+    /// The principal's roles and groups as the call carried them (what a replay of the
+    /// call against a draft policy decides with).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub classification: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]

@@ -76,6 +76,11 @@ pub struct RawToolPolicy {
     /// The redaction profile for this tool's results, instead of its classification's
     /// (`none` turns DLP off for it).
     pub redaction: Option<String>,
+    /// Roles (with what inherits them) that see this tool's results without its own
+    /// `redaction` profile: an analyst sees masked e-mail addresses, an engineer the values.
+    /// The classification's profile still applies to them.
+    #[serde(default)]
+    pub unmasked_roles: Vec<String>,
     /// Per argument: what it holds (the injection detector) and limits on its value.
     /// Arguments not listed are typed from their names (`sql`, `path`, `url`, `command`…).
     #[serde(default)]
@@ -209,7 +214,7 @@ impl Authorization {
 }
 
 /// Reads the policy files and builds the engine; any error names the field.
-pub(super) fn validate(
+pub(crate) fn validate(
     raw: RawAuthorization,
     base: &Path,
     dev_mode: bool,

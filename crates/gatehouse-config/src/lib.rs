@@ -1,6 +1,7 @@
 //! Configuration: the raw YAML types, `${ENV}` substitution, and validation into the
 //! runtime types the gateway runs on. Runtime code never sees a raw type.
 
+mod console;
 mod identity;
 mod load;
 mod observability;
@@ -8,6 +9,7 @@ pub mod packages;
 mod protection;
 mod raw;
 mod sandbox;
+pub use console::{ConsoleSettings, RawConsole, draft_authorization};
 use identity::{validate_auth, validate_tls, validate_vault};
 use protection::{
     validate_approvals, validate_dlp, validate_exfiltration, validate_rate_limits, validate_sinks,
@@ -98,6 +100,8 @@ pub struct Config {
     pub scim_token: Option<gatehouse_auth::SecretRef>,
     /// Enables the admin API (`/admin/v1`): the token administrators present.
     pub admin_token: Option<gatehouse_auth::SecretRef>,
+    /// The operator console at `/console`.
+    pub console: ConsoleSettings,
     pub secrets: Option<SecretsSettings>,
     /// Policy decisions; `None` when the section is absent (every caller may call every
     /// tool in scope — `gatehouse check` warns).

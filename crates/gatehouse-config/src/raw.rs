@@ -66,6 +66,8 @@ pub struct RawConfig {
     pub scim: Option<RawScim>,
     /// The administrator's API at `/admin/v1` (revoking a subject at once).
     pub admin: Option<RawAdmin>,
+    /// The operator console at `/console` (approvals, pins, audit, inventory, policy).
+    pub console: Option<crate::RawConsole>,
     /// The encrypted local secret store behind `secret:NAME` references.
     pub secrets: Option<RawSecrets>,
     /// Who may call what: role grants and Cedar policies (default deny once present),

@@ -349,6 +349,7 @@ impl RawConfig {
             secrets,
             scim_token,
             admin_token,
+            console: crate::console::validate_console(self.console)?,
             tls,
             auth,
             api_key_pepper,

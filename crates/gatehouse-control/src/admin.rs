@@ -182,6 +182,7 @@ pub(crate) async fn audit_query(
         until_ms: q.until_ms,
         limit: q.limit.unwrap_or(1000).clamp(1, 100_000),
         subject,
+        ..Default::default()
     };
     let path = cfg.store_path.clone();
     let postgres = cfg

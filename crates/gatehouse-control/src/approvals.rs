@@ -151,6 +151,20 @@ pub(crate) async fn list(
         Ok(p) => p,
         Err(r) => return r,
     };
+    list_for(&gw, &p, q.status.as_deref(), q.limit).await
+}
+
+/// The requests `p` may decide with `status` (default pending), newest first.
+pub(crate) async fn list_for(
+    gw: &Gateway,
+    p: &Principal,
+    status: Option<&str>,
+    limit: Option<usize>,
+) -> Response {
+    let q = ListQuery {
+        status: status.map(str::to_owned),
+        limit,
+    };
     let status = match q.status.as_deref().unwrap_or("pending") {
         "all" => None,
         "pending" => Some(ApprovalStatus::Pending),
@@ -175,8 +189,8 @@ pub(crate) async fn list(
         );
     };
     let cfg = gw.config();
-    let mine = roles(cfg.authorization.as_deref(), &p);
-    let visible: Vec<&ApprovalRecord> = found.iter().filter(|r| reviews(&mine, &p, r)).collect();
+    let mine = roles(cfg.authorization.as_deref(), p);
+    let visible: Vec<&ApprovalRecord> = found.iter().filter(|r| reviews(&mine, p, r)).collect();
     reply(StatusCode::OK, json!({"approvals": visible}))
 }
 
@@ -259,13 +273,27 @@ async fn decide(
                 .get("reason")
                 .and_then(Value::as_str)
                 .unwrap_or("")
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(MAX_REASON)
-                .collect(),
+                .to_owned(),
             Err(_) => return error(StatusCode::BAD_REQUEST, "body must be JSON"),
         },
     };
+    decide_for(gw, &p, id, &reason, approve).await
+}
+
+/// `p` approves or denies request `id` with `reason`: the approver checks (role, tenant,
+/// separation of duties, step-up), the store's decision, the audit record, the release.
+pub(crate) async fn decide_for(
+    gw: Arc<Gateway>,
+    p: &Principal,
+    id: String,
+    reason: &str,
+    approve: bool,
+) -> Response {
+    let reason: String = reason
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_REASON)
+        .collect();
     if !approve && reason.trim().is_empty() {
         return error(StatusCode::BAD_REQUEST, "a denial needs a reason");
     }
@@ -277,7 +305,7 @@ async fn decide(
     let cfg = gw.config();
     match may_decide(
         cfg.authorization.as_deref(),
-        &p,
+        p,
         &rec,
         gatehouse_proxy::session::now_secs(),
     ) {

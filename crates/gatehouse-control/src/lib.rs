@@ -10,6 +10,7 @@ use gatehouse_proxy::gateway::Gateway;
 mod admin;
 mod approvals;
 mod body;
+pub mod console;
 mod inventory;
 pub use approvals::APP_HEADER;
 mod oauth;
@@ -24,7 +25,8 @@ pub fn routes(gw: Arc<Gateway>) -> axum::Router {
         .merge(scim::router(gw.clone()))
         .merge(admin::router(gw.clone()))
         .merge(oauth::router(gw.clone()))
-        .merge(approvals::router(gw))
+        .merge(approvals::router(gw.clone()))
+        .merge(console::router(gw))
 }
 
 /// Starts the control plane's background work (SIEM shipping, when sinks are configured)

@@ -260,6 +260,8 @@ fn step(s: Step) -> Response {
             Err(_) => page(400, "The redirect is not valid."),
         },
         Step::Page(status, text) => page(status, &text),
+        // Only the callback completes a console sign-in, and it handles it itself.
+        Step::Console { .. } => page(400, "This sign-in is not valid."),
     }
 }
 
@@ -290,7 +292,11 @@ async fn authorize(State(gw): State<Arc<Gateway>>, RawQuery(q): RawQuery) -> Res
     }
 }
 
-async fn callback(State(gw): State<Arc<Gateway>>, RawQuery(q): RawQuery) -> Response {
+async fn callback(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
     let (s, q) = match browser_step(&gw, q) {
         Ok(x) => x,
         Err(r) => return r,
@@ -300,7 +306,12 @@ async fn callback(State(gw): State<Arc<Gateway>>, RawQuery(q): RawQuery) -> Resp
     };
     let (next, event) = s.callback(&q, &authn).await;
     record(&gw, &event).await;
-    step(next)
+    match next {
+        Step::Console { principal, binding } => {
+            crate::console::finish_sso(&gw, &headers, principal, &binding).await
+        }
+        other => step(other),
+    }
 }
 
 /// A consent link: the user signs in at the login provider, then at the upstream.

@@ -62,6 +62,14 @@ pub(crate) async fn list(
     if let Err(r) = admin(&gw, &headers) {
         return r;
     }
+    list_with(&gw, q.status.as_deref()).await
+}
+
+/// The pins with `status` (as the list route names it), for any authenticated reviewer.
+pub(crate) async fn list_with(gw: &Gateway, status: Option<&str>) -> Response {
+    let q = ListParams {
+        status: status.map(str::to_owned),
+    };
     let status = match q.status.as_deref() {
         None | Some("all") | Some("held") => None,
         Some("approved") => Some(PinStatus::Approved),
@@ -97,6 +105,14 @@ pub(crate) async fn show(
     if let Err(r) = admin(&gw, &headers) {
         return r;
     }
+    show_with(&gw, (upstream, kind, name)).await
+}
+
+/// One pin with both definitions, for any authenticated reviewer.
+pub(crate) async fn show_with(
+    gw: &Gateway,
+    (upstream, kind, name): (String, String, String),
+) -> Response {
     let Some(store) = gw.pins.store.clone() else {
         return fail(StatusCode::SERVICE_UNAVAILABLE, "pin store unavailable");
     };
@@ -132,15 +148,31 @@ async fn decide(
         Ok(v) => v,
         Err(f) => return fail(f.status(), f.message()),
     };
+    // The admin token names no one: the body may say who decided.
+    let by = v
+        .get("by")
+        .and_then(Value::as_str)
+        .filter(|b| !b.is_empty())
+        .map(|b| b.chars().take(MAX_REASON).collect())
+        .unwrap_or_else(|| "admin".to_owned());
+    decide_with(gw, (upstream, kind, name), &v, by, approve).await
+}
+
+/// Approves or rejects a pin as `by` with the `hash` and `reason` of `v`: audited, then
+/// every list re-vetted.
+pub(crate) async fn decide_with(
+    gw: Arc<Gateway>,
+    (upstream, kind, name): (String, String, String),
+    v: &Value,
+    by: String,
+    approve: bool,
+) -> Response {
     let text = |k: &str| {
         v.get(k)
             .and_then(Value::as_str)
             .map(|s| s.chars().take(MAX_REASON).collect::<String>())
     };
     let (hash, reason) = (text("hash"), text("reason").unwrap_or_default());
-    let by = text("by")
-        .filter(|b| !b.is_empty())
-        .unwrap_or_else(|| "admin".to_owned());
     if !approve && reason.trim().is_empty() {
         return fail(StatusCode::BAD_REQUEST, "a rejection needs a reason");
     }

@@ -284,6 +284,7 @@ pub(crate) fn run(config: Option<&Path>, cmd: AuditCommand) -> Result<()> {
                 until_ms,
                 limit,
                 subject,
+                ..Default::default()
             })?;
             const COLUMNS: [&str; 12] = [
                 "time_ms",

@@ -299,6 +299,7 @@ fn dev_config(listen: Option<String>, upstreams: &[String], demo: bool) -> Resul
         );
         // Demo principals: the seed's roles, reachable with the API keys printed at start.
         raw.authorization = Some(quickstart::demo_authorization());
+        quickstart::demo_controls(&mut raw)?;
         raw.api_keys = Some(gatehouse_proxy::config::RawApiKeys {
             pepper: quickstart::random_pepper()?,
             postgres: None,
@@ -625,12 +626,12 @@ fn main() -> Result<()> {
             };
             init_logging(cfg.log_json, &cfg.log_level);
             if cfg.dev_mode {
-                let keys = if demo {
-                    quickstart::demo_keys(&cfg)?
+                let (keys, links) = if demo {
+                    (quickstart::demo_keys(&cfg)?, quickstart::demo_links(&cfg))
                 } else {
-                    Vec::new()
+                    (Vec::new(), Vec::new())
                 };
-                quickstart::banner(&cfg, &keys);
+                quickstart::banner(&cfg, &keys, &links);
             }
             runtime()?
                 .block_on(gatehouse_proxy::serve(cfg, path, gatehouse_control::start))

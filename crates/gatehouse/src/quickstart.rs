@@ -23,12 +23,22 @@ analyst:
   tools: [demo.read_database, demo.search_files]
   prompts: ["demo.*"]
   resources: ["demo.*"]
+deploy-staging:
+  tools: [demo.deploy_service]
+  when: {environment: [staging]}
+deploy-production:
+  tools: [demo.deploy_service]
+  when: {environment: [production]}
+  approval: true
 engineer:
-  inherits: [analyst]
-  tools: [demo.execute_code, demo.deploy_service, "everything.*"]
+  inherits: [analyst, deploy-staging, deploy-production]
+  tools: [demo.execute_code, "everything.*"]
   prompts: ["everything.*"]
   resources: ["everything.*"]
-admin: [engineer, demo.delete_database, demo.modify_permissions]
+destructive:
+  tools: [demo.delete_database, demo.modify_permissions]
+  approval: true
+admin: [engineer, destructive]
 "#,
     )
     .unwrap_or_default();
@@ -37,6 +47,29 @@ admin: [engineer, demo.delete_database, demo.modify_permissions]
         anonymous_roles: vec!["admin".into()],
         ..RawAuthorization::default()
     }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(y: &str) -> Result<T> {
+    yaml_serde::from_str(y).context("demo settings")
+}
+
+/// The demo's other controls: production deploys and destructive tools wait for an
+/// administrator; the customers' e-mail addresses and phone numbers are masked for
+/// everyone but engineers (and admins); the console maps the demo roles.
+pub(crate) fn demo_controls(raw: &mut gatehouse_proxy::config::RawConfig) -> Result<()> {
+    raw.approvals = parse(&format!(
+        "approvers: [admin]\nconsole_url: http://{}/console\n",
+        raw.listen.as_deref().unwrap_or("127.0.0.1:8080")
+    ))?;
+    raw.dlp = parse(
+        "profiles:\n  contact-details: {default: alert, kinds: {email: mask, phone: mask}}\n",
+    )?;
+    raw.console = Some(parse("viewers: [analyst]\n")?);
+    if let Some(demo) = raw.upstreams.get_mut("demo") {
+        demo.tools =
+            parse("read_database: {redaction: contact-details, unmasked_roles: [engineer]}\n")?;
+    }
+    Ok(())
 }
 
 /// A fresh pepper for the demo's throw-away key store.
@@ -75,7 +108,25 @@ pub(crate) fn demo_keys(cfg: &Config) -> Result<Vec<(&'static str, String)>> {
     Ok(out)
 }
 
-pub(crate) fn banner(cfg: &Config, keys: &[(&str, String)]) {
+/// A one-time console sign-in link per demo role (valid an hour, usable once).
+pub(crate) fn demo_links(cfg: &Config) -> Vec<(&'static str, String)> {
+    ["admin", "engineer", "analyst"]
+        .into_iter()
+        .filter_map(|role| {
+            let mut p = gatehouse_auth::Principal::anonymous();
+            p.id = format!("demo-{role}");
+            p.roles = vec![role.into()];
+            p.kind = gatehouse_auth::PrincipalKind::User;
+            let ticket = gatehouse_control::console::issue_ticket(p)?;
+            Some((
+                role,
+                format!("http://{}/console/login?ticket={ticket}", cfg.listen),
+            ))
+        })
+        .collect()
+}
+
+pub(crate) fn banner(cfg: &Config, keys: &[(&str, String)], links: &[(&str, String)]) {
     let url = format!("http://{}/mcp", cfg.listen);
     let names: Vec<&str> = cfg.upstreams.iter().map(|u| u.name.as_str()).collect();
     eprintln!(
@@ -118,6 +169,11 @@ pub(crate) fn banner(cfg: &Config, keys: &[(&str, String)]) {
     );
     if keys.is_empty() {
         return;
+    }
+    eprintln!("  Console          http://{}/console", cfg.listen);
+    eprintln!("  One-time console sign-in links (valid 1 h; the admin approves, the others view):");
+    for (role, link) in links {
+        eprintln!("    console as {role:<9} {link}");
     }
     eprintln!("  Demo principals (API keys bound to the app `{DEMO_APP}`, valid 24 h):");
     for (role, key) in keys {

@@ -23,6 +23,7 @@ use crate::upstream::SecretRef;
 use crate::wire::{form_encode, now, read_limited, sha256};
 
 mod cimd;
+mod console;
 mod keys;
 mod register;
 pub use cimd::ClientMetadataConfig;
@@ -143,13 +144,19 @@ pub struct FacadeEvent {
 }
 
 /// What `/authorize` and the provider's callback lead to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     /// 302 to this URL (the provider's login, or the client's redirect URI).
     Redirect(String),
     /// No redirect is safe (unknown client, redirect URI not registered, unknown state):
     /// an error page with this status and text.
     Page(u16, String),
+    /// A console sign-in completed: the operator, and the digest of the nonce the browser
+    /// that started it must still hold.
+    Console {
+        principal: Arc<crate::Principal>,
+        binding: String,
+    },
 }
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -590,6 +597,9 @@ impl AuthorizationServer {
                 return (s, event);
             }
         };
+        if console::is_console(&login) {
+            return self.console_signed_in(q, login, authn).await;
+        }
         if login.connect.is_some() {
             return self.connect_signed_in(q, login, authn).await;
         }

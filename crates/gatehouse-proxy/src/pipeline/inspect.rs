@@ -25,6 +25,7 @@ pub(super) fn controls(cfg: &Config, target: &Target) -> Controls {
 /// classification's.
 fn result_profile<'c>(
     cfg: &'c Config,
+    ctx: &ClientCtx,
     target: &Target,
     controls: &Controls,
 ) -> Option<&'c gatehouse_detect::Profile> {
@@ -33,10 +34,27 @@ fn result_profile<'c>(
             server, original, ..
         } => route::data_policy(cfg, server)
             .and_then(|d| d.tools.get(original))
+            .filter(|t| !unmasked(cfg, ctx, &t.unmasked_roles))
             .and_then(|t| t.redaction.as_deref()),
         _ => None,
     };
     cfg.dlp.profile(tool.or(controls.redaction.as_deref())?)
+}
+
+/// Whether the caller holds one of a tool's `unmasked_roles` (directly or by inheritance).
+fn unmasked(cfg: &Config, ctx: &ClientCtx, roles: &[String]) -> bool {
+    if roles.is_empty() {
+        return false;
+    }
+    let Some(a) = cfg.authorization.as_deref() else {
+        return false;
+    };
+    let held = match ctx.principal.method {
+        gatehouse_auth::AuthMethod::DevMode => &a.anonymous_roles,
+        _ => &ctx.principal.roles,
+    };
+    let effective = a.engine.roles().effective(held.iter().map(String::as_str));
+    roles.iter().any(|r| effective.contains(r.as_str()))
 }
 
 /// Largest argument or result copy the audit keeps.
@@ -163,7 +181,7 @@ impl Gateway {
             default: gatehouse_detect::Action::Alert,
             ..gatehouse_detect::Profile::default()
         };
-        let profile = result_profile(cfg, target, &controls)
+        let profile = result_profile(cfg, ctx, target, &controls)
             .or_else(|| self.subjects.as_ref().map(|_| &scan_only));
         if let Some(profile) = profile {
             let report = gatehouse_detect::walk_indexed(

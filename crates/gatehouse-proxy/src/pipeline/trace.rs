@@ -105,6 +105,8 @@ impl Trace {
             status: f.status.to_owned(),
             rule: self.denied_by.unwrap_or("").to_owned(),
             policies: self.policies.clone(),
+            roles: ctx.principal.roles.clone(),
+            groups: ctx.principal.groups.clone(),
             classification: self
                 .classification
                 .map(|c| c.as_str().to_owned())
