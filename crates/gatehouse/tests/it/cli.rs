@@ -153,7 +153,7 @@ async fn serve_from_flags_health_metrics_and_clean_stop() {
 }
 
 /// A stateless 2026-07-28 request as the demo's printed `curl` line sends it.
-async fn demo_request(base: &str, key: &str, method: &str, params: Value) -> Value {
+pub(crate) async fn demo_request(base: &str, key: &str, method: &str, params: Value) -> Value {
     let mut params = params;
     params["_meta"] = json!({
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",

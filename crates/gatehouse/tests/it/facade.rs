@@ -44,7 +44,7 @@ pub(crate) async fn facade_setup_with(
     std::fs::write(dir.join("admin-token"), FACADE_ADMIN).expect("admin token");
     let store = dir.join("gatehouse.db");
     let facade = format!(
-        "  authorization_server:\n{extra}    redirect_uris: [\"http://127.0.0.1/callback\", \"http://127.0.0.1/cb\"]\n    access_token_ttl_secs: 300\n    login: {{issuer: idp, client_id: gatehouse, client_secret: \"file:{}\"}}\nstore: {{sqlite: {}}}\naudit: {{durable_all: true}}\nadmin: {{token: \"file:{}\"}}\nvirtual_servers:\n",
+        "  authorization_server:\n{extra}    redirect_uris: [\"http://127.0.0.1/callback\", \"http://127.0.0.1/cb\"]\n    access_token_ttl_secs: 300\n    login: {{issuer: idp, client_id: gatehouse, client_secret: \"file:{}\"}}\nstore: {{sqlite: {}}}\naudit: {{durable_all: true}}\nadmin: {{token: \"file:{}\"}}\nconsole: {{viewers: [analyst]}}\nvirtual_servers:\n",
         dir.join("idp-secret").display(),
         store.display(),
         dir.join("admin-token").display()

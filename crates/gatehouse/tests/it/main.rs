@@ -8,6 +8,7 @@ mod audit;
 mod authz;
 mod cli;
 mod conformance;
+mod console;
 mod control;
 mod credentials;
 mod deploy;

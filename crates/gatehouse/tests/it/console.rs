@@ -1,0 +1,515 @@
+//! The operator console: the demo's story through the console's own API (a production
+//! deploy approved by the admin, refused without its CSRF token or from another origin or
+//! by a viewer), masking per role and the poisoned notice in the live feed, the sign-in
+//! doors (admin token, console API keys, tampered cookies) and single sign-on through a
+//! real OpenID provider.
+// Test code reads its own child's banner.
+#![allow(clippy::disallowed_methods)]
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt;
+use tokio::process::{Child, Command};
+
+use crate::cli::demo_request;
+use crate::common::{
+    create_key, free_port, gatehouse_bin, last_json, peers, read_text, run_ok, wait_port,
+};
+
+/// `serve --demo` with its printed API keys and one-time console links, by role.
+struct Demo {
+    base: String,
+    keys: BTreeMap<String, String>,
+    links: BTreeMap<String, String>,
+    _child: Child,
+}
+
+async fn demo() -> Demo {
+    let port = free_port();
+    let mut child = Command::new(gatehouse_bin())
+        .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}")])
+        .env("PATH", std::env::temp_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("serve --demo");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let (mut keys, mut links) = (BTreeMap::new(), BTreeMap::new());
+    while keys.len() < 3 || links.len() < 3 {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("banner in time")
+            .expect("read")
+            .expect("banner lists keys and links");
+        match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["console", "as", role, link] => links.insert(role.to_string(), link.to_string()),
+            [role @ ("analyst" | "engineer" | "admin"), key] => {
+                keys.insert(role.to_string(), key.to_string())
+            }
+            _ => None,
+        };
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    wait_port(port).await;
+    let base = format!("http://127.0.0.1:{port}");
+    // The demo server is listed once it has started.
+    for _ in 0..100 {
+        let v = demo_request(&base, &keys["analyst"], "tools/list", json!({})).await;
+        if v["result"]["tools"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Demo {
+        base,
+        keys,
+        links,
+        _child: child,
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// A signed-in console: its cookie and CSRF token.
+struct Operator {
+    base: String,
+    cookie: String,
+    csrf: String,
+}
+
+impl Operator {
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let r = client()
+            .get(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .expect("get");
+        let status = r.status();
+        (
+            status,
+            serde_json::from_str(&read_text(r).await).unwrap_or(Value::Null),
+        )
+    }
+
+    /// A change, with the CSRF token unless `csrf` is false, from `origin` if given.
+    async fn post(
+        &self,
+        path: &str,
+        body: Value,
+        csrf: bool,
+        origin: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut rb = client()
+            .post(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .json(&body);
+        if csrf {
+            rb = rb.header("x-gatehouse-csrf", &self.csrf);
+        }
+        if let Some(o) = origin {
+            rb = rb.header("origin", o);
+        }
+        let r = rb.send().await.expect("post");
+        let status = r.status();
+        (
+            status,
+            serde_json::from_str(&read_text(r).await).unwrap_or(Value::Null),
+        )
+    }
+}
+
+/// The session cookie a sign-in answer set, checked for its attributes.
+fn session_cookie(h: &reqwest::header::HeaderMap) -> String {
+    let set = h
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("gatehouse-console="))
+        .expect("a session cookie")
+        .to_owned();
+    for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(attr), "{attr} missing: {set}");
+    }
+    set.split(';').next().expect("pair").to_owned()
+}
+
+async fn by_link(base: &str, link: &str) -> Operator {
+    let r = client().get(link).send().await.expect("link");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/console");
+    let cookie = session_cookie(r.headers());
+    let mut op = Operator {
+        base: base.to_owned(),
+        cookie,
+        csrf: String::new(),
+    };
+    let (_, me) = op.get("/console/api/me").await;
+    op.csrf = me["csrf"].as_str().expect("csrf").to_owned();
+    op
+}
+
+fn call(tool: &str, args: Value) -> Value {
+    json!({"name": tool, "arguments": args})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_approves_a_production_deploy_in_the_console_and_forged_changes_are_refused() {
+    let d = demo().await;
+    let page = client()
+        .get(format!("{}/console", d.base))
+        .send()
+        .await
+        .expect("page");
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+        "{csp}"
+    );
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    let admin = by_link(&d.base, &d.links["admin"]).await;
+    // A link works once.
+    let again = client().get(&d.links["admin"]).send().await.expect("reuse");
+    assert_eq!(again.status(), StatusCode::UNAUTHORIZED);
+    let prod = call(
+        "demo__deploy_service",
+        json!({"service": "api", "version": "2.0", "environment": "production"}),
+    );
+    let held = demo_request(&d.base, &d.keys["engineer"], "tools/call", prod.clone()).await;
+    let id = held["result"]["_meta"]["gatehouse/approval"]["id"]
+        .as_str()
+        .expect("held")
+        .to_owned();
+    let staging = call(
+        "demo__deploy_service",
+        json!({"service": "api", "version": "2.0", "environment": "staging"}),
+    );
+    let ran = demo_request(&d.base, &d.keys["engineer"], "tools/call", staging).await;
+    assert_eq!(
+        ran["result"]["content"][0]["text"], "deployed api 2.0 to staging",
+        "{ran}"
+    );
+    // The engineer is a viewer in the console: no inbox, no decisions.
+    let engineer = by_link(&d.base, &d.links["engineer"]).await;
+    assert_eq!(
+        engineer.get("/console/api/approvals").await.0,
+        StatusCode::FORBIDDEN
+    );
+    let approve = format!("/console/api/approvals/{id}/approve");
+    let reason = json!({"reason": "change 4211"});
+    assert_eq!(
+        engineer.post(&approve, reason.clone(), true, None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (_, inbox) = admin.get("/console/api/approvals").await;
+    assert_eq!(inbox["approvals"][0]["id"], id.as_str(), "{inbox}");
+    assert_eq!(
+        inbox["approvals"][0]["arguments"]["environment"],
+        "production"
+    );
+    // Forged changes: no CSRF token, or another site's origin.
+    assert_eq!(
+        admin.post(&approve, reason.clone(), false, None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let evil = admin
+        .post(&approve, reason.clone(), true, Some("http://evil.example"))
+        .await;
+    assert_eq!(evil.0, StatusCode::FORBIDDEN);
+    let (status, decided) = admin.post(&approve, reason, true, None).await;
+    assert_eq!(status, StatusCode::OK, "{decided}");
+    assert_eq!(decided["status"], "approved");
+    let ran = demo_request(&d.base, &d.keys["engineer"], "tools/call", prod).await;
+    assert_eq!(
+        ran["result"]["content"][0]["text"], "deployed api 2.0 to production",
+        "{ran}"
+    );
+    // The audit explorer shows the operator's sign-in and decision under their name.
+    let (_, page) = admin
+        .get("/console/api/audit?principal=demo-admin&limit=20")
+        .await;
+    let methods: Vec<&str> = page["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter_map(|r| r["event"]["method"].as_str())
+        .collect();
+    assert!(methods.contains(&"console.signed_in"), "{methods:?}");
+    let (_, all) = admin.get("/console/api/audit?limit=200").await;
+    let decision = all["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .find(|r| r["event"]["method"] == "approval.approved")
+        .expect("decision audited");
+    assert!(decision.to_string().contains("demo-admin"), "{decision}");
+    let (_, verified) = admin.get("/console/api/audit/verify").await;
+    assert_eq!(verified["chains"][0]["ok"], true, "{verified}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_analyst_sees_masked_contacts_and_the_poisoned_notice_shows_in_the_live_feed() {
+    let d = demo().await;
+    let query = call(
+        "demo__read_database",
+        json!({"query": "SELECT email, phone FROM customers WHERE id = 1"}),
+    );
+    let analyst = demo_request(&d.base, &d.keys["analyst"], "tools/call", query.clone()).await;
+    let text = analyst["result"]["content"][0]["text"]
+        .as_str()
+        .expect("text");
+    assert!(
+        text.contains("[REDACTED:email]") && text.contains("[REDACTED:phone]"),
+        "{text}"
+    );
+    let engineer = demo_request(&d.base, &d.keys["engineer"], "tools/call", query).await;
+    let text = engineer["result"]["content"][0]["text"]
+        .as_str()
+        .expect("text");
+    assert!(text.contains("ops@acme.example"), "{text}");
+    let notice = demo_request(
+        &d.base,
+        &d.keys["analyst"],
+        "tools/call",
+        call("demo__search_files", json!({"query": "customers"})),
+    )
+    .await;
+    let text = notice["result"]["content"][0]["text"]
+        .as_str()
+        .expect("text");
+    assert!(
+        !text.contains("delete_database") && text.contains("removed by Gatehouse"),
+        "{text}"
+    );
+    let viewer = by_link(&d.base, &d.links["analyst"]).await;
+    let (status, live) = viewer.get("/console/api/live").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        live["metrics"]
+            .as_str()
+            .expect("metrics")
+            .contains("gatehouse_requests_total")
+    );
+    let found = live["feed"].as_array().expect("feed").iter().any(|f| {
+        f["target"] == "demo__search_files" && !f["detections"].as_array().is_none_or(Vec::is_empty)
+    });
+    assert!(found, "{live}");
+    // A viewer reads the inventory but not the audit trail or the keys.
+    let (_, inv) = viewer.get("/console/api/inventory").await;
+    let tools = inv["upstreams"][0]["tools"].as_array().expect("tools");
+    let delete = tools
+        .iter()
+        .find(|t| t["name"] == "demo__delete_database")
+        .expect("listed");
+    assert_eq!(delete["verb"], "delete");
+    assert_eq!(delete["roles"], json!(["admin", "destructive"]), "{delete}");
+    assert_eq!(
+        viewer.get("/console/api/audit").await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        viewer.get("/console/api/keys").await.0,
+        StatusCode::FORBIDDEN
+    );
+}
+
+const ADMIN_TOKEN: &str = "console-admin-token-0123456789abcdef";
+
+async fn login(
+    base: &str,
+    body: Value,
+    content_type: &str,
+    origin: Option<&str>,
+) -> reqwest::Response {
+    let mut rb = client()
+        .post(format!("{base}/console/api/login"))
+        .header("content-type", content_type)
+        .body(body.to_string());
+    if let Some(o) = origin {
+        rb = rb.header("origin", o);
+    }
+    rb.send().await.expect("login")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_takes_the_admin_token_or_a_console_key_and_refuses_the_rest() {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("gatehouse-console-{port}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("gatehouse.yaml");
+    std::fs::write(&config, format!(
+        "listen: 127.0.0.1:{port}\nstore: {{sqlite: {}}}\napi_keys: {{pepper: \"Y29uc29sZS10ZXN0LXBlcHBlci0wMTIzNDU2Nzg5YWJj\"}}\nadmin: {{token: \"env:CONSOLE_ADMIN\"}}\naudit: {{}}\nauthorization:\n  roles:\n    viewer: []\n    admin: []\nupstreams:\n  demo: {{command: {}, args: [demo-server]}}\n",
+        dir.join("g.db").display(), gatehouse_bin())).expect("config");
+    let viewer_key = create_key(&config, "svc-watch", "gatehouse-console", "viewer").await;
+    let other_app = create_key(&config, "svc-other", "reporting", "admin").await;
+    let _gw = crate::common::serve_config(&config, port, &[("CONSOLE_ADMIN", ADMIN_TOKEN)]).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let json = "application/json";
+    assert_eq!(
+        login(
+            &base,
+            json!({"token": "wrong-token-0123456789"}),
+            json,
+            None
+        )
+        .await
+        .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login(&base, json!({"token": other_app}), json, None)
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // Login CSRF: a form post from another site, or another origin, never signs in.
+    assert_eq!(
+        login(&base, json!({"token": ADMIN_TOKEN}), "text/plain", None)
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    let cross = login(
+        &base,
+        json!({"token": ADMIN_TOKEN}),
+        json,
+        Some("http://evil.example"),
+    )
+    .await;
+    assert_eq!(cross.status(), StatusCode::FORBIDDEN);
+    let ok = login(&base, json!({"token": ADMIN_TOKEN}), json, Some(&base)).await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    let admin = Operator {
+        base: base.clone(),
+        cookie: session_cookie(ok.headers()),
+        csrf: String::new(),
+    };
+    let (_, me) = admin.get("/console/api/me").await;
+    assert_eq!(
+        (me["operator"].as_str(), me["role"].as_str()),
+        (Some("admin"), Some("admin"))
+    );
+    // A tampered cookie (the role rewritten) is nobody.
+    let (name, value) = admin.cookie.split_once('=').expect("pair");
+    let (payload, tag) = value.split_once('.').expect("signed");
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut session: Value =
+        serde_json::from_slice(&b64.decode(payload).expect("b64")).expect("json");
+    let key = viewer_key.clone();
+    let watcher = login(&base, json!({"token": key}), json, None).await;
+    assert_eq!(watcher.status(), StatusCode::OK);
+    let viewer = Operator {
+        base: base.clone(),
+        cookie: session_cookie(watcher.headers()),
+        csrf: String::new(),
+    };
+    assert_eq!(viewer.get("/console/api/me").await.1["role"], "viewer");
+    assert_eq!(
+        viewer.get("/console/api/pins").await.0,
+        StatusCode::FORBIDDEN
+    );
+    session["sub"] = json!("svc-watch");
+    session["role"] = json!("admin");
+    let forged = format!("{name}={}.{tag}", b64.encode(session.to_string()));
+    let forger = Operator {
+        base: base.clone(),
+        cookie: forged,
+        csrf: String::new(),
+    };
+    assert_eq!(
+        forger.get("/console/api/pins").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // Keys made in the console are shown once and audited with the operator.
+    let mut admin = admin;
+    admin.csrf = me["csrf"].as_str().expect("csrf").to_owned();
+    let (status, made) = admin
+        .post(
+            "/console/api/keys",
+            json!({"principal": "svc-new", "app": "reporting", "roles": "viewer", "days": 7}),
+            true,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    assert!(made["key"].as_str().expect("key").starts_with("ghk_"));
+    let (_, list) = admin.get("/console/api/keys").await;
+    assert!(
+        !list
+            .to_string()
+            .contains(made["key"].as_str().expect("key")),
+        "keys are never listed"
+    );
+    let revoke = format!(
+        "/console/api/keys/{}/revoke",
+        made["id"].as_str().expect("id")
+    );
+    assert_eq!(
+        admin.post(&revoke, json!({}), true, None).await.0,
+        StatusCode::OK
+    );
+    let (_, audit) = admin
+        .get("/console/api/audit?principal=admin&limit=50")
+        .await;
+    let methods: Vec<&str> = audit["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter_map(|r| r["event"]["method"].as_str())
+        .collect();
+    for m in [
+        "console.signed_in",
+        "console.key_created",
+        "console.key_revoked",
+    ] {
+        assert!(methods.contains(&m), "{m}: {methods:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_sign_on_binds_the_login_to_the_browser_that_started_it() {
+    let (_idp, gw, _store) = crate::facade::facade_setup_with("", &[]).await;
+    let run = |mode: &'static str| {
+        let base = gw.base.clone();
+        async move {
+            last_json(
+                &run_ok(
+                    Command::new("node")
+                        .arg(peers().join("console_sso.mjs"))
+                        .args([base.as_str(), mode, "carol"]),
+                    60,
+                )
+                .await,
+            )
+        }
+    };
+    let same = run("same").await;
+    assert_eq!(same["status"], 303, "{same}");
+    assert_eq!(same["location"], "/console");
+    // The provider's users are analysts of tenant acme: console viewers (`console.viewers`).
+    assert_eq!(same["me"]["role"], "viewer", "{same}");
+    assert_eq!(same["me"]["tenant"], "acme");
+    assert_eq!(same["me"]["via"], "sso");
+    // A login finished in a browser that did not start it (login CSRF) is refused.
+    let other = run("other").await;
+    assert_eq!(other["status"], 403, "{other}");
+    assert!(other["me"]["operator"].is_null(), "{other}");
+}
