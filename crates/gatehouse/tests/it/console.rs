@@ -513,3 +513,28 @@ async fn single_sign_on_binds_the_login_to_the_browser_that_started_it() {
     assert_eq!(other["status"], 403, "{other}");
     assert!(other["me"]["operator"].is_null(), "{other}");
 }
+
+/// The console in a real browser (Debian's Chromium): the page runs under its CSP with no
+/// script error, and the admin's click approves the engineer's production deploy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_the_admin_approves_the_deploy_and_every_page_renders_under_the_csp() {
+    let d = demo().await;
+    let prod = call("demo__deploy_service", json!({"service": "web", "version": "3.1", "environment": "production"}));
+    let held = demo_request(&d.base, &d.keys["engineer"], "tools/call", prod.clone()).await;
+    assert!(held["result"]["_meta"]["gatehouse/approval"]["id"].is_string(), "{held}");
+    // A detection for the live feed.
+    demo_request(&d.base, &d.keys["analyst"], "tools/call", call("demo__search_files", json!({"query": "customers"}))).await;
+    let mut cmd = Command::new("node");
+    cmd.arg(peers().join("console_browser.mjs")).arg(&d.links["admin"]);
+    if let Ok(dir) = std::env::var("GATEHOUSE_SCREENSHOTS") {
+        cmd.arg(dir);
+    }
+    let out = last_json(&run_ok(&mut cmd, 120).await);
+    assert_eq!(out["errors"], json!([]), "{out}");
+    assert_eq!(out["approved"], true, "{out}");
+    for page in ["audit", "inventory"] {
+        assert!(out["pages"][page].as_u64().unwrap_or(0) > 0, "{page}: {out}");
+    }
+    let ran = demo_request(&d.base, &d.keys["engineer"], "tools/call", prod).await;
+    assert_eq!(ran["result"]["content"][0]["text"], "deployed web 3.1 to production", "{ran}");
+}
