@@ -122,11 +122,45 @@ pub(crate) async fn show_with(
             let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
             v["definition"] = parse(&p.definition);
             v["proposed"] = parse(&p.proposed);
+            v["spans"] = spans(gw, &p.upstream, &p.kind, &v["proposed"]);
             reply(StatusCode::OK, v)
         }
         Ok(Ok(None)) => fail(StatusCode::NOT_FOUND, "no such pin"),
         _ => fail(StatusCode::SERVICE_UNAVAILABLE, "pin store unavailable"),
     }
+}
+
+/// Where the detectors find what they find in a proposed tool definition, for a reviewer:
+/// the JSON pointer of the text, the stage and rule, and the span in characters of that
+/// text. The same checks as at list time, without the cross-catalogue ones.
+fn spans(gw: &Gateway, upstream: &str, kind: &str, proposed: &Value) -> Value {
+    let cfg = gw.config();
+    let (Some(d), "tool", true) = (cfg.detection.as_ref(), kind, proposed.is_object()) else {
+        return json!([]);
+    };
+    let level = cfg
+        .upstreams
+        .iter()
+        .find(|u| u.name == upstream)
+        .and_then(|u| u.data.classification)
+        .unwrap_or(gatehouse_policy::Classification::Internal);
+    let (_, found) = gatehouse_proxy::pins::judge_definition(d, level, upstream, proposed, &[]);
+    let chars = |text: &str, byte: usize| text.get(..byte).map(|t| t.chars().count());
+    found
+        .iter()
+        .map(|(at, s)| {
+            let text = proposed.pointer(at).and_then(Value::as_str).unwrap_or("");
+            json!({
+                "at": at,
+                "stage": s.stage,
+                "rule": s.rule,
+                "severity": format!("{:?}", s.severity).to_lowercase(),
+                "score": s.score,
+                "start": chars(text, s.start),
+                "end": chars(text, s.end),
+            })
+        })
+        .collect()
 }
 
 /// Longest reason kept.

@@ -519,13 +519,26 @@ async fn single_sign_on_binds_the_login_to_the_browser_that_started_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_a_browser_the_admin_approves_the_deploy_and_every_page_renders_under_the_csp() {
     let d = demo().await;
-    let prod = call("demo__deploy_service", json!({"service": "web", "version": "3.1", "environment": "production"}));
+    let prod = call(
+        "demo__deploy_service",
+        json!({"service": "web", "version": "3.1", "environment": "production"}),
+    );
     let held = demo_request(&d.base, &d.keys["engineer"], "tools/call", prod.clone()).await;
-    assert!(held["result"]["_meta"]["gatehouse/approval"]["id"].is_string(), "{held}");
+    assert!(
+        held["result"]["_meta"]["gatehouse/approval"]["id"].is_string(),
+        "{held}"
+    );
     // A detection for the live feed.
-    demo_request(&d.base, &d.keys["analyst"], "tools/call", call("demo__search_files", json!({"query": "customers"}))).await;
+    demo_request(
+        &d.base,
+        &d.keys["analyst"],
+        "tools/call",
+        call("demo__search_files", json!({"query": "customers"})),
+    )
+    .await;
     let mut cmd = Command::new("node");
-    cmd.arg(peers().join("console_browser.mjs")).arg(&d.links["admin"]);
+    cmd.arg(peers().join("console_browser.mjs"))
+        .arg(&d.links["admin"]);
     if let Ok(dir) = std::env::var("GATEHOUSE_SCREENSHOTS") {
         cmd.arg(dir);
     }
@@ -533,8 +546,155 @@ async fn in_a_browser_the_admin_approves_the_deploy_and_every_page_renders_under
     assert_eq!(out["errors"], json!([]), "{out}");
     assert_eq!(out["approved"], true, "{out}");
     for page in ["audit", "inventory"] {
-        assert!(out["pages"][page].as_u64().unwrap_or(0) > 0, "{page}: {out}");
+        assert!(
+            out["pages"][page].as_u64().unwrap_or(0) > 0,
+            "{page}: {out}"
+        );
     }
     let ran = demo_request(&d.base, &d.keys["engineer"], "tools/call", prod).await;
-    assert_eq!(ran["result"]["content"][0]["text"], "deployed web 3.1 to production", "{ran}");
+    assert_eq!(
+        ran["result"]["content"][0]["text"], "deployed web 3.1 to production",
+        "{ran}"
+    );
+}
+
+/// Policy pages: an explanation of one decision, and a what-if that replays the recent calls
+/// against a draft and lists those whose outcome would change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_and_what_if_answer_from_the_running_policy_and_recent_calls() {
+    let d = demo().await;
+    let admin = by_link(&d.base, &d.links["admin"]).await;
+    let ask = |roles: &str| json!({"principal": "someone", "roles": roles, "tool": "demo__delete_database"});
+    let (_, denied) = admin
+        .post("/console/api/explain", ask("analyst"), true, None)
+        .await;
+    assert_eq!(denied["outcome"]["decision"], "deny", "{denied}");
+    let (_, allowed) = admin
+        .post("/console/api/explain", ask("admin"), true, None)
+        .await;
+    assert_eq!(allowed["outcome"]["decision"], "allow", "{allowed}");
+    let staging = call(
+        "demo__deploy_service",
+        json!({"service": "api", "version": "1", "environment": "staging"}),
+    );
+    let ran = demo_request(&d.base, &d.keys["engineer"], "tools/call", staging).await;
+    assert!(ran["result"]["content"][0]["text"].is_string(), "{ran}");
+    let read = call("demo__read_database", json!({"query": "SELECT 1"}));
+    demo_request(&d.base, &d.keys["analyst"], "tools/call", read).await;
+    // The draft takes staging deploys away from engineers; reading stays as it was.
+    let draft = "roles:\n  analyst: {tools: [demo.read_database, demo.search_files]}\n  engineer: {inherits: [analyst], tools: [demo.execute_code]}\n  admin: [engineer]\n";
+    let (status, r) = admin
+        .post(
+            "/console/api/whatif",
+            json!({"authorization": draft}),
+            true,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let changed = r["changed"].as_array().expect("changed");
+    assert_eq!(changed.len(), 1, "{r}");
+    assert_eq!(changed[0]["tool"], "demo__deploy_service");
+    assert_eq!(changed[0]["principal"], "apikey/demo-engineer");
+    assert_eq!(
+        (
+            changed[0]["was"].as_str(),
+            changed[0]["would_be"]["decision"].as_str()
+        ),
+        (Some("allowed"), Some("deny"))
+    );
+    assert!(r["replayed"].as_u64().expect("replayed") >= 2, "{r}");
+    // A draft that does not validate is refused with the reason.
+    let (status, bad) = admin
+        .post(
+            "/console/api/whatif",
+            json!({"authorization": "roles: {a: {inherits: [missing]}}"}),
+            true,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+}
+
+/// Quarantine review in the console: the held tool with both definitions and its findings,
+/// a rejection needs a reason, and the decision is audited under the operator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_reviews_a_held_tool_definition_in_the_console() {
+    let dir = std::env::temp_dir().join(format!("gatehouse-console-pins-{}", free_port()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let state = dir.join("notes-version");
+    std::fs::write(&state, "1").expect("state");
+    std::fs::write(dir.join("admin.token"), ADMIN_TOKEN).expect("token");
+    let yaml = format!(
+        "dev_mode: true\nstore: {{sqlite: {}}}\nadmin: {{token: \"file:{}\"}}\nupstreams:\n  poisoned:\n    command: {}\n    args: ['{}', '{}']\n",
+        dir.join("g.db").display(),
+        dir.join("admin.token").display(),
+        crate::common::python(),
+        crate::common::repo()
+            .join("testdata/servers/poisoned_server.py")
+            .display(),
+        state.display(),
+    );
+    let cfg = gatehouse_proxy::Config::from_yaml(&yaml, &|k| {
+        (k == "CONSOLE_PINS_ADMIN").then(|| ADMIN_TOKEN.to_owned())
+    })
+    .expect("config");
+    let gw = crate::common::start_gateway_with(cfg, true).await;
+    let ok = login(
+        &gw.base,
+        json!({"token": ADMIN_TOKEN}),
+        "application/json",
+        None,
+    )
+    .await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    let mut admin = Operator {
+        base: gw.base.clone(),
+        cookie: session_cookie(ok.headers()),
+        csrf: String::new(),
+    };
+    admin.csrf = admin.get("/console/api/me").await.1["csrf"]
+        .as_str()
+        .expect("csrf")
+        .to_owned();
+    let (_, held) = admin.get("/console/api/pins?status=held").await;
+    let add = held["pins"]
+        .as_array()
+        .expect("pins")
+        .iter()
+        .find(|p| p["name"] == "add")
+        .expect("add is held")
+        .clone();
+    assert_ne!(add["status"], "approved", "{add}");
+    let (_, one) = admin.get("/console/api/pins/poisoned/tool/add").await;
+    // The reviewer sees where each finding sits: a span of the proposed description.
+    let description = one["proposed"]["description"]
+        .as_str()
+        .expect("description");
+    let spans = one["spans"].as_array().expect("spans");
+    let span = spans
+        .iter()
+        .find(|f| f["at"] == "/description" && f["rule"] == "tool.sensitive_file_directive")
+        .expect("a span");
+    let start = span["start"].as_u64().expect("start") as usize;
+    let end = span["end"].as_u64().expect("end") as usize;
+    let matched: String = description.chars().skip(start).take(end - start).collect();
+    assert!(matched.contains(".cursor/mcp.json"), "{matched:?} {one}");
+    let reject = "/console/api/pins/poisoned/tool/add/reject";
+    let (status, _) = admin.post(reject, json!({"reason": ""}), true, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, done) = admin
+        .post(
+            reject,
+            json!({"reason": "asks for the SSH key", "by": "mallory"}),
+            true,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["status"], "rejected");
+    assert_eq!(
+        done["decided_by"], "admin",
+        "the operator, whatever a body might claim"
+    );
 }

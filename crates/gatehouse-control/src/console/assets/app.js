@@ -153,7 +153,7 @@ async function pins() {
       const data = await api("/console/api/pins?status=held");
       const rows = data.pins.map((p) => el("tr", { class: "clickable", onclick: () => show(p) },
         el("td", {}, p.upstream), el("td", {}, p.kind), el("td", {}, p.name), el("td", {}, badge(p.status)),
-        el("td", {}, (Array.isArray(p.findings) ? p.findings : []).map((f) => `${f.stage || ""} ${f.rule}`).join(", ")),
+        el("td", {}, p.findings && Array.isArray(p.findings.rules) ? [...new Set(p.findings.rules)].join(", ") : ""),
         el("td", {}, when(p.updated_ms))));
       box.replaceChildren(rows.length ? table(["Upstream", "Kind", "Name", "Status", "Findings", "Updated"], rows) : el("p", { class: "muted" }, "No definition is held for review."));
     } catch (e) { box.replaceChildren(errorLine(e)); }
@@ -161,15 +161,17 @@ async function pins() {
   const show = async (p) => {
     try {
       const d = await api(`/console/api/pins/${encodeURIComponent(p.upstream)}/${encodeURIComponent(p.kind)}/${encodeURIComponent(p.name)}`);
-      const findings = Array.isArray(d.findings) ? d.findings : [];
+      const findings = Array.isArray(d.spans) ? d.spans : [];
+      const stored = d.findings && Array.isArray(d.findings.rules) ? d.findings.rules : [];
       const reason = el("input", { placeholder: "reason", size: 30 });
       const proposed = d.proposed || {};
       detail.replaceChildren(el("div", { class: "card" },
         el("h2", {}, `${d.upstream} · ${d.kind} · ${d.name}`),
-        table(["Stage", "Rule", "Score", "Span"], findings.map((f) => el("tr", {}, el("td", {}, f.stage ?? ""), el("td", {}, f.rule ?? ""), el("td", {}, f.score ?? f.severity ?? ""), el("td", {}, f.start !== undefined ? `${f.start}–${f.end}` : "")))),
+        el("p", {}, "Held for: ", (d.findings && d.findings.reason) || "review", stored.length ? ` (${[...new Set(stored)].join(", ")})` : ""),
+        table(["Where", "Stage", "Rule", "Severity", "Span"], findings.map((f) => el("tr", {}, el("td", {}, f.at), el("td", {}, f.stage), el("td", {}, f.rule), el("td", {}, f.severity), el("td", {}, f.start !== null ? `${f.start}–${f.end}` : "")))),
         el("div", { class: "diff" },
           el("div", {}, el("h2", {}, "Trusted"), el("pre", {}, d.definition ? JSON.stringify(d.definition, null, 2) : "(none: first sight)")),
-          el("div", {}, el("h2", {}, "Proposed"), highlighted(proposed.description || "", findings), el("pre", {}, JSON.stringify(proposed, null, 2)))),
+          el("div", {}, el("h2", {}, "Proposed"), highlighted(proposed.description || "", findings.filter((f) => f.at === "/description")), el("pre", {}, JSON.stringify(proposed, null, 2)))),
         el("p", {},
           el("button", { class: "primary", onclick: () => decide(d, "approve", reason.value) }, "Approve"), " ", reason, " ",
           el("button", { class: "danger", onclick: () => decide(d, "reject", reason.value) }, "Reject"))));
