@@ -20,7 +20,19 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+/// The signed-in operator with at least a role, or the refusal returned from the handler.
+macro_rules! signed_in {
+    ($gw:expr, $headers:expr, $role:expr, $write:expr) => {
+        match operator(&$gw, &$headers, $role, $write) {
+            Ok(s) => s,
+            Err(r) => return r,
+        }
+    };
+}
+
 mod api;
+mod explorer;
+mod policy;
 
 /// The application an API key must be bound to for console sign-in.
 pub const CONSOLE_APP: &str = "gatehouse-console";
@@ -30,6 +42,8 @@ pub(crate) const CSRF_HEADER: &str = "x-gatehouse-csrf";
 const TICKET_TTL_SECS: u64 = 3600;
 /// How long a single sign-on round trip may take.
 const SSO_TTL_SECS: u64 = 600;
+/// Roles and groups a session cookie keeps at most.
+const MAX_ROLES: usize = 32;
 /// Largest sign-in body.
 const MAX_LOGIN_BODY: usize = 8 * 1024;
 
@@ -90,24 +104,25 @@ fn now() -> u64 {
 }
 
 /// The cookie-signing key: derived from `session.key` (shared by replicas), else made at
-/// start (sign-ins then end with the process).
-fn signing_key(gw: &Gateway) -> hmac::Key {
-    static RANDOM: OnceLock<[u8; 32]> = OnceLock::new();
+/// start (sign-ins then end with the process). `None` when no key could be made: nobody
+/// signs in (never a guessable key).
+fn signing_key(gw: &Gateway) -> Option<hmac::Key> {
+    static RANDOM: OnceLock<Option<[u8; 32]>> = OnceLock::new();
     let cfg = gw.config();
     let base: [u8; 32] = match cfg.session_key {
         Some(k) => k,
-        None => *RANDOM.get_or_init(|| {
-            let mut b = [0u8; 32];
-            // A failed generator leaves zeros; refuse to sign with them below.
-            let _ = aws_lc_rs::rand::fill(&mut b);
-            b
-        }),
+        None => {
+            (*RANDOM.get_or_init(|| {
+                let mut b = [0u8; 32];
+                aws_lc_rs::rand::fill(&mut b).ok().map(|()| b)
+            }))?
+        }
     };
     let derived = hmac::sign(
         &hmac::Key::new(hmac::HMAC_SHA256, &base),
         b"gatehouse console session v1",
     );
-    hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
+    Some(hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()))
 }
 
 fn random_token() -> Option<String> {
@@ -152,16 +167,16 @@ fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-fn seal(gw: &Gateway, s: &Session) -> String {
-    let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(s).unwrap_or_default());
-    let tag = hmac::sign(&signing_key(gw), body.as_bytes());
-    format!("{body}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+fn seal(gw: &Gateway, s: &Session) -> Option<String> {
+    let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(s).ok()?);
+    let tag = hmac::sign(&signing_key(gw)?, body.as_bytes());
+    Some(format!("{body}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref())))
 }
 
 fn open(gw: &Gateway, value: &str) -> Option<Session> {
     let (body, tag) = value.split_once('.')?;
     let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
-    hmac::verify(&signing_key(gw), body.as_bytes(), &tag).ok()?;
+    hmac::verify(&signing_key(gw)?, body.as_bytes(), &tag).ok()?;
     let s: Session = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(body).ok()?).ok()?;
     (s.exp > now()).then_some(s)
 }
@@ -207,14 +222,18 @@ async fn sign_in(
     let s = Session {
         sub: p.id.clone(),
         tenant: p.tenant.clone(),
-        roles: p.roles.clone(),
-        groups: p.groups.clone(),
+        // The cookie stays under browsers' 4 KB; the console role is decided now.
+        roles: p.roles.iter().take(MAX_ROLES).cloned().collect(),
+        groups: p.groups.iter().take(MAX_ROLES).cloned().collect(),
         acr: p.acr.clone(),
         auth_time: p.authenticated_at,
         via: via.to_owned(),
         role,
         exp: now() + ttl,
         csrf,
+    };
+    let Some(sealed) = seal(gw, &s) else {
+        return Err(fail(StatusCode::SERVICE_UNAVAILABLE, "no signing key"));
     };
     audit(
         gw,
@@ -224,7 +243,7 @@ async fn sign_in(
         json!({"via": via, "role": role}),
     )
     .await;
-    Ok(cookie(cookie_name(gw), &seal(gw, &s), ttl))
+    Ok(cookie(cookie_name(gw), &sealed, ttl))
 }
 
 /// Records a console action with the operator's identity (committed before the answer).
