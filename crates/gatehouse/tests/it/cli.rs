@@ -154,10 +154,21 @@ async fn serve_from_flags_health_metrics_and_clean_stop() {
 
 /// A stateless 2026-07-28 request as the demo's printed `curl` line sends it.
 pub(crate) async fn demo_request(base: &str, key: &str, method: &str, params: Value) -> Value {
+    app_request(base, key, "demo", method, params).await
+}
+
+/// A stateless request with an API key of application `app`.
+pub(crate) async fn app_request(
+    base: &str,
+    key: &str,
+    app: &str,
+    method: &str,
+    params: Value,
+) -> Value {
     let mut params = params;
     params["_meta"] = json!({
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientInfo": {"name": "demo", "version": "1"},
+        "io.modelcontextprotocol/clientInfo": {"name": app, "version": "1"},
         "io.modelcontextprotocol/clientCapabilities": {}
     });
     let mut rb = reqwest::Client::new()

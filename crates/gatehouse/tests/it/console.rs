@@ -698,3 +698,74 @@ async fn an_admin_reviews_a_held_tool_definition_in_the_console() {
         "the operator, whatever a body might claim"
     );
 }
+
+/// Separation of duties holds in the console as in the API: the operator whose own call
+/// waits cannot approve it, approver role or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approver_cannot_approve_their_own_call_in_the_console() {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("gatehouse-console-sod-{port}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("gatehouse.yaml");
+    let yaml = format!(
+        "listen: 127.0.0.1:{port}\nstore: {{sqlite: {}}}\napi_keys: {{pepper: \"Y29uc29sZS10ZXN0LXBlcHBlci0wMTIzNDU2Nzg5YWJj\"}}\nauthorization:\n  roles:\n    approver: {{tools: [demo.deploy_service], approval: true}}\nupstreams:\n  demo: {{command: {}, args: [demo-server]}}\n",
+        dir.join("g.db").display(),
+        gatehouse_bin()
+    );
+    std::fs::write(&config, yaml).expect("config");
+    let key = create_key(&config, "ops", "gatehouse-console", "approver").await;
+    let _gw = crate::common::serve_config(&config, port, &[]).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let deploy = call(
+        "demo__deploy_service",
+        json!({"service": "api", "version": "9", "environment": "production"}),
+    );
+    let mut held = Value::Null;
+    for _ in 0..100 {
+        held = crate::cli::app_request(
+            &base,
+            &key,
+            "gatehouse-console",
+            "tools/call",
+            deploy.clone(),
+        )
+        .await;
+        if held["result"]["_meta"]["gatehouse/approval"]["id"].is_string() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let id = held["result"]["_meta"]["gatehouse/approval"]["id"]
+        .as_str()
+        .expect("held")
+        .to_owned();
+    let signed = login(&base, json!({"token": key}), "application/json", None).await;
+    assert_eq!(signed.status(), StatusCode::OK);
+    let mut me = Operator {
+        base: base.clone(),
+        cookie: session_cookie(signed.headers()),
+        csrf: String::new(),
+    };
+    let (_, who) = me.get("/console/api/me").await;
+    assert_eq!(who["role"], "approver", "{who}");
+    me.csrf = who["csrf"].as_str().expect("csrf").to_owned();
+    let (_, inbox) = me.get("/console/api/approvals").await;
+    assert_eq!(inbox["approvals"][0]["id"], id.as_str(), "{inbox}");
+    let (status, refused) = me
+        .post(
+            &format!("/console/api/approvals/{id}/approve"),
+            json!({"reason": "mine"}),
+            true,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .expect("error")
+            .contains("separation of duties"),
+        "{refused}"
+    );
+}
