@@ -127,6 +127,17 @@ pub(super) async fn audit_page(
         Ok(x) => x,
         Err(r) => return r,
     };
+    // Reading the record is itself on the record, as the admin API's queries are.
+    audit(
+        &gw,
+        &s,
+        "console.audit_searched",
+        "",
+        json!({"principal": query.principal, "target": query.target, "status": query.status,
+               "tenant": query.tenant, "since_ms": query.since_ms, "until_ms": query.until_ms,
+               "cursor": query.cursor.is_some()}),
+    )
+    .await;
     let rows = match run_query(&gw, query).await {
         Ok(r) => r,
         Err(r) => return r,

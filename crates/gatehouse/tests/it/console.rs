@@ -479,6 +479,7 @@ async fn sign_in_takes_the_admin_token_or_a_console_key_and_refuses_the_rest() {
         "console.signed_in",
         "console.key_created",
         "console.key_revoked",
+        "console.audit_searched",
     ] {
         assert!(methods.contains(&m), "{m}: {methods:?}");
     }
