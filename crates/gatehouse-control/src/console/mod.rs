@@ -344,10 +344,30 @@ pub(crate) fn operator(
             &format!("this needs the console's {need:?} role").to_lowercase(),
         ));
     }
-    if let Ok(Some(dir)) = gw.directory() {
+    // Fail closed when the directory cannot say, except for the admin token: the way in
+    // while the directory is down.
+    if s.via != "admin_token" {
         let subject = s.sub.rsplit('/').next().unwrap_or(&s.sub);
-        if dir.is_deprovisioned(subject).unwrap_or(false) {
-            return Err(fail(StatusCode::UNAUTHORIZED, "this operator was revoked"));
+        match gw.directory() {
+            Ok(None) => {}
+            Ok(Some(dir)) => match dir.is_deprovisioned(subject) {
+                Ok(false) => {}
+                Ok(true) => {
+                    return Err(fail(StatusCode::UNAUTHORIZED, "this operator was revoked"));
+                }
+                Err(_) => {
+                    return Err(fail(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "directory unavailable",
+                    ));
+                }
+            },
+            Err(_) => {
+                return Err(fail(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "directory unavailable",
+                ));
+            }
         }
     }
     Ok(s)

@@ -438,6 +438,17 @@ async fn sign_in_takes_the_admin_token_or_a_console_key_and_refuses_the_rest() {
         forger.get("/console/api/pins").await.0,
         StatusCode::UNAUTHORIZED
     );
+    // Revoking the operator (admin API) ends their console session at once.
+    let revoked = client()
+        .post(format!("{base}/admin/v1/revocations"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"subject": "svc-watch"}))
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(revoked.status(), StatusCode::CREATED);
+    let gone = viewer.get("/console/api/inventory").await;
+    assert_eq!(gone.0, StatusCode::UNAUTHORIZED, "{}", gone.1);
     // Keys made in the console are shown once and audited with the operator.
     let mut admin = admin;
     admin.csrf = me["csrf"].as_str().expect("csrf").to_owned();
