@@ -81,7 +81,7 @@ async fn approver(gw: &Gateway, headers: &HeaderMap) -> Result<Arc<Principal>, R
 }
 
 /// The principal's roles with what they inherit.
-fn roles(authz: Option<&Authorization>, p: &Principal) -> Vec<String> {
+pub(crate) fn roles(authz: Option<&Authorization>, p: &Principal) -> Vec<String> {
     match authz {
         Some(a) => a
             .engine

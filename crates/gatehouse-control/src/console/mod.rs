@@ -184,16 +184,7 @@ fn open(gw: &Gateway, value: &str) -> Option<Session> {
 /// The console role an operator's roles (with what they inherit) and groups give.
 pub(crate) fn role_of(gw: &Gateway, p: &Principal) -> Option<Role> {
     let cfg = gw.config();
-    let mut held: Vec<String> = match cfg.authorization.as_deref() {
-        Some(a) => a
-            .engine
-            .roles()
-            .effective(p.roles.iter().map(String::as_str))
-            .into_iter()
-            .map(str::to_owned)
-            .collect(),
-        None => p.roles.clone(),
-    };
+    let mut held = crate::approvals::roles(cfg.authorization.as_deref(), p);
     held.extend(p.groups.iter().cloned());
     let c = &cfg.console;
     let has = |names: &[String]| names.iter().any(|n| held.contains(n));

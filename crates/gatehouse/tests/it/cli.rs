@@ -191,38 +191,14 @@ pub(crate) async fn app_request(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quickstart_demo_principals_see_what_their_roles_allow() {
-    use tokio::io::AsyncBufReadExt;
-    let port = free_port();
     // No npx on PATH: only the bundled demo server, nothing fetched.
-    let mut child = Command::new(gatehouse_bin())
-        .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}")])
-        .env("PATH", std::env::temp_dir())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("serve --demo");
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let mut keys = std::collections::BTreeMap::new();
-    while keys.len() < 3 {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("banner in time")
-            .expect("read")
-            .expect("banner lists three keys");
-        let words: Vec<&str> = line.split_whitespace().collect();
-        if let [role @ ("analyst" | "engineer" | "admin"), key] = words.as_slice() {
-            keys.insert(role.to_string(), key.to_string());
-        }
-    }
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let base = format!("http://127.0.0.1:{port}");
-    wait_port(port).await;
+    let demo = crate::console::demo().await;
+    let (base, keys) = (&demo.base, &demo.keys);
     let mut tools = std::collections::BTreeMap::new();
-    for (role, key) in &keys {
+    for (role, key) in keys {
         let mut names = Vec::new();
         for _ in 0..100 {
-            let v = demo_request(&base, key, "tools/list", json!({})).await;
+            let v = demo_request(base, key, "tools/list", json!({})).await;
             names = v["result"]["tools"]
                 .as_array()
                 .into_iter()
@@ -247,14 +223,13 @@ async fn quickstart_demo_principals_see_what_their_roles_allow() {
     );
     assert_eq!(tools["admin"].len(), 6, "{tools:?}");
     let v = demo_request(
-        &base,
+        base,
         &keys["analyst"],
         "tools/call",
         json!({"name": "demo__delete_database", "arguments": {"table": "customers"}}),
     )
     .await;
     assert_eq!(v["error"]["code"], -32003, "{v}");
-    let _ = child.kill().await;
 }
 
 /// Runs `gatehouse detect` with `args` over `input`; its output lines as JSON.

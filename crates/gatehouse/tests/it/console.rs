@@ -20,15 +20,16 @@ use crate::common::{
     create_key, free_port, gatehouse_bin, last_json, peers, read_text, run_ok, wait_port,
 };
 
-/// `serve --demo` with its printed API keys and one-time console links, by role.
-struct Demo {
-    base: String,
-    keys: BTreeMap<String, String>,
+/// `serve --demo` (no npx on PATH: only the bundled demo server) with its printed API keys
+/// and one-time console links, by role; stopped when dropped.
+pub(crate) struct Demo {
+    pub(crate) base: String,
+    pub(crate) keys: BTreeMap<String, String>,
     links: BTreeMap<String, String>,
     _child: Child,
 }
 
-async fn demo() -> Demo {
+pub(crate) async fn demo() -> Demo {
     let port = free_port();
     let mut child = Command::new(gatehouse_bin())
         .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}")])
