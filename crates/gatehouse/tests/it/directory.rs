@@ -143,6 +143,13 @@ async fn a_deprovisioned_user_is_refused_mid_session_with_every_credential() {
         .call("demo__search_files", json!({"query": "vpn"}))
         .await;
 
+    reactivated_then_deleted(&gw, &token, &id).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(idp);
+}
+
+/// The end of a deprovisioned user's story: reactivated (signs in again), then deleted.
+async fn reactivated_then_deleted(gw: &Gw, token: &str, id: &str) {
     // Reactivated, then deleted.
     scim(
         &gw.base,
@@ -152,7 +159,7 @@ async fn a_deprovisioned_user_is_refused_mid_session_with_every_credential() {
         Some(json!({"Operations": [{"op": "replace", "value": {"active": true}}]})),
     )
     .await;
-    assert_eq!(init(&gw.mcp(), &token).await.status, StatusCode::OK);
+    assert_eq!(init(&gw.mcp(), token).await.status, StatusCode::OK);
     let (st, _) = scim(
         &gw.base,
         "scim-s3cret-0123456789",
@@ -163,7 +170,7 @@ async fn a_deprovisioned_user_is_refused_mid_session_with_every_credential() {
     .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
     assert_eq!(
-        init(&gw.mcp(), &token).await.status,
+        init(&gw.mcp(), token).await.status,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
@@ -178,8 +185,6 @@ async fn a_deprovisioned_user_is_refused_mid_session_with_every_credential() {
         .0,
         StatusCode::NOT_FOUND
     );
-    let _ = std::fs::remove_dir_all(&dir);
-    drop(idp);
 }
 
 /// The principal the pipeline hands on for a bearer token.
@@ -218,13 +223,22 @@ async fn directory_groups_rule_principals_and_the_admin_revoke_cuts_anyone_off()
     let gw = start_gateway_at(cfg.clone(), gw_port, true).await;
     // A second replica on the same store file.
     let replica = start_gateway_at(cfg, 0, true).await;
-    let post = reqwest::Method::POST;
-    let patch = reqwest::Method::PATCH;
     let s = "scim-s3cret-0123456789";
 
+    let (token, uid) = token_groups_then_directory_users(&gw, &idp, s).await;
+    directory_groups_replace_the_tokens(&gw, &token, &uid, s).await;
+    the_admin_revoke_cuts_anyone_off((&gw, &replica, &idp), &dir, &token, s).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(idp);
+}
+
+/// Before and after the directory provisions a user: the groups and roles they get.
+async fn token_groups_then_directory_users(gw: &Gw, idp: &Idp, s: &str) -> (String, String) {
+    let post = reqwest::Method::POST;
+    let patch = reqwest::Method::PATCH;
     // Before the directory knows them: the token's groups, and the roles they grant.
     let token = idp.token("svc-reporting", "mcp:tools", None).await;
-    let p = principal_of(&gw, &token).await;
+    let p = principal_of(gw, &token).await;
     assert_eq!(
         (p.groups.as_slice(), p.roles.as_slice()),
         (
@@ -291,12 +305,19 @@ async fn directory_groups_rule_principals_and_the_admin_revoke_cuts_anyone_off()
         (st, e["scimType"].as_str()),
         (StatusCode::CONFLICT, Some("uniqueness"))
     );
-    let p = principal_of(&gw, &token).await;
+    let p = principal_of(gw, &token).await;
     assert!(
         p.groups.is_empty() && p.roles.is_empty(),
         "the directory's groups rule"
     );
 
+    (token, uid)
+}
+
+/// Directory groups (SCIM, as Okta and Entra send them) replace the token's, at once.
+async fn directory_groups_replace_the_tokens(gw: &Gw, token: &str, uid: &str, s: &str) {
+    let post = reqwest::Method::POST;
+    let patch = reqwest::Method::PATCH;
     // A group, with one member the directory never provisioned (dropped).
     let (st, analysts) = scim(
         &gw.base,
@@ -332,7 +353,7 @@ async fn directory_groups_rule_principals_and_the_admin_revoke_cuts_anyone_off()
     )
     .await;
     assert_eq!(found["totalResults"], 1);
-    assert_eq!(groups_of(&gw, &token).await, ["analysts"]);
+    assert_eq!(groups_of(gw, token).await, ["analysts"]);
 
     // Okta adds members with a path; Entra removes them with a filter path.
     let (_, admins) = scim(
@@ -354,9 +375,9 @@ async fn directory_groups_rule_principals_and_the_admin_revoke_cuts_anyone_off()
     )
     .await;
     assert_eq!(st, StatusCode::OK);
-    assert_eq!(groups_of(&gw, &token).await, ["admins", "analysts"]);
+    assert_eq!(groups_of(gw, token).await, ["admins", "analysts"]);
     assert_eq!(
-        principal_of(&gw, &token).await.roles,
+        principal_of(gw, token).await.roles,
         ["operator", "reader"],
         "granted once each"
     );
@@ -371,7 +392,7 @@ async fn directory_groups_rule_principals_and_the_admin_revoke_cuts_anyone_off()
     .await;
     assert_eq!((st, after["members"].clone()), (StatusCode::OK, json!([])));
     assert_eq!(
-        groups_of(&gw, &token).await,
+        groups_of(gw, token).await,
         ["admins"],
         "removed at once, token unchanged"
     );
@@ -397,7 +418,7 @@ async fn directory_groups_rule_principals_and_the_admin_revoke_cuts_anyone_off()
         .0,
         StatusCode::NO_CONTENT
     );
-    assert!(groups_of(&gw, &token).await.is_empty());
+    assert!(groups_of(gw, token).await.is_empty());
     assert_eq!(
         scim(
             &gw.base,
@@ -410,7 +431,16 @@ async fn directory_groups_rule_principals_and_the_admin_revoke_cuts_anyone_off()
         .0,
         StatusCode::UNAUTHORIZED
     );
+}
 
+/// The admin revoke: anyone cut off mid-session, on every replica, and lifted again.
+async fn the_admin_revoke_cuts_anyone_off(
+    (gw, replica, idp): (&Gw, &Gw, &Idp),
+    dir: &std::path::Path,
+    token: &str,
+    s: &str,
+) {
+    let post = reqwest::Method::POST;
     // The admin revoke: a subject the directory never provisioned, cut off mid-session.
     let other = idp.token("svc-es256", "mcp:tools", None).await;
     let session = connect(&gw.mcp(), &other).await;
@@ -484,7 +514,7 @@ async fn directory_groups_rule_principals_and_the_admin_revoke_cuts_anyone_off()
         true
     );
     assert_eq!(
-        init(&gw.mcp(), &token).await.status,
+        init(&gw.mcp(), token).await.status,
         StatusCode::OK,
         "others unaffected"
     );
@@ -535,8 +565,6 @@ async fn directory_groups_rule_principals_and_the_admin_revoke_cuts_anyone_off()
     )
     .await;
     assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
-    let _ = std::fs::remove_dir_all(&dir);
-    drop(idp);
 }
 
 /// Replicas on different hosts share the directory through PostgreSQL: each replica here
