@@ -189,6 +189,28 @@ async fn attacks_on_the_authorization_server_are_refused() {
             .mode();
         assert_eq!(mode & 0o777, 0o600, "{}", key.display());
     }
+    let client_id = registration_and_authorize_refuse_forgeries(&gw).await;
+    let (login, at1, rt1) = a_sign_in_and_forgeries_of_its_token(&gw).await;
+    refresh_replay_revokes_the_family(&gw, &login, &at1, &rt1).await;
+    codes_are_bound_to_pkce_and_single_use(&gw, &client_id).await;
+    deprovisioning_reaches_sign_ins(&gw).await;
+
+    let methods = audit_methods(&store);
+    for m in [
+        "auth.refresh_replayed",
+        "auth.code_replayed",
+        "auth.token_refreshed",
+        "auth.login",
+        "auth.refresh_refused",
+    ] {
+        assert!(methods.iter().any(|x| x == m), "{m} in {methods:?}");
+    }
+    drop(idp);
+}
+
+/// Registration allows only allowlisted redirect URIs; `/authorize` never redirects to an
+/// unregistered one; a forged callback is refused.
+async fn registration_and_authorize_refuse_forgeries(gw: &Gw) -> String {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -272,9 +294,15 @@ async fn attacks_on_the_authorization_server_are_refused() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(r.headers().get("location").is_none());
 
+    client_id
+}
+
+/// A real sign-in, and forgeries of the gateway token it yields: its login, access and
+/// refresh tokens.
+async fn a_sign_in_and_forgeries_of_its_token(gw: &Gw) -> (Value, String, String) {
     // A real sign-in: the client holds a gateway token (ES256, the gateway as issuer) that
     // opens a session; the IdP's token never reaches it.
-    let login = facade_login(&gw, "tokens").await;
+    let login = facade_login(gw, "tokens").await;
     let tokens = &login["tokens"];
     assert!(tokens.get("id_token").is_none(), "{tokens}");
     let at1 = tokens["access_token"].as_str().expect("access").to_owned();
@@ -327,6 +355,11 @@ async fn attacks_on_the_authorization_server_are_refused() {
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{name}");
     }
 
+    (login, at1, rt1)
+}
+
+/// Refresh tokens rotate; a replayed one revokes the whole family.
+async fn refresh_replay_revokes_the_family(gw: &Gw, login: &Value, at1: &str, rt1: &str) {
     // Refresh tokens rotate; the spent one, replayed, revokes the whole family: the new
     // refresh token and every access token of that sign-in stop working.
     let token_url = format!("{}/oauth/token", gw.base);
@@ -334,7 +367,7 @@ async fn attacks_on_the_authorization_server_are_refused() {
         &token_url,
         &[
             ("grant_type", "refresh_token"),
-            ("refresh_token", &rt1),
+            ("refresh_token", rt1),
             ("client_id", login["client_id"].as_str().expect("id")),
         ],
     )
@@ -348,7 +381,7 @@ async fn attacks_on_the_authorization_server_are_refused() {
         &token_url,
         &[
             ("grant_type", "refresh_token"),
-            ("refresh_token", &rt1),
+            ("refresh_token", rt1),
             ("client_id", login["client_id"].as_str().expect("id")),
         ],
     )
@@ -369,13 +402,17 @@ async fn attacks_on_the_authorization_server_are_refused() {
         (StatusCode::BAD_REQUEST, Some("invalid_grant")),
         "the family is revoked"
     );
-    for t in [&at1, &at2] {
+    for t in [at1, at2.as_str()] {
         assert_eq!(init(&gw.mcp(), t).await.status, StatusCode::UNAUTHORIZED);
     }
+}
 
+/// Codes are bound to their PKCE verifier and client, and a replayed code revokes its tokens.
+async fn codes_are_bound_to_pkce_and_single_use(gw: &Gw, client_id: &str) {
+    let token_url = format!("{}/oauth/token", gw.base);
     // Codes: a wrong PKCE verifier is refused; another client cannot redeem a code; a code
     // redeemed twice revokes what the first redemption produced.
-    let stolen = facade_login(&gw, "code").await;
+    let stolen = facade_login(gw, "code").await;
     let (status, body) = form_post(
         &token_url,
         &[
@@ -395,13 +432,13 @@ async fn attacks_on_the_authorization_server_are_refused() {
         (StatusCode::BAD_REQUEST, Some("invalid_grant")),
         "{body}"
     );
-    let other = facade_login(&gw, "code").await;
+    let other = facade_login(gw, "code").await;
     let (status, body) = form_post(
         &token_url,
         &[
             ("grant_type", "authorization_code"),
             ("code", other["code"].as_str().expect("code")),
-            ("client_id", &client_id),
+            ("client_id", client_id),
             ("redirect_uri", "http://127.0.0.1:9997/cb"),
             ("code_verifier", other["verifier"].as_str().expect("v")),
         ],
@@ -412,7 +449,7 @@ async fn attacks_on_the_authorization_server_are_refused() {
         (StatusCode::BAD_REQUEST, Some("invalid_grant")),
         "another client's code: {body}"
     );
-    let mine = facade_login(&gw, "code").await;
+    let mine = facade_login(gw, "code").await;
     let form = [
         ("grant_type", "authorization_code"),
         ("code", mine["code"].as_str().expect("code")),
@@ -432,10 +469,15 @@ async fn attacks_on_the_authorization_server_are_refused() {
         StatusCode::UNAUTHORIZED,
         "a replayed code revokes its tokens"
     );
+}
+
+/// A revoked subject's gateway tokens stop working and their refresh revokes the sign-in.
+async fn deprovisioning_reaches_sign_ins(gw: &Gw) {
+    let token_url = format!("{}/oauth/token", gw.base);
 
     // Deprovisioning reaches sign-ins: a revoked subject's access token is refused at
     // once and its next refresh revokes the sign-in instead of renewing it.
-    let login = facade_login(&gw, "tokens").await;
+    let login = facade_login(gw, "tokens").await;
     let at = login["tokens"]["access_token"]
         .as_str()
         .expect("at")
@@ -469,18 +511,6 @@ async fn attacks_on_the_authorization_server_are_refused() {
         (StatusCode::BAD_REQUEST, Some("invalid_grant")),
         "{body}"
     );
-
-    let methods = audit_methods(&store);
-    for m in [
-        "auth.refresh_replayed",
-        "auth.code_replayed",
-        "auth.token_refreshed",
-        "auth.login",
-        "auth.refresh_refused",
-    ] {
-        assert!(methods.iter().any(|x| x == m), "{m} in {methods:?}");
-    }
-    drop(idp);
 }
 
 /// Opens a consent link as `user` in a scripted browser; the gateway's last page.
