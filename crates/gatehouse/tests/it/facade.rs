@@ -568,18 +568,7 @@ async fn users_connect_their_own_upstream_accounts_through_consent() {
         .expect("token")
         .to_owned();
     let carol = connect(&gw.mcp(), &carol_at).await;
-    let call = |c: &Mcp| {
-        let c = c.clone();
-        async move {
-            c.request(
-                "tools/call",
-                json!({"name": "rec__whoami", "arguments": {}}),
-            )
-            .await
-            .messages[0]
-                .clone()
-        }
-    };
+    let call = whoami;
     // No account connected yet: a URL elicitation with a one-use consent link; the
     // upstream is not called.
     let calls_before = seen.lock().expect("lock").len();
@@ -643,36 +632,7 @@ async fn users_connect_their_own_upstream_accounts_through_consent() {
             .contains(&carol_at)
     );
 
-    // At rest the token is sealed: not in the store in clear, and a copy moved to another
-    // user's row does not open for them.
-    let db = rusqlite::Connection::open(&store).expect("store");
-    let sealed: Vec<u8> = db
-        .query_row(
-            "SELECT sealed FROM oauth_upstream_tokens WHERE principal = 'idp/carol' AND upstream = 'rec'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("sealed row");
-    let raw = first["authorization"].to_str().expect("header")["Bearer ".len()..].to_owned();
-    assert!(
-        !sealed.windows(20).any(|w| raw.as_bytes().starts_with(w)),
-        "sealed, not clear"
-    );
-    db.execute(
-        "INSERT INTO oauth_upstream_tokens (principal, upstream, sealed, updated_at) VALUES ('idp/mallory', 'rec', ?1, 0)",
-        [&sealed],
-    )
-    .expect("copy");
-    let mallory_at = facade_login_as(&gw, "tokens", "mallory").await["tokens"]["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
-    let mallory = connect(&gw.mcp(), &mallory_at).await;
-    let r = call(&mallory).await;
-    assert_eq!(
-        r["error"]["code"], -32042,
-        "a moved token does not open: {r}"
-    );
+    a_moved_token_does_not_open(&gw, &store, &first).await;
 
     // Close to expiry the token is refreshed (the refresh token rotates) without asking
     // carol again.
@@ -705,6 +665,56 @@ async fn users_connect_their_own_upstream_accounts_through_consent() {
         assert!(methods.iter().any(|x| x == m), "{m} in {methods:?}");
     }
     drop(idp);
+}
+
+/// The consent test's one call: `rec__whoami`, its first message.
+async fn whoami(c: &Mcp) -> Value {
+    c.request(
+        "tools/call",
+        json!({"name": "rec__whoami", "arguments": {}}),
+    )
+    .await
+    .messages[0]
+        .clone()
+}
+
+/// A user's upstream token at rest: sealed, and a copy moved to another user's row does
+/// not open for them.
+async fn a_moved_token_does_not_open(
+    gw: &Gw,
+    store: &std::path::Path,
+    first: &reqwest::header::HeaderMap,
+) {
+    // At rest the token is sealed: not in the store in clear, and a copy moved to another
+    // user's row does not open for them.
+    let db = rusqlite::Connection::open(store).expect("store");
+    let sealed: Vec<u8> = db
+        .query_row(
+            "SELECT sealed FROM oauth_upstream_tokens WHERE principal = 'idp/carol' AND upstream = 'rec'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("sealed row");
+    let raw = first["authorization"].to_str().expect("header")["Bearer ".len()..].to_owned();
+    assert!(
+        !sealed.windows(20).any(|w| raw.as_bytes().starts_with(w)),
+        "sealed, not clear"
+    );
+    db.execute(
+        "INSERT INTO oauth_upstream_tokens (principal, upstream, sealed, updated_at) VALUES ('idp/mallory', 'rec', ?1, 0)",
+        [&sealed],
+    )
+    .expect("copy");
+    let mallory_at = facade_login_as(gw, "tokens", "mallory").await["tokens"]["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let mallory = connect(&gw.mcp(), &mallory_at).await;
+    let r = whoami(&mallory).await;
+    assert_eq!(
+        r["error"]["code"], -32042,
+        "a moved token does not open: {r}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
