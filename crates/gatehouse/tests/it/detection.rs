@@ -115,10 +115,29 @@ async fn poisoned_servers_are_contained_and_rug_pulls_quarantined() {
     let (port, _dir, state, cfg) = scratch("poisoned");
     let gateway = serve_config(&cfg, port, &[]).await;
     let mcp = Mcp::connect(&format!("http://127.0.0.1:{port}/mcp"), "2025-11-25").await;
+    poisoned_definitions_are_held_at_list_time(&mcp, port).await;
+    injections_in_results_and_arguments_are_handled(&mcp).await;
+    a_rug_pull_is_hidden_until_reviewed(&mcp, port).await;
+    each_step_is_audited_and_counted(port).await;
 
+    // 7. A change made while the gateway was down is caught on restart: the server starts
+    //    with the old description, which is no longer the pinned one.
+    drop(gateway);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::write(&state, "1").expect("state");
+    let _gateway = serve_config(&cfg, port, &[]).await;
+    let mcp = Mcp::connect(&format!("http://127.0.0.1:{port}/mcp"), "2025-11-25").await;
+    let names = tool_names(&mcp).await;
+    assert!(names.iter().any(|n| n == "poisoned__weather"), "{names:?}");
+    assert!(!names.iter().any(|n| n == "poisoned__notes"), "{names:?}");
+    assert!(!names.iter().any(|n| n == "poisoned__add"), "{names:?}");
+}
+
+/// Step 1: tool poisoning at list time.
+async fn poisoned_definitions_are_held_at_list_time(mcp: &Mcp, port: u16) {
     // 1. Tool poisoning at list time: the poisoned description and the one that shadows
     //    the demo server's read_database are held back; the rest is listed.
-    let names = tool_names(&mcp).await;
+    let names = tool_names(mcp).await;
     for shown in [
         "poisoned__weather",
         "poisoned__forecast",
@@ -166,7 +185,10 @@ async fn poisoned_servers_are_contained_and_rug_pulls_quarantined() {
         )
         .await;
     assert!(text(r.result()).contains("Unknown tool"), "{:?}", r.last());
+}
 
+/// Steps 2 and 3: injections in results and in arguments.
+async fn injections_in_results_and_arguments_are_handled(mcp: &Mcp) {
     // 2. Indirect prompt injection in results: a high finding is cut out, the rest of the
     //    result arrives; a critical one (instructions hidden in tag characters, a key
     //    file to send) withholds the whole result.
@@ -220,7 +242,10 @@ async fn poisoned_servers_are_contained_and_rug_pulls_quarantined() {
         .call("poisoned__forecast", json!({"city": "Paris"}))
         .await;
     assert!(text(&r).contains("light rain"), "{r}");
+}
 
+/// Steps 4 and 5: what administrators see, and a rug pull reviewed.
+async fn a_rug_pull_is_hidden_until_reviewed(mcp: &Mcp, port: u16) {
     // 4. Administrators see what is held and why.
     let (ok, out, err) = pins(port, &["list"]).await;
     assert!(ok, "{err}");
@@ -237,11 +262,7 @@ async fn poisoned_servers_are_contained_and_rug_pulls_quarantined() {
     let r = mcp.call("poisoned__upgrade", json!({})).await;
     assert!(text(&r).contains("upgraded"), "{r}");
     let deadline = Instant::now() + Duration::from_secs(15);
-    while tool_names(&mcp)
-        .await
-        .iter()
-        .any(|n| n == "poisoned__notes")
-    {
+    while tool_names(mcp).await.iter().any(|n| n == "poisoned__notes") {
         assert!(Instant::now() < deadline, "notes never quarantined");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -299,7 +320,7 @@ async fn poisoned_servers_are_contained_and_rug_pulls_quarantined() {
     )
     .await;
     assert!(ok && out.contains("approved"), "{out}{err}");
-    let names = tool_names(&mcp).await;
+    let names = tool_names(mcp).await;
     assert!(names.iter().any(|n| n == "poisoned__notes"), "{names:?}");
     assert!(!names.iter().any(|n| n == "poisoned__add"), "{names:?}");
     let r = mcp.call("poisoned__notes", json!({})).await;
@@ -309,7 +330,10 @@ async fn poisoned_servers_are_contained_and_rug_pulls_quarantined() {
         .await
         .expect("admin API");
     assert_eq!(r.status().as_u16(), 401);
+}
 
+/// Step 6: the audit and the metrics.
+async fn each_step_is_audited_and_counted(port: u16) {
     // 6. The audit holds each step: what was held and why (rule, severity, span), the
     //    decisions, and the redaction of a result.
     let events = audit_events(port).await;
@@ -386,18 +410,6 @@ async fn poisoned_servers_are_contained_and_rug_pulls_quarantined() {
     ] {
         assert!(metrics.contains(line), "{line} in {metrics}");
     }
-
-    // 7. A change made while the gateway was down is caught on restart: the server starts
-    //    with the old description, which is no longer the pinned one.
-    drop(gateway);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    std::fs::write(&state, "1").expect("state");
-    let _gateway = serve_config(&cfg, port, &[]).await;
-    let mcp = Mcp::connect(&format!("http://127.0.0.1:{port}/mcp"), "2025-11-25").await;
-    let names = tool_names(&mcp).await;
-    assert!(names.iter().any(|n| n == "poisoned__weather"), "{names:?}");
-    assert!(!names.iter().any(|n| n == "poisoned__notes"), "{names:?}");
-    assert!(!names.iter().any(|n| n == "poisoned__add"), "{names:?}");
 }
 
 /// Through the running gateway, from a real SDK server: a README full of orders to its
