@@ -212,198 +212,11 @@ fn haproxy() -> &'static str {
 async fn three_replicas_behind_haproxy_share_streams_decisions_revocations_and_limits() {
     let mut f = fleet().await;
     let sdk = f.key("sdk", APP, "agent").await;
-
-    // 1. A resource update and a sampling request raised on one replica reach a client
-    //    whose stream is on another (Python SDK).
-    let out = run_ok(
-        Command::new(python())
-            .arg(repo().join("testdata/clients/py_fleet_client.py"))
-            .args([&f.lb_url(), &sdk]),
-        90,
-    )
-    .await;
-    let v = last_json(&out);
-    assert_eq!(v["updated"], json!(["fleet://status"]), "{v}");
-    assert_eq!(
-        v["ask"], "the client's LLM said: sampled across replicas",
-        "{v}"
-    );
-    // The update crossed to the replica holding the GET stream, and the client's answer
-    // to the sampling request crossed back to the replica whose upstream asked.
-    assert!(
-        f.metric(0, "gatehouse_fleet_received_total", "kind=\"stream\"")
-            .await
-            >= 1.0
-    );
-    let answers = f
-        .metric(1, "gatehouse_fleet_received_total", "kind=\"answer\"")
-        .await
-        + f.metric(2, "gatehouse_fleet_received_total", "kind=\"answer\"")
-            .await;
-    assert!(answers >= 1.0, "the sampling answer never crossed replicas");
-
-    // 2. A call held for approval on replica 1 is released by a decision on replica 2.
-    let boss = f.key("boss", APP, "approver").await;
-    let held = Command::new(python())
-        .arg(repo().join("testdata/clients/py_approval_client.py"))
-        .args([
-            &f.url(1),
-            &sdk,
-            APP,
-            "legacy",
-            "fl__deploy",
-            &json!({"service": "billing"}).to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("held call");
-    let id = pending_id(f.ports[2], &boss).await;
-    let decided = Instant::now();
-    let (ok, _, err) = approvals(f.ports[2], &boss, &["approve", &id]).await;
-    assert!(ok, "{err}");
-    let out = tokio::time::timeout(Duration::from_secs(60), held.wait_with_output())
-        .await
-        .expect("held call finished")
-        .expect("output");
-    let released = decided.elapsed();
-    let v = last_json(&String::from_utf8_lossy(&out.stdout));
-    assert_eq!(v["result"]["content"][0]["text"], "deployed billing", "{v}");
-    assert!(
-        f.metric(1, "gatehouse_fleet_received_total", "kind=\"approval\"")
-            .await
-            >= 1.0,
-        "replica 1 was not told of the decision"
-    );
-    eprintln!("approval on replica 2 released the call on replica 1 in {released:?}");
-
-    // 3. A key revoked through one replica is refused by all of them at once.
-    let doomed = f.key("doomed", "t", "agent").await;
-    let clients = [
-        connect(&f.url(0), &doomed).await,
-        connect(&f.url(1), &doomed).await,
-        connect(&f.url(2), &doomed).await,
-    ];
-    for c in &clients {
-        let r = c
-            .request(
-                "tools/call",
-                json!({"name": "fl__echo", "arguments": {"text": "hi"}}),
-            )
-            .await;
-        assert_eq!(r.status, 200, "{:?}", r.messages);
-    }
-    let key_id = doomed
-        .strip_prefix("ghk_")
-        .and_then(|r| r.split('_').next())
-        .expect("key id");
-    let out = Command::new(gatehouse_bin())
-        .args(["keys", "--config"])
-        .arg(f.config(0))
-        .args(["revoke", key_id])
-        .output()
-        .await
-        .expect("revoke");
-    assert!(out.status.success());
-    let revoked = Instant::now();
-    // Replicas re-read the key store at most a second after it changes.
-    let mut refused = [false; 3];
-    while !refused.iter().all(|r| *r) && revoked.elapsed() < Duration::from_secs(3) {
-        for (i, c) in clients.iter().enumerate() {
-            if !refused[i] {
-                let r = c
-                    .request(
-                        "tools/call",
-                        json!({"name": "fl__echo", "arguments": {"text": "hi"}}),
-                    )
-                    .await;
-                refused[i] = r.status == 401;
-            }
-        }
-    }
-    let took = revoked.elapsed();
-    eprintln!("a key revoked through one replica was refused by all three after {took:?}");
-    assert!(refused.iter().all(|r| *r), "a revoked key still works");
-    // One second for the store's version check, and slack for a loaded machine.
-    assert!(took < Duration::from_millis(1_500), "{took:?}");
-
-    // 4. One rate limit across the fleet: a burst of 2 and one more, whichever replica.
-    let limited = f.key("limited", "t", "agent").await;
-    let mut allowed = 0;
-    for i in 0..9 {
-        let c = connect(&f.url(i % 3), &limited).await;
-        let r = c
-            .request(
-                "tools/call",
-                json!({"name": "fl__slow", "arguments": {"seconds": 0}}),
-            )
-            .await;
-        if r.messages.iter().any(|m| m.get("result").is_some()) {
-            allowed += 1;
-        }
-    }
-    assert_eq!(allowed, 3, "three replicas kept three separate limits");
-
-    // 5. A cancellation sent through one replica stops the call running on another, and a
-    //    session ended through one is refused by the others.
-    let canceller = f.key("canceller", "t", "agent").await;
-    let running = connect(&f.url(1), &canceller).await;
-    let mut elsewhere = with_token(&Mcp::new(&f.url(2)), &canceller);
-    elsewhere.session = running.session.clone();
-    let slow = {
-        let running = running.clone();
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let r = running
-                .post(json!({"jsonrpc": "2.0", "id": 777, "method": "tools/call",
-                    "params": {"name": "fl__slow", "arguments": {"seconds": 30}}}))
-                .await;
-            (started.elapsed(), r)
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
-    elsewhere
-        .notify("notifications/cancelled", Some(json!({"requestId": 777})))
-        .await;
-    let (took, r) = tokio::time::timeout(Duration::from_secs(20), slow)
-        .await
-        .expect("the cancelled call ended")
-        .expect("task");
-    assert!(took < Duration::from_secs(15), "{took:?}: {:?}", r.messages);
-    assert!(
-        r.messages.iter().all(|m| m.get("result").is_none()),
-        "{:?}",
-        r.messages
-    );
-    assert!(
-        f.metric(1, "gatehouse_fleet_received_total", "kind=\"cancel\"")
-            .await
-            >= 1.0
-    );
-    let session = running.session.clone().expect("session");
-    let ended = elsewhere
-        .http
-        .delete(&elsewhere.url)
-        .header("mcp-session-id", &session)
-        .header("mcp-protocol-version", &elsewhere.version)
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(ended.status(), 200);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let r = running
-        .request(
-            "tools/call",
-            json!({"name": "fl__echo", "arguments": {"text": "hi"}}),
-        )
-        .await;
-    assert_eq!(
-        r.status, 404,
-        "an ended session still works on another replica: {:?}",
-        r.messages
-    );
-
+    streams_cross_replicas(&f, &sdk).await;
+    a_decision_on_one_replica_releases_a_call_on_another(&f, &sdk).await;
+    a_revocation_reaches_every_replica(&f).await;
+    one_rate_limit_across_the_fleet(&f).await;
+    cancellations_and_session_ends_cross_replicas(&f).await;
     // 6. kill -9 of a replica mid-load: TypeScript SDK sessions carry on through the others,
     //    every acknowledged call has its audit record, and the chain verifies.
     let load = f.key("load", APP, "agent").await;
@@ -467,6 +280,212 @@ async fn three_replicas_behind_haproxy_share_streams_decisions_revocations_and_l
         verify.status.success(),
         "{}",
         String::from_utf8_lossy(&verify.stdout)
+    );
+}
+
+/// Step 1: server-to-client messages cross to the replica holding the stream.
+async fn streams_cross_replicas(f: &Fleet, sdk: &str) {
+    // 1. A resource update and a sampling request raised on one replica reach a client
+    //    whose stream is on another (Python SDK).
+    let out = run_ok(
+        Command::new(python())
+            .arg(repo().join("testdata/clients/py_fleet_client.py"))
+            .args([f.lb_url().as_str(), sdk]),
+        90,
+    )
+    .await;
+    let v = last_json(&out);
+    assert_eq!(v["updated"], json!(["fleet://status"]), "{v}");
+    assert_eq!(
+        v["ask"], "the client's LLM said: sampled across replicas",
+        "{v}"
+    );
+    // The update crossed to the replica holding the GET stream, and the client's answer
+    // to the sampling request crossed back to the replica whose upstream asked.
+    assert!(
+        f.metric(0, "gatehouse_fleet_received_total", "kind=\"stream\"")
+            .await
+            >= 1.0
+    );
+    let answers = f
+        .metric(1, "gatehouse_fleet_received_total", "kind=\"answer\"")
+        .await
+        + f.metric(2, "gatehouse_fleet_received_total", "kind=\"answer\"")
+            .await;
+    assert!(answers >= 1.0, "the sampling answer never crossed replicas");
+}
+
+/// Step 2: an approval decided on another replica releases a held call.
+async fn a_decision_on_one_replica_releases_a_call_on_another(f: &Fleet, sdk: &str) {
+    // 2. A call held for approval on replica 1 is released by a decision on replica 2.
+    let boss = f.key("boss", APP, "approver").await;
+    let held = Command::new(python())
+        .arg(repo().join("testdata/clients/py_approval_client.py"))
+        .args([
+            f.url(1).as_str(),
+            sdk,
+            APP,
+            "legacy",
+            "fl__deploy",
+            &json!({"service": "billing"}).to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("held call");
+    let id = pending_id(f.ports[2], &boss).await;
+    let decided = Instant::now();
+    let (ok, _, err) = approvals(f.ports[2], &boss, &["approve", &id]).await;
+    assert!(ok, "{err}");
+    let out = tokio::time::timeout(Duration::from_secs(60), held.wait_with_output())
+        .await
+        .expect("held call finished")
+        .expect("output");
+    let released = decided.elapsed();
+    let v = last_json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(v["result"]["content"][0]["text"], "deployed billing", "{v}");
+    assert!(
+        f.metric(1, "gatehouse_fleet_received_total", "kind=\"approval\"")
+            .await
+            >= 1.0,
+        "replica 1 was not told of the decision"
+    );
+    eprintln!("approval on replica 2 released the call on replica 1 in {released:?}");
+}
+
+/// Step 3: a key revoked through one replica is refused by all.
+async fn a_revocation_reaches_every_replica(f: &Fleet) {
+    // 3. A key revoked through one replica is refused by all of them at once.
+    let doomed = f.key("doomed", "t", "agent").await;
+    let clients = [
+        connect(&f.url(0), &doomed).await,
+        connect(&f.url(1), &doomed).await,
+        connect(&f.url(2), &doomed).await,
+    ];
+    for c in &clients {
+        let r = c
+            .request(
+                "tools/call",
+                json!({"name": "fl__echo", "arguments": {"text": "hi"}}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.messages);
+    }
+    let key_id = doomed
+        .strip_prefix("ghk_")
+        .and_then(|r| r.split('_').next())
+        .expect("key id");
+    let out = Command::new(gatehouse_bin())
+        .args(["keys", "--config"])
+        .arg(f.config(0))
+        .args(["revoke", key_id])
+        .output()
+        .await
+        .expect("revoke");
+    assert!(out.status.success());
+    let revoked = Instant::now();
+    // Replicas re-read the key store at most a second after it changes.
+    let mut refused = [false; 3];
+    while !refused.iter().all(|r| *r) && revoked.elapsed() < Duration::from_secs(3) {
+        for (i, c) in clients.iter().enumerate() {
+            if !refused[i] {
+                let r = c
+                    .request(
+                        "tools/call",
+                        json!({"name": "fl__echo", "arguments": {"text": "hi"}}),
+                    )
+                    .await;
+                refused[i] = r.status == 401;
+            }
+        }
+    }
+    let took = revoked.elapsed();
+    eprintln!("a key revoked through one replica was refused by all three after {took:?}");
+    assert!(refused.iter().all(|r| *r), "a revoked key still works");
+    // One second for the store's version check, and slack for a loaded machine.
+    assert!(took < Duration::from_millis(1_500), "{took:?}");
+}
+
+/// Step 4: one rate limit across the fleet.
+async fn one_rate_limit_across_the_fleet(f: &Fleet) {
+    // 4. One rate limit across the fleet: a burst of 2 and one more, whichever replica.
+    let limited = f.key("limited", "t", "agent").await;
+    let mut allowed = 0;
+    for i in 0..9 {
+        let c = connect(&f.url(i % 3), &limited).await;
+        let r = c
+            .request(
+                "tools/call",
+                json!({"name": "fl__slow", "arguments": {"seconds": 0}}),
+            )
+            .await;
+        if r.messages.iter().any(|m| m.get("result").is_some()) {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, 3, "three replicas kept three separate limits");
+}
+
+/// Step 5: cancellations and session ends cross replicas.
+async fn cancellations_and_session_ends_cross_replicas(f: &Fleet) {
+    // 5. A cancellation sent through one replica stops the call running on another, and a
+    //    session ended through one is refused by the others.
+    let canceller = f.key("canceller", "t", "agent").await;
+    let running = connect(&f.url(1), &canceller).await;
+    let mut elsewhere = with_token(&Mcp::new(&f.url(2)), &canceller);
+    elsewhere.session = running.session.clone();
+    let slow = {
+        let running = running.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let r = running
+                .post(json!({"jsonrpc": "2.0", "id": 777, "method": "tools/call",
+                    "params": {"name": "fl__slow", "arguments": {"seconds": 30}}}))
+                .await;
+            (started.elapsed(), r)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    elsewhere
+        .notify("notifications/cancelled", Some(json!({"requestId": 777})))
+        .await;
+    let (took, r) = tokio::time::timeout(Duration::from_secs(20), slow)
+        .await
+        .expect("the cancelled call ended")
+        .expect("task");
+    assert!(took < Duration::from_secs(15), "{took:?}: {:?}", r.messages);
+    assert!(
+        r.messages.iter().all(|m| m.get("result").is_none()),
+        "{:?}",
+        r.messages
+    );
+    assert!(
+        f.metric(1, "gatehouse_fleet_received_total", "kind=\"cancel\"")
+            .await
+            >= 1.0
+    );
+    let session = running.session.clone().expect("session");
+    let ended = elsewhere
+        .http
+        .delete(&elsewhere.url)
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", &elsewhere.version)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(ended.status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = running
+        .request(
+            "tools/call",
+            json!({"name": "fl__echo", "arguments": {"text": "hi"}}),
+        )
+        .await;
+    assert_eq!(
+        r.status, 404,
+        "an ended session still works on another replica: {:?}",
+        r.messages
     );
 }
 
