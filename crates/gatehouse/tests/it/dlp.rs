@@ -80,7 +80,58 @@ upstreams:
     );
     let gw = start_gateway(&yaml).await;
     let mcp = Mcp::connect(&gw.mcp(), "2025-11-25").await;
+    let correlation = confidential_results_are_redacted_and_secrets_withheld(&mcp).await;
+    drop(mcp);
+    the_audit_has_the_findings_not_the_values(&store, &correlation);
 
+    // The data subject's access report: every recorded access that involved Avery's email,
+    // however it is written, found by its keyed digest.
+    let config = std::env::temp_dir().join(format!("gatehouse-dlp-{port}.yaml"));
+    std::fs::write(&config, &yaml).expect("config file");
+    let report = |who: &str| {
+        let config = config.clone();
+        let who = who.to_owned();
+        async move {
+            let out = Command::new(gatehouse_bin())
+                .args(["audit", "--config"])
+                .arg(&config)
+                .args(["query", "--subject", &who])
+                .output()
+                .await
+                .expect("audit query");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).expect("json line"))
+                .collect::<Vec<_>>()
+        }
+    };
+    let avery = report("Avery.Stone@Example.com").await;
+    assert!(!avery.is_empty(), "Avery's accesses are found");
+    assert!(
+        avery.iter().all(|e| e["event"]["target"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("__query"))),
+        "{avery:?}"
+    );
+    // The first query (all customers) involved every customer; Casey's card alone finds it.
+    let casey = report("3782 822463 10005").await;
+    assert!(!casey.is_empty(), "found by the card, however spaced");
+    assert!(report("nobody@example.com").await.is_empty());
+    psql(
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    )
+    .await;
+}
+
+/// What callers get back: masked, partially masked, withheld or cut, per classification;
+/// the withheld result's correlation id.
+async fn confidential_results_are_redacted_and_secrets_withheld(mcp: &Mcp) -> String {
     // Confidential data: the `standard` profile by default. Emails masked, cards, SSNs
     // keep their last four; an order number that fails the card checks is left alone, and
     // so is a timestamp.
@@ -180,12 +231,16 @@ upstreams:
     assert_eq!(r.error_code(), -32003, "{:?}", r.last());
     assert!(r.error_message().contains("secret.aws_access_key"));
 
+    correlation
+}
+
+/// The audit keeps the findings and masked copies, never the values.
+fn the_audit_has_the_findings_not_the_values(store: &std::path::Path, correlation: &str) {
     // The audit has the findings, not the values.
-    drop(mcp);
-    let conn = audit_events(&store);
+    let conn = audit_events(store);
     let withheld = conn
         .iter()
-        .find(|e| e["correlation"] == correlation.as_str())
+        .find(|e| e["correlation"] == correlation)
         .unwrap_or_else(|| panic!("no audit event for {correlation}: {conn:?}"));
     assert_eq!(withheld["rule"], "dlp.block", "{withheld}");
     assert!(
@@ -235,50 +290,6 @@ upstreams:
     ] {
         assert!(!all.contains(secret), "{secret} in the audit");
     }
-
-    // The data subject's access report: every recorded access that involved Avery's email,
-    // however it is written, found by its keyed digest.
-    let config = std::env::temp_dir().join(format!("gatehouse-dlp-{port}.yaml"));
-    std::fs::write(&config, &yaml).expect("config file");
-    let report = |who: &str| {
-        let config = config.clone();
-        let who = who.to_owned();
-        async move {
-            let out = Command::new(gatehouse_bin())
-                .args(["audit", "--config"])
-                .arg(&config)
-                .args(["query", "--subject", &who])
-                .output()
-                .await
-                .expect("audit query");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .map(|l| serde_json::from_str::<Value>(l).expect("json line"))
-                .collect::<Vec<_>>()
-        }
-    };
-    let avery = report("Avery.Stone@Example.com").await;
-    assert!(!avery.is_empty(), "Avery's accesses are found");
-    assert!(
-        avery.iter().all(|e| e["event"]["target"]
-            .as_str()
-            .is_some_and(|t| t.ends_with("__query"))),
-        "{avery:?}"
-    );
-    // The first query (all customers) involved every customer; Casey's card alone finds it.
-    let casey = report("3782 822463 10005").await;
-    assert!(!casey.is_empty(), "found by the card, however spaced");
-    assert!(report("nobody@example.com").await.is_empty());
-    psql(
-        "postgres",
-        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
-    )
-    .await;
 }
 
 /// Every audit event body in the store.
