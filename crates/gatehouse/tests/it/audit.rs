@@ -289,6 +289,11 @@ async fn answered_calls_survive_kill_9_and_tampering_is_named() {
         "{text}"
     );
 
+    signed_checkpoints_and_tampering_are_named(&dir, &public).await;
+}
+
+/// Signed checkpoints catch a rewritten chain; an edited and a deleted record are named.
+async fn signed_checkpoints_and_tampering_are_named(dir: &std::path::Path, public: &str) {
     // Someone who can write the store rewrites record 2 and recomputes every later hash:
     // the chain alone still verifies, the signed checkpoints do not.
     {
@@ -312,10 +317,10 @@ async fn answered_calls_survive_kill_9_and_tampering_is_named() {
             prev = hash;
         }
         assert!(
-            cli(&dir, &["audit", "verify"]).await.status.success(),
+            cli(dir, &["audit", "verify"]).await.status.success(),
             "recomputed hashes fool the chain alone"
         );
-        let out = cli(&dir, &["audit", "verify", "--public-key", &public]).await;
+        let out = cli(dir, &["audit", "verify", "--public-key", public]).await;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         assert_eq!(out.status.code(), Some(1), "{text}");
         assert!(
@@ -338,7 +343,7 @@ async fn answered_calls_survive_kill_9_and_tampering_is_named() {
         [denied_seq],
     )
     .expect("edit");
-    let out = cli(&dir, &["audit", "verify"]).await;
+    let out = cli(dir, &["audit", "verify"]).await;
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -350,22 +355,22 @@ async fn answered_calls_survive_kill_9_and_tampering_is_named() {
         [denied_seq],
     )
     .expect("undo");
-    assert!(cli(&dir, &["audit", "verify"]).await.status.success());
+    assert!(cli(dir, &["audit", "verify"]).await.status.success());
     assert!(
-        records(&dir)
+        records(dir)
             .iter()
             .any(|r| r["kind"] == "auth" && r["status"] == "denied"),
         "the refused key is recorded"
     );
     // Lifecycle events share the chain: the gateway's start is recorded too.
     assert!(
-        records(&dir)
+        records(dir)
             .iter()
             .any(|r| r["kind"] == "lifecycle" && r["method"] == "gateway started")
     );
     db.execute("DELETE FROM audit_events WHERE seq = 3", [])
         .expect("delete");
-    let out = cli(&dir, &["audit", "verify"]).await;
+    let out = cli(dir, &["audit", "verify"]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("record 4 follows record 2"),
