@@ -128,6 +128,75 @@ async fn clients_named_by_a_metadata_document_sign_in_and_forged_ones_are_refuse
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
+    attacks_on_the_fetch_and_the_document_are_refused((&gw, &http), &base, docs_port).await;
+    // A document client is public: a secret never authenticates it at the token endpoint.
+    let (status, body) = form_post(
+        &format!("{}/oauth/token", gw.base),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", "x"),
+            ("code_verifier", &"v".repeat(43)),
+            ("client_id", &format!("{base}/ts.json")),
+            ("client_secret", "guess"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+
+    // Registration: three per address per hour here, then 429.
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let r = http
+            .post(format!("{}/oauth/register", gw.base))
+            .json(&json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"}))
+            .send()
+            .await
+            .expect("register");
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [201, 201, 201, 429]);
+
+    // CORS: the machine endpoints answer any origin; the sign-in page does not.
+    let pre = http
+        .request(reqwest::Method::OPTIONS, format!("{}/oauth/token", gw.base))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .expect("preflight");
+    assert_eq!(pre.status(), StatusCode::NO_CONTENT);
+    assert_eq!(pre.headers()["access-control-allow-origin"], "*");
+    assert!(
+        pre.headers()
+            .get("access-control-allow-credentials")
+            .is_none()
+    );
+    let meta = http
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            gw.base
+        ))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .expect("metadata");
+    assert_eq!(meta.headers()["access-control-allow-origin"], "*");
+    let page = http
+        .get(format!("{}/oauth/authorize?client_id=x", gw.base))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .expect("authorize");
+    assert!(page.headers().get("access-control-allow-origin").is_none());
+    drop(idp);
+}
+
+/// Attacks on the metadata fetch and the document: each refused before anyone is redirected.
+async fn attacks_on_the_fetch_and_the_document_are_refused(
+    (gw, http): (&Gw, &reqwest::Client),
+    base: &str,
+    docs_port: u16,
+) {
     let authorize = |client_id: String, redirect: &str| {
         let url = reqwest::Url::parse_with_params(
             &format!("{}/oauth/authorize", gw.base),
@@ -190,66 +259,6 @@ async fn clients_named_by_a_metadata_document_sign_in_and_forged_ones_are_refuse
         assert_eq!(status, StatusCode::BAD_REQUEST, "{client_id}: {page}");
         assert!(page.contains(why), "{client_id}: {page}");
     }
-    // A document client is public: a secret never authenticates it at the token endpoint.
-    let (status, body) = form_post(
-        &format!("{}/oauth/token", gw.base),
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", "x"),
-            ("code_verifier", &"v".repeat(43)),
-            ("client_id", &format!("{base}/ts.json")),
-            ("client_secret", "guess"),
-        ],
-    )
-    .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-
-    // Registration: three per address per hour here, then 429.
-    let mut statuses = Vec::new();
-    for _ in 0..4 {
-        let r = http
-            .post(format!("{}/oauth/register", gw.base))
-            .json(&json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"}))
-            .send()
-            .await
-            .expect("register");
-        statuses.push(r.status().as_u16());
-    }
-    assert_eq!(statuses, [201, 201, 201, 429]);
-
-    // CORS: the machine endpoints answer any origin; the sign-in page does not.
-    let pre = http
-        .request(reqwest::Method::OPTIONS, format!("{}/oauth/token", gw.base))
-        .header("origin", "https://app.example")
-        .header("access-control-request-method", "POST")
-        .send()
-        .await
-        .expect("preflight");
-    assert_eq!(pre.status(), StatusCode::NO_CONTENT);
-    assert_eq!(pre.headers()["access-control-allow-origin"], "*");
-    assert!(
-        pre.headers()
-            .get("access-control-allow-credentials")
-            .is_none()
-    );
-    let meta = http
-        .get(format!(
-            "{}/.well-known/oauth-authorization-server",
-            gw.base
-        ))
-        .header("origin", "https://app.example")
-        .send()
-        .await
-        .expect("metadata");
-    assert_eq!(meta.headers()["access-control-allow-origin"], "*");
-    let page = http
-        .get(format!("{}/oauth/authorize?client_id=x", gw.base))
-        .header("origin", "https://app.example")
-        .send()
-        .await
-        .expect("authorize");
-    assert!(page.headers().get("access-control-allow-origin").is_none());
-    drop(idp);
 }
 
 /// Registers a public client at the gateway; its client id.
