@@ -283,9 +283,21 @@ async fn roles_filter_lists_guard_calls_and_are_audited() {
     let step_up = request_record(&records, "apikey/root", "demo__modify_permissions");
     assert_eq!(step_up[0]["rule"], "authorize.step_up");
 
+    policy_edits_reload_atomically_and_are_audited((&dir, &cfg_path, &log), port, &url, &analyst)
+        .await;
+}
+
+/// A policy edit reloads atomically and is audited; a broken one is refused and the
+/// running policy keeps deciding.
+async fn policy_edits_reload_atomically_and_are_audited(
+    (dir, cfg_path, log): (&std::path::Path, &std::path::Path, &std::path::Path),
+    port: u16,
+    url: &str,
+    analyst: &str,
+) {
     // A policy edit reloads atomically and is audited with what changed.
     std::fs::write(
-        &cfg_path,
+        cfg_path,
         config(
             port,
             "demo.read_database, demo.search_files, demo.deploy_service",
@@ -295,8 +307,8 @@ async fn roles_filter_lists_guard_calls_and_are_audited() {
     wait_for("the reload", async || {
         names(
             &ts(
-                &url,
-                &analyst,
+                url,
+                analyst,
                 "demo__read_database",
                 r#"{"query":"select 1 as n"}"#,
             )
@@ -305,7 +317,7 @@ async fn roles_filter_lists_guard_calls_and_are_audited() {
         .contains(&"demo__deploy_service".to_owned())
     })
     .await;
-    let reloaded: Vec<Value> = audit(&log)
+    let reloaded: Vec<Value> = audit(log)
         .into_iter()
         .filter(|r| r["message"] == "config reloaded")
         .collect();
@@ -322,14 +334,14 @@ async fn roles_filter_lists_guard_calls_and_are_audited() {
     )
     .expect("edit");
     wait_for("the rejection", async || {
-        audit(&log)
+        audit(log)
             .iter()
             .any(|r| r["message"] == "config change rejected; previous config still active")
     })
     .await;
     let v = ts(
-        &url,
-        &analyst,
+        url,
+        analyst,
         "demo__read_database",
         r#"{"query":"select 1 as n"}"#,
     )
