@@ -199,9 +199,19 @@ async fn three_hundred_tools_are_searched_described_and_called_under_policy() {
         }
     }
 
+    a_hidden_tool_is_refused_under_every_name(&url, &analyst, &dir).await;
+}
+
+/// A hidden tool: refused by its real name, its overridden name and through the meta-tool,
+/// unknown to describe; each refusal audited under the real name.
+async fn a_hidden_tool_is_refused_under_every_name(
+    url: &str,
+    analyst: &str,
+    dir: &std::path::Path,
+) {
     // A hidden tool: refused by its real name, its overridden name, through the meta-tool;
     // unknown to describe.
-    let c = connect(&url, &analyst).await;
+    let c = connect(url, analyst).await;
     for (how, call) in [
         (
             "real name",
