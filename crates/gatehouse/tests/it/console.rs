@@ -555,7 +555,20 @@ async fn in_a_browser_the_admin_approves_the_deploy_and_every_page_renders_under
     if let Ok(dir) = std::env::var("GATEHOUSE_SCREENSHOTS") {
         cmd.arg(dir);
     }
+    // Traffic while the browser looks, so the live page has rates and latencies to draw.
+    let (base, key) = (d.base.clone(), d.keys["analyst"].clone());
+    let traffic = tokio::spawn(async move {
+        let read = call(
+            "demo__read_database",
+            json!({"query": "SELECT count(*) FROM orders"}),
+        );
+        loop {
+            demo_request(&base, &key, "tools/call", read.clone()).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
     let out = last_json(&run_ok(&mut cmd, 120).await);
+    traffic.abort();
     assert_eq!(out["errors"], json!([]), "{out}");
     assert_eq!(out["approved"], true, "{out}");
     for page in ["audit", "inventory"] {
