@@ -404,10 +404,15 @@ async fn harden(req: axum::extract::Request, next: axum::middleware::Next) -> Re
 }
 
 async fn index(State(gw): State<Arc<Gateway>>) -> Response {
+    static_file(&gw, "text/html; charset=utf-8", INDEX)
+}
+
+/// One of the console's files, when the console is on.
+fn static_file(gw: &Gateway, content_type: &'static str, body: &'static str) -> Response {
     if !gw.config().console.enabled {
         return StatusCode::NOT_FOUND.into_response();
     }
-    asset("text/html; charset=utf-8", INDEX)
+    asset(content_type, body)
 }
 
 /// `POST /console/api/login {"token": "…"}`: the admin token (an administrator), or an
@@ -647,6 +652,9 @@ async fn logout(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response 
 
 /// `GET /console/api/me`: who is signed in, their console role and the CSRF token.
 async fn me(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    if !gw.config().console.enabled {
+        return StatusCode::NOT_FOUND.into_response();
+    }
     match operator(&gw, &headers, Role::Viewer, false) {
         Ok(s) => reply(
             StatusCode::OK,
@@ -675,11 +683,15 @@ pub(crate) fn router(gw: Arc<Gateway>) -> axum::Router {
         .route("/console/", get(index))
         .route(
             "/console/app.js",
-            get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
+            get(|State(gw): State<Arc<Gateway>>| async move {
+                static_file(&gw, "text/javascript; charset=utf-8", SCRIPT)
+            }),
         )
         .route(
             "/console/app.css",
-            get(|| async { asset("text/css; charset=utf-8", STYLE) }),
+            get(|State(gw): State<Arc<Gateway>>| async move {
+                static_file(&gw, "text/css; charset=utf-8", STYLE)
+            }),
         )
         .route("/console/login", get(link))
         .route("/console/login/sso", get(sso))

@@ -795,3 +795,36 @@ async fn an_approver_cannot_approve_their_own_call_in_the_console() {
         "{refused}"
     );
 }
+
+/// `console.enabled: false`: the console does not exist, whatever door is knocked on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_console_is_not_there() {
+    let yaml = format!(
+        "dev_mode: true\nadmin: {{token: \"env:GATEHOUSE_UNUSED_ADMIN\"}}\nconsole: {{enabled: false}}\nupstreams:\n  demo: {{command: {}, args: [demo-server]}}\n",
+        gatehouse_bin()
+    );
+    let cfg = gatehouse_proxy::Config::from_yaml(&yaml, &|_| Some(ADMIN_TOKEN.to_owned()))
+        .expect("config");
+    let gw = crate::common::start_gateway_with(cfg, false).await;
+    for path in [
+        "/console",
+        "/console/app.js",
+        "/console/api/me",
+        "/console/login?ticket=x",
+    ] {
+        let r = client()
+            .get(format!("{}{path}", gw.base))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    let r = login(
+        &gw.base,
+        json!({"token": ADMIN_TOKEN}),
+        "application/json",
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
