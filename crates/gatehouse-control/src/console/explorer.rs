@@ -55,16 +55,10 @@ pub(super) fn audit_query(
     };
     let cursor = match nonempty(&q.cursor) {
         None => None,
-        Some(c) => {
-            let mut parts = c.splitn(3, '.');
-            let t = parts.next().and_then(|t| t.parse().ok());
-            let chain = parts.next().map(str::to_owned);
-            let seq = parts.next().and_then(|s| s.parse().ok());
-            match (t, chain, seq) {
-                (Some(t), Some(chain), Some(seq)) => Some((t, chain, seq)),
-                _ => return Err(fail(StatusCode::BAD_REQUEST, "cursor is time_ms.chain.seq")),
-            }
-        }
+        Some(c) => match parse_cursor(&c) {
+            Some(x) => Some(x),
+            None => return Err(fail(StatusCode::BAD_REQUEST, "cursor is time_ms.chain.seq")),
+        },
     };
     Ok(gatehouse_store::AuditQuery {
         tenant,
@@ -78,6 +72,13 @@ pub(super) fn audit_query(
         newest_first: true,
         cursor,
     })
+}
+
+/// `time_ms.chain.seq`; a tenant's chain name may itself hold dots.
+fn parse_cursor(c: &str) -> Option<(u64, String, u64)> {
+    let (t, rest) = c.split_once('.')?;
+    let (chain, seq) = rest.rsplit_once('.')?;
+    Some((t.parse().ok()?, chain.to_owned(), seq.parse().ok()?))
 }
 
 fn store_of(gw: &Gateway) -> (std::path::PathBuf, Option<String>) {
@@ -273,5 +274,30 @@ pub(super) async fn audit_verify(State(gw): State<Arc<Gateway>>, headers: Header
     match checked {
         Ok(Ok(chains)) => reply(StatusCode::OK, json!({"chains": chains})),
         _ => fail(StatusCode::SERVICE_UNAVAILABLE, "audit store unavailable"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cursors_keep_dotted_chain_names_and_refuse_junk() {
+        assert_eq!(
+            super::parse_cursor("17.acme.corp.42"),
+            Some((17, "acme.corp".to_owned(), 42))
+        );
+        assert_eq!(
+            super::parse_cursor("17.default.3"),
+            Some((17, "default".to_owned(), 3))
+        );
+        for junk in [
+            "",
+            "17",
+            "17.default",
+            "x.default.3",
+            "17.default.x",
+            "17..3x",
+        ] {
+            assert_eq!(super::parse_cursor(junk), None, "{junk}");
+        }
     }
 }
