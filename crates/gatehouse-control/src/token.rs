@@ -29,13 +29,27 @@ pub(crate) fn check(
     headers: &HeaderMap,
     which: fn(&gatehouse_proxy::config::Config) -> Option<&gatehouse_auth::SecretRef>,
 ) -> Result<(), Refusal> {
-    let cfg = gw.config();
-    let secret = which(&cfg).ok_or(Refusal::NotConfigured)?;
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| gatehouse_proxy::pipeline::bearer(Some(v)).ok())
         .unwrap_or("");
+    let r = verify(gw, presented, which);
+    if r == Err(Refusal::Wrong) {
+        tracing::warn!(target: "gatehouse::audit", "control request with a wrong token refused");
+    }
+    r
+}
+
+/// Compares `presented` with the secret `which` names, in constant time; logs nothing (a
+/// console sign-in tries the admin token before other credentials).
+pub(crate) fn verify(
+    gw: &Gateway,
+    presented: &str,
+    which: fn(&gatehouse_proxy::config::Config) -> Option<&gatehouse_auth::SecretRef>,
+) -> Result<(), Refusal> {
+    let cfg = gw.config();
+    let secret = which(&cfg).ok_or(Refusal::NotConfigured)?;
     let expected = secret
         .resolve(gw.secrets())
         .map_err(|_| Refusal::SecretUnavailable)?;
@@ -53,7 +67,6 @@ pub(crate) fn check(
         )
         .is_ok();
     if !ok {
-        tracing::warn!(target: "gatehouse::audit", "control request with a wrong token refused");
         return Err(Refusal::Wrong);
     }
     Ok(())

@@ -438,11 +438,7 @@ async fn login(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -
     if token.is_empty() {
         return fail(StatusCode::BAD_REQUEST, "a token is required");
     }
-    let mut bearer = HeaderMap::new();
-    if let Ok(h) = HeaderValue::from_str(&format!("Bearer {token}")) {
-        bearer.insert(header::AUTHORIZATION, h);
-    }
-    let (p, role, via) = if crate::token::check(&gw, &bearer, |c| c.admin_token.as_ref()).is_ok() {
+    let (p, role, via) = if crate::token::verify(&gw, token, |c| c.admin_token.as_ref()).is_ok() {
         let mut p = Principal::anonymous();
         p.id = "admin".into();
         (p, Role::Admin, "admin_token")
