@@ -259,6 +259,20 @@ async fn the_admin_approves_a_production_deploy_in_the_console_and_forged_change
     assert!(decision.to_string().contains("demo-admin"), "{decision}");
     let (_, verified) = admin.get("/console/api/audit/verify").await;
     assert_eq!(verified["chains"][0]["ok"], true, "{verified}");
+    // The admin's own agent waits too when it deletes or changes permissions.
+    for (tool, args) in [
+        ("demo__delete_database", json!({"table": "orders"})),
+        (
+            "demo__modify_permissions",
+            json!({"user": "bob", "role": "admin"}),
+        ),
+    ] {
+        let v = demo_request(&d.base, &d.keys["admin"], "tools/call", call(tool, args)).await;
+        assert_eq!(
+            v["result"]["_meta"]["gatehouse/approval"]["status"], "pending",
+            "{tool}: {v}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

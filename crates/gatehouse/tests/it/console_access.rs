@@ -162,7 +162,7 @@ async fn sign_in_takes_the_admin_token_or_a_console_key_and_refuses_the_rest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_sign_on_binds_the_login_to_the_browser_that_started_it() {
-    let (_idp, gw, _store) = crate::facade::facade_setup_with("", &[]).await;
+    let (idp, gw, _store) = crate::facade::facade_setup_with("", &[]).await;
     let run = |mode: &'static str| {
         let base = gw.base.clone();
         async move {
@@ -188,6 +188,32 @@ async fn single_sign_on_binds_the_login_to_the_browser_that_started_it() {
     let other = run("other").await;
     assert_eq!(other["status"], 403, "{other}");
     assert!(other["me"]["operator"].is_null(), "{other}");
+    // A token the trusted issuer signed, pasted in: the same principal mapping, so the
+    // service's `analyst` group makes it a viewer of tenant acme.
+    let jwt = idp.token("svc-reporting", "mcp:tools", None).await;
+    let r = login(&gw.base, json!({"token": jwt}), "application/json", None).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let op = Operator {
+        base: gw.base.clone(),
+        cookie: session_cookie(r.headers()),
+        csrf: String::new(),
+    };
+    let (_, me) = op.get("/console/api/me").await;
+    assert_eq!(
+        (
+            me["role"].as_str(),
+            me["tenant"].as_str(),
+            me["via"].as_str()
+        ),
+        (Some("viewer"), Some("acme"), Some("token")),
+        "{me}"
+    );
+    // A token for another audience is nobody.
+    let wrong = idp
+        .token("svc-reporting", "mcp:tools", Some("http://127.0.0.1:1/mcp"))
+        .await;
+    let r = login(&gw.base, json!({"token": wrong}), "application/json", None).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
 
 /// Separation of duties holds in the console as in the API: the operator whose own call
