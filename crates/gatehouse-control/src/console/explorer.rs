@@ -129,7 +129,7 @@ pub(super) async fn audit_page(
         Err(r) => return r,
     };
     // Reading the record is itself on the record, as the admin API's queries are.
-    audit(
+    if !audit(
         &gw,
         &s,
         "console.audit_searched",
@@ -138,7 +138,13 @@ pub(super) async fn audit_page(
                "tenant": query.tenant, "since_ms": query.since_ms, "until_ms": query.until_ms,
                "cursor": query.cursor.is_some()}),
     )
-    .await;
+    .await
+    {
+        return fail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the search could not be recorded",
+        );
+    }
     let rows = match run_query(&gw, query).await {
         Ok(r) => r,
         Err(r) => return r,
@@ -186,7 +192,10 @@ pub(super) async fn audit_export(
         Ok(x) => x,
         Err(r) => return r,
     };
-    audit(&gw, &s, "console.audit_exported", "", json!({"format": if csv {"csv"} else {"jsonl"}, "principal": query.principal, "target": query.target, "status": query.status, "tenant": query.tenant})).await;
+    if !audit(&gw, &s, "console.audit_exported", "", json!({"format": if csv {"csv"} else {"jsonl"}, "principal": query.principal, "target": query.target, "status": query.status, "tenant": query.tenant})).await
+    {
+        return fail(StatusCode::SERVICE_UNAVAILABLE, "the export could not be recorded");
+    }
     let rows = match run_query(&gw, query).await {
         Ok(r) => r,
         Err(r) => return r,

@@ -226,21 +226,35 @@ async fn sign_in(
     let Some(sealed) = seal(gw, &s) else {
         return Err(fail(StatusCode::SERVICE_UNAVAILABLE, "no signing key"));
     };
-    audit(
+    if !audit(
         gw,
         &s,
         "console.signed_in",
         "",
         json!({"via": via, "role": role}),
     )
-    .await;
+    .await
+    {
+        return Err(fail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the sign-in could not be recorded",
+        ));
+    }
     Ok(cookie(cookie_name(gw), &sealed, ttl))
 }
 
 /// Records a console action with the operator's identity (committed before the answer).
-pub(crate) async fn audit(gw: &Gateway, s: &Session, what: &str, target: &str, detail: Value) {
+/// Whether the record is committed (or no audit record is configured): a sign-in or a read
+/// of the audit trail that cannot be recorded does not happen.
+pub(crate) async fn audit(
+    gw: &Gateway,
+    s: &Session,
+    what: &str,
+    target: &str,
+    detail: Value,
+) -> bool {
     tracing::warn!(target: "gatehouse::audit", operator = %s.sub, action = what, target, "console");
-    let Some(w) = &gw.audit else { return };
+    let Some(w) = &gw.audit else { return true };
     let event = gatehouse_audit::AuditEvent {
         v: gatehouse_audit::SCHEMA_VERSION,
         kind: Some(gatehouse_audit::EventKind::Config),
@@ -255,8 +269,12 @@ pub(crate) async fn audit(gw: &Gateway, s: &Session, what: &str, target: &str, d
         detail: detail.to_string(),
         ..Default::default()
     };
-    if let Err(e) = w.record(event, true).await {
-        tracing::error!(target: "gatehouse::audit", error = %e, action = what, "console audit record not committed");
+    match w.record(event, true).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::error!(target: "gatehouse::audit", error = %e, action = what, "console audit record not committed");
+            false
+        }
     }
 }
 
