@@ -83,5 +83,42 @@ def signal(pid: int) -> str:
         return f"blocked: {e.strerror}"
 
 
+@server.tool(annotations={"readOnlyHint": True})
+def fetch(target: str) -> str:
+    """Fetches a URL the way most programs do (through HTTP_PROXY when one is set)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(target, timeout=5) as r:
+            return f"fetched {r.status}: " + r.read(200).decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        return f"blocked: HTTP {e.code}"
+    except (OSError, urllib.error.URLError) as e:
+        return f"blocked: {getattr(e, 'reason', e)}"
+
+
+@server.tool(annotations={"readOnlyHint": True})
+def udp(host: str, port: int) -> str:
+    """Sends one UDP datagram."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.sendto(b"exfiltrated", (host, port))
+        return "sent"
+    except OSError as e:
+        return f"blocked: {e.strerror or e}"
+    finally:
+        s.close()
+
+
+@server.tool(annotations={"readOnlyHint": True})
+def resolve(name: str) -> str:
+    """Resolves a host name."""
+    try:
+        return "resolved: " + socket.getaddrinfo(name, 443)[0][4][0]
+    except OSError as e:
+        return f"blocked: {e.strerror or e}"
+
+
 if __name__ == "__main__":
     server.run()

@@ -22,6 +22,8 @@ pub enum EventKind {
     Lifecycle,
     /// A step of a human approval: requested, notified, approved, denied, expired, used.
     Approval,
+    /// A sandboxed server's connection out through the egress proxy, made or refused.
+    Egress,
 }
 
 /// One audit event. Secrets and tokens never appear: arguments and results are recorded as

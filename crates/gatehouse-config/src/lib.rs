@@ -14,7 +14,7 @@ use identity::{validate_auth, validate_tls, validate_vault};
 use protection::{
     validate_approvals, validate_dlp, validate_exfiltration, validate_rate_limits, validate_sinks,
 };
-pub use sandbox::{RawNetworkMode, RawSandbox, RawSandboxNetwork};
+pub use sandbox::{EgressRule, RawNetworkMode, RawSandbox, RawSandboxNetwork};
 use upstreams::{validate_argument_patterns, validate_upstreams, validate_virtual_servers};
 mod upstreams;
 mod validate;
@@ -486,6 +486,9 @@ pub enum SandboxNetwork {
     Host,
     /// TCP connections to these ports only.
     Connect(Vec<u16>),
+    /// A network namespace of its own whose only way out is the gateway's egress proxy,
+    /// which connects to these hosts alone.
+    Hosts(Vec<EgressRule>),
 }
 
 /// Headers a client's request never passes on to an upstream, whatever the config says:

@@ -36,6 +36,9 @@ pub const SINK_SHIPPED: &str = "gatehouse_audit_sink_shipped_total";
 pub const SINK_FAILURES: &str = "gatehouse_audit_sink_failures_total";
 /// Audit events a SIEM sink refused for good, written to its dead-letter file.
 pub const SINK_DEAD_LETTERED: &str = "gatehouse_audit_sink_dead_lettered_total";
+/// Connections a sandboxed server asked the egress proxy for, by `upstream` and `outcome`
+/// (allowed, refused).
+pub const EGRESS: &str = "gatehouse_egress_total";
 /// Spans not delivered to the OpenTelemetry collector (queue full, collector down).
 pub const TRACES_DROPPED: &str = "gatehouse_traces_dropped_total";
 

@@ -401,6 +401,19 @@ fn main() -> Result<()> {
         eprintln!("gatehouse: {why}");
         std::process::exit(126);
     }
+    // The relay a confined server allowed some hosts reaches its egress proxy through,
+    // started by the launcher inside the server's network namespace.
+    if argv.get(1).map(String::as_str) == Some(gatehouse_proxy::upstream::egress::RELAY) {
+        let (Some(socket), Some(port)) = (argv.get(2), argv.get(3)) else {
+            eprintln!("gatehouse: usage: __egress_relay SOCKET PORT");
+            std::process::exit(126);
+        };
+        eprintln!(
+            "gatehouse: {}",
+            gatehouse_proxy::upstream::egress::relay(socket, port)
+        );
+        std::process::exit(126);
+    }
     // No transparent huge pages: mimalloc asks for them, and on a gateway whose heap is
     // mostly small short-lived buffers they held about 40 MB of resident memory for no
     // measurable CPU gain (docs/benchmarks.md). Inherited by stdio upstreams we start.

@@ -712,6 +712,12 @@ async fn event_loop(gw: std::sync::Weak<Gateway>, mut rx: mpsc::UnboundedReceive
                 let g = gw.clone();
                 tokio::spawn(async move { g.refresh_lists(&upstream, kinds).await });
             }
+            UpstreamEvent::Egress {
+                upstream,
+                target,
+                allowed,
+                detail,
+            } => gw.audit_egress(upstream, target, allowed, detail),
         }
     }
 }
@@ -731,6 +737,26 @@ impl Gateway {
             ..Default::default()
         };
         w.queue(event);
+    }
+
+    /// A sandboxed server's connection out, made or refused (queued, not waited for).
+    fn audit_egress(&self, upstream: String, target: String, allowed: bool, detail: String) {
+        if !allowed {
+            tracing::warn!(target: "gatehouse::audit", upstream = %upstream, to = %target, "egress refused: {detail}");
+        }
+        let Some(w) = &self.audit else { return };
+        w.queue(gatehouse_audit::AuditEvent {
+            v: gatehouse_audit::SCHEMA_VERSION,
+            kind: Some(gatehouse_audit::EventKind::Egress),
+            time_ms: crate::audit::now_ms(),
+            method: "sandbox.egress".into(),
+            target,
+            upstream,
+            status: if allowed { "ok" } else { "denied" }.into(),
+            rule: if allowed { "" } else { "sandbox.egress" }.into(),
+            detail,
+            ..Default::default()
+        });
     }
 
     /// A successful sign-in that opened a session (queued, not waited for): who, how,

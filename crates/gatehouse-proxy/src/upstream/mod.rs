@@ -3,6 +3,7 @@
 //! mapped back to the client whose call they belong to, and the handshake is negotiated with
 //! each upstream on its own, whatever version the clients speak.
 
+pub mod egress;
 mod http;
 mod registry;
 pub mod sandbox;
@@ -87,6 +88,14 @@ pub enum UpstreamEvent {
     Notification {
         upstream: String,
         notification: Notification,
+    },
+    /// A sandboxed server asked its egress proxy for a connection (`target` is
+    /// `host:port`), which was made or refused.
+    Egress {
+        upstream: String,
+        target: String,
+        allowed: bool,
+        detail: String,
     },
 }
 

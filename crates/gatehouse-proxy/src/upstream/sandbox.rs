@@ -3,6 +3,8 @@
 //! - a user namespace of its own (the same uid and gid mapped), so its process limit counts
 //!   its processes alone and it holds no capability outside;
 //! - `network: none`: a network namespace of its own, with no interface up;
+//! - `network: {hosts: […]}`: a network namespace of its own with loopback up and one relay
+//!   on it to the gateway's egress proxy, which lets through those hosts alone (`egress`);
 //! - Landlock: reads (and executes) beneath the system's library and certificate paths and
 //!   the granted ones, writes beneath the granted ones only; TCP connections only to granted
 //!   ports; no signals to, and no abstract sockets of, processes outside;
@@ -139,11 +141,21 @@ fn resolve(command: &str, env: &[(String, String)]) -> PathBuf {
 }
 
 /// The launcher's arguments for a confined server: the profile (JSON), then the command.
-pub(crate) fn launcher_args(spec: &SandboxSpec, command: &str, args: &[String]) -> Vec<String> {
+/// `egress` is the gateway's proxy socket for a server allowed some hosts.
+pub(crate) fn launcher_args(
+    spec: &SandboxSpec,
+    egress: Option<&Path>,
+    command: &str,
+    args: &[String],
+) -> Vec<String> {
     let network = match &spec.network {
         SandboxNetwork::None => serde_json::json!("none"),
         SandboxNetwork::Host => serde_json::json!("host"),
         SandboxNetwork::Connect(p) => serde_json::json!({ "connect": p }),
+        SandboxNetwork::Hosts(rules) => serde_json::json!({
+            "hosts": rules.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "proxy": egress,
+        }),
     };
     let profile = serde_json::json!({
         "read": spec.read,
@@ -167,7 +179,8 @@ pub(crate) fn launcher_args(spec: &SandboxSpec, command: &str, args: &[String]) 
 /// The hidden subcommand that confines itself and executes the server.
 pub const LAUNCHER: &str = "__sandbox";
 
-fn profile_from(json: &str) -> Result<SandboxSpec, String> {
+/// The profile, and the egress proxy's socket when the profile allows hosts.
+fn profile_from(json: &str) -> Result<(SandboxSpec, Option<PathBuf>), String> {
     let v: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
     let paths = |k: &str| -> Vec<PathBuf> {
         v[k].as_array()
@@ -178,8 +191,21 @@ fn profile_from(json: &str) -> Result<SandboxSpec, String> {
             })
             .unwrap_or_default()
     };
+    let proxy = v["network"]["proxy"].as_str().map(PathBuf::from);
     let network = match &v["network"] {
         serde_json::Value::String(s) if s == "host" => SandboxNetwork::Host,
+        serde_json::Value::Object(o) if o.contains_key("hosts") => SandboxNetwork::Hosts(
+            o["hosts"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|h| h.as_str())
+                        .map(gatehouse_config::EgressRule::parse)
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()?
+                .unwrap_or_default(),
+        ),
         serde_json::Value::Object(o) => SandboxNetwork::Connect(
             o.get("connect")
                 .and_then(|c| c.as_array())
@@ -193,8 +219,11 @@ fn profile_from(json: &str) -> Result<SandboxSpec, String> {
         ),
         _ => SandboxNetwork::None,
     };
+    if matches!(network, SandboxNetwork::Hosts(_)) && proxy.is_none() {
+        return Err("network.proxy (the egress proxy's socket)".into());
+    }
     let n = |k: &str| v[k].as_u64();
-    Ok(SandboxSpec {
+    let spec = SandboxSpec {
         read: paths("read"),
         write: paths("write"),
         network,
@@ -202,7 +231,8 @@ fn profile_from(json: &str) -> Result<SandboxSpec, String> {
         cpu_secs: n("cpu_secs"),
         processes: n("processes").ok_or("processes")?,
         file_size_mb: n("file_size_mb").ok_or("file_size_mb")?,
-    })
+    };
+    Ok((spec, proxy))
 }
 
 /// Builds the Landlock ruleset and the seccomp program for a profile. Fails when this
@@ -248,7 +278,13 @@ fn build(
             AccessFs::ReadFile | AccessFs::WriteFile,
         ))
         .map_err(|e| refused("Landlock (devices)", &e))?;
-    if let SandboxNetwork::Connect(ports) = &spec.network {
+    let ports = match &spec.network {
+        SandboxNetwork::Connect(ports) => ports.as_slice(),
+        // The relay to the egress proxy is the only thing to connect to.
+        SandboxNetwork::Hosts(_) => &[super::egress::RELAY_PORT],
+        SandboxNetwork::None | SandboxNetwork::Host => &[],
+    };
+    {
         for port in ports {
             created = created
                 .add_rule(NetPort::new(*port, AccessNet::ConnectTcp))
@@ -330,7 +366,7 @@ pub fn exec_confined(profile: &str, command: &str, args: &[String]) -> String {
     use rustix::process::{Resource, Rlimit, getgid, getuid, setrlimit};
     use rustix::thread::UnshareFlags;
     use std::os::unix::process::CommandExt;
-    let spec = match profile_from(profile) {
+    let (spec, proxy) = match profile_from(profile) {
         Ok(s) => s,
         Err(e) => return format!("unreadable sandbox profile: {e}"),
     };
@@ -347,7 +383,10 @@ pub fn exec_confined(profile: &str, command: &str, args: &[String]) -> String {
         return format!("sandbox cannot be enforced: process limit: {e}");
     }
     let mut flags = UnshareFlags::NEWUSER;
-    if spec.network == SandboxNetwork::None {
+    if matches!(
+        spec.network,
+        SandboxNetwork::None | SandboxNetwork::Hosts(_)
+    ) {
         flags |= UnshareFlags::NEWNET;
     }
     // Namespaces only (no CLONE_FILES, the flag that makes `unshare` unsafe to call), in a
@@ -363,6 +402,16 @@ pub fn exec_confined(profile: &str, command: &str, args: &[String]) -> String {
     ] {
         if let Err(e) = std::fs::write(file, data) {
             return format!("sandbox cannot be enforced: {file}: {e}");
+        }
+    }
+    // Allowed some hosts: loopback up, and the relay to the gateway's egress proxy on it,
+    // started before this process confines itself (the relay is the gateway's own code).
+    if let Some(socket) = &proxy {
+        if let Err(e) = super::egress::loopback_up() {
+            return format!("sandbox cannot be enforced: {e}");
+        }
+        if let Err(e) = start_relay(socket) {
+            return format!("sandbox cannot be enforced: egress relay: {e}");
         }
     }
     let mb = |n: u64| n.saturating_mul(1 << 20);
@@ -394,6 +443,33 @@ pub fn exec_confined(profile: &str, command: &str, args: &[String]) -> String {
     format!("cannot run {command}: {e}")
 }
 
+/// Starts the egress relay in this (new) network namespace and waits until it listens. It
+/// ends with the server's process group.
+fn start_relay(socket: &Path) -> Result<(), String> {
+    use std::io::BufRead;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut relay = std::process::Command::new(exe)
+        .arg(super::egress::RELAY)
+        .arg(socket)
+        .arg(super::egress::RELAY_PORT.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let out = relay.stdout.take().ok_or("no stdout")?;
+    let mut line = String::new();
+    // One short line; the relay writes nothing else.
+    #[allow(clippy::disallowed_methods)]
+    let read = std::io::BufReader::new(out).read_line(&mut line);
+    match read {
+        Ok(_) if line.trim() == "ready" => Ok(()),
+        _ => {
+            let _ = relay.kill();
+            Err("did not start".into())
+        }
+    }
+}
+
 /// The effective profile, as `gatehouse check` shows it.
 pub fn describe(spec: &SandboxSpec) -> String {
     let list = |v: &[PathBuf]| {
@@ -412,6 +488,14 @@ pub fn describe(spec: &SandboxSpec) -> String {
         SandboxNetwork::Connect(p) => format!(
             "TCP connect to ports {} only",
             p.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
+        ),
+        SandboxNetwork::Hosts(rules) => format!(
+            "own network namespace, out only through the gateway's egress proxy to {}",
+            rules
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     };
     format!(

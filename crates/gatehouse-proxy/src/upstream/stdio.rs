@@ -1,6 +1,7 @@
 //! stdio upstreams: a supervised child process speaking newline-delimited JSON-RPC, restarted
 //! with backoff, given only the environment config grants, its stderr sent to the log.
 
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,7 +40,7 @@ impl StdioLink {
     }
 }
 
-fn spawn_child(spec: &TransportSpec) -> std::io::Result<Child> {
+fn spawn_child(spec: &TransportSpec, egress: Option<&Path>) -> std::io::Result<Child> {
     let TransportSpec::Stdio {
         command,
         args,
@@ -56,7 +57,7 @@ fn spawn_child(spec: &TransportSpec) -> std::io::Result<Child> {
     let mut cmd = match sandbox {
         Some(s) => {
             let mut c = Command::new(std::env::current_exe()?);
-            c.args(super::sandbox::launcher_args(s, command, args));
+            c.args(super::sandbox::launcher_args(s, egress, command, args));
             c
         }
         None => {
@@ -65,9 +66,11 @@ fn spawn_child(spec: &TransportSpec) -> std::io::Result<Child> {
             c
         }
     };
-    cmd.env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::piped())
+    cmd.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+    if egress.is_some() {
+        cmd.envs(super::egress::proxy_env());
+    }
+    cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -109,6 +112,26 @@ pub(crate) async fn supervise(up: Arc<Upstream>) {
     let Link::Stdio(link) = &up.link else { return };
     let mut backoff = Backoff::new();
     let name = up.spec.name.clone();
+    // A server allowed some hosts reaches them through a proxy of its own, which lives as
+    // long as this loop (it is dropped with it, socket and all).
+    let egress = match &up.spec.transport {
+        TransportSpec::Stdio {
+            sandbox: Some(s), ..
+        } => match &s.network {
+            gatehouse_config::SandboxNetwork::Hosts(rules) => {
+                match super::egress::Egress::start(&name, rules, up.shared.events.clone()) {
+                    Ok(e) => Some(e),
+                    Err(e) => {
+                        // Fail closed: without its proxy the server is not started.
+                        tracing::error!(upstream = %name, error = %e, "cannot start the egress proxy: the server is not started");
+                        return;
+                    }
+                }
+            }
+            _ => None,
+        },
+        _ => None,
+    };
     loop {
         // A pinned package is checked against its registry before every start.
         if let TransportSpec::Stdio {
@@ -122,7 +145,7 @@ pub(crate) async fn supervise(up: Arc<Upstream>) {
             backoff.wait().await;
             continue;
         }
-        let mut child = match spawn_child(&up.spec.transport) {
+        let mut child = match spawn_child(&up.spec.transport, egress.as_ref().map(|e| e.socket())) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(upstream = %name, error = %e, "cannot start upstream process");

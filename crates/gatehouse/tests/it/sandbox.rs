@@ -202,7 +202,7 @@ async fn a_profile_the_kernel_cannot_enforce_never_runs_the_server() {
     let cfg = dir.join("gatehouse.yaml");
     std::fs::write(
         &cfg,
-        "upstreams:\n  files:\n    command: /bin/cat\n    sandbox: {read: [/srv], network: {connect: [443]}, memory_mb: 128}\n  loose:\n    command: /bin/cat\n",
+        "upstreams:\n  files:\n    command: /bin/cat\n    sandbox: {read: [/srv], network: {connect: [443]}, memory_mb: 128}\n  loose:\n    command: /bin/cat\n  web:\n    command: /bin/cat\n    sandbox: {network: {hosts: [api.github.com, '*.example.com:8443']}}\n",
     )
     .expect("config");
     let out = Command::new(gatehouse_bin())
@@ -219,4 +219,151 @@ async fn a_profile_the_kernel_cannot_enforce_never_runs_the_server() {
     );
     assert!(text.contains("TCP connect to ports 443 only"), "{text}");
     assert!(text.contains("loose: not sandboxed"), "{text}");
+    assert!(
+        text.contains("egress proxy to api.github.com:443, *.example.com:8443"),
+        "{text}"
+    );
+}
+
+/// A loopback HTTP server answering every request with `body`.
+async fn http_server(body: &'static str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut b = [0u8; 4096];
+                let _ = s.read(&mut b).await;
+                let _ = s
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_allowed_some_hosts_reaches_them_alone() {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("gatehouse-egress-test-{port}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let allowed = http_server("hello from the allowed host").await;
+    let other = http_server("the other host").await;
+    // A datagram must not reach the host's loopback either.
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("udp");
+    let udp_port = udp.local_addr().expect("addr").port();
+    let mut read = python_prefixes().await;
+    read.push(repo().join("testdata/servers").display().to_string());
+    let cfg = dir.join("gatehouse.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"listen: 127.0.0.1:{port}
+dev_mode: true
+store: {{sqlite: {store}}}
+audit: {{durable_all: true}}
+upstreams:
+  hostile:
+    command: {py}
+    args: ['{server}']
+    sandbox:
+      read: {read:?}
+      network: {{hosts: ['127.0.0.1:{allowed}', 'localhost:{other}', '*.example.com']}}
+"#,
+            store = dir.join("gatehouse.db").display(),
+            py = python(),
+            server = repo().join("testdata/servers/hostile_server.py").display(),
+        ),
+    )
+    .expect("config");
+    let gw = serve_config(&cfg, port, &[]).await;
+    let c = Mcp::connect(&format!("http://127.0.0.1:{port}/mcp"), "2025-11-25").await;
+
+    // Through the proxy to the allowlisted address: served.
+    let r = call(
+        &c,
+        "fetch",
+        json!({"target": format!("http://127.0.0.1:{allowed}/")}),
+    )
+    .await;
+    assert_eq!(r, "fetched 200: hello from the allowed host");
+    // Another port, a name that resolves to loopback, a host on no list: refused.
+    for url in [
+        format!("http://127.0.0.1:{other}/"),
+        format!("http://localhost:{other}/"),
+        "http://metadata.google.internal/".to_owned(),
+    ] {
+        let r = call(&c, "fetch", json!({ "target": url })).await;
+        assert_eq!(r, "blocked: HTTP 403", "{url}");
+    }
+    // Around the proxy: straight to the allowed port, a datagram, a name lookup.
+    let r = call(&c, "connect", json!({ "port": allowed })).await;
+    assert!(r.starts_with("blocked"), "direct connect: {r}");
+    let r = call(&c, "udp", json!({"host": "8.8.8.8", "port": 53})).await;
+    assert!(r.starts_with("blocked"), "udp out: {r}");
+    let _ = call(&c, "udp", json!({"host": "127.0.0.1", "port": udp_port})).await;
+    let mut b = [0u8; 64];
+    let got =
+        tokio::time::timeout(std::time::Duration::from_millis(500), udp.recv_from(&mut b)).await;
+    assert!(got.is_err(), "a datagram reached the host: {got:?}");
+    let r = call(&c, "resolve", json!({"name": "example.com"})).await;
+    assert!(r.starts_with("blocked"), "dns: {r}");
+    // Still serving.
+    let r = call(
+        &c,
+        "fetch",
+        json!({"target": format!("http://127.0.0.1:{allowed}/")}),
+    )
+    .await;
+    assert!(r.starts_with("fetched 200"), "{r}");
+
+    // Each attempt through the proxy is audited, allowed or refused.
+    let out = Command::new(gatehouse_bin())
+        .args(["audit", "--config"])
+        .arg(&cfg)
+        .args(["query", "--limit", "10000"])
+        .output()
+        .await
+        .expect("audit");
+    let egress: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["event"]["kind"] == "egress" && v["event"]["upstream"] == "hostile")
+        .map(|v| {
+            (
+                v["event"]["target"].as_str().unwrap_or_default().to_owned(),
+                v["event"]["status"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let ok = format!("127.0.0.1:{allowed}");
+    assert_eq!(
+        egress.iter().filter(|(t, s)| *t == ok && s == "ok").count(),
+        2,
+        "{egress:?}"
+    );
+    for refused in [
+        format!("127.0.0.1:{other}"),
+        format!("localhost:{other}"),
+        "metadata.google.internal:80".to_owned(),
+    ] {
+        assert!(
+            egress.contains(&(refused.clone(), "denied".to_owned())),
+            "{refused}: {egress:?}"
+        );
+    }
+    drop(gw);
 }
