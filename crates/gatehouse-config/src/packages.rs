@@ -93,6 +93,11 @@ pub struct PinnedPackage {
     pub version: String,
     /// npm: `sha512-<base64>` (`dist.integrity`); PyPI: `sha256:<hex>` of one release file.
     pub integrity: String,
+    /// The Sigstore trust root npm provenance is checked against (`provenance.trusted_root`;
+    /// none: the public-good root Gatehouse ships).
+    pub trusted_root: Option<std::path::PathBuf>,
+    /// `provenance.required`: an npm package without published provenance is not started.
+    pub require_provenance: bool,
 }
 
 /// Checks a package's pinned hash: present, and in the ecosystem's form.
@@ -134,6 +139,8 @@ pub fn pinned_package(
         name,
         version,
         integrity: integrity.to_owned(),
+        trusted_root: None,
+        require_provenance: false,
     })
 }
 

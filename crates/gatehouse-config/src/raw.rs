@@ -50,6 +50,10 @@ pub struct RawConfig {
     /// `pypi:NAME==VERSION`. When set, any other package is refused at load.
     #[serde(default)]
     pub approved_servers: Vec<String>,
+    /// How npm provenance (Sigstore attestations the registry publishes) is checked before
+    /// a pinned package starts.
+    #[serde(default)]
+    pub provenance: RawProvenance,
     #[serde(default)]
     pub logging: RawLogging,
     /// Who may call: OAuth 2.1 access tokens from trusted issuers.
@@ -744,4 +748,17 @@ pub struct RawVirtualServer {
     /// Lists the search, describe and call meta-tools instead of every tool (default: the
     /// gateway's `tool_search`).
     pub tool_search: Option<bool>,
+}
+
+/// `provenance`: npm packages' Sigstore provenance.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvenance {
+    /// A Sigstore `trusted_root.json` to check against instead of the public-good root
+    /// Gatehouse ships (a private Sigstore, or a newer root).
+    pub trusted_root: Option<String>,
+    /// `true`: an npm package whose registry publishes no provenance is not started
+    /// (default `false`: provenance is verified where published).
+    #[serde(default)]
+    pub required: bool,
 }

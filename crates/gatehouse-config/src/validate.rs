@@ -109,7 +109,29 @@ impl RawConfig {
             ));
         }
 
-        let upstreams = validate_upstreams(self.upstreams, base, &separator, env)?;
+        let mut upstreams = validate_upstreams(self.upstreams, base, &separator, env)?;
+        let trusted_root = match &self.provenance.trusted_root {
+            None => None,
+            Some(f) => {
+                let path = base.join(f);
+                if !path.is_file() {
+                    return Err(ConfigError::at(
+                        "provenance.trusted_root",
+                        format!("{} is not a readable file", path.display()),
+                    ));
+                }
+                Some(path)
+            }
+        };
+        for u in &mut upstreams {
+            if let crate::TransportSpec::Stdio {
+                package: Some(p), ..
+            } = &mut u.transport
+            {
+                p.trusted_root.clone_from(&trusted_root);
+                p.require_provenance = self.provenance.required;
+            }
+        }
         crate::packages::check_approved(&upstreams, &self.approved_servers)?;
         let virtual_servers = validate_virtual_servers(self.virtual_servers, &upstreams)?;
 

@@ -5,6 +5,7 @@
 
 pub mod egress;
 mod http;
+mod provenance;
 mod registry;
 pub mod sandbox;
 mod server_requests;

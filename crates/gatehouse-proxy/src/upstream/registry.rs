@@ -2,9 +2,10 @@
 //! `dist.integrity` for that exact version must equal the pinned one (npm then checks the
 //! tarball it downloads against that same value) and, where the registry signs it
 //! (`dist.signatures`), one signature must verify with the registry's published keys; or one
-//! of a PyPI release's files must have the pinned sha256. Anything else — a different hash,
-//! a signature that does not verify, an unknown version, a registry that does not answer —
-//! and the server is not started.
+//! of a PyPI release's files must have the pinned sha256. Where the npm registry publishes
+//! provenance (`dist.attestations`), it must verify for that tarball (`provenance`).
+//! Anything else — a different hash, a signature or provenance that does not verify, an
+//! unknown version, a registry that does not answer — and the server is not started.
 
 use std::time::Duration;
 
@@ -50,13 +51,6 @@ async fn fetch(url: &str) -> Result<Value, String> {
     serde_json::from_slice(&body).map_err(|_| "the registry's answer is not JSON".into())
 }
 
-/// The DER prefix of a P-256 public key's SubjectPublicKeyInfo: what precedes the 65-byte
-/// uncompressed point in the registry's `key` field.
-const P256_SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
-    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-];
-
 /// Whether one `dist.signatures` entry verifies over `message` with the key the registry
 /// publishes under its `keyid` (ECDSA P-256, SHA-256, ASN.1 signature).
 fn signature_verifies(keys: &Value, sig: &Value, message: &[u8]) -> bool {
@@ -79,14 +73,82 @@ fn signature_verifies(keys: &Value, sig: &Value, message: &[u8]) -> bool {
         .get("key")
         .and_then(Value::as_str)
         .and_then(|k| b64.decode(k).ok());
-    let point = match spki {
-        Some(d) if d.len() == 91 && d[..26] == P256_SPKI_PREFIX => d[26..].to_vec(),
-        _ => return false,
+    let Some(point) = spki
+        .as_deref()
+        .and_then(super::provenance::p256_point)
+        .map(<[u8]>::to_vec)
+    else {
+        return false;
     };
     let Ok(sig) = b64.decode(s) else { return false };
     UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, point)
         .verify(message, &sig)
         .is_ok()
+}
+
+/// Verifies the provenance the registry lists for a version (`dist.attestations.url`, on
+/// the registry itself); without one, passes unless provenance is required.
+async fn npm_provenance(p: &PinnedPackage, base: &str, version: &Value) -> Result<(), String> {
+    let Some(url) = version
+        .pointer("/dist/attestations/url")
+        .and_then(Value::as_str)
+    else {
+        return if p.require_provenance {
+            Err(format!(
+                "{}@{} has no published provenance, and provenance.required is set",
+                p.name, p.version
+            ))
+        } else {
+            Ok(())
+        };
+    };
+    // The registry's own attestation endpoint only: a version document cannot send the
+    // gateway elsewhere.
+    let origin = |u: &str| {
+        reqwest::Url::parse(u)
+            .ok()
+            .map(|u| u.origin().ascii_serialization())
+    };
+    if origin(url).is_none() || origin(url) != origin(base) {
+        return Err(format!(
+            "the attestations of {}@{} are not on the registry",
+            p.name, p.version
+        ));
+    }
+    let root = match &p.trusted_root {
+        None => super::provenance::TrustRoot::public_good()?,
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| format!("provenance.trusted_root {}: {e}", f.display()))?;
+            super::provenance::TrustRoot::from_json(&text)?
+        }
+    };
+    let listed = fetch(url).await?;
+    let bundle = listed["attestations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| {
+            a["predicateType"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("https://slsa.dev/provenance/"))
+        })
+        .map(|a| &a["bundle"])
+        .ok_or_else(|| {
+            format!(
+                "the registry lists no provenance for {}@{}",
+                p.name, p.version
+            )
+        })?;
+    let what = super::provenance::verify_npm(&root, bundle, &p.name, &p.version, &p.integrity)
+        .map_err(|e| {
+            format!(
+                "the provenance of {}@{} does not verify: {e}",
+                p.name, p.version
+            )
+        })?;
+    tracing::info!(package = %p.name, version = %p.version, "provenance verified: {what}");
+    Ok(())
 }
 
 /// Checks `p` against its registry (`env` is the child's environment).
@@ -117,21 +179,20 @@ pub(crate) async fn verify(p: &PinnedPackage, env: &[(String, String)]) -> Resul
                     let keys =
                         fetch(&format!("{}/-/npm/v1/keys", base.trim_end_matches('/'))).await?;
                     let message = format!("{}@{}:{}", p.name, p.version, p.integrity);
-                    if sigs
+                    if !sigs
                         .iter()
                         .any(|s| signature_verifies(&keys, s, message.as_bytes()))
                     {
-                        Ok(())
-                    } else {
-                        Err(format!(
+                        return Err(format!(
                             "no registry signature of {}@{} verifies with the registry's keys",
                             p.name, p.version
-                        ))
+                        ));
                     }
                 }
                 // Unsigned (a private registry): the pinned integrity alone.
-                _ => Ok(()),
+                _ => {}
             }
+            npm_provenance(p, &base, &v).await
         }
         _ => {
             let url = format!("https://pypi.org/pypi/{}/{}/json", p.name, p.version);

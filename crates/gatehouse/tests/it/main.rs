@@ -30,6 +30,7 @@ mod overrides;
 mod packages;
 mod passthrough;
 mod peers;
+mod provenance;
 mod resilience;
 mod sandbox;
 mod search;

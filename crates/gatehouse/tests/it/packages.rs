@@ -35,7 +35,7 @@ rl.on("line", (line) => {
 "#;
 
 /// The package's tarball as npm publishes it (`package/…`), built with tar.
-fn tarball(dir: &std::path::Path, name: &str) -> Vec<u8> {
+pub(crate) fn tarball(dir: &std::path::Path, name: &str) -> Vec<u8> {
     let pkg = dir.join(format!("{name}-src/package"));
     std::fs::create_dir_all(&pkg).expect("dir");
     std::fs::write(
@@ -57,7 +57,7 @@ fn tarball(dir: &std::path::Path, name: &str) -> Vec<u8> {
     std::fs::read(out).expect("tgz")
 }
 
-fn integrity(bytes: &[u8]) -> String {
+pub(crate) fn integrity(bytes: &[u8]) -> String {
     let d = digest::digest(&digest::SHA512, bytes);
     format!(
         "sha512-{}",
@@ -67,10 +67,12 @@ fn integrity(bytes: &[u8]) -> String {
 
 /// One package the registry serves: its metadata's integrity and signatures, and the bytes
 /// it hands out.
-struct Published {
-    integrity: String,
-    served: Vec<u8>,
-    signatures: Value,
+pub(crate) struct Published {
+    pub(crate) integrity: String,
+    pub(crate) served: Vec<u8>,
+    pub(crate) signatures: Value,
+    /// A Sigstore provenance bundle, listed under `dist.attestations` when not null.
+    pub(crate) attestations: Value,
 }
 
 /// The registry's signing key: its published form (`/-/npm/v1/keys`) and a signer.
@@ -95,7 +97,7 @@ fn sign(pair: &aws_lc_rs::signature::EcdsaKeyPair, keyid: &str, message: &str) -
 }
 
 /// A minimal npm registry: packuments, version documents and tarballs.
-async fn registry(packages: Vec<(String, Published)>, keys: Value) -> u16 {
+pub(crate) async fn registry(packages: Vec<(String, Published)>, keys: Value) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -109,6 +111,15 @@ async fn registry(packages: Vec<(String, Published)>, keys: Value) -> u16 {
         let base = base.clone();
         async move {
             let path = uri.path().trim_start_matches('/').to_owned();
+            for (name, p) in packages.iter() {
+                if path == format!("-/npm/v1/attestations/{name}@1.0.0") && !p.attestations.is_null() {
+                    return axum::response::IntoResponse::into_response((
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        json!({"attestations": [{"predicateType": "https://slsa.dev/provenance/v1",
+                            "bundle": p.attestations}]}).to_string(),
+                    ));
+                }
+            }
             if path == "-/npm/v1/keys" {
                 return axum::response::IntoResponse::into_response((
                     [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -116,9 +127,14 @@ async fn registry(packages: Vec<(String, Published)>, keys: Value) -> u16 {
                 ));
             }
             for (name, p) in packages.iter() {
-                let version = json!({"name": name, "version": "1.0.0", "bin": {name.as_str(): "server.js"},
+                let mut version = json!({"name": name, "version": "1.0.0", "bin": {name.as_str(): "server.js"},
                     "dist": {"tarball": format!("{base}/{name}/-/{name}-1.0.0.tgz"), "integrity": p.integrity,
                         "signatures": p.signatures}});
+                if !p.attestations.is_null() {
+                    version["dist"]["attestations"] = json!({
+                        "url": format!("{base}/-/npm/v1/attestations/{name}@1.0.0"),
+                        "provenance": {"predicateType": "https://slsa.dev/provenance/v1"}});
+                }
                 if path == *name {
                     let doc = json!({"name": name, "dist-tags": {"latest": "1.0.0"}, "versions": {"1.0.0": version}});
                     return axum::response::IntoResponse::into_response((
@@ -174,6 +190,7 @@ async fn a_package_starts_only_when_its_registry_and_its_bytes_match_the_pin() {
                     integrity: good_integrity.clone(),
                     served: good_tgz,
                     signatures: Value::Null,
+                    attestations: Value::Null,
                 },
             ),
             (
@@ -182,6 +199,7 @@ async fn a_package_starts_only_when_its_registry_and_its_bytes_match_the_pin() {
                     integrity: tampered_integrity.clone(),
                     served: altered,
                     signatures: Value::Null,
+                    attestations: Value::Null,
                 },
             ),
             (
@@ -194,6 +212,7 @@ async fn a_package_starts_only_when_its_registry_and_its_bytes_match_the_pin() {
                         "SHA256:test-registry-key",
                         &format!("{signed}@1.0.0:{signed_integrity}"),
                     ),
+                    attestations: Value::Null,
                 },
             ),
             (
@@ -206,6 +225,7 @@ async fn a_package_starts_only_when_its_registry_and_its_bytes_match_the_pin() {
                         "SHA256:test-registry-key",
                         &format!("{forged}@1.0.0:{forged_integrity}"),
                     ),
+                    attestations: Value::Null,
                 },
             ),
         ],
@@ -306,6 +326,7 @@ async fn scan_fetches_verifies_and_vets_a_package_in_the_sandbox() {
                     integrity: good_integrity.clone(),
                     served: good_tgz,
                     signatures: Value::Null,
+                    attestations: Value::Null,
                 },
             ),
             (
@@ -314,6 +335,7 @@ async fn scan_fetches_verifies_and_vets_a_package_in_the_sandbox() {
                     integrity: integrity(&bad_tgz),
                     served: altered,
                     signatures: Value::Null,
+                    attestations: Value::Null,
                 },
             ),
         ],
