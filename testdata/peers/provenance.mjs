@@ -1,9 +1,10 @@
-// Signs an npm provenance attestation with sigstore-js (the signer npm itself uses for
+// Signs provenance attestations with sigstore-js (the signer npm itself uses for
 // `npm publish --provenance`) against a Fulcio CA and a Rekor log of @sigstore/mock served
-// on loopback. Prints {trusted_root, bundle} as JSON: the trust root names that CA and log
-// the way Sigstore's public-good trust root names its own.
+// on loopback. Prints the bundles with a trust root that names that CA and log the way
+// Sigstore's public-good trust root names its own.
 //
-// usage: node provenance.mjs NAME@VERSION=SHA512_HEX…   (prints {trusted_root, bundles: [one per argument]})
+// usage: node provenance.mjs NAME@VERSION=SHA512_HEX | file:FILENAME=SHA256_HEX …
+//        (prints {trusted_root, bundles: [one per argument]})
 import http from 'node:http';
 import { createRequire } from 'node:module';
 
@@ -12,10 +13,15 @@ const mock = require('@sigstore/mock');
 const { generateKeyPair } = require('@sigstore/mock/dist/util/key');
 const sigstore = require('sigstore');
 
+// `NAME@VERSION=SHA512` attests an npm tarball; `file:FILENAME=SHA256` a PyPI release file.
 const subjects = process.argv.slice(2).map((a) => {
-  const [spec, sha512] = a.split('=');
+  const [spec, digest] = a.split('=');
+  if (spec.startsWith('file:')) {
+    return { subject: { name: spec.slice(5), digest: { sha256: digest } }, predicateType: 'https://docs.pypi.org/attestations/publish/v1' };
+  }
   const at = spec.lastIndexOf('@');
-  return { name: spec.slice(0, at), version: spec.slice(at + 1), sha512 };
+  const [name, version] = [spec.slice(0, at), spec.slice(at + 1)];
+  return { subject: { name: `pkg:npm/${name.replace('@', '%40')}@${version}`, digest: { sha512: digest } }, predicateType: 'https://slsa.dev/provenance/v1' };
 });
 
 function serve(handler) {
@@ -49,11 +55,11 @@ const token = `${b64url({ alg: 'none' })}.${b64url({
   aud: 'sigstore',
 })}.`;
 const bundles = [];
-for (const { name, version, sha512 } of subjects) {
+for (const { subject, predicateType } of subjects) {
   const statement = {
     _type: 'https://in-toto.io/Statement/v1',
-    subject: [{ name: `pkg:npm/${name.replace('@', '%40')}@${version}`, digest: { sha512 } }],
-    predicateType: 'https://slsa.dev/provenance/v1',
+    subject: [subject],
+    predicateType,
     predicate: {
       buildDefinition: { buildType: 'https://slsa-framework.github.io/github-actions-buildtypes/workflow/v1' },
       runDetails: { builder: { id: 'https://github.com/actions/runner/github-hosted' } },

@@ -1,5 +1,5 @@
-//! npm provenance: a Sigstore bundle the registry publishes for a package version
-//! (`dist.attestations`), checked offline against a Sigstore trust root (by default the
+//! Package provenance: a Sigstore bundle npm's registry publishes for a package version
+//! (`dist.attestations`), or PyPI's attestations of a release file (PEP 740), checked offline against a Sigstore trust root (by default the
 //! public-good root, `provenance/trusted_root.json`, as sigstore-python 4.5.1 ships it). A
 //! bundle is accepted when:
 //! - its signing certificate chains to one of the root's certificate authorities (Fulcio),
@@ -8,7 +8,7 @@
 //!   timestamp verifies with that log's key, and the logged entry is this envelope;
 //! - the DSSE envelope's signature verifies with the certificate's key;
 //! - the in-toto statement names this package version (`pkg:npm/NAME@VERSION`) with the
-//!   pinned tarball's sha512.
+//!   pinned tarball's sha512, or this PyPI file by name with its pinned sha256.
 //!
 //! Who built it (the certificate's workflow identity) is not matched against a policy: as
 //! with `npm audit signatures`, a verified provenance proves the tarball was attested
@@ -183,6 +183,85 @@ pub(crate) fn verify_npm(
     version: &str,
     integrity: &str,
 ) -> Result<String, String> {
+    let (statement, index) = verify_bundle(root, bundle)?;
+    let want_name = npm_purl(name, version);
+    let want_digest = integrity
+        .strip_prefix("sha512-")
+        .and_then(|b| b64(b).ok())
+        .map(hex::encode)
+        .ok_or("the pinned integrity is not sha512")?;
+    if !names(&statement, &want_name, "sha512", &want_digest) {
+        return Err(format!(
+            "the provenance does not attest {want_name} with the pinned sha512"
+        ));
+    }
+    Ok(format!(
+        "{} (log index {index})",
+        statement["predicateType"].as_str().unwrap_or("provenance")
+    ))
+}
+
+/// Checks a PyPI release file's provenance (PEP 740: attestation bundles of Sigstore-signed
+/// in-toto statements) for the file `filename` with hex `sha256`: one attestation must
+/// verify and name that file with that hash. Returns what was verified, for the log.
+pub(crate) fn verify_pypi(
+    root: &TrustRoot,
+    provenance: &Value,
+    filename: &str,
+    sha256: &str,
+) -> Result<String, String> {
+    let mut last = "the provenance holds no attestation".to_owned();
+    let attestations = provenance["attestation_bundles"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|b| b["attestations"].as_array().into_iter().flatten());
+    for a in attestations {
+        // The same parts as a Sigstore bundle, laid out as PEP 740 writes them.
+        let bundle = serde_json::json!({
+            "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+            "verificationMaterial": {
+                "certificate": {"rawBytes": a["verification_material"]["certificate"]},
+                "tlogEntries": a["verification_material"]["transparency_entries"],
+            },
+            "dsseEnvelope": {
+                "payload": a["envelope"]["statement"],
+                "payloadType": "application/vnd.in-toto+json",
+                "signatures": [{"sig": a["envelope"]["signature"]}],
+            },
+        });
+        match verify_bundle(root, &bundle) {
+            Ok((statement, index)) if names(&statement, filename, "sha256", sha256) => {
+                return Ok(format!(
+                    "{} (log index {index})",
+                    statement["predicateType"].as_str().unwrap_or("attestation")
+                ));
+            }
+            Ok(_) => last = format!("no attestation names {filename} with the pinned sha256"),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Whether an in-toto statement has the subject `name` with digest `algorithm` = `hex`.
+fn names(statement: &Value, name: &str, algorithm: &str, hex: &str) -> bool {
+    statement["subject"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|s| {
+            s["name"] == name
+                && s["digest"][algorithm]
+                    .as_str()
+                    .is_some_and(|d| d.eq_ignore_ascii_case(hex))
+        })
+}
+
+/// Verifies a Sigstore bundle holding a DSSE envelope with an in-toto statement: log
+/// promise, certificate chain at the logged time, envelope signature. Returns the statement
+/// and the log index.
+fn verify_bundle(root: &TrustRoot, bundle: &Value) -> Result<(Value, i64), String> {
     if !bundle["mediaType"]
         .as_str()
         .is_some_and(|m| m.starts_with("application/vnd.dev.sigstore.bundle"))
@@ -302,31 +381,7 @@ pub(crate) fn verify_npm(
     }
     let statement: Value =
         serde_json::from_slice(&payload).map_err(|_| "the statement is not JSON".to_owned())?;
-    let want_name = npm_purl(name, version);
-    let want_digest = integrity
-        .strip_prefix("sha512-")
-        .and_then(|b| b64(b).ok())
-        .map(hex::encode)
-        .ok_or("the pinned integrity is not sha512")?;
-    let names_it = statement["subject"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|s| {
-            s["name"] == want_name.as_str()
-                && s["digest"]["sha512"]
-                    .as_str()
-                    .is_some_and(|d| d.eq_ignore_ascii_case(&want_digest))
-        });
-    if !names_it {
-        return Err(format!(
-            "the provenance does not attest {want_name} with the pinned sha512"
-        ));
-    }
-    Ok(format!(
-        "{} (log index {index})",
-        statement["predicateType"].as_str().unwrap_or("provenance")
-    ))
+    Ok((statement, index))
 }
 
 #[cfg(test)]
@@ -414,6 +469,40 @@ mod tests {
         let mut b = f["bundle"].clone();
         b["verificationMaterial"]["tlogEntries"] = json!([]);
         assert!(check(&f["trusted_root"], &b).is_err());
+    }
+
+    #[test]
+    fn pypi_attestations_verify_for_the_file_they_name() {
+        let f = fixture();
+        let root = TrustRoot::from_json(&f["pypi_root"].to_string()).expect("root");
+        let file = "fixture_pkg-1.0.0-py3-none-any.whl";
+        let sha = hex::encode(digest::digest(&digest::SHA256, b"fixture wheel").as_ref());
+        let ok = verify_pypi(&root, &f["pypi_provenance"], file, &sha).expect("verifies");
+        assert!(
+            ok.starts_with("https://docs.pypi.org/attestations/publish/v1"),
+            "{ok}"
+        );
+        // Another file of the release, other bytes, another Sigstore, no attestation.
+        let e = verify_pypi(
+            &root,
+            &f["pypi_provenance"],
+            "fixture_pkg-1.0.0.tar.gz",
+            &sha,
+        )
+        .expect_err("other file");
+        assert!(e.contains("no attestation names"), "{e}");
+        assert!(verify_pypi(&root, &f["pypi_provenance"], file, &"0".repeat(64)).is_err());
+        let other = TrustRoot::from_json(&f["trusted_root"].to_string()).expect("root");
+        let e = verify_pypi(&other, &f["pypi_provenance"], file, &sha).expect_err("root");
+        assert!(e.contains("no entry of a trusted transparency log"), "{e}");
+        let e = verify_pypi(
+            &root,
+            &json!({"version": 1, "attestation_bundles": []}),
+            file,
+            &sha,
+        )
+        .expect_err("empty");
+        assert!(e.contains("no attestation"), "{e}");
     }
 
     #[test]

@@ -24,6 +24,13 @@ fn npm_registry(env: &[(String, String)]) -> String {
 }
 
 async fn fetch(url: &str) -> Result<Value, String> {
+    fetch_maybe(url)
+        .await?
+        .ok_or_else(|| "the registry answered HTTP 404".to_owned())
+}
+
+/// A registry document, or `None` when the registry has none (404).
+async fn fetch_maybe(url: &str) -> Result<Option<Value>, String> {
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(20))
@@ -35,6 +42,9 @@ async fn fetch(url: &str) -> Result<Value, String> {
         .send()
         .await
         .map_err(|e| format!("the registry did not answer: {}", e.without_url()))?;
+    if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
     if !resp.status().is_success() {
         return Err(format!(
             "the registry answered HTTP {}",
@@ -48,7 +58,9 @@ async fn fetch(url: &str) -> Result<Value, String> {
             return Err("the registry's answer is too large".into());
         }
     }
-    serde_json::from_slice(&body).map_err(|_| "the registry's answer is not JSON".into())
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|_| "the registry's answer is not JSON".into())
 }
 
 /// Whether one `dist.signatures` entry verifies over `message` with the key the registry
@@ -115,14 +127,7 @@ async fn npm_provenance(p: &PinnedPackage, base: &str, version: &Value) -> Resul
             p.name, p.version
         ));
     }
-    let root = match &p.trusted_root {
-        None => super::provenance::TrustRoot::public_good()?,
-        Some(f) => {
-            let text = std::fs::read_to_string(f)
-                .map_err(|e| format!("provenance.trusted_root {}: {e}", f.display()))?;
-            super::provenance::TrustRoot::from_json(&text)?
-        }
-    };
+    let root = trust_root(p)?;
     let listed = fetch(url).await?;
     let bundle = listed["attestations"]
         .as_array()
@@ -149,6 +154,40 @@ async fn npm_provenance(p: &PinnedPackage, base: &str, version: &Value) -> Resul
         })?;
     tracing::info!(package = %p.name, version = %p.version, "provenance verified: {what}");
     Ok(())
+}
+
+/// Verifies the attestations PyPI publishes for the pinned file (PEP 740, its integrity
+/// API); without any, passes unless provenance is required.
+async fn pypi_provenance(p: &PinnedPackage, file: &str, sha256: &str) -> Result<(), String> {
+    let url = format!(
+        "https://pypi.org/integrity/{}/{}/{file}/provenance",
+        p.name, p.version
+    );
+    let Some(provenance) = fetch_maybe(&url).await? else {
+        return if p.require_provenance {
+            Err(format!(
+                "{file} has no published provenance, and provenance.required is set"
+            ))
+        } else {
+            Ok(())
+        };
+    };
+    let what = super::provenance::verify_pypi(&trust_root(p)?, &provenance, file, sha256)
+        .map_err(|e| format!("the provenance of {file} does not verify: {e}"))?;
+    tracing::info!(package = %p.name, version = %p.version, "provenance verified: {what}");
+    Ok(())
+}
+
+/// The trust root provenance is checked against: the configured file, else the built-in one.
+fn trust_root(p: &PinnedPackage) -> Result<super::provenance::TrustRoot, String> {
+    match &p.trusted_root {
+        None => super::provenance::TrustRoot::public_good(),
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| format!("provenance.trusted_root {}: {e}", f.display()))?;
+            super::provenance::TrustRoot::from_json(&text)
+        }
+    }
 }
 
 /// Checks `p` against its registry (`env` is the child's environment).
@@ -198,19 +237,20 @@ pub(crate) async fn verify(p: &PinnedPackage, env: &[(String, String)]) -> Resul
             let url = format!("https://pypi.org/pypi/{}/{}/json", p.name, p.version);
             let v = fetch(&url).await?;
             let want = p.integrity.trim_start_matches("sha256:");
-            let listed = v["urls"]
+            let file = v["urls"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter_map(|f| f.pointer("/digests/sha256").and_then(Value::as_str));
-            if listed.into_iter().any(|h| h.eq_ignore_ascii_case(want)) {
-                Ok(())
-            } else {
-                Err(format!(
-                    "no file of {}=={} has the pinned sha256",
-                    p.name, p.version
-                ))
-            }
+                .find(|f| {
+                    f.pointer("/digests/sha256")
+                        .and_then(Value::as_str)
+                        .is_some_and(|h| h.eq_ignore_ascii_case(want))
+                })
+                .and_then(|f| f["filename"].as_str())
+                .ok_or_else(|| {
+                    format!("no file of {}=={} has the pinned sha256", p.name, p.version)
+                })?;
+            pypi_provenance(p, file, want).await
         }
     }
 }
