@@ -67,17 +67,12 @@ impl Egress {
         events: mpsc::UnboundedSender<UpstreamEvent>,
     ) -> std::io::Result<Egress> {
         use std::os::unix::fs::DirBuilderExt;
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        // `create` fails on a path that exists: a directory planted by someone else is
-        // never used.
-        let dir = std::env::temp_dir().join(format!(
-            "gatehouse-egress-{}-{}-{nanos:x}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
+        // An unguessable name: a confined server runs as the gateway's user, and another
+        // server's proxy (another allowlist) must not be found by trying names. `create`
+        // fails on a path that exists: a directory planted by someone else is never used.
+        let mut name = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut name).map_err(|_| std::io::Error::other("no randomness"))?;
+        let dir = std::env::temp_dir().join(format!("gatehouse-egress-{}", hex::encode(name)));
         std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
         let socket = dir.join("proxy.sock");
         let listener = UnixListener::bind(&socket)?;
