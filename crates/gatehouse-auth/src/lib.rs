@@ -10,6 +10,7 @@ mod introspect;
 mod issuer;
 mod jwks;
 mod principal;
+mod secret_ref;
 mod secrets;
 mod upstream;
 mod vault;

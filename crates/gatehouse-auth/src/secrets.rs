@@ -167,6 +167,24 @@ impl LocalSecrets {
     }
 }
 
+impl crate::secret_ref::SecretRef {
+    /// The secret's value. Errors name the reference, never the value. `store` is the local
+    /// secret store, needed for `secret:` and `vault:` references.
+    pub fn resolve(&self, store: Option<&LocalSecrets>) -> Result<String, String> {
+        use crate::secret_ref::SecretRef;
+        match self {
+            SecretRef::Store(name) => store
+                .ok_or_else(|| format!("secret:{name} needs the secrets store"))?
+                .get(name),
+            SecretRef::Vault { path, field } => store
+                .and_then(LocalSecrets::vault)
+                .ok_or_else(|| format!("vault:{path}#{field} needs the vault section"))?
+                .get(path, field),
+            SecretRef::Env(_) | SecretRef::File(_) => self.resolve_plain(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use base64::Engine;

@@ -4,86 +4,14 @@
 //! the user, the gateway as actor). Tokens are cached until shortly before they expire;
 //! secrets are given by reference.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
 use crate::error::AuthError;
+pub use crate::secret_ref::SecretRef;
 use crate::secrets::LocalSecrets;
-
-/// Where a secret comes from. Secrets are never written in the config itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretRef {
-    /// `env:NAME`
-    Env(String),
-    /// `file:/path` — read at each use, so a rotated file takes effect without a restart.
-    File(PathBuf),
-    /// `secret:NAME` — from the encrypted local secret store (`gatehouse secrets set`).
-    Store(String),
-    /// `vault:PATH#FIELD` — a field of a Vault KV secret (`secret/data/app#password` for KV v2).
-    Vault { path: String, field: String },
-}
-
-const MAX_SECRET_BYTES: u64 = 64 * 1024;
-
-impl SecretRef {
-    pub fn parse(s: &str) -> Result<SecretRef, String> {
-        if let Some(name) = s.strip_prefix("env:").filter(|n| !n.is_empty()) {
-            return Ok(SecretRef::Env(name.to_owned()));
-        }
-        if let Some(path) = s.strip_prefix("file:").filter(|p| !p.is_empty()) {
-            return Ok(SecretRef::File(PathBuf::from(path)));
-        }
-        if let Some(name) = s.strip_prefix("secret:").filter(|n| !n.is_empty()) {
-            return Ok(SecretRef::Store(name.to_owned()));
-        }
-        if let Some(rest) = s.strip_prefix("vault:") {
-            return match rest.split_once('#') {
-                Some((path, field))
-                    if crate::vault::valid_path(path)
-                        && !field.is_empty()
-                        && field.len() <= 256 =>
-                {
-                    Ok(SecretRef::Vault {
-                        path: path.to_owned(),
-                        field: field.to_owned(),
-                    })
-                }
-                _ => Err("a Vault reference is `vault:PATH#FIELD`, e.g. `vault:secret/data/gatehouse#client_secret`".into()),
-            };
-        }
-        Err("secrets are references: `env:NAME`, `file:/path`, `secret:NAME` or `vault:PATH#FIELD`, never the secret itself".into())
-    }
-
-    /// The secret's value. Errors name the reference, never the value. `store` is the local
-    /// secret store, needed for `secret:` references.
-    pub fn resolve(&self, store: Option<&LocalSecrets>) -> Result<String, String> {
-        match self {
-            SecretRef::Store(name) => store
-                .ok_or_else(|| format!("secret:{name} needs the secrets store"))?
-                .get(name),
-            SecretRef::Vault { path, field } => store
-                .and_then(LocalSecrets::vault)
-                .ok_or_else(|| format!("vault:{path}#{field} needs the vault section"))?
-                .get(path, field),
-            SecretRef::Env(name) => {
-                std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
-            }
-            SecretRef::File(path) => {
-                use std::io::Read;
-                let f =
-                    std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-                let mut s = String::new();
-                f.take(MAX_SECRET_BYTES)
-                    .read_to_string(&mut s)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                Ok(s.trim_end_matches(['\n', '\r']).to_owned())
-            }
-        }
-    }
-}
 
 /// Client-credentials settings for one upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::upstream::SecretRef;
+use crate::secret_ref::SecretRef;
 
 /// Where Vault is and how the gateway signs in to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,20 +43,6 @@ impl std::fmt::Debug for Vault {
             .field("address", &self.cfg.address)
             .finish()
     }
-}
-
-/// A path as Vault's API takes it: segments of `[A-Za-z0-9_.-]`, no `..`.
-pub(crate) fn valid_path(p: &str) -> bool {
-    !p.is_empty()
-        && p.len() <= 512
-        && p.split('/').all(|seg| {
-            !seg.is_empty()
-                && seg != ".."
-                && seg != "."
-                && seg
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-        })
 }
 
 impl Vault {
@@ -98,7 +84,7 @@ impl Vault {
     /// Reads a path on a thread of its own with its own small runtime: references are
     /// resolved from synchronous code, some of it running on async workers.
     fn read(&self, path: &str) -> Result<Fields, String> {
-        let token = self.cfg.token.resolve(None)?;
+        let token = self.cfg.token.resolve_plain()?;
         let url = format!("{}/v1/{path}", self.cfg.address.trim_end_matches('/'));
         let namespace = self.cfg.namespace.clone();
         let body = std::thread::scope(|s| {
@@ -271,7 +257,9 @@ mod tests {
 
     #[test]
     fn paths_cannot_climb_or_carry_queries() {
-        assert!(valid_path("secret/data/gatehouse/idp"));
+        assert!(crate::secret_ref::vault_path_ok(
+            "secret/data/gatehouse/idp"
+        ));
         for bad in [
             "",
             "secret/../sys/seal",
@@ -280,7 +268,7 @@ mod tests {
             "/secret",
             "a b",
         ] {
-            assert!(!valid_path(bad), "{bad}");
+            assert!(!crate::secret_ref::vault_path_ok(bad), "{bad}");
         }
     }
 }
