@@ -8,7 +8,20 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::error::AuthError;
-use crate::issuer::{Claims, IssuerTrust, now};
+use crate::wire::now;
+
+/// An issuer's opaque tokens are checked at the issuer's introspection endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerTrust {
+    pub client_id: String,
+    pub client_secret: String,
+    /// Overrides the endpoint from discovery.
+    pub endpoint: Option<String>,
+    pub cache_ttl: Duration,
+}
+
+/// A cached check result: the claims the endpoint returned.
+pub(crate) type Claims = serde_json::Map<String, Value>;
 
 /// Active tokens remembered.
 const ACTIVE_CAP: u64 = 10_000;

@@ -12,10 +12,22 @@ use serde_json::{Map, Value};
 
 use crate::error::AuthError;
 use crate::introspect::Introspector;
+pub use crate::introspect::IssuerTrust;
 use crate::jwks::Jwks;
 use crate::principal::{AuthMethod, Principal, PrincipalKind};
 pub use crate::wire::{client_basic, client_basic_decode};
 pub(crate) use crate::wire::{get_bounded, now, sha256};
+
+/// The gateway's own tokens as the authorization-server façade checks them: how the
+/// authenticator accepts them without depending on the façade.
+pub(crate) trait OwnTokenCheck: Send + Sync {
+    /// The `iss` of the gateway's tokens.
+    fn issuer(&self) -> &str;
+    /// The principal, `exp`, and the refresh family the token belongs to.
+    fn verify(&self, token: &str) -> Result<(Principal, u64, String), AuthError>;
+    /// Whether that family is still live (not revoked by a refresh replay or a sign-out).
+    fn family_live(&self, family: &str) -> bool;
+}
 
 /// Which claims carry what. Defaults suit most providers; see docs/identity.md.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,16 +50,6 @@ impl Default for ClaimMap {
             attributes: Vec::new(),
         }
     }
-}
-
-/// Opaque tokens are checked at the issuer's introspection endpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IssuerTrust {
-    pub client_id: String,
-    pub client_secret: String,
-    /// Overrides the endpoint from discovery.
-    pub endpoint: Option<String>,
-    pub cache_ttl: Duration,
 }
 
 /// One trusted issuer, validated from config.
@@ -89,7 +91,7 @@ struct IssuerState {
 pub struct Authenticator {
     issuers: Vec<IssuerState>,
     /// The gateway's own tokens, when it runs the authorization-server façade.
-    own: Option<std::sync::Arc<crate::facade::OwnTokens>>,
+    own: Option<std::sync::Arc<dyn OwnTokenCheck>>,
     client: reqwest::Client,
     /// Verified JWTs by SHA-256 (the token itself is never kept). Bounded with TinyLFU
     /// admission: a flood of new tokens cannot flush the ones in steady use. Only verified
@@ -168,9 +170,10 @@ impl Authenticator {
         }
     }
 
-    /// Accepts the tokens the gateway's authorization server issues.
-    pub fn with_own_tokens(mut self, server: &crate::facade::AuthorizationServer) -> Self {
-        self.own = Some(server.own_tokens());
+    /// Accepts the gateway's own tokens, checked by `own` (the authorization-server
+    /// façade's `with_own_tokens` hands its checker over).
+    pub(crate) fn accepting_own(mut self, own: std::sync::Arc<dyn OwnTokenCheck>) -> Self {
+        self.own = Some(own);
         self
     }
 
@@ -602,9 +605,6 @@ fn principal(
         limits: None,
     })
 }
-
-/// For the introspection module: a cached check result.
-pub(crate) type Claims = Map<String, Value>;
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -3,7 +3,6 @@
 //! at once; every failure is a typed [`AuthError`] that the edge maps to 401 or 403.
 
 mod apikey;
-mod consent;
 mod error;
 mod facade;
 mod introspect;
@@ -17,8 +16,8 @@ mod vault;
 mod wire;
 
 pub use apikey::{ApiKeys, KEY_PREFIX, KeySpec, NewKey};
-pub use consent::{UpstreamCredential, UpstreamOAuth};
 pub use error::AuthError;
+pub use facade::consent::{UpstreamCredential, UpstreamOAuth};
 pub use facade::{
     AuthorizationServer, ClientMetadataConfig, CutOff, FacadeConfig, FacadeEvent, JWT_BEARER,
     LoginConfig, OAuthError, Params, Step, redirect_allowed, valid_allow_entry,

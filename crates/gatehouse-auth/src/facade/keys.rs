@@ -128,11 +128,21 @@ pub(crate) struct OwnTokens {
     pub(super) families: Mutex<HashMap<String, (bool, Instant)>>,
 }
 
-impl OwnTokens {
-    pub(crate) fn issuer(&self) -> &str {
+impl crate::issuer::OwnTokenCheck for OwnTokens {
+    fn issuer(&self) -> &str {
         &self.issuer
     }
 
+    fn verify(&self, token: &str) -> Result<(Principal, u64, String), AuthError> {
+        OwnTokens::verify(self, token)
+    }
+
+    fn family_live(&self, family: &str) -> bool {
+        OwnTokens::family_live(self, family)
+    }
+}
+
+impl OwnTokens {
     /// A family's refresh tokens were revoked (a replay, or `/revoke`): its access tokens
     /// stop working too. Known at once on this replica, within seconds on the others.
     pub(crate) fn family_live(&self, family: &str) -> bool {

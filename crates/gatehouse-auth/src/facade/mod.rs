@@ -23,11 +23,19 @@ use crate::upstream::SecretRef;
 use crate::wire::{form_encode, now, read_limited, sha256};
 
 mod cimd;
+pub(crate) mod consent;
 mod console;
 mod keys;
 mod register;
 pub use cimd::ClientMetadataConfig;
 pub use register::{redirect_allowed, valid_allow_entry};
+impl Authenticator {
+    /// Accepts the tokens the gateway's authorization server issues.
+    pub fn with_own_tokens(self, server: &AuthorizationServer) -> Self {
+        self.accepting_own(server.own_tokens())
+    }
+}
+
 #[cfg(test)]
 mod tests;
 mod token;
@@ -75,7 +83,7 @@ pub struct FacadeConfig {
     /// AES-256-GCM key (32 bytes, base64) sealing users' upstream tokens.
     pub token_key: Option<SecretRef>,
     /// Upstreams called with each user's own token, obtained through consent.
-    pub upstreams: Vec<crate::consent::UpstreamOAuth>,
+    pub upstreams: Vec<consent::UpstreamOAuth>,
     /// PostgreSQL for the façade's state (shared by replicas); `None`: the store file.
     pub postgres: Option<String>,
     /// Client ids that are URLs of metadata documents; `None`: registration only.
@@ -251,7 +259,7 @@ impl AuthorizationServer {
     ) -> Result<AuthorizationServer, String> {
         let signer = Signer::load_or_create(cfg.signing_key.as_deref().unwrap_or(default_key))?;
         let sealer = match (&cfg.token_key, cfg.upstreams.is_empty()) {
-            (Some(k), _) => Some(crate::consent::sealing_key(k, secrets.as_deref())?),
+            (Some(k), _) => Some(consent::sealing_key(k, secrets.as_deref())?),
             (None, true) => None,
             (None, false) => return Err("per-user upstream OAuth needs token_key".into()),
         };

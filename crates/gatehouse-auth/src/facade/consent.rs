@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use gatehouse_store::PendingLogin;
 use serde_json::{Value, json};
 
-use crate::facade::{
+use super::{
     AuthorizationServer, FacadeEvent, LOGIN_TTL, Params, Step, client_redirect, digest,
     random_token, s256,
 };
