@@ -27,8 +27,10 @@ pub struct ModelError(pub String);
 /// A loaded model.
 pub struct Classifier {
     bits: u32,
-    /// Embedding rows: `1 << bits` rows of `hidden` signed bytes, times `scale`.
-    embedding: Vec<i8>,
+    /// Embedding rows: `1 << bits` rows of `hidden` signed bytes (stored as their bit
+    /// patterns), times `scale`. The built-in model's table is read in place from the
+    /// binary, not copied to the heap.
+    embedding: std::borrow::Cow<'static, [u8]>,
     scale: f32,
     hidden_bias: Vec<f32>,
     output: Vec<f32>,
@@ -395,7 +397,7 @@ pub fn chunks(text: &str) -> Vec<(usize, usize)> {
 
 impl Classifier {
     pub fn builtin() -> Result<Classifier, ModelError> {
-        Classifier::from_bytes(BUILTIN)
+        Classifier::parse(BUILTIN, std::borrow::Cow::Borrowed)
     }
 
     pub fn load(path: &std::path::Path) -> Result<Classifier, ModelError> {
@@ -407,6 +409,14 @@ impl Classifier {
     /// u32, f32), then `h` hidden biases, `h` output weights and the output bias (f32), then
     /// the embedding table, one signed byte per weight, row by row.
     pub fn from_bytes(b: &[u8]) -> Result<Classifier, ModelError> {
+        Classifier::parse(b, |t| std::borrow::Cow::Owned(t.to_vec()))
+    }
+
+    /// Reads a model file; `table` keeps the embedding table (borrowed or copied).
+    fn parse<'a>(
+        b: &'a [u8],
+        table: impl FnOnce(&'a [u8]) -> std::borrow::Cow<'static, [u8]>,
+    ) -> Result<Classifier, ModelError> {
         if b.len() < HEADER || &b[..4] != MAGIC {
             return Err(ModelError("not a Gatehouse classifier (GHC2)".into()));
         }
@@ -434,7 +444,7 @@ impl Classifier {
         }
         Ok(Classifier {
             bits,
-            embedding: b[HEADER + dense..].iter().map(|&x| x as i8).collect(),
+            embedding: table(&b[HEADER + dense..]),
             scale,
             hidden_bias: floats[..hidden].to_vec(),
             output: floats[hidden..2 * hidden].to_vec(),
@@ -456,7 +466,7 @@ impl Classifier {
         for &i in f {
             let row = &self.embedding[i as usize * h..(i as usize + 1) * h];
             for (a, &w) in acc.iter_mut().zip(row) {
-                *a += i32::from(w);
+                *a += i32::from(w.cast_signed());
             }
         }
         // Averaged by the square root of the count, as in training: long and short texts
