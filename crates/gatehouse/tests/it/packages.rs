@@ -96,6 +96,20 @@ fn sign(pair: &aws_lc_rs::signature::EcdsaKeyPair, keyid: &str, message: &str) -
     json!([{"keyid": keyid, "sig": base64::engine::general_purpose::STANDARD.encode(sig.as_ref())}])
 }
 
+/// A config's `upstreams` entry running `name@1.0.0` with `npx` from the test registry.
+pub(crate) fn npx_upstream(
+    short: &str,
+    name: &str,
+    pin: &str,
+    port: u16,
+    cache: &std::path::Path,
+) -> String {
+    format!(
+        "  {short}:\n    command: npx\n    args: [-y, '{name}@1.0.0']\n    integrity: '{pin}'\n    env: {{npm_config_registry: 'http://127.0.0.1:{port}/', npm_config_cache: '{cache}', npm_config_update_notifier: 'false', npm_config_audit: 'false', npm_config_fund: 'false'}}\n",
+        cache = cache.display(),
+    )
+}
+
 /// A minimal npm registry: packuments, version documents and tarballs.
 pub(crate) async fn registry(packages: Vec<(String, Published)>, keys: Value) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -234,21 +248,18 @@ async fn a_package_starts_only_when_its_registry_and_its_bytes_match_the_pin() {
     .await;
     let other = integrity(b"some other package");
     let upstream = |name: &str, pin: &str| {
-        format!(
-            "  {short}:\n    command: npx\n    args: [-y, '{name}@1.0.0']\n    integrity: '{pin}'\n    env: {{npm_config_registry: 'http://127.0.0.1:{port}/', npm_config_cache: '{cache}', npm_config_update_notifier: 'false', npm_config_audit: 'false', npm_config_fund: 'false'}}\n",
-            short = if name == good && pin == good_integrity {
-                "good"
-            } else if name == good {
-                "contradicted"
-            } else if name == signed {
-                "signed"
-            } else if name == forged {
-                "forged"
-            } else {
-                "tampered"
-            },
-            cache = dir.join("npm-cache").display(),
-        )
+        let short = if name == good && pin == good_integrity {
+            "good"
+        } else if name == good {
+            "contradicted"
+        } else if name == signed {
+            "signed"
+        } else if name == forged {
+            "forged"
+        } else {
+            "tampered"
+        };
+        npx_upstream(short, name, pin, port, &dir.join("npm-cache"))
     };
     let yaml = format!(
         "dev_mode: true\nupstreams:\n{}{}{}{}{}",

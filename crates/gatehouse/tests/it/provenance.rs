@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::process::Command;
 
 use crate::common::{Mcp, free_port, last_json, peers, run_ok};
-use crate::packages::{Published, integrity, registry, tarball};
+use crate::packages::{Published, integrity, npx_upstream, registry, tarball};
 
 /// The hex sha512 npm provenance names a tarball by.
 fn sha512_hex(bytes: &[u8]) -> String {
@@ -98,18 +98,17 @@ async fn provenance_is_verified_where_the_registry_publishes_it() {
         .collect::<Vec<_>>();
     let pins: Vec<String> = published.iter().map(|(_, p)| p.integrity.clone()).collect();
     let port = registry(published, json!([])).await;
-    let upstreams: String = ["attested", "misattested", "altered", "stranger", "unattested"]
-        .iter()
-        .enumerate()
-        .map(|(i, short)| {
-            format!(
-                "  {short}:\n    command: npx\n    args: [-y, '{name}@1.0.0']\n    integrity: '{pin}'\n    env: {{npm_config_registry: 'http://127.0.0.1:{port}/', npm_config_cache: '{cache}', npm_config_update_notifier: 'false', npm_config_audit: 'false', npm_config_fund: 'false'}}\n",
-                name = names[i],
-                pin = pins[i],
-                cache = dir.join("npm-cache").display(),
-            )
-        })
-        .collect();
+    let upstreams: String = [
+        "attested",
+        "misattested",
+        "altered",
+        "stranger",
+        "unattested",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, short)| npx_upstream(short, &names[i], &pins[i], port, &dir.join("npm-cache")))
+    .collect();
     let yaml = format!(
         "dev_mode: true\nprovenance: {{trusted_root: '{}', required: true}}\nupstreams:\n{upstreams}",
         root_file.display()

@@ -10,7 +10,7 @@ use std::process::Stdio;
 use serde_json::{Value, json};
 use tokio::process::Command;
 
-use crate::common::{Mcp, free_port, gatehouse_bin, python, repo, serve_config};
+use crate::common::{Mcp, audit_records, free_port, gatehouse_bin, python, repo, serve_config};
 
 /// `sys.prefix` and `sys.base_prefix` of the test Python: what it must be able to read.
 async fn python_prefixes() -> Vec<String> {
@@ -151,16 +151,9 @@ upstreams:
     );
 
     // Every attempt is in the audit record.
-    let out = Command::new(gatehouse_bin())
-        .args(["audit", "--config"])
-        .arg(&cfg)
-        .args(["query", "--limit", "10000"])
-        .output()
+    let calls = audit_records(&cfg)
         .await
-        .expect("audit");
-    let calls = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .into_iter()
         .filter(|v| {
             v["event"]["method"] == "tools/call"
                 && v["event"]["target"]
@@ -331,16 +324,9 @@ upstreams:
     assert!(r.starts_with("fetched 200"), "{r}");
 
     // Each attempt through the proxy is audited, allowed or refused.
-    let out = Command::new(gatehouse_bin())
-        .args(["audit", "--config"])
-        .arg(&cfg)
-        .args(["query", "--limit", "10000"])
-        .output()
+    let egress: Vec<(String, String)> = audit_records(&cfg)
         .await
-        .expect("audit");
-    let egress: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .into_iter()
         .filter(|v| v["event"]["kind"] == "egress" && v["event"]["upstream"] == "hostile")
         .map(|v| {
             (

@@ -436,6 +436,22 @@ pub async fn run_ok(cmd: &mut Command, secs: u64) -> String {
 }
 
 /// The last line of a peer script's output, as JSON.
+/// Every audit record the gateway of `config` has written (`gatehouse audit query`), each
+/// as the CLI prints it (`{"event": …, …}`).
+pub async fn audit_records(config: &Path) -> Vec<Value> {
+    let out = Command::new(gatehouse_bin())
+        .args(["audit", "--config"])
+        .arg(config)
+        .args(["query", "--limit", "10000"])
+        .output()
+        .await
+        .expect("audit");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect()
+}
+
 pub fn last_json(stdout: &str) -> Value {
     let line = stdout
         .lines()
