@@ -284,12 +284,10 @@ fn build(
         SandboxNetwork::Hosts(_) => &[super::egress::RELAY_PORT],
         SandboxNetwork::None | SandboxNetwork::Host => &[],
     };
-    {
-        for port in ports {
-            created = created
-                .add_rule(NetPort::new(*port, AccessNet::ConnectTcp))
-                .map_err(|e| refused("Landlock (ports)", &e))?;
-        }
+    for port in ports {
+        created = created
+            .add_rule(NetPort::new(*port, AccessNet::ConnectTcp))
+            .map_err(|e| refused("Landlock (ports)", &e))?;
     }
     let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> =
         DENIED_SYSCALLS.iter().map(|s| (*s, Vec::new())).collect();
