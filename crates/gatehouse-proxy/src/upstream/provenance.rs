@@ -43,16 +43,78 @@ fn b64(s: &str) -> Result<Vec<u8>, String> {
         .map_err(|_| "malformed base64 in the bundle".to_owned())
 }
 
-/// A transparency log the trust root names: its id and P-256 key.
+/// A transparency log the trust root names: its id, P-256 key and the time it was trusted.
 struct Log {
     id: Vec<u8>,
     point: Vec<u8>,
+    valid: Window,
+}
+
+/// A certificate authority the trust root names: its root, its intermediates, and the time
+/// it issued certificates (a retired CA signs nothing logged after its end).
+struct Authority {
+    anchor: TrustAnchor<'static>,
+    intermediates: Vec<CertificateDer<'static>>,
+    valid: Window,
+}
+
+/// A trust root entry's `validFor`, in seconds since the epoch; no end: still in use.
+#[derive(Clone, Copy)]
+struct Window {
+    start: u64,
+    end: Option<u64>,
+}
+
+impl Window {
+    /// Reads `validFor` (`{start, end?}` as RFC 3339 UTC times); absent: always.
+    fn of(v: &Value) -> Result<Window, String> {
+        let at = |k: &str| -> Result<Option<u64>, String> {
+            match v["validFor"][k].as_str() {
+                None => Ok(None),
+                Some(t) => rfc3339_secs(t)
+                    .map(Some)
+                    .ok_or_else(|| format!("trust root: unreadable time `{t}`")),
+            }
+        };
+        Ok(Window {
+            start: at("start")?.unwrap_or(0),
+            end: at("end")?,
+        })
+    }
+
+    fn contains(self, t: u64) -> bool {
+        t >= self.start && self.end.is_none_or(|e| t <= e)
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fraction]Z` as seconds since the epoch (the fraction dropped).
+fn rfc3339_secs(t: &str) -> Option<u64> {
+    let t = t.strip_suffix('Z')?;
+    let (date, time) = t.split_once('T')?;
+    let time = time.split('.').next()?;
+    let num = |s: &str| s.parse::<i64>().ok();
+    let d: Vec<i64> = date.split('-').map(num).collect::<Option<_>>()?;
+    let h: Vec<i64> = time.split(':').map(num).collect::<Option<_>>()?;
+    let ([y, m, day], [hh, mm, ss]) = (d.as_slice(), h.as_slice()) else {
+        return None;
+    };
+    if !(1..=12).contains(m) || !(1..=31).contains(day) || *hh > 23 || *mm > 59 || *ss > 60 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if *m <= 2 { y - 1 } else { *y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
 }
 
 /// The certificate authorities and transparency logs a bundle must chain to.
 pub(crate) struct TrustRoot {
-    anchors: Vec<TrustAnchor<'static>>,
-    intermediates: Vec<CertificateDer<'static>>,
+    authorities: Vec<Authority>,
     logs: Vec<Log>,
 }
 
@@ -65,8 +127,7 @@ impl TrustRoot {
     /// A `trusted_root.json` (Sigstore's `TrustedRoot` message).
     pub(crate) fn from_json(text: &str) -> Result<TrustRoot, String> {
         let v: Value = serde_json::from_str(text).map_err(|e| format!("trust root: {e}"))?;
-        let mut anchors = Vec::new();
-        let mut intermediates = Vec::new();
+        let mut authorities = Vec::new();
         for ca in v["certificateAuthorities"].as_array().into_iter().flatten() {
             let certs: Vec<Vec<u8>> = ca["certChain"]["certificates"]
                 .as_array()
@@ -82,8 +143,11 @@ impl TrustRoot {
             let anchor = webpki::anchor_from_trusted_cert(&der)
                 .map_err(|e| format!("trust root: certificate authority: {e:?}"))?
                 .to_owned();
-            anchors.push(anchor);
-            intermediates.extend(rest.iter().cloned().map(CertificateDer::from));
+            authorities.push(Authority {
+                anchor,
+                intermediates: rest.iter().cloned().map(CertificateDer::from).collect(),
+                valid: Window::of(ca)?,
+            });
         }
         let mut logs = Vec::new();
         for t in v["tlogs"].as_array().into_iter().flatten() {
@@ -105,16 +169,13 @@ impl TrustRoot {
             logs.push(Log {
                 id: b64(id)?,
                 point,
+                valid: Window::of(&t["publicKey"])?,
             });
         }
-        if anchors.is_empty() || logs.is_empty() {
+        if authorities.is_empty() || logs.is_empty() {
             return Err("trust root: no certificate authority or no transparency log".into());
         }
-        Ok(TrustRoot {
-            anchors,
-            intermediates,
-            logs,
-        })
+        Ok(TrustRoot { authorities, logs })
     }
 }
 
@@ -335,6 +396,10 @@ fn verify_bundle(root: &TrustRoot, bundle: &Value) -> Result<(Value, i64), Strin
         if !body_matches(&body, payload_b64, &payload, sig_b64) {
             return Err("the transparency log recorded another envelope".into());
         }
+        // A log trusted only for a period vouches for nothing it says it logged outside it.
+        if !u64::try_from(time).is_ok_and(|t| log.valid.contains(t)) {
+            return Err("the transparency log was not trusted at the time it gives".into());
+        }
         logged = Some((time, index));
         break;
     }
@@ -344,11 +409,20 @@ fn verify_bundle(root: &TrustRoot, bundle: &Value) -> Result<(Value, i64), Strin
     // The certificate, at the time the log recorded the signature.
     let ee = webpki::EndEntityCert::try_from(&leaf)
         .map_err(|e| format!("the signing certificate is unreadable: {e:?}"))?;
-    let mut intermediates = root.intermediates.clone();
+    let secs = u64::try_from(time).map_err(|_| "a negative log time")?;
+    // Only the authorities that were issuing at that time.
+    let current: Vec<&Authority> = root
+        .authorities
+        .iter()
+        .filter(|a| a.valid.contains(secs))
+        .collect();
+    let anchors: Vec<TrustAnchor<'static>> = current.iter().map(|a| a.anchor.clone()).collect();
+    let mut intermediates: Vec<CertificateDer<'static>> = current
+        .iter()
+        .flat_map(|a| a.intermediates.iter().cloned())
+        .collect();
     intermediates.extend(chain.into_iter().map(CertificateDer::from));
-    let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-        u64::try_from(time).map_err(|_| "a negative log time")?,
-    ));
+    let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs));
     let algs = [
         webpki::aws_lc_rs::ECDSA_P256_SHA256,
         webpki::aws_lc_rs::ECDSA_P256_SHA384,
@@ -357,7 +431,7 @@ fn verify_bundle(root: &TrustRoot, bundle: &Value) -> Result<(Value, i64), Strin
     ];
     ee.verify_for_usage(
         &algs,
-        &root.anchors,
+        &anchors,
         &intermediates,
         at,
         KeyUsage::required(CODE_SIGNING),
@@ -392,8 +466,14 @@ mod tests {
     #[test]
     fn the_public_good_root_is_read() {
         let root = TrustRoot::public_good().expect("root");
-        assert_eq!(root.anchors.len(), 2, "Fulcio's two roots");
-        assert_eq!(root.intermediates.len(), 1, "and its intermediate");
+        assert_eq!(root.authorities.len(), 2, "Fulcio's two roots");
+        let intermediates: usize = root.authorities.iter().map(|a| a.intermediates.len()).sum();
+        assert_eq!(intermediates, 1, "and its intermediate");
+        // The first Fulcio root was retired at the end of 2022.
+        assert_eq!(root.authorities[0].valid.end, Some(1_672_531_199));
+        assert_eq!(rfc3339_secs("2021-03-07T03:20:29Z"), Some(1_615_087_229));
+        assert_eq!(rfc3339_secs("1970-01-01T00:00:00Z"), Some(0));
+        assert!(rfc3339_secs("2021-13-07T03:20:29Z").is_none());
         assert_eq!(root.logs.len(), 1, "Rekor's P-256 log");
     }
 
@@ -447,6 +527,17 @@ mod tests {
         root["certificateAuthorities"] = f["other_root"]["certificateAuthorities"].clone();
         let e = check(&root, &f["bundle"]).expect_err("foreign CA");
         assert!(e.contains("does not chain"), "{e}");
+        // The right CA and log, each trusted only for a period the signature falls outside.
+        let mut root = f["trusted_root"].clone();
+        root["certificateAuthorities"][0]["validFor"] =
+            json!({"start": "2000-01-01T00:00:00Z", "end": "2001-01-01T00:00:00Z"});
+        let e = check(&root, &f["bundle"]).expect_err("retired CA");
+        assert!(e.contains("does not chain"), "{e}");
+        let mut root = f["trusted_root"].clone();
+        root["tlogs"][0]["publicKey"]["validFor"] =
+            json!({"start": "2000-01-01T00:00:00Z", "end": "2001-01-01T00:00:00Z"});
+        let e = check(&root, &f["bundle"]).expect_err("retired log");
+        assert!(e.contains("not trusted at the time"), "{e}");
         // A promise the log did not sign.
         let mut b = f["bundle"].clone();
         let entry = &mut b["verificationMaterial"]["tlogEntries"][0];
