@@ -16,7 +16,7 @@ mod vault;
 mod wire;
 
 pub use apikey::{ApiKeys, KEY_PREFIX, KeySpec, NewKey};
-pub use error::AuthError;
+pub use error::{AuthError, bearer};
 pub use facade::consent::{UpstreamCredential, UpstreamOAuth};
 pub use facade::{
     AuthorizationServer, ClientMetadataConfig, CutOff, FacadeConfig, FacadeEvent, JWT_BEARER,

@@ -11,8 +11,8 @@ use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use crate::scim::{authorize, error, scim, unavailable};
-use gatehouse_proxy::gateway::Gateway;
-use gatehouse_proxy::session::now_secs;
+use gatehouse_pipeline::gateway::Gateway;
+use gatehouse_transport::session::now_secs;
 
 /// Largest revocation body accepted.
 const MAX_BODY: usize = 16 * 1024;
@@ -149,7 +149,7 @@ pub(crate) async fn audit_query(
     }
     let subject = match q.subject.as_deref() {
         None => None,
-        Some(v) => match gatehouse_proxy::gateway::subject_key(&cfg) {
+        Some(v) => match gatehouse_pipeline::gateway::subject_key(&cfg) {
             Some(k) => Some(k.digest(v)),
             None => {
                 return error(

@@ -15,8 +15,8 @@ use http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use gatehouse_pipeline::gateway::Gateway;
 use gatehouse_proxy::config::Authorization;
-use gatehouse_proxy::gateway::Gateway;
 
 /// The header a CLI or console names its application in (API keys are bound to one).
 pub const APP_HEADER: &str = "gatehouse-app";
@@ -60,7 +60,7 @@ async fn approver(gw: &Gateway, headers: &HeaderMap) -> Result<Arc<Principal>, R
     if authorization.is_none() {
         return Err(unauthorized());
     }
-    let p = match gatehouse_proxy::pipeline::authenticate(gw, &cfg, authorization, None).await {
+    let p = match gatehouse_proxy::edge::authenticate(gw, &cfg, authorization, None).await {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(target: "gatehouse::audit", error = %e, "approvals API: authentication refused");
@@ -71,7 +71,7 @@ async fn approver(gw: &Gateway, headers: &HeaderMap) -> Result<Arc<Principal>, R
         return Err(unauthorized());
     }
     let app = headers.get(APP_HEADER).and_then(|v| v.to_str().ok());
-    if gatehouse_proxy::pipeline::check_app(&p, app).is_err() {
+    if gatehouse_proxy::edge::check_app(&p, app).is_err() {
         return Err(error(
             StatusCode::FORBIDDEN,
             "this API key belongs to another application",
@@ -128,7 +128,7 @@ pub(crate) fn may_decide(
     if let Some(authz) = authz
         && let Some(step) = &authz.controls(level_of(rec)).step_up
     {
-        step.check(&gatehouse_proxy::authorize::subject_of(p, authz), now)
+        step.check(&gatehouse_pipeline::authorize::subject_of(p, authz), now)
             .map_err(Refusal::StepUp)?;
     }
     Ok(())
@@ -307,7 +307,7 @@ pub(crate) async fn decide_for(
         cfg.authorization.as_deref(),
         p,
         &rec,
-        gatehouse_proxy::session::now_secs(),
+        gatehouse_transport::session::now_secs(),
     ) {
         Ok(()) => {}
         Err(Refusal::NotApprover) => {
@@ -351,7 +351,7 @@ pub(crate) async fn decide_for(
         approver: p.id.clone(),
         approve,
         reason: reason.clone(),
-        time_ms: gatehouse_proxy::audit::now_ms(),
+        time_ms: gatehouse_pipeline::audit::now_ms(),
     };
     let use_by = decision.time_ms + gw.config().approvals.use_within.as_millis() as u64;
     let (s, i, d) = (store.clone(), id.clone(), decision.clone());

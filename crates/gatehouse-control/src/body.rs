@@ -4,7 +4,7 @@
 //! Each surface answers a failure in its own shape.
 
 use axum::body::{Body, Bytes};
-use gatehouse_proxy::gateway::Gateway;
+use gatehouse_pipeline::gateway::Gateway;
 use gatehouse_proxy::http::{BodyError, read_bounded};
 use http::HeaderMap;
 use serde_json::Value;

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
-use gatehouse_proxy::gateway::Gateway;
+use gatehouse_pipeline::gateway::Gateway;
 
 /// Largest report accepted.
 const MAX_BODY: usize = 1 << 20;
@@ -57,7 +57,7 @@ pub(crate) async fn report(
     };
     let unmanaged = servers.iter().filter(|s| s["managed"] == false).count();
     let total = servers.len();
-    let now = gatehouse_proxy::audit::now_ms();
+    let now = gatehouse_pipeline::audit::now_ms();
     {
         let mut reports = REPORTS.lock().unwrap_or_else(PoisonError::into_inner);
         if reports.len() >= MAX_MACHINES

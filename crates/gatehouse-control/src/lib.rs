@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use gatehouse_proxy::gateway::Gateway;
+use gatehouse_pipeline::gateway::Gateway;
 
 mod admin;
 mod approvals;

@@ -14,7 +14,7 @@ use gatehouse_auth::{AuthorizationServer, FacadeEvent, OAuthError, Params, Step}
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 
-use gatehouse_proxy::gateway::Gateway;
+use gatehouse_pipeline::gateway::Gateway;
 
 /// Largest registration or token request body.
 const MAX_BODY: usize = 16 * 1024;
@@ -174,7 +174,7 @@ fn basic(headers: &HeaderMap) -> Result<Option<(String, String)>, Response> {
 
 async fn record(gw: &Gateway, e: &FacadeEvent) {
     gw.audit_oauth(e).await;
-    let m = gatehouse_proxy::metrics::OAUTH_EVENTS;
+    let m = gatehouse_transport::metrics::OAUTH_EVENTS;
     metrics::counter!(m, "event" => e.what).increment(1);
 }
 

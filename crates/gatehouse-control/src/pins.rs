@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use gatehouse_audit::{AuditEvent, EventKind};
-use gatehouse_proxy::gateway::Gateway;
+use gatehouse_pipeline::gateway::Gateway;
 use gatehouse_store::{PinDecideError, PinDecision, PinStatus};
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
@@ -144,7 +144,7 @@ fn spans(gw: &Gateway, upstream: &str, kind: &str, proposed: &Value) -> Value {
         .find(|u| u.name == upstream)
         .and_then(|u| u.data.classification)
         .unwrap_or(gatehouse_policy::Classification::Internal);
-    let (_, found) = gatehouse_proxy::pins::judge_definition(d, level, upstream, proposed, &[]);
+    let (_, found) = gatehouse_pipeline::pins::judge_definition(d, level, upstream, proposed, &[]);
     let chars = |text: &str, byte: usize| text.get(..byte).map(|t| t.chars().count());
     found
         .iter()
@@ -226,7 +226,7 @@ pub(crate) async fn decide_with(
                 by: &b,
                 reason: &r,
             },
-            gatehouse_proxy::audit::now_ms(),
+            gatehouse_pipeline::audit::now_ms(),
         )
     })
     .await;
@@ -248,7 +248,7 @@ pub(crate) async fn decide_with(
         let event = AuditEvent {
             v: gatehouse_audit::SCHEMA_VERSION,
             kind: Some(EventKind::Pin),
-            time_ms: gatehouse_proxy::audit::now_ms(),
+            time_ms: gatehouse_pipeline::audit::now_ms(),
             method: what.to_owned(),
             target: name.clone(),
             upstream: upstream.clone(),

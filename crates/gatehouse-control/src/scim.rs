@@ -13,8 +13,8 @@ use http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use gatehouse_proxy::gateway::Gateway;
-use gatehouse_proxy::session::{now_secs, random_bytes};
+use gatehouse_pipeline::gateway::Gateway;
+use gatehouse_transport::session::{now_secs, random_bytes};
 
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";

@@ -4,7 +4,7 @@
 
 use http::{HeaderMap, header};
 
-use gatehouse_proxy::gateway::Gateway;
+use gatehouse_pipeline::gateway::Gateway;
 
 /// Shortest admin or SCIM token accepted in configuration.
 pub(crate) const MIN_TOKEN_BYTES: usize = 16;
@@ -32,7 +32,7 @@ pub(crate) fn check(
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| gatehouse_proxy::pipeline::bearer(Some(v)).ok())
+        .and_then(|v| gatehouse_auth::bearer(Some(v)).ok())
         .unwrap_or("");
     let r = verify(gw, presented, which);
     if r == Err(Refusal::Wrong) {

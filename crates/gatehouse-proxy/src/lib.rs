@@ -1,31 +1,14 @@
-//! Gatehouse's proxy: client-facing transports, upstream connections, federation, sessions
-//! and the request pipeline. The only library crate that knows all the others.
+//! Gatehouse's edge: the client-facing transports (Streamable HTTP and legacy SSE, one
+//! admission for both), authentication and session binding, TLS and client certificates,
+//! the request workers, configuration reload, and `serve`, which assembles the gateway
+//! (`gatehouse_pipeline`) with these and with what the caller adds beside them.
 
-pub mod approval;
-pub mod arbiter;
-pub mod audit;
-pub mod authorize;
-pub mod catalog;
-pub mod correlation;
 /// The configuration, validated (its own crate: plain data, no clients).
 pub use gatehouse_config as config;
-pub mod exfil;
-pub mod fleet;
-pub mod gateway;
+pub mod edge;
 pub mod http;
-pub mod hub;
-pub mod icap;
-pub mod line;
-pub mod metrics;
-pub mod otel;
-pub mod pins;
-pub mod pipeline;
-pub mod ratelimit;
-pub mod refusal;
 pub mod reload;
-pub mod session;
 pub mod tls;
-pub mod upstream;
 pub mod worker;
 
 use std::path::PathBuf;
@@ -36,7 +19,7 @@ pub use config::{Config, ConfigError};
 /// What a server attaches beside the request path: started once with the gateway, it
 /// returns the routes to serve with the MCP ones.
 pub type Control = fn(&Arc<Gateway>) -> axum::Router;
-pub use gateway::Gateway;
+pub use gatehouse_pipeline::gateway::Gateway;
 
 /// Runs the gateway until ctrl-c / SIGTERM, then drains. `config_path`, when given, is
 /// watched and reloaded on change.
@@ -47,7 +30,7 @@ pub async fn serve(
     config_path: Option<PathBuf>,
     control: Control,
 ) -> std::io::Result<()> {
-    let prometheus = metrics::install();
+    let prometheus = gatehouse_transport::metrics::install();
     // Bound before anything starts, so a taken port fails the start.
     let listeners = match config.tls.clone() {
         Some(tls) => Listeners::Tls(tokio::net::TcpListener::bind(config.listen).await?, tls),
@@ -110,7 +93,7 @@ pub async fn serve_on(
 }
 
 /// Serves `app` on `listener` until `stop` fires, then drains.
-pub(crate) async fn serve_until(
+pub async fn serve_until(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     stop: impl std::future::Future<Output = ()> + Send + 'static,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::gateway::Gateway;
+use gatehouse_pipeline::gateway::Gateway;
 
 /// The config file's bytes followed by those of the policy files it names, so an edit to
 /// either reloads.

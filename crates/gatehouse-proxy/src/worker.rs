@@ -9,23 +9,10 @@
 //! Everything else (upstream sessions and streams, the audit writer, SIEM, sweeps) runs
 //! where it was started: the main runtime and its own threads.
 
-use std::cell::Cell;
 use std::net::SocketAddr;
 
+use gatehouse_transport::worker::{MAX, enter};
 use tokio::sync::watch;
-
-/// Most worker threads (and per-worker client slots).
-pub const MAX: usize = 64;
-
-thread_local! {
-    /// This thread's worker number, 1-based; 0 on every other thread.
-    static INDEX: Cell<usize> = const { Cell::new(0) };
-}
-
-/// The current thread's slot: its worker number, or 0 off the workers.
-pub fn index() -> usize {
-    INDEX.with(Cell::get)
-}
 
 /// Worker threads for `configured`, or one per CPU this process may use.
 pub fn count(configured: Option<usize>) -> usize {
@@ -70,7 +57,7 @@ pub async fn serve(
         let thread = std::thread::Builder::new()
             .name(format!("gatehouse-w{}", i + 1))
             .spawn(move || -> std::io::Result<()> {
-                INDEX.with(|c| c.set(i + 1));
+                enter(i + 1);
                 let served = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()

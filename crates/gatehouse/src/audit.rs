@@ -97,9 +97,9 @@ pub(crate) async fn bench(events: u64, concurrency: u64, postgres: Option<String
     // Checkpoints as a configured gateway signs them (every 1000 events).
     let (seed, _) = gatehouse_audit::Signer::generate().context("key")?;
     let signer = gatehouse_audit::Signer::from_seed(&seed).context("key")?;
-    let writer = gatehouse_proxy::audit::AuditWriter::start(
+    let writer = gatehouse_pipeline::audit::AuditWriter::start(
         store.clone(),
-        Some(gatehouse_proxy::audit::Checkpoints {
+        Some(gatehouse_pipeline::audit::Checkpoints {
             signer,
             every: 1000,
         }),
@@ -268,7 +268,7 @@ pub(crate) fn run(config: Option<&Path>, cmd: AuditCommand) -> Result<()> {
             let subject = match subject {
                 None => None,
                 Some(v) => Some(
-                    gatehouse_proxy::gateway::subject_key(&cfg)
+                    gatehouse_pipeline::gateway::subject_key(&cfg)
                         .context("no subject index: set audit.subject_key (or session.key)")?
                         .digest(&v),
                 ),
@@ -338,7 +338,7 @@ pub(crate) fn run(config: Option<&Path>, cmd: AuditCommand) -> Result<()> {
                 .as_ref()
                 .map(|a| a.sinks.iter().map(|s| s.name.clone()).collect())
                 .unwrap_or_default();
-            let cutoff = gatehouse_proxy::audit::now_ms()
+            let cutoff = gatehouse_pipeline::audit::now_ms()
                 .saturating_sub(older_than_days.saturating_mul(86_400_000));
             let pruned = store.prune(cutoff, &sinks)?;
             if pruned.is_empty() {

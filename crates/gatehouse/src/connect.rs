@@ -8,7 +8,7 @@ use gatehouse_protocol::{
     Decoded, HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID, Limits, Message, Response, RpcError,
     SseDecoder, code, decode_body,
 };
-use gatehouse_proxy::upstream::read_bounded_line;
+use gatehouse_transport::upstream::read_bounded_line;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 use tokio::io::{AsyncWriteExt, BufReader};

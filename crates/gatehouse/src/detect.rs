@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use gatehouse_pipeline::{Place, judge};
 use gatehouse_policy::Classification;
 use gatehouse_proxy::config::Detection;
-use gatehouse_proxy::pipeline::{Place, judge};
 use serde_json::{Value, json};
 
 /// Where the texts sit.
@@ -48,7 +48,7 @@ async fn one(d: &Detection, kind: Kind, level: Classification, line: &str) -> Va
             let Some(tool) = input.get("tool").filter(|t| t.is_object()) else {
                 return json!({"index": index, "error": "expected {\"index\": …, \"tool\": {…}}"});
             };
-            gatehouse_proxy::pins::judge_definition(d, level, "detect", tool, &[])
+            gatehouse_pipeline::pins::judge_definition(d, level, "detect", tool, &[])
         }
         Kind::Result | Kind::Argument => {
             let Some(text) = input.get("text").and_then(Value::as_str) else {

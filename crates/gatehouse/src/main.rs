@@ -390,27 +390,28 @@ fn main() -> Result<()> {
     // A confined stdio upstream starts here, before anything else runs (one thread):
     // `gatehouse __sandbox PROFILE -- COMMAND ARGS…` confines itself and executes COMMAND.
     let argv: Vec<String> = std::env::args().collect();
-    if argv.get(1).map(String::as_str) == Some(gatehouse_proxy::upstream::sandbox::LAUNCHER) {
+    if argv.get(1).map(String::as_str) == Some(gatehouse_transport::upstream::sandbox::LAUNCHER) {
         let (Some(profile), Some("--"), Some(command)) =
             (argv.get(2), argv.get(3).map(String::as_str), argv.get(4))
         else {
             eprintln!("gatehouse: usage: __sandbox PROFILE -- COMMAND [ARGS…]");
             std::process::exit(126);
         };
-        let why = gatehouse_proxy::upstream::sandbox::exec_confined(profile, command, &argv[5..]);
+        let why =
+            gatehouse_transport::upstream::sandbox::exec_confined(profile, command, &argv[5..]);
         eprintln!("gatehouse: {why}");
         std::process::exit(126);
     }
     // The relay a confined server allowed some hosts reaches its egress proxy through,
     // started by the launcher inside the server's network namespace.
-    if argv.get(1).map(String::as_str) == Some(gatehouse_proxy::upstream::egress::RELAY) {
+    if argv.get(1).map(String::as_str) == Some(gatehouse_transport::upstream::egress::RELAY) {
         let (Some(socket), Some(port)) = (argv.get(2), argv.get(3)) else {
             eprintln!("gatehouse: usage: __egress_relay SOCKET PORT");
             std::process::exit(126);
         };
         eprintln!(
             "gatehouse: {}",
-            gatehouse_proxy::upstream::egress::relay(socket, port)
+            gatehouse_transport::upstream::egress::relay(socket, port)
         );
         std::process::exit(126);
     }
@@ -452,9 +453,9 @@ fn main() -> Result<()> {
                             println!(
                                 "  {}: sandboxed: {}",
                                 u.name,
-                                gatehouse_proxy::upstream::sandbox::describe(s)
+                                gatehouse_transport::upstream::sandbox::describe(s)
                             );
-                            if let Err(e) = gatehouse_proxy::upstream::sandbox::enforceable(s) {
+                            if let Err(e) = gatehouse_transport::upstream::sandbox::enforceable(s) {
                                 eprintln!(
                                     "warning: {}: this kernel cannot enforce the sandbox ({e}): the server will not start",
                                     u.name

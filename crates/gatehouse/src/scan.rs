@@ -203,7 +203,7 @@ pub(crate) async fn run(
             bar("checking", done, total);
         }
     };
-    let mut reports = gatehouse_proxy::pins::check_definitions(
+    let mut reports = gatehouse_pipeline::pins::check_definitions(
         &detection.cascade,
         "scanned",
         &lists,
@@ -212,8 +212,8 @@ pub(crate) async fn run(
     // What the server tells every client at initialize, which models read too.
     if let Some(text) = gw.upstream_instructions("scanned") {
         let v = serde_json::Value::String(text.clone());
-        let found = gatehouse_proxy::pipeline::scan_strings(&detection.cascade, &v);
-        reports.push(gatehouse_proxy::pins::DefinitionReport {
+        let found = gatehouse_pipeline::scan_strings(&detection.cascade, &v);
+        reports.push(gatehouse_pipeline::pins::DefinitionReport {
             kind: "instructions",
             name: String::new(),
             findings: found
@@ -229,7 +229,7 @@ pub(crate) async fn run(
 
     let level = gatehouse_policy::Classification::Internal;
     let quarantine = detection.descriptions(level);
-    let verdict = |r: &gatehouse_proxy::pins::DefinitionReport| {
+    let verdict = |r: &gatehouse_pipeline::pins::DefinitionReport| {
         let worst = r.findings.iter().map(|(_, s, _)| s.severity).max();
         match quarantine.response(worst) {
             gatehouse_proxy::config::Response::Block => "quarantine",

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
+use gatehouse_pipeline::gateway::Gateway;
 use gatehouse_policy::Target;
-use gatehouse_proxy::gateway::Gateway;
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -226,7 +226,7 @@ async fn create_key(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bo
         tools: Vec::new(),
         expires_in: Some(std::time::Duration::from_secs(days * 86_400)),
     };
-    match k.create(&spec, gatehouse_proxy::session::now_secs(), None) {
+    match k.create(&spec, gatehouse_transport::session::now_secs(), None) {
         Ok(new) => {
             audit(
                 &gw,
@@ -260,7 +260,7 @@ async fn change_key(
         Ok(_) => return fail(StatusCode::NOT_FOUND, "no such key"),
         Err(_) => return fail(StatusCode::SERVICE_UNAVAILABLE, "key store unavailable"),
     }
-    let now = gatehouse_proxy::session::now_secs();
+    let now = gatehouse_transport::session::now_secs();
     match verb.as_str() {
         "revoke" => match k.store().revoke(&id, now) {
             Ok(true) => {
@@ -296,7 +296,7 @@ async fn change_key(
 /// into rates and latencies) and the latest refusals and detections.
 async fn live(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
     let s = signed_in!(gw, headers, Role::Viewer, false);
-    let metrics = gatehouse_proxy::metrics::install()
+    let metrics = gatehouse_transport::metrics::install()
         .map(|h| h.render())
         .unwrap_or_default();
     let mut feed = Vec::new();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use gatehouse_audit::AuditStore;
-use gatehouse_proxy::gateway::Gateway;
+use gatehouse_pipeline::gateway::Gateway;
 use http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use serde_json::{Value, json};

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gatehouse_auth::{AuthMethod, Principal, PrincipalKind};
-use gatehouse_proxy::gateway::Gateway;
+use gatehouse_pipeline::gateway::Gateway;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -100,7 +100,7 @@ impl Session {
 }
 
 fn now() -> u64 {
-    gatehouse_proxy::session::now_secs()
+    gatehouse_transport::session::now_secs()
 }
 
 /// The cookie-signing key: derived from `session.key` (shared by replicas), else made at
@@ -258,7 +258,7 @@ pub(crate) async fn audit(
     let event = gatehouse_audit::AuditEvent {
         v: gatehouse_audit::SCHEMA_VERSION,
         kind: Some(gatehouse_audit::EventKind::Config),
-        time_ms: gatehouse_proxy::audit::now_ms(),
+        time_ms: gatehouse_pipeline::audit::now_ms(),
         principal: s.sub.clone(),
         tenant: s.tenant.clone().unwrap_or_default(),
         auth_method: format!("console:{}", s.via),
@@ -462,7 +462,7 @@ async fn login(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -
         (p, Role::Admin, "admin_token")
     } else {
         let cfg = gw.config();
-        let p = match gatehouse_proxy::pipeline::authenticate(
+        let p = match gatehouse_proxy::edge::authenticate(
             &gw,
             &cfg,
             Some(&format!("Bearer {token}")),
@@ -473,7 +473,7 @@ async fn login(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -
             Ok(p) if !matches!(p.method, AuthMethod::DevMode) => p,
             _ => return refused(&gw, "a console sign-in with a wrong token").await,
         };
-        if gatehouse_proxy::pipeline::check_app(&p, Some(CONSOLE_APP)).is_err() {
+        if gatehouse_proxy::edge::check_app(&p, Some(CONSOLE_APP)).is_err() {
             return refused(&gw, "an API key of another application").await;
         }
         let Some(role) = role_of(&gw, &p) else {

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
+use gatehouse_pipeline::gateway::Gateway;
 use gatehouse_policy::{Action, Outcome, Situation, Subject, Target, authorize};
 use gatehouse_proxy::config::Authorization;
-use gatehouse_proxy::gateway::Gateway;
 use http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value, json};
 
@@ -22,7 +22,7 @@ const MAX_REPLAY: u64 = 5_000;
 
 /// Roles whose members may call `target` (a decision with only that role, no other facts).
 pub(super) fn roles_for(a: &Authorization, target: &Target) -> Vec<String> {
-    let now = gatehouse_proxy::session::now_secs();
+    let now = gatehouse_transport::session::now_secs();
     a.engine
         .roles()
         .grants()
@@ -133,7 +133,7 @@ pub(super) async fn explain(
         Value::Null => Map::new(),
         _ => return fail(StatusCode::BAD_REQUEST, "arguments must be an object"),
     };
-    let now = gatehouse_proxy::session::now_secs();
+    let now = gatehouse_transport::session::now_secs();
     let subject = Subject {
         id: v["principal"].as_str().unwrap_or("someone").to_owned(),
         tenant: v["tenant"]
@@ -204,7 +204,7 @@ pub(super) async fn whatif(
         json!({"replayed": rows.len()}),
     )
     .await;
-    let now = gatehouse_proxy::session::now_secs();
+    let now = gatehouse_transport::session::now_secs();
     let (mut replayed, mut skipped) = (0u64, 0u64);
     let mut changed = Vec::new();
     for (_, _, e) in rows {

@@ -6,8 +6,8 @@ use gatehouse_store::Pending;
 use serde_json::{Value, json};
 
 use super::{Failure, format};
+use gatehouse_pipeline::gateway::Gateway;
 use gatehouse_proxy::config::{RawSinkKind, SinkKind};
-use gatehouse_proxy::gateway::Gateway;
 
 pub(super) struct HttpSink {
     kind: RawSinkKind,
@@ -29,8 +29,8 @@ impl HttpSink {
         else {
             return Err("not an HTTP sink".into());
         };
-        let client =
-            gatehouse_proxy::upstream::http_client(tls.as_ref()).ok_or("TLS settings unusable")?;
+        let client = gatehouse_transport::upstream::http_client(tls.as_ref())
+            .ok_or("TLS settings unusable")?;
         Ok(HttpSink {
             kind: *kind,
             url: url.clone(),
@@ -124,9 +124,9 @@ impl HttpSink {
             }
             (RawSinkKind::Otlp, Some(t)) => req = req.bearer_auth(t),
             (RawSinkKind::Webhook, Some(t)) => {
-                let sig = gatehouse_proxy::approval::notify_signature(
+                let sig = gatehouse_pipeline::approval::notify_signature(
                     t.as_bytes(),
-                    gatehouse_proxy::session::now_secs(),
+                    gatehouse_transport::session::now_secs(),
                     &body,
                 );
                 req = req.header("gatehouse-signature", sig);

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use gatehouse_store::{AnyAudit, Pending};
 
+use gatehouse_pipeline::gateway::Gateway;
 use gatehouse_proxy::config::{SinkKind, SinkSpec};
-use gatehouse_proxy::gateway::Gateway;
-use gatehouse_proxy::metrics as m;
+use gatehouse_transport::metrics as m;
 
 mod file;
 pub mod format;

@@ -12,10 +12,12 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use super::{AppState, accepts, decode_error, header_str, origin_allowed, reject, unauthenticated};
 use crate::config::Config;
-use crate::gateway::Gateway;
-use crate::pipeline::{Principal, authenticate, bind_session};
-use crate::session::{ClientCaps, SessionClaims};
+use gatehouse_pipeline::Principal;
+use gatehouse_pipeline::gateway::Gateway;
+
+use crate::edge::{authenticate, bind_session};
 use crate::tls::PeerIdentity;
+use gatehouse_transport::session::{ClientCaps, SessionClaims};
 
 /// Which transport a message-carrying request came by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,9 +22,9 @@ use http::StatusCode;
 use tokio::sync::mpsc;
 
 use super::{json_body, sse_response};
-use crate::gateway::Gateway;
-use crate::hub::{Event, EventId};
-use crate::pipeline::ClientCtx;
+use gatehouse_pipeline::ClientCtx;
+use gatehouse_pipeline::gateway::Gateway;
+use gatehouse_transport::hub::{Event, EventId};
 
 /// Answers one request.
 pub(super) async fn respond(
@@ -53,10 +53,10 @@ pub(super) async fn respond(
             .outcome
             .as_ref()
             .err()
-            .and_then(crate::refusal::retry_after_secs);
+            .and_then(gatehouse_transport::refusal::retry_after_secs);
         let status = match &resp.outcome {
             _ if challenge.is_some() => StatusCode::UNAUTHORIZED,
-            Err(e) => crate::refusal::http_status(e, stateless),
+            Err(e) => gatehouse_transport::refusal::http_status(e, stateless),
             Ok(_) => StatusCode::OK,
         };
         let mut r = json_body(status, &resp.into());
@@ -145,7 +145,7 @@ async fn detached(
     gw.hub.push(&sid, number, first);
     // The select above returns when the call completes, so it is still running here.
     let Some(mut call) = call.into_inner() else {
-        let err = crate::refusal::internal_bare("call ended without an answer");
+        let err = gatehouse_transport::refusal::internal_bare("call ended without an answer");
         return json_body(
             StatusCode::INTERNAL_SERVER_ERROR,
             &RpcResponse::err(Id::Null, err).into(),

@@ -19,10 +19,12 @@ use std::net::SocketAddr;
 
 use axum::extract::ConnectInfo;
 
-use crate::pipeline::{ClientCtx, check_app};
-use crate::session::ClientCaps;
+use gatehouse_pipeline::ClientCtx;
+
+use crate::edge::check_app;
 use crate::tls::PeerIdentity;
 use gatehouse_auth::AuthMethod;
+use gatehouse_transport::session::ClientCaps;
 
 pub(super) async fn legacy_sse(
     State(st): State<AppState>,
@@ -111,7 +113,7 @@ pub(super) async fn legacy_message(
     };
     let sid = claims.sid.clone();
     let ctx = ClientCtx {
-        user_token: crate::pipeline::user_token(
+        user_token: gatehouse_pipeline::user_token(
             &principal,
             headers.get(http::header::AUTHORIZATION),
         ),
@@ -125,8 +127,8 @@ pub(super) async fn legacy_message(
         traceparent: headers
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
-            .and_then(crate::otel::Parent::parse),
-        forwarded: crate::pipeline::forwardable(&st.gw.config(), &headers),
+            .and_then(gatehouse_transport::otel::Parent::parse),
+        forwarded: gatehouse_pipeline::forwardable(&st.gw.config(), &headers),
     };
     for item in items {
         match item {

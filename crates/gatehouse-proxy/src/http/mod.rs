@@ -25,13 +25,15 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{Value, json};
 
 use crate::config::Config;
-use crate::gateway::Gateway;
-use crate::hub::{EventId, STANDALONE};
-use crate::metrics as m;
-use crate::pipeline::{AuthFailure, ClientCtx, Principal, check_app};
-use crate::session::ClientCaps;
+use gatehouse_pipeline::gateway::Gateway;
+use gatehouse_pipeline::{ClientCtx, Principal};
+use gatehouse_transport::hub::{EventId, STANDALONE};
+use gatehouse_transport::metrics as m;
+
+use crate::edge::{AuthFailure, check_app};
 use crate::tls::PeerIdentity;
 use gatehouse_auth::AuthError;
+use gatehouse_transport::session::ClientCaps;
 
 mod admission;
 pub use admission::{BodyError, read_bounded};
@@ -108,7 +110,11 @@ pub(super) fn reject(
         status = status.as_u16(),
         "request rejected at the edge"
     );
-    rpc_error(status, Id::Null, crate::refusal::edge(code, message))
+    rpc_error(
+        status,
+        Id::Null,
+        gatehouse_transport::refusal::edge(code, message),
+    )
 }
 
 pub(super) fn decode_error(e: &DecodeError) -> Response {
@@ -279,7 +285,11 @@ fn unauthenticated(cfg: &Config, scope: Option<&str>, e: &AuthFailure) -> Respon
         StatusCode::SERVICE_UNAVAILABLE => "Identity provider unavailable",
         _ => "Unauthorized",
     };
-    let mut r = rpc_error(status, Id::Null, crate::refusal::invalid_request(message));
+    let mut r = rpc_error(
+        status,
+        Id::Null,
+        gatehouse_transport::refusal::invalid_request(message),
+    );
     if let Ok(v) = HeaderValue::from_str(&challenge) {
         r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
@@ -296,7 +306,9 @@ pub(super) fn app_refused() -> Response {
     rpc_error(
         StatusCode::FORBIDDEN,
         Id::Null,
-        crate::refusal::invalid_request("Forbidden: this API key belongs to another application"),
+        gatehouse_transport::refusal::invalid_request(
+            "Forbidden: this API key belongs to another application",
+        ),
     )
 }
 
@@ -371,8 +383,9 @@ async fn post_mcp(
     }
 
     let user_token =
-        crate::pipeline::user_token(&principal, headers.get(http::header::AUTHORIZATION));
-    let traceparent = header_str(&headers, "traceparent").and_then(crate::otel::Parent::parse);
+        gatehouse_pipeline::user_token(&principal, headers.get(http::header::AUTHORIZATION));
+    let traceparent =
+        header_str(&headers, "traceparent").and_then(gatehouse_transport::otel::Parent::parse);
     let ctx = match header_str(&headers, HEADER_SESSION_ID) {
         Some(token) => match bind(&st.gw, token, scope.as_deref(), &principal) {
             Ok(claims) => {
@@ -397,7 +410,7 @@ async fn post_mcp(
                     scope,
                     source: remote.map(|r| r.0.0.ip()),
                     traceparent,
-                    forwarded: crate::pipeline::forwardable(&cfg, &headers),
+                    forwarded: gatehouse_pipeline::forwardable(&cfg, &headers),
                 }
             }
             Err(r) => return r,
@@ -433,7 +446,7 @@ async fn post_mcp(
                 client,
                 source: remote.map(|r| r.0.0.ip()),
                 traceparent,
-                forwarded: crate::pipeline::forwardable(&cfg, &headers),
+                forwarded: gatehouse_pipeline::forwardable(&cfg, &headers),
             }
         }
     };
@@ -441,7 +454,7 @@ async fn post_mcp(
     match decoded {
         Decoded::Single(Err((id, e))) => rpc_error(
             if ctx.session.is_none() {
-                crate::refusal::http_status(&e, true)
+                gatehouse_transport::refusal::http_status(&e, true)
             } else {
                 StatusCode::BAD_REQUEST
             },
@@ -465,10 +478,14 @@ async fn post_mcp(
                     header_str(&headers, HEADER_MCP_NAME),
                 );
                 if let Err(mismatch) = checked {
-                    let err = crate::refusal::envelope(&mismatch);
+                    let err = gatehouse_transport::refusal::envelope(&mismatch);
                     metrics::counter!(m::REJECTED, "reason" => "envelope").increment(1);
                     tracing::info!(target: "gatehouse::audit", reason = %mismatch, "stateless request refused");
-                    return rpc_error(crate::refusal::http_status(&err, true), req.id, err);
+                    return rpc_error(
+                        gatehouse_transport::refusal::http_status(&err, true),
+                        req.id,
+                        err,
+                    );
                 }
             }
             respond(st.gw.clone(), ctx, req, sse_ok).await

@@ -188,13 +188,10 @@ async fn reactivated_then_deleted(gw: &Gw, token: &str, id: &str) {
 }
 
 /// The principal the pipeline hands on for a bearer token.
-async fn principal_of(
-    gw: &Gw,
-    token: &str,
-) -> std::sync::Arc<gatehouse_proxy::pipeline::Principal> {
+async fn principal_of(gw: &Gw, token: &str) -> std::sync::Arc<gatehouse_pipeline::Principal> {
     let cfg = gw.gw.config();
     let auth = format!("Bearer {token}");
-    gatehouse_proxy::pipeline::authenticate(&gw.gw, &cfg, Some(&auth), None)
+    gatehouse_proxy::edge::authenticate(&gw.gw, &cfg, Some(&auth), None)
         .await
         .expect("authenticated")
 }
