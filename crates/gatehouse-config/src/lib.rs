@@ -138,6 +138,12 @@ pub enum StoreKind {
 }
 
 impl Config {
+    /// Where the store of `kind` lives: PostgreSQL as [`Config::postgres_for`] says, else
+    /// the store file. Open it with the backend's method for that store.
+    pub fn backend(&self, kind: StoreKind) -> gatehouse_store::Backend<'_> {
+        gatehouse_store::Backend::new(&self.store_path, self.postgres_for(kind))
+    }
+
     /// The PostgreSQL connection string a store uses: its section's own (`api_keys.postgres`,
     /// `directory.postgres`, …), else `store.postgres`; `None`: the SQLite store file.
     pub fn postgres_for(&self, kind: StoreKind) -> Option<&str> {

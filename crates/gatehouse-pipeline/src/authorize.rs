@@ -6,10 +6,10 @@ use gatehouse_policy::{Action, Outcome, Prepared, Situation, Subject, Target};
 use gatehouse_protocol::RpcError;
 use serde_json::{Map, Value, json};
 
-use crate::ClientCtx;
+use crate::client::ClientCtx;
 use crate::config::{Authorization, RawDeniedAs};
-use crate::gateway::CorrelationId;
 use gatehouse_auth::{AuthMethod, Principal, PrincipalKind};
+use gatehouse_transport::correlation::CorrelationId;
 
 /// The principal as policies see it. In development mode the anonymous caller holds the
 /// configured `anonymous_roles`.
@@ -186,7 +186,7 @@ mod tests {
 
     use super::{Named, digest, refusal};
     use crate::config::RawDeniedAs;
-    use crate::gateway::CorrelationId;
+    use gatehouse_transport::correlation::CorrelationId;
 
     #[test]
     fn refusals_say_forbidden_or_pass_for_unknown_names_and_step_up_says_how() {

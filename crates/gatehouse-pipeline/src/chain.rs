@@ -2,88 +2,20 @@
 //! is the one place the order is decided; every transport runs it through
 //! [`Gateway::handle_request`](crate::gateway::Gateway::handle_request).
 
-use std::sync::Arc;
-
-use gatehouse_protocol::{Message, Request, RpcError};
+use gatehouse_protocol::RpcError;
 use serde_json::Value;
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
-use super::trace::Trace;
-use super::{
-    ClientCtx, Target, Verdict, View, detect, forward, hold, limits, outbound, policy, route,
-    search, validate,
-};
-use crate::authorize::Gate;
-use crate::config::Config;
-use crate::gateway::{CorrelationId, Gateway};
-
-/// One request on its way through the chain: what it is, who sent it, and what the stages
-/// before found out. Each stage reads it and returns a [`Verdict`].
-pub(super) struct Call<'a> {
-    pub(super) gw: &'a Arc<Gateway>,
-    pub(super) cfg: &'a Config,
-    pub(super) ctx: &'a ClientCtx,
-    pub(super) req: Request,
-    /// Where messages the upstream sends during the call go (progress, logs, requests).
-    pub(super) events: Option<mpsc::Sender<Message>>,
-    pub(super) trace: &'a mut Trace,
-    pub(super) correlation: CorrelationId,
-    /// What the caller can see and reach (set by the scope stage).
-    pub(super) view: View<'a>,
-    /// Where the request goes (set by the route stage).
-    pub(super) target: Target,
-    /// The authorization decision's context, for routed calls and the lists it filters.
-    pub(super) gate: Option<Gate<'a>>,
-    /// Policies that allow the call only with a person's approval.
-    pub(super) approval_policies: Option<Vec<String>>,
-    /// A rule that asked for a person (detection, argument checks): the approval stage acts.
-    pub(super) flagged: Option<&'static str>,
-    /// Hosts named by URL arguments, resolved before the call.
-    pub(super) url_hosts: Vec<(String, String)>,
-    /// Arguments rewritten for the upstream (masked by DLP or by content inspection).
-    pub(super) outgoing_args: Option<Value>,
-    /// Held until the call ends: the gateway's and the caller's in-flight slots.
-    pub(super) permits: [Option<OwnedSemaphorePermit>; 2],
-}
-
-impl<'a> Call<'a> {
-    /// A request about to enter the chain: nothing found out yet.
-    pub(super) fn new(
-        gw: &'a Arc<Gateway>,
-        cfg: &'a Config,
-        ctx: &'a ClientCtx,
-        req: Request,
-        events: Option<mpsc::Sender<Message>>,
-        trace: &'a mut Trace,
-        correlation: CorrelationId,
-    ) -> Call<'a> {
-        Call {
-            gw,
-            cfg,
-            ctx,
-            req,
-            events,
-            trace,
-            correlation,
-            view: View {
-                scope: None,
-                limits: None,
-            },
-            target: Target::Local,
-            gate: None,
-            approval_policies: None,
-            flagged: None,
-            url_hosts: Vec::new(),
-            outgoing_args: None,
-            permits: [None, None],
-        }
-    }
-
-    /// `params.arguments` of the request, if any.
-    pub(super) fn arguments(&self) -> Option<&Value> {
-        self.req.params.as_ref().and_then(|p| p.get("arguments"))
-    }
-}
+use crate::context::Call;
+use crate::detect;
+use crate::forward;
+use crate::hold;
+use crate::limits;
+use crate::outbound;
+use crate::policy;
+use crate::route;
+use crate::search;
+use crate::validate;
+use crate::verdict::Verdict;
 
 /// Acts on one stage's verdict: go on, remember who asked for a person, or end the request.
 /// A traced request gets a span per stage, named after the stage's function.

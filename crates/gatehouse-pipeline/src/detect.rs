@@ -3,32 +3,24 @@
 //! results, resource contents, prompt messages), with the action the classification level
 //! sets: block, ask for approval, redact the span, or record.
 
-use gatehouse_detect::{Cascade, Severity, Signal};
+use gatehouse_detect::{Severity, Signal};
 use gatehouse_policy::Classification;
 use gatehouse_protocol::{RpcError, method};
 use serde_json::Value;
 
-use super::chain::Call;
-use super::trace::Trace;
-use super::{Denial, Verdict};
 use crate::config::{Config, Detection, Response};
-use crate::gateway::CorrelationId;
+use crate::context::Call;
+use crate::trace::Trace;
+use crate::verdict::Denial;
+use crate::verdict::Verdict;
+use gatehouse_transport::correlation::CorrelationId;
 
-/// Deepest nesting walked (the edge limits depth long before this).
-const MAX_DEPTH: usize = 64;
+use crate::findings::{MAX_DEPTH, action_name, scan, stage_label, to_audit};
+
 /// Findings kept per audit event.
 const MAX_RECORDED: usize = 32;
 /// What replaces a redacted span.
 pub(crate) const REDACTED: &str = "[removed by Gatehouse: suspected prompt injection]";
-
-/// Every string in `v` with its JSON pointer, scanned.
-pub fn scan(p: &Cascade, v: &Value) -> Vec<(String, Signal)> {
-    let mut out = Vec::new();
-    gatehouse_detect::json::visit(v, false, MAX_DEPTH, &mut |at, s, _| {
-        out.extend(p.scan(s).into_iter().map(|x| (at.to_owned(), x)));
-    });
-    out
-}
 
 /// Replaces the span of each finding at or above `from` (widened to its sentence) in the
 /// string it was found in.
@@ -184,16 +176,6 @@ fn sentence(s: &str, start: usize, end: usize) -> (usize, usize) {
     (a.min(start), z.max(end))
 }
 
-fn action_name(r: Response, place: &str) -> &'static str {
-    match r {
-        Response::Block if place == "description" => "quarantine",
-        Response::Block => "block",
-        Response::Approve => "approve",
-        Response::Redact => "redact",
-        Response::Flag | Response::Pass => "flag",
-    }
-}
-
 /// Records findings in the call's trace.
 pub(super) fn record(trace: &mut Trace, place: &str, found: &[(String, Signal)], r: Response) {
     for (at, s) in found {
@@ -211,34 +193,6 @@ pub(super) fn record(trace: &mut Trace, place: &str, found: &[(String, Signal)],
         if trace.detections.len() < MAX_RECORDED {
             trace.detections.push(to_audit(place, at, s, r));
         }
-    }
-}
-
-pub(crate) fn stage_label(stage: u8) -> &'static str {
-    match stage {
-        1 => "1",
-        2 => "2",
-        3 => "3",
-        _ => "other",
-    }
-}
-
-pub(crate) fn to_audit(
-    place: &str,
-    at: &str,
-    s: &Signal,
-    r: Response,
-) -> gatehouse_audit::Detection {
-    gatehouse_audit::Detection {
-        place: place.to_owned(),
-        stage: s.stage,
-        rule: s.rule.clone(),
-        severity: s.severity.as_str().to_owned(),
-        score: f64::from((s.score * 100.0).round()) / 100.0,
-        at: at.to_owned(),
-        start: s.start as u64,
-        end: s.end as u64,
-        action: action_name(r, place).to_owned(),
     }
 }
 
@@ -331,7 +285,7 @@ pub(super) async fn arguments(
 
 /// Stage: detect, over what a called tool would receive.
 pub(super) async fn call_arguments(c: &mut Call<'_>) -> Verdict {
-    let super::Target::Upstream { guard, .. } = &c.target else {
+    let crate::context::Target::Upstream { guard, .. } = &c.target else {
         return Verdict::Allow;
     };
     if c.req.method != method::TOOLS_CALL {
@@ -386,6 +340,7 @@ pub(super) async fn response(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gatehouse_detect::Cascade;
     use serde_json::json;
 
     #[test]

@@ -22,8 +22,6 @@ use gatehouse_protocol::{Id, Message, Response};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::gateway::Gateway;
-
 /// Envelopes waiting to be published; beyond this they are dropped (and counted).
 const QUEUE: usize = 4096;
 /// Largest envelope accepted from the channel.
@@ -227,14 +225,22 @@ fn now_ms() -> u64 {
     crate::audit::now_ms()
 }
 
+/// Where received messages go: the gateway, which owns the fleet.
+pub trait Receiver: Send + Sync + 'static {
+    /// The fleet the messages came through (`None` once it is gone).
+    fn fleet(&self) -> Option<&Fleet>;
+    /// One checked message from another replica.
+    fn receive(self: Arc<Self>, msg: FleetMsg);
+}
+
 impl Fleet {
     /// Joins the channel: a publisher and a subscriber task, each reconnecting on its own.
-    /// Received messages go to `gw` (a weak reference: the gateway owns the fleet).
-    pub fn start(
+    /// Received messages go to `to` (a weak reference: it owns the fleet).
+    pub fn start<R: Receiver>(
         settings: &FleetSettings,
         session_key: &[u8; 32],
         replica: &str,
-        gw: Weak<Gateway>,
+        to: Weak<R>,
     ) -> Result<Fleet, String> {
         let client = crate::ratelimit::redis_client(&settings.redis, settings.redis_ca.as_deref())?;
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -248,7 +254,7 @@ impl Fleet {
         tokio::spawn(subscribe_loop(
             client,
             settings.channel.clone(),
-            gw,
+            to,
             subscribed,
         ));
         Ok(fleet)
@@ -333,10 +339,10 @@ async fn publish_loop(client: redis::Client, channel: String, mut rx: mpsc::Rece
     }
 }
 
-async fn subscribe_loop(
+async fn subscribe_loop<R: Receiver>(
     client: redis::Client,
     channel: String,
-    gw: Weak<Gateway>,
+    gw: Weak<R>,
     subscribed: Arc<AtomicBool>,
 ) {
     let mut attempt = 0;
@@ -357,11 +363,11 @@ async fn subscribe_loop(
                 let mut stream = ps.into_on_message();
                 while let Some(msg) = stream.next().await {
                     let Some(gw) = gw.upgrade() else { return };
-                    let Some(fleet) = gw.fleet.get() else { return };
+                    let Some(fleet) = gw.fleet() else { return };
                     if let Some(m) = fleet.open(msg.get_payload_bytes()) {
                         metrics::counter!("gatehouse_fleet_received_total", "kind" => m.kind())
                             .increment(1);
-                        gw.on_fleet(m);
+                        gw.receive(m);
                     }
                 }
                 subscribed.store(false, Ordering::Relaxed);

@@ -6,18 +6,22 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use gatehouse_protocol::{
-    Id, META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION, Message, Request,
-    RpcError, method,
+    META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION, Message, Request, RpcError,
+    method,
 };
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot};
 
-use super::chain::Call;
-use super::trace::Trace;
-use super::{ClientCtx, Target, View, hygiene};
 use crate::authorize::digest;
+use crate::client::ClientCtx;
 use crate::config::Config;
-use crate::gateway::{CorrelationId, Gateway};
+use crate::context::Call;
+use crate::context::Target;
+use crate::context::View;
+use crate::gateway::Gateway;
+use crate::hygiene;
+use crate::trace::Trace;
+use gatehouse_transport::correlation::CorrelationId;
 use gatehouse_transport::metrics as m;
 use gatehouse_transport::refusal::{self, unavailable};
 use gatehouse_transport::upstream::{CallRoute, UpstreamError, UserToken};
@@ -55,7 +59,7 @@ pub(super) async fn call(c: &mut Call<'_>) -> Result<Value, RpcError> {
             }
             // Parameters the gateway fixes (config `fixed`): the caller could not send them.
             if c.req.method == method::TOOLS_CALL
-                && let Some(fixed) = super::validate::fixed_params(cfg, &guard.target)
+                && let Some(fixed) = crate::validate::fixed_params(cfg, &guard.target)
                 && let Some(p) = params.as_mut().and_then(Value::as_object_mut)
             {
                 let args = p
@@ -320,23 +324,6 @@ impl Gateway {
                 tracing::warn!(upstream = name, %correlation, error = %e, "user's upstream token unavailable");
                 Err(unavailable(correlation))
             }
-        }
-    }
-
-    /// A client cancelled one of its calls: stops it if it runs here.
-    pub(crate) fn cancel_here(&self, owner: &str, request_id: &Id) -> bool {
-        let key = (owner.to_owned(), request_id.clone());
-        match self
-            .cancellable
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&key)
-        {
-            Some(tx) => {
-                let _ = tx.send(());
-                true
-            }
-            None => false,
         }
     }
 }

@@ -4,9 +4,11 @@
 
 use gatehouse_protocol::method;
 
-use super::chain::Call;
-use super::{Target, Verdict, route};
 use crate::approval;
+use crate::context::Call;
+use crate::context::Target;
+use crate::route;
+use crate::verdict::Verdict;
 
 pub(super) async fn approval(c: &mut Call<'_>) -> Verdict {
     let Target::Upstream {

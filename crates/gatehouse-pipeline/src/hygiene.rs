@@ -6,9 +6,9 @@ use std::sync::OnceLock;
 use gatehouse_protocol::{RpcError, code};
 use serde_json::{Value, json};
 
-use super::Trace;
 use crate::config::{Config, RawErrorMode};
-use crate::gateway::CorrelationId;
+use crate::trace::Trace;
+use gatehouse_transport::correlation::CorrelationId;
 
 /// Longest upstream detail kept in the audit record.
 const MAX_DETAIL: usize = 2000;

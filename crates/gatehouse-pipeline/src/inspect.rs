@@ -7,9 +7,12 @@ use gatehouse_policy::{Controls, Target};
 use gatehouse_protocol::RpcError;
 use serde_json::{Value, json};
 
-use super::{ClientCtx, Trace, route};
+use crate::client::ClientCtx;
 use crate::config::Config;
-use crate::gateway::{CorrelationId, Gateway};
+use crate::gateway::Gateway;
+use crate::route;
+use crate::trace::Trace;
+use gatehouse_transport::correlation::CorrelationId;
 
 /// A classification's controls: configured, or the level's defaults without an
 /// `authorization` section.
@@ -211,7 +214,7 @@ impl Gateway {
                 Target::Tool { exposed, .. } => exposed.as_str(),
                 _ => "",
             };
-            super::detect::response(d, target.classification(), tool, result, trace, correlation)
+            crate::detect::response(d, target.classification(), tool, result, trace, correlation)
                 .await?;
         }
 

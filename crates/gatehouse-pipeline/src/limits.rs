@@ -8,10 +8,11 @@ use std::time::Duration;
 use gatehouse_auth::AuthMethod;
 use gatehouse_policy::Classification;
 
-use super::chain::Call;
-use super::{Denial, Verdict};
-use crate::gateway::CorrelationId;
+use crate::context::Call;
 use crate::ratelimit::Refusal;
+use crate::verdict::Denial;
+use crate::verdict::Verdict;
+use gatehouse_transport::correlation::CorrelationId;
 use gatehouse_transport::refusal;
 
 /// Stage: the gateway's own capacity.

@@ -5,12 +5,12 @@ use gatehouse_policy::Action;
 use gatehouse_protocol::{ProtocolVersion, Request, RpcError, method};
 use serde_json::{Map, Value, json};
 
-use super::View;
-use super::route::data_policy;
 use crate::authorize::Gate;
 use crate::catalog::{Entry, ResourceEntry};
 use crate::config::Config;
+use crate::context::View;
 use crate::gateway::Gateway;
+use crate::route::data_policy;
 
 impl Gateway {
     pub(super) fn answer_locally(
@@ -93,11 +93,11 @@ impl Gateway {
                 "ttlMs": 0,
                 "_meta": {"io.modelcontextprotocol/serverInfo": self.server_info()},
             })),
-            method::TOOLS_LIST if super::search::on(cfg, &view) => Ok(super::search::list()),
+            method::TOOLS_LIST if crate::search::on(cfg, &view) => Ok(crate::search::list()),
             method::TOOLS_LIST => named(&cat.tools, Action::CallTool, "tools"),
             method::TOOLS_CALL => {
                 // Routed here only for the search and describe meta-tools.
-                let which = super::search::meta(req.param_str("name")).ok_or_else(|| {
+                let which = crate::search::meta(req.param_str("name")).ok_or_else(|| {
                     gatehouse_transport::refusal::method_not_found("Method not found")
                 })?;
                 let visible: Vec<&Entry> = cat
@@ -113,7 +113,7 @@ impl Gateway {
                     })
                     .collect();
                 let args = req.params.as_ref().and_then(|p| p.get("arguments"));
-                Ok(super::search::answer(which, args, &visible))
+                Ok(crate::search::answer(which, args, &visible))
             }
             method::PROMPTS_LIST => named(&cat.prompts, Action::GetPrompt, "prompts"),
             method::RESOURCES_LIST => resources(&cat.resources, "uri", "resources"),

@@ -5,9 +5,11 @@
 use gatehouse_protocol::{RpcError, method};
 use serde_json::{Value, json};
 
-use super::chain::Call;
-use super::{Denial, Target, Verdict};
-use crate::gateway::CorrelationId;
+use crate::context::Call;
+use crate::context::Target;
+use crate::verdict::Denial;
+use crate::verdict::Verdict;
+use gatehouse_transport::correlation::CorrelationId;
 use gatehouse_transport::refusal;
 
 /// Stage: DLP on outgoing arguments. Blocked kinds refuse the call; masked ones are

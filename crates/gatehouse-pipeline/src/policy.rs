@@ -5,10 +5,12 @@
 use gatehouse_policy::{Outcome, Verb};
 use serde_json::Value;
 
-use super::chain::Call;
-use super::local::is_filtered_list;
-use super::{Target, Verdict, inspect};
 use crate::authorize::{Gate, digest, refusal};
+use crate::context::Call;
+use crate::context::Target;
+use crate::inspect;
+use crate::local::is_filtered_list;
+use crate::verdict::Verdict;
 
 pub(super) fn authorize(c: &mut Call<'_>) -> Verdict {
     // Built only for what it decides: routed calls and the lists it filters.

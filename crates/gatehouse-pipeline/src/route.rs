@@ -5,12 +5,15 @@ use gatehouse_policy::Action;
 use gatehouse_protocol::{Request, RpcError, method};
 use serde_json::{Value, json};
 
-use super::chain::Call;
-use super::{Guard, Target, Verdict, View};
 use crate::authorize::Named;
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::context::Call;
+use crate::context::Guard;
+use crate::context::Target;
+use crate::context::View;
 use crate::gateway::Gateway;
+use crate::verdict::Verdict;
 use gatehouse_transport::refusal;
 
 impl Gateway {
@@ -41,9 +44,9 @@ impl Gateway {
                 let name = req.param_str("name").ok_or_else(|| missing("name"))?;
                 // Search and describe are answered here, over what the caller can see.
                 if matches!(
-                    super::search::meta(Some(name)),
-                    Some(super::search::SEARCH | super::search::DESCRIBE)
-                ) && super::search::on(cfg, &view)
+                    crate::search::meta(Some(name)),
+                    Some(crate::search::SEARCH | crate::search::DESCRIBE)
+                ) && crate::search::on(cfg, &view)
                 {
                     return Ok(Target::Local);
                 }

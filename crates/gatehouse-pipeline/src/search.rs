@@ -7,9 +7,9 @@
 
 use serde_json::{Map, Value, json};
 
-use super::View;
 use crate::catalog::Entry;
 use crate::config::Config;
+use crate::context::View;
 
 pub(crate) const SEARCH: &str = "gatehouse_search_tools";
 pub(crate) const DESCRIBE: &str = "gatehouse_describe_tool";
@@ -31,23 +31,23 @@ pub(super) fn on(cfg: &Config, view: &View<'_>) -> bool {
 
 /// Stage: a call through the call meta-tool becomes the call of the tool it names, before
 /// anything decides about it.
-pub(super) fn unwrap(c: &mut super::chain::Call<'_>) -> super::Verdict {
+pub(super) fn unwrap(c: &mut crate::context::Call<'_>) -> crate::verdict::Verdict {
     if c.req.method != gatehouse_protocol::method::TOOLS_CALL
         || c.req.param_str("name") != Some(CALL)
         || !on(c.cfg, &c.view)
     {
-        return super::Verdict::Allow;
+        return crate::verdict::Verdict::Allow;
     }
     let Some(params) = c.req.params.as_mut() else {
-        return super::Verdict::Answer(Err(gatehouse_transport::refusal::invalid_params(
+        return crate::verdict::Verdict::Answer(Err(gatehouse_transport::refusal::invalid_params(
             "gatehouse_call_tool needs arguments",
         )));
     };
     match unwrap_call(params) {
-        Ok(()) => super::Verdict::Allow,
-        Err(why) => super::Verdict::Answer(Err(gatehouse_transport::refusal::invalid_params(
-            format!("gatehouse_call_tool: {why}"),
-        ))),
+        Ok(()) => crate::verdict::Verdict::Allow,
+        Err(why) => crate::verdict::Verdict::Answer(Err(
+            gatehouse_transport::refusal::invalid_params(format!("gatehouse_call_tool: {why}")),
+        )),
     }
 }
 

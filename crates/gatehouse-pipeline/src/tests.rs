@@ -8,12 +8,13 @@ use std::sync::Arc;
 use gatehouse_protocol::{Id, ProtocolVersion, Request, RpcError, code};
 use serde_json::{Value, json};
 
-use super::ClientCtx;
-use super::chain::{self, Call};
-use super::trace::Trace;
 use crate::catalog::UpstreamLists;
+use crate::chain;
+use crate::client::ClientCtx;
 use crate::config::Config;
+use crate::context::Call;
 use crate::gateway::Gateway;
+use crate::trace::Trace;
 
 /// A gateway with `extra` YAML and one upstream, `svc`, that exposes `tools`.
 fn gateway(extra: &str, tools: Value) -> Arc<Gateway> {

@@ -5,8 +5,8 @@ use gatehouse_audit::{AuditEvent, EventKind};
 use gatehouse_policy::{Classification, Verb};
 use serde_json::Value;
 
-use super::ClientCtx;
-use crate::gateway::CorrelationId;
+use crate::client::ClientCtx;
+use gatehouse_transport::correlation::CorrelationId;
 use gatehouse_transport::upstream::UpstreamError;
 
 /// What an audit record says about a request beyond its method and outcome.

@@ -3,54 +3,18 @@
 //! payload cannot be replayed under a new time) or a Slack-compatible message with a link.
 //! Sent in the background with retries; each outcome is audited. Never on the call's path.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_store::ApprovalRecord;
 use serde_json::{Value, json};
 
-use crate::config::{Config, Webhook};
-use crate::gateway::Gateway;
+use crate::config::Webhook;
 
 /// Attempts per webhook, with doubling delays from one second.
 const ATTEMPTS: u32 = 4;
 
 /// The header carrying the signature.
 pub(crate) const SIGNATURE_HEADER: &str = "gatehouse-signature";
-
-pub(super) fn spawn(gw: &Arc<Gateway>, cfg: &Config, rec: &ApprovalRecord) {
-    if cfg.approvals.notify.is_empty() {
-        return;
-    }
-    let link = cfg
-        .approvals
-        .console_url
-        .as_deref()
-        .map(|base| format!("{}/approvals/{}", base.trim_end_matches('/'), rec.id));
-    for hook in cfg.approvals.notify.clone() {
-        let gw = Arc::downgrade(gw);
-        let rec = rec.clone();
-        let link = link.clone();
-        tokio::spawn(async move {
-            let Some(gw) = gw.upgrade() else { return };
-            let outcome = deliver(&gw, &hook, &rec, link.as_deref()).await;
-            let host = reqwest::Url::parse(&hook.url)
-                .ok()
-                .and_then(|u| u.host_str().map(str::to_owned))
-                .unwrap_or_default();
-            let (status, detail) = match &outcome {
-                Ok(()) => ("ok", format!("webhook {host}")),
-                Err(e) => {
-                    tracing::error!(approval = %rec.id, webhook = %host, error = %e, "approval notification failed");
-                    ("error", format!("webhook {host}: {e}"))
-                }
-            };
-            let _ = gw
-                .audit_approval("approval.notified", &rec, "", &detail, status)
-                .await;
-        });
-    }
-}
 
 /// The payload a webhook receives.
 pub(crate) fn payload(rec: &ApprovalRecord, link: Option<&str>, slack: bool) -> Value {
@@ -89,23 +53,24 @@ pub fn signature(secret: &[u8], unix: u64, body: &[u8]) -> String {
     format!("t={unix},v1={}", super::hex(ctx.sign().as_ref()))
 }
 
-async fn deliver(
-    gw: &Gateway,
+/// Sends one notification, retrying with doubling delays; the last failure if none
+/// succeeded.
+pub(crate) async fn deliver(
+    http: &reqwest::Client,
+    secrets: Option<&gatehouse_auth::LocalSecrets>,
     hook: &Webhook,
     rec: &ApprovalRecord,
     link: Option<&str>,
 ) -> Result<(), String> {
     let secret = match &hook.secret {
         None => None,
-        Some(r) => Some(r.resolve(gw.secrets())?),
+        Some(r) => Some(r.resolve(secrets)?),
     };
     let body = serde_json::to_vec(&payload(rec, link, hook.slack)).map_err(|e| e.to_string())?;
     let mut delay = Duration::from_secs(1);
     let mut last = String::new();
     for attempt in 1..=ATTEMPTS {
-        let mut req = gw
-            .approvals
-            .http
+        let mut req = http
             .post(&hook.url)
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body.clone());

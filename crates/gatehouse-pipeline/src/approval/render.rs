@@ -45,7 +45,7 @@ const MAX_ITEMS: usize = 200;
 
 pub(crate) const REDACTED: &str = "[redacted]";
 
-pub(super) fn redacted(v: &Value) -> Value {
+pub(crate) fn redacted(v: &Value) -> Value {
     walk(v, 0)
 }
 

@@ -29,10 +29,11 @@ const MAX_LIST_BYTES: usize = 8 * 1024 * 1024;
 
 pub use gatehouse_transport::correlation::CorrelationId;
 
+mod approvals;
+mod pins;
 mod records;
 mod replicas;
 mod state;
-pub(crate) use state::store;
 pub use state::subject_key;
 use state::{
     DirectoryState, KeysState, dlp_secret, identity, open_audit, open_secrets, purge_oauth,
@@ -71,7 +72,7 @@ pub struct Gateway {
     /// Byte budgets and result-size baselines.
     pub(crate) exfil: crate::exfil::Exfil,
     /// Tools' compiled input schemas.
-    pub(crate) schemas: crate::Schemas,
+    pub(crate) schemas: crate::schemas::Schemas,
     /// Tool and prompt pins, and what the list-time checks last decided.
     pub pins: crate::pins::Pins,
     /// The encrypted local secret store, when configured and its master key readable.
@@ -129,7 +130,7 @@ impl Gateway {
             approvals: crate::approval::Approvals::open(&config),
             limiter: crate::ratelimit::Limiter::default(),
             exfil: crate::exfil::Exfil::default(),
-            schemas: crate::Schemas::default(),
+            schemas: crate::schemas::Schemas::default(),
             pins: crate::pins::Pins::open(&config),
             secrets: open_secrets(&config),
             anonymous: Arc::new(Principal::anonymous()),
@@ -156,7 +157,7 @@ impl Gateway {
         }
         gw.apply_upstreams(&config.upstreams);
         tokio::spawn(event_loop(Arc::downgrade(&gw), rx));
-        tokio::spawn(crate::approval::sweep(Arc::downgrade(&gw)));
+        tokio::spawn(approvals::sweep(Arc::downgrade(&gw)));
         tokio::spawn(purge_oauth(Arc::downgrade(&gw)));
         if let Some(a) = config.audit.as_ref()
             && let Some(keep) = a.retention

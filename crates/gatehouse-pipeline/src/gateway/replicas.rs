@@ -6,7 +6,17 @@ use std::sync::Arc;
 use gatehouse_protocol::{Id, Message, Response};
 
 use super::Gateway;
-use crate::fleet::FleetMsg;
+use crate::fleet::{Fleet, FleetMsg, Receiver};
+
+impl Receiver for Gateway {
+    fn fleet(&self) -> Option<&Fleet> {
+        self.fleet.get()
+    }
+
+    fn receive(self: Arc<Self>, msg: FleetMsg) {
+        self.on_fleet(msg);
+    }
+}
 
 impl Gateway {
     /// Puts a message on a session's standalone stream: here when this replica holds the
@@ -107,8 +117,25 @@ impl Gateway {
         }
     }
 
+    /// A client cancelled one of its calls: stops it if it runs here.
+    fn cancel_here(&self, owner: &str, request_id: &Id) -> bool {
+        let key = (owner.to_owned(), request_id.clone());
+        match self
+            .cancellable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&key)
+        {
+            Some(tx) => {
+                let _ = tx.send(());
+                true
+            }
+            None => false,
+        }
+    }
+
     /// A message from another replica (its envelope already checked).
-    pub(crate) fn on_fleet(self: &Arc<Self>, msg: FleetMsg) {
+    fn on_fleet(self: &Arc<Self>, msg: FleetMsg) {
         match msg {
             // Only where the session's stream is: other replicas hold nothing for it.
             FleetMsg::Stream { sid, message } => {

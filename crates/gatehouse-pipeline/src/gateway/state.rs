@@ -4,11 +4,6 @@
 
 use super::*;
 
-/// Where the store of `kind` lives, as the configuration says.
-pub(crate) fn store(cfg: &Config, kind: StoreKind) -> gatehouse_store::Backend<'_> {
-    gatehouse_store::Backend::new(&cfg.store_path, cfg.postgres_for(kind))
-}
-
 /// API keys as configured at start (the pepper and store change only on restart).
 pub(super) enum KeysState {
     Off,
@@ -21,7 +16,7 @@ impl KeysState {
         let Some(pepper) = &cfg.api_key_pepper else {
             return KeysState::Off;
         };
-        match store(cfg, StoreKind::ApiKeys).api_keys() {
+        match cfg.backend(StoreKind::ApiKeys).api_keys() {
             Ok(store) => KeysState::Ready(Box::new(ApiKeys::new(pepper, store))),
             Err(e) => {
                 tracing::error!(path = %cfg.store_path.display(), error = %e, "API key store unavailable: every API key will be refused");
@@ -45,7 +40,8 @@ pub(super) fn identity(
     let Some(f) = a.facade.clone() else {
         return (Some(Arc::new(authn)), None);
     };
-    let store = store(cfg, StoreKind::OAuth)
+    let store = cfg
+        .backend(StoreKind::OAuth)
         .oauth()
         .map_err(|e| e.to_string());
     let server = store.and_then(|store| {
@@ -175,7 +171,7 @@ impl DirectoryState {
         if cfg.scim_token.is_none() && cfg.admin_token.is_none() {
             return DirectoryState::Off;
         }
-        let opened = store(cfg, StoreKind::Directory).directory();
+        let opened = cfg.backend(StoreKind::Directory).directory();
         match opened {
             Ok(d) => DirectoryState::Ready(d),
             Err(e) => {
@@ -225,7 +221,7 @@ pub(super) fn open_audit(config: &Config) -> Option<crate::audit::AuditWriter> {
             })
             .map(Some),
     };
-    let (store, checkpoints) = match (signer, store(config, StoreKind::Audit).audit()) {
+    let (store, checkpoints) = match (signer, config.backend(StoreKind::Audit).audit()) {
         (Err(e), _) => (broken(e), None),
         (Ok(_), Err(e)) => (broken(e.to_string()), None),
         (Ok(signer), Ok(s)) => (

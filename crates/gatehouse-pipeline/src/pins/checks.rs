@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::catalog::UpstreamLists;
 
 /// The definition as hashed: everything but protocol metadata.
-pub(super) fn pinned_form(def: &Value) -> Value {
+pub(crate) fn pinned_form(def: &Value) -> Value {
     let mut d = def.clone();
     if let Some(o) = d.as_object_mut() {
         o.remove("_meta");
@@ -140,7 +140,7 @@ pub(super) fn cross_server(
 /// Every list-time finding in one definition: the cascade over each of its strings, the
 /// definition rules (parameter names, enums, what poisoned definitions say), and for a
 /// tool the checks against the other servers' tools.
-pub(super) fn definition_findings(
+pub(crate) fn definition_findings(
     cascade: &gatehouse_detect::Cascade,
     upstream: &str,
     kind: &str,
@@ -148,7 +148,7 @@ pub(super) fn definition_findings(
     form: &Value,
     catalogue: &[(&str, &str)],
 ) -> Vec<(String, Signal)> {
-    let mut found = crate::scan_strings(cascade, form);
+    let mut found = crate::findings::scan(cascade, form);
     // A description is written to instruct the model ("use this tool when…", "you must
     // call X first"), which is what the classifier learned injections look like: there
     // its findings are recorded, and the definition rules decide.
