@@ -6,10 +6,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::{
-    AnyAudit, ApiKeyStore, ApprovalStore, DirectoryStore, OAuthStore, PgApprovals, PgDirectory,
-    PgKeyStore, PgOAuth, PgPins, PinStore, SqliteApprovals, SqliteDirectory, SqliteKeyStore,
-    SqliteOAuth, SqlitePins, StoreError,
+    AnyAudit, ApiKeyStore, ApprovalStore, DirectoryStore, OAuthStore, PinStore, SqliteApprovals,
+    SqliteDirectory, SqliteKeyStore, SqliteOAuth, SqlitePins, StoreError,
 };
+#[cfg(feature = "postgres")]
+use crate::{PgApprovals, PgDirectory, PgKeyStore, PgOAuth, PgPins};
+
+/// What a store configured for PostgreSQL answers in a build without it.
+#[cfg(not(feature = "postgres"))]
+pub(crate) const NO_POSTGRES: &str =
+    "this build of Gatehouse has no PostgreSQL support (cargo feature `postgres`)";
 
 /// Where one store lives.
 #[derive(Debug, Clone, Copy)]
@@ -36,35 +42,50 @@ impl<'a> Backend<'a> {
 
     pub fn api_keys(&self) -> Result<Arc<dyn ApiKeyStore>, StoreError> {
         Ok(match self.postgres {
+            #[cfg(feature = "postgres")]
             Some(url) => Arc::new(PgKeyStore::new(url)),
+            #[cfg(not(feature = "postgres"))]
+            Some(_) => return Err(StoreError::Unavailable(NO_POSTGRES.into())),
             None => Arc::new(SqliteKeyStore::open(self.sqlite)?),
         })
     }
 
     pub fn directory(&self) -> Result<Arc<dyn DirectoryStore>, StoreError> {
         Ok(match self.postgres {
+            #[cfg(feature = "postgres")]
             Some(url) => Arc::new(PgDirectory::open(url)?),
+            #[cfg(not(feature = "postgres"))]
+            Some(_) => return Err(StoreError::Unavailable(NO_POSTGRES.into())),
             None => Arc::new(SqliteDirectory::open(self.sqlite)?),
         })
     }
 
     pub fn approvals(&self) -> Result<Arc<dyn ApprovalStore>, StoreError> {
         Ok(match self.postgres {
+            #[cfg(feature = "postgres")]
             Some(url) => Arc::new(PgApprovals::new(url)),
+            #[cfg(not(feature = "postgres"))]
+            Some(_) => return Err(StoreError::Unavailable(NO_POSTGRES.into())),
             None => Arc::new(SqliteApprovals::open(self.sqlite)?),
         })
     }
 
     pub fn oauth(&self) -> Result<Arc<dyn OAuthStore>, StoreError> {
         Ok(match self.postgres {
+            #[cfg(feature = "postgres")]
             Some(url) => Arc::new(PgOAuth::new(url)),
+            #[cfg(not(feature = "postgres"))]
+            Some(_) => return Err(StoreError::Unavailable(NO_POSTGRES.into())),
             None => Arc::new(SqliteOAuth::open(self.sqlite)?),
         })
     }
 
     pub fn pins(&self) -> Result<Arc<dyn PinStore>, StoreError> {
         Ok(match self.postgres {
+            #[cfg(feature = "postgres")]
             Some(url) => Arc::new(PgPins::new(url)),
+            #[cfg(not(feature = "postgres"))]
+            Some(_) => return Err(StoreError::Unavailable(NO_POSTGRES.into())),
             None => Arc::new(SqlitePins::open(self.sqlite)?),
         })
     }

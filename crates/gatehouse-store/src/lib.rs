@@ -8,14 +8,29 @@ mod directory;
 mod factory;
 mod keys;
 mod oauth;
+#[cfg(feature = "postgres")]
 mod pg_approvals;
+#[cfg(feature = "postgres")]
 mod pg_audit;
+#[cfg(feature = "postgres")]
 mod pg_directory;
+#[cfg(feature = "postgres")]
 mod pg_keys;
+#[cfg(feature = "postgres")]
 mod pg_oauth;
+#[cfg(feature = "postgres")]
 mod pg_pins;
+#[cfg(feature = "postgres")]
 mod pg_tls;
+#[cfg(feature = "postgres")]
 pub use pg_tls::ping as ping_postgres;
+
+/// Whether PostgreSQL at `url` answers (readiness). A build without PostgreSQL support
+/// answers that it has none.
+#[cfg(not(feature = "postgres"))]
+pub fn ping_postgres(_url: &str, _timeout: std::time::Duration) -> Result<(), String> {
+    Err(factory::NO_POSTGRES.into())
+}
 mod pins;
 
 pub use approvals::{
@@ -30,11 +45,17 @@ pub use keys::{ApiKeyRecord, ApiKeyStore, MemoryKeyStore, SqliteKeyStore, StoreE
 pub use oauth::{
     CodeGrant, OAuthClient, OAuthStore, PendingLogin, Redeem, RefreshRecord, SqliteOAuth,
 };
+#[cfg(feature = "postgres")]
 pub use pg_approvals::PgApprovals;
+#[cfg(feature = "postgres")]
 pub use pg_audit::PgAudit;
+#[cfg(feature = "postgres")]
 pub use pg_directory::PgDirectory;
+#[cfg(feature = "postgres")]
 pub use pg_keys::PgKeyStore;
+#[cfg(feature = "postgres")]
 pub use pg_oauth::PgOAuth;
+#[cfg(feature = "postgres")]
 pub use pg_pins::PgPins;
 pub use pins::{
     Observed, PinDecideError, PinDecision, PinRecord, PinStatus, PinStore, Sighting, SqlitePins,
@@ -43,6 +64,7 @@ pub use pins::{
 /// The audit store a config names: SQLite (the default) or PostgreSQL.
 pub enum AnyAudit {
     Sqlite(SqliteAudit),
+    #[cfg(feature = "postgres")]
     Postgres(Box<PgAudit>),
 }
 
@@ -50,6 +72,7 @@ impl std::fmt::Debug for AnyAudit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             AnyAudit::Sqlite(_) => "AnyAudit(SQLite)",
+            #[cfg(feature = "postgres")]
             AnyAudit::Postgres(_) => "AnyAudit(PostgreSQL)",
         })
     }
@@ -62,7 +85,14 @@ impl AnyAudit {
         postgres: Option<&str>,
     ) -> Result<AnyAudit, gatehouse_audit::AuditError> {
         Ok(match postgres {
+            #[cfg(feature = "postgres")]
             Some(url) => AnyAudit::Postgres(Box::new(PgAudit::new(url))),
+            #[cfg(not(feature = "postgres"))]
+            Some(_) => {
+                return Err(gatehouse_audit::AuditError::Unavailable(
+                    factory::NO_POSTGRES.into(),
+                ));
+            }
             None => AnyAudit::Sqlite(SqliteAudit::open(sqlite)?),
         })
     }
@@ -73,6 +103,7 @@ impl AnyAudit {
     ) -> Result<Vec<(String, u64, String)>, gatehouse_audit::AuditError> {
         match self {
             AnyAudit::Sqlite(s) => s.query(q),
+            #[cfg(feature = "postgres")]
             AnyAudit::Postgres(p) => p.query(q),
         }
     }
@@ -85,6 +116,7 @@ impl AnyAudit {
     ) -> Result<Vec<Pending>, gatehouse_audit::AuditError> {
         match self {
             AnyAudit::Sqlite(s) => s.pending_for(sink, limit),
+            #[cfg(feature = "postgres")]
             AnyAudit::Postgres(p) => p.pending_for(sink, limit),
         }
     }
@@ -96,6 +128,7 @@ impl AnyAudit {
     ) -> Result<(), gatehouse_audit::AuditError> {
         match self {
             AnyAudit::Sqlite(s) => s.advance(sink, delivered),
+            #[cfg(feature = "postgres")]
             AnyAudit::Postgres(p) => p.advance(sink, delivered),
         }
     }
@@ -108,6 +141,7 @@ impl AnyAudit {
     ) -> Result<Vec<(String, u64)>, gatehouse_audit::AuditError> {
         match self {
             AnyAudit::Sqlite(s) => s.prune(cutoff_ms, sinks),
+            #[cfg(feature = "postgres")]
             AnyAudit::Postgres(p) => p.prune(cutoff_ms, sinks),
         }
     }
@@ -121,6 +155,7 @@ impl gatehouse_audit::AuditStore for AnyAudit {
     ) -> Result<Vec<(String, u64, String)>, gatehouse_audit::AuditError> {
         match self {
             AnyAudit::Sqlite(s) => s.append(events, durability),
+            #[cfg(feature = "postgres")]
             AnyAudit::Postgres(p) => p.append(events, durability),
         }
     }
@@ -130,6 +165,7 @@ impl gatehouse_audit::AuditStore for AnyAudit {
     ) -> Result<(), gatehouse_audit::AuditError> {
         match self {
             AnyAudit::Sqlite(s) => s.checkpoint(checkpoints),
+            #[cfg(feature = "postgres")]
             AnyAudit::Postgres(p) => p.checkpoint(checkpoints),
         }
     }
@@ -139,6 +175,7 @@ impl gatehouse_audit::AuditStore for AnyAudit {
     ) -> Result<Vec<gatehouse_audit::Checkpoint>, gatehouse_audit::AuditError> {
         match self {
             AnyAudit::Sqlite(s) => s.checkpoints(chain),
+            #[cfg(feature = "postgres")]
             AnyAudit::Postgres(p) => p.checkpoints(chain),
         }
     }
@@ -148,12 +185,14 @@ impl gatehouse_audit::AuditStore for AnyAudit {
     ) -> Result<Vec<gatehouse_audit::Link>, gatehouse_audit::AuditError> {
         match self {
             AnyAudit::Sqlite(s) => s.links(chain),
+            #[cfg(feature = "postgres")]
             AnyAudit::Postgres(p) => p.links(chain),
         }
     }
     fn chains(&self) -> Result<Vec<String>, gatehouse_audit::AuditError> {
         match self {
             AnyAudit::Sqlite(s) => s.chains(),
+            #[cfg(feature = "postgres")]
             AnyAudit::Postgres(p) => p.chains(),
         }
     }
@@ -163,6 +202,7 @@ impl gatehouse_audit::AuditStore for AnyAudit {
     ) -> Result<Option<gatehouse_audit::Anchor>, gatehouse_audit::AuditError> {
         match self {
             AnyAudit::Sqlite(s) => s.anchor(chain),
+            #[cfg(feature = "postgres")]
             AnyAudit::Postgres(p) => p.anchor(chain),
         }
     }

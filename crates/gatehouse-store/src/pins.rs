@@ -544,6 +544,7 @@ mod tests {
         Box::new(SqlitePins::memory().unwrap_or_else(|e| panic!("{e}")))
     }
 
+    #[cfg(feature = "postgres")]
     fn postgres() -> Box<dyn PinStore> {
         Box::new(crate::PgPins::new(&crate::pg_audit::tests::fresh_db(
             "pins",
@@ -557,6 +558,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "postgres")]
     fn a_change_is_quarantined_until_reviewed_and_a_revert_restores_in_postgres() {
         change_quarantined(&postgres);
     }
@@ -567,6 +569,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "postgres")]
     fn a_pin_nobody_reviewed_is_held_when_detection_flags_it_later_in_postgres() {
         flagged_later(&postgres);
     }
@@ -577,6 +580,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "postgres")]
     fn review_mode_and_flagged_definitions_wait_on_first_sight_in_postgres() {
         first_sight(&postgres);
     }
