@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::keys::StoreError;
+use crate::rows::{self, int as i};
 
 /// A provisioned user as SCIM describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -268,16 +269,6 @@ CREATE TABLE IF NOT EXISTS directory_members (
   PRIMARY KEY (group_id, user_id)
 );";
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DirectoryUser> {
-    Ok(DirectoryUser {
-        id: r.get(0)?,
-        user_name: r.get(1)?,
-        external_id: r.get(2)?,
-        active: r.get::<_, i64>(3)? != 0,
-        updated_at: u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
-    })
-}
-
 impl SqliteDirectory {
     pub fn open(path: &Path) -> Result<SqliteDirectory, StoreError> {
         let conn = Connection::open(path)?;
@@ -352,10 +343,6 @@ impl SqliteDirectory {
     }
 }
 
-fn i(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
 impl DirectoryStore for SqliteDirectory {
     fn put(&self, u: &DirectoryUser) -> Result<(), StoreError> {
         let mut conn = self.conn();
@@ -363,7 +350,7 @@ impl DirectoryStore for SqliteDirectory {
         // or a concurrent writer (the audit) makes its upgrade fail at once, busy timeout or not.
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let old = tx
-            .query_row("SELECT id, user_name, external_id, active, updated_at FROM directory_users WHERE id = ?1", [&u.id], row)
+            .query_row("SELECT id, user_name, external_id, active, updated_at FROM directory_users WHERE id = ?1", [&u.id], |r| rows::directory_user(r))
             .optional()?;
         for name in old.iter().flat_map(|o| abandoned_names(o, u)) {
             tx.execute(
@@ -390,7 +377,7 @@ impl DirectoryStore for SqliteDirectory {
     fn get(&self, id: &str) -> Result<Option<DirectoryUser>, StoreError> {
         Ok(self
             .conn()
-            .query_row("SELECT id, user_name, external_id, active, updated_at FROM directory_users WHERE id = ?1", [id], row)
+            .query_row("SELECT id, user_name, external_id, active, updated_at FROM directory_users WHERE id = ?1", [id], |r| rows::directory_user(r))
             .optional()?)
     }
 
@@ -400,7 +387,7 @@ impl DirectoryStore for SqliteDirectory {
             .query_row(
                 "SELECT id, user_name, external_id, active, updated_at FROM directory_users WHERE user_name = ?1",
                 [user_name],
-                row,
+                |r| rows::directory_user(r),
             )
             .optional()?)
     }
@@ -410,7 +397,7 @@ impl DirectoryStore for SqliteDirectory {
         // Immediate, as in `put`.
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let user = tx
-            .query_row("SELECT id, user_name, external_id, active, updated_at FROM directory_users WHERE id = ?1", [id], row)
+            .query_row("SELECT id, user_name, external_id, active, updated_at FROM directory_users WHERE id = ?1", [id], |r| rows::directory_user(r))
             .optional()?;
         let Some(u) = user else { return Ok(false) };
         for subject in std::iter::once(&u.user_name).chain(u.external_id.as_ref()) {

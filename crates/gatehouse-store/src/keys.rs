@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
+use crate::rows::{self, int as i, list_to_sql};
 use rusqlite::{Connection, OptionalExtension, params};
 
 #[derive(Debug, thiserror::Error)]
@@ -153,22 +154,6 @@ CREATE TABLE IF NOT EXISTS api_keys (
   rotated_from TEXT
 );";
 
-fn list_to_sql(v: &[String]) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
-}
-
-fn list_from_sql(s: String) -> Vec<String> {
-    serde_json::from_str(&s).unwrap_or_default()
-}
-
-fn u(v: Option<i64>) -> Option<u64> {
-    v.and_then(|x| u64::try_from(x).ok())
-}
-
-fn i(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
 impl SqliteKeyStore {
     pub fn open(path: &Path) -> Result<SqliteKeyStore, StoreError> {
         let conn = Connection::open(path)?;
@@ -194,24 +179,6 @@ impl SqliteKeyStore {
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
-}
-
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
-    Ok(ApiKeyRecord {
-        id: r.get(0)?,
-        hash: r.get(1)?,
-        principal: r.get(2)?,
-        app: r.get(3)?,
-        tenant: r.get(4)?,
-        roles: list_from_sql(r.get(5)?),
-        servers: list_from_sql(r.get(6)?),
-        tools: list_from_sql(r.get(7)?),
-        created_at: u(r.get(8)?).unwrap_or(0),
-        expires_at: u(r.get(9)?),
-        revoked_at: u(r.get(10)?),
-        last_used_at: u(r.get(11)?),
-        rotated_from: r.get(12)?,
-    })
 }
 
 const COLUMNS: &str = "id, hash, principal, app, tenant, roles, servers, tools, created_at, expires_at, revoked_at, last_used_at, rotated_from";
@@ -253,7 +220,7 @@ impl ApiKeyStore for SqliteKeyStore {
         // the statement is compiled once per connection, not per request.
         let conn = self.reader();
         let mut stmt = conn.prepare_cached(GET_KEY)?;
-        Ok(stmt.query_row([id], row).optional()?)
+        Ok(stmt.query_row([id], |r| rows::api_key(r)).optional()?)
     }
 
     fn list(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
@@ -261,7 +228,9 @@ impl ApiKeyStore for SqliteKeyStore {
         let mut stmt = conn.prepare(&format!(
             "SELECT {COLUMNS} FROM api_keys ORDER BY created_at, id"
         ))?;
-        let rows = stmt.query_map([], row)?.collect::<Result<Vec<_>, _>>()?;
+        let rows = stmt
+            .query_map([], |r| rows::api_key(r))?
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
 

@@ -32,6 +32,7 @@ pub fn ping_postgres(_url: &str, _timeout: std::time::Duration) -> Result<(), St
     Err(factory::NO_POSTGRES.into())
 }
 mod pins;
+mod rows;
 
 pub use approvals::{
     ApprovalDecision, ApprovalRecord, ApprovalStatus, ApprovalStore, DecideError, SqliteApprovals,

@@ -8,6 +8,7 @@ use std::sync::{Mutex, PoisonError};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::keys::StoreError;
+use crate::rows::{self, int as i, uint as u};
 
 /// A client registered by RFC 7591 dynamic registration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,14 +196,6 @@ impl std::fmt::Debug for SqliteOAuth {
     }
 }
 
-fn i(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn u(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
 impl SqliteOAuth {
     pub fn open(path: &Path) -> Result<SqliteOAuth, StoreError> {
         let conn = Connection::open(path)?;
@@ -218,21 +211,6 @@ impl SqliteOAuth {
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
-}
-
-fn refresh_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RefreshRecord> {
-    Ok(RefreshRecord {
-        hash: r.get(0)?,
-        family: r.get(1)?,
-        client_id: r.get(2)?,
-        claims: r.get(3)?,
-        scope: r.get(4)?,
-        resource: r.get(5)?,
-        issued_at: u(r.get(6)?),
-        expires_at: u(r.get(7)?),
-        used_at: r.get::<_, Option<i64>>(8)?.map(u),
-        revoked_at: r.get::<_, Option<i64>>(9)?.map(u),
-    })
 }
 
 impl OAuthStore for SqliteOAuth {
@@ -403,7 +381,7 @@ impl OAuthStore for SqliteOAuth {
             .query_row(
                 "SELECT hash, family, client_id, claims, scope, resource, issued_at, expires_at, used_at, revoked_at FROM oauth_refresh WHERE hash = ?1",
                 params![hash],
-                refresh_row,
+                |r| rows::refresh(r),
             )
             .optional()?;
         let out = match row {

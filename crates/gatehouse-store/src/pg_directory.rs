@@ -11,6 +11,7 @@ use postgres::{Client, GenericClient};
 use crate::StoreError;
 use crate::directory::{DirectoryGroup, DirectoryStore, DirectoryUser, Memo, abandoned_names};
 use crate::pg_audit::PgAudit;
+use crate::rows::{self, int as i};
 
 /// PostgreSQL-backed [`DirectoryStore`].
 pub struct PgDirectory {
@@ -25,22 +26,8 @@ impl std::fmt::Debug for PgDirectory {
     }
 }
 
-fn i(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
 const USER: &str =
     "SELECT id, user_name, external_id, active, updated_at FROM gatehouse_directory_users";
-
-fn user(r: &postgres::Row) -> DirectoryUser {
-    DirectoryUser {
-        id: r.get(0),
-        user_name: r.get(1),
-        external_id: r.get(2),
-        active: r.get(3),
-        updated_at: u64::try_from(r.get::<_, i64>(4)).unwrap_or(0),
-    }
-}
 
 /// Marks a write, in the writer's transaction.
 fn bump(tx: &mut impl GenericClient) -> Result<(), postgres::Error> {
@@ -171,7 +158,8 @@ impl DirectoryStore for PgDirectory {
         self.write(|tx| {
             let old = tx
                 .query_opt(&format!("{USER} WHERE id = $1 FOR UPDATE"), &[&u.id])?
-                .map(|r| user(&r));
+                .map(|r| rows::directory_user(&r))
+                .transpose()?;
             for name in old.iter().flat_map(|o| abandoned_names(o, u)) {
                 revoke_in(tx, name, i(u.updated_at))?;
             }
@@ -193,17 +181,17 @@ impl DirectoryStore for PgDirectory {
 
     fn get(&self, id: &str) -> Result<Option<DirectoryUser>, StoreError> {
         self.with(|c| {
-            Ok(c.query_opt(&format!("{USER} WHERE id = $1"), &[&id])?
-                .map(|r| user(&r)))
+            c.query_opt(&format!("{USER} WHERE id = $1"), &[&id])?
+                .map(|r| rows::directory_user(&r))
+                .transpose()
         })
     }
 
     fn find_by_user_name(&self, user_name: &str) -> Result<Option<DirectoryUser>, StoreError> {
         self.with(|c| {
-            Ok(
-                c.query_opt(&format!("{USER} WHERE user_name = $1"), &[&user_name])?
-                    .map(|r| user(&r)),
-            )
+            c.query_opt(&format!("{USER} WHERE user_name = $1"), &[&user_name])?
+                .map(|r| rows::directory_user(&r))
+                .transpose()
         })
     }
 
@@ -211,7 +199,8 @@ impl DirectoryStore for PgDirectory {
         self.write(|tx| {
             let Some(u) = tx
                 .query_opt(&format!("{USER} WHERE id = $1 FOR UPDATE"), &[&id])?
-                .map(|r| user(&r))
+                .map(|r| rows::directory_user(&r))
+                .transpose()?
             else {
                 return Ok(false);
             };

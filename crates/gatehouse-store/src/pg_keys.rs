@@ -12,6 +12,7 @@ use postgres::{Client, GenericClient};
 use crate::StoreError;
 use crate::keys::{ApiKeyRecord, ApiKeyStore};
 use crate::pg_audit::PgAudit;
+use crate::rows::{self, int as i, list_to_sql};
 
 /// How stale the in-memory copy may be before the version counter is asked again.
 const RECHECK: Duration = Duration::from_secs(1);
@@ -38,40 +39,6 @@ impl std::fmt::Debug for PgKeyStore {
 }
 
 const COLUMNS: &str = "id, hash, principal, app, tenant, roles, servers, tools, created_at, expires_at, revoked_at, last_used_at, rotated_from";
-
-fn i(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn u(v: Option<i64>) -> Option<u64> {
-    v.and_then(|x| u64::try_from(x).ok())
-}
-
-fn list_to_sql(v: &[String]) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
-}
-
-fn list_from_sql(s: &str) -> Vec<String> {
-    serde_json::from_str(s).unwrap_or_default()
-}
-
-fn row(r: &postgres::Row) -> ApiKeyRecord {
-    ApiKeyRecord {
-        id: r.get(0),
-        hash: r.get(1),
-        principal: r.get(2),
-        app: r.get(3),
-        tenant: r.get(4),
-        roles: list_from_sql(r.get(5)),
-        servers: list_from_sql(r.get(6)),
-        tools: list_from_sql(r.get(7)),
-        created_at: u(Some(r.get(8))).unwrap_or(0),
-        expires_at: u(r.get(9)),
-        revoked_at: u(r.get(10)),
-        last_used_at: u(r.get(11)),
-        rotated_from: r.get(12),
-    }
-}
 
 /// Marks a change that decides something (insert, revoke, expiry), in the writer's
 /// transaction.
@@ -145,9 +112,8 @@ impl PgKeyStore {
             let keys = db
                 .query(&format!("SELECT {COLUMNS} FROM gatehouse_api_keys"), &[])?
                 .iter()
-                .map(row)
-                .map(|k| (k.id.clone(), k))
-                .collect::<BTreeMap<_, _>>();
+                .map(|r| rows::api_key(r).map(|k| (k.id.clone(), k)))
+                .collect::<Result<BTreeMap<_, _>, _>>()?;
             Ok((version, Some(keys)))
         })?;
         let mut memo = self.memo.write().unwrap_or_else(PoisonError::into_inner);
@@ -215,14 +181,13 @@ impl ApiKeyStore for PgKeyStore {
 
     fn list(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
         self.with(|db| {
-            Ok(db
-                .query(
-                    &format!("SELECT {COLUMNS} FROM gatehouse_api_keys ORDER BY created_at, id"),
-                    &[],
-                )?
-                .iter()
-                .map(row)
-                .collect())
+            db.query(
+                &format!("SELECT {COLUMNS} FROM gatehouse_api_keys ORDER BY created_at, id"),
+                &[],
+            )?
+            .iter()
+            .map(rows::api_key)
+            .collect()
         })
     }
 

@@ -8,6 +8,7 @@ use postgres::{Client, GenericClient};
 use crate::StoreError;
 use crate::oauth::{CodeGrant, OAuthClient, OAuthStore, PendingLogin, Redeem, RefreshRecord};
 use crate::pg_audit::PgAudit;
+use crate::rows::{self, int as i, uint as u};
 
 /// PostgreSQL-backed [`OAuthStore`].
 pub struct PgOAuth {
@@ -17,29 +18,6 @@ pub struct PgOAuth {
 impl std::fmt::Debug for PgOAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("PgOAuth")
-    }
-}
-
-fn i(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn u(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-fn refresh_row(r: &postgres::Row) -> RefreshRecord {
-    RefreshRecord {
-        hash: r.get(0),
-        family: r.get(1),
-        client_id: r.get(2),
-        claims: r.get(3),
-        scope: r.get(4),
-        resource: r.get(5),
-        issued_at: u(r.get(6)),
-        expires_at: u(r.get(7)),
-        used_at: r.get::<_, Option<i64>>(8).map(u),
-        revoked_at: r.get::<_, Option<i64>>(9).map(u),
     }
 }
 
@@ -224,7 +202,7 @@ impl OAuthStore for PgOAuth {
                 "SELECT hash, family, client_id, claims, scope, resource, issued_at, expires_at, used_at, revoked_at FROM gatehouse_oauth_refresh WHERE hash = $1 FOR UPDATE",
                 &[&hash],
             )?;
-            let out = match row.as_ref().map(refresh_row) {
+            let out = match row.as_ref().map(rows::refresh).transpose()? {
                 None => Redeem::Unknown,
                 Some(r) if r.used_at.is_some() || r.revoked_at.is_some() => Redeem::Replayed(r),
                 Some(r) if r.expires_at <= at => Redeem::Unknown,

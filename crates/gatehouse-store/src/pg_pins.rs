@@ -3,7 +3,7 @@
 //! [`crate::pins::decided`]); each observation or decision is one transaction under an
 //! advisory lock, so two replicas listing the same upstream at once never race.
 
-use postgres::{GenericClient, Row};
+use postgres::GenericClient;
 
 use crate::StoreError;
 use crate::pg_audit::PgAudit;
@@ -11,6 +11,7 @@ use crate::pins::{
     Observed, PinDecideError, PinDecision, PinRecord, PinStatus, PinStore, Sighting, decided,
     observe_each,
 };
+use crate::rows;
 
 /// The advisory lock every pin transaction holds.
 const PINS_LOCK: i64 = 727_247_007;
@@ -41,38 +42,21 @@ impl PgPins {
     }
 }
 
-fn record(r: &Row) -> PinRecord {
-    PinRecord {
-        upstream: r.get(0),
-        kind: r.get(1),
-        name: r.get(2),
-        status: PinStatus::parse(r.get(3)),
-        hash: r.get(4),
-        definition: r.get(5),
-        proposed_hash: r.get(6),
-        proposed: r.get(7),
-        findings: r.get(8),
-        first_seen_ms: r.get::<_, i64>(9) as u64,
-        updated_ms: r.get::<_, i64>(10) as u64,
-        decided_by: r.get(11),
-        reason: r.get(12),
-    }
-}
-
 fn get_in(
     c: &mut impl GenericClient,
     upstream: &str,
     kind: &str,
     name: &str,
 ) -> Result<Option<PinRecord>, postgres::Error> {
-    Ok(c.query_opt(
+    c.query_opt(
         &format!(
             "SELECT {COLUMNS} FROM gatehouse_pins WHERE upstream = $1 AND kind = $2 AND name = $3"
         ),
         &[&upstream, &kind, &name],
     )?
     .as_ref()
-    .map(record))
+    .map(rows::pin)
+    .transpose()
 }
 
 fn put_in(c: &mut impl GenericClient, p: &PinRecord) -> Result<u64, postgres::Error> {
@@ -106,16 +90,18 @@ impl PinStore for PgPins {
     }
 
     fn list(&self, status: Option<PinStatus>) -> Result<Vec<PinRecord>, StoreError> {
-        let rows = self.with(|c| {
+        self.with(|c| {
             c.query(
                 &format!(
                     "SELECT {COLUMNS} FROM gatehouse_pins WHERE ($1::text IS NULL OR status = $1)
                      ORDER BY upstream, kind, name"
                 ),
                 &[&status.map(PinStatus::as_str)],
-            )
-        })?;
-        Ok(rows.iter().map(record).collect())
+            )?
+            .iter()
+            .map(rows::pin)
+            .collect()
+        })
     }
 
     fn observe_all(&self, all: &[Sighting<'_>], now_ms: u64) -> Result<Vec<Observed>, StoreError> {

@@ -11,6 +11,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
+use crate::rows;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -171,24 +172,6 @@ impl std::fmt::Debug for SqlitePins {
     }
 }
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PinRecord> {
-    Ok(PinRecord {
-        upstream: r.get(0)?,
-        kind: r.get(1)?,
-        name: r.get(2)?,
-        status: PinStatus::parse(&r.get::<_, String>(3)?),
-        hash: r.get(4)?,
-        definition: r.get(5)?,
-        proposed_hash: r.get(6)?,
-        proposed: r.get(7)?,
-        findings: r.get(8)?,
-        first_seen_ms: r.get::<_, i64>(9)? as u64,
-        updated_ms: r.get::<_, i64>(10)? as u64,
-        decided_by: r.get(11)?,
-        reason: r.get(12)?,
-    })
-}
-
 const COLUMNS: &str = "upstream, kind, name, status, hash, definition, proposed_hash, proposed, findings, first_seen_ms, updated_ms, decided_by, reason";
 
 /// An administrator's decision.
@@ -250,7 +233,7 @@ fn get_in(
     conn.query_row(
         &format!("SELECT {COLUMNS} FROM pins WHERE upstream = ?1 AND kind = ?2 AND name = ?3"),
         params![upstream, kind, name],
-        row,
+        |r| rows::pin(r),
     )
     .optional()
 }
@@ -290,7 +273,7 @@ impl PinStore for SqlitePins {
         let mut st = conn.prepare(&format!(
             "SELECT {COLUMNS} FROM pins WHERE ?1 IS NULL OR status = ?1 ORDER BY upstream, kind, name"
         ))?;
-        let rows = st.query_map(params![status.map(PinStatus::as_str)], row)?;
+        let rows = st.query_map(params![status.map(PinStatus::as_str)], |r| rows::pin(r))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
