@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::keys::StoreError;
+use crate::rows::Columns;
 use crate::rows::{self, int as i};
 
 /// A provisioned user as SCIM describes it.
@@ -350,7 +351,7 @@ impl DirectoryStore for SqliteDirectory {
         // or a concurrent writer (the audit) makes its upgrade fail at once, busy timeout or not.
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let old = tx
-            .query_row("SELECT id, user_name, external_id, active, updated_at FROM directory_users WHERE id = ?1", [&u.id], |r| rows::directory_user(r))
+            .query_row("SELECT id, user_name, external_id, active, updated_at FROM directory_users WHERE id = ?1", [&u.id], |r| directory_user_row(r))
             .optional()?;
         for name in old.iter().flat_map(|o| abandoned_names(o, u)) {
             tx.execute(
@@ -377,7 +378,7 @@ impl DirectoryStore for SqliteDirectory {
     fn get(&self, id: &str) -> Result<Option<DirectoryUser>, StoreError> {
         Ok(self
             .conn()
-            .query_row("SELECT id, user_name, external_id, active, updated_at FROM directory_users WHERE id = ?1", [id], |r| rows::directory_user(r))
+            .query_row("SELECT id, user_name, external_id, active, updated_at FROM directory_users WHERE id = ?1", [id], |r| directory_user_row(r))
             .optional()?)
     }
 
@@ -387,7 +388,7 @@ impl DirectoryStore for SqliteDirectory {
             .query_row(
                 "SELECT id, user_name, external_id, active, updated_at FROM directory_users WHERE user_name = ?1",
                 [user_name],
-                |r| rows::directory_user(r),
+                |r| directory_user_row(r),
             )
             .optional()?)
     }
@@ -397,7 +398,7 @@ impl DirectoryStore for SqliteDirectory {
         // Immediate, as in `put`.
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let user = tx
-            .query_row("SELECT id, user_name, external_id, active, updated_at FROM directory_users WHERE id = ?1", [id], |r| rows::directory_user(r))
+            .query_row("SELECT id, user_name, external_id, active, updated_at FROM directory_users WHERE id = ?1", [id], |r| directory_user_row(r))
             .optional()?;
         let Some(u) = user else { return Ok(false) };
         for subject in std::iter::once(&u.user_name).chain(u.external_id.as_ref()) {
@@ -507,6 +508,17 @@ impl DirectoryStore for SqliteDirectory {
             .get(subject)
             .cloned())
     }
+}
+
+/// `id, user_name, external_id, active, updated_at`.
+pub(crate) fn directory_user_row<R: Columns>(r: &R) -> Result<DirectoryUser, R::Error> {
+    Ok(DirectoryUser {
+        id: r.text(0)?,
+        user_name: r.text(1)?,
+        external_id: r.opt_text(2)?,
+        active: r.flag(3)?,
+        updated_at: rows::uint(r.int(4)?),
+    })
 }
 
 #[cfg(test)]

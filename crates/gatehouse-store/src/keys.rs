@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
+use crate::rows::Columns;
 use crate::rows::{self, int as i, list_to_sql};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -220,7 +221,7 @@ impl ApiKeyStore for SqliteKeyStore {
         // the statement is compiled once per connection, not per request.
         let conn = self.reader();
         let mut stmt = conn.prepare_cached(GET_KEY)?;
-        Ok(stmt.query_row([id], |r| rows::api_key(r)).optional()?)
+        Ok(stmt.query_row([id], |r| api_key_row(r)).optional()?)
     }
 
     fn list(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
@@ -229,7 +230,7 @@ impl ApiKeyStore for SqliteKeyStore {
             "SELECT {COLUMNS} FROM api_keys ORDER BY created_at, id"
         ))?;
         let rows = stmt
-            .query_map([], |r| rows::api_key(r))?
+            .query_map([], |r| api_key_row(r))?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
@@ -257,6 +258,26 @@ impl ApiKeyStore for SqliteKeyStore {
         )?;
         Ok(())
     }
+}
+
+/// `id, hash, principal, app, tenant, roles, servers, tools, created_at, expires_at,
+/// revoked_at, last_used_at, rotated_from`.
+pub(crate) fn api_key_row<R: Columns>(r: &R) -> Result<ApiKeyRecord, R::Error> {
+    Ok(ApiKeyRecord {
+        id: r.text(0)?,
+        hash: r.text(1)?,
+        principal: r.text(2)?,
+        app: r.text(3)?,
+        tenant: r.opt_text(4)?,
+        roles: rows::list_from_sql(&r.text(5)?),
+        servers: rows::list_from_sql(&r.text(6)?),
+        tools: rows::list_from_sql(&r.text(7)?),
+        created_at: r.opt_int(8)?.map_or(0, rows::uint),
+        expires_at: r.opt_int(9)?.map(rows::uint),
+        revoked_at: r.opt_int(10)?.map(rows::uint),
+        last_used_at: r.opt_int(11)?.map(rows::uint),
+        rotated_from: r.opt_text(12)?,
+    })
 }
 
 #[cfg(test)]

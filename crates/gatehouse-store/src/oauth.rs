@@ -8,6 +8,7 @@ use std::sync::{Mutex, PoisonError};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::keys::StoreError;
+use crate::rows::Columns;
 use crate::rows::{self, int as i, uint as u};
 
 /// A client registered by RFC 7591 dynamic registration.
@@ -381,7 +382,7 @@ impl OAuthStore for SqliteOAuth {
             .query_row(
                 "SELECT hash, family, client_id, claims, scope, resource, issued_at, expires_at, used_at, revoked_at FROM oauth_refresh WHERE hash = ?1",
                 params![hash],
-                |r| rows::refresh(r),
+                |r| refresh_row(r),
             )
             .optional()?;
         let out = match row {
@@ -489,6 +490,23 @@ impl OAuthStore for SqliteOAuth {
             params![principal, upstream],
         )? > 0)
     }
+}
+
+/// `hash, family, client_id, claims, scope, resource, issued_at, expires_at, used_at,
+/// revoked_at`.
+pub(crate) fn refresh_row<R: Columns>(r: &R) -> Result<RefreshRecord, R::Error> {
+    Ok(RefreshRecord {
+        hash: r.text(0)?,
+        family: r.text(1)?,
+        client_id: r.text(2)?,
+        claims: r.text(3)?,
+        scope: r.text(4)?,
+        resource: r.text(5)?,
+        issued_at: rows::uint(r.int(6)?),
+        expires_at: rows::uint(r.int(7)?),
+        used_at: r.opt_int(8)?.map(rows::uint),
+        revoked_at: r.opt_int(9)?.map(rows::uint),
+    })
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use postgres::{Client, GenericClient};
 use crate::StoreError;
 use crate::directory::{DirectoryGroup, DirectoryStore, DirectoryUser, Memo, abandoned_names};
 use crate::pg_audit::PgAudit;
-use crate::rows::{self, int as i};
+use crate::rows::int as i;
 
 /// PostgreSQL-backed [`DirectoryStore`].
 pub struct PgDirectory {
@@ -158,7 +158,7 @@ impl DirectoryStore for PgDirectory {
         self.write(|tx| {
             let old = tx
                 .query_opt(&format!("{USER} WHERE id = $1 FOR UPDATE"), &[&u.id])?
-                .map(|r| rows::directory_user(&r))
+                .map(|r| crate::directory::directory_user_row(&r))
                 .transpose()?;
             for name in old.iter().flat_map(|o| abandoned_names(o, u)) {
                 revoke_in(tx, name, i(u.updated_at))?;
@@ -182,7 +182,7 @@ impl DirectoryStore for PgDirectory {
     fn get(&self, id: &str) -> Result<Option<DirectoryUser>, StoreError> {
         self.with(|c| {
             c.query_opt(&format!("{USER} WHERE id = $1"), &[&id])?
-                .map(|r| rows::directory_user(&r))
+                .map(|r| crate::directory::directory_user_row(&r))
                 .transpose()
         })
     }
@@ -190,7 +190,7 @@ impl DirectoryStore for PgDirectory {
     fn find_by_user_name(&self, user_name: &str) -> Result<Option<DirectoryUser>, StoreError> {
         self.with(|c| {
             c.query_opt(&format!("{USER} WHERE user_name = $1"), &[&user_name])?
-                .map(|r| rows::directory_user(&r))
+                .map(|r| crate::directory::directory_user_row(&r))
                 .transpose()
         })
     }
@@ -199,7 +199,7 @@ impl DirectoryStore for PgDirectory {
         self.write(|tx| {
             let Some(u) = tx
                 .query_opt(&format!("{USER} WHERE id = $1 FOR UPDATE"), &[&id])?
-                .map(|r| rows::directory_user(&r))
+                .map(|r| crate::directory::directory_user_row(&r))
                 .transpose()?
             else {
                 return Ok(false);

@@ -12,7 +12,7 @@ use postgres::{Client, GenericClient};
 use crate::StoreError;
 use crate::keys::{ApiKeyRecord, ApiKeyStore};
 use crate::pg_audit::PgAudit;
-use crate::rows::{self, int as i, list_to_sql};
+use crate::rows::{int as i, list_to_sql};
 
 /// How stale the in-memory copy may be before the version counter is asked again.
 const RECHECK: Duration = Duration::from_secs(1);
@@ -112,7 +112,7 @@ impl PgKeyStore {
             let keys = db
                 .query(&format!("SELECT {COLUMNS} FROM gatehouse_api_keys"), &[])?
                 .iter()
-                .map(|r| rows::api_key(r).map(|k| (k.id.clone(), k)))
+                .map(|r| crate::keys::api_key_row(r).map(|k| (k.id.clone(), k)))
                 .collect::<Result<BTreeMap<_, _>, _>>()?;
             Ok((version, Some(keys)))
         })?;
@@ -186,7 +186,7 @@ impl ApiKeyStore for PgKeyStore {
                 &[],
             )?
             .iter()
-            .map(rows::api_key)
+            .map(crate::keys::api_key_row)
             .collect()
         })
     }

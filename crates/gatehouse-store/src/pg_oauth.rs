@@ -8,7 +8,7 @@ use postgres::{Client, GenericClient};
 use crate::StoreError;
 use crate::oauth::{CodeGrant, OAuthClient, OAuthStore, PendingLogin, Redeem, RefreshRecord};
 use crate::pg_audit::PgAudit;
-use crate::rows::{self, int as i, uint as u};
+use crate::rows::{int as i, uint as u};
 
 /// PostgreSQL-backed [`OAuthStore`].
 pub struct PgOAuth {
@@ -202,7 +202,7 @@ impl OAuthStore for PgOAuth {
                 "SELECT hash, family, client_id, claims, scope, resource, issued_at, expires_at, used_at, revoked_at FROM gatehouse_oauth_refresh WHERE hash = $1 FOR UPDATE",
                 &[&hash],
             )?;
-            let out = match row.as_ref().map(rows::refresh).transpose()? {
+            let out = match row.as_ref().map(crate::oauth::refresh_row).transpose()? {
                 None => Redeem::Unknown,
                 Some(r) if r.used_at.is_some() || r.revoked_at.is_some() => Redeem::Replayed(r),
                 Some(r) if r.expires_at <= at => Redeem::Unknown,

@@ -11,7 +11,6 @@ use crate::pins::{
     Observed, PinDecideError, PinDecision, PinRecord, PinStatus, PinStore, Sighting, decided,
     observe_each,
 };
-use crate::rows;
 
 /// The advisory lock every pin transaction holds.
 const PINS_LOCK: i64 = 727_247_007;
@@ -55,7 +54,7 @@ fn get_in(
         &[&upstream, &kind, &name],
     )?
     .as_ref()
-    .map(rows::pin)
+    .map(crate::pins::pin_row)
     .transpose()
 }
 
@@ -99,7 +98,7 @@ impl PinStore for PgPins {
                 &[&status.map(PinStatus::as_str)],
             )?
             .iter()
-            .map(rows::pin)
+            .map(crate::pins::pin_row)
             .collect()
         })
     }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
 use crate::rows;
+use crate::rows::Columns;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -233,7 +234,7 @@ fn get_in(
     conn.query_row(
         &format!("SELECT {COLUMNS} FROM pins WHERE upstream = ?1 AND kind = ?2 AND name = ?3"),
         params![upstream, kind, name],
-        |r| rows::pin(r),
+        |r| pin_row(r),
     )
     .optional()
 }
@@ -273,7 +274,7 @@ impl PinStore for SqlitePins {
         let mut st = conn.prepare(&format!(
             "SELECT {COLUMNS} FROM pins WHERE ?1 IS NULL OR status = ?1 ORDER BY upstream, kind, name"
         ))?;
-        let rows = st.query_map(params![status.map(PinStatus::as_str)], |r| rows::pin(r))?;
+        let rows = st.query_map(params![status.map(PinStatus::as_str)], |r| pin_row(r))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -494,6 +495,26 @@ pub(crate) fn next(
             )
         }
     }
+}
+
+/// `upstream, kind, name, status, hash, definition, proposed_hash, proposed, findings,
+/// first_seen_ms, updated_ms, decided_by, reason`.
+pub(crate) fn pin_row<R: Columns>(r: &R) -> Result<PinRecord, R::Error> {
+    Ok(PinRecord {
+        upstream: r.text(0)?,
+        kind: r.text(1)?,
+        name: r.text(2)?,
+        status: PinStatus::parse(&r.text(3)?),
+        hash: r.text(4)?,
+        definition: r.text(5)?,
+        proposed_hash: r.text(6)?,
+        proposed: r.text(7)?,
+        findings: r.text(8)?,
+        first_seen_ms: rows::uint(r.int(9)?),
+        updated_ms: rows::uint(r.int(10)?),
+        decided_by: r.text(11)?,
+        reason: r.text(12)?,
+    })
 }
 
 #[cfg(test)]
