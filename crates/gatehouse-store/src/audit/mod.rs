@@ -6,16 +6,23 @@
 //! changes, so a run of unsynced appends costs no extra statement each.
 
 use std::path::Path;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use gatehouse_audit::{
     Anchor, AuditError, AuditEvent, AuditStore, Checkpoint, Durability, GENESIS, Link, link_hash,
 };
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use checkpointer::Checkpointer;
+
+mod checkpointer;
+
 /// SQLite-backed [`AuditStore`].
 pub struct SqliteAudit {
-    conn: Mutex<Conn>,
+    conn: Arc<Mutex<Conn>>,
+    /// Moves the log into the database file off the commit path (`None`: SQLite's
+    /// automatic checkpoint does, inside commits).
+    _checkpointer: Option<Checkpointer>,
 }
 
 /// The connection and the `synchronous` level it is at.
@@ -54,6 +61,11 @@ fn unavailable(e: rusqlite::Error) -> AuditError {
 
 impl SqliteAudit {
     pub fn open(path: &Path) -> Result<SqliteAudit, AuditError> {
+        Self::open_with(path, checkpointer::DEFAULT)
+    }
+
+    /// `open`, checkpointing the log within `bounds`.
+    fn open_with(path: &Path, bounds: checkpointer::Bounds) -> Result<SqliteAudit, AuditError> {
         let conn = Connection::open(path).map_err(unavailable)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(unavailable)?;
@@ -102,11 +114,24 @@ impl SqliteAudit {
             ) WITHOUT ROWID;",
         )
         .map_err(unavailable)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(unavailable)?;
+        let conn = Arc::new(Mutex::new(Conn {
+            db: conn,
+            normal: false,
+        }));
+        let checkpointer = Checkpointer::start(path, bounds, &conn);
+        if checkpointer.is_none() {
+            // No thread of its own: commits checkpoint, as SQLite does by default.
+            conn.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .db
+                .pragma_update(None, "wal_autocheckpoint", 1000)
+                .map_err(unavailable)?;
+        }
         Ok(SqliteAudit {
-            conn: Mutex::new(Conn {
-                db: conn,
-                normal: false,
-            }),
+            conn,
+            _checkpointer: checkpointer,
         })
     }
 }

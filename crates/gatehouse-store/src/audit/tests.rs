@@ -256,3 +256,72 @@ fn chains_per_tenant_survive_reopening_and_show_tampering() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// Commits never checkpoint the log themselves (a checkpoint inside a commit made the
+// request waiting for it wait milliseconds): the store's own thread moves the log into
+// the database file while the store stays open.
+#[test]
+fn the_log_reaches_the_database_file_off_the_commit_path() {
+    let path = std::env::temp_dir().join(format!("gatehouse-wal-{}.db", std::process::id()));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let s = SqliteAudit::open(&path).unwrap();
+    let auto: i64 = s
+        .conn
+        .lock()
+        .unwrap()
+        .db
+        .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(auto, 0, "commits must not checkpoint");
+    let before = std::fs::metadata(&path).unwrap().len();
+    let events: Vec<AuditEvent> = (1..=2000).map(|n| event("t", n)).collect();
+    for chunk in events.chunks(20) {
+        s.append(chunk, Durability::Written).unwrap();
+    }
+    // Without a checkpoint the rows stay in the log and the database file keeps its size.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::fs::metadata(&path).unwrap().len() <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint moved the log into the database file"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    drop(s);
+    let _ = std::fs::remove_file(&path);
+}
+
+// A passive checkpoint cannot rewind the log while commits keep coming: past its bound the
+// checkpointer restarts it, so the log stays bounded under sustained writes.
+#[test]
+fn the_log_stays_bounded_while_commits_keep_coming() {
+    let path = std::env::temp_dir().join(format!("gatehouse-walb-{}.db", std::process::id()));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let bounds = super::checkpointer::Bounds {
+        passive: 16,
+        restart: 64,
+    };
+    let s = SqliteAudit::open_with(&path, bounds).unwrap();
+    let wal = format!("{}-wal", path.display());
+    let started = std::time::Instant::now();
+    let (mut n, mut largest) = (0, 0);
+    while started.elapsed() < std::time::Duration::from_millis(2500) {
+        let events: Vec<AuditEvent> = (n..n + 20).map(|k| event("t", k + 1)).collect();
+        s.append(&events, Durability::Written).unwrap();
+        n += 20;
+        largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+    }
+    let end = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    // 64 pages is 256 KiB; what commits add while a checkpoint runs comes on top.
+    // (Without the restart the log grew past 150 MB here.)
+    assert!(
+        end < 24 << 20,
+        "log grew to {end} bytes ({largest} at most) over {n} events"
+    );
+    drop(s);
+    let _ = std::fs::remove_file(&path);
+}
