@@ -93,4 +93,9 @@ impl<'a> Backend<'a> {
     pub fn audit(&self) -> Result<AnyAudit, gatehouse_audit::AuditError> {
         AnyAudit::open(self.sqlite, self.postgres)
     }
+
+    /// The audit store the gateway's writer commits to (see [`AnyAudit::open_writer`]).
+    pub fn audit_writer(&self) -> Result<AnyAudit, gatehouse_audit::AuditError> {
+        AnyAudit::open_writer(self.sqlite, self.postgres)
+    }
 }

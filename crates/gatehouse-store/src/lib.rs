@@ -85,6 +85,23 @@ impl AnyAudit {
         sqlite: &std::path::Path,
         postgres: Option<&str>,
     ) -> Result<AnyAudit, gatehouse_audit::AuditError> {
+        Self::open_as(sqlite, postgres, false)
+    }
+
+    /// `open` for the gateway's audit writer: in SQLite, its log is checkpointed off the
+    /// commit path ([`SqliteAudit::open_writer`]).
+    pub fn open_writer(
+        sqlite: &std::path::Path,
+        postgres: Option<&str>,
+    ) -> Result<AnyAudit, gatehouse_audit::AuditError> {
+        Self::open_as(sqlite, postgres, true)
+    }
+
+    fn open_as(
+        sqlite: &std::path::Path,
+        postgres: Option<&str>,
+        writer: bool,
+    ) -> Result<AnyAudit, gatehouse_audit::AuditError> {
         Ok(match postgres {
             #[cfg(feature = "postgres")]
             Some(url) => AnyAudit::Postgres(Box::new(PgAudit::new(url))),
@@ -94,6 +111,7 @@ impl AnyAudit {
                     factory::NO_POSTGRES.into(),
                 ));
             }
+            None if writer => AnyAudit::Sqlite(SqliteAudit::open_writer(sqlite)?),
             None => AnyAudit::Sqlite(SqliteAudit::open(sqlite)?),
         })
     }

@@ -221,7 +221,7 @@ pub(super) fn open_audit(config: &Config) -> Option<crate::audit::AuditWriter> {
             })
             .map(Some),
     };
-    let (store, checkpoints) = match (signer, config.backend(StoreKind::Audit).audit()) {
+    let (store, checkpoints) = match (signer, config.backend(StoreKind::Audit).audit_writer()) {
         (Err(e), _) => (broken(e), None),
         (Ok(_), Err(e)) => (broken(e.to_string()), None),
         (Ok(signer), Ok(s)) => (

@@ -60,12 +60,23 @@ fn unavailable(e: rusqlite::Error) -> AuditError {
 }
 
 impl SqliteAudit {
+    /// The store, for reading and occasional writes (queries, pruning, the CLI): commits
+    /// checkpoint the log as SQLite does by default.
     pub fn open(path: &Path) -> Result<SqliteAudit, AuditError> {
-        Self::open_with(path, checkpointer::DEFAULT)
+        Self::open_with(path, None)
     }
 
-    /// `open`, checkpointing the log within `bounds`.
-    fn open_with(path: &Path, bounds: checkpointer::Bounds) -> Result<SqliteAudit, AuditError> {
+    /// The store for the gateway's audit writer, whose commits requests wait for: the log
+    /// is checkpointed by a thread of its own (`checkpointer.rs`), never inside a commit.
+    pub fn open_writer(path: &Path) -> Result<SqliteAudit, AuditError> {
+        Self::open_with(path, Some(checkpointer::DEFAULT))
+    }
+
+    /// `open`, and with `bounds` the log checkpointed off the commit path within them.
+    fn open_with(
+        path: &Path,
+        bounds: Option<checkpointer::Bounds>,
+    ) -> Result<SqliteAudit, AuditError> {
         let conn = Connection::open(path).map_err(unavailable)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(unavailable)?;
@@ -114,14 +125,16 @@ impl SqliteAudit {
             ) WITHOUT ROWID;",
         )
         .map_err(unavailable)?;
-        conn.pragma_update(None, "wal_autocheckpoint", 0)
-            .map_err(unavailable)?;
+        if bounds.is_some() {
+            conn.pragma_update(None, "wal_autocheckpoint", 0)
+                .map_err(unavailable)?;
+        }
         let conn = Arc::new(Mutex::new(Conn {
             db: conn,
             normal: false,
         }));
-        let checkpointer = Checkpointer::start(path, bounds, &conn);
-        if checkpointer.is_none() {
+        let checkpointer = bounds.and_then(|b| Checkpointer::start(path, b, &conn));
+        if bounds.is_some() && checkpointer.is_none() {
             // No thread of its own: commits checkpoint, as SQLite does by default.
             conn.lock()
                 .unwrap_or_else(PoisonError::into_inner)

@@ -266,7 +266,7 @@ fn the_log_reaches_the_database_file_off_the_commit_path() {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
-    let s = SqliteAudit::open(&path).unwrap();
+    let s = SqliteAudit::open_writer(&path).unwrap();
     let auto: i64 = s
         .conn
         .lock()
@@ -305,7 +305,7 @@ fn the_log_stays_bounded_while_commits_keep_coming() {
         passive: 16,
         restart: 64,
     };
-    let s = SqliteAudit::open_with(&path, bounds).unwrap();
+    let s = SqliteAudit::open_with(&path, Some(bounds)).unwrap();
     let wal = format!("{}-wal", path.display());
     let started = std::time::Instant::now();
     let (mut n, mut largest) = (0, 0);
