@@ -112,6 +112,9 @@ pub fn features(text: &str, bits: u32, out: &mut Vec<u32>) {
             .filter(|w| !w.is_empty())
             .collect()
     };
+    for cue in cues(&lower, &words) {
+        out.push(fnv(5, &[cue.as_bytes()]) & mask);
+    }
     for w in &words {
         out.push(fnv(1, &[w.as_bytes()]) & mask);
     }
@@ -140,9 +143,6 @@ pub fn features(text: &str, bits: u32, out: &mut Vec<u32>) {
             let z = p[1].encode_utf8(&mut buf[a..]).len();
             out.push(fnv(6, &[&buf[..a + z]]) & mask);
         }
-    }
-    for cue in cues(&lower, &words) {
-        out.push(fnv(5, &[cue.as_bytes()]) & mask);
     }
     dedup(out, bits);
 }
@@ -276,6 +276,80 @@ const IMPERATIVES: &[&str] = &[
     "disable",
 ];
 
+/// Longest of the [`IMPERATIVES`], in bytes.
+const LONGEST_IMPERATIVE: usize = {
+    let mut n = 0;
+    let mut i = 0;
+    while i < IMPERATIVES.len() {
+        if IMPERATIVES[i].len() > n {
+            n = IMPERATIVES[i].len();
+        }
+        i += 1;
+    }
+    n
+};
+
+/// Whether `s` starts with one of the [`IMPERATIVES`] as a whole word (the longest prefix
+/// of characters in `word`); a longer word is rejected without reading it to its end.
+fn imperative_at(s: &str, word: impl Fn(char) -> bool) -> bool {
+    let mut end = 0;
+    for (i, c) in s.char_indices() {
+        if !word(c) {
+            break;
+        }
+        end = i + c.len_utf8();
+        if end > LONGEST_IMPERATIVE {
+            return false;
+        }
+    }
+    IMPERATIVES.contains(&&s[..end])
+}
+
+/// Whether a lowercased text holds a URL prefix (`http://`, `https://`, `www.`) and a role
+/// or format marker (`system:`, `<|`, `[inst]`, `###`, `</`, `"role"`…). Every marker but
+/// `tool output` holds one of six punctuation bytes: only those places are looked at.
+fn markers(b: &[u8]) -> (bool, bool) {
+    let (mut url, mut role) = (false, false);
+    let at = |i: usize, m: &[u8]| b[i..].starts_with(m);
+    let upto = |i: usize, m: &[u8]| b[..=i].ends_with(m);
+    let hits =
+        memchr::memchr3_iter(b':', b'.', b'<', b).chain(memchr::memchr3_iter(b'[', b'#', b'"', b));
+    for i in hits {
+        match b[i] {
+            b':' => {
+                url |= (upto(i, b"http:") || upto(i, b"https:")) && at(i, b"://");
+                role |= [
+                    &b"system:"[..],
+                    b"user:",
+                    b"assistant:",
+                    b"human:",
+                    b"observation:",
+                ]
+                .iter()
+                .any(|m| upto(i, m));
+            }
+            b'.' => url |= upto(i, b"www."),
+            b'<' => {
+                role |= [&b"<|"[..], b"<<sys>>", b"</", b"<system", b"<information"]
+                    .iter()
+                    .any(|m| at(i, m));
+            }
+            b'[' => {
+                role |= [&b"[inst]"[..], b"[system]", b"[/"]
+                    .iter()
+                    .any(|m| at(i, m))
+            }
+            b'#' => role |= at(i, b"###"),
+            _ => role |= at(i, b"\"role\""),
+        }
+        if url && role {
+            break;
+        }
+    }
+    role |= memchr::memmem::find(b, b"tool output").is_some();
+    (url, role)
+}
+
 /// Coarse signals of who a text addresses and what it asks, as extra features: a word
 /// naming the AI, the second person, an order at the start of a line, a destination for
 /// data (URL, e-mail address, account number), a role or format marker, and their pairs.
@@ -285,45 +359,33 @@ fn cues(lower: &str, words: &[&str]) -> Vec<&'static str> {
     let you = words
         .iter()
         .any(|w| matches!(*w, "you" | "your" | "yourself"));
-    let imp = lower.lines().any(|l| {
-        let first = l
-            .trim_start_matches(|c: char| !c.is_alphanumeric())
-            .split(|c: char| !c.is_alphanumeric())
-            .next()
-            .unwrap_or("");
-        IMPERATIVES.contains(&first)
-    }) || lower.split(['.', '!', ':', ';']).skip(1).any(|s| {
-        let w = s.split_whitespace().next().unwrap_or("");
-        IMPERATIVES.contains(&w)
+    let imp = std::iter::once(0)
+        .chain(memchr::memchr_iter(b'\n', lower.as_bytes()).map(|i| i + 1))
+        .any(|i| {
+            // The line's first word (a word of a later line when this one has none: that
+            // line is checked too, so the answer is the same).
+            let line = lower[i..].trim_start_matches(|c: char| !c.is_alphanumeric());
+            imperative_at(line, char::is_alphanumeric)
+        })
+        // The separators are ASCII, so every byte after one starts a character.
+        || memchr::memchr3_iter(b'.', b'!', b':', lower.as_bytes())
+            .chain(memchr::memchr_iter(b';', lower.as_bytes()))
+            .any(|i| {
+                imperative_at(lower[i + 1..].trim_start(), |c| {
+                    !c.is_whitespace() && !matches!(c, '.' | '!' | ':' | ';')
+                })
+            });
+    let (url, role) = markers(lower.as_bytes());
+    let mail = lower.contains('@')
+        && lower
+            .split_whitespace()
+            .any(|w| w.contains('@') && w.rsplit('@').next().is_some_and(|d| d.contains('.')));
+    // Twelve digits in a row.
+    let mut run = 0;
+    let acct = lower.bytes().any(|b| {
+        run = if b.is_ascii_digit() { run + 1 } else { 0 };
+        run >= 12
     });
-    let url = lower.contains("http://") || lower.contains("https://") || lower.contains("www.");
-    let mail = lower
-        .split_whitespace()
-        .any(|w| w.contains('@') && w.rsplit('@').next().is_some_and(|d| d.contains('.')));
-    let acct = lower
-        .as_bytes()
-        .windows(12)
-        .any(|w| w.iter().all(u8::is_ascii_digit));
-    let role = [
-        "system:",
-        "<|",
-        "[inst]",
-        "<<sys>>",
-        "###",
-        "user:",
-        "assistant:",
-        "human:",
-        "</",
-        "[system]",
-        "\"role\"",
-        "<system",
-        "<information",
-        "[/",
-        "observation:",
-        "tool output",
-    ]
-    .iter()
-    .any(|m| lower.contains(m));
     let mut out = Vec::new();
     for (on, name) in [
         (ai, "ai"),
@@ -366,23 +428,49 @@ fn sigmoid(x: f32) -> f32 {
 const MIN_CHUNK: usize = 40;
 const MAX_CHUNK: usize = 600;
 
-/// Sentence chunks of a text: (start, end) byte spans.
+/// Sentence chunks of a text: (start, end) byte spans. A chunk ends after a line break, or
+/// after `.`, `!` or `?` followed by white space or the end, once it is `MIN_CHUNK` bytes
+/// long; one that reaches `MAX_CHUNK` bytes without such an end is cut at the next
+/// character boundary.
 pub fn chunks(text: &str) -> Vec<(usize, usize)> {
     let b = text.as_bytes();
+    let ends_at = |i: usize| {
+        b[i] == b'\n'
+            || (matches!(b[i], b'.' | b'!' | b'?')
+                && b.get(i + 1).is_none_or(|c| c.is_ascii_whitespace()))
+    };
     let mut out = Vec::new();
     let mut start = 0;
-    let mut i = 0;
-    while i < b.len() {
-        let end_here = b[i] == b'\n'
-            || (matches!(b[i], b'.' | b'!' | b'?')
-                && b.get(i + 1).is_none_or(|c| c.is_ascii_whitespace()));
-        let long = i - start >= MAX_CHUNK && text.is_char_boundary(i);
-        if (end_here && i + 1 - start >= MIN_CHUNK) || long {
-            let e = if long { i } else { i + 1 };
-            out.push((start, e));
-            start = e;
+    while start < b.len() {
+        let limit = (start + MAX_CHUNK).min(b.len());
+        // The first sentence end in reach that makes the chunk long enough; the search
+        // for candidates reads bytes, not characters.
+        let from = start + MIN_CHUNK - 1;
+        let end = b
+            .get(from.min(limit)..limit)
+            .and_then(|w| {
+                w.iter()
+                    .enumerate()
+                    .filter(|(_, c)| matches!(c, b'\n' | b'.' | b'!' | b'?'))
+                    .map(|(k, _)| from + k)
+                    .find(|&i| ends_at(i))
+            })
+            .map(|i| i + 1);
+        let e = match end {
+            Some(e) => e,
+            None if limit == b.len() => break,
+            // Too long: cut at the first character boundary from the limit on.
+            None => (limit..b.len())
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(b.len()),
+        };
+        if e >= b.len() {
+            out.push((start, b.len()));
+            start = b.len();
+            break;
         }
-        i += 1;
+        out.push((start, e));
+        start = e;
     }
     if start < b.len() {
         // A short tail joins the chunk before it.

@@ -30,12 +30,28 @@ struct Conn {
     db: Connection,
     /// `synchronous=NORMAL` (no fsync per commit) is set; FULL otherwise.
     normal: bool,
+    /// Each chain's head as this connection last committed it, valid while the file's
+    /// `data_version` is `version` (no other connection committed since).
+    heads: Heads,
 }
+
+/// Chain heads this connection wrote: an append reads a head from the table only when
+/// another connection (a process sharing the file, pruning) committed since.
+#[derive(Default)]
+struct Heads {
+    version: Option<i64>,
+    by_chain: std::collections::HashMap<String, (u64, String)>,
+}
+
+/// Chains whose heads are kept, at most (a chain is a tenant).
+const MAX_CACHED_HEADS: usize = 4096;
 
 impl Conn {
     /// The connection, its `synchronous` level set for `d` (one PRAGMA, only on change).
     /// Every write goes through here: only [`Durability::Written`] appends run at NORMAL.
+    /// The cached heads are dropped: a write other than an append (pruning) may move them.
     fn at(&mut self, d: Durability) -> Result<&mut Connection, AuditError> {
+        self.heads = Heads::default();
         let normal = d == Durability::Written;
         if self.normal != normal {
             let level = if normal { "NORMAL" } else { "FULL" };
@@ -132,6 +148,7 @@ impl SqliteAudit {
         let conn = Arc::new(Mutex::new(Conn {
             db: conn,
             normal: false,
+            heads: Heads::default(),
         }));
         let checkpointer = bounds.and_then(|b| Checkpointer::start(path, b, &conn));
         if bounds.is_some() && checkpointer.is_none() {
@@ -459,55 +476,108 @@ impl SqliteAudit {
 
 /// One append's transaction: links each event to its chain's head and commits.
 fn append_in(
-    conn: &mut Connection,
+    conn: &mut Conn,
+    durability: Durability,
     events: &[AuditEvent],
 ) -> Result<Vec<(String, u64, String)>, AuditError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
+    let cached = std::mem::take(&mut conn.heads);
+    conn.at(durability)?;
+    let Conn { db, heads, .. } = conn;
+    *heads = cached;
+    // Statements prepared once: a transaction's BEGIN and COMMIT parsed per append
+    // cost more than the insert.
+    db.prepare_cached("BEGIN IMMEDIATE")
+        .and_then(|mut s| s.execute([]))
         .map_err(unavailable)?;
-    let mut heads: std::collections::HashMap<String, (u64, String)> =
-        std::collections::HashMap::new();
-    {
-        let mut head_q = tx
-            .prepare_cached(
-                "SELECT seq, hash FROM audit_events WHERE chain = ?1 ORDER BY seq DESC LIMIT 1",
-            )
+    let result = append_locked(db, heads, events).and_then(|new| {
+        db.prepare_cached("COMMIT")
+            .and_then(|mut s| s.execute([]))
             .map_err(unavailable)?;
-        let mut insert = tx
-            .prepare_cached(
-                "INSERT INTO audit_events (chain, seq, prev, hash, time_ms, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .map_err(unavailable)?;
-        for e in events {
-            let chain = e.chain().to_owned();
-            let (seq, prev) = match heads.get(&chain) {
-                Some(h) => h.clone(),
-                None => head_q
-                    .query_row(params![chain], |r| {
-                        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
-                    })
-                    .optional()
-                    .map_err(unavailable)?
-                    .unwrap_or((0, GENESIS.to_owned())),
-            };
-            let seq = seq + 1;
-            let body = e.body();
-            let hash = link_hash(&chain, seq, &prev, &body);
-            insert
-                .execute(params![
-                    chain,
-                    seq as i64,
-                    prev,
-                    hash,
-                    e.time_ms as i64,
-                    body
-                ])
-                .map_err(unavailable)?;
-            heads.insert(chain, (seq, hash));
+        Ok(new)
+    });
+    match result {
+        Ok((version, new)) => {
+            if heads.by_chain.len() + new.len() > MAX_CACHED_HEADS {
+                heads.by_chain.clear();
+            }
+            heads.version = Some(version);
+            heads
+                .by_chain
+                .extend(new.iter().map(|(c, s, h)| (c.clone(), (*s, h.clone()))));
+            Ok(new)
+        }
+        Err(e) => {
+            *heads = Heads::default();
+            if !db.is_autocommit() {
+                let _ = db.execute_batch("ROLLBACK");
+            }
+            Err(e)
         }
     }
-    tx.commit().map_err(unavailable)?;
-    Ok(heads.into_iter().map(|(c, (s, h))| (c, s, h)).collect())
+}
+
+/// Each appended chain's new head: (chain, seq, hash).
+type NewHeads = Vec<(String, u64, String)>;
+
+/// Inside the write transaction: links `events` to their chains' heads and inserts them;
+/// the file's `data_version` and the new heads.
+fn append_locked(
+    db: &Connection,
+    cached: &Heads,
+    events: &[AuditEvent],
+) -> Result<(i64, NewHeads), AuditError> {
+    // Another connection's commit since ours changes the version: the cache is stale.
+    let version: i64 = db
+        .prepare_cached("PRAGMA data_version")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(unavailable)?;
+    let valid = cached.version == Some(version);
+    let mut heads: std::collections::HashMap<String, (u64, String)> =
+        std::collections::HashMap::new();
+    let mut head_q = db
+        .prepare_cached(
+            "SELECT seq, hash FROM audit_events WHERE chain = ?1 ORDER BY seq DESC LIMIT 1",
+        )
+        .map_err(unavailable)?;
+    let mut insert = db
+        .prepare_cached(
+            "INSERT INTO audit_events (chain, seq, prev, hash, time_ms, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .map_err(unavailable)?;
+    for e in events {
+        let chain = e.chain();
+        let (seq, prev) = match heads
+            .get(chain)
+            .or_else(|| valid.then(|| cached.by_chain.get(chain)).flatten())
+        {
+            Some(h) => h.clone(),
+            None => head_q
+                .query_row(params![chain], |r| {
+                    Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+                })
+                .optional()
+                .map_err(unavailable)?
+                .unwrap_or((0, GENESIS.to_owned())),
+        };
+        let seq = seq + 1;
+        let body = e.body();
+        let hash = link_hash(chain, seq, &prev, &body);
+        insert
+            .execute(params![
+                chain,
+                seq as i64,
+                prev,
+                hash,
+                e.time_ms as i64,
+                body
+            ])
+            .map_err(unavailable)?;
+        heads.insert(chain.to_owned(), (seq, hash));
+    }
+    Ok((
+        version,
+        heads.into_iter().map(|(c, (s, h))| (c, s, h)).collect(),
+    ))
 }
 
 impl AuditStore for SqliteAudit {
@@ -520,7 +590,7 @@ impl AuditStore for SqliteAudit {
             return Ok(Vec::new());
         }
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        append_in(conn.at(durability)?, events)
+        append_in(&mut conn, durability, events)
     }
 
     fn checkpoint(&self, checkpoints: &[Checkpoint]) -> Result<(), AuditError> {

@@ -325,3 +325,37 @@ fn the_log_stays_bounded_while_commits_keep_coming() {
     drop(s);
     let _ = std::fs::remove_file(&path);
 }
+
+// An append reuses the heads it committed last, but not after another connection wrote:
+// two handles taking turns on one file still make one gap-free chain.
+#[test]
+fn handles_taking_turns_on_one_file_extend_one_chain() {
+    let dir = std::env::temp_dir().join(format!("gatehouse-audit-turns-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("audit.db");
+    let _ = std::fs::remove_file(&path);
+    let a = SqliteAudit::open(&path).expect("open");
+    let b = SqliteAudit::open(&path).expect("second handle");
+    for n in 0..6u64 {
+        let (first, second) = if n % 3 == 0 { (&b, &a) } else { (&a, &b) };
+        first
+            .append(&[event("", 2 * n)], Durability::Written)
+            .expect("append");
+        second
+            .append(
+                &[event("", 2 * n + 1), event("acme", n)],
+                Durability::Written,
+            )
+            .expect("append after the other handle");
+    }
+    let links = a.links("default").expect("links");
+    assert_eq!(links.len(), 12);
+    assert_eq!(verify_chain(&links).expect("intact").0, 12);
+    assert_eq!(
+        verify_chain(&b.links("acme").expect("links"))
+            .expect("intact")
+            .0,
+        6
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
