@@ -400,51 +400,18 @@ impl Patterns {
         if depth > MAX_DEPTH {
             return;
         }
-        // Long base64/hex runs. A run of MIN_BASE64 bytes or more must cover the byte at
-        // i + MIN_BASE64 - 1, so only that byte is probed; ordinary words cost a few reads
-        // per MIN_BASE64 bytes.
-        let mut i = 0;
-        while i + MIN_BASE64 <= text.len() {
-            let probe = i + MIN_BASE64 - 1;
-            if !is_b64(text[probe]) {
-                i = probe + 1;
-                continue;
-            }
-            let mut start = probe;
-            while start > i && is_b64(text[start - 1]) {
-                start -= 1;
-            }
-            let mut stop = probe + 1;
-            while stop < text.len() && is_b64(text[stop]) {
-                stop += 1;
-            }
-            if stop - start < MIN_BASE64 {
-                i = stop;
-                continue;
-            }
-            let (mut hex, mut upper, mut lower, mut digit) = (true, false, false, false);
-            for &c in &text[start..stop] {
-                hex &= c.is_ascii_hexdigit();
-                upper |= c.is_ascii_uppercase();
-                lower |= c.is_ascii_lowercase();
-                digit |= c.is_ascii_digit();
-            }
-            let mut end = stop;
-            while end < text.len() && text[end] == b'=' && end - stop < 2 {
-                end += 1;
-            }
-            let run = &text[start..stop];
-            let decoded = if hex && run.len() >= MIN_HEX {
+        for r in b64_runs(text) {
+            let run = &text[r.start..r.stop];
+            let decoded = if r.hex && run.len() >= MIN_HEX {
                 decode_hex(run).map(|d| (d, "encoded.hex"))
-            } else if upper && lower && (digit || run.len() >= 40) {
+            } else if r.upper && r.lower && (r.digit || run.len() >= 40) {
                 decode_b64(run).map(|d| (d, "encoded.base64"))
             } else {
                 None
             };
             if let Some((d, via)) = decoded {
-                self.report_decoded(&d, start, end, via, depth, report);
+                self.report_decoded(&d, r.start, r.end, via, depth, report);
             }
-            i = end;
         }
         // Tokens with many %XX escapes, decoded whole.
         let mut next = 0;
@@ -534,44 +501,82 @@ const B64_CHARS: [bool; 256] = {
     t
 };
 
+/// A run of base64 (or hex) characters at least `MIN_BASE64` long: `start..stop`, then up
+/// to two `=` of padding to `end`, and the classes of characters in it.
+struct B64Run {
+    start: usize,
+    stop: usize,
+    end: usize,
+    hex: bool,
+    upper: bool,
+    lower: bool,
+    digit: bool,
+}
+
+/// The base64/hex runs of `text` at least `MIN_BASE64` long, in order. Such a run must
+/// cover the byte at `i + MIN_BASE64 - 1`, so only that byte is probed: ordinary words
+/// cost a few reads per `MIN_BASE64` bytes, and a run is read once.
+fn b64_runs(text: &[u8]) -> impl Iterator<Item = B64Run> + '_ {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i + MIN_BASE64 <= text.len() {
+            let probe = i + MIN_BASE64 - 1;
+            if !is_b64(text[probe]) {
+                i = probe + 1;
+                continue;
+            }
+            let mut start = probe;
+            while start > i && is_b64(text[start - 1]) {
+                start -= 1;
+            }
+            let mut r = B64Run {
+                start,
+                stop: start,
+                end: start,
+                hex: true,
+                upper: false,
+                lower: false,
+                digit: false,
+            };
+            while r.stop < text.len() && is_b64(text[r.stop]) {
+                let c = text[r.stop];
+                r.hex &= c.is_ascii_hexdigit();
+                r.upper |= c.is_ascii_uppercase();
+                r.lower |= c.is_ascii_lowercase();
+                r.digit |= c.is_ascii_digit();
+                r.stop += 1;
+            }
+            r.end = r.stop;
+            while r.end < text.len() && text[r.end] == b'=' && r.end - r.stop < 2 {
+                r.end += 1;
+            }
+            i = r.end;
+            if r.stop - r.start >= MIN_BASE64 {
+                return Some(r);
+            }
+        }
+        None
+    })
+}
+
 /// Base64 and hex runs of `text` that decode to text: (start, end, decoded), for the
 /// classifier to read what the patterns read through `scan_encoded`.
 pub fn decoded_blobs(text: &str) -> Vec<(usize, usize, String)> {
-    let b = text.as_bytes();
     let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if !is_b64(b[i]) {
-            i += 1;
-            continue;
+    for r in b64_runs(text.as_bytes()) {
+        let run = &text.as_bytes()[r.start..r.stop];
+        let decoded = if r.hex && run.len() >= MIN_HEX {
+            decode_hex(run)
+        } else if r.upper && r.lower {
+            decode_b64(run)
+        } else {
+            None
+        };
+        if let Some(d) = decoded.filter(|d| mostly_text(d))
+            && let Ok(t) = String::from_utf8(d)
+        {
+            out.push((r.start, r.end, t));
         }
-        let start = i;
-        while i < b.len() && is_b64(b[i]) {
-            i += 1;
-        }
-        let run = &b[start..i];
-        let mut end = i;
-        while end < b.len() && b[end] == b'=' && end - i < 2 {
-            end += 1;
-        }
-        if run.len() >= MIN_BASE64 {
-            let hex = run.iter().all(u8::is_ascii_hexdigit);
-            let upper = run.iter().any(u8::is_ascii_uppercase);
-            let lower = run.iter().any(u8::is_ascii_lowercase);
-            let decoded = if hex && run.len() >= MIN_HEX {
-                decode_hex(run)
-            } else if upper && lower {
-                decode_b64(run)
-            } else {
-                None
-            };
-            if let Some(d) = decoded.filter(|d| mostly_text(d))
-                && let Ok(t) = String::from_utf8(d)
-            {
-                out.push((start, end, t));
-            }
-        }
-        i = end.max(i);
     }
     out
 }
