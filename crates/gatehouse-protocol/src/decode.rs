@@ -96,21 +96,21 @@ pub fn decode_message_bytes(bytes: &[u8], limits: &Limits) -> Result<Message, De
 pub fn json_depth(bytes: &[u8], limit: usize) -> Option<usize> {
     let mut depth = 0usize;
     let mut max = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in bytes {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            // A string: jump from quote or backslash to the next (most of a body is strings).
+            b'"' => loop {
+                let rest = bytes.get(i + 1..).unwrap_or_default();
+                match memchr::memchr2(b'"', b'\\', rest) {
+                    None => return Some(max),
+                    Some(k) if bytes[i + 1 + k] == b'\\' => i += k + 2,
+                    Some(k) => {
+                        i += k + 1;
+                        break;
+                    }
+                }
+            },
             b'{' | b'[' => {
                 depth += 1;
                 if depth > limit {
@@ -121,6 +121,7 @@ pub fn json_depth(bytes: &[u8], limit: usize) -> Option<usize> {
             b'}' | b']' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        i += 1;
     }
     Some(max)
 }

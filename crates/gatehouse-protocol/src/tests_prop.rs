@@ -70,3 +70,63 @@ proptest! {
         let _ = d.feed(&bytes);
     }
 }
+
+/// The depth scan as first written (a test per byte).
+fn reference_json_depth(bytes: &[u8], limit: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut max = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in bytes {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > limit {
+                    return None;
+                }
+                max = max.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Some(max)
+}
+
+/// Bytes made mostly of what the depth scan looks at: quotes, backslashes, brackets.
+fn json_ish() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(
+        prop_oneof![
+            Just(b'"'),
+            Just(b'\\'),
+            Just(b'{'),
+            Just(b'}'),
+            Just(b'['),
+            Just(b']'),
+            Just(b'a'),
+            Just(b':'),
+            any::<u8>(),
+        ],
+        0..200,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_depth_scan_matches_the_reference(bytes in json_ish(), limit in 0usize..6) {
+        prop_assert_eq!(json_depth(&bytes, limit), reference_json_depth(&bytes, limit));
+    }
+}
