@@ -501,6 +501,41 @@ const B64_CHARS: [bool; 256] = {
     t
 };
 
+/// Character classes of a byte, as bits of [`CLASSES`].
+const BASE64: u8 = 1;
+const HEX: u8 = 2;
+const UPPER: u8 = 4;
+const LOWER: u8 = 8;
+const DIGIT: u8 = 16;
+
+/// The classes of every byte: base64 (either alphabet), hex digit, upper, lower, digit.
+const CLASSES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let mut c = 0;
+        if B64_CHARS[i] {
+            c |= BASE64;
+        }
+        if b.is_ascii_hexdigit() {
+            c |= HEX;
+        }
+        if b.is_ascii_uppercase() {
+            c |= UPPER;
+        }
+        if b.is_ascii_lowercase() {
+            c |= LOWER;
+        }
+        if b.is_ascii_digit() {
+            c |= DIGIT;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
+
 /// A run of base64 (or hex) characters at least `MIN_BASE64` long: `start..stop`, then up
 /// to two `=` of padding to `end`, and the classes of characters in it.
 struct B64Run {
@@ -529,24 +564,27 @@ fn b64_runs(text: &[u8]) -> impl Iterator<Item = B64Run> + '_ {
             while start > i && is_b64(text[start - 1]) {
                 start -= 1;
             }
+            // Every class seen (or) and the classes of every character (and), one table
+            // read per byte.
+            let (mut any, mut all, mut stop) = (0u8, HEX, start);
+            while let Some(&c) = text.get(stop) {
+                let class = CLASSES[usize::from(c)];
+                if class & BASE64 == 0 {
+                    break;
+                }
+                any |= class;
+                all &= class;
+                stop += 1;
+            }
             let mut r = B64Run {
                 start,
-                stop: start,
-                end: start,
-                hex: true,
-                upper: false,
-                lower: false,
-                digit: false,
+                stop,
+                end: stop,
+                hex: all & HEX != 0,
+                upper: any & UPPER != 0,
+                lower: any & LOWER != 0,
+                digit: any & DIGIT != 0,
             };
-            while r.stop < text.len() && is_b64(text[r.stop]) {
-                let c = text[r.stop];
-                r.hex &= c.is_ascii_hexdigit();
-                r.upper |= c.is_ascii_uppercase();
-                r.lower |= c.is_ascii_lowercase();
-                r.digit |= c.is_ascii_digit();
-                r.stop += 1;
-            }
-            r.end = r.stop;
             while r.end < text.len() && text[r.end] == b'=' && r.end - r.stop < 2 {
                 r.end += 1;
             }
