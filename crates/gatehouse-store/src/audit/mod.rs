@@ -1,6 +1,8 @@
 //! The audit chain in SQLite (WAL, `synchronous=FULL`): each append is one immediate
 //! transaction that reads each chain's head, links the new events to it and commits, so
-//! several processes sharing the file extend the same chains without gaps or forks.
+//! several processes sharing the file extend the same chains without gaps or forks. A
+//! connection keeps the heads it committed and reads them again only when the file's
+//! `data_version` shows another connection's commit since.
 //! Appends nobody waits for commit with `synchronous=NORMAL` (no fsync; the next synced
 //! commit flushes the WAL and them with it). The pragma is set only when the level
 //! changes, so a run of unsynced appends costs no extra statement each.
