@@ -489,18 +489,6 @@ impl Patterns {
     }
 }
 
-/// Base64 alphabets (standard and URL-safe), as a table: this runs on every byte.
-const B64_CHARS: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        t[i] = b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'-' || b == b'_';
-        i += 1;
-    }
-    t
-};
-
 /// Character classes of a byte, as bits of [`CLASSES`].
 const BASE64: u8 = 1;
 const HEX: u8 = 2;
@@ -515,7 +503,8 @@ const CLASSES: [u8; 256] = {
     while i < 256 {
         let b = i as u8;
         let mut c = 0;
-        if B64_CHARS[i] {
+        // Either base64 alphabet, standard or URL-safe.
+        if b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'-' || b == b'_' {
             c |= BASE64;
         }
         if b.is_ascii_hexdigit() {
@@ -620,7 +609,7 @@ pub fn decoded_blobs(text: &str) -> Vec<(usize, usize, String)> {
 }
 
 fn is_b64(b: u8) -> bool {
-    B64_CHARS[b as usize]
+    CLASSES[usize::from(b)] & BASE64 != 0
 }
 
 /// Lenient decoders: padding optional, trailing bits ignored (a blob cut out of text).

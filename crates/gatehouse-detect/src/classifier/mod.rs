@@ -346,7 +346,7 @@ fn markers(b: &[u8]) -> (bool, bool) {
             break;
         }
     }
-    role |= memchr::memmem::find(b, b"tool output").is_some();
+    role = role || memchr::memmem::find(b, b"tool output").is_some();
     (url, role)
 }
 
@@ -354,7 +354,57 @@ fn markers(b: &[u8]) -> (bool, bool) {
 /// naming the AI, the second person, an order at the start of a line, a destination for
 /// data (URL, e-mail address, account number), a role or format marker, and their pairs.
 /// The network weighs them; alone none decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cues {
+    ai: bool,
+    you: bool,
+    imp: bool,
+    url: bool,
+    mail: bool,
+    acct: bool,
+    role: bool,
+}
+
+impl Cues {
+    /// The names of the cues present and of their pairs, the features they add.
+    fn names(self) -> Vec<&'static str> {
+        let Cues {
+            ai,
+            you,
+            imp,
+            url,
+            mail,
+            acct,
+            role,
+        } = self;
+        let sink = url || mail || acct;
+        [
+            (ai, "ai"),
+            (you, "you"),
+            (imp, "imp"),
+            (url, "url"),
+            (mail, "mail"),
+            (acct, "acct"),
+            (role, "role"),
+            (ai && imp, "ai+imp"),
+            (ai && you, "ai+you"),
+            (imp && sink, "imp+sink"),
+            (role && imp, "role+imp"),
+            (you && imp, "you+imp"),
+            (ai && sink, "ai+sink"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect()
+    }
+}
+
+/// The [`Cues`] of a lowercased text and its words, by name.
 fn cues(lower: &str, words: &[&str]) -> Vec<&'static str> {
+    cue_flags(lower, words).names()
+}
+
+fn cue_flags(lower: &str, words: &[&str]) -> Cues {
     let ai = words.iter().any(|w| AI_WORDS.contains(w));
     let you = words
         .iter()
@@ -386,27 +436,15 @@ fn cues(lower: &str, words: &[&str]) -> Vec<&'static str> {
         run = if b.is_ascii_digit() { run + 1 } else { 0 };
         run >= 12
     });
-    let mut out = Vec::new();
-    for (on, name) in [
-        (ai, "ai"),
-        (you, "you"),
-        (imp, "imp"),
-        (url, "url"),
-        (mail, "mail"),
-        (acct, "acct"),
-        (role, "role"),
-        (ai && imp, "ai+imp"),
-        (ai && you, "ai+you"),
-        (imp && (url || mail || acct), "imp+sink"),
-        (role && imp, "role+imp"),
-        (you && imp, "you+imp"),
-        (ai && (url || mail || acct), "ai+sink"),
-    ] {
-        if on {
-            out.push(name);
-        }
+    Cues {
+        ai,
+        you,
+        imp,
+        url,
+        mail,
+        acct,
+        role,
     }
-    out
 }
 
 /// Whether a text carries any of the [`cues`]: the trainer keeps a chunk of an attack as
@@ -464,11 +502,6 @@ pub fn chunks(text: &str) -> Vec<(usize, usize)> {
                 .find(|&i| text.is_char_boundary(i))
                 .unwrap_or(b.len()),
         };
-        if e >= b.len() {
-            out.push((start, b.len()));
-            start = b.len();
-            break;
-        }
         out.push((start, e));
         start = e;
     }

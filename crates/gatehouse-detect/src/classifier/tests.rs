@@ -131,7 +131,7 @@ fn reference_features(text: &str, bits: u32) -> Vec<u32> {
     for p in wide.windows(2) {
         out.push(fnv(6, &[format!("{}{}", p[0], p[1]).as_bytes()]) & mask);
     }
-    for cue in reference_cues(&lower, &words) {
+    for cue in reference_cues(&lower, &words).names() {
         out.push(fnv(5, &[cue.as_bytes()]) & mask);
     }
     out.sort_unstable();
@@ -140,7 +140,7 @@ fn reference_features(text: &str, bits: u32) -> Vec<u32> {
 }
 
 /// The cues as first written (a search per marker, a window per twelve digits).
-fn reference_cues(lower: &str, words: &[&str]) -> Vec<&'static str> {
+fn reference_cues(lower: &str, words: &[&str]) -> Cues {
     let ai = words.iter().any(|w| AI_WORDS.contains(w));
     let you = words
         .iter()
@@ -184,27 +184,15 @@ fn reference_cues(lower: &str, words: &[&str]) -> Vec<&'static str> {
     ]
     .iter()
     .any(|m| lower.contains(m));
-    let mut out = Vec::new();
-    for (on, name) in [
-        (ai, "ai"),
-        (you, "you"),
-        (imp, "imp"),
-        (url, "url"),
-        (mail, "mail"),
-        (acct, "acct"),
-        (role, "role"),
-        (ai && imp, "ai+imp"),
-        (ai && you, "ai+you"),
-        (imp && (url || mail || acct), "imp+sink"),
-        (role && imp, "role+imp"),
-        (you && imp, "you+imp"),
-        (ai && (url || mail || acct), "ai+sink"),
-    ] {
-        if on {
-            out.push(name);
-        }
+    Cues {
+        ai,
+        you,
+        imp,
+        url,
+        mail,
+        acct,
+        role,
     }
-    out
 }
 
 /// The chunks as first written (a test per byte).
@@ -354,7 +342,7 @@ proptest::proptest! {
             .split(|c: char| !c.is_alphanumeric() && c != '\'')
             .filter(|w| !w.is_empty())
             .collect();
-        proptest::prop_assert_eq!(cues(&lower, &words), reference_cues(&lower, &words));
+        proptest::prop_assert_eq!(cue_flags(&lower, &words), reference_cues(&lower, &words));
     }
 }
 

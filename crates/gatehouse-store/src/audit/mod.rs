@@ -49,11 +49,18 @@ struct Heads {
 const MAX_CACHED_HEADS: usize = 4096;
 
 impl Conn {
-    /// The connection, its `synchronous` level set for `d` (one PRAGMA, only on change).
-    /// Every write goes through here: only [`Durability::Written`] appends run at NORMAL.
-    /// The cached heads are dropped: a write other than an append (pruning) may move them.
+    /// The connection, its `synchronous` level set for `d` (one PRAGMA, only on change),
+    /// for every write but an append (pruning, sink cursors, checkpoints): the cached
+    /// heads are dropped, as such a write may move them. Appends set the level alone
+    /// ([`Conn::level`]) and keep them; only [`Durability::Written`] appends run at NORMAL.
     fn at(&mut self, d: Durability) -> Result<&mut Connection, AuditError> {
         self.heads = Heads::default();
+        self.level(d)?;
+        Ok(&mut self.db)
+    }
+
+    /// Sets `synchronous` for `d` when it differs from the current level.
+    fn level(&mut self, d: Durability) -> Result<(), AuditError> {
         let normal = d == Durability::Written;
         if self.normal != normal {
             let level = if normal { "NORMAL" } else { "FULL" };
@@ -62,7 +69,7 @@ impl Conn {
                 .map_err(unavailable)?;
             self.normal = normal;
         }
-        Ok(&mut self.db)
+        Ok(())
     }
 }
 
@@ -482,10 +489,8 @@ fn append_in(
     durability: Durability,
     events: &[AuditEvent],
 ) -> Result<Vec<(String, u64, String)>, AuditError> {
-    let cached = std::mem::take(&mut conn.heads);
-    conn.at(durability)?;
+    conn.level(durability)?;
     let Conn { db, heads, .. } = conn;
-    *heads = cached;
     // Statements prepared once: a transaction's BEGIN and COMMIT parsed per append
     // cost more than the insert.
     db.prepare_cached("BEGIN IMMEDIATE")
