@@ -6,6 +6,12 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// Requests handled, by `method` (MCP method, or `other`) and `outcome`.
 pub const REQUESTS: &str = "gatehouse_requests_total";
+/// Allocations since start, when the process counts them (`GATEHOUSE_COUNT_ALLOCATIONS`).
+pub const ALLOCATIONS: &str = "gatehouse_allocations_total";
+/// Bytes allocated since start, when counted.
+pub const ALLOCATED_BYTES: &str = "gatehouse_allocated_bytes_total";
+/// Bytes allocated and not yet freed, when counted.
+pub const HEAP_LIVE_BYTES: &str = "gatehouse_heap_live_bytes";
 /// Upstream call latency in seconds, by `upstream`.
 pub const UPSTREAM_LATENCY: &str = "gatehouse_upstream_latency_seconds";
 /// Upstream call failures, by `upstream` and `kind`.

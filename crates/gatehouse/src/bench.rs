@@ -198,9 +198,19 @@ struct Gateway {
 }
 
 /// Starts `gatehouse serve` with `args`, waits until ready and opens a session.
-async fn spawn_gateway(port: u16, args: &[String], bearer: Option<String>) -> Result<Gateway> {
+/// With `count`, the gateway counts its allocations (`GATEHOUSE_COUNT_ALLOCATIONS`).
+async fn spawn_gateway(
+    port: u16,
+    args: &[String],
+    bearer: Option<String>,
+    count: bool,
+) -> Result<Gateway> {
     let exe = std::env::current_exe()?;
-    let child = tokio::process::Command::new(exe)
+    let mut cmd = tokio::process::Command::new(exe);
+    if count {
+        cmd.env("GATEHOUSE_COUNT_ALLOCATIONS", "1");
+    }
+    let child = cmd
         .arg("serve")
         .args(args)
         .env("RUST_LOG", "warn")
@@ -345,7 +355,7 @@ async fn direct(
 }
 
 /// `gatehouse serve --upstream echo=…`: development mode, no config file.
-async fn dev_gateway(echo_url: &str) -> Result<Gateway> {
+async fn dev_gateway(echo_url: &str, count: bool) -> Result<Gateway> {
     let port = free_port()?;
     let args = [
         "--listen".to_owned(),
@@ -353,12 +363,12 @@ async fn dev_gateway(echo_url: &str) -> Result<Gateway> {
         "--upstream".to_owned(),
         format!("echo={echo_url}"),
     ];
-    spawn_gateway(port, &args, None).await
+    spawn_gateway(port, &args, None, count).await
 }
 
 /// The reference harness's production config: API keys, 100 Cedar role grants, a rate
 /// limit, and every default control; returns the gateway with a key for role `r1`.
-async fn production_gateway(dir: &std::path::Path, echo_url: &str) -> Result<Gateway> {
+async fn production_gateway(dir: &std::path::Path, echo_url: &str, count: bool) -> Result<Gateway> {
     let port = free_port()?;
     let cfg = dir.join("production.yaml");
     std::fs::write(
@@ -389,6 +399,7 @@ async fn production_gateway(dir: &std::path::Path, echo_url: &str) -> Result<Gat
         port,
         &["--config".to_owned(), cfg.display().to_string()],
         Some(key),
+        count,
     )
     .await
 }
@@ -401,7 +412,7 @@ async fn harness_rows(
     load: (usize, usize, u64),
 ) -> Result<[Row; 2]> {
     let direct = direct(echo_url, "echo_any", load).await?;
-    let mut gw = dev_gateway(echo_url).await?;
+    let mut gw = dev_gateway(echo_url, false).await?;
     let bare = measure(
         "gateway, serve --upstream (no config)",
         &mut gw,
@@ -410,7 +421,7 @@ async fn harness_rows(
         direct,
     )
     .await?;
-    let mut gw = production_gateway(dir, echo_url).await?;
+    let mut gw = production_gateway(dir, echo_url, false).await?;
     let production = measure(
         "gateway, production config (API key, 100 Cedar grants, rate limit, default controls)",
         &mut gw,
@@ -438,6 +449,81 @@ async fn harness_rows(
         );
     }
     Ok([bare, production])
+}
+
+/// A gateway's allocation counters, read from its `/metrics`: (allocations, bytes
+/// allocated, live heap bytes).
+async fn allocation_counts(client: &reqwest::Client, gw: &Gateway) -> Result<(u64, u64, u64)> {
+    let base = gw.target.url.trim_end_matches("/mcp");
+    let mut resp = client.get(format!("{base}/metrics")).send().await?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() > 1 << 20 {
+            bail!("the gateway's metrics are larger than 1 MiB");
+        }
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let read = |name: &str| -> Result<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v as u64)
+            .with_context(|| format!("{name} missing from the gateway's metrics"))
+    };
+    use gatehouse_transport::metrics as m;
+    Ok((
+        read(m::ALLOCATIONS)?,
+        read(m::ALLOCATED_BYTES)?,
+        read(m::HEAP_LIVE_BYTES)?,
+    ))
+}
+
+/// Allocations per call through each reference gateway, counted by its own allocator over
+/// `calls` sequential calls after a warm-up, with the heap it holds live when idle after
+/// start and after the calls. Separate starts: counting costs the counted gateway a little
+/// CPU, so the rows above are measured without it.
+async fn allocation_rows(echo_url: &str, dir: &std::path::Path, calls: usize) -> Result<()> {
+    let dir = dir.join("allocations");
+    std::fs::create_dir_all(&dir)?;
+    let client = reqwest::Client::new();
+    println!(
+        "\nallocations per call (1 KB tools/call, c=1, {calls} calls, counted by the gateway):"
+    );
+    println!(
+        "{:<11} {:>11} {:>11} {:>18} {:>9}",
+        "gateway", "allocs/call", "bytes/call", "live heap idle/end", "RSS idle"
+    );
+    for name in ["no-config", "production"] {
+        let mut gw = if name == "no-config" {
+            dev_gateway(echo_url, true).await?
+        } else {
+            production_gateway(&dir, echo_url, true).await?
+        };
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let rss_idle = proc_rss_kb(gw.pid);
+        let (_, _, idle_live) = allocation_counts(&client, &gw).await?;
+        for i in 0..200 {
+            call(&client, &gw.target, "echo__echo_any", i).await?;
+        }
+        let (a0, b0, _) = allocation_counts(&client, &gw).await?;
+        for i in 0..calls {
+            call(&client, &gw.target, "echo__echo_any", i as u64).await?;
+        }
+        let (a1, b1, live) = allocation_counts(&client, &gw).await?;
+        let _ = gw.child.kill().await;
+        // Reading the metrics between the marks allocates too; over many calls it is noise.
+        let per = |x: u64| x as f64 / calls.max(1) as f64;
+        println!(
+            "{name:<11} {:>11.0} {:>8.1} KB {:>7.1} / {:>4.1} MB {:>6} MB",
+            per(a1 - a0),
+            per(b1 - b0) / 1024.0,
+            idle_live as f64 / 1048576.0,
+            live as f64 / 1048576.0,
+            rss_idle.map_or("-".to_owned(), |kb| format!("{:.0}", kb as f64 / 1024.0)),
+        );
+    }
+    Ok(())
 }
 
 /// Starts the in-process echo upstream; its URL.
@@ -505,6 +591,7 @@ async fn jwt_gateway(
         port,
         &["--config".to_owned(), cfg.display().to_string()],
         Some(token),
+        false,
     )
     .await
 }
@@ -532,13 +619,17 @@ pub(crate) async fn run(o: Options) -> Result<()> {
     let guarded = harness_rows(&echo_url, &dir, load)
         .await
         .and_then(|[bare, production]| guard(o.max_cpu, &bare, &production));
+    let guarded = match guarded {
+        Ok(()) => allocation_rows(&echo_url, &dir, o.calls.min(2000)).await,
+        Err(e) => Err(e),
+    };
     if o.reference_only || guarded.is_err() {
         let _ = std::fs::remove_dir_all(&dir);
         return guarded;
     }
     println!();
     let direct = direct(&echo_url, "echo", load).await?;
-    let mut gw = dev_gateway(&echo_url).await?;
+    let mut gw = dev_gateway(&echo_url, false).await?;
     measure(
         "gateway, development mode (no controls)",
         &mut gw,

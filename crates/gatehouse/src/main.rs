@@ -7,9 +7,11 @@ mod bench;
 mod bench_auth;
 mod bench_detect;
 
-/// mimalloc: glibc malloc's arena locks showed up as contention under load.
+/// mimalloc: glibc malloc's arena locks showed up as contention under load. Counted when
+/// `GATEHOUSE_COUNT_ALLOCATIONS` is set (`gatehouse bench` reads allocations per call).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: gatehouse_alloc::Counting<mimalloc::MiMalloc> =
+    gatehouse_alloc::Counting(mimalloc::MiMalloc);
 
 mod connect;
 mod demo;
@@ -387,6 +389,9 @@ fn which(cmd: &str) -> Option<PathBuf> {
 }
 
 fn main() -> Result<()> {
+    if std::env::var_os("GATEHOUSE_COUNT_ALLOCATIONS").is_some() {
+        gatehouse_alloc::enable();
+    }
     // A confined stdio upstream starts here, before anything else runs (one thread):
     // `gatehouse __sandbox PROFILE -- COMMAND ARGS…` confines itself and executes COMMAND.
     let argv: Vec<String> = std::env::args().collect();

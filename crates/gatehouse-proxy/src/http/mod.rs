@@ -710,6 +710,12 @@ async fn readyz(State(st): State<AppState>) -> Response {
 
 async fn metrics_handler(State(st): State<AppState>) -> Response {
     metrics::gauge!("gatehouse_open_streams").set(st.gw.hub.open_streams() as f64);
+    if let Some(c) = gatehouse_alloc::counts() {
+        use gatehouse_transport::metrics as m;
+        metrics::counter!(m::ALLOCATIONS).absolute(c.allocations);
+        metrics::counter!(m::ALLOCATED_BYTES).absolute(c.allocated_bytes);
+        metrics::gauge!(m::HEAP_LIVE_BYTES).set(c.live_bytes as f64);
+    }
     match &st.prometheus {
         Some(h) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
