@@ -1,8 +1,11 @@
-//! Allocation counting for benchmarks: a global-allocator wrapper that counts allocations,
-//! bytes allocated and bytes freed once `enable` is called (the binary calls it when
+//! Gatehouse's global allocator: mimalloc (glibc malloc's arena locks showed up as
+//! contention under load), built without transparent huge pages (they held tens of MB of
+//! resident memory for no measurable CPU gain), wrapped to count allocations, bytes
+//! allocated and bytes freed once `enable` is called (the binary calls it when
 //! `GATEHOUSE_COUNT_ALLOCATIONS` is set; `/metrics` exports the counts). Off, each
 //! allocation pays one relaxed load of a flag that never changes. The workspace's only
-//! unsafe code: the `GlobalAlloc` impl, which forwards every call unchanged.
+//! unsafe code: the `GlobalAlloc` impl, which forwards every call unchanged, and one call
+//! into mimalloc that returns freed memory to the system.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -14,6 +17,24 @@ static FREED: AtomicU64 = AtomicU64::new(0);
 
 /// Wraps the allocator `A`, counting through it when enabled.
 pub struct Counting<A>(pub A);
+
+/// The allocator the binary installs: `#[global_allocator] static A: Global = GLOBAL;`.
+pub type Global = Counting<mimalloc::MiMalloc>;
+/// Its one value.
+pub const GLOBAL: Global = Counting(mimalloc::MiMalloc);
+
+/// Returns the memory freed so far to the system now. mimalloc returns freed pages only
+/// after a delay, and only when it is next called; start-up frees tens of MB (parsing the
+/// configuration, building the detectors) that an idle gateway would otherwise keep
+/// resident. Call it once the gateway has started, not per request (it is a sweep).
+pub fn release_free_memory() {
+    // SAFETY: `mi_collect` takes no pointers; it sweeps the calling thread's heap and
+    // purges the arenas' free pages, and may be called from any thread at any time.
+    #[allow(unsafe_code)]
+    unsafe {
+        libmimalloc_sys::mi_collect(true);
+    }
+}
 
 /// Starts counting (call it first thing in `main`, so that live bytes mean something).
 pub fn enable() {

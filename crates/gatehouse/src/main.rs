@@ -7,11 +7,10 @@ mod bench;
 mod bench_auth;
 mod bench_detect;
 
-/// mimalloc: glibc malloc's arena locks showed up as contention under load. Counted when
-/// `GATEHOUSE_COUNT_ALLOCATIONS` is set (`gatehouse bench` reads allocations per call).
+/// mimalloc without transparent huge pages, counted when `GATEHOUSE_COUNT_ALLOCATIONS` is
+/// set (`gatehouse bench` reads allocations per call): `gatehouse_alloc`.
 #[global_allocator]
-static GLOBAL: gatehouse_alloc::Counting<mimalloc::MiMalloc> =
-    gatehouse_alloc::Counting(mimalloc::MiMalloc);
+static GLOBAL: gatehouse_alloc::Global = gatehouse_alloc::GLOBAL;
 
 mod connect;
 mod demo;
@@ -420,9 +419,11 @@ fn main() -> Result<()> {
         );
         std::process::exit(126);
     }
-    // No transparent huge pages: mimalloc asks for them, and on a gateway whose heap is
-    // mostly small short-lived buffers they held about 40 MB of resident memory for no
-    // measurable CPU gain (docs/benchmarks.md). Inherited by stdio upstreams we start.
+    // No transparent huge pages: on a gateway whose heap is mostly small short-lived
+    // buffers they held about 40 MB of resident memory for no measurable CPU gain
+    // (docs/benchmarks.md). mimalloc is built not to ask for them (`gatehouse_alloc`);
+    // this also refuses them where the system gives them unasked, and is inherited by
+    // stdio upstreams we start.
     if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
         eprintln!("gatehouse: transparent huge pages left on: {e}");
     }
