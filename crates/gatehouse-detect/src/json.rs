@@ -20,9 +20,20 @@ pub fn visit(v: &Value, keys: bool, max_depth: usize, f: &mut dyn FnMut(&str, &s
     walk(v, "", &mut String::new(), keys, 0, max_depth, f);
 }
 
+/// Appends `key` to the JSON Pointer `at`, escaped (RFC 6901), without a copy of the key.
 fn push(at: &mut String, key: &str) {
     at.push('/');
-    at.push_str(&key.replace('~', "~0").replace('/', "~1"));
+    for (i, part) in key.split('~').enumerate() {
+        if i > 0 {
+            at.push_str("~0");
+        }
+        for (j, piece) in part.split('/').enumerate() {
+            if j > 0 {
+                at.push_str("~1");
+            }
+            at.push_str(piece);
+        }
+    }
 }
 
 fn walk(
@@ -84,5 +95,14 @@ mod tests {
         let mut values = 0;
         visit(&v, false, 64, &mut |_, _, _| values += 1);
         assert_eq!(values, 2);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn pointer_escaping_matches_rfc_6901(key in "[a-z~/]{0,12}") {
+            let mut at = String::from("/x");
+            push(&mut at, &key);
+            proptest::prop_assert_eq!(at, format!("/x/{}", key.replace('~', "~0").replace('/', "~1")));
+        }
     }
 }

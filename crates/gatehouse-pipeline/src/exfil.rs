@@ -4,7 +4,7 @@
 //! State is per process.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::config::{Budget, Exfiltration, RawRatePer};
@@ -105,8 +105,10 @@ pub struct Exfil {
     windows: Mutex<HashMap<String, Window>>,
     /// Result-size baselines, bounded with TinyLFU admission: a flood of new principals
     /// or tools cannot flush the baselines in steady use (and with them the anomaly
-    /// alerts an exfiltration would raise).
-    baselines: moka::sync::Cache<String, Baseline>,
+    /// alerts an exfiltration would raise). Each entry is a shared cell updated in place:
+    /// a known key costs the cache a read, not a write (its write path allocated and
+    /// queued on every call).
+    baselines: moka::sync::Cache<String, Arc<Mutex<Baseline>>>,
 }
 
 impl Default for Exfil {
@@ -170,19 +172,20 @@ impl Exfil {
     /// principal's for this tool and the tool's overall), if it is.
     pub fn anomaly(&self, cfg: &Exfiltration, c: &Call<'_>, bytes: u64) -> Option<u64> {
         let a = cfg.anomaly.as_ref()?;
-        let mine = format!("pt\u{0}{}\u{0}{}", c.principal, c.tool);
-        let tool = format!("t\u{0}{}", c.tool);
-        let m = self.baselines.get(&mine).unwrap_or_default();
-        let t = self.baselines.get(&tool).unwrap_or_default();
+        let cell = |k: String| {
+            self.baselines
+                .get(&k)
+                .unwrap_or_else(|| self.baselines.entry(k).or_default().into_value())
+        };
+        let mine = cell(format!("pt\u{0}{}\u{0}{}", c.principal, c.tool));
+        let tool = cell(format!("t\u{0}{}", c.tool));
+        let read = |b: &Mutex<Baseline>| *b.lock().unwrap_or_else(PoisonError::into_inner);
+        let (m, t) = (read(&mine), read(&tool));
         let usual = m.mean.max(t.mean);
         let flagged =
             m.samples >= a.min_samples && bytes >= a.min_bytes && bytes as f64 > a.factor * usual;
-        for k in [mine, tool] {
-            self.baselines.entry(k).and_upsert_with(|old| {
-                let mut b = old.map(|e| e.into_value()).unwrap_or_default();
-                b.add(bytes);
-                b
-            });
+        for b in [mine, tool] {
+            b.lock().unwrap_or_else(PoisonError::into_inner).add(bytes);
         }
         flagged.then_some(usual as u64)
     }

@@ -78,7 +78,8 @@ const TRIGRAM_FIRST: [u32; 256] = {
 /// The words of an ASCII text: what the general split yields (for ASCII, alphanumeric
 /// is `[a-z0-9]` after lowercasing), without decoding it character by character.
 fn ascii_words(lower: &str) -> Vec<&str> {
-    let mut words = Vec::new();
+    // A word and its separator take two bytes at least: one allocation, never a regrowth.
+    let mut words = Vec::with_capacity(lower.len() / 2 + 1);
     let mut start = None;
     for (i, &c) in lower.as_bytes().iter().enumerate() {
         let inside = c.is_ascii_alphanumeric() || c == b'\'';
