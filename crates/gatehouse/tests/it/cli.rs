@@ -8,7 +8,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::common::{Mcp, free_port, gatehouse_bin, run_ok, wait_port};
+use crate::common::{Mcp, free_port, gatehouse_bin, run_ok, wait_port, wait_ready};
 use serde_json::{Value, json};
 use tokio::process::Command;
 
@@ -329,4 +329,76 @@ async fn detect_answers_every_line_in_order_with_the_gateways_action() {
     std::fs::write(&cfg, "dev_mode: true\ndetection: {enabled: false}\n").expect("config");
     let (ok, lines) = detect(&["--config", cfg.to_str().unwrap_or_default()], "{}\n").await;
     assert!(!ok && lines.is_empty());
+}
+
+/// `GATEHOUSE_COUNT_ALLOCATIONS` makes a gateway count its allocations on `/metrics` (what
+/// `gatehouse bench` reads per call); without it the counters are absent.
+#[tokio::test]
+async fn allocations_are_counted_on_metrics_only_when_asked() {
+    let dir = std::env::temp_dir().join(format!("gatehouse-allocs-{}", free_port()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let value = |metrics: &str, name: &str| -> Option<f64> {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    };
+    for counted in [false, true] {
+        let port = free_port();
+        let mut cmd = Command::new(gatehouse_bin());
+        if counted {
+            cmd.env("GATEHOUSE_COUNT_ALLOCATIONS", "1");
+        }
+        let _child = cmd
+            .current_dir(&dir)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--upstream",
+                &format!("demo={} demo-server", gatehouse_bin()),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("serve");
+        wait_ready(port).await;
+        let base = format!("http://127.0.0.1:{port}");
+        let metrics = || async {
+            reqwest::get(format!("{base}/metrics"))
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("body")
+        };
+        let c = Mcp::connect(&format!("{base}/mcp"), "2025-11-25").await;
+        c.call("demo__search_files", json!({"query": "vpn"})).await;
+        let before = metrics().await;
+        for _ in 0..5 {
+            c.call("demo__search_files", json!({"query": "vpn"})).await;
+        }
+        let after = metrics().await;
+        if !counted {
+            assert_eq!(
+                value(&after, "gatehouse_allocations_total"),
+                None,
+                "{after}"
+            );
+            assert_eq!(value(&after, "gatehouse_heap_live_bytes"), None);
+            continue;
+        }
+        let calls = |m: &str| value(m, "gatehouse_allocations_total").expect(m);
+        let bytes = |m: &str| value(m, "gatehouse_allocated_bytes_total").expect(m);
+        // Five calls through every stage allocate: at least a few dozen times each.
+        assert!(
+            calls(&after) - calls(&before) > 5.0 * 20.0,
+            "{before}\n{after}"
+        );
+        assert!(bytes(&after) > bytes(&before));
+        // The live heap holds the detectors and policies, and less than was ever allocated.
+        let live = value(&after, "gatehouse_heap_live_bytes").expect("live");
+        assert!(live > 1e6 && live < bytes(&after), "live {live}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -14,6 +14,7 @@ use crate::common::Mcp;
 use crate::common::oauth::{connect, with_token};
 use crate::common::{
     free_port, fresh_database, gatehouse_bin, last_json, peers, python, repo, run_ok, wait_port,
+    wait_ready,
 };
 
 const PEPPER: &str = "cGVwcGVyLWZvci10aGUta2V5LXRlc3RzLTMyLWJ5dGVzLWxvbmc=";
@@ -183,21 +184,6 @@ approvals:
     }
     wait_port(lb).await;
     f
-}
-
-/// Waits until a replica is ready: its upstream listed, Redis and PostgreSQL answering and
-/// the fleet channel subscribed.
-async fn wait_ready(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await
-            && r.status() == 200
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "replica on {port} never ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn haproxy() -> &'static str {

@@ -229,6 +229,20 @@ pub async fn wait_port(port: u16) {
     }
 }
 
+/// Waits until the gateway on `port` answers `/readyz` with 200.
+pub async fn wait_ready(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await
+            && r.status() == 200
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "gateway on {port} never ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Capabilities the test client declares: the same the gateway declares upstream, so a
 /// server that lists tools by client capability lists the same set to both.
 pub static CLIENT_CAPS: std::sync::LazyLock<Value> = std::sync::LazyLock::new(
