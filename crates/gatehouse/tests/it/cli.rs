@@ -56,6 +56,19 @@ async fn check_reports_problems_with_their_location() {
     assert!(v["properties"]["upstreams"].is_object() && v["properties"]["limits"].is_object());
 }
 
+/// `gatehouse serve` in development mode on `port`, with the demo server as its upstream.
+fn dev_serve(port: u16) -> Command {
+    let mut cmd = Command::new(gatehouse_bin());
+    cmd.args([
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--upstream",
+        &format!("demo={} demo-server", gatehouse_bin()),
+    ]);
+    cmd
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_from_flags_health_metrics_and_clean_stop() {
     let refused = Command::new(gatehouse_bin())
@@ -69,14 +82,7 @@ async fn serve_from_flags_health_metrics_and_clean_stop() {
     );
 
     let port = free_port();
-    let mut child = Command::new(gatehouse_bin())
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--upstream",
-            &format!("demo={} demo-server", gatehouse_bin()),
-        ])
+    let mut child = dev_serve(port)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -344,19 +350,12 @@ async fn allocations_are_counted_on_metrics_only_when_asked() {
     };
     for counted in [false, true] {
         let port = free_port();
-        let mut cmd = Command::new(gatehouse_bin());
+        let mut cmd = dev_serve(port);
         if counted {
             cmd.env("GATEHOUSE_COUNT_ALLOCATIONS", "1");
         }
         let _child = cmd
             .current_dir(&dir)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--upstream",
-                &format!("demo={} demo-server", gatehouse_bin()),
-            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
