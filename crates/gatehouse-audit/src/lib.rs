@@ -31,6 +31,9 @@ pub enum Durability {
     Written,
 }
 
+/// Each chain an append touched, with its new head: `(chain, seq, hash)`.
+pub type NewHeads = Vec<(String, u64, String)>;
+
 /// Durable storage of audit events.
 ///
 /// Guarantee: when `append` returns `Ok`, every event passed is committed as far as its
@@ -44,6 +47,17 @@ pub trait AuditStore: Send + Sync {
         events: &[AuditEvent],
         durability: Durability,
     ) -> Result<Vec<(String, u64, String)>, AuditError>;
+    /// `append`, but only if that needs no waiting on a lock: nobody else is writing (another
+    /// commit, a log checkpoint, another process sharing the store). `None` when it would
+    /// have waited, or when the store cannot tell: nothing was written, and the caller hands
+    /// the events to whoever holds the store instead. Stores that cannot tell never try.
+    fn try_append(
+        &self,
+        _events: &[AuditEvent],
+        _durability: Durability,
+    ) -> Option<Result<NewHeads, AuditError>> {
+        None
+    }
     /// Stores signed checkpoints (committed before returning).
     fn checkpoint(&self, checkpoints: &[Checkpoint]) -> Result<(), AuditError>;
     /// A chain's checkpoints, in sequence order.

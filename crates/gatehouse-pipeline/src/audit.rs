@@ -9,7 +9,10 @@
 //! A group someone waits for is synced (fsync) before the wait ends, unless the operator
 //! turned that off (`audit.fsync: false`, development mode's default): it is then
 //! committed (it survives the gateway being killed) and reaches the disk with the store's
-//! next sync.
+//! next sync. Such a commit costs less than waking the writer and being woken by it, so
+//! when nothing is queued and nobody is committing, the request commits its own event on
+//! its own thread (it leads; [`AuditWriter::record`]), and hands it to the writer only if
+//! the store is busy. With fsync on, the writer keeps that wait off the request threads.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -42,6 +45,8 @@ struct Queue {
     wake: Condvar,
     /// Groups someone waits for are fsynced (`audit.fsync`).
     fsync: AtomicBool,
+    /// Events between signed checkpoints, when they are signed.
+    sign_every: Option<u64>,
 }
 
 #[derive(Default)]
@@ -53,6 +58,15 @@ struct Waiting {
     since: Option<Instant>,
     /// Every handle is gone: the writer commits what is left and ends.
     closed: bool,
+    /// Commits under way (the writer's group, requests committing their own event): a
+    /// request leads only when there are none.
+    committing: u32,
+    /// Chain heads and event count of the commits requests made themselves, for the
+    /// writer's signed checkpoints.
+    led: Vec<(String, u64, String)>,
+    led_events: u64,
+    /// Those commits reached the checkpoint interval: the writer signs now.
+    sign: bool,
 }
 
 impl Queue {
@@ -89,6 +103,9 @@ impl Queue {
                 if w.closed {
                     return None;
                 }
+                if std::mem::take(&mut w.sign) {
+                    return Some(Vec::new()); // the requests' own commits are due a checkpoint
+                }
                 let (g, timeout) = self
                     .wake
                     .wait_timeout(w, idle)
@@ -110,6 +127,7 @@ impl Queue {
                 };
                 w.urgent = w.events.iter().any(|(_, a)| a.is_some());
                 w.since = (!w.events.is_empty()).then(Instant::now);
+                w.committing += 1; // until `committed`
                 return Some(group);
             }
             // One timed wait per group, not per event.
@@ -119,6 +137,61 @@ impl Queue {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
+    }
+
+    /// The writer's group from [`Queue::next_group`] is committed (or failed); the heads
+    /// requests committed themselves since the last call, and how many events.
+    fn committed(&self, group: bool) -> (Vec<(String, u64, String)>, u64) {
+        let mut w = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if group {
+            w.committing = w.committing.saturating_sub(1);
+        }
+        (
+            std::mem::take(&mut w.led),
+            std::mem::take(&mut w.led_events),
+        )
+    }
+
+    /// Commits `event` on the caller's thread when nothing is queued, nobody is committing
+    /// and the store is free at once; `None` otherwise (nothing written: queue it).
+    fn lead(&self, store: &dyn AuditStore, event: &AuditEvent) -> Option<Result<(), AuditError>> {
+        {
+            let mut w = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            if w.closed || w.committing > 0 || !w.events.is_empty() {
+                return None;
+            }
+            w.committing += 1;
+        }
+        // A store that panics fails this call closed; it must not take the request
+        // worker (and every connection it serves) down with it.
+        let appended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            store.try_append(std::slice::from_ref(event), Durability::Written)
+        }));
+        let mut w = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        w.committing = w.committing.saturating_sub(1);
+        let result = match appended {
+            Ok(None) => None,
+            Ok(Some(Ok(heads))) => {
+                w.led.extend(heads);
+                w.led_events += 1;
+                Some(Ok(()))
+            }
+            Ok(Some(Err(e))) => Some(Err(e)),
+            Err(_) => Some(Err(AuditError::Unavailable(
+                "the audit store failed".into(),
+            ))),
+        };
+        let sign = !w.sign && self.sign_every.is_some_and(|n| w.led_events >= n);
+        w.sign |= sign;
+        drop(w);
+        if sign {
+            self.wake.notify_one();
+        }
+        if let Some(Err(e)) = &result {
+            tracing::error!(error = %e, events = 1, "audit commit failed");
+            metrics::counter!(gatehouse_transport::metrics::AUDIT_FAILED).increment(1);
+        }
+        result
     }
 }
 
@@ -140,6 +213,8 @@ impl Drop for Handle {
 #[derive(Clone)]
 pub struct AuditWriter {
     queue: Arc<Handle>,
+    /// For the commits requests make themselves.
+    store: Arc<dyn AuditStore>,
 }
 
 impl std::fmt::Debug for AuditWriter {
@@ -156,12 +231,15 @@ impl AuditWriter {
         checkpoints: Option<Checkpoints>,
         fsync: bool,
     ) -> AuditWriter {
-        let queue = Arc::new(Queue::default());
+        let queue = Arc::new(Queue {
+            sign_every: checkpoints.as_ref().map(|c| c.every),
+            ..Queue::default()
+        });
         queue.fsync.store(fsync, Ordering::Relaxed);
-        let q = queue.clone();
+        let (q, s) = (queue.clone(), store.clone());
         let spawned = std::thread::Builder::new()
             .name("gatehouse-audit".into())
-            .spawn(move || write_loop(&*store, &q, checkpoints));
+            .spawn(move || write_loop(&*s, &q, checkpoints));
         if let Err(e) = spawned {
             // Without the thread every durable request fails closed (its ack is dropped).
             tracing::error!(error = %e, "audit writer did not start");
@@ -173,6 +251,7 @@ impl AuditWriter {
         }
         AuditWriter {
             queue: Arc::new(Handle(queue)),
+            store,
         }
     }
 
@@ -194,6 +273,12 @@ impl AuditWriter {
         if !durable {
             self.queue(event);
             return Ok(());
+        }
+        // Without the fsync, committing costs less than two thread wake-ups: lead.
+        if !self.queue.0.fsync.load(Ordering::Relaxed)
+            && let Some(done) = self.queue.0.lead(&*self.store, &event)
+        {
+            return done;
         }
         let (ack, done) = oneshot::channel();
         if !self.queue.0.push(event, Some(ack)) {
@@ -253,6 +338,18 @@ struct Pending {
 }
 
 impl Pending {
+    /// A chain's head after a commit; commits reported out of order keep the newest.
+    fn note(&mut self, heads: Vec<(String, u64, String)>) {
+        for (chain, seq, hash) in heads {
+            match self.heads.get(&chain) {
+                Some((s, _)) if *s >= seq => {}
+                _ => {
+                    self.heads.insert(chain, (seq, hash));
+                }
+            }
+        }
+    }
+
     fn flush(&mut self, store: &dyn AuditStore, cp: &Checkpoints) {
         if self.heads.is_empty() {
             return;
@@ -294,6 +391,9 @@ fn write_loop(store: &dyn AuditStore, queue: &Queue, checkpoints: Option<Checkpo
     let mut pending = Pending::default();
     while let Some(batch) = queue.next_group(CHECKPOINT_IDLE) {
         if batch.is_empty() {
+            let (led, n) = queue.committed(false);
+            pending.note(led);
+            pending.events += n;
             if let Some(cp) = &checkpoints {
                 pending.flush(store, cp);
             }
@@ -309,12 +409,13 @@ fn write_loop(store: &dyn AuditStore, queue: &Queue, checkpoints: Option<Checkpo
             Durability::Written
         };
         let result = store.append(&events, durability);
+        let (led, n) = queue.committed(true);
+        pending.note(led);
+        pending.events += n;
         match &result {
             Ok(heads) => {
                 pending.events += events.len() as u64;
-                for (chain, seq, hash) in heads {
-                    pending.heads.insert(chain.clone(), (*seq, hash.clone()));
-                }
+                pending.note(heads.clone());
             }
             Err(e) => {
                 tracing::error!(error = %e, events = events.len(), "audit commit failed");
@@ -333,6 +434,9 @@ fn write_loop(store: &dyn AuditStore, queue: &Queue, checkpoints: Option<Checkpo
         }
     }
     // The queue closed (shutdown): sign what was written.
+    let (led, n) = queue.committed(false);
+    pending.note(led);
+    pending.events += n;
     if let Some(cp) = &checkpoints {
         pending.flush(store, cp);
     }
@@ -367,23 +471,42 @@ mod tests {
 
     /// A store for the writer's tests: it remembers how far each append had to go, or
     /// (`panics`) its append panics and the writer thread dies mid-group.
+    /// It can also be `busy` (never appends at once), and it remembers on which thread
+    /// each append ran and how many checkpoints it stored.
     #[derive(Default)]
     struct Fake {
         panics: bool,
+        busy: bool,
         seen: Mutex<Vec<Durability>>,
+        threads: Mutex<Vec<Option<String>>>,
+        appended: std::sync::atomic::AtomicU64,
+        signed: std::sync::atomic::AtomicUsize,
     }
 
     impl AuditStore for Fake {
         fn append(
             &self,
-            _: &[AuditEvent],
+            events: &[AuditEvent],
             d: Durability,
         ) -> Result<Vec<(String, u64, String)>, AuditError> {
             assert!(!self.panics, "disk on fire");
             self.seen.lock().unwrap().push(d);
-            Ok(Vec::new())
+            let name = std::thread::current().name().map(str::to_owned);
+            self.threads.lock().unwrap().push(name);
+            let n = self
+                .appended
+                .fetch_add(events.len() as u64, Ordering::SeqCst);
+            Ok(vec![("t".into(), n + events.len() as u64, "h".into())])
+        }
+        fn try_append(
+            &self,
+            events: &[AuditEvent],
+            d: Durability,
+        ) -> Option<Result<gatehouse_audit::NewHeads, AuditError>> {
+            (!self.busy).then(|| self.append(events, d))
         }
         fn checkpoint(&self, _: &[gatehouse_audit::Checkpoint]) -> Result<(), AuditError> {
+            self.signed.fetch_add(1, Ordering::SeqCst);
             Ok(())
         }
         fn checkpoints(&self, _: &str) -> Result<Vec<gatehouse_audit::Checkpoint>, AuditError> {
@@ -427,6 +550,76 @@ mod tests {
         w.record(event(3), true).await.unwrap();
         use Durability::{Synced, Written};
         assert_eq!(*store.seen.lock().unwrap(), [Synced, Written, Synced]);
+    }
+
+    #[tokio::test]
+    async fn without_fsync_an_idle_writer_lets_the_request_commit_its_own_record() {
+        let here = std::thread::current().name().map(str::to_owned);
+        let writer = Some("gatehouse-audit".to_owned());
+        let store = Arc::new(Fake::default());
+        let w = AuditWriter::start(store.clone(), None, false);
+        w.record(event(1), true).await.unwrap();
+        // With fsync on, the fsync stays off the request's thread.
+        w.set_fsync(true);
+        w.record(event(2), true).await.unwrap();
+        assert_eq!(*store.threads.lock().unwrap(), [here, writer]);
+        use Durability::{Synced, Written};
+        assert_eq!(*store.seen.lock().unwrap(), [Written, Synced]);
+    }
+
+    #[tokio::test]
+    async fn a_busy_store_gets_the_record_through_the_writer() {
+        let store = Arc::new(Fake {
+            busy: true,
+            ..Fake::default()
+        });
+        let w = AuditWriter::start(store.clone(), None, false);
+        w.record(event(1), true).await.unwrap();
+        let writer = Some("gatehouse-audit".to_owned());
+        assert_eq!(*store.threads.lock().unwrap(), [writer]);
+    }
+
+    #[tokio::test]
+    async fn a_store_that_panics_fails_the_leading_request_closed() {
+        let store = Arc::new(Fake {
+            panics: true,
+            ..Fake::default()
+        });
+        let w = AuditWriter::start(store, None, false);
+        for n in 0..2 {
+            let r = tokio::time::timeout(Duration::from_secs(10), w.record(event(n), true))
+                .await
+                .expect("answered, not left waiting");
+            assert!(r.is_err(), "{r:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn records_requests_commit_themselves_are_signed_at_the_interval() {
+        let store = Arc::new(Fake::default());
+        let signer = gatehouse_audit::Signer::from_seed(&[7; 32]).unwrap();
+        let cp = Checkpoints { signer, every: 3 };
+        let w = AuditWriter::start(store.clone(), Some(cp), false);
+        for n in 0..2 {
+            w.record(event(n), true).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(store.signed.load(Ordering::SeqCst), 0, "not yet due");
+        w.record(event(3), true).await.unwrap();
+        let t = Instant::now();
+        while store.signed.load(Ordering::SeqCst) == 0 {
+            assert!(t.elapsed() < Duration::from_secs(10), "never signed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Every one of them was the request's own commit.
+        assert!(
+            store
+                .threads
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|t| t.as_deref() != Some("gatehouse-audit"))
+        );
     }
 
     #[test]

@@ -178,6 +178,17 @@ impl gatehouse_audit::AuditStore for AnyAudit {
             AnyAudit::Postgres(p) => p.append(events, durability),
         }
     }
+    fn try_append(
+        &self,
+        events: &[gatehouse_audit::AuditEvent],
+        durability: gatehouse_audit::Durability,
+    ) -> Option<Result<gatehouse_audit::NewHeads, gatehouse_audit::AuditError>> {
+        match self {
+            AnyAudit::Sqlite(s) => s.try_append(events, durability),
+            #[cfg(feature = "postgres")]
+            AnyAudit::Postgres(p) => p.try_append(events, durability),
+        }
+    }
     fn checkpoint(
         &self,
         checkpoints: &[gatehouse_audit::Checkpoint],

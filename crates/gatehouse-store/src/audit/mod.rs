@@ -80,6 +80,9 @@ impl std::ops::Deref for Conn {
     }
 }
 
+/// How long a write waits for another process's write to the same file.
+const BUSY: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn unavailable(e: rusqlite::Error) -> AuditError {
     AuditError::Unavailable(e.to_string())
 }
@@ -108,8 +111,7 @@ impl SqliteAudit {
         // Committed means on disk: a power cut after `append` returns loses nothing.
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(unavailable)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(unavailable)?;
+        conn.busy_timeout(BUSY).map_err(unavailable)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS audit_events (
                 chain TEXT NOT NULL,
@@ -484,18 +486,51 @@ impl SqliteAudit {
 }
 
 /// One append's transaction: links each event to its chain's head and commits.
+/// Appends in one transaction. Without `wait`, a file another connection is writing is
+/// not waited for: `None`, nothing written.
 fn append_in(
     conn: &mut Conn,
     durability: Durability,
     events: &[AuditEvent],
-) -> Result<Vec<(String, u64, String)>, AuditError> {
-    conn.level(durability)?;
+    wait: bool,
+) -> Option<Result<gatehouse_audit::NewHeads, AuditError>> {
+    if let Err(e) = conn.level(durability) {
+        return Some(Err(e));
+    }
     let Conn { db, heads, .. } = conn;
     // Statements prepared once: a transaction's BEGIN and COMMIT parsed per append
     // cost more than the insert.
-    db.prepare_cached("BEGIN IMMEDIATE")
-        .and_then(|mut s| s.execute([]))
-        .map_err(unavailable)?;
+    let begin = |db: &Connection| {
+        db.prepare_cached("BEGIN IMMEDIATE")
+            .and_then(|mut s| s.execute([]))
+    };
+    let begun = if wait {
+        begin(db)
+    } else {
+        // SQLite's busy handler is what waits: off for this one statement.
+        if let Err(e) = db.busy_timeout(std::time::Duration::ZERO) {
+            return Some(Err(unavailable(e)));
+        }
+        let begun = begin(db);
+        if let Err(e) = db.busy_timeout(BUSY) {
+            if begun.is_ok() {
+                let _ = db.execute_batch("ROLLBACK");
+            }
+            return Some(Err(unavailable(e)));
+        }
+        if let Err(rusqlite::Error::SqliteFailure(f, _)) = &begun
+            && matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            )
+        {
+            return None;
+        }
+        begun
+    };
+    if let Err(e) = begun {
+        return Some(Err(unavailable(e)));
+    }
     let result = append_locked(db, heads, events).and_then(|new| {
         db.prepare_cached("COMMIT")
             .and_then(|mut s| s.execute([]))
@@ -511,14 +546,14 @@ fn append_in(
             heads
                 .by_chain
                 .extend(new.iter().map(|(c, s, h)| (c.clone(), (*s, h.clone()))));
-            Ok(new)
+            Some(Ok(new))
         }
         Err(e) => {
             *heads = Heads::default();
             if !db.is_autocommit() {
                 let _ = db.execute_batch("ROLLBACK");
             }
-            Err(e)
+            Some(Err(e))
         }
     }
 }
@@ -597,7 +632,26 @@ impl AuditStore for SqliteAudit {
             return Ok(Vec::new());
         }
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        append_in(&mut conn, durability, events)
+        append_in(&mut conn, durability, events, true)
+            .unwrap_or_else(|| Err(AuditError::Unavailable("the audit store is busy".into())))
+    }
+
+    /// Not while this store's connection is in use (the writer's commit, the log
+    /// checkpointer's rewind) or another connection holds the file's write lock.
+    fn try_append(
+        &self,
+        events: &[AuditEvent],
+        durability: Durability,
+    ) -> Option<Result<gatehouse_audit::NewHeads, AuditError>> {
+        if events.is_empty() {
+            return Some(Ok(Vec::new()));
+        }
+        let mut conn = match self.conn.try_lock() {
+            Ok(c) => c,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        append_in(&mut conn, durability, events, false)
     }
 
     fn checkpoint(&self, checkpoints: &[Checkpoint]) -> Result<(), AuditError> {

@@ -359,3 +359,50 @@ fn handles_taking_turns_on_one_file_extend_one_chain() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_append_that_must_not_wait_steps_back_from_a_busy_file_and_writes_nothing() {
+    let path = std::env::temp_dir().join(format!("gatehouse-try-{}.db", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let s = SqliteAudit::open_writer(&path).expect("open");
+    s.append(&[event("", 1)], Durability::Written)
+        .expect("append");
+    // Another process's write transaction holds the file.
+    let other = rusqlite::Connection::open(&path).expect("second connection");
+    other.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    let t = std::time::Instant::now();
+    assert!(s.try_append(&[event("", 2)], Durability::Written).is_none());
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(1),
+        "{:?}",
+        t.elapsed()
+    );
+    // This store's own connection in use (a commit, the checkpointer's rewind): the same.
+    {
+        let _held = s.conn.lock().unwrap();
+        assert!(s.try_append(&[event("", 2)], Durability::Written).is_none());
+    }
+    other.execute_batch("COMMIT").expect("unlock");
+    let heads = s
+        .try_append(&[event("", 2)], Durability::Written)
+        .expect("attempted")
+        .expect("appended");
+    // The chain has no gap where the refused attempts were.
+    assert_eq!(heads[0].1, 2);
+    // And waiting appends still wait out a lock held briefly.
+    other.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    let unlock = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        other.execute_batch("COMMIT").expect("unlock");
+    });
+    s.append(&[event("", 3)], Durability::Written)
+        .expect("waited, then appended");
+    unlock.join().unwrap();
+    let chains = s.chains().unwrap();
+    assert_eq!(chains.len(), 1);
+    assert_eq!(
+        verify_chain(&s.links(&chains[0]).unwrap()).map(|h| h.0),
+        Ok(3)
+    );
+    let _ = std::fs::remove_file(&path);
+}
