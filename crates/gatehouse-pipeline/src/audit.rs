@@ -10,9 +10,10 @@
 //! turned that off (`audit.fsync: false`, development mode's default): it is then
 //! committed (it survives the gateway being killed) and reaches the disk with the store's
 //! next sync. Such a commit costs less than waking the writer and being woken by it, so
-//! when nothing is queued and nobody is committing, the request commits its own event on
-//! its own thread (it leads; [`AuditWriter::record`]), and hands it to the writer only if
-//! the store is busy. With fsync on, the writer keeps that wait off the request threads.
+//! the only request in flight commits its own event on its own thread when nothing is
+//! queued and nobody is committing (it leads: [`AuditWriter::record_alone`]), and hands it
+//! to the writer if the store is busy. Under load the writer's groups stay cheaper; with
+//! fsync on, the writer keeps that wait off the request threads.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -267,18 +268,27 @@ impl AuditWriter {
         }
     }
 
+    /// `record`, for the only request in flight: without the fsync, a durable event is
+    /// committed on the caller's thread when nothing is queued and nobody is committing
+    /// (two thread wake-ups cost more than the commit). Under load requests use
+    /// [`AuditWriter::record`]: a commit there would hold up the other requests served by
+    /// the same thread, and the writer's groups amortise it.
+    pub async fn record_alone(&self, event: AuditEvent, durable: bool) -> Result<(), AuditError> {
+        if durable
+            && !self.queue.0.fsync.load(Ordering::Relaxed)
+            && let Some(done) = self.queue.0.lead(&*self.store, &event)
+        {
+            return done;
+        }
+        self.record(event, durable).await
+    }
+
     /// Records an event. With `durable`, returns once it is committed (or the store
     /// failed); otherwise returns at once.
     pub async fn record(&self, event: AuditEvent, durable: bool) -> Result<(), AuditError> {
         if !durable {
             self.queue(event);
             return Ok(());
-        }
-        // Without the fsync, committing costs less than two thread wake-ups: lead.
-        if !self.queue.0.fsync.load(Ordering::Relaxed)
-            && let Some(done) = self.queue.0.lead(&*self.store, &event)
-        {
-            return done;
         }
         let (ack, done) = oneshot::channel();
         if !self.queue.0.push(event, Some(ack)) {
@@ -558,13 +568,18 @@ mod tests {
         let writer = Some("gatehouse-audit".to_owned());
         let store = Arc::new(Fake::default());
         let w = AuditWriter::start(store.clone(), None, false);
-        w.record(event(1), true).await.unwrap();
+        w.record_alone(event(1), true).await.unwrap();
+        // A request among others hands it over, to be grouped with theirs.
+        w.record(event(2), true).await.unwrap();
         // With fsync on, the fsync stays off the request's thread.
         w.set_fsync(true);
-        w.record(event(2), true).await.unwrap();
-        assert_eq!(*store.threads.lock().unwrap(), [here, writer]);
+        w.record_alone(event(3), true).await.unwrap();
+        assert_eq!(
+            *store.threads.lock().unwrap(),
+            [here, writer.clone(), writer]
+        );
         use Durability::{Synced, Written};
-        assert_eq!(*store.seen.lock().unwrap(), [Written, Synced]);
+        assert_eq!(*store.seen.lock().unwrap(), [Written, Written, Synced]);
     }
 
     #[tokio::test]
@@ -574,7 +589,7 @@ mod tests {
             ..Fake::default()
         });
         let w = AuditWriter::start(store.clone(), None, false);
-        w.record(event(1), true).await.unwrap();
+        w.record_alone(event(1), true).await.unwrap();
         let writer = Some("gatehouse-audit".to_owned());
         assert_eq!(*store.threads.lock().unwrap(), [writer]);
     }
@@ -587,7 +602,7 @@ mod tests {
         });
         let w = AuditWriter::start(store, None, false);
         for n in 0..2 {
-            let r = tokio::time::timeout(Duration::from_secs(10), w.record(event(n), true))
+            let r = tokio::time::timeout(Duration::from_secs(10), w.record_alone(event(n), true))
                 .await
                 .expect("answered, not left waiting");
             assert!(r.is_err(), "{r:?}");
@@ -601,11 +616,11 @@ mod tests {
         let cp = Checkpoints { signer, every: 3 };
         let w = AuditWriter::start(store.clone(), Some(cp), false);
         for n in 0..2 {
-            w.record(event(n), true).await.unwrap();
+            w.record_alone(event(n), true).await.unwrap();
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(store.signed.load(Ordering::SeqCst), 0, "not yet due");
-        w.record(event(3), true).await.unwrap();
+        w.record_alone(event(3), true).await.unwrap();
         let t = Instant::now();
         while store.signed.load(Ordering::SeqCst) == 0 {
             assert!(t.elapsed() < Duration::from_secs(10), "never signed");

@@ -2,6 +2,7 @@
 //! log line and trace. Every transport calls it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use gatehouse_policy::{Classification, Verb};
@@ -25,6 +26,7 @@ impl Gateway {
         events: Option<mpsc::Sender<Message>>,
     ) -> Response {
         let started = Instant::now();
+        let _flight = InFlight::enter(&self.in_flight);
         let correlation = self.correlation_id();
         let method_label = m::method_label(&req.method);
         let id = req.id.clone();
@@ -80,7 +82,12 @@ impl Gateway {
                     .classification
                     .is_some_and(|c| c >= Classification::Confidential);
             let event = trace.event(&finished);
-            if let Err(e) = writer.record(event, durable).await
+            let recorded = if self.in_flight.load(Ordering::Relaxed) == 1 {
+                writer.record_alone(event, durable).await
+            } else {
+                writer.record(event, durable).await
+            };
+            if let Err(e) = recorded
                 && durable
             {
                 tracing::error!(target: "gatehouse::audit", %correlation, error = %e, "audit record not committed: answer withheld");
@@ -115,6 +122,22 @@ impl Gateway {
             }
             Err(e) => Response::err(id, e),
         }
+    }
+}
+
+/// Counts a request in flight until dropped.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(n: &'a AtomicUsize) -> InFlight<'a> {
+        n.fetch_add(1, Ordering::Relaxed);
+        InFlight(n)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -50,7 +50,7 @@ const FNV_PRIME: u32 = 0x0100_0193;
 
 /// FNV-1a, 32 bits, seeded per feature kind.
 fn fnv(seed: u32, parts: &[&[u8]]) -> u32 {
-    let mut h: u32 = 0x811c_9dc5 ^ seed.wrapping_mul(FNV_PRIME);
+    let mut h: u32 = fnv_start(seed);
     for p in parts {
         for &b in *p {
             h ^= u32::from(b);
@@ -65,7 +65,7 @@ fn fnv(seed: u32, parts: &[&[u8]]) -> u32 {
 /// A trigram's hash after its first byte, for every first byte (a trigram is hashed per
 /// byte of every text the classifier reads: the hottest loop of detection).
 const TRIGRAM_FIRST: [u32; 256] = {
-    let h0 = 0x811c_9dc5 ^ 3u32.wrapping_mul(FNV_PRIME);
+    let h0 = fnv_start(3);
     let mut t = [0u32; 256];
     let mut i = 0;
     while i < 256 {
@@ -98,7 +98,13 @@ fn ascii_words(lower: &str) -> Vec<&str> {
     words
 }
 
-/// The hashed features of a text (bucket indexes, deduplicated, sorted).
+/// FNV-1a's state for feature kind `seed` before its first byte.
+const fn fnv_start(seed: u32) -> u32 {
+    0x811c_9dc5 ^ seed.wrapping_mul(FNV_PRIME)
+}
+
+/// The hashed features of a text: bucket indexes, each once, in no particular order (the
+/// score sums rows; the trainer sorts them).
 pub fn features(text: &str, bits: u32, out: &mut Vec<u32>) {
     out.clear();
     let n = unicode::normalize(text);
@@ -113,66 +119,77 @@ pub fn features(text: &str, bits: u32, out: &mut Vec<u32>) {
             .filter(|w| !w.is_empty())
             .collect()
     };
-    for cue in cues(&lower, &words) {
-        out.push(fnv(5, &[cue.as_bytes()]) & mask);
-    }
-    for w in &words {
-        out.push(fnv(1, &[w.as_bytes()]) & mask);
-    }
-    for p in words.windows(2) {
-        out.push(fnv(2, &[p[0].as_bytes(), p[1].as_bytes()]) & mask);
-    }
     // Character trigrams over the words joined by single spaces (spelling games and
     // other languages still share them).
     let joined = words.join(" ");
-    let b = joined.as_bytes();
-    for t in b.windows(3) {
-        // `fnv(3, &[t])`, its first step from a table.
-        let mut h = TRIGRAM_FIRST[usize::from(t[0])];
-        h = (h ^ u32::from(t[1])).wrapping_mul(FNV_PRIME);
-        h = (h ^ u32::from(t[2])).wrapping_mul(FNV_PRIME);
-        h = (h ^ 0xff).wrapping_mul(FNV_PRIME);
-        out.push(h & mask);
-    }
-    // Character bigrams of scripts written without spaces (Chinese, Japanese): there a
-    // "word" is a whole clause.
-    if !ascii {
-        let wide: Vec<char> = joined.chars().filter(|c| !c.is_ascii()).collect();
-        let mut buf = [0u8; 8];
-        for p in wide.windows(2) {
-            let a = p[0].encode_utf8(&mut buf[..4]).len();
-            let z = p[1].encode_utf8(&mut buf[a..]).len();
-            out.push(fnv(6, &[&buf[..a + z]]) & mask);
-        }
-    }
-    dedup(out, bits);
-}
-
-thread_local! {
-    /// One bit per feature, all clear between calls: duplicates are dropped in one pass
-    /// (sorting a 1 KB text's thousand features cost more than hashing them).
-    static SEEN: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Drops repeated features, keeping first appearances in order. The score sums integer
-/// rows, so the order does not change it.
-fn dedup(out: &mut Vec<u32>, bits: u32) {
+    // A text has about one feature per byte.
+    out.reserve(joined.len() + 2 * words.len() + 16);
     SEEN.with(|seen| {
         let mut seen = seen.borrow_mut();
-        let words = (1usize << bits).div_ceil(64);
-        if seen.len() < words {
-            seen.resize(words, 0);
+        let slots = (1usize << bits).div_ceil(64);
+        if seen.len() < slots {
+            seen.resize(slots, 0);
         }
-        out.retain(|&f| {
+        // Each feature is kept at its first appearance: one bit per bucket, cleared below.
+        let mut add = |h: u32| {
+            let f = h & mask;
             let (w, b) = ((f >> 6) as usize, 1u64 << (f & 63));
-            let new = seen[w] & b == 0;
-            seen[w] |= b;
-            new
-        });
+            if seen[w] & b == 0 {
+                seen[w] |= b;
+                out.push(f);
+            }
+        };
+        for cue in cues(&lower, &words) {
+            add(fnv(5, &[cue.as_bytes()]));
+        }
+        // Each word's unigram (`fnv(1, [w])`) and its bigram with the word before
+        // (`fnv(2, [prev, w])`) in one pass over its bytes; that pass also starts the
+        // bigram with the next word. Three independent hashes per byte, not one after
+        // another.
+        let mut pair: Option<u32> = None;
+        for w in &words {
+            let (mut one, mut next, mut two) =
+                (fnv_start(1), fnv_start(2), pair.unwrap_or_default());
+            for &b in w.as_bytes() {
+                let b = u32::from(b);
+                one = (one ^ b).wrapping_mul(FNV_PRIME);
+                next = (next ^ b).wrapping_mul(FNV_PRIME);
+                two = (two ^ b).wrapping_mul(FNV_PRIME);
+            }
+            add((one ^ 0xff).wrapping_mul(FNV_PRIME));
+            if pair.is_some() {
+                add((two ^ 0xff).wrapping_mul(FNV_PRIME));
+            }
+            pair = Some((next ^ 0xff).wrapping_mul(FNV_PRIME));
+        }
+        for t in joined.as_bytes().windows(3) {
+            // `fnv(3, &[t])`, its first step from a table.
+            let mut h = TRIGRAM_FIRST[usize::from(t[0])];
+            h = (h ^ u32::from(t[1])).wrapping_mul(FNV_PRIME);
+            h = (h ^ u32::from(t[2])).wrapping_mul(FNV_PRIME);
+            add((h ^ 0xff).wrapping_mul(FNV_PRIME));
+        }
+        // Character bigrams of scripts written without spaces (Chinese, Japanese): there a
+        // "word" is a whole clause.
+        if !ascii {
+            let wide: Vec<char> = joined.chars().filter(|c| !c.is_ascii()).collect();
+            let mut buf = [0u8; 8];
+            for p in wide.windows(2) {
+                let a = p[0].encode_utf8(&mut buf[..4]).len();
+                let z = p[1].encode_utf8(&mut buf[a..]).len();
+                add(fnv(6, &[&buf[..a + z]]));
+            }
+        }
         for &f in out.iter() {
             seen[(f >> 6) as usize] = 0;
         }
     });
+}
+
+thread_local! {
+    /// One bit per feature, all clear between calls: duplicates are dropped as they come
+    /// (sorting a 1 KB text's thousand features cost more than hashing them).
+    static SEEN: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Words that name the reader as a machine.

@@ -54,6 +54,9 @@ pub struct Gateway {
     pub(crate) fleet: std::sync::OnceLock<crate::fleet::Fleet>,
     events: mpsc::UnboundedSender<UpstreamEvent>,
     pub(crate) concurrency: ArcSwap<Semaphore>,
+    /// Requests in `handle_request` now: the one request in flight may commit its own
+    /// audit record ([`crate::audit::AuditWriter::record_alone`]).
+    pub(crate) in_flight: std::sync::atomic::AtomicUsize,
     /// Calls a client may still cancel: (session id, client request id) → abort signal.
     pub(crate) cancellable: Mutex<HashMap<(String, Id), oneshot::Sender<()>>>,
     next_correlation: AtomicU64,
@@ -111,6 +114,7 @@ impl Gateway {
             concurrency: ArcSwap::from_pointee(Semaphore::new(
                 config.limits.max_concurrent_requests,
             )),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
             config: ArcSwap::from_pointee(config.clone()),
             upstreams: ArcSwap::from_pointee(BTreeMap::new()),
             lists: Mutex::new(BTreeMap::new()),
