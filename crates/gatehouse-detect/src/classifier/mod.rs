@@ -323,6 +323,41 @@ fn imperative_at(s: &str, word: impl Fn(char) -> bool) -> bool {
     IMPERATIVES.contains(&&s[..end])
 }
 
+/// The one marker without punctuation, its searcher built once (building it cost more
+/// than searching a sentence).
+static TOOL_OUTPUT: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"tool output"));
+
+/// Whether `b` holds twelve ASCII digits in a row. Such a run covers one of every twelve
+/// positions, so only every twelfth byte is read until a digit turns up: a text without
+/// long numbers costs a read per twelve bytes, not one per byte.
+fn twelve_digits(b: &[u8]) -> bool {
+    const RUN: usize = 12;
+    let mut probe = RUN - 1;
+    while probe < b.len() {
+        if !b[probe].is_ascii_digit() {
+            probe += RUN;
+            continue;
+        }
+        // The run through the probe; the bytes before it since the last probe are fewer
+        // than twelve.
+        let start = b[..probe]
+            .iter()
+            .rposition(|c| !c.is_ascii_digit())
+            .map_or(0, |p| p + 1);
+        let end = b[probe..]
+            .iter()
+            .position(|c| !c.is_ascii_digit())
+            .map_or(b.len(), |p| probe + p);
+        if end - start >= RUN {
+            return true;
+        }
+        // A later run starts after `end`, so it covers `end + RUN` or a probe after it.
+        probe = end + RUN;
+    }
+    false
+}
+
 /// Whether a lowercased text holds a URL prefix (`http://`, `https://`, `www.`) and a role
 /// or format marker (`system:`, `<|`, `[inst]`, `###`, `</`, `"role"`…). Every marker but
 /// `tool output` holds one of six punctuation bytes: only those places are looked at.
@@ -364,7 +399,7 @@ fn markers(b: &[u8]) -> (bool, bool) {
             break;
         }
     }
-    role = role || memchr::memmem::find(b, b"tool output").is_some();
+    role = role || TOOL_OUTPUT.find(b).is_some();
     (url, role)
 }
 
@@ -448,12 +483,7 @@ fn cue_flags(lower: &str, words: &[&str]) -> Cues {
         && lower
             .split_whitespace()
             .any(|w| w.contains('@') && w.rsplit('@').next().is_some_and(|d| d.contains('.')));
-    // Twelve digits in a row.
-    let mut run = 0;
-    let acct = lower.bytes().any(|b| {
-        run = if b.is_ascii_digit() { run + 1 } else { 0 };
-        run >= 12
-    });
+    let acct = twelve_digits(lower.as_bytes());
     Cues {
         ai,
         you,

@@ -361,3 +361,15 @@ fn features_are_distinct_and_the_bitmap_is_left_clear() {
     assert_eq!(f, g);
     SEEN.with(|s| assert!(s.borrow().iter().all(|&w| w == 0)));
 }
+
+proptest::proptest! {
+    #[test]
+    fn twelve_digits_are_found_wherever_they_are(t in "[0-9]{0,14}([a .-][0-9]{0,14}){0,12}") {
+        let mut run = 0;
+        let naive = t.bytes().any(|b| {
+            run = if b.is_ascii_digit() { run + 1 } else { 0 };
+            run >= 12
+        });
+        proptest::prop_assert_eq!(twelve_digits(t.as_bytes()), naive, "{}", t);
+    }
+}
