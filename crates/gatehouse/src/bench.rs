@@ -500,7 +500,8 @@ async fn allocation_rows(echo_url: &str, dir: &std::path::Path, calls: usize) ->
         } else {
             production_gateway(&dir, echo_url, true).await?
         };
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Idle means settled: after the gateway let go of its start-up code.
+        tokio::time::sleep(gatehouse_proxy::SETTLED + Duration::from_secs(1)).await;
         let rss_idle = proc_rss_kb(gw.pid);
         let (_, _, idle_live) = allocation_counts(&client, &gw).await?;
         for i in 0..200 {
