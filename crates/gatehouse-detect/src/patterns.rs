@@ -274,6 +274,23 @@ impl Patterns {
 
     /// Every finding in `text`, spans in `text`'s bytes, ordered by position.
     pub fn scan(&self, text: &str) -> Vec<Signal> {
+        self.scan_with(text, None)
+    }
+
+    /// [`Patterns::scan`], and what [`decoded_blobs`] returns for the same text from the
+    /// same pass over its encoded runs (a run is found and decoded once, not twice).
+    pub fn scan_and_decode(&self, text: &str) -> (Vec<Signal>, Vec<Blob>) {
+        if !text.is_ascii() {
+            // Normalising changes such a text; the blobs are read from it as it is.
+            return (self.scan(text), decoded_blobs(text));
+        }
+        let mut blobs = Vec::new();
+        (self.scan_with(text, Some(&mut blobs)), blobs)
+    }
+
+    /// `scan`; with `blobs` (an ASCII text, which normalising leaves as it is), the decoded
+    /// blobs too.
+    fn scan_with(&self, text: &str, blobs: Option<&mut Vec<Blob>>) -> Vec<Signal> {
         let mut out = Vec::new();
         let n = unicode::normalize(text);
         for o in &n.oddities {
@@ -298,10 +315,15 @@ impl Patterns {
                 out.push(self.signal(rule, *s, *e, Some("unicode.tag_characters")));
             }
         }
-        self.scan_encoded(n.text.as_bytes(), 1, &mut |rule, s, e, via| {
-            let (s, e) = n.original_span(s, e);
-            out.push(self.signal(rule, s, e, Some(via)));
-        });
+        self.scan_encoded(
+            n.text.as_bytes(),
+            1,
+            &mut |rule, s, e, via| {
+                let (s, e) = n.original_span(s, e);
+                out.push(self.signal(rule, s, e, Some(via)));
+            },
+            blobs,
+        );
         out.sort_by_key(|s| (s.start, s.end));
         out.dedup_by(|a, b| a.rule == b.rule && a.start == b.start);
         out
@@ -391,26 +413,41 @@ impl Patterns {
     }
 
     /// Blobs that decode to text, scanned as text. `report(rule, start, end, via)`.
+    /// Blobs that decode to text, scanned as text. `report(rule, start, end, via)`. With
+    /// `blobs`, every base64 or hex run that decodes to text is also pushed there, as
+    /// [`decoded_blobs`] would return it.
     fn scan_encoded(
         &self,
         text: &[u8],
         depth: u8,
         report: &mut dyn FnMut(usize, usize, usize, &'static str),
+        mut blobs: Option<&mut Vec<Blob>>,
     ) {
         if depth > MAX_DEPTH {
             return;
         }
         for r in b64_runs(text) {
             let run = &text[r.start..r.stop];
-            let decoded = if r.hex && run.len() >= MIN_HEX {
+            let hex = r.hex && run.len() >= MIN_HEX;
+            // What the patterns read; the classifier reads every mixed-case run.
+            let read = hex || (r.upper && r.lower && (r.digit || run.len() >= 40));
+            let decoded = if hex {
                 decode_hex(run).map(|d| (d, "encoded.hex"))
-            } else if r.upper && r.lower && (r.digit || run.len() >= 40) {
+            } else if r.upper && r.lower && (read || blobs.is_some()) {
                 decode_b64(run).map(|d| (d, "encoded.base64"))
             } else {
                 None
             };
             if let Some((d, via)) = decoded {
-                self.report_decoded(&d, r.start, r.end, via, depth, report);
+                if let Some(b) = blobs.as_deref_mut()
+                    && mostly_text(&d)
+                    && let Ok(t) = std::str::from_utf8(&d)
+                {
+                    b.push((r.start, r.end, t.to_owned()));
+                }
+                if read {
+                    self.report_decoded(&d, r.start, r.end, via, depth, report);
+                }
             }
         }
         // Tokens with many %XX escapes, decoded whole.
@@ -464,9 +501,12 @@ impl Patterns {
         for (rule, _, _) in inner {
             report(rule, start, end, via);
         }
-        self.scan_encoded(n.text.as_bytes(), depth + 1, &mut |rule, _, _, _| {
-            report(rule, start, end, via)
-        });
+        self.scan_encoded(
+            n.text.as_bytes(),
+            depth + 1,
+            &mut |rule, _, _, _| report(rule, start, end, via),
+            None,
+        );
     }
 
     /// Runs every rule's examples: `match` must be found by that rule, `clean` must not.
@@ -586,9 +626,12 @@ fn b64_runs(text: &[u8]) -> impl Iterator<Item = B64Run> + '_ {
     })
 }
 
+/// A base64 or hex run that decodes to text: (start, end, decoded).
+pub type Blob = (usize, usize, String);
+
 /// Base64 and hex runs of `text` that decode to text: (start, end, decoded), for the
 /// classifier to read what the patterns read through `scan_encoded`.
-pub fn decoded_blobs(text: &str) -> Vec<(usize, usize, String)> {
+pub fn decoded_blobs(text: &str) -> Vec<Blob> {
     let mut out = Vec::new();
     for r in b64_runs(text.as_bytes()) {
         let run = &text.as_bytes()[r.start..r.stop];

@@ -692,10 +692,16 @@ const MIN_CLASSIFIED: usize = 24;
 
 impl Cascade {
     pub fn scan(&self, text: &str) -> Vec<crate::Signal> {
-        let mut out = self.patterns.scan(text);
-        if let Some(c) = &self.classifier
-            && text.len() >= MIN_CLASSIFIED
-        {
+        let classified = self
+            .classifier
+            .as_ref()
+            .filter(|_| text.len() >= MIN_CLASSIFIED);
+        // One pass over the encoded runs serves the patterns and the classifier.
+        let (mut out, blobs) = match classified {
+            Some(_) => self.patterns.scan_and_decode(text),
+            None => (self.patterns.scan(text), Vec::new()),
+        };
+        if let Some(c) = classified {
             for (start, end, score) in c.scan(text) {
                 if score < self.medium {
                     break; // highest first
@@ -718,7 +724,7 @@ impl Cascade {
                     end,
                 });
             }
-            self.scan_decoded(c, text, &mut out);
+            self.scan_decoded(c, blobs, &mut out);
         }
         out
     }
@@ -726,8 +732,13 @@ impl Cascade {
     /// What base64 or hex blobs decode to, read by the classifier: an encoded text that
     /// scores at least `medium` is high (`encoded.base64:model.prompt_injection`), since
     /// nothing benign hides its words from the reader.
-    fn scan_decoded(&self, c: &Classifier, text: &str, out: &mut Vec<crate::Signal>) {
-        for (start, end, decoded) in crate::patterns::decoded_blobs(text) {
+    fn scan_decoded(
+        &self,
+        c: &Classifier,
+        blobs: Vec<crate::patterns::Blob>,
+        out: &mut Vec<crate::Signal>,
+    ) {
+        for (start, end, decoded) in blobs {
             if decoded.trim().len() < MIN_CLASSIFIED {
                 continue;
             }
