@@ -1,0 +1,320 @@
+//! The classifier's cues: coarse, hand-written signals of who a text addresses (the AI,
+//! the second person), whether it gives an order, and where it would send data (a URL, an
+//! e-mail address, an account number) or which role markers it carries. They become extra
+//! features ([`super::features`]); the network weighs them.
+
+use crate::unicode;
+
+/// Words that name the reader as a machine.
+pub(super) const AI_WORDS: &[&str] = &[
+    "ai",
+    "assistant",
+    "agent",
+    "model",
+    "llm",
+    "claude",
+    "chatgpt",
+    "gpt",
+    "copilot",
+    "gemini",
+    "bot",
+    "chatbot",
+    "ki",
+    "ia",
+    "assistent",
+    "asistente",
+    "assistente",
+    "modelo",
+    "modell",
+    "modèle",
+    "modello",
+    "agente",
+];
+
+/// Verbs that open an order.
+pub(super) const IMPERATIVES: &[&str] = &[
+    "ignore",
+    "disregard",
+    "forget",
+    "send",
+    "forward",
+    "transfer",
+    "wire",
+    "delete",
+    "remove",
+    "drop",
+    "call",
+    "run",
+    "execute",
+    "invoke",
+    "use",
+    "post",
+    "upload",
+    "share",
+    "invite",
+    "reveal",
+    "print",
+    "tell",
+    "say",
+    "include",
+    "append",
+    "read",
+    "open",
+    "fetch",
+    "grant",
+    "change",
+    "update",
+    "create",
+    "book",
+    "email",
+    "export",
+    "copy",
+    "push",
+    "collect",
+    "pretend",
+    "act",
+    "roleplay",
+    "enter",
+    "switch",
+    "stop",
+    "do",
+    "please",
+    "make",
+    "write",
+    "add",
+    "reply",
+    "respond",
+    "output",
+    "return",
+    "quietly",
+    "secretly",
+    "immediately",
+    "always",
+    "never",
+    "instead",
+    "now",
+    "first",
+    "before",
+    "after",
+    "whenever",
+    "todo",
+    "set",
+    "let",
+    "render",
+    "display",
+    "route",
+    "schedule",
+    "disable",
+];
+
+/// Longest of the [`IMPERATIVES`], in bytes.
+const LONGEST_IMPERATIVE: usize = {
+    let mut n = 0;
+    let mut i = 0;
+    while i < IMPERATIVES.len() {
+        if IMPERATIVES[i].len() > n {
+            n = IMPERATIVES[i].len();
+        }
+        i += 1;
+    }
+    n
+};
+
+/// Whether `s` starts with one of the [`IMPERATIVES`] as a whole word (the longest prefix
+/// of characters in `word`); a longer word is rejected without reading it to its end.
+pub(super) fn imperative_at(s: &str, word: impl Fn(char) -> bool) -> bool {
+    let mut end = 0;
+    for (i, c) in s.char_indices() {
+        if !word(c) {
+            break;
+        }
+        end = i + c.len_utf8();
+        if end > LONGEST_IMPERATIVE {
+            return false;
+        }
+    }
+    IMPERATIVES.contains(&&s[..end])
+}
+
+/// The one marker without punctuation, its searcher built once (building it cost more
+/// than searching a sentence).
+static TOOL_OUTPUT: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"tool output"));
+
+/// Whether `b` holds twelve ASCII digits in a row. Such a run covers one of every twelve
+/// positions, so only every twelfth byte is read until a digit turns up: a text without
+/// long numbers costs a read per twelve bytes, not one per byte.
+pub(super) fn twelve_digits(b: &[u8]) -> bool {
+    const RUN: usize = 12;
+    let mut probe = RUN - 1;
+    while probe < b.len() {
+        if !b[probe].is_ascii_digit() {
+            probe += RUN;
+            continue;
+        }
+        // The run through the probe; the bytes before it since the last probe are fewer
+        // than twelve.
+        let start = b[..probe]
+            .iter()
+            .rposition(|c| !c.is_ascii_digit())
+            .map_or(0, |p| p + 1);
+        let end = b[probe..]
+            .iter()
+            .position(|c| !c.is_ascii_digit())
+            .map_or(b.len(), |p| probe + p);
+        if end - start >= RUN {
+            return true;
+        }
+        // A later run starts after `end`, so it covers `end + RUN` or a probe after it.
+        probe = end + RUN;
+    }
+    false
+}
+
+/// Whether a lowercased text holds a URL prefix (`http://`, `https://`, `www.`) and a role
+/// or format marker (`system:`, `<|`, `[inst]`, `###`, `</`, `"role"`…). Every marker but
+/// `tool output` holds one of six punctuation bytes: only those places are looked at.
+fn markers(b: &[u8]) -> (bool, bool) {
+    let (mut url, mut role) = (false, false);
+    let at = |i: usize, m: &[u8]| b[i..].starts_with(m);
+    let upto = |i: usize, m: &[u8]| b[..=i].ends_with(m);
+    let hits =
+        memchr::memchr3_iter(b':', b'.', b'<', b).chain(memchr::memchr3_iter(b'[', b'#', b'"', b));
+    for i in hits {
+        match b[i] {
+            b':' => {
+                url |= (upto(i, b"http:") || upto(i, b"https:")) && at(i, b"://");
+                role |= [
+                    &b"system:"[..],
+                    b"user:",
+                    b"assistant:",
+                    b"human:",
+                    b"observation:",
+                ]
+                .iter()
+                .any(|m| upto(i, m));
+            }
+            b'.' => url |= upto(i, b"www."),
+            b'<' => {
+                role |= [&b"<|"[..], b"<<sys>>", b"</", b"<system", b"<information"]
+                    .iter()
+                    .any(|m| at(i, m));
+            }
+            b'[' => {
+                role |= [&b"[inst]"[..], b"[system]", b"[/"]
+                    .iter()
+                    .any(|m| at(i, m))
+            }
+            b'#' => role |= at(i, b"###"),
+            _ => role |= at(i, b"\"role\""),
+        }
+        if url && role {
+            break;
+        }
+    }
+    role = role || TOOL_OUTPUT.find(b).is_some();
+    (url, role)
+}
+
+/// Coarse signals of who a text addresses and what it asks, as extra features: a word
+/// naming the AI, the second person, an order at the start of a line, a destination for
+/// data (URL, e-mail address, account number), a role or format marker, and their pairs.
+/// The network weighs them; alone none decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Cues {
+    pub(super) ai: bool,
+    pub(super) you: bool,
+    pub(super) imp: bool,
+    pub(super) url: bool,
+    pub(super) mail: bool,
+    pub(super) acct: bool,
+    pub(super) role: bool,
+}
+
+impl Cues {
+    /// The names of the cues present and of their pairs, the features they add.
+    pub(super) fn names(self) -> Vec<&'static str> {
+        let Cues {
+            ai,
+            you,
+            imp,
+            url,
+            mail,
+            acct,
+            role,
+        } = self;
+        let sink = url || mail || acct;
+        [
+            (ai, "ai"),
+            (you, "you"),
+            (imp, "imp"),
+            (url, "url"),
+            (mail, "mail"),
+            (acct, "acct"),
+            (role, "role"),
+            (ai && imp, "ai+imp"),
+            (ai && you, "ai+you"),
+            (imp && sink, "imp+sink"),
+            (role && imp, "role+imp"),
+            (you && imp, "you+imp"),
+            (ai && sink, "ai+sink"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect()
+    }
+}
+
+/// The [`Cues`] of a lowercased text and its words, by name.
+pub(super) fn cues(lower: &str, words: &[&str]) -> Vec<&'static str> {
+    cue_flags(lower, words).names()
+}
+
+pub(super) fn cue_flags(lower: &str, words: &[&str]) -> Cues {
+    let ai = words.iter().any(|w| AI_WORDS.contains(w));
+    let you = words
+        .iter()
+        .any(|w| matches!(*w, "you" | "your" | "yourself"));
+    let imp = std::iter::once(0)
+        .chain(memchr::memchr_iter(b'\n', lower.as_bytes()).map(|i| i + 1))
+        .any(|i| {
+            // The line's first word (a word of a later line when this one has none: that
+            // line is checked too, so the answer is the same).
+            let line = lower[i..].trim_start_matches(|c: char| !c.is_alphanumeric());
+            imperative_at(line, char::is_alphanumeric)
+        })
+        // The separators are ASCII, so every byte after one starts a character.
+        || memchr::memchr3_iter(b'.', b'!', b':', lower.as_bytes())
+            .chain(memchr::memchr_iter(b';', lower.as_bytes()))
+            .any(|i| {
+                imperative_at(lower[i + 1..].trim_start(), |c| {
+                    !c.is_whitespace() && !matches!(c, '.' | '!' | ':' | ';')
+                })
+            });
+    let (url, role) = markers(lower.as_bytes());
+    let mail = lower.contains('@')
+        && lower
+            .split_whitespace()
+            .any(|w| w.contains('@') && w.rsplit('@').next().is_some_and(|d| d.contains('.')));
+    let acct = twelve_digits(lower.as_bytes());
+    Cues {
+        ai,
+        you,
+        imp,
+        url,
+        mail,
+        acct,
+        role,
+    }
+}
+
+/// Whether a text carries any of the [`cues`]: the trainer keeps a chunk of an attack as
+/// a positive only if it does ("Thanks! Signed, Emma" inside an attack is not the attack).
+pub fn has_cue(text: &str) -> bool {
+    let lower = unicode::normalize(text).text.to_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_alphanumeric() && c != '\'')
+        .filter(|w| !w.is_empty())
+        .collect();
+    !cues(&lower, &words).is_empty()
+}
