@@ -143,7 +143,7 @@ pub const SETTLED: std::time::Duration = std::time::Duration::from_secs(5);
 /// Lets the kernel drop the executable's code and constants from memory once the
 /// gateway has started: most of what is resident was run once (configuration, detectors,
 /// policies), and the request path's pages come back as it runs. Idle RSS fell from about
-/// 40 to 20 MB (docs/benchmarks.md). Advice only: on failure nothing changed.
+/// 40 to 23 MB (docs/benchmarks.md). Advice only: on failure nothing changed.
 fn page_out_code() {
     let (Ok(maps), Ok(exe)) = (
         std::fs::read_to_string("/proc/self/maps"),
