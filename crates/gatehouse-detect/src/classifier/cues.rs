@@ -107,6 +107,40 @@ pub(super) const IMPERATIVES: &[&str] = &[
     "disable",
 ];
 
+/// What a word says for the word cues ([`word_cues`]): one `match`, which the compiler
+/// turns into a switch on length and a few comparisons (a list search per word per list
+/// would cost more than the rest of the cues).
+fn word_kind(w: &str) -> u8 {
+    match w {
+        // What an attacker wants read out: secrets, credentials, codes.
+        "password" | "passwords" | "passcode" | "passphrase" | "credential" | "credentials"
+        | "token" | "tokens" | "secret" | "secrets" | "otp" | "2fa" | "mfa" | "pin" | "ssn"
+        | "cvv" | "iban" | "apikey" | "mnemonic" | "login" => SECRET,
+        // Pointing back at earlier guidance ("the previous instructions").
+        "previous" | "prior" | "earlier" | "above" | "preceding" | "original" | "former" => PRIOR,
+        // Guidance a reader was given.
+        "instructions" | "instruction" | "directions" | "directives" | "guidance"
+        | "guidelines" | "rules" | "prompt" | "task" | "request" | "context" => GUIDANCE,
+        // Concealment.
+        "secretly" | "quietly" | "silently" | "covertly" | "unnoticed" | "confidential"
+        | "hide" => HIDE,
+        // After a negation, keeping the user out of the loop ("do not tell", "without
+        // asking").
+        "tell" | "telling" | "mention" | "mentioning" | "inform" | "informing" | "notify"
+        | "notifying" | "ask" | "asking" | "reveal" | "alert" | "confirm" | "confirming"
+        | "disclose" => INFORM,
+        "not" | "never" | "don't" | "dont" | "without" => NEGATION,
+        _ => 0,
+    }
+}
+
+const SECRET: u8 = 1;
+const PRIOR: u8 = 2;
+const GUIDANCE: u8 = 3;
+const HIDE: u8 = 4;
+const INFORM: u8 = 5;
+const NEGATION: u8 = 6;
+
 /// Longest of the [`IMPERATIVES`], in bytes.
 const LONGEST_IMPERATIVE: usize = {
     let mut n = 0;
@@ -229,6 +263,12 @@ pub(super) struct Cues {
     pub(super) mail: bool,
     pub(super) acct: bool,
     pub(super) role: bool,
+    /// A secret, credential or code is named.
+    pub(super) secret: bool,
+    /// Earlier guidance is pointed at ("previous instructions", "the above task").
+    pub(super) prior: bool,
+    /// Concealment: "secretly", "do not tell", "without asking".
+    pub(super) hide: bool,
 }
 
 impl Cues {
@@ -242,6 +282,9 @@ impl Cues {
             mail,
             acct,
             role,
+            secret,
+            prior,
+            hide,
         } = self;
         let sink = url || mail || acct;
         [
@@ -258,6 +301,14 @@ impl Cues {
             (role && imp, "role+imp"),
             (you && imp, "you+imp"),
             (ai && sink, "ai+sink"),
+            (secret, "secret"),
+            (prior, "prior"),
+            (hide, "hide"),
+            (secret && sink, "secret+sink"),
+            (secret && imp, "secret+imp"),
+            (prior && imp, "prior+imp"),
+            (hide && imp, "hide+imp"),
+            (ai && secret, "ai+secret"),
         ]
         .into_iter()
         .filter_map(|(on, name)| on.then_some(name))
@@ -297,6 +348,7 @@ pub(super) fn cue_flags(lower: &str, words: &[&str]) -> Cues {
             .split_whitespace()
             .any(|w| w.contains('@') && w.rsplit('@').next().is_some_and(|d| d.contains('.')));
     let acct = twelve_digits(lower.as_bytes());
+    let (secret, prior, hide) = word_cues(words);
     Cues {
         ai,
         you,
@@ -305,7 +357,34 @@ pub(super) fn cue_flags(lower: &str, words: &[&str]) -> Cues {
         mail,
         acct,
         role,
+        secret,
+        prior,
+        hide,
     }
+}
+
+/// The cues read off words alone: a secret named, earlier guidance pointed at (a
+/// "previous", "above"… within three words before "instructions", "task"…), concealment
+/// ("secretly", "quietly"…, or "tell", "ask"… within two words after "not", "never",
+/// "don't" or "without").
+pub(super) fn word_cues(words: &[&str]) -> (bool, bool, bool) {
+    let (mut secret, mut prior, mut hide) = (false, false, false);
+    let mut since_prior = usize::MAX;
+    let mut since_negation = usize::MAX;
+    for w in words {
+        since_prior = since_prior.saturating_add(1);
+        since_negation = since_negation.saturating_add(1);
+        match word_kind(w) {
+            SECRET => secret = true,
+            HIDE => hide = true,
+            GUIDANCE => prior |= since_prior <= 3,
+            INFORM => hide |= since_negation <= 2,
+            PRIOR => since_prior = 0,
+            NEGATION => since_negation = 0,
+            _ => {}
+        }
+    }
+    (secret, prior, hide)
 }
 
 /// Whether a text carries any of the [`cues`]: the trainer keeps a chunk of an attack as
