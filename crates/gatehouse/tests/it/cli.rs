@@ -8,7 +8,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::common::{Mcp, free_port, gatehouse_bin, run_ok, wait_port, wait_ready};
+use crate::common::{Mcp, free_port, gatehouse_bin, repo, run_ok, wait_port, wait_ready};
 use serde_json::{Value, json};
 use tokio::process::Command;
 
@@ -335,6 +335,46 @@ async fn detect_answers_every_line_in_order_with_the_gateways_action() {
     std::fs::write(&cfg, "dev_mode: true\ndetection: {enabled: false}\n").expect("config");
     let (ok, lines) = detect(&["--config", cfg.to_str().unwrap_or_default()], "{}\n").await;
     assert!(!ok && lines.is_empty());
+}
+
+/// Poisoned definitions written by hand, one or more per family a poisoned server uses
+/// (shadowing another server's tool, output manipulation, tool chaining, forged consent,
+/// credential phishing, markdown-image exfiltration, injections in parameter descriptions,
+/// other languages, compliance pretexts, hidden tags, concealment), in wordings the
+/// corpus generator does not produce: each is quarantined; the real-style definitions
+/// beside them (one names itself as another tool's prerequisite, one asks the user to
+/// confirm) are not.
+#[tokio::test]
+async fn handwritten_poisoned_definitions_of_every_family_are_quarantined() {
+    let table = std::fs::read_to_string(repo().join("testdata/attacks/tool-definitions.jsonl"))
+        .expect("table");
+    let rows: Vec<Value> = table
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let input: String = rows
+        .iter()
+        .map(|r| format!("{}\n", json!({"index": r["index"], "tool": r["tool"]})))
+        .collect();
+    let (ok, lines) = detect(&["--kind", "description"], &input).await;
+    assert!(ok && lines.len() == rows.len());
+    for (row, out) in rows.iter().zip(&lines) {
+        assert_eq!(out["index"], row["index"]);
+        let action = out["action"].as_str().unwrap_or_default();
+        if row["label"] == "poisoned" {
+            assert_eq!(
+                action, "quarantine",
+                "{} {}: {out}",
+                row["family"], row["tool"]["name"]
+            );
+        } else {
+            assert!(
+                matches!(action, "pass" | "flag"),
+                "{}: {out}",
+                row["tool"]["name"]
+            );
+        }
+    }
 }
 
 /// `GATEHOUSE_COUNT_ALLOCATIONS` makes a gateway count its allocations on `/metrics` (what
