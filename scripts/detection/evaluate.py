@@ -3,7 +3,7 @@ false-positive rates per dataset, attack family and container type.
 
 usage: evaluate.py GATEHOUSE_BIN [--config FILE] NAME=FILE[:kind] ...
 
-Each FILE holds lines with `label` (malicious|benign), `family`, optional `container`, and
+Each FILE holds lines with `label` (malicious or poisoned | benign), `family`, optional `container`, and
 `text` (kind result, the default) or `tool` (kind description). A text counts as caught at
 the action level when the gateway would act on it (redact, withhold, block, approve,
 quarantine), and at the finding level when any finding is recorded.
@@ -61,7 +61,7 @@ def main():
         for r, o in zip(rows, outs):
             acted = o.get("action") in ACT
             found = bool(o.get("findings"))
-            mal = r["label"] == "malicious"
+            mal = r["label"] in ("malicious", "poisoned")
             keys = [f"family {r.get('family', '?')}"]
             if r.get("container"):
                 keys.append(f"container {r['container']}")

@@ -40,7 +40,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
             }
         } else if p
             .extension()
-            .is_some_and(|e| e == "py" || e == "md" || e == "rst" || e == "txt")
+            .is_some_and(|e| e == "py" || e == "md" || e == "rst" || e == "txt" || e == "po")
             || p.file_name().is_some_and(|n| n == "METADATA")
         {
             out.push(p);
@@ -64,11 +64,56 @@ fn benign_files(dir: &str, skip: &[String]) -> Vec<(String, String)> {
         {
             continue;
         }
-        let Ok(text) = std::fs::read_to_string(&f) else {
+        let Ok(mut text) = std::fs::read_to_string(&f) else {
             continue;
         };
+        if f.extension().is_some_and(|e| e == "po") {
+            text = po_translations(&text);
+        }
         let rel = f.strip_prefix(dir).unwrap_or(&f).display().to_string();
         out.push((rel, text));
+    }
+    out
+}
+
+/// The translations of a gettext catalogue, one per line: benign text in a hundred
+/// languages (Django's interface strings: "Enter a valid email address." in each), so the
+/// model does not learn that a language other than English is an attack.
+fn po_translations(po: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in po.lines() {
+        let line = line.trim();
+        let quoted = if let Some(rest) = line.strip_prefix("msgstr") {
+            inside = true;
+            // `msgstr "…"` or `msgstr[0] "…"`.
+            rest.trim_start_matches(|c: char| c != '"')
+        } else if inside && line.starts_with('"') {
+            line
+        } else {
+            if inside && !out.ends_with('\n') {
+                out.push('\n');
+            }
+            inside = false;
+            continue;
+        };
+        let body = quoted
+            .strip_prefix('"')
+            .and_then(|q| q.strip_suffix('"'))
+            .unwrap_or("");
+        let mut chars = body.chars();
+        while let Some(c) = chars.next() {
+            if c != '\\' {
+                out.push(c);
+                continue;
+            }
+            // An escape: `\n` inside a translation is a line break in the interface.
+            match chars.next() {
+                Some('n') => out.push(' '),
+                Some(e) => out.push(e),
+                None => {}
+            }
+        }
     }
     out
 }
