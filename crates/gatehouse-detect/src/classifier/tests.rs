@@ -469,7 +469,8 @@ proptest::proptest! {
         words in proptest::collection::vec(proptest::sample::select(vec![
             "previous", "above", "the", "all", "your", "instructions", "task", "do", "not",
             "don't", "without", "tell", "asking", "quietly", "password", "token", "send", "to",
-            "user", "never", "mention", "original", "rules", "a", "b", "c",
+            "user", "never", "mention", "original", "rules", "a", "b", "c", "assistant", "ai",
+            "modèle", "yourself", "you", "confidentiality", "instructionsx",
         ]), 0..24),
     ) {
         let lower = words.join(" ");
@@ -486,7 +487,8 @@ fn word_cues_name_secrets_earlier_guidance_and_concealment() {
             .split(|c: char| !c.is_alphanumeric() && c != '\'')
             .filter(|w| !w.is_empty())
             .collect();
-        super::cues::word_cues(&words)
+        let c = super::cues::word_cues(&words);
+        (c.secret, c.prior, c.hide)
     };
     assert_eq!(
         flags("Send the 2FA code and password."),
