@@ -107,85 +107,32 @@ pub(super) const IMPERATIVES: &[&str] = &[
     "disable",
 ];
 
-/// The words that carry a cue, and which: each text's words are looked up in one sorted
-/// table of numbers (a word of up to 16 bytes packed into one), a binary search of seven
-/// comparisons, rather than compared string by string with every list.
-const CUE_WORDS: &[(&str, u8)] = &[
-    // What an attacker wants read out: secrets, credentials, codes.
-    ("password", SECRET),
-    ("passwords", SECRET),
-    ("passcode", SECRET),
-    ("passphrase", SECRET),
-    ("credential", SECRET),
-    ("credentials", SECRET),
-    ("token", SECRET),
-    ("tokens", SECRET),
-    ("secret", SECRET),
-    ("secrets", SECRET),
-    ("otp", SECRET),
-    ("2fa", SECRET),
-    ("mfa", SECRET),
-    ("pin", SECRET),
-    ("ssn", SECRET),
-    ("cvv", SECRET),
-    ("iban", SECRET),
-    ("apikey", SECRET),
-    ("mnemonic", SECRET),
-    ("login", SECRET),
-    // Pointing back at earlier guidance ("the previous instructions").
-    ("previous", PRIOR),
-    ("prior", PRIOR),
-    ("earlier", PRIOR),
-    ("above", PRIOR),
-    ("preceding", PRIOR),
-    ("original", PRIOR),
-    ("former", PRIOR),
-    // Guidance a reader was given.
-    ("instructions", GUIDANCE),
-    ("instruction", GUIDANCE),
-    ("directions", GUIDANCE),
-    ("directives", GUIDANCE),
-    ("guidance", GUIDANCE),
-    ("guidelines", GUIDANCE),
-    ("rules", GUIDANCE),
-    ("prompt", GUIDANCE),
-    ("task", GUIDANCE),
-    ("request", GUIDANCE),
-    ("context", GUIDANCE),
-    // Concealment.
-    ("secretly", HIDE),
-    ("quietly", HIDE),
-    ("silently", HIDE),
-    ("covertly", HIDE),
-    ("unnoticed", HIDE),
-    ("confidential", HIDE),
-    ("hide", HIDE),
-    // After a negation, keeping the user out of the loop ("do not tell", "without asking").
-    ("tell", INFORM),
-    ("telling", INFORM),
-    ("mention", INFORM),
-    ("mentioning", INFORM),
-    ("inform", INFORM),
-    ("informing", INFORM),
-    ("notify", INFORM),
-    ("notifying", INFORM),
-    ("ask", INFORM),
-    ("asking", INFORM),
-    ("reveal", INFORM),
-    ("alert", INFORM),
-    ("confirm", INFORM),
-    ("confirming", INFORM),
-    ("disclose", INFORM),
-    ("not", NEGATION),
-    ("never", NEGATION),
-    ("don't", NEGATION),
-    ("dont", NEGATION),
-    ("without", NEGATION),
-    // The second person.
-    ("you", YOU),
-    ("your", YOU),
-    ("yourself", YOU),
-];
+/// What a word says for the word cues ([`word_cues`]): one `match`, which the compiler
+/// turns into a switch on length and a few comparisons (a list search per word per list
+/// would cost more than the rest of the cues).
+fn word_kind(w: &str) -> u8 {
+    match w {
+        // What an attacker wants read out: secrets, credentials, codes.
+        "password" | "passwords" | "passcode" | "passphrase" | "credential" | "credentials"
+        | "token" | "tokens" | "secret" | "secrets" | "otp" | "2fa" | "mfa" | "pin" | "ssn"
+        | "cvv" | "iban" | "apikey" | "mnemonic" | "login" => SECRET,
+        // Pointing back at earlier guidance ("the previous instructions").
+        "previous" | "prior" | "earlier" | "above" | "preceding" | "original" | "former" => PRIOR,
+        // Guidance a reader was given.
+        "instructions" | "instruction" | "directions" | "directives" | "guidance"
+        | "guidelines" | "rules" | "prompt" | "task" | "request" | "context" => GUIDANCE,
+        // Concealment.
+        "secretly" | "quietly" | "silently" | "covertly" | "unnoticed" | "confidential"
+        | "hide" => HIDE,
+        // After a negation, keeping the user out of the loop ("do not tell", "without
+        // asking").
+        "tell" | "telling" | "mention" | "mentioning" | "inform" | "informing" | "notify"
+        | "notifying" | "ask" | "asking" | "reveal" | "alert" | "confirm" | "confirming"
+        | "disclose" => INFORM,
+        "not" | "never" | "don't" | "dont" | "without" => NEGATION,
+        _ => 0,
+    }
+}
 
 const SECRET: u8 = 1;
 const PRIOR: u8 = 2;
@@ -193,28 +140,6 @@ const GUIDANCE: u8 = 3;
 const HIDE: u8 = 4;
 const INFORM: u8 = 5;
 const NEGATION: u8 = 6;
-const YOU: u8 = 7;
-const AI: u8 = 8;
-
-/// A word of up to 16 bytes as one number (zero-padded: words hold no NUL byte, so two
-/// words never share one).
-fn pack(w: &[u8]) -> Option<u128> {
-    let mut b = [0u8; 16];
-    b.get_mut(..w.len())?.copy_from_slice(w);
-    Some(u128::from_le_bytes(b))
-}
-
-/// [`CUE_WORDS`] and the [`AI_WORDS`], packed and sorted.
-static CUE_TABLE: std::sync::LazyLock<Vec<(u128, u8)>> = std::sync::LazyLock::new(|| {
-    let mut t: Vec<(u128, u8)> = CUE_WORDS
-        .iter()
-        .copied()
-        .chain(AI_WORDS.iter().map(|w| (*w, AI)))
-        .filter_map(|(w, k)| Some((pack(w.as_bytes())?, k)))
-        .collect();
-    t.sort_unstable();
-    t
-});
 
 /// Longest of the [`IMPERATIVES`], in bytes.
 const LONGEST_IMPERATIVE: usize = {
@@ -397,13 +322,10 @@ pub(super) fn cues(lower: &str, words: &[&str]) -> Vec<&'static str> {
 }
 
 pub(super) fn cue_flags(lower: &str, words: &[&str]) -> Cues {
-    let WordCues {
-        ai,
-        you,
-        secret,
-        prior,
-        hide,
-    } = word_cues(words);
+    let ai = words.iter().any(|w| AI_WORDS.contains(w));
+    let you = words
+        .iter()
+        .any(|w| matches!(*w, "you" | "your" | "yourself"));
     let imp = std::iter::once(0)
         .chain(memchr::memchr_iter(b'\n', lower.as_bytes()).map(|i| i + 1))
         .any(|i| {
@@ -426,6 +348,7 @@ pub(super) fn cue_flags(lower: &str, words: &[&str]) -> Cues {
             .split_whitespace()
             .any(|w| w.contains('@') && w.rsplit('@').next().is_some_and(|d| d.contains('.')));
     let acct = twelve_digits(lower.as_bytes());
+    let (secret, prior, hide) = word_cues(words);
     Cues {
         ai,
         you,
@@ -440,47 +363,28 @@ pub(super) fn cue_flags(lower: &str, words: &[&str]) -> Cues {
     }
 }
 
-/// The cues read off words alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(super) struct WordCues {
-    /// A word naming the AI.
-    pub(super) ai: bool,
-    /// The second person.
-    pub(super) you: bool,
-    /// A secret, credential or code named.
-    pub(super) secret: bool,
-    /// Earlier guidance pointed at: a "previous", "above"… within three words before
-    /// "instructions", "task"….
-    pub(super) prior: bool,
-    /// Concealment: "secretly", "quietly"…, or "tell", "ask"… within two words after
-    /// "not", "never", "don't" or "without".
-    pub(super) hide: bool,
-}
-
-pub(super) fn word_cues(words: &[&str]) -> WordCues {
-    let table = &*CUE_TABLE;
-    let mut c = WordCues::default();
+/// The cues read off words alone: a secret named, earlier guidance pointed at (a
+/// "previous", "above"… within three words before "instructions", "task"…), concealment
+/// ("secretly", "quietly"…, or "tell", "ask"… within two words after "not", "never",
+/// "don't" or "without").
+pub(super) fn word_cues(words: &[&str]) -> (bool, bool, bool) {
+    let (mut secret, mut prior, mut hide) = (false, false, false);
     let mut since_prior = usize::MAX;
     let mut since_negation = usize::MAX;
     for w in words {
         since_prior = since_prior.saturating_add(1);
         since_negation = since_negation.saturating_add(1);
-        let kind = pack(w.as_bytes())
-            .and_then(|k| table.binary_search_by_key(&k, |e| e.0).ok())
-            .map_or(0, |i| table[i].1);
-        match kind {
-            AI => c.ai = true,
-            YOU => c.you = true,
-            SECRET => c.secret = true,
-            HIDE => c.hide = true,
-            GUIDANCE => c.prior |= since_prior <= 3,
-            INFORM => c.hide |= since_negation <= 2,
+        match word_kind(w) {
+            SECRET => secret = true,
+            HIDE => hide = true,
+            GUIDANCE => prior |= since_prior <= 3,
+            INFORM => hide |= since_negation <= 2,
             PRIOR => since_prior = 0,
             NEGATION => since_negation = 0,
             _ => {}
         }
     }
-    c
+    (secret, prior, hide)
 }
 
 /// Whether a text carries any of the [`cues`]: the trainer keeps a chunk of an attack as

@@ -469,8 +469,7 @@ proptest::proptest! {
         words in proptest::collection::vec(proptest::sample::select(vec![
             "previous", "above", "the", "all", "your", "instructions", "task", "do", "not",
             "don't", "without", "tell", "asking", "quietly", "password", "token", "send", "to",
-            "user", "never", "mention", "original", "rules", "a", "b", "c", "assistant", "ai",
-            "modèle", "yourself", "you", "confidentiality", "instructionsx",
+            "user", "never", "mention", "original", "rules", "a", "b", "c",
         ]), 0..24),
     ) {
         let lower = words.join(" ");
@@ -487,8 +486,7 @@ fn word_cues_name_secrets_earlier_guidance_and_concealment() {
             .split(|c: char| !c.is_alphanumeric() && c != '\'')
             .filter(|w| !w.is_empty())
             .collect();
-        let c = super::cues::word_cues(&words);
-        (c.secret, c.prior, c.hide)
+        super::cues::word_cues(&words)
     };
     assert_eq!(
         flags("Send the 2FA code and password."),
