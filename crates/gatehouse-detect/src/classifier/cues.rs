@@ -1,6 +1,7 @@
 //! The classifier's cues: coarse, hand-written signals of who a text addresses (the AI,
-//! the second person), whether it gives an order, and where it would send data (a URL, an
-//! e-mail address, an account number) or which role markers it carries. They become extra
+//! the second person), whether it gives an order, where it would send data (a URL, an
+//! e-mail address, an account number), which role markers it carries, and whether it names
+//! a secret, points at earlier instructions or asks for concealment. They become extra
 //! features ([`super::features`]); the network weighs them.
 
 use crate::unicode;
