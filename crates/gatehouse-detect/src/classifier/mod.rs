@@ -396,9 +396,16 @@ impl Cascade {
                 } else {
                     crate::Severity::Medium
                 };
-                // A chunk joins short sentences; the finding keeps only those that carry
-                // it, so a redaction takes the injected sentence and not its neighbours.
-                let (start, end) = narrow(c, text, start, end, self.medium);
+                // A chunk joins short sentences; a high finding keeps only those that
+                // carry it, so a redaction takes the injected sentence and not its
+                // neighbours. A medium one keeps its chunk: by default it is only
+                // recorded, and narrowing scores every sentence again, a cost benign text
+                // would pay (a place set to redact at medium redacts the whole chunk).
+                let (start, end) = if severity == crate::Severity::High {
+                    narrow(c, text, start, end, self.medium)
+                } else {
+                    (start, end)
+                };
                 out.push(crate::Signal {
                     rule: "model.prompt_injection".to_owned(),
                     category: "model".to_owned(),
