@@ -4,9 +4,9 @@
 //! allocated and bytes freed once `enable` is called (the binary calls it when
 //! `GATEHOUSE_COUNT_ALLOCATIONS` is set; `/metrics` exports the counts). Off, each
 //! allocation pays one relaxed load of a flag that never changes. The workspace's only
-//! unsafe code: the `GlobalAlloc` impl, which forwards every call unchanged, one call
-//! into mimalloc that returns freed memory to the system, and one `madvise` that lets the
-//! kernel drop pages of code run only at start.
+//! unsafe code: the `GlobalAlloc` impl, which forwards every call unchanged, two calls
+//! into mimalloc (one option set at start, one sweep that returns freed memory to the
+//! system), and one `madvise` that lets the kernel drop pages of code run only at start.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -35,6 +35,39 @@ pub fn release_free_memory() {
     unsafe {
         libmimalloc_sys::mi_collect(true);
     }
+}
+
+/// How long freed pages stay with mimalloc before they go back to the system: 10 ms
+/// instead of its 1,000. Under load a gateway frees as fast as it allocates, and with the
+/// default the pages freed in the last second stay resident: the production config at 32
+/// connections held 26.7-27.2 MB anonymous against 24.2-24.4 MB with 10 ms, at the same
+/// CPU per call (three interleaved runs; 1 ms kept 23-24 MB but read a little more CPU).
+/// An operator's `MIMALLOC_PURGE_DELAY` wins.
+pub const PURGE_DELAY_MS: i64 = 10;
+
+/// Sets the allocator's options; call it first thing in `main`, before threads start.
+pub fn configure() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
+    // SAFETY: `mi_option_set` takes no pointers; it stores a number the allocator reads
+    // when it next purges, and may be called at any time.
+    #[allow(unsafe_code)]
+    unsafe {
+        libmimalloc_sys::mi_option_set(PURGE_DELAY, PURGE_DELAY_MS as std::ffi::c_long);
+    }
+}
+
+/// `mi_option_purge_delay`: its index in mimalloc's option enum (the Rust bindings name
+/// no constant for it; a test checks the index by the option's default).
+const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// The option as mimalloc sees it.
+fn purge_delay() -> i64 {
+    // SAFETY: reads an option; no pointers.
+    #[allow(unsafe_code)]
+    let v = unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) };
+    i64::from(v)
 }
 
 /// Asks the kernel to reclaim the pages of `len` bytes at `addr` now (`MADV_PAGEOUT`).
@@ -153,6 +186,18 @@ mod tests {
         // Misaligned or unmapped ranges are refused, not half done.
         assert!(page_out(start + 1, block).is_err());
         assert!(page_out(0, block).is_err());
+    }
+
+    #[test]
+    fn the_purge_delay_is_set_on_mimallocs_own_option() {
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+            return;
+        }
+        // mimalloc's default for this option is 1,000 ms (no neighbouring option defaults
+        // to that): the index is the purge delay's. Only this test configures.
+        assert_eq!(purge_delay(), 1000);
+        configure();
+        assert_eq!(purge_delay(), PURGE_DELAY_MS);
     }
 
     #[test]

@@ -388,6 +388,7 @@ fn which(cmd: &str) -> Option<PathBuf> {
 }
 
 fn main() -> Result<()> {
+    gatehouse_alloc::configure();
     if std::env::var_os("GATEHOUSE_COUNT_ALLOCATIONS").is_some() {
         gatehouse_alloc::enable();
     }
