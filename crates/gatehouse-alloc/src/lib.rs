@@ -43,7 +43,7 @@ pub fn release_free_memory() {
 /// connections held 26.7-27.2 MB anonymous against 24.2-24.4 MB with 10 ms, at the same
 /// CPU per call (three interleaved runs; 1 ms kept 23-24 MB but read a little more CPU).
 /// An operator's `MIMALLOC_PURGE_DELAY` wins.
-pub const PURGE_DELAY_MS: i64 = 10;
+pub const PURGE_DELAY_MS: std::ffi::c_long = 10;
 
 /// Sets the allocator's options; call it first thing in `main`, before threads start.
 pub fn configure() {
@@ -54,21 +54,13 @@ pub fn configure() {
     // when it next purges, and may be called at any time.
     #[allow(unsafe_code)]
     unsafe {
-        libmimalloc_sys::mi_option_set(PURGE_DELAY, PURGE_DELAY_MS as std::ffi::c_long);
+        libmimalloc_sys::mi_option_set(PURGE_DELAY, PURGE_DELAY_MS);
     }
 }
 
 /// `mi_option_purge_delay`: its index in mimalloc's option enum (the Rust bindings name
 /// no constant for it; a test checks the index by the option's default).
 const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// The option as mimalloc sees it.
-fn purge_delay() -> i64 {
-    // SAFETY: reads an option; no pointers.
-    #[allow(unsafe_code)]
-    let v = unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) };
-    i64::from(v)
-}
 
 /// Asks the kernel to reclaim the pages of `len` bytes at `addr` now (`MADV_PAGEOUT`).
 /// Nothing the program sees changes: a clean file-backed page (the executable's code and
@@ -186,6 +178,13 @@ mod tests {
         // Misaligned or unmapped ranges are refused, not half done.
         assert!(page_out(start + 1, block).is_err());
         assert!(page_out(0, block).is_err());
+    }
+
+    /// The option as mimalloc sees it.
+    #[allow(unsafe_code)]
+    fn purge_delay() -> std::ffi::c_long {
+        // SAFETY: reads an option; no pointers.
+        unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) }
     }
 
     #[test]
