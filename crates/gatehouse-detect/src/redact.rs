@@ -242,6 +242,20 @@ fn visit(c: &Ctx<'_>, v: &mut Value, report: &mut Report) {
     }
 }
 
+/// Whether any string [`walk`] would scan in `value` could hold a finding (see
+/// [`Recognizers::may_match`]): when not, walking it changes and reports nothing, and a
+/// caller can skip the copy it would walk.
+pub fn may_find(recognizers: &Recognizers, value: &Value) -> bool {
+    match value {
+        Value::String(s) => recognizers.may_match(s),
+        Value::Array(items) => items.iter().any(|i| may_find(recognizers, i)),
+        Value::Object(map) => map
+            .iter()
+            .any(|(k, child)| !SKIP_KEYS.contains(&k.as_str()) && may_find(recognizers, child)),
+        _ => false,
+    }
+}
+
 /// The rewritten text, or `None` when nothing in it changes.
 pub fn apply(
     r: &Recognizers,

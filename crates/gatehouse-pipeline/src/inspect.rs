@@ -81,12 +81,15 @@ pub(super) fn audit_copy(
         },
     };
     let mut copy = v.clone();
-    gatehouse_detect::walk(
-        &cfg.dlp.recognizers,
-        &profile,
-        &gatehouse_detect::Tokenizer::new(b"audit"),
-        &mut copy,
-    );
+    // Nothing to mask when nothing could be found.
+    if gatehouse_detect::redact::may_find(&cfg.dlp.recognizers, v) {
+        gatehouse_detect::walk(
+            &cfg.dlp.recognizers,
+            &profile,
+            &gatehouse_detect::Tokenizer::new(b"audit"),
+            &mut copy,
+        );
+    }
     let n = size_of(&copy) as usize;
     Some(if n > MAX_AUDIT_COPY {
         json!(format!("[{n} bytes: too large to keep; see the digest]"))
@@ -198,7 +201,9 @@ impl Gateway {
         };
         let profile = result_profile(cfg, ctx, target, &controls)
             .or_else(|| self.subjects.as_ref().map(|_| &scan_only));
-        if let Some(profile) = profile {
+        if let Some(profile) = profile
+            && gatehouse_detect::redact::may_find(&cfg.dlp.recognizers, result)
+        {
             let report = gatehouse_detect::walk_indexed(
                 &cfg.dlp.recognizers,
                 profile,

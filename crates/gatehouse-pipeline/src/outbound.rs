@@ -21,6 +21,10 @@ pub(super) fn dlp(c: &mut Call<'_>) -> Verdict {
     let (Some(profile), Some(args)) = (&c.cfg.dlp.arguments, c.arguments()) else {
         return Verdict::Allow;
     };
+    // Nothing that could hold a finding: no copy, no keyed tokenizer, no walk.
+    if !gatehouse_detect::redact::may_find(&c.cfg.dlp.recognizers, args) {
+        return Verdict::Allow;
+    }
     let mut copy = args.clone();
     let report = gatehouse_detect::walk_indexed(
         &c.cfg.dlp.recognizers,

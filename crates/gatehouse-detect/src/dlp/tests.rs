@@ -303,6 +303,28 @@ proptest! {
         prop_assert!(second.is_clean(), "left behind in {out}: {second:?}");
     }
 
+    /// Skipping the regex set when a text holds none of the needed bytes changes nothing:
+    /// texts of words near the recognizers' own (key names, "ssn", "aws") with and without
+    /// the digits and punctuation their values need.
+    #[test]
+    fn the_needed_bytes_test_never_hides_a_finding(
+        s in "(secret|password|api_key|ssn|social security|aws|token|glpat|xoxb|sk_live|eyJ|AKIA|AIza|ghp_|BEGIN|iban|[a-zA-Z]{1,9}|[ .,\n]|[0-9]{1,4}|[@:=_+/()-]|é|\\PC){0,60}"
+    ) {
+        let r = rec();
+        prop_assert_eq!(r.scan(&s), r.scan_all(&s));
+    }
+
+    /// A value `may_find` passes over walks to no finding and no change.
+    #[test]
+    fn what_may_find_passes_over_walks_clean(v in arb_json()) {
+        let r = rec();
+        let mut out = v.clone();
+        let report = walk(r, &Profile::default(), &Tokenizer::new(b"k"), &mut out);
+        if !crate::redact::may_find(r, &v) {
+            prop_assert!(report.found.is_empty() && out == v, "{v}: {report:?}");
+        }
+    }
+
     #[test]
     fn scanning_arbitrary_text_never_panics(s in "\\PC{0,200}") {
         let r = rec();
@@ -311,6 +333,31 @@ proptest! {
             prop_assert!(s.is_char_boundary(f.start) && s.is_char_boundary(f.end));
         }
     }
+}
+
+#[test]
+fn text_without_the_bytes_values_need_is_not_scanned() {
+    let needed = rec().needed.expect("every built-in needs some byte");
+    // Lower-case prose without digits or `@ : = - _ +` cannot hold a value, even when it
+    // names one; one digit, `@` or `=` and it is scanned again.
+    for text in ["abcdefghijklmnop".repeat(64), "the secret password is hunter".into()] {
+        assert!(!super::needs::holds_any(text.as_bytes(), &needed), "{text}");
+    }
+    for text in ["route 66", "a@b", "key=value", "AKIA"] {
+        assert!(super::needs::holds_any(text.as_bytes(), &needed), "{text}");
+    }
+    // An operator's recognizer that needs no particular byte turns the test off.
+    let custom = |pattern: &str| CustomRecognizer {
+        id: "x".into(),
+        pattern: pattern.into(),
+        check: None,
+        context: Vec::new(),
+        context_required: false,
+        confidence: None,
+    };
+    assert!(Recognizers::new(&[custom("[a-z]*")]).expect("built").needed.is_none());
+    let lower = Recognizers::new(&[custom("(?i)hunter[0-9]*")]).expect("built");
+    assert_eq!(lower.scan("the secret password is hunter").len(), 1);
 }
 
 /// Found by the fuzz target: a phone number that lost an overlap to an IPv6 candidate
