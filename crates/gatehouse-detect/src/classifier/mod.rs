@@ -131,12 +131,15 @@ pub fn features(text: &str, bits: u32, out: &mut Vec<u32>) {
             seen.resize(slots, 0);
         }
         // Each feature is kept at its first appearance: one bit per bucket, cleared below.
-        let mut add = |h: u32| {
+        // The closure owns a slice and a reborrow, so the mask and the slice's pointer and
+        // length stay in registers in the per-byte loops below.
+        let (bitset, kept) = (&mut seen[..slots], &mut *out);
+        let mut add = move |h: u32| {
             let f = h & mask;
             let (w, b) = ((f >> 6) as usize, 1u64 << (f & 63));
-            if seen[w] & b == 0 {
-                seen[w] |= b;
-                out.push(f);
+            if bitset[w] & b == 0 {
+                bitset[w] |= b;
+                kept.push(f);
             }
         };
         for cue in cues(&lower, &words) {
