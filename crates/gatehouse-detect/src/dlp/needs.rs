@@ -82,15 +82,15 @@ fn of(h: &Hir) -> Option<Bytes> {
     match h.kind() {
         HirKind::Empty | HirKind::Look(_) => None,
         // Any byte of a literal must be there; the least common is the most useful.
-        HirKind::Literal(l) => l
-            .0
-            .iter()
-            .map(|&b| {
-                let mut s = Bytes::default();
-                s.add(b);
-                s
-            })
-            .min_by_key(Bytes::weight),
+        HirKind::Literal(l) => {
+            l.0.iter()
+                .map(|&b| {
+                    let mut s = Bytes::default();
+                    s.add(b);
+                    s
+                })
+                .min_by_key(Bytes::weight)
+        }
         HirKind::Class(Class::Bytes(c)) => {
             let mut s = Bytes::default();
             for r in c.ranges() {

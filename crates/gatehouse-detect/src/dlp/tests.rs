@@ -340,7 +340,10 @@ fn text_without_the_bytes_values_need_is_not_scanned() {
     let needed = rec().needed.expect("every built-in needs some byte");
     // Lower-case prose without digits or `@ : = - _ +` cannot hold a value, even when it
     // names one; one digit, `@` or `=` and it is scanned again.
-    for text in ["abcdefghijklmnop".repeat(64), "the secret password is hunter".into()] {
+    for text in [
+        "abcdefghijklmnop".repeat(64),
+        "the secret password is hunter".into(),
+    ] {
         assert!(!super::needs::holds_any(text.as_bytes(), &needed), "{text}");
     }
     for text in ["route 66", "a@b", "key=value", "AKIA"] {
@@ -355,7 +358,12 @@ fn text_without_the_bytes_values_need_is_not_scanned() {
         context_required: false,
         confidence: None,
     };
-    assert!(Recognizers::new(&[custom("[a-z]*")]).expect("built").needed.is_none());
+    assert!(
+        Recognizers::new(&[custom("[a-z]*")])
+            .expect("built")
+            .needed
+            .is_none()
+    );
     let lower = Recognizers::new(&[custom("(?i)hunter[0-9]*")]).expect("built");
     assert_eq!(lower.scan("the secret password is hunter").len(), 1);
 }

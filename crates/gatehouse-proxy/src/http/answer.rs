@@ -70,7 +70,9 @@ pub(super) async fn respond(
         r
     };
     if !sse_ok {
-        return finish(gw.handle_request(&ctx, req, None).await);
+        // Boxed: inline, the chain's state (tens of KB) would make this future and the
+        // handler's that holds it as large, and every move of them a copy of it.
+        return finish(Box::pin(gw.handle_request(&ctx, req, None)).await);
     }
     match ctx.session.as_ref().map(|s| s.sid.clone()) {
         None => attached(gw, ctx, req, finish).await,
