@@ -70,7 +70,7 @@ pub(super) async fn respond(
         r
     };
     if !sse_ok {
-        // Boxed: inline, the chain's state (tens of KB) would make this future and the
+        // Boxed: inline, the chain's state (about 10 KB) would make this future and the
         // handler's that holds it as large, and every move of them a copy of it.
         return finish(Box::pin(gw.handle_request(&ctx, req, None)).await);
     }
