@@ -156,25 +156,45 @@ pub(crate) fn refusal(
 /// the digest enhanced audit records for arguments and results. Key order in the wire
 /// text does not change it.
 pub(crate) fn digest(v: &Value) -> String {
-    let bytes = serde_json::to_vec(&canonical(v)).unwrap_or_default();
+    let mut bytes = Vec::with_capacity(256);
+    write_canonical(v, &mut bytes);
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes);
     hex::encode(d)
 }
 
-/// The value with every object's keys in sorted order (maps keep insertion order here).
-fn canonical(v: &Value) -> Value {
+/// Writes `v` as compact JSON with every object's keys in sorted order (maps keep insertion
+/// order here): the bytes `serde_json::to_vec` gives for a copy of `v` so sorted, without
+/// making the copy (a call's argument and result are digested on every call).
+fn write_canonical(v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            Value::Object(
-                keys.into_iter()
-                    .map(|k| (k.clone(), canonical(&m[k])))
-                    .collect(),
-            )
+            let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (k, child)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                // Writing into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut *out, k.as_str());
+                out.push(b':');
+                write_canonical(child, out);
+            }
+            out.push(b'}');
         }
-        Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
-        other => other.clone(),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        leaf => {
+            let _ = serde_json::to_writer(&mut *out, leaf);
+        }
     }
 }
 
@@ -183,6 +203,8 @@ mod tests {
     use gatehouse_policy::{DenyCause, Outcome, StepUpNeeded};
     use gatehouse_protocol::code;
     use serde_json::json;
+
+    use proptest::prelude::*;
 
     use super::{Named, digest, refusal};
     use crate::config::RawDeniedAs;
@@ -233,6 +255,58 @@ mod tests {
             e.data.expect("data")["stepUp"]["acr_values"],
             json!(["mfa"])
         );
+    }
+
+    /// The reference: a sorted copy, serialised.
+    fn canonical(v: &serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                Value::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), canonical(&m[k])))
+                        .collect(),
+                )
+            }
+            Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
+            other => other.clone(),
+        }
+    }
+
+    fn arb_json() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<f64>().prop_map(|f| json!(f)),
+            "\\PC{0,12}".prop_map(Value::String),
+            "[\"\\\\\u{0}-\u{1f}é]{0,6}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(5, 64, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                // Keys inserted in a random order, some differing only in case or escapes.
+                prop::collection::vec(("[a-cA-C\"é]{0,3}", inner), 0..6)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// The streamed canonical form is byte for byte the serialised sorted copy, so
+        /// digests recorded before stay comparable.
+        #[test]
+        fn canonical_bytes_are_the_sorted_copys(v in arb_json()) {
+            let mut streamed = Vec::new();
+            super::write_canonical(&v, &mut streamed);
+            let copied = serde_json::to_vec(&canonical(&v)).expect("serialised");
+            prop_assert_eq!(streamed, copied);
+        }
     }
 
     #[test]
