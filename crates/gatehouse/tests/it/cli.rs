@@ -377,6 +377,41 @@ async fn handwritten_poisoned_definitions_of_every_family_are_quarantined() {
     }
 }
 
+/// The real-style definitions of the two later hand-written sets (a tool that must be
+/// confirmed, one that reads secrets from Vault, one that rotates keys, one that sends the
+/// user's mail…) are never quarantined; their poisoned neighbours are measured by
+/// `scripts/eval-detection`, not asserted (the second set is kept blind to the rules).
+#[tokio::test]
+async fn real_style_definitions_of_the_blind_sets_are_not_quarantined() {
+    for file in [
+        "tool-definitions-blind.jsonl",
+        "tool-definitions-blind2.jsonl",
+    ] {
+        let table =
+            std::fs::read_to_string(repo().join("testdata/attacks").join(file)).expect("table");
+        let rows: Vec<Value> = table
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line"))
+            .filter(|r| r["label"] == "benign")
+            .collect();
+        assert!(rows.len() >= 9, "{file}");
+        let input: String = rows
+            .iter()
+            .map(|r| format!("{}\n", json!({"index": r["index"], "tool": r["tool"]})))
+            .collect();
+        let (ok, lines) = detect(&["--kind", "description"], &input).await;
+        assert!(ok && lines.len() == rows.len());
+        for (row, out) in rows.iter().zip(&lines) {
+            let action = out["action"].as_str().unwrap_or_default();
+            assert!(
+                matches!(action, "pass" | "flag"),
+                "{file} {}: {out}",
+                row["tool"]["name"]
+            );
+        }
+    }
+}
+
 /// `GATEHOUSE_COUNT_ALLOCATIONS` makes a gateway count its allocations on `/metrics` (what
 /// `gatehouse bench` reads per call); without it the counters are absent.
 #[tokio::test]
