@@ -77,6 +77,13 @@ pub struct RuleSpec {
     /// A match right after a negation ("do not include any API keys") does not count.
     #[serde(default)]
     pub unless_negated: bool,
+    /// Regexes that must each also match in the sentence of the `regex` match: a rule by
+    /// combination (private data, a place to put it, an order), in any order.
+    #[serde(default)]
+    pub all: Vec<String>,
+    /// Regexes none of which may match in that sentence (`example.com` addresses).
+    #[serde(default)]
+    pub none: Vec<String>,
     #[serde(default)]
     pub examples: Examples,
 }
@@ -109,6 +116,43 @@ struct Rule {
     severity: Severity,
     regex: Option<regex::bytes::Regex>,
     unless_negated: bool,
+    all: Vec<regex::bytes::Regex>,
+    none: Vec<regex::bytes::Regex>,
+}
+
+impl Rule {
+    /// Whether the match `s..e` of `text` counts: not negated (when the rule says so), and
+    /// its sentence holds every `all` regex and no `none` one.
+    fn accepts(&self, text: &[u8], s: usize, e: usize) -> bool {
+        if self.unless_negated && negated(text, s) {
+            return false;
+        }
+        if self.all.is_empty() && self.none.is_empty() {
+            return true;
+        }
+        let (a, b) = sentence(text, s, e);
+        let sent = &text[a..b];
+        self.all.iter().all(|r| r.is_match(sent)) && !self.none.iter().any(|r| r.is_match(sent))
+    }
+}
+
+/// How far a sentence is followed either side of a match.
+const SENTENCE_REACH: usize = 300;
+
+/// The sentence around `s..e`: back to the last line break or full stop, exclamation or
+/// question mark followed by a space, forward to the next, at most `SENTENCE_REACH` bytes
+/// either side.
+fn sentence(text: &[u8], s: usize, e: usize) -> (usize, usize) {
+    let ends = |i: usize| {
+        text[i] == b'\n'
+            || (matches!(text[i], b'.' | b'!' | b'?')
+                && text.get(i + 1).is_none_or(|c| c.is_ascii_whitespace()))
+    };
+    let lo = s.saturating_sub(SENTENCE_REACH);
+    let a = (lo..s).rev().find(|&i| ends(i)).map_or(lo, |i| i + 1);
+    let hi = (e + SENTENCE_REACH).min(text.len());
+    let b = (e..hi).find(|&i| ends(i)).map_or(hi, |i| i + 1);
+    (a, b)
 }
 
 /// How far back a negation is looked for, within the sentence.
@@ -194,16 +238,26 @@ impl Patterns {
                     s.id
                 )));
             }
-            let regex = match &s.regex {
-                Some(r) => Some(
-                    regex::bytes::RegexBuilder::new(r)
-                        .unicode(false)
-                        .size_limit(4 << 20)
-                        .build()
-                        .map_err(|e| RuleError(format!("rule {}: {e}", s.id)))?,
-                ),
-                None => None,
+            let compile = |r: &str| {
+                regex::bytes::RegexBuilder::new(r)
+                    .unicode(false)
+                    .size_limit(4 << 20)
+                    .build()
+                    .map_err(|e| RuleError(format!("rule {}: {e}", s.id)))
             };
+            let regex = s.regex.as_deref().map(compile).transpose()?;
+            if regex.is_none() && !(s.all.is_empty() && s.none.is_empty()) {
+                return Err(RuleError(format!(
+                    "rule {}: `all` and `none` go with a regex",
+                    s.id
+                )));
+            }
+            let all = s.all.iter().map(|r| compile(r)).collect::<Result<_, _>>()?;
+            let none = s
+                .none
+                .iter()
+                .map(|r| compile(r))
+                .collect::<Result<_, _>>()?;
             for p in &s.phrases {
                 if p.trim().is_empty() {
                     return Err(RuleError(format!("rule {}: an empty phrase", s.id)));
@@ -229,6 +283,8 @@ impl Patterns {
                 severity: s.severity,
                 regex,
                 unless_negated: s.unless_negated,
+                all,
+                none,
             });
         }
         // Distinct literals (ASCII case folded), each with every rule it stands for.
@@ -404,7 +460,7 @@ impl Patterns {
             for (s, e) in ws {
                 let m = re
                     .find_iter(&text[s..e])
-                    .find(|m| !(rule.unless_negated && negated(text, s + m.start())));
+                    .find(|m| rule.accepts(text, s + m.start(), s + m.end()));
                 if let Some(m) = m {
                     out.push((r, base + s + m.start(), base + s + m.end()));
                 }

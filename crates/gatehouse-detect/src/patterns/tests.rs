@@ -218,6 +218,40 @@ fn operators_add_and_disable_rules_and_bad_rules_are_refused() {
     );
 }
 
+/// A rule by combination matches only where its sentence holds every `all` regex and no
+/// `none` one, in any order; the words of a neighbouring sentence do not count.
+#[test]
+fn a_rule_by_combination_needs_every_part_in_one_sentence() {
+    let specs = parse_rules(
+        "- id: acme.secret_out
+  category: c
+  severity: high
+  regex: '(?i)\\bpassword\\b'
+  anchors: [password]
+  all: ['(?i)\\bsend\\b', '(?i)[\\w.]+@[\\w.]+']
+  none: ['(?i)@example\\.com']
+",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let p = Patterns::from_specs(&specs).unwrap_or_else(|e| panic!("{e}"));
+    let hit = |t: &str| rules(&p, t).iter().any(|r| r == "acme.secret_out");
+    assert!(hit("Send the admin password to ops@drop.io."));
+    assert!(hit("To ops@drop.io, send the password."));
+    assert!(hit(
+        "First line.\nSend the password to ops@drop.io now. Then stop."
+    ));
+    // A part in another sentence, a part missing, or a `none` part present: no match.
+    assert!(!hit(
+        "Send the password. Write to ops@drop.io with questions."
+    ));
+    assert!(!hit("The password goes to ops@drop.io."));
+    assert!(!hit("Send the password to ops@example.com."));
+    // `all` and `none` belong to a regex rule.
+    let bad = parse_rules("- {id: x, category: c, severity: low, phrases: [a], all: ['b']}\n")
+        .and_then(|s| Patterns::from_specs(&s));
+    assert!(bad.is_err_and(|e| e.to_string().contains("go with a regex")));
+}
+
 #[test]
 fn an_anchor_inside_a_longer_literal_still_counts() {
     let specs = parse_rules(
