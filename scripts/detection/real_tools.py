@@ -3,9 +3,11 @@ definitions. Each server (installed from npm by scripts/eval-detection, pinned i
 servers/package-lock.json, install scripts off) is started over stdio with placeholder
 credentials, asked `initialize` and `tools/list`, and stopped; nothing is called.
 
-usage: real_tools.py NODE_MODULES OUT.jsonl
+usage: real_tools.py NODE_MODULES OUT.jsonl [more]
 
-Servers in EVAL_SERVERS are for evaluation only; the corpus trains on the others.
+Servers in EVAL_SERVERS are for evaluation only; the corpus trains on the others. With
+`more`, the servers of servers-more/ (MORE_SERVERS), all evaluation only, are listed
+instead.
 """
 
 import json
@@ -37,12 +39,38 @@ SERVERS = {
     "context7": ["context7-mcp"],
     "kubernetes": ["mcp-server-kubernetes"],
 }
-EVAL_SERVERS = {"notion", "tavily", "context7", "gitlab", "google-maps", "brave-search",
+# Evaluation only, installed from servers-more/: no rule or model was written with their
+# tools in view before they were first listed (they then showed false positives of the
+# definition rules, which were fixed: say so wherever their figures are quoted).
+MORE_SERVERS = {
+    "desktop-commander": ["desktop-commander"],
+    "exa": ["exa-mcp-server"],
+    "figma": ["figma-developer-mcp", "--stdio", "--figma-api-key=placeholder"],
+    "firecrawl": ["firecrawl-mcp"],
+    "hubspot": ["mcp-hubspot"],
+    "aws-kb": ["mcp-server-aws-kb-retrieval"],
+    "browserbase": ["mcp-server-browserbase"],
+    "elasticsearch": ["mcp-server-elasticsearch"],
+    "everart": ["mcp-server-everart"],
+    "mysql": ["mcp-server-mysql"],
+    "youtube": ["mcp-server-youtube-transcript"],
+    "mongodb": ["mongodb-mcp-server"],
+    "playwright-ea": ["playwright-mcp-server"],
+    "sentry": ["sentry-mcp", "--access-token=placeholder"],
+}
+if len(sys.argv) > 3 and sys.argv[3] == "more":
+    SERVERS = MORE_SERVERS
+EVAL_SERVERS = set(MORE_SERVERS) | {"notion", "tavily", "context7", "gitlab", "google-maps", "brave-search",
                 "sequential-thinking", "postgres"}
 ENV = dict(os.environ, GITHUB_PERSONAL_ACCESS_TOKEN="placeholder", GITLAB_PERSONAL_ACCESS_TOKEN="placeholder",
            SLACK_BOT_TOKEN="xoxb-placeholder", SLACK_TEAM_ID="T000", BRAVE_API_KEY="placeholder",
            GOOGLE_MAPS_API_KEY="placeholder", TAVILY_API_KEY="tvly-placeholder",
-           NOTION_TOKEN="placeholder", SUPABASE_ACCESS_TOKEN="placeholder", PUPPETEER_SKIP_DOWNLOAD="1")
+           NOTION_TOKEN="placeholder", SUPABASE_ACCESS_TOKEN="placeholder",
+           FIRECRAWL_API_KEY="fc-placeholder", EXA_API_KEY="placeholder", PRIVATE_APP_ACCESS_TOKEN="placeholder",
+           BROWSERBASE_API_KEY="placeholder", BROWSERBASE_PROJECT_ID="placeholder", ES_URL="http://127.0.0.1:1",
+           ES_API_KEY="placeholder", EVERART_API_KEY="placeholder", AWS_ACCESS_KEY_ID="placeholder",
+           AWS_SECRET_ACCESS_KEY="placeholder", AWS_REGION="us-east-1", MYSQL_HOST="127.0.0.1", MYSQL_USER="root",
+           SENTRY_ACCESS_TOKEN="placeholder", MDB_MCP_CONNECTION_STRING="mongodb://127.0.0.1:1", PUPPETEER_SKIP_DOWNLOAD="1")
 
 
 def ask(p, msg, want_id, deadline):

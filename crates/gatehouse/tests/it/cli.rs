@@ -377,15 +377,16 @@ async fn handwritten_poisoned_definitions_of_every_family_are_quarantined() {
     }
 }
 
-/// The real-style definitions of the two later hand-written sets (a tool that must be
+/// The real-style definitions of the three later hand-written sets (a tool that must be
 /// confirmed, one that reads secrets from Vault, one that rotates keys, one that sends the
 /// user's mail…) are never quarantined; their poisoned neighbours are measured by
-/// `scripts/eval-detection`, not asserted (the second set is kept blind to the rules).
+/// `scripts/eval-detection`, not asserted (the third set is kept blind to the rules).
 #[tokio::test]
 async fn real_style_definitions_of_the_blind_sets_are_not_quarantined() {
     for file in [
         "tool-definitions-blind.jsonl",
         "tool-definitions-blind2.jsonl",
+        "tool-definitions-blind3.jsonl",
     ] {
         let table =
             std::fs::read_to_string(repo().join("testdata/attacks").join(file)).expect("table");
