@@ -337,6 +337,31 @@ async fn detect_answers_every_line_in_order_with_the_gateways_action() {
     assert!(!ok && lines.is_empty());
 }
 
+/// Every definition of `testdata/attacks/FILE` (the rows `keep` selects) through
+/// `gatehouse detect --kind description`: each row with the action taken on it.
+async fn judge_definitions(file: &str, keep: impl Fn(&Value) -> bool) -> Vec<(Value, String)> {
+    let table = std::fs::read_to_string(repo().join("testdata/attacks").join(file)).expect("table");
+    let rows: Vec<Value> = table
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line"))
+        .filter(|r| keep(r))
+        .collect();
+    let input: String = rows
+        .iter()
+        .map(|r| format!("{}\n", json!({"index": r["index"], "tool": r["tool"]})))
+        .collect();
+    let (ok, lines) = detect(&["--kind", "description"], &input).await;
+    assert!(ok && lines.len() == rows.len(), "{file}");
+    rows.into_iter()
+        .zip(&lines)
+        .map(|(row, out)| {
+            assert_eq!(out["index"], row["index"]);
+            let action = out["action"].as_str().unwrap_or_default().to_owned();
+            (row, action)
+        })
+        .collect()
+}
+
 /// Poisoned definitions written by hand, one or more per family a poisoned server uses
 /// (shadowing another server's tool, output manipulation, tool chaining, forged consent,
 /// credential phishing, markdown-image exfiltration, injections in parameter descriptions,
@@ -346,32 +371,14 @@ async fn detect_answers_every_line_in_order_with_the_gateways_action() {
 /// confirm) are not.
 #[tokio::test]
 async fn handwritten_poisoned_definitions_of_every_family_are_quarantined() {
-    let table = std::fs::read_to_string(repo().join("testdata/attacks/tool-definitions.jsonl"))
-        .expect("table");
-    let rows: Vec<Value> = table
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect();
-    let input: String = rows
-        .iter()
-        .map(|r| format!("{}\n", json!({"index": r["index"], "tool": r["tool"]})))
-        .collect();
-    let (ok, lines) = detect(&["--kind", "description"], &input).await;
-    assert!(ok && lines.len() == rows.len());
-    for (row, out) in rows.iter().zip(&lines) {
-        assert_eq!(out["index"], row["index"]);
-        let action = out["action"].as_str().unwrap_or_default();
+    for (row, action) in judge_definitions("tool-definitions.jsonl", |_| true).await {
+        let name = &row["tool"]["name"];
         if row["label"] == "poisoned" {
-            assert_eq!(
-                action, "quarantine",
-                "{} {}: {out}",
-                row["family"], row["tool"]["name"]
-            );
+            assert_eq!(action, "quarantine", "{} {name}", row["family"]);
         } else {
             assert!(
-                matches!(action, "pass" | "flag"),
-                "{}: {out}",
-                row["tool"]["name"]
+                matches!(action.as_str(), "pass" | "flag"),
+                "{name}: {action}"
             );
         }
     }
@@ -388,26 +395,13 @@ async fn real_style_definitions_of_the_blind_sets_are_not_quarantined() {
         "tool-definitions-blind2.jsonl",
         "tool-definitions-blind3.jsonl",
     ] {
-        let table =
-            std::fs::read_to_string(repo().join("testdata/attacks").join(file)).expect("table");
-        let rows: Vec<Value> = table
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line"))
-            .filter(|r| r["label"] == "benign")
-            .collect();
-        assert!(rows.len() >= 9, "{file}");
-        let input: String = rows
-            .iter()
-            .map(|r| format!("{}\n", json!({"index": r["index"], "tool": r["tool"]})))
-            .collect();
-        let (ok, lines) = detect(&["--kind", "description"], &input).await;
-        assert!(ok && lines.len() == rows.len());
-        for (row, out) in rows.iter().zip(&lines) {
-            let action = out["action"].as_str().unwrap_or_default();
+        let judged = judge_definitions(file, |r| r["label"] == "benign").await;
+        assert!(judged.len() >= 9, "{file}");
+        for (row, action) in judged {
+            let name = &row["tool"]["name"];
             assert!(
-                matches!(action, "pass" | "flag"),
-                "{file} {}: {out}",
-                row["tool"]["name"]
+                matches!(action.as_str(), "pass" | "flag"),
+                "{file} {name}: {action}"
             );
         }
     }
