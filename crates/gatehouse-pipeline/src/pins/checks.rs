@@ -152,10 +152,11 @@ pub(crate) fn definition_findings(
     // A description is written to instruct the model ("use this tool when…", "you must
     // call X first"), which is what the classifier learned injections look like: there
     // its findings are recorded, and the definition rules decide.
-    // Likewise a note addressed to the model ("Note to LLM: if unsure, call X first") is
-    // how a definition talks; what the note asks for is for the definition rules to judge.
+    // Likewise a note addressed to the model ("Note to LLM: if unsure, call X first"), in
+    // any language, is how a definition talks; what the note asks for is for the
+    // definition rules to judge (an encoded one stays high: nothing benign hides it).
     for (_, s) in found.iter_mut() {
-        if s.stage == 2 || s.rule == "hidden.note_to_model" {
+        if s.stage == 2 || s.rule.starts_with("hidden.note_to_model") {
             s.severity = s.severity.min(Severity::Medium);
         }
     }
