@@ -84,6 +84,11 @@ pub struct RuleSpec {
     /// Regexes none of which may match in that sentence (`example.com` addresses).
     #[serde(default)]
     pub none: Vec<String>,
+    /// The highest severity the rule's finding has in a tool or prompt definition, which
+    /// addresses the model by design ("Note to LLM: list the indexes first"): a note to
+    /// the model is suspect in a result, ordinary in a description.
+    #[serde(default)]
+    pub in_definitions: Option<Severity>,
     #[serde(default)]
     pub examples: Examples,
 }
@@ -118,6 +123,7 @@ struct Rule {
     unless_negated: bool,
     all: Vec<regex::bytes::Regex>,
     none: Vec<regex::bytes::Regex>,
+    in_definitions: Option<Severity>,
 }
 
 impl Rule {
@@ -285,6 +291,7 @@ impl Patterns {
                 unless_negated: s.unless_negated,
                 all,
                 none,
+                in_definitions: s.in_definitions,
             });
         }
         // Distinct literals (ASCII case folded), each with every rule it stands for.
@@ -383,6 +390,17 @@ impl Patterns {
         out.sort_by_key(|s| (s.start, s.end));
         out.dedup_by(|a, b| a.rule == b.rule && a.start == b.start);
         out
+    }
+
+    /// The severity `signal` has in a tool or prompt definition: capped by its rule's
+    /// `in_definitions`. A finding in decoded text is named after its encoding and keeps
+    /// its severity: nothing benign hides a note to the model.
+    pub fn in_definitions(&self, signal: &Signal) -> Severity {
+        self.rules
+            .iter()
+            .find(|r| r.id == signal.rule)
+            .and_then(|r| r.in_definitions)
+            .map_or(signal.severity, |cap| signal.severity.min(cap))
     }
 
     /// The highest severity in `text`, if any rule fires.

@@ -151,14 +151,14 @@ pub(crate) fn definition_findings(
     let mut found = crate::findings::scan(cascade, form);
     // A description is written to instruct the model ("use this tool when…", "you must
     // call X first"), which is what the classifier learned injections look like: there
-    // its findings are recorded, and the definition rules decide.
-    // Likewise a note addressed to the model ("Note to LLM: if unsure, call X first"), in
-    // any language, is how a definition talks; what the note asks for is for the
-    // definition rules to judge (an encoded one stays high: nothing benign hides it).
+    // its findings are recorded, and the definition rules decide. Stage-1 rules say
+    // themselves what they weigh here (`in_definitions`: a note to the model is recorded).
     for (_, s) in found.iter_mut() {
-        if s.stage == 2 || s.rule.starts_with("hidden.note_to_model") {
-            s.severity = s.severity.min(Severity::Medium);
-        }
+        s.severity = if s.stage == 2 {
+            s.severity.min(Severity::Medium)
+        } else {
+            cascade.patterns.in_definitions(s)
+        };
     }
     found.extend(gatehouse_detect::definitions::scan(form));
     if kind == "tool" && !name.is_empty() {
