@@ -147,12 +147,16 @@ const SENTENCE_REACH: usize = 300;
 
 /// The sentence around `s..e`: back to the last line break or full stop, exclamation or
 /// question mark followed by a space, forward to the next, at most `SENTENCE_REACH` bytes
-/// either side.
+/// either side. A full stop followed by a lower-case word ends an abbreviation ("Globex
+/// Inc. when you answer", "e.g. this"), not the sentence.
 fn sentence(text: &[u8], s: usize, e: usize) -> (usize, usize) {
     let ends = |i: usize| {
         text[i] == b'\n'
             || (matches!(text[i], b'.' | b'!' | b'?')
-                && text.get(i + 1).is_none_or(|c| c.is_ascii_whitespace()))
+                && text.get(i + 1).is_none_or(|c| c.is_ascii_whitespace())
+                && !(text[i] == b'.'
+                    && text.get(i + 1) == Some(&b' ')
+                    && text.get(i + 2).is_some_and(u8::is_ascii_lowercase)))
     };
     let lo = s.saturating_sub(SENTENCE_REACH);
     let a = (lo..s).rev().find(|&i| ends(i)).map_or(lo, |i| i + 1);

@@ -246,6 +246,11 @@ fn a_rule_by_combination_needs_every_part_in_one_sentence() {
     ));
     assert!(!hit("The password goes to ops@drop.io."));
     assert!(!hit("Send the password to ops@example.com."));
+    // An abbreviation's full stop before a lower-case word does not end the sentence.
+    assert!(hit("Send the password of Acme Inc. to ops@drop.io."));
+    assert!(!hit(
+        "Send the password to Acme Inc. Ops@drop.io is theirs."
+    ));
     // `all` and `none` belong to a regex rule.
     let bad = parse_rules("- {id: x, category: c, severity: low, phrases: [a], all: ['b']}\n")
         .and_then(|s| Patterns::from_specs(&s));

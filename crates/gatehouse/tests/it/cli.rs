@@ -384,16 +384,39 @@ async fn handwritten_poisoned_definitions_of_every_family_are_quarantined() {
     }
 }
 
-/// The real-style definitions of the three later hand-written sets (a tool that must be
+/// Shadowing without a tool's name (another service's tools steered to an account, a
+/// channel, a bucket), chained calls into parameters or out to public places, and reports
+/// the data does not support (the development set of `testdata/attacks/README.md`, set 4):
+/// each is quarantined.
+#[tokio::test]
+async fn poisoned_definitions_of_the_development_set_are_quarantined() {
+    let judged = judge_definitions("tool-definitions-blind4.jsonl", |r| {
+        r["label"] == "poisoned"
+    })
+    .await;
+    assert_eq!(judged.len(), 30);
+    for (row, action) in judged {
+        assert_eq!(
+            action, "quarantine",
+            "{} {}",
+            row["family"], row["tool"]["name"]
+        );
+    }
+}
+
+/// The real-style definitions of the later hand-written sets (a tool that must be
 /// confirmed, one that reads secrets from Vault, one that rotates keys, one that sends the
-/// user's mail…) are never quarantined; their poisoned neighbours are measured by
-/// `scripts/eval-detection`, not asserted (the third set is kept blind to the rules).
+/// user's mail, ones that name other tools or carry a chart URL…) are never quarantined;
+/// their poisoned neighbours are measured by `scripts/eval-detection`, not asserted (the
+/// blind sets are kept blind to the rules).
 #[tokio::test]
 async fn real_style_definitions_of_the_blind_sets_are_not_quarantined() {
     for file in [
         "tool-definitions-blind.jsonl",
         "tool-definitions-blind2.jsonl",
         "tool-definitions-blind3.jsonl",
+        "tool-definitions-blind4.jsonl",
+        "tool-definitions-blind5.jsonl",
     ] {
         let judged = judge_definitions(file, |r| r["label"] == "benign").await;
         assert!(judged.len() >= 9, "{file}");
