@@ -6,8 +6,23 @@
 
 use crate::unicode;
 
+/// A word list and a test for one of its words: the test is a `match`, which the compiler
+/// turns into a switch on length and a few comparisons (a list search costs a comparison
+/// per entry, for every word of every text the classifier reads).
+macro_rules! word_list {
+    ($(#[$doc:meta])* $list:ident, $test:ident, [$($w:literal),* $(,)?]) => {
+        $(#[$doc])*
+        #[allow(dead_code)] // outside the tests, only its test is read
+        pub(super) const $list: &[&str] = &[$($w),*];
+        fn $test(w: &str) -> bool {
+            matches!(w, $($w)|*)
+        }
+    };
+}
+
+word_list!(
 /// Words that name the reader as a machine.
-pub(super) const AI_WORDS: &[&str] = &[
+AI_WORDS, is_ai_word, [
     "ai",
     "assistant",
     "agent",
@@ -30,10 +45,11 @@ pub(super) const AI_WORDS: &[&str] = &[
     "modèle",
     "modello",
     "agente",
-];
+]);
 
+word_list!(
 /// Verbs that open an order.
-pub(super) const IMPERATIVES: &[&str] = &[
+IMPERATIVES, is_imperative, [
     "ignore",
     "disregard",
     "forget",
@@ -106,7 +122,7 @@ pub(super) const IMPERATIVES: &[&str] = &[
     "route",
     "schedule",
     "disable",
-];
+]);
 
 /// What a word says for the word cues ([`word_cues`]): one `match`, which the compiler
 /// turns into a switch on length and a few comparisons (a list search per word per list
@@ -168,7 +184,7 @@ pub(super) fn imperative_at(s: &str, word: impl Fn(char) -> bool) -> bool {
             return false;
         }
     }
-    IMPERATIVES.contains(&&s[..end])
+    is_imperative(&s[..end])
 }
 
 /// The one marker without punctuation, its searcher built once (building it cost more
@@ -323,7 +339,7 @@ pub(super) fn cues(lower: &str, words: &[&str]) -> Vec<&'static str> {
 }
 
 pub(super) fn cue_flags(lower: &str, words: &[&str]) -> Cues {
-    let ai = words.iter().any(|w| AI_WORDS.contains(w));
+    let ai = words.iter().any(|w| is_ai_word(w));
     let you = words
         .iter()
         .any(|w| matches!(*w, "you" | "your" | "yourself"));

@@ -199,6 +199,29 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// Adds the embedding rows `f` (of `H` signed bytes each) to `acc`. The rows are summed in
+/// 16-bit lanes held in registers (`H` known here), and moved to the 32-bit sums every
+/// `FLUSH` rows: |sum| <= 128 * FLUSH fits an i16, so the result is exactly the 32-bit sum,
+/// at a fraction of the instructions of widening every byte to 32 bits in memory (this
+/// loop was a third of the classifier's time on prose).
+fn sum_rows<const H: usize>(embedding: &[u8], f: &[u32], acc: &mut [i32]) {
+    const FLUSH: usize = 256;
+    for block in f.chunks(FLUSH) {
+        let mut part = [0i16; H];
+        for &i in block {
+            let Some(row) = embedding.get(i as usize * H..(i as usize + 1) * H) else {
+                continue; // out of the table: the caller's mask prevents it
+            };
+            for (p, &w) in part.iter_mut().zip(row) {
+                *p += i16::from(w.cast_signed());
+            }
+        }
+        for (a, &p) in acc.iter_mut().zip(&part) {
+            *a += i32::from(p);
+        }
+    }
+}
+
 /// Shortest and longest chunk scored on its own.
 const MIN_CHUNK: usize = 40;
 const MAX_CHUNK: usize = 600;
@@ -321,10 +344,18 @@ impl Classifier {
         let h = self.output.len();
         acc.clear();
         acc.resize(h, 0);
-        for &i in f {
-            let row = &self.embedding[i as usize * h..(i as usize + 1) * h];
-            for (a, &w) in acc.iter_mut().zip(row) {
-                *a += i32::from(w.cast_signed());
+        match h {
+            16 => sum_rows::<16>(&self.embedding, f, acc),
+            24 => sum_rows::<24>(&self.embedding, f, acc),
+            32 => sum_rows::<32>(&self.embedding, f, acc),
+            64 => sum_rows::<64>(&self.embedding, f, acc),
+            _ => {
+                for &i in f {
+                    let row = &self.embedding[i as usize * h..(i as usize + 1) * h];
+                    for (a, &w) in acc.iter_mut().zip(row) {
+                        *a += i32::from(w.cast_signed());
+                    }
+                }
             }
         }
         // Averaged by the square root of the count, as in training: long and short texts

@@ -549,3 +549,47 @@ fn word_cues_name_secrets_earlier_guidance_and_concealment() {
         (false, false, false)
     );
 }
+
+/// The 16-bit row sums equal plain 32-bit sums, for every width the dispatch knows and
+/// one it does not, with more rows than one flush holds and every row at an extreme.
+#[test]
+fn row_sums_in_sixteen_bits_equal_the_plain_sums() {
+    for h in [16usize, 24, 32, 64, 20] {
+        let rows = 8usize;
+        // Rows 0 and 1 all -128 and all 127, the rest a spread of values.
+        let mut table = vec![0u8; rows * h];
+        for (k, w) in table.iter_mut().enumerate() {
+            *w = match k / h {
+                0 => 0x80,
+                1 => 0x7f,
+                r => ((k * 37 + r * 11) % 256) as u8,
+            };
+        }
+        for f in [
+            vec![0u32; 1000],
+            vec![1u32; 1000],
+            (0..3000).map(|i| (i * 7 % rows) as u32).collect::<Vec<_>>(),
+        ] {
+            let mut want = vec![0i32; h];
+            for &i in &f {
+                for (a, &w) in want
+                    .iter_mut()
+                    .zip(&table[i as usize * h..(i as usize + 1) * h])
+                {
+                    *a += i32::from(w.cast_signed());
+                }
+            }
+            let c = Classifier {
+                bits: 3,
+                embedding: std::borrow::Cow::Owned(table.clone()),
+                scale: 1.0,
+                hidden_bias: vec![0.0; h],
+                output: vec![1.0; h],
+                output_bias: 0.0,
+            };
+            let mut got = Vec::new();
+            c.score_features(&f, &mut got);
+            assert_eq!(got, want, "width {h}");
+        }
+    }
+}
