@@ -147,6 +147,9 @@ fn word_kind(w: &str) -> u8 {
         | "notifying" | "ask" | "asking" | "reveal" | "alert" | "confirm" | "confirming"
         | "disclose" => INFORM,
         "not" | "never" | "don't" | "dont" | "without" => NEGATION,
+        // The second person, and a word naming the AI (its own list, the tests' reference).
+        "you" | "your" | "yourself" => YOU,
+        _ if is_ai_word(w) => AI,
         _ => 0,
     }
 }
@@ -157,6 +160,8 @@ const GUIDANCE: u8 = 3;
 const HIDE: u8 = 4;
 const INFORM: u8 = 5;
 const NEGATION: u8 = 6;
+const YOU: u8 = 7;
+const AI: u8 = 8;
 
 /// Longest of the [`IMPERATIVES`], in bytes.
 const LONGEST_IMPERATIVE: usize = {
@@ -290,7 +295,7 @@ pub(super) struct Cues {
 
 impl Cues {
     /// The names of the cues present and of their pairs, the features they add.
-    pub(super) fn names(self) -> Vec<&'static str> {
+    pub(super) fn names(self) -> impl Iterator<Item = &'static str> {
         let Cues {
             ai,
             you,
@@ -329,20 +334,15 @@ impl Cues {
         ]
         .into_iter()
         .filter_map(|(on, name)| on.then_some(name))
-        .collect()
     }
 }
 
 /// The [`Cues`] of a lowercased text and its words, by name.
-pub(super) fn cues(lower: &str, words: &[&str]) -> Vec<&'static str> {
+pub(super) fn cues(lower: &str, words: &[&str]) -> impl Iterator<Item = &'static str> {
     cue_flags(lower, words).names()
 }
 
 pub(super) fn cue_flags(lower: &str, words: &[&str]) -> Cues {
-    let ai = words.iter().any(|w| is_ai_word(w));
-    let you = words
-        .iter()
-        .any(|w| matches!(*w, "you" | "your" | "yourself"));
     let imp = std::iter::once(0)
         .chain(memchr::memchr_iter(b'\n', lower.as_bytes()).map(|i| i + 1))
         .any(|i| {
@@ -365,7 +365,13 @@ pub(super) fn cue_flags(lower: &str, words: &[&str]) -> Cues {
             .split_whitespace()
             .any(|w| w.contains('@') && w.rsplit('@').next().is_some_and(|d| d.contains('.')));
     let acct = twelve_digits(lower.as_bytes());
-    let (secret, prior, hide) = word_cues(words);
+    let WordCues {
+        ai,
+        you,
+        secret,
+        prior,
+        hide,
+    } = word_flags(words);
     Cues {
         ai,
         you,
@@ -384,24 +390,48 @@ pub(super) fn cue_flags(lower: &str, words: &[&str]) -> Cues {
 /// "previous", "above"… within three words before "instructions", "task"…), concealment
 /// ("secretly", "quietly"…, or "tell", "ask"… within two words after "not", "never",
 /// "don't" or "without").
+#[cfg(test)]
 pub(super) fn word_cues(words: &[&str]) -> (bool, bool, bool) {
-    let (mut secret, mut prior, mut hide) = (false, false, false);
+    let w = word_flags(words);
+    (w.secret, w.prior, w.hide)
+}
+
+/// The cues read off words alone, in one pass: [`word_cues`], and a word naming the AI
+/// or the second person.
+struct WordCues {
+    ai: bool,
+    you: bool,
+    secret: bool,
+    prior: bool,
+    hide: bool,
+}
+
+fn word_flags(words: &[&str]) -> WordCues {
+    let mut c = WordCues {
+        ai: false,
+        you: false,
+        secret: false,
+        prior: false,
+        hide: false,
+    };
     let mut since_prior = usize::MAX;
     let mut since_negation = usize::MAX;
     for w in words {
         since_prior = since_prior.saturating_add(1);
         since_negation = since_negation.saturating_add(1);
         match word_kind(w) {
-            SECRET => secret = true,
-            HIDE => hide = true,
-            GUIDANCE => prior |= since_prior <= 3,
-            INFORM => hide |= since_negation <= 2,
+            SECRET => c.secret = true,
+            HIDE => c.hide = true,
+            GUIDANCE => c.prior |= since_prior <= 3,
+            INFORM => c.hide |= since_negation <= 2,
             PRIOR => since_prior = 0,
             NEGATION => since_negation = 0,
+            YOU => c.you = true,
+            AI => c.ai = true,
             _ => {}
         }
     }
-    (secret, prior, hide)
+    c
 }
 
 /// Whether a text carries any of the [`cues`]: the trainer keeps a chunk of an attack as
@@ -412,5 +442,5 @@ pub fn has_cue(text: &str) -> bool {
         .split(|c: char| !c.is_alphanumeric() && c != '\'')
         .filter(|w| !w.is_empty())
         .collect();
-    !cues(&lower, &words).is_empty()
+    cues(&lower, &words).next().is_some()
 }
