@@ -241,19 +241,27 @@ pub fn chunks(text: &str) -> Vec<(usize, usize)> {
     let mut start = 0;
     while start < b.len() {
         let limit = (start + MAX_CHUNK).min(b.len());
-        // The first sentence end in reach that makes the chunk long enough; the search
-        // for candidates reads bytes, not characters.
-        let from = start + MIN_CHUNK - 1;
-        let end = b
-            .get(from.min(limit)..limit)
-            .and_then(|w| {
-                w.iter()
-                    .enumerate()
-                    .filter(|(_, c)| matches!(c, b'\n' | b'.' | b'!' | b'?'))
-                    .map(|(k, _)| from + k)
-                    .find(|&i| ends_at(i))
-            })
-            .map(|i| i + 1);
+        // The first sentence end in reach that makes the chunk long enough. Candidates
+        // are found with memchr (a text without them costs a fraction of an instruction
+        // per byte): the next line break once, then each `.`, `!` or `?` before it.
+        let end = {
+            let mut at = (start + MIN_CHUNK - 1).min(limit);
+            let newline = memchr::memchr(b'\n', &b[at..limit]).map_or(limit, |k| at + k);
+            let mut found = None;
+            while at < newline {
+                let stop =
+                    memchr::memchr3(b'.', b'!', b'?', &b[at..newline]).map_or(newline, |k| at + k);
+                if stop == newline || ends_at(stop) {
+                    found = (stop < limit).then_some(stop + 1);
+                    break;
+                }
+                at = stop + 1;
+            }
+            if at == newline && newline < limit {
+                found.get_or_insert(newline + 1);
+            }
+            found
+        };
         let e = match end {
             Some(e) => e,
             None if limit == b.len() => break,
