@@ -360,10 +360,7 @@ pub(super) fn cue_flags(lower: &str, words: &[&str]) -> Cues {
                 })
             });
     let (url, role) = markers(lower.as_bytes());
-    let mail = lower.contains('@')
-        && lower
-            .split_whitespace()
-            .any(|w| w.contains('@') && w.rsplit('@').next().is_some_and(|d| d.contains('.')));
+    let mail = has_address(lower);
     let acct = twelve_digits(lower.as_bytes());
     let WordCues {
         ai,
@@ -384,6 +381,26 @@ pub(super) fn cue_flags(lower: &str, words: &[&str]) -> Cues {
         prior,
         hide,
     }
+}
+
+/// Whether a white-space separated word of `text` holds an `@` with a `.` after its last
+/// `@`. Only the `@`s are visited, each up to the end of its word or the word's next `@`
+/// (which the next visit starts from): every byte is read at most once.
+fn has_address(text: &str) -> bool {
+    memchr::memchr_iter(b'@', text.as_bytes()).any(|i| {
+        let mut dot = false;
+        // An `@` is ASCII: `i + 1` starts a character.
+        for c in text[i + 1..].chars() {
+            if c.is_whitespace() {
+                break;
+            }
+            if c == '@' {
+                return false; // the word's last `@` decides
+            }
+            dot |= c == '.';
+        }
+        dot
+    })
 }
 
 /// The cues read off words alone: a secret named, earlier guidance pointed at (a
