@@ -12,7 +12,7 @@ use crate::unicode;
 macro_rules! word_list {
     ($(#[$doc:meta])* $list:ident, $test:ident, [$($w:literal),* $(,)?]) => {
         $(#[$doc])*
-        #[allow(dead_code)] // outside the tests, only its test is read
+        #[allow(dead_code)] // outside the tests, a list may be read only through its test
         pub(super) const $list: &[&str] = &[$($w),*];
         fn $test(w: &str) -> bool {
             matches!(w, $($w)|*)
