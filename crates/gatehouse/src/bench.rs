@@ -58,10 +58,37 @@ struct Target {
     bearer: Option<String>,
 }
 
-/// The reference harness's argument: 1 KB of text.
+/// The reference harness's argument: 1 KB of text, one repeated word. With `--prose`, 1 KB
+/// of English instead: the classifier's cost grows with the distinct words and trigrams of
+/// a text, and the repeated word holds sixteen trigrams where prose holds hundreds.
 fn kilobyte() -> String {
-    "abcdefghijklmnop".repeat(64)
+    if PROSE.load(std::sync::atomic::Ordering::Relaxed) {
+        let mut t = PARAGRAPH.repeat(1024usize.div_ceil(PARAGRAPH.len()));
+        t.truncate(1024);
+        t
+    } else {
+        "abcdefghijklmnop".repeat(64)
+    }
 }
+
+/// What the argument is, for the headings.
+fn argument_kind() -> &'static str {
+    if PROSE.load(std::sync::atomic::Ordering::Relaxed) {
+        "prose"
+    } else {
+        "word"
+    }
+}
+
+/// Whether the argument is [`PARAGRAPH`] (`--prose`), set once before any call.
+static PROSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A benign tool result as it reads in practice: sentences, figures, an address.
+const PARAGRAPH: &str = "The quarterly report shows revenue of $4.2M for the third quarter, up 12% \
+from last year, with the largest gains in the northern region. Operating costs rose by 3%, \
+mostly from the new warehouse in Leeds, which opened two weeks late. Please review the \
+attached figures before Friday's planning meeting; questions about the forecast go to \
+finance@example.com, and the slides are on the team drive under Q3/board. ";
 
 fn call_body(tool: &str, i: u64) -> Vec<u8> {
     let arguments = if tool.ends_with("echo_any") {
@@ -431,7 +458,8 @@ async fn harness_rows(
     )
     .await?;
     println!(
-        "\nreference rows (1 KB tools/call, c=1 latency, c={} throughput):",
+        "\nreference rows (1 KB {} tools/call, c=1 latency, c={} throughput):",
+        argument_kind(),
         load.1
     );
     println!(
@@ -488,7 +516,8 @@ async fn allocation_rows(echo_url: &str, dir: &std::path::Path, calls: usize) ->
     std::fs::create_dir_all(&dir)?;
     let client = reqwest::Client::new();
     println!(
-        "\nallocations per call (1 KB tools/call, c=1, {calls} calls, counted by the gateway):"
+        "\nallocations per call (1 KB {} tools/call, c=1, {calls} calls, counted by the gateway):",
+        argument_kind()
     );
     println!(
         "{:<11} {:>11} {:>11} {:>18} {:>9}",
@@ -606,9 +635,12 @@ pub(crate) struct Options {
     pub reference_only: bool,
     /// Fail when CPU per call (µs) exceeds these: (no config, production).
     pub max_cpu: Option<(f64, f64)>,
+    /// A 1 KB English paragraph as the argument instead of the harness's repeated word.
+    pub prose: bool,
 }
 
 pub(crate) async fn run(o: Options) -> Result<()> {
+    PROSE.store(o.prose, std::sync::atomic::Ordering::Relaxed);
     let load = (o.calls, o.conns, o.secs);
     let echo_url = start_echo().await?;
     println!(

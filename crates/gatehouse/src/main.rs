@@ -257,6 +257,10 @@ enum Command {
         /// `NO_CONFIG,PRODUCTION` (the CI regression guard).
         #[arg(long, value_name = "NO_CONFIG,PRODUCTION", value_parser = parse_bounds)]
         max_cpu: Option<(f64, f64)>,
+        /// Send 1 KB of English prose instead of the harness's repeated word (detection's
+        /// cost on text as tools return it).
+        #[arg(long)]
+        prose: bool,
     },
 }
 
@@ -611,6 +615,7 @@ fn main() -> Result<()> {
             sample,
             reference,
             max_cpu,
+            prose,
             ..
         } => {
             init_logging(false, "warn");
@@ -622,6 +627,7 @@ fn main() -> Result<()> {
                     secs: seconds,
                     reference_only: reference,
                     max_cpu,
+                    prose,
                 })),
             }
         }
