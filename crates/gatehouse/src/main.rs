@@ -6,6 +6,7 @@ mod audit;
 mod bench;
 mod bench_auth;
 mod bench_detect;
+mod bench_load;
 
 /// mimalloc without transparent huge pages, counted when `GATEHOUSE_COUNT_ALLOCATIONS` is
 /// set (`gatehouse bench` reads allocations per call): `gatehouse_alloc`.
