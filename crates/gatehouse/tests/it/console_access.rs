@@ -294,8 +294,14 @@ async fn a_disabled_console_is_not_there() {
         "dev_mode: true\nadmin: {{token: \"env:GATEHOUSE_UNUSED_ADMIN\"}}\nconsole: {{enabled: false}}\nupstreams:\n  demo: {{command: {}, args: [demo-server]}}\n",
         gatehouse_bin()
     );
-    let cfg = gatehouse_proxy::Config::from_yaml(&yaml, &|_| Some(ADMIN_TOKEN.to_owned()))
-        .expect("config");
+    // The token for the admin variable only: the demo upstream inherits PATH, HOME and
+    // TMPDIR through the same lookup.
+    let env = |k: &str| {
+        (k == "GATEHOUSE_UNUSED_ADMIN")
+            .then(|| ADMIN_TOKEN.to_owned())
+            .or_else(|| std::env::var(k).ok())
+    };
+    let cfg = gatehouse_proxy::Config::from_yaml(&yaml, &env).expect("config");
     let gw = crate::common::start_gateway_with(cfg, false).await;
     for path in [
         "/console",
