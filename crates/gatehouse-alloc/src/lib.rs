@@ -86,6 +86,60 @@ pub fn page_out(addr: usize, len: usize) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Drops this process's mappings of its own executable code (`MADV_DONTNEED` on the
+/// executable's `r-xp` mappings, from `/proc/self/maps`); the bytes stay in the page cache
+/// and are mapped again on their next use. [`page_out`] skips pages another process maps
+/// too (a second gateway started from the same file kept all 33 MB of code resident in
+/// both); this does not. Only code is dropped: a private mapping that was ever written
+/// (relocated constants) would read back the file's original bytes. The number of bytes
+/// dropped. Linux only (elsewhere it does nothing).
+pub fn unmap_own_code() -> std::io::Result<usize> {
+    #[cfg(target_os = "linux")]
+    {
+        let maps = std::fs::read_to_string("/proc/self/maps")?;
+        let exe = std::fs::read_link("/proc/self/exe")?;
+        let mut dropped = 0;
+        for (start, len) in executable_ranges(&maps, &exe.to_string_lossy()) {
+            // SAFETY: the range is an executable, non-writable private mapping of this
+            // program's own file. Such pages are never written (rustc's position-independent
+            // code has no text relocations), so they equal the file's bytes, which the
+            // kernel maps again on the next access: nothing the program reads changes. The
+            // running executable cannot be written meanwhile (ETXTBSY).
+            #[allow(unsafe_code)]
+            let r = unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) };
+            if r != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            dropped += len;
+        }
+        Ok(dropped)
+    }
+    #[cfg(not(target_os = "linux"))]
+    Ok(0)
+}
+
+/// The `r-xp` mappings of the file `exe` in a `/proc/<pid>/maps` text, as (start, length).
+fn executable_ranges(maps: &str, exe: &str) -> Vec<(usize, usize)> {
+    maps.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (range, perms) = (fields.next()?, fields.next()?);
+            // offset, device, inode, then the path (which may hold spaces).
+            let path = fields.nth(3)?;
+            let path = &line[line.find(path)?..];
+            if path != exe || perms != "r-xp" {
+                return None;
+            }
+            let (a, b) = range.split_once('-')?;
+            let (a, b) = (
+                usize::from_str_radix(a, 16).ok()?,
+                usize::from_str_radix(b, 16).ok()?,
+            );
+            (b > a).then(|| (a, b - a))
+        })
+        .collect()
+}
+
 /// Starts counting (call it first thing in `main`, so that live bytes mean something).
 pub fn enable() {
     ON.store(true, Relaxed);
@@ -165,6 +219,40 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Counting<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_executables_code_mappings_are_dropped() {
+        let maps = "\
+55d0c0000000-55d0c0400000 r--p 00000000 fe:01 123 /usr/bin/gate house
+55d0c0400000-55d0c2400000 r-xp 00400000 fe:01 123 /usr/bin/gate house
+55d0c2400000-55d0c2500000 r--p 02400000 fe:01 123 /usr/bin/gate house
+55d0c2500000-55d0c2600000 rw-p 02500000 fe:01 123 /usr/bin/gate house
+55d0c2600000-55d0c2700000 r-xp 00000000 fe:01 456 /usr/bin/gate house-other
+7f0000000000-7f0000100000 r-xp 00000000 fe:01 789 /usr/lib/libc.so.6
+7f0000200000-7f0000300000 rwxp 00000000 00:00 0
+";
+        assert_eq!(
+            executable_ranges(maps, "/usr/bin/gate house"),
+            [(0x55d0c0400000, 0x2000000)]
+        );
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn code_dropped_runs_the_same() {
+        fn work(n: u64) -> u64 {
+            (0..n).fold(7u64, |h, i| h.rotate_left(5) ^ i.wrapping_mul(0x9e37_79b9))
+        }
+        let before = work(std::hint::black_box(10_000));
+        assert!(unmap_own_code().expect("dropped") > 0);
+        assert_eq!(work(std::hint::black_box(10_000)), before);
+        // Again, with code running on other threads meanwhile.
+        let t =
+            std::thread::spawn(move || (0..200).fold(0u64, |s, _| s ^ work(1000).rotate_left(1)));
+        unmap_own_code().expect("dropped");
+        let expected = (0..200).fold(0u64, |s, _| s ^ work(1000).rotate_left(1));
+        assert_eq!(t.join().expect("thread"), expected);
+    }
 
     #[test]
     #[cfg(target_os = "linux")]

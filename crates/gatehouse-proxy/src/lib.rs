@@ -158,7 +158,12 @@ fn page_out_code() {
             Err(e) => tracing::debug!(error = %e, "start-up code not paged out"),
         }
     }
-    tracing::debug!(bytes, "start-up code paged out");
+    // Pages another process maps too (a second gateway from the same file) are not paged
+    // out: this process's mappings of its code are dropped instead.
+    match gatehouse_alloc::unmap_own_code() {
+        Ok(unmapped) => tracing::debug!(bytes, unmapped, "start-up code paged out"),
+        Err(e) => tracing::debug!(error = %e, bytes, "start-up code paged out, not unmapped"),
+    }
 }
 
 /// The read-only mappings of the file `exe` in a `/proc/<pid>/maps` text, as (start,
