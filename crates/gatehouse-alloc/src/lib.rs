@@ -86,25 +86,26 @@ pub fn page_out(addr: usize, len: usize) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Drops this process's mappings of its own executable code (`MADV_DONTNEED` on the
-/// executable's `r-xp` mappings, from `/proc/self/maps`); the bytes stay in the page cache
-/// and are mapped again on their next use. [`page_out`] skips pages another process maps
-/// too (a second gateway started from the same file kept all 33 MB of code resident in
-/// both); this does not. Only code is dropped: a private mapping that was ever written
-/// (relocated constants) would read back the file's original bytes. The number of bytes
-/// dropped. Linux only (elsewhere it does nothing).
+/// Drops this process's mappings of its own executable file's code and constants
+/// (`MADV_DONTNEED`), read from `/proc/self/smaps`; the bytes stay in the page cache and
+/// are mapped again on their next use. [`page_out`] skips pages another process maps too
+/// (a second gateway started from the same file kept all 33 MB of code resident in both);
+/// this does not. Only a read-only private mapping none of whose pages was ever written
+/// is dropped: a relocated page (`Anonymous`, or swapped out) would read back the file's
+/// original bytes, so a mapping holding one is left whole. The number of bytes dropped.
+/// Linux only (elsewhere it does nothing).
 pub fn unmap_own_code() -> std::io::Result<usize> {
     #[cfg(target_os = "linux")]
     {
-        let maps = std::fs::read_to_string("/proc/self/maps")?;
+        let smaps = std::fs::read_to_string("/proc/self/smaps")?;
         let exe = std::fs::read_link("/proc/self/exe")?;
         let mut dropped = 0;
-        for (start, len) in executable_ranges(&maps, &exe.to_string_lossy()) {
-            // SAFETY: the range is an executable, non-writable private mapping of this
-            // program's own file. Such pages are never written (rustc's position-independent
-            // code has no text relocations), so they equal the file's bytes, which the
-            // kernel maps again on the next access: nothing the program reads changes. The
-            // running executable cannot be written meanwhile (ETXTBSY).
+        for (start, len) in droppable_ranges(&smaps, &exe.to_string_lossy()) {
+            // SAFETY: the range is a non-writable private mapping of this program's own
+            // file with no anonymous (written, copied) or swapped page: every page of it
+            // equals the file's bytes, which the kernel maps again on the next access, so
+            // nothing the program reads changes. Nothing writes it meanwhile: it is not
+            // writable, and the running executable cannot be written (ETXTBSY).
             #[allow(unsafe_code)]
             let r = unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) };
             if r != 0 {
@@ -118,26 +119,59 @@ pub fn unmap_own_code() -> std::io::Result<usize> {
     Ok(0)
 }
 
-/// The `r-xp` mappings of the file `exe` in a `/proc/<pid>/maps` text, as (start, length).
-fn executable_ranges(maps: &str, exe: &str) -> Vec<(usize, usize)> {
-    maps.lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let (range, perms) = (fields.next()?, fields.next()?);
-            // offset, device, inode, then the path (which may hold spaces).
-            let path = fields.nth(3)?;
-            let path = &line[line.find(path)?..];
-            if path != exe || perms != "r-xp" {
-                return None;
+/// The mappings of the file `exe` in a `/proc/<pid>/smaps` text that are private, not
+/// writable and hold no anonymous or swapped page, as (start, length).
+fn droppable_ranges(smaps: &str, exe: &str) -> Vec<(usize, usize)> {
+    // (start, length, clean so far) of the mapping being read.
+    let mut current: Option<(usize, usize, bool)> = None;
+    let mut out = Vec::new();
+    let finish = |m: Option<(usize, usize, bool)>, out: &mut Vec<(usize, usize)>| {
+        if let Some((a, len, true)) = m {
+            out.push((a, len));
+        }
+    };
+    for line in smaps.lines() {
+        if let Some(header) = mapping_header(line, exe) {
+            finish(current.take(), &mut out);
+            current = header;
+            continue;
+        }
+        let Some((key, rest)) = line.split_once(':') else {
+            continue;
+        };
+        if matches!(key, "Anonymous" | "Swap")
+            && let Some(m) = current.as_mut()
+        {
+            // A value that does not read as zero keeps the mapping.
+            let kb = rest.trim().trim_end_matches("kB").trim();
+            if kb != "0" {
+                m.2 = false;
             }
-            let (a, b) = range.split_once('-')?;
-            let (a, b) = (
-                usize::from_str_radix(a, 16).ok()?,
-                usize::from_str_radix(b, 16).ok()?,
-            );
-            (b > a).then(|| (a, b - a))
-        })
-        .collect()
+        }
+    }
+    finish(current, &mut out);
+    out
+}
+
+/// For a mapping's header line: `Some(Some(..))` when it maps `exe` private and not
+/// writable, `Some(None)` for any other mapping, `None` for a field line.
+#[allow(clippy::option_option)]
+fn mapping_header(line: &str, exe: &str) -> Option<Option<(usize, usize, bool)>> {
+    let mut fields = line.split_whitespace();
+    let (range, perms) = (fields.next()?, fields.next()?);
+    let (a, b) = range.split_once('-')?;
+    let (a, b) = (
+        usize::from_str_radix(a, 16).ok()?,
+        usize::from_str_radix(b, 16).ok()?,
+    );
+    if perms.len() != 4 {
+        return None;
+    }
+    // offset, device, inode, then the path (which may hold spaces).
+    let path = fields.nth(3).and_then(|p| line.find(p)).map(|i| &line[i..]);
+    let ours =
+        path == Some(exe) && perms.starts_with('r') && perms.ends_with('p') && !perms.contains('w');
+    Some((ours && b > a).then_some((a, b - a, true)))
 }
 
 /// Starts counting (call it first thing in `main`, so that live bytes mean something).
@@ -221,19 +255,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_executables_code_mappings_are_dropped() {
-        let maps = "\
+    fn only_clean_read_only_mappings_of_the_executable_are_dropped() {
+        let smaps = "\
 55d0c0000000-55d0c0400000 r--p 00000000 fe:01 123 /usr/bin/gate house
+Rss:                4096 kB
+Anonymous:             0 kB
+Swap:                  0 kB
 55d0c0400000-55d0c2400000 r-xp 00400000 fe:01 123 /usr/bin/gate house
+Rss:               17000 kB
+Anonymous:             0 kB
+Swap:                  0 kB
 55d0c2400000-55d0c2500000 r--p 02400000 fe:01 123 /usr/bin/gate house
-55d0c2500000-55d0c2600000 rw-p 02500000 fe:01 123 /usr/bin/gate house
+Rss:                 980 kB
+Anonymous:           980 kB
+Swap:                  0 kB
+55d0c2500000-55d0c2510000 r--p 02500000 fe:01 123 /usr/bin/gate house
+Anonymous:             0 kB
+Swap:                  4 kB
+55d0c2510000-55d0c2600000 rw-p 02510000 fe:01 123 /usr/bin/gate house
+Anonymous:             0 kB
 55d0c2600000-55d0c2700000 r-xp 00000000 fe:01 456 /usr/bin/gate house-other
+Anonymous:             0 kB
+55d0c2700000-55d0c2800000 r-xs 00000000 fe:01 123 /usr/bin/gate house
+Anonymous:             0 kB
 7f0000000000-7f0000100000 r-xp 00000000 fe:01 789 /usr/lib/libc.so.6
+Anonymous:             0 kB
 7f0000200000-7f0000300000 rwxp 00000000 00:00 0
+Anonymous:          1024 kB
 ";
         assert_eq!(
-            executable_ranges(maps, "/usr/bin/gate house"),
-            [(0x55d0c0400000, 0x2000000)]
+            droppable_ranges(smaps, "/usr/bin/gate house"),
+            [(0x55d0c0000000, 0x400000), (0x55d0c0400000, 0x2000000)]
         );
     }
 
