@@ -154,6 +154,9 @@ struct Memo {
     version: i64,
     checked: Option<Instant>,
     keys: HashMap<String, ApiKeyRecord>,
+    /// Moved by every change through this handle: a lookup that read the file before the
+    /// change keeps nothing (its record may predate the change).
+    epoch: u64,
 }
 
 impl std::fmt::Debug for SqliteKeyStore {
@@ -212,16 +215,42 @@ impl SqliteKeyStore {
         })
     }
 
-    /// The kept copy of `id` when the version was read less than [`RECHECK`] ago.
-    fn remembered(&self, id: &str) -> Option<ApiKeyRecord> {
+    /// The kept copy of `id` when the version was read less than [`RECHECK`] ago, else
+    /// the epoch to read the file under.
+    fn remembered(&self, id: &str) -> Result<ApiKeyRecord, u64> {
         let memo = self.memo.read().unwrap_or_else(PoisonError::into_inner);
-        let fresh = memo.checked?.elapsed() < self.recheck;
-        fresh.then(|| memo.keys.get(id).cloned()).flatten()
+        let fresh = memo.checked.is_some_and(|c| c.elapsed() < self.recheck);
+        match memo.keys.get(id) {
+            Some(k) if fresh => Ok(k.clone()),
+            _ => Err(memo.epoch),
+        }
     }
 
-    /// Forgets every kept key: a change through this handle acts on the next lookup.
+    /// Forgets every kept key: a change through this handle acts on the next lookup, and
+    /// a lookup under way when it came keeps nothing.
     fn forget(&self) {
-        *self.memo.write().unwrap_or_else(PoisonError::into_inner) = Memo::default();
+        let mut memo = self.memo.write().unwrap_or_else(PoisonError::into_inner);
+        memo.keys.clear();
+        memo.checked = None;
+        memo.epoch += 1;
+    }
+
+    /// Keeps what a lookup read under `epoch` (`rec` at `version`), unless this handle
+    /// changed a key since.
+    fn keep(&self, id: &str, rec: Option<&ApiKeyRecord>, version: i64, epoch: u64) {
+        let mut memo = self.memo.write().unwrap_or_else(PoisonError::into_inner);
+        // A version only grows: an older one read here lost a race with a newer read.
+        if memo.epoch != epoch || version < memo.version {
+            return;
+        }
+        if version != memo.version || memo.keys.len() >= MAX_MEMO {
+            memo.keys.clear();
+            memo.version = version;
+        }
+        memo.checked = Some(Instant::now());
+        if let Some(r) = rec {
+            memo.keys.insert(id.to_owned(), r.clone());
+        }
     }
 
     fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -271,9 +300,10 @@ impl ApiKeyStore for SqliteKeyStore {
     }
 
     fn get(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        if let Some(rec) = self.remembered(id) {
-            return Ok(Some(rec));
-        }
+        let epoch = match self.remembered(id) {
+            Ok(rec) => return Ok(Some(rec)),
+            Err(epoch) => epoch,
+        };
         let (rec, version) = {
             let conn = self.reader();
             let mut stmt = conn.prepare_cached(GET_KEY)?;
@@ -283,21 +313,7 @@ impl ApiKeyStore for SqliteKeyStore {
                 Ok((found.then(|| api_key_row(r)).transpose()?, version))
             })?
         };
-        let mut memo = self.memo.write().unwrap_or_else(PoisonError::into_inner);
-        if version != memo.version || memo.keys.len() >= MAX_MEMO {
-            // A version only grows: an older one read here lost a race with a newer read.
-            if version < memo.version {
-                return Ok(rec);
-            }
-            *memo = Memo {
-                version,
-                ..Memo::default()
-            };
-        }
-        memo.checked = Some(Instant::now());
-        if let Some(r) = &rec {
-            memo.keys.insert(id.to_owned(), r.clone());
-        }
+        self.keep(id, rec.as_ref(), version, epoch);
         Ok(rec)
     }
 
@@ -419,6 +435,31 @@ pub(crate) mod tests {
     #[test]
     fn memory_store_contract() {
         exercise(&MemoryKeyStore::default());
+    }
+
+    #[test]
+    fn a_lookup_that_read_before_a_change_through_the_handle_keeps_nothing() {
+        let dir = std::env::temp_dir().join(format!("gatehouse-store-race-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keys.db");
+        let _ = std::fs::remove_file(&path);
+        let a = SqliteKeyStore::open(&path).unwrap();
+        a.insert(&rec("r1")).unwrap();
+        // A lookup reads the key (not revoked yet) and its version...
+        let Err(epoch) = a.remembered("r1") else {
+            panic!("nothing kept yet")
+        };
+        let stale = a.get("r1").unwrap().unwrap();
+        let version: i64 = a
+            .reader()
+            .query_row("SELECT version FROM api_keys_version", [], |r| r.get(0))
+            .unwrap();
+        // ...the console revokes it through the same handle before the lookup keeps it...
+        assert!(a.revoke("r1", 3).unwrap());
+        a.keep("r1", Some(&stale), version, epoch);
+        // ...and the next lookup sees the revocation, not the copy read before it.
+        assert_eq!(a.get("r1").unwrap().unwrap().revoked_at, Some(3));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
