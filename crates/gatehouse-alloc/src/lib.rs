@@ -86,21 +86,31 @@ pub fn page_out(addr: usize, len: usize) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Drops this process's mappings of its own executable file's code and constants
-/// (`MADV_DONTNEED`), read from `/proc/self/smaps`; the bytes stay in the page cache and
-/// are mapped again on their next use. [`page_out`] skips pages another process maps too
-/// (a second gateway started from the same file kept all 33 MB of code resident in both);
-/// this does not. Only a read-only private mapping none of whose pages was ever written
-/// is dropped: a relocated page (`Anonymous`, or swapped out) would read back the file's
-/// original bytes, so a mapping holding one is left whole. The number of bytes dropped.
-/// Linux only (elsewhere it does nothing).
-pub fn unmap_own_code() -> std::io::Result<usize> {
+/// Lets the kernel reclaim the executable's code and constants once the program has
+/// settled, in two steps: every read-only private mapping of its own file is paged out
+/// ([`page_out`]; pages another process maps too are skipped by the kernel), then this
+/// process's mappings of those that were never written are dropped (`MADV_DONTNEED`), so
+/// that a second process started from the same file does not keep them resident in both.
+/// The bytes stay in the page cache and are mapped again on their next use. Only a mapping
+/// none of whose pages was ever written is dropped: a relocated page (`Anonymous`, or
+/// swapped out) would read back the file's original bytes, so a mapping holding one is
+/// left whole. Both read from one `/proc/self/smaps`. The number of bytes paged out and
+/// dropped; Linux only (elsewhere it does nothing).
+pub fn settle_own_code() -> std::io::Result<(usize, usize)> {
     #[cfg(target_os = "linux")]
     {
         let smaps = std::fs::read_to_string("/proc/self/smaps")?;
         let exe = std::fs::read_link("/proc/self/exe")?;
+        let mappings = own_read_only_mappings(&smaps, &exe.to_string_lossy());
+        let mut paged = 0;
+        for &(start, len, _) in &mappings {
+            // A range the kernel refuses is left as it is: advice only.
+            if page_out(start, len).is_ok() {
+                paged += len;
+            }
+        }
         let mut dropped = 0;
-        for (start, len) in droppable_ranges(&smaps, &exe.to_string_lossy()) {
+        for &(start, len, _) in mappings.iter().filter(|m| m.2) {
             // SAFETY: the range is a non-writable private mapping of this program's own
             // file with no anonymous (written, copied) or swapped page: every page of it
             // equals the file's bytes, which the kernel maps again on the next access, so
@@ -113,26 +123,20 @@ pub fn unmap_own_code() -> std::io::Result<usize> {
             }
             dropped += len;
         }
-        Ok(dropped)
+        Ok((paged, dropped))
     }
     #[cfg(not(target_os = "linux"))]
-    Ok(0)
+    Ok((0, 0))
 }
 
-/// The mappings of the file `exe` in a `/proc/<pid>/smaps` text that are private, not
-/// writable and hold no anonymous or swapped page, as (start, length).
-fn droppable_ranges(smaps: &str, exe: &str) -> Vec<(usize, usize)> {
-    // (start, length, clean so far) of the mapping being read.
+/// The private, not writable mappings of the file `exe` in a `/proc/<pid>/smaps` text, as
+/// (start, length, clean): clean when the mapping holds no anonymous or swapped page.
+fn own_read_only_mappings(smaps: &str, exe: &str) -> Vec<(usize, usize, bool)> {
     let mut current: Option<(usize, usize, bool)> = None;
     let mut out = Vec::new();
-    let finish = |m: Option<(usize, usize, bool)>, out: &mut Vec<(usize, usize)>| {
-        if let Some((a, len, true)) = m {
-            out.push((a, len));
-        }
-    };
     for line in smaps.lines() {
         if let Some(header) = mapping_header(line, exe) {
-            finish(current.take(), &mut out);
+            out.extend(current.take());
             current = header;
             continue;
         }
@@ -149,7 +153,7 @@ fn droppable_ranges(smaps: &str, exe: &str) -> Vec<(usize, usize)> {
             }
         }
     }
-    finish(current, &mut out);
+    out.extend(current);
     out
 }
 
@@ -255,7 +259,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_clean_read_only_mappings_of_the_executable_are_dropped() {
+    fn only_read_only_mappings_of_the_executable_are_settled_and_only_clean_ones_dropped() {
         let smaps = "\
 55d0c0000000-55d0c0400000 r--p 00000000 fe:01 123 /usr/bin/gate house
 Rss:                4096 kB
@@ -284,8 +288,13 @@ Anonymous:             0 kB
 Anonymous:          1024 kB
 ";
         assert_eq!(
-            droppable_ranges(smaps, "/usr/bin/gate house"),
-            [(0x55d0c0000000, 0x400000), (0x55d0c0400000, 0x2000000)]
+            own_read_only_mappings(smaps, "/usr/bin/gate house"),
+            [
+                (0x55d0c0000000, 0x400000, true),
+                (0x55d0c0400000, 0x2000000, true),
+                (0x55d0c2400000, 0x100000, false),
+                (0x55d0c2500000, 0x10000, false)
+            ]
         );
     }
 
@@ -296,12 +305,12 @@ Anonymous:          1024 kB
             (0..n).fold(7u64, |h, i| h.rotate_left(5) ^ i.wrapping_mul(0x9e37_79b9))
         }
         let before = work(std::hint::black_box(10_000));
-        assert!(unmap_own_code().expect("dropped") > 0);
+        assert!(settle_own_code().expect("settled").1 > 0);
         assert_eq!(work(std::hint::black_box(10_000)), before);
         // Again, with code running on other threads meanwhile.
         let t =
             std::thread::spawn(move || (0..200).fold(0u64, |s, _| s ^ work(1000).rotate_left(1)));
-        unmap_own_code().expect("dropped");
+        settle_own_code().expect("settled");
         let expected = (0..200).fold(0u64, |s, _| s ^ work(1000).rotate_left(1));
         assert_eq!(t.join().expect("thread"), expected);
     }

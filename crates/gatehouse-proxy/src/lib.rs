@@ -145,66 +145,8 @@ pub const SETTLED: std::time::Duration = std::time::Duration::from_secs(5);
 /// policies), and the request path's pages come back as it runs. Idle RSS fell from about
 /// 40 to 23 MB (docs/benchmarks.md). Advice only: on failure nothing changed.
 fn page_out_code() {
-    let (Ok(maps), Ok(exe)) = (
-        std::fs::read_to_string("/proc/self/maps"),
-        std::fs::read_link("/proc/self/exe"),
-    ) else {
-        return;
-    };
-    let mut bytes = 0;
-    for (start, len) in code_ranges(&maps, &exe.to_string_lossy()) {
-        match gatehouse_alloc::page_out(start, len) {
-            Ok(()) => bytes += len,
-            Err(e) => tracing::debug!(error = %e, "start-up code not paged out"),
-        }
-    }
-    // Pages another process maps too (a second gateway from the same file) are not paged
-    // out: this process's mappings of its code are dropped instead.
-    match gatehouse_alloc::unmap_own_code() {
-        Ok(unmapped) => tracing::debug!(bytes, unmapped, "start-up code paged out"),
-        Err(e) => tracing::debug!(error = %e, bytes, "start-up code paged out, not unmapped"),
-    }
-}
-
-/// The read-only mappings of the file `exe` in a `/proc/<pid>/maps` text, as (start,
-/// length): code and constants, never a writable mapping.
-fn code_ranges(maps: &str, exe: &str) -> Vec<(usize, usize)> {
-    maps.lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let (range, perms) = (fields.next()?, fields.next()?);
-            // offset, device, inode, then the path (which may hold spaces).
-            let path = fields.nth(3)?;
-            let path = &line[line.find(path)?..];
-            if path != exe || perms.contains('w') {
-                return None;
-            }
-            let (a, b) = range.split_once('-')?;
-            let (a, b) = (
-                usize::from_str_radix(a, 16).ok()?,
-                usize::from_str_radix(b, 16).ok()?,
-            );
-            (b > a).then(|| (a, b - a))
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn only_the_executables_read_only_mappings_are_paged_out() {
-        let maps = "\
-55d0c0000000-55d0c0400000 r--p 00000000 fe:01 123 /usr/bin/gate house
-55d0c0400000-55d0c2400000 r-xp 00400000 fe:01 123 /usr/bin/gate house
-55d0c2400000-55d0c2600000 rw-p 02400000 fe:01 123 /usr/bin/gate house
-55d0c2600000-55d0c2700000 r--p 00000000 fe:01 456 /usr/bin/gate house-other
-7f0000000000-7f0000100000 r-xp 00000000 fe:01 789 /usr/lib/libc.so.6
-7f0000200000-7f0000300000 rw-p 00000000 00:00 0
-7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]
-";
-        assert_eq!(
-            super::code_ranges(maps, "/usr/bin/gate house"),
-            [(0x55d0c0000000, 0x400000), (0x55d0c0400000, 0x2000000)]
-        );
+    match gatehouse_alloc::settle_own_code() {
+        Ok((paged, dropped)) => tracing::debug!(paged, dropped, "start-up code paged out"),
+        Err(e) => tracing::debug!(error = %e, "start-up code not all paged out"),
     }
 }
