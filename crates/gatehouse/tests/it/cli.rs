@@ -385,22 +385,26 @@ async fn handwritten_poisoned_definitions_of_every_family_are_quarantined() {
 }
 
 /// Shadowing without a tool's name (another service's tools steered to an account, a
-/// channel, a bucket), chained calls into parameters or out to public places, and reports
-/// the data does not support (the development set of `testdata/attacks/README.md`, set 4):
-/// each is quarantined.
+/// channel, a bucket, another tool's messages stamped or routed through this one), chained
+/// calls into parameters or out to public places, reports the data does not support,
+/// stored logins used, side effects to outside hosts, claims of precedence, orders in
+/// German, Chinese and Russian (the development sets of `testdata/attacks/README.md`,
+/// sets 4 and 6): each is quarantined.
 #[tokio::test]
-async fn poisoned_definitions_of_the_development_set_are_quarantined() {
-    let judged = judge_definitions("tool-definitions-blind4.jsonl", |r| {
-        r["label"] == "poisoned"
-    })
-    .await;
-    assert_eq!(judged.len(), 30);
-    for (row, action) in judged {
-        assert_eq!(
-            action, "quarantine",
-            "{} {}",
-            row["family"], row["tool"]["name"]
-        );
+async fn poisoned_definitions_of_the_development_sets_are_quarantined() {
+    for (file, n) in [
+        ("tool-definitions-blind4.jsonl", 30),
+        ("tool-definitions-blind6.jsonl", 42),
+    ] {
+        let judged = judge_definitions(file, |r| r["label"] == "poisoned").await;
+        assert_eq!(judged.len(), n, "{file}");
+        for (row, action) in judged {
+            assert_eq!(
+                action, "quarantine",
+                "{file} {} {}",
+                row["family"], row["tool"]["name"]
+            );
+        }
     }
 }
 
@@ -417,6 +421,7 @@ async fn real_style_definitions_of_the_blind_sets_are_not_quarantined() {
         "tool-definitions-blind3.jsonl",
         "tool-definitions-blind4.jsonl",
         "tool-definitions-blind5.jsonl",
+        "tool-definitions-blind6.jsonl",
     ] {
         let judged = judge_definitions(file, |r| r["label"] == "benign").await;
         assert!(judged.len() >= 9, "{file}");
