@@ -437,12 +437,19 @@ pub(crate) mod tests {
         exercise(&MemoryKeyStore::default());
     }
 
-    #[test]
-    fn a_lookup_that_read_before_a_change_through_the_handle_keeps_nothing() {
-        let dir = std::env::temp_dir().join(format!("gatehouse-store-race-{}", std::process::id()));
+    /// A test's own directory and an empty `keys.db` path in it.
+    fn fresh_db(test: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("gatehouse-store-{test}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("keys.db");
         let _ = std::fs::remove_file(&path);
+        (dir, path)
+    }
+
+    #[test]
+    fn a_lookup_that_read_before_a_change_through_the_handle_keeps_nothing() {
+        let (dir, path) = fresh_db("race");
         let a = SqliteKeyStore::open(&path).unwrap();
         a.insert(&rec("r1")).unwrap();
         // A lookup reads the key (not revoked yet) and its version...
@@ -464,10 +471,7 @@ pub(crate) mod tests {
 
     #[test]
     fn sqlite_store_contract_and_sharing_between_handles() {
-        let dir = std::env::temp_dir().join(format!("gatehouse-store-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("keys.db");
-        let _ = std::fs::remove_file(&path);
+        let (dir, path) = fresh_db("contract");
         let mut a = SqliteKeyStore::open(&path).unwrap();
         exercise(&a);
         // Another handle (as the CLI would be): a key it adds is found at once (unknown ids
