@@ -144,7 +144,16 @@ fn spans(gw: &Gateway, upstream: &str, kind: &str, proposed: &Value) -> Value {
         .find(|u| u.name == upstream)
         .and_then(|u| u.data.classification)
         .unwrap_or(gatehouse_policy::Classification::Internal);
-    let (_, found) = gatehouse_pipeline::pins::judge_definition(d, level, upstream, proposed, &[]);
+    // Compiled for this view and dropped with it: the gateway keeps no definition rules.
+    let rules = gatehouse_pipeline::pins::definition_rules();
+    let (_, found) = gatehouse_pipeline::pins::judge_definition(
+        d,
+        rules.as_ref(),
+        level,
+        upstream,
+        proposed,
+        &[],
+    );
     let chars = |text: &str, byte: usize| text.get(..byte).map(|t| t.chars().count());
     found
         .iter()

@@ -12,6 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::checks::Check;
+use crate::lazy::Lazy;
 
 /// One match that passed its checks.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -61,7 +62,8 @@ pub struct RecognizerError {
 
 struct Recognizer {
     kind: String,
-    regex: Regex,
+    /// Compiled when the recognizer set first matches it (`lazy.rs`).
+    regex: Lazy<Regex>,
     /// The pattern has a `value` group (capturing costs more than finding).
     narrowed: bool,
     check: Option<Check>,
@@ -352,19 +354,27 @@ impl std::fmt::Debug for Recognizers {
 /// Bounds on operators' patterns: compiled size, so one cannot exhaust memory.
 const MAX_PATTERN_BYTES: usize = 1 << 20;
 
+/// How an operator's pattern compiles.
+fn build_custom(pattern: &str) -> Result<Regex, regex::Error> {
+    regex::RegexBuilder::new(pattern)
+        .size_limit(MAX_PATTERN_BYTES)
+        .build()
+}
+
 impl Recognizers {
     /// The built-in recognizers plus `custom`.
     pub fn new(custom: &[CustomRecognizer]) -> Result<Recognizers, RecognizerError> {
         let mut all = Vec::new();
         for (kind, pattern, check, context, required, conf, boosted) in BUILT_IN {
-            let regex = Regex::new(&b(pattern)).map_err(|e| RecognizerError {
+            let pattern = b(pattern);
+            let regex = Regex::new(&pattern).map_err(|e| RecognizerError {
                 id: (*kind).into(),
                 reason: e.to_string(),
             })?;
             all.push(Recognizer {
                 kind: (*kind).into(),
                 narrowed: regex.capture_names().any(|n| n == Some("value")),
-                regex,
+                regex: Lazy::checked(&pattern, Regex::new),
                 check: *check,
                 context: context.iter().map(|c| (*c).to_owned()).collect(),
                 context_required: *required,
@@ -385,15 +395,12 @@ impl Recognizers {
             {
                 return Err(err("ids are letters, digits, _ . -".into()));
             }
-            let regex = regex::RegexBuilder::new(&c.pattern)
-                .size_limit(MAX_PATTERN_BYTES)
-                .build()
-                .map_err(|e| err(e.to_string()))?;
+            let regex = build_custom(&c.pattern).map_err(|e| err(e.to_string()))?;
             let confidence = c.confidence.unwrap_or(0.8).clamp(0.0, 1.0);
             all.push(Recognizer {
                 kind: c.id.clone(),
                 narrowed: regex.capture_names().any(|n| n == Some("value")),
-                regex,
+                regex: Lazy::checked(&c.pattern, build_custom),
                 check: c.check,
                 context: c.context.iter().map(|w| w.to_lowercase()).collect(),
                 context_required: c.context_required,
@@ -456,13 +463,13 @@ impl Recognizers {
                 });
             };
             if r.narrowed {
-                for caps in r.regex.captures_iter(text) {
+                for caps in r.regex.get().captures_iter(text) {
                     if let Some(m) = caps.name("value").or_else(|| caps.get(0)) {
                         consider(m.start(), m.end());
                     }
                 }
             } else {
-                for m in r.regex.find_iter(text) {
+                for m in r.regex.get().find_iter(text) {
                     consider(m.start(), m.end());
                 }
             }

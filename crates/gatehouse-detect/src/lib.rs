@@ -10,6 +10,7 @@ pub mod dlp;
 pub mod hygiene;
 pub mod inject;
 pub mod json;
+mod lazy;
 pub mod patterns;
 pub mod redact;
 pub mod unicode;

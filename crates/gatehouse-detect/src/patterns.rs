@@ -9,8 +9,10 @@ use std::collections::HashSet;
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use base64::Engine as _;
+use regex::bytes::Regex;
 use serde::Deserialize;
 
+use crate::lazy::Lazy;
 use crate::unicode::{self, OddityKind};
 use sentence::{negated, sentence};
 
@@ -120,10 +122,10 @@ struct Rule {
     id: String,
     category: String,
     severity: Severity,
-    regex: Option<regex::bytes::Regex>,
+    regex: Option<Lazy<Regex>>,
     unless_negated: bool,
-    all: Vec<regex::bytes::Regex>,
-    none: Vec<regex::bytes::Regex>,
+    all: Vec<Lazy<Regex>>,
+    none: Vec<Lazy<Regex>>,
     in_definitions: Option<Severity>,
 }
 
@@ -139,8 +141,18 @@ impl Rule {
         }
         let (a, b) = sentence(text, s, e);
         let sent = &text[a..b];
-        self.all.iter().all(|r| r.is_match(sent)) && !self.none.iter().any(|r| r.is_match(sent))
+        self.all.iter().all(|r| r.get().is_match(sent))
+            && !self.none.iter().any(|r| r.get().is_match(sent))
     }
+}
+
+/// How rule regexes compile: over bytes, ASCII classes (texts are normalised first), at
+/// most 4 MiB each.
+fn build_rule(pattern: &str) -> Result<Regex, regex::Error> {
+    regex::bytes::RegexBuilder::new(pattern)
+        .unicode(false)
+        .size_limit(4 << 20)
+        .build()
 }
 
 /// What one automaton pattern stands for.
@@ -204,12 +216,9 @@ impl Patterns {
                     s.id
                 )));
             }
+            // Checked now, compiled when a text first reaches the rule (`lazy.rs`).
             let compile = |r: &str| {
-                regex::bytes::RegexBuilder::new(r)
-                    .unicode(false)
-                    .size_limit(4 << 20)
-                    .build()
-                    .map_err(|e| RuleError(format!("rule {}: {e}", s.id)))
+                Lazy::new(r, build_rule).map_err(|e| RuleError(format!("rule {}: {e}", s.id)))
             };
             let regex = s.regex.as_deref().map(compile).transpose()?;
             if regex.is_none() && !(s.all.is_empty() && s.none.is_empty()) {
@@ -363,6 +372,16 @@ impl Patterns {
             .map_or(signal.severity, |cap| signal.severity.min(cap))
     }
 
+    /// How many rule regexes have been compiled so far (for tests).
+    #[cfg(test)]
+    fn compiled(&self) -> usize {
+        self.rules
+            .iter()
+            .flat_map(|r| r.regex.iter().chain(&r.all).chain(&r.none))
+            .filter(|r| r.is_compiled())
+            .count()
+    }
+
     /// The highest severity in `text`, if any rule fires.
     pub fn worst(&self, text: &str) -> Option<Severity> {
         self.scan(text).iter().map(|s| s.severity).max()
@@ -434,6 +453,7 @@ impl Patterns {
             let Some(re) = &self.rules[r].regex else {
                 continue;
             };
+            let re = re.get();
             let rule = &self.rules[r];
             for (s, e) in ws {
                 let m = re

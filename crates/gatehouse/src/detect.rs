@@ -48,7 +48,8 @@ async fn one(d: &Detection, kind: Kind, level: Classification, line: &str) -> Va
             let Some(tool) = input.get("tool").filter(|t| t.is_object()) else {
                 return json!({"index": index, "error": "expected {\"index\": …, \"tool\": {…}}"});
             };
-            gatehouse_pipeline::pins::judge_definition(d, level, "detect", tool, &[])
+            let rules = gatehouse_detect::definitions::patterns();
+            gatehouse_pipeline::pins::judge_definition(d, rules, level, "detect", tool, &[])
         }
         Kind::Result | Kind::Argument => {
             let Some(text) = input.get("text").and_then(Value::as_str) else {

@@ -51,6 +51,9 @@ impl Gateway {
             .collect();
         // Phase 1: what is new since the last look, checked.
         let mut fresh: Vec<Fresh<'_>> = Vec::new();
+        // The definition rules, compiled at the first new definition and dropped with this
+        // look (`gatehouse_detect::definitions::compile`).
+        let mut rules: Option<Option<gatehouse_detect::Patterns>> = None;
         let mut decided: HashMap<Key, bool> = HashMap::new();
         {
             let seen = self
@@ -82,7 +85,12 @@ impl Gateway {
                         let mut found = Vec::new();
                         let mut act = Act::Pass;
                         if let Some(d) = cfg.detection.as_deref() {
-                            found = definition_findings(&d.cascade, up, kind, name, &form, &names);
+                            let rules = rules
+                                .get_or_insert_with(gatehouse_detect::definitions::compile)
+                                .as_ref();
+                            found = definition_findings(
+                                &d.cascade, rules, up, kind, name, &form, &names,
+                            );
                             act = d
                                 .descriptions(level)
                                 .response(found.iter().map(|(_, s)| s.severity).max());

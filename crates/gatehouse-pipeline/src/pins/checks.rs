@@ -139,9 +139,11 @@ pub(super) fn cross_server(
 
 /// Every list-time finding in one definition: the cascade over each of its strings, the
 /// definition rules (parameter names, enums, what poisoned definitions say), and for a
-/// tool the checks against the other servers' tools.
+/// tool the checks against the other servers' tools. `rules` are the definition rules
+/// (`gatehouse_detect::definitions::compile`).
 pub(crate) fn definition_findings(
     cascade: &gatehouse_detect::Cascade,
+    rules: Option<&gatehouse_detect::Patterns>,
     upstream: &str,
     kind: &str,
     name: &str,
@@ -160,7 +162,7 @@ pub(crate) fn definition_findings(
             cascade.patterns.in_definitions(s)
         };
     }
-    found.extend(gatehouse_detect::definitions::scan(form));
+    found.extend(gatehouse_detect::definitions::scan(rules, form));
     if kind == "tool" && !name.is_empty() {
         found.extend(cross_server(upstream, name, form, catalogue));
     }
@@ -170,9 +172,11 @@ pub(crate) fn definition_findings(
 /// What the gateway does with one tool or prompt definition when an upstream lists it
 /// (`gatehouse detect --kind description`): `quarantine`, `flag` or `pass`, and the
 /// findings. `catalogue` is every (server, tool name) listed beside it, for the
-/// cross-server checks; the definition's own server is `upstream`.
+/// cross-server checks; the definition's own server is `upstream`. `rules` are the
+/// definition rules (`gatehouse_detect::definitions`).
 pub fn judge_definition(
     d: &crate::config::Detection,
+    rules: Option<&gatehouse_detect::Patterns>,
     level: Classification,
     upstream: &str,
     def: &Value,
@@ -180,7 +184,7 @@ pub fn judge_definition(
 ) -> (&'static str, Vec<(String, Signal)>) {
     let form = pinned_form(def);
     let name = def.get("name").and_then(Value::as_str).unwrap_or("");
-    let found = definition_findings(&d.cascade, upstream, "tool", name, &form, catalogue);
+    let found = definition_findings(&d.cascade, rules, upstream, "tool", name, &form, catalogue);
     let worst = found.iter().map(|(_, s)| s.severity).max();
     let action = match d.descriptions(level).response(worst) {
         crate::config::Response::Block => "quarantine",
@@ -220,6 +224,7 @@ pub fn check_definitions(
         .chain(lists.resources.iter().map(|d| ("resource", d)))
         .chain(lists.templates.iter().map(|d| ("template", d)))
         .collect();
+    let rules = gatehouse_detect::definitions::patterns();
     let mut out = Vec::new();
     for (i, (kind, def)) in all.iter().enumerate() {
         let name = def
@@ -230,7 +235,7 @@ pub fn check_definitions(
             .unwrap_or("")
             .to_owned();
         let form = pinned_form(def);
-        let found = definition_findings(cascade, upstream, kind, &name, &form, &names);
+        let found = definition_findings(cascade, rules, upstream, kind, &name, &form, &names);
         let findings = found
             .into_iter()
             .map(|(at, s)| {

@@ -17,6 +17,8 @@ mod checks;
 
 pub use checks::{DefinitionReport, check_definitions, judge_definition};
 pub(crate) use checks::{definition_findings, pinned_form};
+/// The definition rules, compiled for one use (`judge_definition`'s `rules`).
+pub use gatehouse_detect::definitions::compile as definition_rules;
 
 pub(crate) type Key = (String, &'static str, String);
 
