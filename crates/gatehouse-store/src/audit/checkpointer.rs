@@ -11,7 +11,10 @@
 //! (the writer always has newer pages when it starts), and a restarting checkpoint from
 //! another connection starves behind it. So once the log holds more than [`RESTART_AT`]
 //! pages the thread takes the writer's own connection for a restarting checkpoint: the
-//! commits queued meanwhile wait for it once, and the log starts over.
+//! commits queued meanwhile wait for it once, and the log starts over. Until then the
+//! next passive checkpoint waits for [`PASSIVE_AT`] more pages: run again at every commit
+//! past the bound, it copied the same few index pages and synced both files each time
+//! (one checkpoint per six calls at c=1, docs/benchmarks.md).
 
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
@@ -42,11 +45,28 @@ pub(super) const DEFAULT: Bounds = Bounds {
 };
 
 /// What the commit hook and the thread share.
-#[derive(Default)]
 struct Signal {
-    /// Pages in the log after the last commit (0: nothing new since the last checkpoint).
+    /// Pages in the log after the last commit.
     pages: i64,
+    /// Something was committed since the last checkpoint.
+    fresh: bool,
+    /// Pages in the log at which the next passive checkpoint runs.
+    next: i64,
+    /// Checkpoints run so far (passive and restarting), for tests.
+    runs: u64,
     stop: bool,
+}
+
+impl Signal {
+    fn new(bounds: Bounds) -> Signal {
+        Signal {
+            pages: 0,
+            fresh: false,
+            next: bounds.passive,
+            runs: 0,
+            stop: false,
+        }
+    }
 }
 
 type Shared = Arc<(Mutex<Signal>, Condvar)>;
@@ -66,7 +86,7 @@ impl Checkpointer {
         writer: &Arc<Mutex<Conn>>,
     ) -> Option<Checkpointer> {
         let conn = Connection::open(path).ok()?;
-        let shared: Shared = Arc::default();
+        let shared: Shared = Arc::new((Mutex::new(Signal::new(bounds)), Condvar::new()));
         let (flag, weak) = (shared.clone(), Arc::downgrade(writer));
         std::thread::Builder::new()
             .name("gatehouse-wal".into())
@@ -79,8 +99,13 @@ impl Checkpointer {
                 let pages = i64::from(pages);
                 let (signal, wake) = &*hook;
                 let mut s = signal.lock().unwrap_or_else(PoisonError::into_inner);
+                if pages < s.pages {
+                    // The log was rewound: count from its start again.
+                    s.next = bounds.passive;
+                }
                 s.pages = pages;
-                if pages >= bounds.passive {
+                s.fresh = true;
+                if pages >= s.next {
                     wake.notify_one();
                 }
                 Ok(())
@@ -94,6 +119,18 @@ impl Checkpointer {
                 None
             }
         }
+    }
+}
+
+impl Checkpointer {
+    /// Checkpoints run so far.
+    #[cfg(test)]
+    pub(super) fn runs(&self) -> u64 {
+        self.shared
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .runs
     }
 }
 
@@ -112,33 +149,45 @@ fn run(conn: &Connection, shared: &Shared, bounds: Bounds, writer: &Weak<Mutex<C
         if s.stop {
             return;
         }
-        if s.pages < bounds.passive {
+        if s.pages < s.next || !s.fresh {
             let timeout;
             (s, timeout) = wake
                 .wait_timeout(s, IDLE)
                 .unwrap_or_else(PoisonError::into_inner);
-            // Woken early without enough pages, or a quiet second with nothing new.
-            if s.stop || (!timeout.timed_out() && s.pages < bounds.passive) || s.pages == 0 {
+            // Nothing new, or woken early without enough pages: wait again. A quiet second
+            // with something new checkpoints whatever the log holds.
+            if s.stop || !s.fresh || (!timeout.timed_out() && s.pages < s.next) {
                 continue;
             }
         }
-        s.pages = 0;
+        s.fresh = false;
+        s.runs += 1;
         drop(s);
-        // A failed checkpoint leaves the pages in the log, where every reader still finds
-        // them; the next one tries again.
-        let log = conn
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1))
-            .unwrap_or(0);
+        // (busy, pages in the log) of a checkpoint. A failed checkpoint leaves the pages in
+        // the log, where every reader still finds them; a later one tries again.
+        let counts = |r: &rusqlite::Row<'_>| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?));
+        let mut log = conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], counts)
+            .map_or(0, |(_, log)| log);
         if log > bounds.restart {
             let Some(writer) = writer.upgrade() else {
                 return;
             };
             // On the writer's connection, under its lock: no commit of this store runs
             // meanwhile (readers and other stores' writers get the connection's busy wait).
+            // Done, the writer's next commit starts the log over.
             let w = writer.lock().unwrap_or_else(PoisonError::into_inner);
-            let _ =
-                w.db.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
+            if let Ok((0, _)) = w.db.query_row("PRAGMA wal_checkpoint(RESTART)", [], counts) {
+                log = 0;
+            }
         }
         s = signal.lock().unwrap_or_else(PoisonError::into_inner);
+        // What this checkpoint could not rewind waits for `passive` pages more; a log that
+        // starts over (the commit hook sees it shrink) counts from its start.
+        s.next = if log > 0 {
+            log + bounds.passive
+        } else {
+            bounds.passive
+        };
     }
 }

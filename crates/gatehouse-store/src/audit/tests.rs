@@ -326,6 +326,33 @@ fn the_log_stays_bounded_while_commits_keep_coming() {
     let _ = std::fs::remove_file(&path);
 }
 
+// A passive checkpoint that could not rewind the log (commits kept coming) is not run
+// again at the next commit: the next waits for as many pages more. Run at every commit
+// past the bound, it copied the same few pages and synced both files each time.
+#[test]
+fn one_record_at_a_time_does_not_checkpoint_at_every_commit() {
+    let path = std::env::temp_dir().join(format!("gatehouse-walc-{}.db", std::process::id()));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let s = SqliteAudit::open_writer(&path).unwrap();
+    // One record per commit, as a gateway answering one call at a time writes them: about
+    // six log pages each (the table and its indexes), 12,000 pages in all.
+    let records = 2000;
+    for n in 1..=records {
+        s.append(&[event("t", n)], Durability::Written).unwrap();
+    }
+    let runs = s._checkpointer.as_ref().map(|c| c.runs()).unwrap();
+    // Every 1,000 pages of log, and a rewind past 4,096: about a dozen. (At every commit
+    // past the bound it was hundreds here.)
+    assert!(
+        (1..=40).contains(&runs),
+        "{runs} checkpoints for {records} single-record commits"
+    );
+    drop(s);
+    let _ = std::fs::remove_file(&path);
+}
+
 // An append reuses the heads it committed last, but not after another connection wrote:
 // two handles taking turns on one file still make one gap-free chain.
 #[test]
