@@ -7,6 +7,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use gatehouse_audit::{AuditEvent, EventKind};
+use gatehouse_pipeline::config::Config;
 use gatehouse_pipeline::gateway::Gateway;
 use gatehouse_store::{PinDecideError, PinDecision, PinStatus};
 use http::{HeaderMap, StatusCode};
@@ -122,7 +123,14 @@ pub(crate) async fn show_with(
             let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
             v["definition"] = parse(&p.definition);
             v["proposed"] = parse(&p.proposed);
-            v["spans"] = spans(gw, &p.upstream, &p.kind, &v["proposed"]);
+            // Compiling the definition rules for the view takes tens of milliseconds: off
+            // the request workers.
+            let (cfg, proposed) = (gw.config(), v["proposed"].clone());
+            let (upstream, kind) = (p.upstream.clone(), p.kind.clone());
+            v["spans"] =
+                tokio::task::spawn_blocking(move || spans(&cfg, &upstream, &kind, &proposed))
+                    .await
+                    .unwrap_or_else(|_| json!([]));
             reply(StatusCode::OK, v)
         }
         Ok(Ok(None)) => fail(StatusCode::NOT_FOUND, "no such pin"),
@@ -133,8 +141,7 @@ pub(crate) async fn show_with(
 /// Where the detectors find what they find in a proposed tool definition, for a reviewer:
 /// the JSON pointer of the text, the stage and rule, and the span in characters of that
 /// text. The same checks as at list time, without the cross-catalogue ones.
-fn spans(gw: &Gateway, upstream: &str, kind: &str, proposed: &Value) -> Value {
-    let cfg = gw.config();
+fn spans(cfg: &Config, upstream: &str, kind: &str, proposed: &Value) -> Value {
     let (Some(d), "tool", true) = (cfg.detection.as_ref(), kind, proposed.is_object()) else {
         return json!([]);
     };
