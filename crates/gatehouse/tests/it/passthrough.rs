@@ -32,7 +32,8 @@ async fn seen(c: &Mcp, tool: &str) -> Vec<(String, String)> {
         .as_str()
         .unwrap_or_else(|| panic!("{:?}", r.messages))
         .to_owned();
-    let pairs: Vec<Value> = serde_json::from_str(&text).expect("pairs");
+    let pairs: Vec<Value> =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("pairs: {e}: {text:?}"));
     pairs
         .iter()
         .map(|p| {
