@@ -257,15 +257,22 @@ fn chains_per_tenant_survive_reopening_and_show_tampering() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A database path of this process's own in the temp directory, with no file, log or
+/// shared memory left there from an earlier run.
+fn fresh_file(tag: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("gatehouse-{tag}-{}.db", std::process::id()));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    path
+}
+
 // Commits never checkpoint the log themselves (a checkpoint inside a commit made the
 // request waiting for it wait milliseconds): the store's own thread moves the log into
 // the database file while the store stays open.
 #[test]
 fn the_log_reaches_the_database_file_off_the_commit_path() {
-    let path = std::env::temp_dir().join(format!("gatehouse-wal-{}.db", std::process::id()));
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
+    let path = fresh_file("wal");
     let s = SqliteAudit::open_writer(&path).unwrap();
     let auto: i64 = s
         .conn
@@ -297,10 +304,7 @@ fn the_log_reaches_the_database_file_off_the_commit_path() {
 // checkpointer restarts it, so the log stays bounded under sustained writes.
 #[test]
 fn the_log_stays_bounded_while_commits_keep_coming() {
-    let path = std::env::temp_dir().join(format!("gatehouse-walb-{}.db", std::process::id()));
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
+    let path = fresh_file("walb");
     let bounds = super::checkpointer::Bounds {
         passive: 16,
         restart: 64,
@@ -331,10 +335,7 @@ fn the_log_stays_bounded_while_commits_keep_coming() {
 // past the bound, it copied the same few pages and synced both files each time.
 #[test]
 fn one_record_at_a_time_does_not_checkpoint_at_every_commit() {
-    let path = std::env::temp_dir().join(format!("gatehouse-walc-{}.db", std::process::id()));
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
+    let path = fresh_file("walc");
     let s = SqliteAudit::open_writer(&path).unwrap();
     // One record per commit, as a gateway answering one call at a time writes them: about
     // six log pages each (the table and its indexes), 12,000 pages in all.
