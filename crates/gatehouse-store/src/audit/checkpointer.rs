@@ -120,9 +120,7 @@ impl Checkpointer {
             }
         }
     }
-}
 
-impl Checkpointer {
     /// Checkpoints run so far.
     #[cfg(test)]
     pub(super) fn runs(&self) -> u64 {
