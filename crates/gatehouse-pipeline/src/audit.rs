@@ -9,11 +9,12 @@
 //! A group someone waits for is synced (fsync) before the wait ends, unless the operator
 //! turned that off (`audit.fsync: false`, development mode's default): it is then
 //! committed (it survives the gateway being killed) and reaches the disk with the store's
-//! next sync. Such a commit costs less than waking the writer and being woken by it, so
+//! next sync. A lone commit costs less than waking the writer and being woken by it, so
 //! the only request in flight commits its own event on its own thread when nothing is
-//! queued and nobody is committing (it leads: [`AuditWriter::record_alone`]), and hands it
-//! to the writer if the store is busy. Under load the writer's groups stay cheaper; with
-//! fsync on, the writer keeps that wait off the request threads.
+//! queued and nobody is committing (it leads: [`AuditWriter::record_alone`]), synced or
+//! not as a group would be, and hands it to the writer if the store is busy. Under load
+//! the writer's groups stay cheaper, and keep the commits (and their fsyncs) off the
+//! request threads, where they would hold up the other requests a thread serves.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -155,7 +156,12 @@ impl Queue {
 
     /// Commits `event` on the caller's thread when nothing is queued, nobody is committing
     /// and the store is free at once; `None` otherwise (nothing written: queue it).
-    fn lead(&self, store: &dyn AuditStore, event: &AuditEvent) -> Option<Result<(), AuditError>> {
+    fn lead(
+        &self,
+        store: &dyn AuditStore,
+        event: &AuditEvent,
+        durability: Durability,
+    ) -> Option<Result<(), AuditError>> {
         {
             let mut w = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             if w.closed || w.committing > 0 || !w.events.is_empty() {
@@ -166,7 +172,7 @@ impl Queue {
         // A store that panics fails this call closed; it must not take the request
         // worker (and every connection it serves) down with it.
         let appended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            store.try_append(std::slice::from_ref(event), Durability::Written)
+            store.try_append(std::slice::from_ref(event), durability)
         }));
         let mut w = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         w.committing = w.committing.saturating_sub(1);
@@ -268,17 +274,22 @@ impl AuditWriter {
         }
     }
 
-    /// `record`, for the only request in flight: without the fsync, a durable event is
-    /// committed on the caller's thread when nothing is queued and nobody is committing
-    /// (two thread wake-ups cost more than the commit). Under load requests use
+    /// `record`, for the only request in flight: a durable event is committed (and synced,
+    /// with fsync on) on the caller's thread when nothing is queued and nobody is
+    /// committing: two thread wake-ups and a hop cost more than the commit, and no other
+    /// request shares the thread while it waits for the disk. Under load requests use
     /// [`AuditWriter::record`]: a commit there would hold up the other requests served by
     /// the same thread, and the writer's groups amortise it.
     pub async fn record_alone(&self, event: AuditEvent, durable: bool) -> Result<(), AuditError> {
-        if durable
-            && !self.queue.0.fsync.load(Ordering::Relaxed)
-            && let Some(done) = self.queue.0.lead(&*self.store, &event)
-        {
-            return done;
+        if durable {
+            let durability = if self.queue.0.fsync.load(Ordering::Relaxed) {
+                Durability::Synced
+            } else {
+                Durability::Written
+            };
+            if let Some(done) = self.queue.0.lead(&*self.store, &event, durability) {
+                return done;
+            }
         }
         self.record(event, durable).await
     }
@@ -563,7 +574,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn without_fsync_an_idle_writer_lets_the_request_commit_its_own_record() {
+    async fn an_idle_writer_lets_the_lone_request_commit_its_own_record() {
         let here = std::thread::current().name().map(str::to_owned);
         let writer = Some("gatehouse-audit".to_owned());
         let store = Arc::new(Fake::default());
@@ -571,15 +582,20 @@ mod tests {
         w.record_alone(event(1), true).await.unwrap();
         // A request among others hands it over, to be grouped with theirs.
         w.record(event(2), true).await.unwrap();
-        // With fsync on, the fsync stays off the request's thread.
+        // With fsync on, the lone request's own commit is synced before it returns, and
+        // one among others still goes to the writer's synced group.
         w.set_fsync(true);
         w.record_alone(event(3), true).await.unwrap();
+        w.record(event(4), true).await.unwrap();
         assert_eq!(
             *store.threads.lock().unwrap(),
-            [here, writer.clone(), writer]
+            [here.clone(), writer.clone(), here, writer]
         );
         use Durability::{Synced, Written};
-        assert_eq!(*store.seen.lock().unwrap(), [Written, Written, Synced]);
+        assert_eq!(
+            *store.seen.lock().unwrap(),
+            [Written, Written, Synced, Synced]
+        );
     }
 
     #[tokio::test]
